@@ -1,0 +1,358 @@
+"""Load and validate ``sync.toml`` once, into frozen dataclasses.
+
+Every mistake is reported at load time with one clear line that names the key or table and the
+fix; nothing downstream re-validates. Relative paths resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import ConfigError
+
+__all__ = ["Config", "TableConfig", "load_config", "default_config_path", "FORMATS"]
+
+#: format name -> file extension
+FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "arrow": "arrow"}
+
+# A table name becomes a file name on the volume: no path separators, no dots, no NUL.
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# A source identifier: up to three dot-separated parts (database.schema.table); each part is quoted
+# when SQL is built, so only the characters of ordinary identifiers are allowed here.
+_SOURCE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
+
+_SECTIONS: dict[str, set[str]] = {
+    "source": {"kind", "path", "memory_limit", "threads"},
+    "volume": {"root", "retain"},
+    "freshness": {"sla_hours", "skip_startup_if_younger_than_hours"},
+    "schedule": {"cron", "timezone", "misfire_grace_seconds"},
+    "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds"},
+    "admin": {"operators", "allow_local_operator"},
+}
+_TABLE_KEYS = {
+    "name",
+    "source",
+    "query",
+    "primary_key",
+    "format",
+    "exclude_columns",
+    "not_null",
+    "allow_empty",
+}
+_TOP_KEYS = set(_SECTIONS) | {"tables"}
+_SOURCE_KINDS = ("duckdb",)
+_COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "none")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str = "duckdb"
+    path: Path | None = None
+    memory_limit: str = "512MB"
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    name: str
+    source: str | None = None
+    query: str | None = None
+    primary_key: tuple[str, ...] = ()
+    format: str = "parquet"
+    exclude_columns: tuple[str, ...] = ()
+    not_null: tuple[str, ...] = ()
+    allow_empty: bool = False
+
+    @property
+    def extension(self) -> str:
+        return FORMATS[self.format]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.{self.extension}"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    source: SourceConfig
+    root: Path
+    retain: int = 7
+    sla_hours: float = 24.0
+    skip_startup_if_younger_than_hours: float = 20.0
+    cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+    misfire_grace_seconds: int = 3600
+    batch_rows: int = 131_072
+    row_group_rows: int = 1_048_576
+    compression: str = "zstd"
+    time_budget_seconds: float = 600.0
+    operators: tuple[str, ...] = ()
+    allow_local_operator: bool = False
+    tables: tuple[TableConfig, ...] = field(default_factory=tuple)
+
+    def table(self, name: str) -> TableConfig:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        known = [t.name for t in self.tables]
+        raise ConfigError(f"unknown table {name!r}{_suggest(name, known)}; configured: {', '.join(known)}")
+
+
+def default_config_path() -> Path:
+    """``$SYNCER_CONFIG`` if set, else ``sync.toml`` in the working directory."""
+    return Path(os.environ.get("SYNCER_CONFIG") or "sync.toml")
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate a config file (default: :func:`default_config_path`)."""
+    p = Path(path) if path is not None else default_config_path()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found; pass --config PATH or set SYNCER_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
+    return parse_config(data, base=p.resolve().parent, path=p)
+
+
+def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document."""
+    where = str(path) if path else "config"
+    _check_keys(data, _TOP_KEYS, where, "")
+    sections: dict[str, dict[str, Any]] = {}
+    for name, keys in _SECTIONS.items():
+        sec = data.get(name, {})
+        if not isinstance(sec, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table (a [{name}] section)")
+        _check_keys(sec, keys, where, f"[{name}] ")
+        sections[name] = sec
+
+    src = sections["source"]
+    kind = _get(src, "kind", str, "duckdb", "[source] kind")
+    if kind not in _SOURCE_KINDS:
+        raise ConfigError(
+            f"{where}: [source] kind = {kind!r} is not supported; choose one of: {', '.join(_SOURCE_KINDS)}"
+        )
+    src_path = _get(src, "path", str, None, "[source] path")
+    if kind == "duckdb" and not src_path:
+        raise ConfigError(f'{where}: [source] path is required for kind = "duckdb" (e.g. path = "var/warehouse.duckdb")')
+    source = SourceConfig(
+        kind=kind,
+        path=_resolve(base, src_path) if src_path else None,
+        memory_limit=_get(src, "memory_limit", str, "512MB", "[source] memory_limit"),
+        threads=_positive_int(src, "threads", 2, "[source] threads"),
+    )
+
+    vol = sections["volume"]
+    root = _get(vol, "root", str, "var/data", "[volume] root")
+    retain = _positive_int(vol, "retain", 7, "[volume] retain")
+    if retain < 2:
+        raise ConfigError(f"{where}: [volume] retain = {retain} is too small; keep at least 2 snapshots so rollback works")
+
+    fr = sections["freshness"]
+    sla = _positive_number(fr, "sla_hours", 24.0, "[freshness] sla_hours")
+    skip = _number(fr, "skip_startup_if_younger_than_hours", 20.0, "[freshness] skip_startup_if_younger_than_hours")
+    if skip < 0:
+        raise ConfigError(f"{where}: [freshness] skip_startup_if_younger_than_hours must be >= 0 (0 = always sync at startup)")
+
+    sch = sections["schedule"]
+    cron = _get(sch, "cron", str, "0 3 * * *", "[schedule] cron")
+    tz = _get(sch, "timezone", str, "UTC", "[schedule] timezone")
+    _check_cron(cron, tz, where)
+    grace = _positive_int(sch, "misfire_grace_seconds", 3600, "[schedule] misfire_grace_seconds")
+
+    ex = sections["export"]
+    batch_rows = _positive_int(ex, "batch_rows", 131_072, "[export] batch_rows")
+    row_group_rows = _positive_int(ex, "row_group_rows", 1_048_576, "[export] row_group_rows")
+    compression = _get(ex, "compression", str, "zstd", "[export] compression")
+    if compression not in _COMPRESSIONS:
+        raise ConfigError(
+            f"{where}: [export] compression = {compression!r} is not supported; choose one of: {', '.join(_COMPRESSIONS)}"
+        )
+    budget = _positive_number(ex, "time_budget_seconds", 600.0, "[export] time_budget_seconds")
+
+    adm = sections["admin"]
+    operators = _str_list(adm, "operators", "[admin] operators")
+    allow_local = _get(adm, "allow_local_operator", bool, False, "[admin] allow_local_operator")
+
+    raw_tables = data.get("tables", [])
+    if not isinstance(raw_tables, list) or not all(isinstance(t, dict) for t in raw_tables):
+        raise ConfigError(f"{where}: tables must be written as [[tables]] sections")
+    if not raw_tables:
+        raise ConfigError(f"{where}: no tables configured; add at least one [[tables]] section")
+    tables: list[TableConfig] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_tables, 1):
+        t = _parse_table(raw, i, where)
+        if t.name.lower() in seen:
+            raise ConfigError(f"{where}: duplicate table {t.name!r}; each [[tables]] name must be unique")
+        seen.add(t.name.lower())
+        tables.append(t)
+
+    return Config(
+        path=path,
+        source=source,
+        root=_resolve(base, root),
+        retain=retain,
+        sla_hours=sla,
+        skip_startup_if_younger_than_hours=skip,
+        cron=cron,
+        timezone=tz,
+        misfire_grace_seconds=grace,
+        batch_rows=batch_rows,
+        row_group_rows=row_group_rows,
+        compression=compression,
+        time_budget_seconds=budget,
+        operators=operators,
+        allow_local_operator=allow_local,
+        tables=tuple(tables),
+    )
+
+
+def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
+    name = raw.get("name")
+    label = f"[[tables]] #{i}" if not isinstance(name, str) else f"table {name!r}"
+    _check_keys(raw, _TABLE_KEYS, where, f"{label}: ")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: [[tables]] #{i} has no name; add name = \"...\"")
+    if not _TABLE_NAME.match(name):
+        raise ConfigError(
+            f"{where}: table name {name!r} is not allowed; use only letters, digits, '_' and '-' "
+            "(it becomes a file name on the volume)"
+        )
+    source = raw.get("source")
+    query = raw.get("query")
+    if source is not None and query is not None:
+        raise ConfigError(f"{where}: table {name!r} sets both source and query; keep one")
+    if source is None and query is None:
+        source = name
+    if source is not None:
+        if not isinstance(source, str) or not all(_SOURCE_PART.match(p) for p in source.split(".")) or source.count(".") > 2:
+            raise ConfigError(
+                f"{where}: table {name!r}: source = {source!r} is not a valid table identifier; "
+                "use [database.][schema.]table with letters, digits and '_' (or use query = \"select ...\")"
+            )
+    if query is not None:
+        if not isinstance(query, str) or not re.match(r"^\s*(select|with)\b", query, re.IGNORECASE):
+            raise ConfigError(f"{where}: table {name!r}: query must be a single SELECT (or WITH ... SELECT) statement")
+        if ";" in query.strip().rstrip(";"):
+            raise ConfigError(f"{where}: table {name!r}: query must be one statement; remove the ';'")
+        query = query.strip().rstrip(";").strip()
+    pk = _str_list(raw, "primary_key", f"table {name!r}: primary_key")
+    if not pk:
+        raise ConfigError(
+            f"{where}: table {name!r} has no primary_key; name its key column(s), e.g. primary_key = [\"id\"]"
+        )
+    fmt = raw.get("format", "parquet")
+    if fmt not in FORMATS:
+        raise ConfigError(
+            f"{where}: table {name!r}: format = {fmt!r} is not supported; choose one of: {', '.join(FORMATS)}"
+            f"{_suggest(str(fmt), list(FORMATS))}"
+        )
+    exclude = _str_list(raw, "exclude_columns", f"table {name!r}: exclude_columns")
+    not_null = _str_list(raw, "not_null", f"table {name!r}: not_null")
+    for col in pk:
+        if col in exclude:
+            raise ConfigError(f"{where}: table {name!r}: primary key column {col!r} is also in exclude_columns; remove it from one")
+    for col in not_null:
+        if col in exclude:
+            raise ConfigError(f"{where}: table {name!r}: not_null column {col!r} is also in exclude_columns; remove it from one")
+    if len(set(pk)) != len(pk):
+        raise ConfigError(f"{where}: table {name!r}: primary_key lists a column twice")
+    allow_empty = raw.get("allow_empty", False)
+    if not isinstance(allow_empty, bool):
+        raise ConfigError(f"{where}: table {name!r}: allow_empty must be true or false")
+    return TableConfig(
+        name=name,
+        source=source,
+        query=query,
+        primary_key=pk,
+        format=fmt,
+        exclude_columns=exclude,
+        not_null=not_null,
+        allow_empty=allow_empty,
+    )
+
+
+def _check_cron(cron: str, tz: str, where: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(tz)
+    except Exception:
+        raise ConfigError(f"{where}: [schedule] timezone = {tz!r} is not a known time zone (e.g. \"UTC\", \"Europe/Berlin\")") from None
+    try:
+        CronTrigger.from_crontab(cron, timezone=tz)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{where}: [schedule] cron = {cron!r} is not a valid crontab expression ({exc}); "
+            "use five fields: minute hour day month weekday, e.g. \"0 3 * * *\""
+        ) from None
+
+
+def _check_keys(d: dict[str, Any], known: set[str], where: str, prefix: str) -> None:
+    for key in d:
+        if key not in known:
+            raise ConfigError(f"{where}: {prefix}unknown key {key!r}{_suggest(key, sorted(known))}")
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _get(d: dict[str, Any], key: str, typ: type, default: Any, label: str) -> Any:
+    if key not in d:
+        return default
+    val = d[key]
+    if typ is bool and not isinstance(val, bool) or typ is not bool and not isinstance(val, typ):
+        raise ConfigError(f"{label} must be {typ.__name__}, got {val!r}")
+    return val
+
+
+def _number(d: dict[str, Any], key: str, default: float, label: str) -> float:
+    val = d.get(key, default)
+    if isinstance(val, bool) or not isinstance(val, int | float):
+        raise ConfigError(f"{label} must be a number, got {val!r}")
+    return float(val)
+
+
+def _positive_number(d: dict[str, Any], key: str, default: float, label: str) -> float:
+    val = _number(d, key, default, label)
+    if val <= 0:
+        raise ConfigError(f"{label} must be greater than 0, got {val:g}")
+    return val
+
+
+def _positive_int(d: dict[str, Any], key: str, default: int, label: str) -> int:
+    val = d.get(key, default)
+    if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
+        raise ConfigError(f"{label} must be a positive integer, got {val!r}")
+    return val
+
+
+def _str_list(d: dict[str, Any], key: str, label: str) -> tuple[str, ...]:
+    val = d.get(key, [])
+    if isinstance(val, str):
+        val = [val]
+    if not isinstance(val, list) or not all(isinstance(v, str) and v for v in val):
+        raise ConfigError(f"{label} must be a list of non-empty strings, got {val!r}")
+    return tuple(val)
+
+
+def _resolve(base: Path, p: str) -> Path:
+    path = Path(os.path.expandvars(os.path.expanduser(p)))
+    return path if path.is_absolute() else (base / path)

@@ -1,0 +1,133 @@
+"""The embedded DuckDB warehouse as a source (the default; the demo runs on it)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ._config import SourceConfig, TableConfig
+from ._exceptions import SourceError
+from ._profile import JSON_META, build_profile, plan_for
+from ._source import Source, quote_ident, relation_sql, select_sql
+
+__all__ = ["DuckDBSource"]
+
+
+class DuckDBSource(Source):
+    kind = "duckdb"
+
+    def __init__(self, cfg: SourceConfig) -> None:
+        self.path = cfg.path
+        if self.path is None or not self.path.exists():
+            raise SourceError(
+                f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` "
+                "or fix [source] path in the config"
+            )
+        try:
+            # read_only: many readers may share the file, and a sync can never change the source.
+            self.con = duckdb.connect(
+                str(self.path),
+                read_only=True,
+                config={"threads": cfg.threads, "memory_limit": cfg.memory_limit},
+            )
+            self.con.execute("SET TimeZone = 'UTC'")
+        except duckdb.Error as exc:
+            raise SourceError(f"cannot open DuckDB warehouse {self.path}: {exc}") from exc
+        self._in_txn = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": str(self.path), "duckdb_version": duckdb.__version__}
+
+    @contextlib.contextmanager
+    def pinned(self, table: TableConfig) -> Iterator[dict[str, Any]]:
+        # One read transaction: DuckDB's MVCC gives count, profile and data the same snapshot.
+        self._run("BEGIN TRANSACTION", table)
+        self._in_txn = True
+        try:
+            yield {"as_of": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "isolation": "transaction"}
+        finally:
+            self._in_txn = False
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
+
+    def schema(self, table: TableConfig) -> pa.Schema:
+        rel = relation_sql(table)
+        described = self._run(f"DESCRIBE SELECT * FROM {rel}", table).fetchall()
+        arrow = self._run(f"SELECT * FROM {rel} LIMIT 0", table, arrow=True).schema
+        json_cols = {row[0] for row in described if str(row[1]).upper() == "JSON"}
+        fields = []
+        for f in arrow:
+            if f.name in json_cols:
+                f = f.with_metadata(JSON_META)
+            fields.append(f)
+        return pa.schema(fields)
+
+    def count(self, table: TableConfig) -> int:
+        # fetchall, not fetchone: DuckDB 2.0 refuses the next query on a connection with an unread result.
+        return int(self._run(f"SELECT count(*) FROM {relation_sql(table)}", table).fetchall()[0][0])
+
+    def profile(self, table: TableConfig, schema: pa.Schema) -> dict[str, Any]:
+        plans = [plan_for(f) for f in schema]
+        exprs = ["count(*)"]
+        for plan in plans:
+            c = quote_ident(plan.name)
+            keep = f" FILTER (WHERE NOT isnan({c}))" if plan.floating else ""
+            exprs.append(f"count(*) - count({c})")
+            if plan.minmax:
+                exprs += [f"min({c}){keep}", f"max({c}){keep}"]
+            if plan.total:
+                exprs.append(f"sum({c}::HUGEINT)" if plan.integer else f"sum({c}){keep}")
+            if plan.floating:
+                exprs.append(f"count(*) FILTER (WHERE isnan({c}))")
+        row = self._run(f"SELECT {', '.join(exprs)} FROM {relation_sql(table)}", table).fetchall()[0]
+        values = iter(row)
+        rows = next(values)
+        raw = []
+        for plan in plans:
+            st: dict[str, Any] = {"nulls": next(values)}
+            if plan.minmax:
+                st["min"], st["max"] = next(values), next(values)
+            if plan.total:
+                st["sum"] = next(values)
+            if plan.floating:
+                st["nans"] = next(values)
+            raw.append(st)
+        return build_profile(rows, plans, raw)
+
+    def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        reader = self._run(select_sql(table, schema), table, arrow=True, batch_rows=batch_rows)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (duckdb.Error, pa.ArrowException) as exc:
+                raise SourceError(f"table {table.name!r}: reading from DuckDB failed: {exc}") from exc
+            yield batch
+
+    def close(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+
+    def _run(self, sql: str, table: TableConfig, *, arrow: bool = False, batch_rows: int = 131_072) -> Any:
+        try:
+            if arrow:
+                return self.con.sql(sql).to_arrow_reader(batch_rows)
+            return self.con.execute(sql)
+        except duckdb.CatalogException as exc:
+            what = f"query of table {table.name!r}" if table.query else f"source table {table.source!r}"
+            raise SourceError(
+                f"{what} not found in the DuckDB warehouse {self.path}: {_first_line(exc)}; "
+                f"check [[tables]] {table.name!r} in the config"
+            ) from exc
+        except duckdb.Error as exc:
+            raise SourceError(f"table {table.name!r}: DuckDB query failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

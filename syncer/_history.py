@@ -1,0 +1,203 @@
+"""Run history and audit trail in SQLite (WAL) on the volume.
+
+Tables: ``runs`` (one per sync/startup), ``table_results`` (rows, bytes, time per step), ``checks``
+(every validation result) and ``events`` (rollback, repair, manual sync ... with who did it). WAL mode
+lets readers (status, pages) read while a sync writes; every write is a short transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import PublishError
+
+__all__ = ["History"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    snapshot_id TEXT,
+    trigger TEXT NOT NULL,
+    user TEXT,
+    host TEXT,
+    pid INTEGER,
+    tables_requested TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    rows INTEGER DEFAULT 0,
+    bytes INTEGER DEFAULT 0,
+    duration_s REAL,
+    steps TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+CREATE TABLE IF NOT EXISTS table_results (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    table_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    rows INTEGER,
+    bytes INTEGER,
+    export_s REAL,
+    validate_s REAL,
+    total_s REAL,
+    rows_per_s REAL,
+    error TEXT,
+    PRIMARY KEY (run_id, table_name)
+);
+CREATE TABLE IF NOT EXISTS checks (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    table_name TEXT,
+    name TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS checks_run ON checks(run_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    user TEXT,
+    run_id TEXT,
+    detail TEXT
+);
+"""
+
+
+class History:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        if not write and not self.path.exists():
+            # Reading never creates the database (a status on an empty volume stays empty).
+            con = sqlite3.connect(":memory:")
+            con.executescript(_SCHEMA)
+        else:
+            try:
+                con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.execute("PRAGMA busy_timeout=30000")
+                if write:
+                    con.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise PublishError(f"run history {self.path} cannot be opened: {exc}; run `syncer repair` or move the file aside") from exc
+        con.row_factory = sqlite3.Row
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _write(self, sql: str, params: tuple[Any, ...] | list[tuple[Any, ...]], many: bool = False) -> None:
+        with self._connect(write=True) as con:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                if many:
+                    con.executemany(sql, params)  # type: ignore[arg-type]
+                else:
+                    con.execute(sql, params)
+                con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise PublishError(f"run history {self.path}: write failed: {exc}") from exc
+
+    # --- runs -------------------------------------------------------------------------------------
+
+    def start_run(self, run: dict[str, Any]) -> None:
+        self._write(
+            "INSERT INTO runs (id, trigger, user, host, pid, tables_requested, started_at, status) VALUES (?,?,?,?,?,?,?,?)",
+            (run["id"], run["trigger"], run.get("user"), run.get("host"), run.get("pid"),
+             json.dumps(run.get("tables_requested")), run["started_at"], "running"),
+        )
+
+    def finish_run(self, run_id: str, **fields: Any) -> None:
+        if "steps" in fields:
+            fields["steps"] = json.dumps(fields["steps"])
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
+
+    def abort_running(self, reason: str, finished_at: str) -> int:
+        """Runs still marked running when the lock is free were killed: mark them aborted."""
+        with self._connect(write=True) as con:
+            cur = con.execute(
+                "UPDATE runs SET status = 'aborted', error = ?, finished_at = ? WHERE status = 'running'",
+                (reason, finished_at),
+            )
+            return cur.rowcount
+
+    def record_table(self, run_id: str, result: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+        with self._connect(write=True) as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute(
+                "INSERT OR REPLACE INTO table_results VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (run_id, result["table"], result["status"], result.get("rows"), result.get("bytes"),
+                 result.get("export_s"), result.get("validate_s"), result.get("total_s"),
+                 result.get("rows_per_s"), result.get("error")),
+            )
+            con.executemany(
+                "INSERT INTO checks VALUES (?,?,?,?,?,?)",
+                [(run_id, result["table"], c["name"], int(bool(c["ok"])), c.get("severity", "error"), c.get("detail"))
+                 for c in checks],
+            )
+            con.execute("COMMIT")
+
+    def record_checks(self, run_id: str, table: str | None, checks: list[dict[str, Any]]) -> None:
+        self._write(
+            "INSERT INTO checks VALUES (?,?,?,?,?,?)",
+            [(run_id, table, c["name"], int(bool(c["ok"])), c.get("severity", "error"), c.get("detail")) for c in checks],
+            many=True,
+        )
+
+    def event(self, kind: str, at: str, *, user: str | None = None, run_id: str | None = None, **detail: Any) -> None:
+        self._write(
+            "INSERT INTO events (at, kind, user, run_id, detail) VALUES (?,?,?,?,?)",
+            (at, kind, user, run_id, json.dumps(detail, default=str)),
+        )
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._connect(write=False) as con:
+            rows = con.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_run_dict(r) for r in rows]
+
+    def last_run(self) -> dict[str, Any] | None:
+        runs = self.runs(limit=1)
+        return runs[0] if runs else None
+
+    def table_results(self, run_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        with self._connect(write=False) as con:
+            if run_id:
+                rows = con.execute("SELECT * FROM table_results WHERE run_id = ?", (run_id,)).fetchall()
+            else:
+                rows = con.execute(
+                    "SELECT t.*, r.started_at FROM table_results t JOIN runs r ON r.id = t.run_id "
+                    "ORDER BY r.started_at DESC LIMIT ?",
+                    (limit,),
+                ).fetchall()
+        return [dict(r) for r in rows]
+
+    def checks(self, run_id: str) -> list[dict[str, Any]]:
+        with self._connect(write=False) as con:
+            rows = con.execute("SELECT * FROM checks WHERE run_id = ?", (run_id,)).fetchall()
+        return [{**dict(r), "ok": bool(r["ok"])} for r in rows]
+
+    def events(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._connect(write=False) as con:
+            rows = con.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{**dict(r), "detail": json.loads(r["detail"] or "{}")} for r in rows]
+
+
+def _run_dict(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    for key in ("tables_requested", "steps"):
+        if d.get(key):
+            d[key] = json.loads(d[key])
+    return d

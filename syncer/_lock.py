@@ -1,0 +1,77 @@
+"""One writer at a time: an OS lock (``flock``) on ``<root>/.lock``.
+
+The kernel releases it when the holder dies, even under ``kill -9``. The holder describes itself in
+``.lock.json`` (pid, host, trigger, user, start time) so a second writer can name it; that file may
+outlive a killed holder, which is harmless: only the OS lock decides who holds the volume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from ._exceptions import LockHeldError, PublishError
+
+__all__ = ["volume_lock", "lock_holder"]
+
+# flock is per open file, so two threads of one process would each get their own lock on the same
+# file only if they open it separately; this guard makes the in-process case explicit and cheap.
+_in_process = threading.Lock()
+
+
+def lock_holder(lock_path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(lock_path.with_name(lock_path.name + ".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "another process (no holder details recorded)"
+    return (
+        f"pid {holder.get('pid')} on {holder.get('host')} (trigger {holder.get('trigger')}"
+        f"{', user ' + str(holder['user']) if holder.get('user') else ''}, started {holder.get('started_at')})"
+    )
+
+
+@contextlib.contextmanager
+def volume_lock(lock_path: Path, info: dict[str, Any]) -> Iterator[None]:
+    """Hold the volume's writer lock or raise :class:`LockHeldError` at once naming the holder."""
+    if not _in_process.acquire(blocking=False):
+        holder = lock_holder(lock_path)
+        raise LockHeldError(f"a sync is already running in this process: {describe_holder(holder)}; wait for it to finish", holder)
+    try:
+        lock = filelock.FileLock(str(lock_path), timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            holder = lock_holder(lock_path)
+            raise LockHeldError(
+                f"another sync holds the volume lock {lock_path}: {describe_holder(holder)}; "
+                "wait for it to finish (the lock is released automatically if that process dies)",
+                holder,
+            ) from None
+        except OSError as exc:
+            raise PublishError(f"cannot take the volume lock {lock_path}: {exc}") from exc
+        try:
+            record = {**info, "pid": os.getpid(), "host": socket.gethostname()}
+            side = lock_path.with_name(lock_path.name + ".json")
+            tmp = side.with_name(side.name + f".tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(record), encoding="utf-8")
+            os.replace(tmp, side)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                lock_path.with_name(lock_path.name + ".json").unlink()
+            lock.release()
+    finally:
+        _in_process.release()

@@ -1,0 +1,175 @@
+"""Per-column profiles: what the source says vs what was written.
+
+A profile is ``{"rows": n, "columns": {name: {"nulls", "min", "max", "sum", "nans"}}}`` with values in a
+canonical JSON-able form (see :func:`canonical`). Which statistics a column gets depends only on its
+Arrow type (:func:`plan_for`), so the source side (SQL aggregates) and the written side (Arrow compute
+on the batches handed to the writer) compute the same things. Comparison is exact except float sums,
+whose summation order differs between engines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["ColumnPlan", "ProfileAccumulator", "canonical", "compare_profiles", "plan_for", "JSON_META"]
+
+#: Field metadata key/value that marks a string column holding JSON text.
+JSON_META = {b"syncer.logical_type": b"json"}
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    name: str
+    minmax: bool  # min/max are meaningful and comparable across engines
+    total: bool  # sum is computed
+    floating: bool  # NaN counted separately and excluded from min/max/sum
+    integer: bool  # exact integer sum (guard against int64 overflow)
+
+
+def is_json(field: pa.Field) -> bool:
+    return bool(field.metadata) and field.metadata.get(b"syncer.logical_type") == b"json"
+
+
+def plan_for(field: pa.Field) -> ColumnPlan:
+    t = field.type
+    floating = pa.types.is_floating(t)
+    integer = pa.types.is_integer(t)
+    numeric = integer or floating or pa.types.is_decimal(t)
+    orderable = (
+        numeric
+        or pa.types.is_boolean(t)
+        or pa.types.is_date(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_time(t)
+        or ((pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)) and not is_json(field))
+    )
+    return ColumnPlan(field.name, minmax=orderable, total=numeric, floating=floating, integer=integer)
+
+
+def canonical(value: Any) -> Any:
+    """One JSON-able form per value, identical whichever engine produced it."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, decimal.Decimal):
+        if value == 0:
+            return "0"
+        return format(value.normalize(), "f")
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc)
+            return value.replace(tzinfo=None).isoformat() + "Z"
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+class ProfileAccumulator:
+    """Builds a profile incrementally from RecordBatches (never holds the table)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.plans = [plan_for(f) for f in schema]
+        self.rows = 0
+        self._cols: list[dict[str, Any]] = [
+            {"nulls": 0, "min": None, "max": None, "sum": None, "nans": 0} for _ in self.plans
+        ]
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        for i, plan in enumerate(self.plans):
+            arr = batch.column(i)
+            st = self._cols[i]
+            st["nulls"] += arr.null_count
+            if not plan.minmax or arr.null_count == len(arr):
+                continue
+            if plan.floating:
+                nan_mask = pc.is_nan(arr)
+                nans = pc.sum(nan_mask).as_py() or 0
+                if nans:
+                    st["nans"] += nans
+                    arr = arr.filter(pc.invert(nan_mask))
+                    if len(arr) == arr.null_count:
+                        continue
+            mm = pc.min_max(arr)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if lo is None:
+                continue
+            st["min"] = lo if st["min"] is None or lo < st["min"] else st["min"]
+            st["max"] = hi if st["max"] is None or hi > st["max"] else st["max"]
+            if plan.total:
+                if plan.integer and max(abs(lo), abs(hi)) * len(arr) >= 2**63:
+                    # pc.sum on int64 wraps silently; exact decimal arithmetic for this batch.
+                    s = pc.sum(arr.cast(pa.decimal128(38, 0))).as_py()
+                    s = int(s) if s is not None else None
+                else:
+                    s = pc.sum(arr).as_py()
+                if s is not None:
+                    st["sum"] = s if st["sum"] is None else st["sum"] + s
+
+    def result(self) -> dict[str, Any]:
+        return build_profile(self.rows, self.plans, self._cols)
+
+
+def build_profile(rows: int, plans: list[ColumnPlan], raw: list[dict[str, Any]]) -> dict[str, Any]:
+    """Canonical profile from raw per-column values (shared by every engine)."""
+    cols: dict[str, Any] = {}
+    for plan, st in zip(plans, raw, strict=True):
+        c: dict[str, Any] = {"nulls": int(st.get("nulls") or 0)}
+        if plan.minmax:
+            c["min"] = canonical(st.get("min"))
+            c["max"] = canonical(st.get("max"))
+        if plan.total:
+            c["sum"] = canonical(st.get("sum"))
+        if plan.floating:
+            c["nans"] = int(st.get("nans") or 0)
+        cols[plan.name] = c
+    return {"rows": int(rows), "columns": cols}
+
+
+def compare_profiles(source: dict[str, Any], written: dict[str, Any], schema: pa.Schema) -> list[str]:
+    """Differences as readable lines; empty when the profiles agree."""
+    diffs: list[str] = []
+    if source["rows"] != written["rows"]:
+        diffs.append(f"rows: source {source['rows']} vs written {written['rows']}")
+    for field in schema:
+        s = source["columns"].get(field.name)
+        w = written["columns"].get(field.name)
+        if s is None or w is None:
+            diffs.append(f"{field.name}: missing from the {'source' if s is None else 'written'} profile")
+            continue
+        for stat in sorted(set(s) | set(w)):
+            a, b = s.get(stat), w.get(stat)
+            if stat == "sum" and pa.types.is_floating(field.type):
+                if _floats_close(a, b, written["rows"]):
+                    continue
+            elif a == b:
+                continue
+            diffs.append(f"{field.name}.{stat}: source {a!r} vs written {b!r}")
+    return diffs
+
+
+def _floats_close(a: Any, b: Any, rows: int) -> bool:
+    if a == b:
+        return True
+    if not isinstance(a, float) or not isinstance(b, float):
+        return False
+    # Summation order differs between engines; the error bound grows with the row count.
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12 * max(rows, 1) * max(abs(a), abs(b), 1.0))

@@ -1,0 +1,125 @@
+"""What end-user apps import: read a published table, never a half-written one.
+
+``read_table`` resolves ``current`` once per call, reads the table file named by that snapshot's
+manifest with the exact schema recorded there, warns (:class:`StaleDataWarning`) when the table is
+older than the freshness SLA or was carried over after a failed export, and falls back to the newest
+intact snapshot (with :class:`SnapshotFallbackWarning`) when ``current`` is missing or broken.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ._exceptions import NoSnapshotError, PublishError
+from ._formats import read_file, schema_from_b64
+from ._volume import Volume, parse_iso, utcnow
+
+__all__ = ["SnapshotFallbackWarning", "StaleDataWarning", "current_snapshot", "read_table", "resolve_root"]
+
+
+class StaleDataWarning(UserWarning):
+    """The data read is older than the freshness SLA (or kept after a failed export)."""
+
+
+class SnapshotFallbackWarning(StaleDataWarning):
+    """``current`` was broken; an older intact snapshot was read instead."""
+
+
+def resolve_root(root: str | os.PathLike | None = None, config: Any = None) -> Path:
+    """Where the volume is: ``root``, else the config's, else ``$SYNCER_ROOT``, else the default config's."""
+    if root is not None:
+        return Path(root)
+    if config is not None:
+        return Path(config.root)
+    if os.environ.get("SYNCER_ROOT"):
+        return Path(os.environ["SYNCER_ROOT"])
+    from ._config import default_config_path, load_config
+
+    path = default_config_path()
+    if path.exists():
+        return load_config(path).root
+    raise NoSnapshotError(
+        "cannot tell where the data volume is: pass root=..., set SYNCER_ROOT (e.g. /data), "
+        f"or run from the folder holding {path}"
+    )
+
+
+def current_snapshot(root: str | os.PathLike | None = None, *, config: Any = None) -> dict[str, Any]:
+    """The manifest of the snapshot apps read now (after any fallback), plus ``"fallback": bool``."""
+    vol = Volume(resolve_root(root, config))
+    manifest, fell_back = _resolve(vol)
+    return {**manifest, "fallback": fell_back}
+
+
+def _resolve(vol: Volume) -> tuple[dict[str, Any], bool]:
+    cid = vol.current_id()
+    reason = "missing"
+    if cid is not None:
+        info = vol.inspect(cid)
+        if info.ok:
+            assert info.manifest is not None
+            return info.manifest, False
+        reason = info.error or "; ".join(info.problems)
+        if not vol.snapshot_dir(cid).is_dir():
+            reason = f"points at {cid}, which does not exist"
+    best = vol.newest_intact(exclude={cid} if cid else None)
+    if best is None or best.manifest is None:
+        raise NoSnapshotError(f"no intact snapshot under {vol.root} (current is {reason}); run `syncer sync` or `syncer repair`")
+    warnings.warn(
+        f"current snapshot under {vol.root} is {reason}; reading the newest intact snapshot {best.id} instead "
+        "(run `syncer repair`)",
+        SnapshotFallbackWarning,
+        stacklevel=3,
+    )
+    return best.manifest, True
+
+
+def read_table(
+    name: str,
+    *,
+    as_arrow: bool = False,
+    columns: list[str] | None = None,
+    root: str | os.PathLike | None = None,
+    config: Any = None,
+) -> Any:
+    """Read table ``name`` from the published snapshot: a pandas DataFrame, or a ``pyarrow.Table``."""
+    vol = Volume(resolve_root(root, config))
+    manifest, _ = _resolve(vol)
+    entry = manifest["tables"].get(name)
+    if entry is None:
+        known = ", ".join(sorted(manifest["tables"])) or "none"
+        raise NoSnapshotError(f"table {name!r} is not in snapshot {manifest['id']}; published tables: {known}")
+    schema = schema_from_b64(entry["arrow_schema"])
+    if columns:
+        unknown = [c for c in columns if c not in schema.names]
+        if unknown:
+            raise PublishError(f"table {name!r} has no column(s) {unknown}; columns: {', '.join(schema.names)}")
+    path = vol.snapshot_dir(manifest["id"]) / entry["file"]
+    try:
+        table = read_file(entry["format"], path, schema, columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise PublishError(f"cannot read table {name!r} from snapshot {manifest['id']} ({path}): {exc}; run `syncer verify`") from exc
+    _warn_if_stale(name, entry, manifest)
+    return table if as_arrow else table.to_pandas()
+
+
+def _warn_if_stale(name: str, entry: dict[str, Any], manifest: dict[str, Any]) -> None:
+    sla_hours = float(manifest.get("sla_hours", 24))
+    age = (utcnow() - parse_iso(entry["exported_at"])).total_seconds() / 3600
+    if entry.get("status") == "carried_over":
+        warnings.warn(
+            f"table {name!r} holds data exported {age:.1f} h ago: the last export failed ({entry.get('error')})",
+            StaleDataWarning,
+            stacklevel=3,
+        )
+    elif age > sla_hours:
+        warnings.warn(
+            f"table {name!r} is stale: exported {age:.1f} h ago, the freshness SLA is {sla_hours:g} h",
+            StaleDataWarning,
+            stacklevel=3,
+        )

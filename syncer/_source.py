@@ -1,0 +1,94 @@
+"""The source interface: what the export needs from a warehouse.
+
+A source answers four questions about one configured table (or query), all describing the same
+moment (see :meth:`Source.pinned`):
+
+* ``schema(table)``   the Arrow schema of the full relation (before exclusions)
+* ``count(table)``    the row count
+* ``profile(table, schema)``  per-column statistics (see :mod:`syncer._profile`) for the columns in
+  ``schema``, computed where the data lives
+* ``stream(table, schema, batch_rows)``  Arrow RecordBatches of at most ``batch_rows`` rows, with only the
+  columns in ``schema`` (excluded columns are never even read)
+
+DuckDB implements it here; a Snowpark source implements the same methods. Identifiers are always
+quoted by :func:`quote_ident`; table identifiers were validated at config load, and column names come
+from the source's own catalogue.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from ._config import SourceConfig, TableConfig
+
+__all__ = ["Source", "open_source", "quote_ident", "relation_sql"]
+
+
+def quote_ident(name: str) -> str:
+    """Quote one SQL identifier (ANSI double quotes, embedded quotes doubled)."""
+    if "\x00" in name:
+        raise ValueError(f"identifier {name!r} contains a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def relation_sql(table: TableConfig) -> str:
+    """The FROM-clause text of a configured table: a quoted identifier or a parenthesised query."""
+    if table.query is not None:
+        return f"({table.query}) AS {quote_ident('q')}"
+    assert table.source is not None
+    return ".".join(quote_ident(part) for part in table.source.split("."))
+
+
+def select_sql(table: TableConfig, schema: pa.Schema) -> str:
+    cols = ", ".join(quote_ident(f.name) for f in schema) or "*"
+    return f"SELECT {cols} FROM {relation_sql(table)}"
+
+
+class Source(abc.ABC):
+    """A warehouse the engine exports from. Not thread-safe: one sync uses one source."""
+
+    kind: str = "?"
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about the source (never secrets)."""
+        return {"kind": self.kind}
+
+    @contextlib.contextmanager
+    def pinned(self, table: TableConfig) -> Iterator[dict[str, Any]]:
+        """Make count, profile and stream of ``table`` describe one moment; yields what to record."""
+        yield {}
+
+    @abc.abstractmethod
+    def schema(self, table: TableConfig) -> pa.Schema: ...
+
+    @abc.abstractmethod
+    def count(self, table: TableConfig) -> int: ...
+
+    @abc.abstractmethod
+    def profile(self, table: TableConfig, schema: pa.Schema) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most sources have something to close
+        """Release connections."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_source(cfg: SourceConfig) -> Source:
+    """The source named by ``[source] kind``."""
+    if cfg.kind == "duckdb":
+        from ._duckdb import DuckDBSource
+
+        return DuckDBSource(cfg)
+    raise AssertionError(f"config validation let through source kind {cfg.kind!r}")

@@ -1,0 +1,329 @@
+"""The volume: snapshot folders, the manifest, the atomic ``current`` pointer, permissions, retention.
+
+Layout under ``root`` (see ARCHITECTURE.md)::
+
+    current -> snapshots/<id>      relative symlink, swapped with symlink-to-temp + rename(2)
+    snapshots/<id>/manifest.json   written last, before the folder is renamed into snapshots/
+    staging/<id>/                  work in progress, swept at start
+    quarantine/<id>/               isolated bad records
+    syncer.db                      run history
+    .lock                          one writer at a time
+
+Published files are 0444 and snapshot folders 0555. Nothing here deletes a published snapshot except
+retention, which never touches ``current`` or the snapshot before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import NoSnapshotError, PublishError
+
+__all__ = ["MANIFEST", "SnapshotInfo", "Volume", "fsync_dir", "utcnow"]
+
+MANIFEST = "manifest.json"
+FILE_MODE = 0o444
+DIR_MODE = 0o555
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class SnapshotInfo:
+    id: str
+    path: Path
+    manifest: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest is not None and not self.problems and self.error is None
+
+
+class Volume:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.snapshots = self.root / "snapshots"
+        self.staging = self.root / "staging"
+        self.quarantine = self.root / "quarantine"
+        self.current = self.root / "current"
+        self.db_path = self.root / "syncer.db"
+        self.lock_path = self.root / ".lock"
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        try:
+            for d in (self.root, self.snapshots, self.staging, self.quarantine):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PublishError(f"cannot create the volume layout under {self.root}: {exc.strerror}; check the mount and its permissions") from exc
+
+    @staticmethod
+    def new_snapshot_id(now: dt.datetime | None = None) -> str:
+        now = now or utcnow()
+        return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+    def snapshot_dir(self, snapshot_id: str) -> Path:
+        return self.snapshots / snapshot_id
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def current_id(self) -> str | None:
+        """The id ``current`` names, or None when it is missing or not a link into snapshots/."""
+        try:
+            target = os.readlink(self.current)
+        except (FileNotFoundError, OSError):
+            return None
+        p = Path(target)
+        if p.parent.name != "snapshots" or not p.name:
+            return None
+        return p.name
+
+    @staticmethod
+    def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
+        path = snapshot_dir / MANIFEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise PublishError(f"snapshot {snapshot_dir.name} has no manifest ({path})") from None
+        except PermissionError as exc:
+            raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is not readable; run `syncer repair`") from exc
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is corrupt ({exc}); run `syncer repair`") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("tables"), dict) or "id" not in data:
+            raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is incomplete; run `syncer repair`")
+        return data
+
+    def inspect(self, snapshot_id: str, *, deep: bool = False) -> SnapshotInfo:
+        """Load a snapshot's manifest and check its files (size always; sha256 when ``deep``)."""
+        d = self.snapshot_dir(snapshot_id)
+        info = SnapshotInfo(snapshot_id, d)
+        try:
+            info.manifest = self.read_manifest(d)
+        except PublishError as exc:
+            info.error = str(exc)
+            return info
+        info.created_at = str(info.manifest.get("created_at", ""))
+        info.problems = check_files(d, info.manifest, deep=deep)
+        return info
+
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        """Every folder in snapshots/, oldest first (by the manifest's created_at, then id)."""
+        try:
+            names = [p.name for p in self.snapshots.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+        infos = [self.inspect(n) for n in names]
+        infos.sort(key=lambda i: (i.created_at or "", i.id))
+        return infos
+
+    def newest_intact(self, exclude: set[str] | None = None) -> SnapshotInfo | None:
+        for info in reversed(self.list_snapshots()):
+            if info.ok and info.id not in (exclude or set()):
+                return info
+        return None
+
+    def current_manifest(self) -> dict[str, Any] | None:
+        """The manifest behind ``current`` if it is intact, else None (no exception)."""
+        cid = self.current_id()
+        if cid is None:
+            return None
+        info = self.inspect(cid)
+        return info.manifest if info.ok else None
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def write_manifest(self, folder: Path, manifest: dict[str, Any]) -> None:
+        tmp = folder / (MANIFEST + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / MANIFEST)
+
+    def publish(self, snapshot_id: str) -> Path:
+        """staging/<id> -> snapshots/<id> (read-only, durable), then swap ``current`` to it."""
+        src = self.staging / snapshot_id
+        dst = self.snapshot_dir(snapshot_id)
+        try:
+            seal(src)
+            fsync_dir(src)
+            os.rename(src, dst)
+            fsync_dir(self.snapshots)
+            fsync_dir(self.staging)
+        except OSError as exc:
+            raise PublishError(f"could not publish snapshot {snapshot_id} into {self.snapshots}: {exc}") from exc
+        self.point_current(snapshot_id)
+        return dst
+
+    def point_current(self, snapshot_id: str) -> None:
+        """Atomically make ``current`` name snapshots/<id> (readers see old or new, never neither)."""
+        if not self.snapshot_dir(snapshot_id).is_dir():
+            raise NoSnapshotError(f"snapshot {snapshot_id} does not exist under {self.snapshots}")
+        tmp = self.root / f".current.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+        try:
+            os.symlink(os.path.join("snapshots", snapshot_id), tmp)
+            os.rename(tmp, self.current)
+            fsync_dir(self.root)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise PublishError(f"could not point current at {snapshot_id}: {exc}") from exc
+
+    def sweep(self) -> list[str]:
+        """Remove leftovers of interrupted runs: staging folders and temporary links."""
+        removed: list[str] = []
+        if self.staging.is_dir():
+            for p in self.staging.iterdir():
+                remove_tree(p)
+                removed.append(f"staging/{p.name}")
+        for p in self.root.glob(".current.tmp-*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p.name)
+        return removed
+
+    def remove_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot: first moved out of snapshots/ (one rename), so it never appears half-gone."""
+        src = self.snapshot_dir(snapshot_id)
+        trash = self.staging / f".trash-{snapshot_id}-{secrets.token_hex(2)}"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        os.rename(src, trash)
+        fsync_dir(self.snapshots)
+        remove_tree(trash)
+        q = self.quarantine / snapshot_id
+        if q.exists():
+            remove_tree(q)
+
+    def retention(self, retain: int) -> list[str]:
+        """Keep the newest ``retain`` snapshots, plus always ``current`` and the one before it."""
+        infos = self.list_snapshots()
+        order = [i.id for i in infos]
+        keep = set(order[-retain:])
+        cid = self.current_id()
+        if cid in order:
+            keep.add(cid)
+            idx = order.index(cid)
+            if idx > 0:
+                keep.add(order[idx - 1])
+        removed = []
+        for sid in order:
+            if sid not in keep:
+                self.remove_snapshot(sid)
+                removed.append(sid)
+        return removed
+
+    def previous_of(self, snapshot_id: str | None) -> str | None:
+        """The intact snapshot published just before ``snapshot_id``."""
+        infos = [i for i in self.list_snapshots() if i.ok]
+        ids = [i.id for i in infos]
+        if snapshot_id in ids:
+            idx = ids.index(snapshot_id)
+            return ids[idx - 1] if idx > 0 else None
+        return ids[-1] if ids else None
+
+
+def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -> list[str]:
+    """Problems with the files a manifest lists: missing, unreadable, wrong size, wrong sha256."""
+    from ._formats import sha256_file
+
+    problems = []
+    for name, t in manifest.get("tables", {}).items():
+        f = folder / str(t.get("file", ""))
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            problems.append(f"table {name!r}: file {f.name} is missing")
+            continue
+        if st.st_size != t.get("bytes"):
+            problems.append(f"table {name!r}: {f.name} is {st.st_size} bytes, manifest says {t.get('bytes')} (truncated or replaced)")
+            continue
+        if not os.access(f, os.R_OK):
+            problems.append(f"table {name!r}: {f.name} is not readable")
+            continue
+        if deep:
+            try:
+                digest = sha256_file(f)
+            except OSError as exc:
+                problems.append(f"table {name!r}: cannot read {f.name}: {exc.strerror}")
+                continue
+            if digest != t.get("sha256"):
+                problems.append(f"table {name!r}: sha256 of {f.name} is {digest[:12]}…, manifest says {str(t.get('sha256'))[:12]}… (modified)")
+    return problems
+
+
+def seal(folder: Path) -> None:
+    """Make a snapshot folder read-only: files 0444, folders 0555 (deepest first)."""
+    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, FILE_MODE)
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), DIR_MODE)
+    os.chmod(folder, DIR_MODE)
+
+
+def permission_problems(folder: Path) -> list[str]:
+    """Files or folders in a snapshot whose mode is not the published read-only mode."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            p = Path(dirpath, name)
+            mode = stat.S_IMODE(p.lstat().st_mode)
+            if mode != FILE_MODE:
+                out.append(f"{p.relative_to(folder.parent)} has mode {mode:o}, expected {FILE_MODE:o}")
+        for name in [*dirnames, ""]:
+            p = Path(dirpath, name) if name else Path(dirpath)
+            if name == "" and p != folder:
+                continue
+            mode = stat.S_IMODE(p.stat().st_mode)
+            if mode != DIR_MODE:
+                out.append(f"{p.relative_to(folder.parent)}/ has mode {mode:o}, expected {DIR_MODE:o}")
+    return out
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf that first gives back the write bits a published snapshot took away."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+        return
+    if not path.exists():
+        return
+    for dirpath, dirnames, _ in os.walk(path):
+        os.chmod(dirpath, 0o755)
+        for d in dirnames:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(dirpath, d), 0o755)
+    shutil.rmtree(path, ignore_errors=True)

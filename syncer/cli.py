@@ -1,0 +1,251 @@
+"""``syncer`` command line: a thin edge over the engine.
+
+Library errors become one line on stderr and the exit code of their class (see README "Exit
+codes"); nothing expected ever prints a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from . import _engine as engine
+from ._config import Config, load_config
+from ._exceptions import SyncError
+from ._log import configure_logging
+
+__all__ = ["main"]
+
+
+def _fail(message: str, code: int) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The one place where engine exceptions turn into an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SyncError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; the published snapshot is unchanged", 130)
+
+    return wrapper
+
+
+def _config(ctx: click.Context) -> Config:
+    return load_config(ctx.obj["config_path"])
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _user() -> str | None:
+    return os.environ.get("SYNCER_USER") or os.environ.get("USER")
+
+
+class _Progress:
+    """A tqdm bar per table on a terminal; silent otherwise."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.bar: Any = None
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if ev["event"] == "table_start":
+            self.bar = tqdm(total=ev["total"], desc=f"{ev['table']:<16}", unit=" rows", unit_scale=True, leave=True, file=sys.stderr)
+        elif ev["event"] == "rows" and self.bar is not None:
+            self.bar.update(ev["done"] - self.bar.n)
+        elif ev["event"] == "table_done" and self.bar is not None:
+            self.bar.set_postfix_str("ok" if ev["ok"] else "FAILED")
+            self.bar.close()
+            self.bar = None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default: $SYNCER_CONFIG or ./sync.toml).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every step.")
+@click.version_option(package_name="volume-data-sync")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """Volume Data Sync: export warehouse tables to validated, atomic snapshots on a volume."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+    configure_logging("INFO" if verbose else "WARNING")
+
+
+@main.command()
+@click.option("--rows", type=int, default=None, help="Rows in the enrollments table (default 200,000).")
+@click.pass_context
+@handle_errors
+def demo(ctx: click.Context, rows: int | None) -> None:
+    """Create or refresh the embedded DuckDB demo warehouse."""
+    from ._demo import DEFAULT_ROWS, build_demo
+
+    cfg = _config(ctx)
+    if cfg.source.kind != "duckdb" or cfg.source.path is None:
+        raise SyncError("the demo warehouse is a DuckDB file; this config's [source] is not kind = \"duckdb\"")
+    counts = build_demo(cfg.source.path, rows if rows is not None else DEFAULT_ROWS)
+    click.echo(f"demo warehouse {cfg.source.path}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+
+
+@main.command()
+@click.argument("tables", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+@click.option("--accept-schema-change", is_flag=True, help="Accept a changed schema as the new contract.")
+@click.option("--trigger", type=click.Choice(["cli", "manual", "schedule", "startup"]), default="cli", hidden=True)
+@click.pass_context
+@handle_errors
+def sync(ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_schema_change: bool, trigger: str) -> None:
+    """Export -> validate -> publish (only TABLES if given; the others are carried over)."""
+    cfg = _config(ctx)
+    report = engine.sync(cfg, list(tables) or None, trigger=trigger, user=_user(),
+                         progress=_Progress(), accept_schema_change=accept_schema_change)
+    if as_json:
+        _emit_json(report)
+    else:
+        _print_run(report)
+    if report["status"] != "ok":
+        sys.exit(1)
+
+
+def _print_run(report: dict[str, Any]) -> None:
+    for t in report["tables"]:
+        mark = click.style("ok", fg="green") if t["ok"] else click.style(t["status"].upper(), fg="red")
+        rate = f"{t['rows_per_s']:,.0f} rows/s" if t.get("rows_per_s") else ""
+        click.echo(f"  {t['table']:<18} {mark:<8} {t['rows']:>12,} rows  {t['bytes'] / 1048576:>9.1f} MiB  {rate}")
+        if not t["ok"]:
+            for c in t["checks"]:
+                if not c["ok"]:
+                    click.echo(f"      {c['name']}: {c['detail']}")
+    if report.get("snapshot_id"):
+        click.echo(f"published snapshot {report['snapshot_id']} ({report['status']}) in {report['duration_s']:.1f}s")
+    if report.get("error"):
+        click.secho(report["error"], fg="yellow", err=True)
+    if not report["budget"]["ok"]:
+        click.secho(f"warning: {report['budget']['detail']}", fg="yellow", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def startup(ctx: click.Context, as_json: bool) -> None:
+    """Repair, then sync unless the data is fresher than the skip window."""
+    cfg = _config(ctx)
+    res = engine.startup(cfg, user=_user(), progress=_Progress())
+    if as_json:
+        _emit_json(res)
+    else:
+        for a in res["repair"]["actions"]:
+            click.echo(f"repair: {a}")
+        click.echo(f"startup: {res['action']}" + (f" ({res['reason']})" if res.get("reason") else ""))
+        if res.get("run"):
+            _print_run(res["run"])
+        click.echo(f"serving snapshot {res['snapshot_id']}" if res["servable"] else "no data can be served yet")
+    if not res["servable"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Current snapshot, per-table freshness and checks, last and next run."""
+    st = engine.status(_config(ctx))
+    if as_json:
+        _emit_json(st)
+        return
+    snap = st["snapshot"]
+    click.echo(f"snapshot  {snap['id']} (created {snap['created_at']})" if snap else "snapshot  none")
+    click.echo(f"{'table':<18} {'status':<13} {'rows':>12}  {'age':>8}  fresh?")
+    for t in st["tables"]:
+        age = f"{t['age_seconds'] / 3600:.1f} h" if t["age_seconds"] is not None else "-"
+        rows = f"{t['rows']:,}" if t["rows"] is not None else "-"
+        fresh = click.style("stale", fg="red") if t["stale"] else click.style("fresh", fg="green")
+        click.echo(f"{t['name']:<18} {t['status']:<13} {rows:>12}  {age:>8}  {fresh}")
+    last = st["last_run"]
+    if last:
+        click.echo(f"last run  {last['id']} {last['status']} ({last['trigger']}, {last.get('duration_s') or 0:.1f}s)")
+    click.echo(f"next run  {st['next_run']}")
+    for w in st["warnings"]:
+        click.secho(f"warning: {w}", fg="yellow")
+
+
+@main.command("snapshots")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def snapshots_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Retained snapshots, oldest first."""
+    snaps = engine.snapshots(_config(ctx))
+    if as_json:
+        _emit_json(snaps)
+        return
+    for s in snaps:
+        flag = "*" if s["current"] else " "
+        state = "ok" if s["ok"] else "BROKEN: " + "; ".join(s["problems"])
+        click.echo(f"{flag} {s['id']}  {s['created_at'] or '-':<32} {len(s['tables'])} tables {s['rows']:>12,} rows  {state}")
+
+
+@main.command()
+@click.argument("snapshot_id", required=False)
+@click.pass_context
+@handle_errors
+def rollback(ctx: click.Context, snapshot_id: str | None) -> None:
+    """Point current at SNAPSHOT_ID (default: the previous snapshot)."""
+    res = engine.rollback(_config(ctx), snapshot_id, user=_user())
+    click.echo(f"current: {res['from']} -> {res['to']}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def verify(ctx: click.Context, as_json: bool) -> None:
+    """Re-check the current snapshot's files against its manifest (sha256, size, permissions)."""
+    res = engine.verify(_config(ctx))
+    if as_json:
+        _emit_json(res)
+    else:
+        if res["ok"]:
+            click.echo(f"snapshot {res['snapshot']}: {len(res['tables'])} tables verified")
+        for p in res["problems"]:
+            click.secho(f"mismatch: {p}", fg="red", err=True)
+    if not res["ok"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.pass_context
+@handle_errors
+def repair(ctx: click.Context) -> None:
+    """Fix current, sweep staging, reset permissions."""
+    res = engine.repair(_config(ctx), user=_user())
+    if res.get("skipped"):
+        click.echo(res["skipped"])
+    for a in res["actions"]:
+        click.echo(a)
+    if not res["actions"] and not res.get("skipped"):
+        click.echo(f"nothing to repair; current is {res['current']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
