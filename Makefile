@@ -1,0 +1,52 @@
+# Volume Data Sync — the two quickstart commands are `make run` and `make test`.
+PY      := $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+CONFIG  ?= sync.toml
+
+.PHONY: run test lint lock clean demo
+
+# Create the virtualenv from the pinned locks (only when missing or when a lock changed).
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
+		|| $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+# Build the demo warehouse only when it is missing.
+var/warehouse.duckdb: | $(STAMP)
+	$(BIN)/syncer --config $(CONFIG) demo
+
+demo: $(STAMP)
+	$(BIN)/syncer --config $(CONFIG) demo
+
+## make run: environment + demo warehouse if missing, then a sync and its result.
+run: $(STAMP) var/warehouse.duckdb
+	$(BIN)/syncer --config $(CONFIG) sync
+	$(BIN)/syncer --config $(CONFIG) status
+
+## make test: the whole test suite (pytest's "no tests collected", exit 5, counts as a failure).
+test: $(STAMP)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## make lock: re-pin the dependencies from pyproject.toml into requirements*.lock.
+lock:
+	rm -rf /tmp/vds-lock && $(PY) -m venv /tmp/vds-lock
+	/tmp/vds-lock/bin/pip install --quiet .
+	/tmp/vds-lock/bin/pip freeze --exclude volume-data-sync > /tmp/vds-lock.txt
+	{ echo "# Runtime dependencies, fully pinned (pip freeze of a clean venv with pyproject's dependencies)."; \
+	  echo "# Regenerate: make lock"; cat /tmp/vds-lock.txt; } > requirements.lock
+	/tmp/vds-lock/bin/pip install --quiet ".[dev]"
+	{ echo "# Development and test dependencies on top of the runtime lock. Regenerate: make lock"; \
+	  echo "-r requirements.lock"; /tmp/vds-lock/bin/pip freeze --exclude volume-data-sync | grep -v -i -x -F -f /tmp/vds-lock.txt; } \
+	  > requirements-dev.lock
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,0 +1,104 @@
+"""Shared fixtures: a small real demo warehouse (DuckDB) and configs on tmp_path volumes."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from syncer import Config, build_demo, load_config
+
+DEMO_ROWS = 5_000
+
+DEFAULT_TABLES = """
+[[tables]]
+name = "participants"
+source = "participants"
+primary_key = ["participant_id"]
+exclude_columns = ["password_hash"]
+not_null = ["email"]
+
+[[tables]]
+name = "courses"
+source = "courses"
+primary_key = ["course_id"]
+not_null = ["title"]
+
+[[tables]]
+name = "enrollments"
+source = "enrollments"
+primary_key = ["enrollment_id"]
+not_null = ["participant_id", "course_id"]
+
+[[tables]]
+name = "daily_metrics"
+source = "daily_metrics"
+primary_key = ["metric_date"]
+"""
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo warehouse built once per test session. Treat as read-only; copy it to change it."""
+    path = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
+    build_demo(path, DEMO_ROWS)
+    return path
+
+
+@pytest.fixture
+def warehouse(demo_db: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of the demo warehouse for tests that change the source."""
+    dst = tmp_path / "warehouse.duckdb"
+    shutil.copy(demo_db, dst)
+    return dst
+
+
+def write_config(folder: Path, db: Path, *, tables: str = DEFAULT_TABLES, extra: str = "") -> Path:
+    """Write a sync.toml into ``folder`` (volume at folder/data) and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = textwrap.dedent(
+        f"""
+        [source]
+        kind = "duckdb"
+        path = "{db}"
+
+        [volume]
+        root = "data"
+        retain = 3
+
+        [freshness]
+        sla_hours = 24
+        skip_startup_if_younger_than_hours = 20
+
+        [export]
+        batch_rows = 1000
+        """
+    )
+    path = folder / "sync.toml"
+    path.write_text(text + extra + tables, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, demo_db: Path) -> Callable[..., Config]:
+    """Build a Config on a fresh volume under tmp_path: make_config(db=..., tables=..., extra=...)."""
+
+    def make(*, db: Path | None = None, tables: str = DEFAULT_TABLES, extra: str = "", folder: Path | None = None) -> Config:
+        return load_config(write_config(folder or tmp_path / "cfg", db or demo_db, tables=tables, extra=extra))
+
+    return make
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    """The four demo tables, Parquet, on a fresh volume, reading the shared demo warehouse."""
+    return make_config()
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, demo_db: Path) -> Path:
+    """Path of a sync.toml like ``config`` (for CLI subprocess tests)."""
+    return write_config(tmp_path / "cfg", demo_db)

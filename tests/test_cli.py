@@ -1,0 +1,343 @@
+"""The ``syncer`` command line, end to end: real subprocesses, real DuckDB files, real volumes.
+
+Each test runs ``python -m syncer --config <tmp sync.toml> ...`` and checks what an operator sees:
+the exit code, stdout/stderr, and the files on the volume. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import DEFAULT_TABLES, write_config
+
+COMMANDS = ("demo", "startup", "sync", "status", "snapshots", "rollback", "verify", "repair")
+TABLES = ("participants", "courses", "enrollments", "daily_metrics")
+# build_demo(rows=3000): participants max(100, rows // 10), courses and daily_metrics at their minimum.
+DEMO_3000_COUNTS = {"participants": 300, "courses": 20, "enrollments": 3000, "daily_metrics": 30}
+
+FAILING_TABLE = """
+[[tables]]
+name = "broken"
+source = "nope"
+primary_key = ["id"]
+"""
+
+
+def syncer(config: Path | None, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as an operator would; ``config=None`` leaves ``--config`` off."""
+    env = {k: v for k, v in os.environ.items() if k != "SYNCER_CONFIG"}
+    # Plain log lines on stderr even on a host that looks like SPCS, so stdout stays parseable.
+    env["SYNCER_LOG_FORMAT"] = "text"
+    cmd = [sys.executable, "-m", "syncer"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+
+
+def syncer_json(config: Path, *args: str) -> object:
+    res = syncer(config, *args, "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def ok(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    res = syncer(config, *args)
+    assert res.returncode == 0, f"syncer {' '.join(args)} exited {res.returncode}\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+def volume(config_path: Path) -> Path:
+    return config_path.parent / "data"  # write_config puts the volume at <folder>/data
+
+
+def current_id(config_path: Path) -> str:
+    return os.readlink(volume(config_path) / "current").rsplit("/", 1)[-1]
+
+
+def warehouse_counts(db: Path) -> dict[str, int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in TABLES}
+    finally:
+        con.close()
+
+
+def assert_one_clean_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# --- demo --------------------------------------------------------------------------------------------
+
+
+def test_demo_creates_the_warehouse_and_rerunning_replaces_it(tmp_path: Path) -> None:
+    db = tmp_path / "wh" / "warehouse.duckdb"
+    db.parent.mkdir()
+    cfg = write_config(tmp_path / "cfg", db)
+
+    first = ok(cfg, "demo", "--rows", "3000")
+
+    assert db.is_file()
+    assert warehouse_counts(db) == DEMO_3000_COUNTS
+    assert str(db) in first.stdout
+    for table, n in DEMO_3000_COUNTS.items():
+        assert f"{table} {n:,}" in first.stdout
+
+    # Change the warehouse; a re-run must replace it whole with the same deterministic contents.
+    con = duckdb.connect(str(db))
+    con.execute("delete from enrollments where enrollment_id % 2 = 0")
+    con.close()
+    inode = db.stat().st_ino
+
+    second = ok(cfg, "demo", "--rows", "3000")
+
+    assert second.stdout == first.stdout
+    assert warehouse_counts(db) == DEMO_3000_COUNTS
+    assert db.stat().st_ino != inode  # a new file moved into place, not an edit in place
+    assert sorted(p.name for p in db.parent.iterdir()) == ["warehouse.duckdb"]  # no temp files left
+
+
+# --- sync + status -----------------------------------------------------------------------------------
+
+
+def test_sync_publishes_and_status_json_has_the_documented_shape(config_path: Path, demo_db: Path) -> None:
+    ok(config_path, "sync")
+    st = syncer_json(config_path, "status")
+
+    assert {"snapshot", "tables", "last_run", "next_run"} <= set(st)
+    assert {"id", "created_at"} <= set(st["snapshot"])
+    assert st["snapshot"]["id"] == current_id(config_path)
+    assert st["snapshot"]["created_at"].endswith("Z")
+
+    counts = warehouse_counts(demo_db)
+    assert [t["name"] for t in st["tables"]] == list(TABLES)
+    for t in st["tables"]:
+        assert {"name", "rows", "exported_at", "age_seconds", "stale", "status"} <= set(t), t
+        assert t["stale"] is False
+        assert t["status"] == "fresh"
+        assert t["rows"] == counts[t["name"]]
+        assert t["exported_at"].endswith("Z")
+        assert 0 <= t["age_seconds"] < 600
+
+    assert st["last_run"]["status"] == "ok"
+    assert st["last_run"]["trigger"] == "cli"
+    assert st["last_run"]["snapshot_id"] == st["snapshot"]["id"]
+
+    assert isinstance(st["next_run"], str) and st["next_run"].endswith("Z")
+    assert datetime.fromisoformat(st["next_run"]) > datetime.now(UTC)
+
+
+def test_sync_json_prints_the_run_report(config_path: Path) -> None:
+    report = syncer_json(config_path, "sync")
+
+    assert report["status"] == "ok"
+    assert report["snapshot_id"] == current_id(config_path)
+    assert [t["table"] for t in report["tables"]] == list(TABLES)
+    for t in report["tables"]:
+        assert t["ok"] is True
+        assert isinstance(t["rows_per_s"], int | float) and t["rows_per_s"] > 0, t
+
+
+def test_sync_with_a_failing_table_publishes_the_others_and_exits_1(tmp_path: Path, demo_db: Path) -> None:
+    cfg = write_config(tmp_path / "cfg", demo_db, tables=DEFAULT_TABLES + FAILING_TABLE)
+
+    res = syncer(cfg, "sync")
+
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "'broken'" in res.stderr and "nope" in res.stderr
+    assert "broken" in res.stdout and "FAILED" in res.stdout
+
+    published = volume(cfg) / "current"
+    for table in TABLES:
+        assert (published / f"{table}.parquet").is_file()
+    assert not (published / "broken.parquet").exists()
+
+    st = syncer_json(cfg, "status")
+    by_name = {t["name"]: t for t in st["tables"]}
+    assert all(by_name[t]["status"] == "fresh" for t in TABLES)
+    assert by_name["broken"]["status"] == "missing"
+    assert st["last_run"]["status"] == "partial"
+
+
+def test_sync_of_one_table_hard_links_the_others_to_the_previous_snapshot(config_path: Path) -> None:
+    ok(config_path, "sync")
+    first = volume(config_path) / "snapshots" / current_id(config_path)
+    ok(config_path, "sync", "participants")
+    second = volume(config_path) / "snapshots" / current_id(config_path)
+
+    assert second != first
+    for table in ("courses", "enrollments", "daily_metrics"):
+        old, new = (first / f"{table}.parquet").stat(), (second / f"{table}.parquet").stat()
+        assert new.st_ino == old.st_ino, table
+        assert new.st_nlink >= 2, table
+    assert (second / "participants.parquet").stat().st_ino != (first / "participants.parquet").stat().st_ino
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        pytest.param("nosuchtable", None, id="far-no-suggestion"),
+        pytest.param("participant", "participants", id="close-suggests"),
+    ],
+)
+def test_sync_of_an_unknown_table_exits_2(config_path: Path, name: str, suggestion: str | None) -> None:
+    res = syncer(config_path, "sync", name)
+
+    assert res.returncode == 2
+    line = assert_one_clean_error_line(res.stderr)
+    assert f"unknown table {name!r}" in line
+    if suggestion:
+        assert f"did you mean {suggestion!r}" in line
+    else:
+        assert "did you mean" not in line
+    assert not (volume(config_path) / "current").exists()
+
+
+# --- verify ------------------------------------------------------------------------------------------
+
+
+def test_verify_passes_then_fails_after_a_published_file_is_tampered_with(config_path: Path) -> None:
+    ok(config_path, "sync")
+    ok(config_path, "verify")
+    assert syncer_json(config_path, "verify")["ok"] is True
+
+    target = volume(config_path) / "current" / "courses.parquet"
+    mode = target.stat().st_mode
+    target.chmod(0o644)
+    with target.open("ab") as f:
+        f.write(b"x")
+    target.chmod(mode)
+
+    res = syncer(config_path, "verify")
+
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "courses" in res.stderr and "courses.parquet" in res.stderr
+    report = json.loads(syncer(config_path, "verify", "--json").stdout)
+    assert report["ok"] is False
+    assert report["tables"]["courses"]["ok"] is False
+    assert report["tables"]["participants"]["ok"] is True
+
+
+# --- snapshots + rollback ------------------------------------------------------------------------------
+
+
+def test_snapshots_lists_both_and_rollback_moves_current(config_path: Path) -> None:
+    ok(config_path, "sync")
+    first = current_id(config_path)
+    ok(config_path, "sync", "participants")
+    second = current_id(config_path)
+
+    snaps = syncer_json(config_path, "snapshots")
+    assert [(s["id"], s["current"]) for s in snaps] == [(first, False), (second, True)]
+
+    res = ok(config_path, "rollback")
+    assert f"{second} -> {first}" in res.stdout
+    assert current_id(config_path) == first
+    assert syncer_json(config_path, "status")["snapshot"]["id"] == first
+
+    ok(config_path, "rollback", second)
+    assert current_id(config_path) == second
+    snaps = syncer_json(config_path, "snapshots")
+    assert [(s["id"], s["current"]) for s in snaps] == [(first, False), (second, True)]
+
+
+def test_rollback_to_an_unknown_snapshot_exits_1_naming_it(config_path: Path) -> None:
+    ok(config_path, "sync")
+    before = current_id(config_path)
+
+    res = syncer(config_path, "rollback", "nosuch")
+
+    assert res.returncode == 1
+    assert "nosuch" in assert_one_clean_error_line(res.stderr)
+    assert current_id(config_path) == before
+
+
+# --- repair + startup ----------------------------------------------------------------------------------
+
+
+def test_repair_reports_nothing_on_a_healthy_volume_and_restores_a_deleted_current(config_path: Path) -> None:
+    ok(config_path, "sync")
+    snap = current_id(config_path)
+
+    assert "nothing to repair" in ok(config_path, "repair").stdout
+
+    (volume(config_path) / "current").unlink()
+    res = ok(config_path, "repair")
+
+    assert "current was missing" in res.stdout and snap in res.stdout
+    assert (volume(config_path) / "current").is_dir()
+    assert current_id(config_path) == snap
+
+
+def test_startup_syncs_an_empty_volume_then_skips_while_fresh(config_path: Path) -> None:
+    first = ok(config_path, "startup")
+    snap = current_id(config_path)
+    assert "startup: synced" in first.stdout
+    assert f"serving snapshot {snap}" in first.stdout
+
+    second = ok(config_path, "startup")
+    assert "skipped" in second.stdout
+    assert f"serving snapshot {snap}" in second.stdout
+    assert [p.name for p in (volume(config_path) / "snapshots").iterdir()] == [snap]
+
+
+# --- config errors and help ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "tables", "key", "suggestion"),
+    [
+        pytest.param('compresion = "zstd"\n', DEFAULT_TABLES, "compresion", "compression", id="section-key"),
+        pytest.param(
+            "",
+            DEFAULT_TABLES.replace('primary_key = ["course_id"]', 'primary_keys = ["course_id"]'),
+            "primary_keys",
+            "primary_key",
+            id="table-key",
+        ),
+    ],
+)
+def test_config_with_a_typo_key_exits_2_naming_the_key(
+    tmp_path: Path, demo_db: Path, extra: str, tables: str, key: str, suggestion: str
+) -> None:
+    cfg = write_config(tmp_path / "cfg", demo_db, tables=tables, extra=extra)
+
+    res = syncer(cfg, "status")
+
+    assert res.returncode == 2
+    line = assert_one_clean_error_line(res.stderr)
+    assert f"unknown key {key!r}" in line
+    assert f"did you mean {suggestion!r}" in line
+
+
+@pytest.mark.parametrize("explicit", [pytest.param(True, id="--config"), pytest.param(False, id="default-sync.toml")])
+def test_missing_config_file_exits_2_with_the_way_out(tmp_path: Path, explicit: bool) -> None:
+    missing = tmp_path / "absent.toml"
+
+    res = syncer(missing if explicit else None, "status", cwd=tmp_path)
+
+    assert res.returncode == 2
+    line = assert_one_clean_error_line(res.stderr)
+    assert ("absent.toml" if explicit else "sync.toml") in line
+    assert "not found" in line and "--config" in line and "SYNCER_CONFIG" in line
+
+
+def test_help_lists_every_command() -> None:
+    res = syncer(None, "--help")
+
+    assert res.returncode == 0
+    listed = res.stdout.split("Commands:", 1)[1].split()
+    for command in COMMANDS:
+        assert command in listed, command
