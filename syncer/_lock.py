@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,16 @@ def lock_holder(lock_path: Path) -> dict[str, Any]:
         return {}
 
 
+def _holder_soon(lock_path: Path, wait: float = 0.5) -> dict[str, Any]:
+    """The holder writes its description just after it takes the lock; give that a moment to appear."""
+    deadline = time.monotonic() + wait
+    holder = lock_holder(lock_path)
+    while not holder and time.monotonic() < deadline:
+        time.sleep(0.01)
+        holder = lock_holder(lock_path)
+    return holder
+
+
 def describe_holder(holder: dict[str, Any]) -> str:
     if not holder:
         return "another process (no holder details recorded)"
@@ -47,14 +58,14 @@ def describe_holder(holder: dict[str, Any]) -> str:
 def volume_lock(lock_path: Path, info: dict[str, Any]) -> Iterator[None]:
     """Hold the volume's writer lock or raise :class:`LockHeldError` at once naming the holder."""
     if not _in_process.acquire(blocking=False):
-        holder = lock_holder(lock_path)
+        holder = _holder_soon(lock_path)
         raise LockHeldError(f"a sync is already running in this process: {describe_holder(holder)}; wait for it to finish", holder)
     try:
         lock = filelock.FileLock(str(lock_path), timeout=0, thread_local=False)
         try:
             lock.acquire()
         except filelock.Timeout:
-            holder = lock_holder(lock_path)
+            holder = _holder_soon(lock_path)
             raise LockHeldError(
                 f"another sync holds the volume lock {lock_path}: {describe_holder(holder)}; "
                 "wait for it to finish (the lock is released automatically if that process dies)",

@@ -1,0 +1,198 @@
+"""Run history in SQLite (WAL): what a sync records, and that readers and writers never wait on each other."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import syncer
+from syncer import History
+from syncer._volume import Volume, iso, utcnow
+
+
+def _run(run_id: str, **extra: object) -> dict:
+    return {"id": run_id, "trigger": "cli", "user": "alice", "host": "h", "pid": 1,
+            "tables_requested": ["courses"], "started_at": iso(utcnow()), **extra}
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> History:
+    h = History(tmp_path / "syncer.db")
+    h.start_run(_run("20260101T000000Z-0000"))
+    return h
+
+
+@pytest.fixture
+def synced(config: syncer.Config) -> tuple[History, dict]:
+    report = syncer.sync(config, trigger="manual", user="alice")
+    assert report["status"] == "ok"
+    return History(Volume(config.root).db_path), report
+
+
+def test_the_database_is_in_wal_mode(synced):
+    history, _ = synced
+    con = sqlite3.connect(history.path)
+    try:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        con.close()
+
+
+def test_an_open_read_transaction_does_not_block_writes(history):
+    reader = sqlite3.connect(history.path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == 1  # the read transaction is open now
+
+        writes = {
+            "start_run": lambda: history.start_run(_run("20260101T000001Z-0001")),
+            "finish_run": lambda: history.finish_run("20260101T000001Z-0001", status="ok", rows=5, steps={"a": 1.0}),
+            "event": lambda: history.event("rollback", iso(utcnow()), user="bob", **{"from": "a", "to": "b"}),
+            "record_table": lambda: history.record_table(
+                "20260101T000001Z-0001", {"table": "courses", "status": "fresh", "rows": 5},
+                [{"name": "row_count", "ok": True, "detail": "5"}]),
+            "record_checks": lambda: history.record_checks("20260101T000001Z-0001", None, [{"name": "time_budget", "ok": True}]),
+            "abort_running": lambda: history.abort_running("killed", iso(utcnow())),
+        }
+        for name, write in writes.items():
+            t = time.perf_counter()
+            write()
+            assert time.perf_counter() - t < 1.0, name
+
+        # The reader still sees its snapshot; the writes are there once it ends its transaction.
+        assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+    finally:
+        reader.close()
+    assert {r["id"]: r["status"] for r in history.runs()} == {"20260101T000000Z-0000": "aborted", "20260101T000001Z-0001": "ok"}
+
+
+def test_reads_do_not_wait_for_an_open_write_transaction(history):
+    writer = sqlite3.connect(history.path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE runs SET status = 'ok'")
+        t = time.perf_counter()
+        runs = history.runs()
+        assert time.perf_counter() - t < 1.0
+        assert [r["status"] for r in runs] == ["running"]  # uncommitted work is invisible
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+    assert [r["status"] for r in history.runs()] == ["ok"]
+
+
+def test_a_sync_records_its_run(synced, config):
+    history, report = synced
+    runs = history.runs()
+    assert len(runs) == 1
+    run = runs[0]
+    assert history.last_run() == run
+    assert run["id"] == report["run_id"]
+    assert run["snapshot_id"] == report["snapshot_id"]
+    assert (run["trigger"], run["user"], run["status"]) == ("manual", "alice", "ok")
+    assert (run["host"], run["pid"]) == (socket.gethostname(), os.getpid())
+    assert run["tables_requested"] == [t.name for t in config.tables]
+    assert run["rows"] == report["rows"] > 0
+    assert run["bytes"] == report["bytes"] > 0
+    assert run["error"] is None
+    assert run["finished_at"] >= run["started_at"]
+    assert run["duration_s"] == pytest.approx(report["duration_s"])
+    assert run["steps"] == pytest.approx(report["steps"])
+    assert set(run["steps"]) >= {"export_validate_s", "publish_s", "retention_s"}
+
+
+def test_a_sync_records_every_table_result(synced):
+    history, report = synced
+    results = {r["table_name"]: r for r in history.table_results(report["run_id"])}
+    assert set(results) == {t["table"] for t in report["tables"]}
+    for t in report["tables"]:
+        r = results[t["table"]]
+        assert r["run_id"] == report["run_id"]
+        assert (r["status"], r["rows"], r["bytes"], r["error"]) == (t["status"], t["rows"], t["bytes"], None)
+        for key in ("export_s", "validate_s", "total_s", "rows_per_s"):
+            assert r[key] == pytest.approx(t[key]), key
+            assert r[key] > 0, key
+    # Without a run id: newest runs first, with the run's start time.
+    recent = history.table_results()
+    assert len(recent) == len(report["tables"])
+    assert all(r["started_at"] for r in recent)
+
+
+def test_a_sync_records_every_check(synced):
+    history, report = synced
+    checks = history.checks(report["run_id"])
+    got = Counter((c["table_name"], c["name"], c["ok"], c["severity"], c["detail"]) for c in checks)
+    expected = Counter(
+        (t["table"], c["name"], bool(c["ok"]), c.get("severity", "error"), c.get("detail"))
+        for t in report["tables"] for c in t["checks"]
+    )
+    budget = report["budget"]
+    expected[(None, "time_budget", budget["ok"], budget["severity"], budget["detail"])] += 1
+    assert got == expected
+    assert all(c["run_id"] == report["run_id"] and isinstance(c["ok"], bool) for c in checks)
+    assert {"row_count", "schema", "primary_key_unique", "sha256", "reopen"} <= {c["name"] for c in checks}
+
+
+def test_a_manual_sync_and_a_rollback_are_events(synced, config):
+    history, report = synced
+    second = syncer.sync(config)
+    syncer.rollback(config, user="bob")
+    events = history.events()
+    assert [e["kind"] for e in events] == ["rollback", "manual_sync"]  # newest first
+    rollback, manual = events
+    assert rollback["user"] == "bob"
+    assert rollback["detail"] == {"from": second["snapshot_id"], "to": report["snapshot_id"]}
+    assert manual["user"] == "alice"
+    assert manual["run_id"] == report["run_id"]
+    assert manual["detail"] == {"tables": [t.name for t in config.tables]}
+    assert [r["trigger"] for r in history.runs()] == ["cli", "manual"]
+
+
+def test_abort_running_marks_leftover_runs_aborted(history):
+    history.start_run(_run("20260101T000001Z-0001"))
+    history.finish_run("20260101T000001Z-0001", status="ok")
+    at = iso(utcnow())
+    assert history.abort_running("the process was killed", at) == 1
+    runs = {r["id"]: r for r in history.runs()}
+    assert runs["20260101T000000Z-0000"]["status"] == "aborted"
+    assert runs["20260101T000000Z-0000"]["error"] == "the process was killed"
+    assert runs["20260101T000000Z-0000"]["finished_at"] == at
+    assert runs["20260101T000001Z-0001"]["status"] == "ok"
+    assert runs["20260101T000001Z-0001"]["error"] is None
+    assert history.abort_running("again", at) == 0
+
+
+def test_a_sync_aborts_a_run_left_running_by_a_killed_process(config):
+    vol = Volume(config.root)
+    vol.ensure()
+    History(vol.db_path).start_run(_run("20260101T000000Z-dead"))
+    report = syncer.sync(config)
+    runs = {r["id"]: r for r in History(vol.db_path).runs()}
+    assert runs["20260101T000000Z-dead"]["status"] == "aborted"
+    assert "killed or crashed" in runs["20260101T000000Z-dead"]["error"]
+    assert runs[report["run_id"]]["status"] == "ok"
+
+
+def test_reading_a_volume_without_history_does_not_create_it(tmp_path, config):
+    path = tmp_path / "empty" / "syncer.db"
+    history = History(path)
+    assert history.runs() == []
+    assert history.last_run() is None
+    assert history.table_results() == []
+    assert history.table_results("20260101T000000Z-0000") == []
+    assert history.checks("20260101T000000Z-0000") == []
+    assert history.events() == []
+    assert not path.exists()
+    assert not path.parent.exists()
+
+    st = syncer.status(config)
+    assert st["last_run"] is None
+    assert not Volume(config.root).db_path.exists()
