@@ -27,8 +27,9 @@ run: $(STAMP) var/warehouse.duckdb
 	$(BIN)/syncer --config $(CONFIG) sync
 	$(BIN)/syncer --config $(CONFIG) status
 
-## make test: the whole test suite (pytest's "no tests collected", exit 5, counts as a failure).
+## make test: lint + the whole test suite (pytest's "no tests collected", exit 5, counts as a failure).
 test: $(STAMP)
+	$(BIN)/ruff check .
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -16,16 +16,17 @@ from typing import Any
 
 from ._exceptions import ConfigError
 
-__all__ = ["Config", "TableConfig", "load_config", "default_config_path", "FORMATS"]
+__all__ = ["FORMATS", "Config", "TableConfig", "default_config_path", "load_config"]
 
 #: format name -> file extension
 FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "arrow": "arrow"}
 
 # A table name becomes a file name on the volume: no path separators, no dots, no NUL.
-_TABLE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "name\n" through.
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 # A source identifier: up to three dot-separated parts (database.schema.table); each part is quoted
 # when SQL is built, so only the characters of ordinary identifiers are allowed here.
-_SOURCE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
+_SOURCE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}\Z")
 
 _SECTIONS: dict[str, set[str]] = {
     "source": {"kind", "path", "memory_limit", "threads"},
@@ -129,6 +130,16 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
 def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) -> Config:
     """Validate an already-parsed TOML document."""
     where = str(path) if path else "config"
+    try:
+        return _parse(data, base, path, where)
+    except ConfigError as exc:
+        # Every message names the file, whichever helper raised it.
+        if str(exc).startswith(where + ":"):
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> Config:
     _check_keys(data, _TOP_KEYS, where, "")
     sections: dict[str, dict[str, Any]] = {}
     for name, keys in _SECTIONS.items():
@@ -141,9 +152,7 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
     src = sections["source"]
     kind = _get(src, "kind", str, "duckdb", "[source] kind")
     if kind not in _SOURCE_KINDS:
-        raise ConfigError(
-            f"{where}: [source] kind = {kind!r} is not supported; choose one of: {', '.join(_SOURCE_KINDS)}"
-        )
+        raise ConfigError(f"{where}: [source] kind = {kind!r} is not supported; choose one of: {', '.join(_SOURCE_KINDS)}")
     src_path = _get(src, "path", str, None, "[source] path")
     if kind == "duckdb" and not src_path:
         raise ConfigError(f'{where}: [source] path is required for kind = "duckdb" (e.g. path = "var/warehouse.duckdb")')
@@ -225,7 +234,7 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
     label = f"[[tables]] #{i}" if not isinstance(name, str) else f"table {name!r}"
     _check_keys(raw, _TABLE_KEYS, where, f"{label}: ")
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: [[tables]] #{i} has no name; add name = \"...\"")
+        raise ConfigError(f'{where}: [[tables]] #{i} has no name; add name = "..."')
     if not _TABLE_NAME.match(name):
         raise ConfigError(
             f"{where}: table name {name!r} is not allowed; use only letters, digits, '_' and '-' "
@@ -237,12 +246,13 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
         raise ConfigError(f"{where}: table {name!r} sets both source and query; keep one")
     if source is None and query is None:
         source = name
-    if source is not None:
-        if not isinstance(source, str) or not all(_SOURCE_PART.match(p) for p in source.split(".")) or source.count(".") > 2:
-            raise ConfigError(
-                f"{where}: table {name!r}: source = {source!r} is not a valid table identifier; "
-                "use [database.][schema.]table with letters, digits and '_' (or use query = \"select ...\")"
-            )
+    if source is not None and (
+        not isinstance(source, str) or not all(_SOURCE_PART.match(p) for p in source.split(".")) or source.count(".") > 2
+    ):
+        raise ConfigError(
+            f"{where}: table {name!r}: source = {source!r} is not a valid table identifier; "
+            "use [database.][schema.]table with letters, digits and '_' (or use query = \"select ...\")"
+        )
     if query is not None:
         if not isinstance(query, str) or not re.match(r"^\s*(select|with)\b", query, re.IGNORECASE):
             raise ConfigError(f"{where}: table {name!r}: query must be a single SELECT (or WITH ... SELECT) statement")
@@ -251,9 +261,7 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
         query = query.strip().rstrip(";").strip()
     pk = _str_list(raw, "primary_key", f"table {name!r}: primary_key")
     if not pk:
-        raise ConfigError(
-            f"{where}: table {name!r} has no primary_key; name its key column(s), e.g. primary_key = [\"id\"]"
-        )
+        raise ConfigError(f'{where}: table {name!r} has no primary_key; name its key column(s), e.g. primary_key = ["id"]')
     fmt = raw.get("format", "parquet")
     if fmt not in FORMATS:
         raise ConfigError(
@@ -264,7 +272,9 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
     not_null = _str_list(raw, "not_null", f"table {name!r}: not_null")
     for col in pk:
         if col in exclude:
-            raise ConfigError(f"{where}: table {name!r}: primary key column {col!r} is also in exclude_columns; remove it from one")
+            raise ConfigError(
+                f"{where}: table {name!r}: primary key column {col!r} is also in exclude_columns; remove it from one"
+            )
     for col in not_null:
         if col in exclude:
             raise ConfigError(f"{where}: table {name!r}: not_null column {col!r} is also in exclude_columns; remove it from one")
@@ -293,13 +303,15 @@ def _check_cron(cron: str, tz: str, where: str) -> None:
 
         ZoneInfo(tz)
     except Exception:
-        raise ConfigError(f"{where}: [schedule] timezone = {tz!r} is not a known time zone (e.g. \"UTC\", \"Europe/Berlin\")") from None
+        raise ConfigError(
+            f'{where}: [schedule] timezone = {tz!r} is not a known time zone (e.g. "UTC", "Europe/Berlin")'
+        ) from None
     try:
         CronTrigger.from_crontab(cron, timezone=tz)
     except ValueError as exc:
         raise ConfigError(
             f"{where}: [schedule] cron = {cron!r} is not a valid crontab expression ({exc}); "
-            "use five fields: minute hour day month weekday, e.g. \"0 3 * * *\""
+            'use five fields: minute hour day month weekday, e.g. "0 3 * * *"'
         ) from None
 
 
@@ -318,7 +330,7 @@ def _get(d: dict[str, Any], key: str, typ: type, default: Any, label: str) -> An
     if key not in d:
         return default
     val = d[key]
-    if typ is bool and not isinstance(val, bool) or typ is not bool and not isinstance(val, typ):
+    if (typ is bool and not isinstance(val, bool)) or (typ is not bool and not isinstance(val, typ)):
         raise ConfigError(f"{label} must be {typ.__name__}, got {val!r}")
     return val
 

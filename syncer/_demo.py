@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from syncer._exceptions import ConfigError, SourceError
@@ -36,55 +36,187 @@ DEFAULT_ROWS = 200_000
 DEMO_TABLES = ("participants", "courses", "enrollments", "daily_metrics")
 
 _DAY = 86_400
-_BASE = int(datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp())  # first metrics day
+_BASE = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())  # first metrics day
 _SIGNUP_LEAD_DAYS = 180  # participants start signing up this long before _BASE
 
 _FIRST_NAMES = (
-    "james", "mary", "robert", "patricia", "john", "jennifer", "michael", "linda", "david",
-    "elizabeth", "william", "barbara", "richard", "susan", "joseph", "jessica", "thomas", "sarah",
-    "charles", "karen", "daniel", "lisa", "matthew", "nancy", "anthony", "sandra", "mark",
-    "ashley", "priya", "arjun", "wei", "mei", "hiroshi", "yuki", "lucas", "sofia", "mateo",
-    "camila", "noah", "emma", "liam", "olivia", "lena", "jonas", "amara", "kwame", "fatima",
+    "james",
+    "mary",
+    "robert",
+    "patricia",
+    "john",
+    "jennifer",
+    "michael",
+    "linda",
+    "david",
+    "elizabeth",
+    "william",
+    "barbara",
+    "richard",
+    "susan",
+    "joseph",
+    "jessica",
+    "thomas",
+    "sarah",
+    "charles",
+    "karen",
+    "daniel",
+    "lisa",
+    "matthew",
+    "nancy",
+    "anthony",
+    "sandra",
+    "mark",
+    "ashley",
+    "priya",
+    "arjun",
+    "wei",
+    "mei",
+    "hiroshi",
+    "yuki",
+    "lucas",
+    "sofia",
+    "mateo",
+    "camila",
+    "noah",
+    "emma",
+    "liam",
+    "olivia",
+    "lena",
+    "jonas",
+    "amara",
+    "kwame",
+    "fatima",
     "omar",
 )
 _LAST_NAMES = (
-    "smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez",
-    "martinez", "hernandez", "lopez", "gonzalez", "wilson", "anderson", "thomas", "taylor",
-    "moore", "jackson", "martin", "lee", "thompson", "white", "harris", "clark", "lewis",
-    "walker", "young", "allen", "king", "wright", "scott", "nguyen", "patel", "kim", "chen",
-    "wang", "tanaka", "sato", "muller", "schmidt", "rossi", "silva", "santos", "okafor",
-    "mensah", "kowalski", "novak",
+    "smith",
+    "johnson",
+    "williams",
+    "brown",
+    "jones",
+    "garcia",
+    "miller",
+    "davis",
+    "rodriguez",
+    "martinez",
+    "hernandez",
+    "lopez",
+    "gonzalez",
+    "wilson",
+    "anderson",
+    "thomas",
+    "taylor",
+    "moore",
+    "jackson",
+    "martin",
+    "lee",
+    "thompson",
+    "white",
+    "harris",
+    "clark",
+    "lewis",
+    "walker",
+    "young",
+    "allen",
+    "king",
+    "wright",
+    "scott",
+    "nguyen",
+    "patel",
+    "kim",
+    "chen",
+    "wang",
+    "tanaka",
+    "sato",
+    "muller",
+    "schmidt",
+    "rossi",
+    "silva",
+    "santos",
+    "okafor",
+    "mensah",
+    "kowalski",
+    "novak",
 )
 # Repeats weight the distribution towards the bigger markets.
 _COUNTRIES = (
-    "US", "US", "US", "US", "GB", "GB", "DE", "DE", "IN", "IN", "IN", "FR", "BR", "BR", "CA",
-    "AU", "NL", "ES", "IT", "SE", "PL", "JP", "MX", "NG", "KR", "SG", "ZA", "IE",
+    "US",
+    "US",
+    "US",
+    "US",
+    "GB",
+    "GB",
+    "DE",
+    "DE",
+    "IN",
+    "IN",
+    "IN",
+    "FR",
+    "BR",
+    "BR",
+    "CA",
+    "AU",
+    "NL",
+    "ES",
+    "IT",
+    "SE",
+    "PL",
+    "JP",
+    "MX",
+    "NG",
+    "KR",
+    "SG",
+    "ZA",
+    "IE",
 )
 _EMAIL_DOMAINS = ("example.org", "example.org", "example.com", "example.net", "mail.example.org")
 _LANGUAGES = ("en", "en", "en", "en", "en", "en", "en", "de", "es", "fr", "pt", "ja")
 # (topic, category)
 _TOPICS = (
-    ("SQL", "Data"), ("Data Modeling", "Data"), ("Pandas for Analysts", "Data"),
-    ("Data Visualization", "Data"), ("Statistics with Python", "Data"),
-    ("Machine Learning", "Data"), ("Apache Spark", "Data"),
-    ("Network Security", "Security"), ("Secure Coding", "Security"),
-    ("Threat Modeling", "Security"), ("Incident Response", "Security"),
+    ("SQL", "Data"),
+    ("Data Modeling", "Data"),
+    ("Pandas for Analysts", "Data"),
+    ("Data Visualization", "Data"),
+    ("Statistics with Python", "Data"),
+    ("Machine Learning", "Data"),
+    ("Apache Spark", "Data"),
+    ("Network Security", "Security"),
+    ("Secure Coding", "Security"),
+    ("Threat Modeling", "Security"),
+    ("Incident Response", "Security"),
     ("Identity and Access Management", "Security"),
-    ("AWS", "Cloud"), ("Kubernetes", "Cloud"), ("Terraform", "Cloud"),
-    ("Serverless Architectures", "Cloud"), ("Azure Administration", "Cloud"),
-    ("Python", "Programming"), ("Go Concurrency", "Programming"), ("Rust", "Programming"),
-    ("TypeScript", "Programming"), ("Clean Code", "Programming"),
-    ("CI/CD Pipelines", "DevOps"), ("Docker", "DevOps"), ("Observability", "DevOps"),
+    ("AWS", "Cloud"),
+    ("Kubernetes", "Cloud"),
+    ("Terraform", "Cloud"),
+    ("Serverless Architectures", "Cloud"),
+    ("Azure Administration", "Cloud"),
+    ("Python", "Programming"),
+    ("Go Concurrency", "Programming"),
+    ("Rust", "Programming"),
+    ("TypeScript", "Programming"),
+    ("Clean Code", "Programming"),
+    ("CI/CD Pipelines", "DevOps"),
+    ("Docker", "DevOps"),
+    ("Observability", "DevOps"),
     ("Site Reliability Engineering", "DevOps"),
-    ("Agile Project Management", "Management"), ("Technical Leadership", "Management"),
+    ("Agile Project Management", "Management"),
+    ("Technical Leadership", "Management"),
     ("Product Discovery", "Management"),
-    ("UX Research", "Design"), ("Accessibility", "Design"),
+    ("UX Research", "Design"),
+    ("Accessibility", "Design"),
 )
 # (title prefix, level)
 _PREFIXES = (
-    ("Introduction to", "beginner"), ("Essential", "beginner"), ("Getting Started with", "beginner"),
-    ("Practical", "intermediate"), ("Hands-On", "intermediate"), ("Applied", "intermediate"),
-    ("Modern", "intermediate"), ("Production", "advanced"), ("Mastering", "advanced"),
+    ("Introduction to", "beginner"),
+    ("Essential", "beginner"),
+    ("Getting Started with", "beginner"),
+    ("Practical", "intermediate"),
+    ("Hands-On", "intermediate"),
+    ("Applied", "intermediate"),
+    ("Modern", "intermediate"),
+    ("Production", "advanced"),
+    ("Mastering", "advanced"),
     ("Advanced", "advanced"),
 )
 
@@ -95,8 +227,7 @@ def _sql_list(values: tuple[str, ...]) -> str:
 
 def _sql_structs(pairs: tuple[tuple[str, str], ...], a: str, b: str) -> str:
     items = ", ".join(
-        "{{'{a}': '{x}', '{b}': '{y}'}}".format(a=a, b=b, x=x.replace("'", "''"), y=y.replace("'", "''"))
-        for x, y in pairs
+        "{{'{a}': '{x}', '{b}': '{y}'}}".format(a=a, b=b, x=x.replace("'", "''"), y=y.replace("'", "''")) for x, y in pairs
     )
     return "[" + items + "]"
 
@@ -372,10 +503,7 @@ def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int =
         try:
             for statement in _statements(rows, seed):
                 con.execute(statement)
-            counts = {
-                table: int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-                for table in DEMO_TABLES
-            }
+            counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]) for table in DEMO_TABLES}
         finally:
             con.close()
         # A stale WAL of the old file would be replayed onto the new one: drop it first.

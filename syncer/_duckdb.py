@@ -25,8 +25,7 @@ class DuckDBSource(Source):
         self.path = cfg.path
         if self.path is None or not self.path.exists():
             raise SourceError(
-                f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` "
-                "or fix [source] path in the config"
+                f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
             )
         try:
             # read_only: many readers may share the file, and a sync can never change the source.
@@ -49,7 +48,7 @@ class DuckDBSource(Source):
         self._run("BEGIN TRANSACTION", table)
         self._in_txn = True
         try:
-            yield {"as_of": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "isolation": "transaction"}
+            yield {"as_of": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "isolation": "transaction"}
         finally:
             self._in_txn = False
             with contextlib.suppress(duckdb.Error):

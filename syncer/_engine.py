@@ -88,10 +88,17 @@ def _sync_locked(
     swept = vol.sweep()
     if swept:
         log.info("swept leftovers of an interrupted run: %s", ", ".join(swept), extra={"run_id": run_id, "step": "sweep"})
-    hist.start_run({
-        "id": run_id, "trigger": trigger, "user": user, "host": socket.gethostname(), "pid": os.getpid(),
-        "tables_requested": selected, "started_at": iso(started),
-    })
+    hist.start_run(
+        {
+            "id": run_id,
+            "trigger": trigger,
+            "user": user,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "tables_requested": selected,
+            "started_at": iso(started),
+        }
+    )
     if trigger in ("manual",):
         hist.event("manual_sync", iso(started), user=user, run_id=run_id, tables=selected)
     staging = vol.staging / run_id
@@ -116,13 +123,21 @@ def _sync_locked(
                 for name in selected:
                     t = cfg.table(name)
                     outcomes[name] = export_table(
-                        source, t, cfg, staging, prev_tables.get(name),
-                        accept_schema_change=accept_schema_change, progress=progress,
+                        source,
+                        t,
+                        cfg,
+                        staging,
+                        prev_tables.get(name),
+                        accept_schema_change=accept_schema_change,
+                        progress=progress,
                         spill_dir=vol.staging / f".spill-{run_id}",
                     )
                     log.info(
-                        "table %s: %s, %s rows in %.2fs", name, "ok" if outcomes[name].ok else "FAILED",
-                        f"{outcomes[name].rows:,}", outcomes[name].timings.get("total_s", 0.0),
+                        "table %s: %s, %s rows in %.2fs",
+                        name,
+                        "ok" if outcomes[name].ok else "FAILED",
+                        f"{outcomes[name].rows:,}",
+                        outcomes[name].timings.get("total_s", 0.0),
                         extra={"run_id": run_id, "table": name, "step": "export"},
                     )
         steps["export_validate_s"] = time.perf_counter() - t_exp
@@ -150,13 +165,21 @@ def _sync_locked(
             else:
                 status = "failed" if out is not None else "missing"
             if out is not None:
-                table_reports.append({
-                    "table": name, "status": status if out.ok or status == "carried_over" else "failed",
-                    "ok": out.ok, "rows": out.rows, "bytes": out.bytes, "error": out.error, "checks": out.checks,
-                    "export_s": out.timings.get("export_s"), "validate_s": out.timings.get("validate_s"),
-                    "total_s": out.timings.get("total_s"),
-                    "rows_per_s": (out.rows / out.timings["export_s"]) if out.timings.get("export_s") else None,
-                })
+                table_reports.append(
+                    {
+                        "table": name,
+                        "status": status if out.ok or status == "carried_over" else "failed",
+                        "ok": out.ok,
+                        "rows": out.rows,
+                        "bytes": out.bytes,
+                        "error": out.error,
+                        "checks": out.checks,
+                        "export_s": out.timings.get("export_s"),
+                        "validate_s": out.timings.get("validate_s"),
+                        "total_s": out.timings.get("total_s"),
+                        "rows_per_s": (out.rows / out.timings["export_s"]) if out.timings.get("export_s") else None,
+                    }
+                )
         report["tables"] = table_reports
         ok_count = sum(1 for o in outcomes.values() if o.ok)
         failed = [n for n, o in outcomes.items() if not o.ok]
@@ -199,8 +222,15 @@ def _sync_locked(
                 from ._volume import remove_tree
 
                 remove_tree(staging)
-            hist.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=iso(utcnow()),
-                            duration_s=time.perf_counter() - t0, snapshot_id=report["snapshot_id"], steps=steps)
+            hist.finish_run(
+                run_id,
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                finished_at=iso(utcnow()),
+                duration_s=time.perf_counter() - t0,
+                snapshot_id=report["snapshot_id"],
+                steps=steps,
+            )
         raise
     finally:
         spill = vol.staging / f".spill-{run_id}"
@@ -209,8 +239,14 @@ def _sync_locked(
 
     duration = time.perf_counter() - t0
     budget = _budget_check(cfg, duration)
-    report.update(status=run_status, duration_s=duration, steps=steps, budget=budget,
-                  rows=sum(o.rows for o in outcomes.values() if o.ok), bytes=sum(o.bytes for o in outcomes.values() if o.ok))
+    report.update(
+        status=run_status,
+        duration_s=duration,
+        steps=steps,
+        budget=budget,
+        rows=sum(o.rows for o in outcomes.values() if o.ok),
+        bytes=sum(o.bytes for o in outcomes.values() if o.ok),
+    )
     if run_status == "failed":
         from ._volume import remove_tree
 
@@ -219,8 +255,15 @@ def _sync_locked(
         hist.record_table(run_id, tr, tr["checks"])
     hist.record_checks(run_id, None, [budget])
     hist.finish_run(
-        run_id, status=run_status, error=report.get("error"), finished_at=iso(utcnow()), duration_s=duration,
-        snapshot_id=report["snapshot_id"], rows=report["rows"], bytes=report["bytes"], steps=steps,
+        run_id,
+        status=run_status,
+        error=report.get("error"),
+        finished_at=iso(utcnow()),
+        duration_s=duration,
+        snapshot_id=report["snapshot_id"],
+        rows=report["rows"],
+        bytes=report["bytes"],
+        steps=steps,
     )
     log.info("run %s %s in %.2fs", run_id, run_status, duration, extra={"run_id": run_id, "step": "run"})
     return report
@@ -229,7 +272,8 @@ def _sync_locked(
 def _budget_check(cfg: Config, seconds: float) -> dict[str, Any]:
     ok = seconds <= cfg.time_budget_seconds
     return check(
-        "time_budget", ok,
+        "time_budget",
+        ok,
         f"run took {seconds:.1f}s of a {cfg.time_budget_seconds:g}s budget" + ("" if ok else " (over budget)"),
         severity="warning",
     )
@@ -362,8 +406,12 @@ def verify(cfg: Config) -> dict[str, Any]:
     tables = {}
     if info.manifest:
         for name, t in info.manifest["tables"].items():
-            tables[name] = {"file": t["file"], "rows": t["rows"], "sha256": t["sha256"],
-                            "ok": not any(f"table {name!r}" in p for p in problems)}
+            tables[name] = {
+                "file": t["file"],
+                "rows": t["rows"],
+                "sha256": t["sha256"],
+                "ok": not any(f"table {name!r}" in p for p in problems),
+            }
     return {"ok": not problems, "snapshot": cur, "problems": problems, "tables": tables}
 
 
@@ -392,21 +440,40 @@ def status(cfg: Config) -> dict[str, Any]:
     if cur is None:
         warnings.append("nothing is published yet; run `syncer sync`")
     elif man is None:
-        warnings.append(f"current snapshot {cur} is broken ({info.error if info else ''}{'; '.join(info.problems) if info else ''}); run `syncer repair`")
+        warnings.append(
+            f"current snapshot {cur} is broken ({info.error if info else ''}{'; '.join(info.problems) if info else ''}); run `syncer repair`"
+        )
     tables = []
     sla = cfg.sla_hours * 3600
     for t in cfg.tables:
         entry = man["tables"].get(t.name) if man else None
         if entry is None:
-            tables.append({"name": t.name, "rows": None, "exported_at": None, "age_seconds": None, "stale": True,
-                           "status": "missing", "format": t.format, "file": None})
+            tables.append(
+                {
+                    "name": t.name,
+                    "rows": None,
+                    "exported_at": None,
+                    "age_seconds": None,
+                    "stale": True,
+                    "status": "missing",
+                    "format": t.format,
+                    "file": None,
+                }
+            )
             continue
         age = (utcnow() - parse_iso(entry["exported_at"])).total_seconds()
         stale = age > sla
         row = {
-            "name": t.name, "rows": entry["rows"], "exported_at": entry["exported_at"], "age_seconds": round(age, 1),
-            "stale": stale, "status": entry.get("status", "fresh"), "format": entry["format"], "file": entry["file"],
-            "bytes": entry["bytes"], "checks_failed": [c["name"] for c in entry.get("checks", []) if not c["ok"]],
+            "name": t.name,
+            "rows": entry["rows"],
+            "exported_at": entry["exported_at"],
+            "age_seconds": round(age, 1),
+            "stale": stale,
+            "status": entry.get("status", "fresh"),
+            "format": entry["format"],
+            "file": entry["file"],
+            "bytes": entry["bytes"],
+            "checks_failed": [c["name"] for c in entry.get("checks", []) if not c["ok"]],
         }
         if entry.get("error"):
             row["error"] = entry["error"]
@@ -440,12 +507,20 @@ def snapshots(cfg: Config) -> list[dict[str, Any]]:
     out = []
     for i in vol.list_snapshots():
         tables = i.manifest["tables"] if i.manifest else {}
-        out.append({
-            "id": i.id, "created_at": i.created_at or None, "current": i.id == cur, "ok": i.ok,
-            "tables": {n: {"rows": t["rows"], "status": t.get("status"), "exported_at": t["exported_at"]} for n, t in tables.items()},
-            "rows": sum(t["rows"] for t in tables.values()), "bytes": sum(t["bytes"] for t in tables.values()),
-            "problems": ([i.error] if i.error else []) + i.problems,
-        })
+        out.append(
+            {
+                "id": i.id,
+                "created_at": i.created_at or None,
+                "current": i.id == cur,
+                "ok": i.ok,
+                "tables": {
+                    n: {"rows": t["rows"], "status": t.get("status"), "exported_at": t["exported_at"]} for n, t in tables.items()
+                },
+                "rows": sum(t["rows"] for t in tables.values()),
+                "bytes": sum(t["bytes"] for t in tables.values()),
+                "problems": ([i.error] if i.error else []) + i.problems,
+            }
+        )
     return out
 
 

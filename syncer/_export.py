@@ -113,7 +113,9 @@ def export_table(
         out.timings["export_s"] = time.perf_counter() - t0
         out.rows, out.bytes = acc.rows, written.bytes
         t1 = time.perf_counter()
-        out.checks = _validate(table, schema, source_rows, source_profile, acc, written, previous, accept_schema_change, spill_dir)
+        out.checks = _validate(
+            table, schema, source_rows, source_profile, acc, written, previous, accept_schema_change, spill_dir
+        )
         out.timings["validate_s"] = time.perf_counter() - t1
         out.ok = all(c["ok"] for c in out.checks if c["severity"] == "error")
         failed = [c for c in out.checks if not c["ok"] and c["severity"] == "error"]
@@ -153,7 +155,11 @@ def export_table(
 
 def _project(table: TableConfig, full: pa.Schema) -> pa.Schema:
     names = full.names
-    for label, cols in (("exclude_columns", table.exclude_columns), ("primary_key", table.primary_key), ("not_null", table.not_null)):
+    for label, cols in (
+        ("exclude_columns", table.exclude_columns),
+        ("primary_key", table.primary_key),
+        ("not_null", table.not_null),
+    ):
         for col in cols:
             if col not in names:
                 close = difflib.get_close_matches(col, names, n=1)
@@ -190,44 +196,67 @@ def _validate(
         elif accept_schema_change:
             checks.append(check("schema", True, "change accepted by the operator: " + "; ".join(drift)))
         else:
-            checks.append(check(
-                "schema", False,
-                "schema drift from the previous snapshot: " + "; ".join(drift)
-                + ". If intended, re-run with `syncer sync --accept-schema-change " + table.name + "`",
-            ))
+            checks.append(
+                check(
+                    "schema",
+                    False,
+                    "schema drift from the previous snapshot: "
+                    + "; ".join(drift)
+                    + ". If intended, re-run with `syncer sync --accept-schema-change "
+                    + table.name
+                    + "`",
+                )
+            )
 
     written_profile = acc.result()
     cols = written_profile["columns"]
     key_nulls = {c: cols[c]["nulls"] for c in table.primary_key if cols[c]["nulls"]}
-    checks.append(check(
-        "primary_key_not_null", not key_nulls,
-        "no nulls in " + ", ".join(table.primary_key) if not key_nulls
-        else "null primary key values: " + ", ".join(f"{c} has {n:,}" for c, n in key_nulls.items()),
-    ))
+    checks.append(
+        check(
+            "primary_key_not_null",
+            not key_nulls,
+            "no nulls in " + ", ".join(table.primary_key)
+            if not key_nulls
+            else "null primary key values: " + ", ".join(f"{c} has {n:,}" for c, n in key_nulls.items()),
+        )
+    )
     checks.append(_key_check(table, schema, written, spill_dir))
 
     if table.not_null:
         bad = {c: cols[c]["nulls"] for c in table.not_null if cols[c]["nulls"]}
-        checks.append(check(
-            "not_null", not bad,
-            "no nulls in " + ", ".join(table.not_null) if not bad
-            else "nulls in not_null columns: " + ", ".join(f"{c} has {n:,}" for c, n in bad.items()),
-        ))
+        checks.append(
+            check(
+                "not_null",
+                not bad,
+                "no nulls in " + ", ".join(table.not_null)
+                if not bad
+                else "nulls in not_null columns: " + ", ".join(f"{c} has {n:,}" for c, n in bad.items()),
+            )
+        )
 
     if table.allow_empty:
         checks.append(check("non_empty", True, f"{rows:,} rows (empty allowed)"))
     else:
-        checks.append(check(
-            "non_empty", rows > 0,
-            f"{rows:,} rows" if rows else "the table is empty; set allow_empty = true for this table if that is expected",
-        ))
+        checks.append(
+            check(
+                "non_empty",
+                rows > 0,
+                f"{rows:,} rows" if rows else "the table is empty; set allow_empty = true for this table if that is expected",
+            )
+        )
 
     diffs = compare_profiles(source_profile, written_profile, schema)
-    checks.append(check(
-        "profile", not diffs,
-        f"{len(schema)} columns agree with the source (nulls, min, max, sum)" if not diffs
-        else "written data differs from the source: " + "; ".join(diffs[:10]) + (f" (+{len(diffs) - 10} more)" if len(diffs) > 10 else ""),
-    ))
+    checks.append(
+        check(
+            "profile",
+            not diffs,
+            f"{len(schema)} columns agree with the source (nulls, min, max, sum)"
+            if not diffs
+            else "written data differs from the source: "
+            + "; ".join(diffs[:10])
+            + (f" (+{len(diffs) - 10} more)" if len(diffs) > 10 else ""),
+        )
+    )
 
     try:
         on_disk = written.path.stat().st_size
@@ -236,7 +265,13 @@ def _validate(
         detail = f"cannot stat {written.path.name}: {exc.strerror}"
     else:
         detail = f"sha256 {written.sha256} of {on_disk:,} bytes"
-    checks.append(check("sha256", on_disk == written.bytes, detail if on_disk == written.bytes else f"{detail}; {written.bytes:,} bytes were written"))
+    checks.append(
+        check(
+            "sha256",
+            on_disk == written.bytes,
+            detail if on_disk == written.bytes else f"{detail}; {written.bytes:,} bytes were written",
+        )
+    )
 
     try:
         reread = count_rows(table.format, written.path, schema)
@@ -259,7 +294,9 @@ def _key_check(table: TableConfig, schema: pa.Schema, written: WrittenFile, spil
     reader = pa.RecordBatchReader.from_batches(key_schema, iter_batches(table.format, written.path, schema, keys))
     cols = ", ".join(quote_ident(k) for k in keys)
     not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in keys)
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "256MB", **({"temp_directory": str(spill_dir)} if spill_dir else {})})
+    con = duckdb.connect(
+        config={"threads": 2, "memory_limit": "256MB", **({"temp_directory": str(spill_dir)} if spill_dir else {})}
+    )
     try:
         con.register("keys_scan", reader)
         rows = con.execute(
@@ -274,10 +311,9 @@ def _key_check(table: TableConfig, schema: pa.Schema, written: WrittenFile, spil
     if not rows:
         return check("primary_key_unique", True, f"{', '.join(keys)} unique")
     groups, dup_rows = rows[0][-2], rows[0][-1]
-    examples = ", ".join(
-        "(" + ", ".join(repr(v) for v in r[: len(keys)]) + f") x{r[len(keys)]}" for r in rows
-    )
+    examples = ", ".join("(" + ", ".join(repr(v) for v in r[: len(keys)]) + f") x{r[len(keys)]}" for r in rows)
     return check(
-        "primary_key_unique", False,
+        "primary_key_unique",
+        False,
         f"{groups:,} duplicate {', '.join(keys)} value(s) covering {int(dup_rows):,} rows, e.g. {examples}",
     )

@@ -116,7 +116,7 @@ class TableWriter(abc.ABC):
         """Close without caring about the content; the caller removes the file."""
         try:
             self._finish()
-        except Exception:  # noqa: BLE001, S110 - the file is being thrown away
+        except Exception:
             pass
         self.sink.close()
 
@@ -196,7 +196,7 @@ def _json_default(value: Any) -> Any:
         return str(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+            return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
         return value.isoformat()
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
@@ -207,7 +207,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def open_writer(fmt: str, path: Path, schema: pa.Schema, *, compression: str = "zstd", row_group_rows: int = 131_072) -> TableWriter:
+def open_writer(
+    fmt: str, path: Path, schema: pa.Schema, *, compression: str = "zstd", row_group_rows: int = 131_072
+) -> TableWriter:
     if fmt == "parquet":
         return ParquetTableWriter(path, schema, compression=compression, row_group_rows=row_group_rows)
     if fmt == "csv":
@@ -251,6 +253,9 @@ def iter_batches(fmt: str, path: Path, schema: pa.Schema, columns: Sequence[str]
             convert_options=pcsv.ConvertOptions(
                 column_types={f.name: f.type for f in schema},
                 include_columns=list(target.names),
+                # The writer leaves nulls empty and quotes every string, so only an unquoted empty field
+                # is null; the default null spellings would turn a float NaN ("nan") into null.
+                null_values=[""],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
             ),
@@ -270,9 +275,7 @@ def _iter_jsonl(path: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
             rows = [json.loads(line) for _, line in zip(range(_READ_BATCH // 4), fh, strict=False) if line.strip()]
             if not rows:
                 return
-            arrays = [
-                pa.array([p(r.get(f.name)) for r in rows], type=f.type) for f, p in zip(schema, parsers, strict=True)
-            ]
+            arrays = [pa.array([p(r.get(f.name)) for r in rows], type=f.type) for f, p in zip(schema, parsers, strict=True)]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 

@@ -89,7 +89,9 @@ class History:
                 if write:
                     con.executescript(_SCHEMA)
             except sqlite3.Error as exc:
-                raise PublishError(f"run history {self.path} cannot be opened: {exc}; run `syncer repair` or move the file aside") from exc
+                raise PublishError(
+                    f"run history {self.path} cannot be opened: {exc}; run `syncer repair` or move the file aside"
+                ) from exc
         con.row_factory = sqlite3.Row
         try:
             yield con
@@ -113,8 +115,16 @@ class History:
     def start_run(self, run: dict[str, Any]) -> None:
         self._write(
             "INSERT INTO runs (id, trigger, user, host, pid, tables_requested, started_at, status) VALUES (?,?,?,?,?,?,?,?)",
-            (run["id"], run["trigger"], run.get("user"), run.get("host"), run.get("pid"),
-             json.dumps(run.get("tables_requested")), run["started_at"], "running"),
+            (
+                run["id"],
+                run["trigger"],
+                run.get("user"),
+                run.get("host"),
+                run.get("pid"),
+                json.dumps(run.get("tables_requested")),
+                run["started_at"],
+                "running",
+            ),
         )
 
     def finish_run(self, run_id: str, **fields: Any) -> None:
@@ -137,14 +147,25 @@ class History:
             con.execute("BEGIN IMMEDIATE")
             con.execute(
                 "INSERT OR REPLACE INTO table_results VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (run_id, result["table"], result["status"], result.get("rows"), result.get("bytes"),
-                 result.get("export_s"), result.get("validate_s"), result.get("total_s"),
-                 result.get("rows_per_s"), result.get("error")),
+                (
+                    run_id,
+                    result["table"],
+                    result["status"],
+                    result.get("rows"),
+                    result.get("bytes"),
+                    result.get("export_s"),
+                    result.get("validate_s"),
+                    result.get("total_s"),
+                    result.get("rows_per_s"),
+                    result.get("error"),
+                ),
             )
             con.executemany(
                 "INSERT INTO checks VALUES (?,?,?,?,?,?)",
-                [(run_id, result["table"], c["name"], int(bool(c["ok"])), c.get("severity", "error"), c.get("detail"))
-                 for c in checks],
+                [
+                    (run_id, result["table"], c["name"], int(bool(c["ok"])), c.get("severity", "error"), c.get("detail"))
+                    for c in checks
+                ],
             )
             con.execute("COMMIT")
 

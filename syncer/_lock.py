@@ -21,7 +21,7 @@ import filelock
 
 from ._exceptions import LockHeldError, PublishError
 
-__all__ = ["volume_lock", "lock_holder"]
+__all__ = ["lock_holder", "volume_lock"]
 
 # flock is per open file, so two threads of one process would each get their own lock on the same
 # file only if they open it separately; this guard makes the in-process case explicit and cheap.
@@ -59,7 +59,9 @@ def volume_lock(lock_path: Path, info: dict[str, Any]) -> Iterator[None]:
     """Hold the volume's writer lock or raise :class:`LockHeldError` at once naming the holder."""
     if not _in_process.acquire(blocking=False):
         holder = _holder_soon(lock_path)
-        raise LockHeldError(f"a sync is already running in this process: {describe_holder(holder)}; wait for it to finish", holder)
+        raise LockHeldError(
+            f"a sync is already running in this process: {describe_holder(holder)}; wait for it to finish", holder
+        )
     try:
         lock = filelock.FileLock(str(lock_path), timeout=0, thread_local=False)
         try:

@@ -18,10 +18,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["ColumnPlan", "ProfileAccumulator", "canonical", "compare_profiles", "plan_for", "JSON_META"]
+__all__ = ["JSON_META", "ColumnPlan", "ProfileAccumulator", "canonical", "compare_profiles", "plan_for"]
 
 #: Field metadata key/value that marks a string column holding JSON text.
 JSON_META = {b"syncer.logical_type": b"json"}
+
+# Decimal arithmetic rounds to its context precision (28 digits by default), but decimal128(38, s)
+# values and their sums carry up to 38 digits: under this context normalize() and + never round.
+_EXACT = decimal.Context(prec=1000)
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,10 @@ def canonical(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         if value == 0:
             return "0"
-        return format(value.normalize(), "f")
+        return format(value.normalize(_EXACT), "f")
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
             return value.replace(tzinfo=None).isoformat() + "Z"
         return value.isoformat()
     if isinstance(value, dt.date | dt.time):
@@ -88,9 +92,7 @@ class ProfileAccumulator:
         self.schema = schema
         self.plans = [plan_for(f) for f in schema]
         self.rows = 0
-        self._cols: list[dict[str, Any]] = [
-            {"nulls": 0, "min": None, "max": None, "sum": None, "nans": 0} for _ in self.plans
-        ]
+        self._cols: list[dict[str, Any]] = [{"nulls": 0, "min": None, "max": None, "sum": None, "nans": 0} for _ in self.plans]
 
     def update(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
@@ -122,7 +124,12 @@ class ProfileAccumulator:
                 else:
                     s = pc.sum(arr).as_py()
                 if s is not None:
-                    st["sum"] = s if st["sum"] is None else st["sum"] + s
+                    if st["sum"] is None:
+                        st["sum"] = s
+                    elif isinstance(s, decimal.Decimal):
+                        st["sum"] = _EXACT.add(st["sum"], s)
+                    else:
+                        st["sum"] += s
 
     def result(self) -> dict[str, Any]:
         return build_profile(self.rows, self.plans, self._cols)

@@ -103,7 +103,9 @@ def read_table(
     try:
         table = read_file(entry["format"], path, schema, columns)
     except (OSError, pa.ArrowException) as exc:
-        raise PublishError(f"cannot read table {name!r} from snapshot {manifest['id']} ({path}): {exc}; run `syncer verify`") from exc
+        raise PublishError(
+            f"cannot read table {name!r} from snapshot {manifest['id']} ({path}): {exc}; run `syncer verify`"
+        ) from exc
     _warn_if_stale(name, entry, manifest)
     return table if as_arrow else table.to_pandas()
 

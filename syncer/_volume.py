@@ -36,11 +36,11 @@ DIR_MODE = 0o555
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> dt.datetime:
@@ -86,7 +86,9 @@ class Volume:
             for d in (self.root, self.snapshots, self.staging, self.quarantine):
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise PublishError(f"cannot create the volume layout under {self.root}: {exc.strerror}; check the mount and its permissions") from exc
+            raise PublishError(
+                f"cannot create the volume layout under {self.root}: {exc.strerror}; check the mount and its permissions"
+            ) from exc
 
     @staticmethod
     def new_snapshot_id(now: dt.datetime | None = None) -> str:
@@ -267,7 +269,9 @@ def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -
             problems.append(f"table {name!r}: file {f.name} is missing")
             continue
         if st.st_size != t.get("bytes"):
-            problems.append(f"table {name!r}: {f.name} is {st.st_size} bytes, manifest says {t.get('bytes')} (truncated or replaced)")
+            problems.append(
+                f"table {name!r}: {f.name} is {st.st_size} bytes, manifest says {t.get('bytes')} (truncated or replaced)"
+            )
             continue
         if not os.access(f, os.R_OK):
             problems.append(f"table {name!r}: {f.name} is not readable")
@@ -279,7 +283,9 @@ def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -
                 problems.append(f"table {name!r}: cannot read {f.name}: {exc.strerror}")
                 continue
             if digest != t.get("sha256"):
-                problems.append(f"table {name!r}: sha256 of {f.name} is {digest[:12]}…, manifest says {str(t.get('sha256'))[:12]}… (modified)")
+                problems.append(
+                    f"table {name!r}: sha256 of {f.name} is {digest[:12]}…, manifest says {str(t.get('sha256'))[:12]}… (modified)"
+                )
     return problems
 
 

@@ -68,7 +68,9 @@ class _Progress:
         from tqdm import tqdm
 
         if ev["event"] == "table_start":
-            self.bar = tqdm(total=ev["total"], desc=f"{ev['table']:<16}", unit=" rows", unit_scale=True, leave=True, file=sys.stderr)
+            self.bar = tqdm(
+                total=ev["total"], desc=f"{ev['table']:<16}", unit=" rows", unit_scale=True, leave=True, file=sys.stderr
+            )
         elif ev["event"] == "rows" and self.bar is not None:
             self.bar.update(ev["done"] - self.bar.n)
         elif ev["event"] == "table_done" and self.bar is not None:
@@ -78,8 +80,13 @@ class _Progress:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Config file (default: $SYNCER_CONFIG or ./sync.toml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (default: $SYNCER_CONFIG or ./sync.toml).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every step.")
 @click.version_option(package_name="volume-data-sync")
 @click.pass_context
@@ -100,7 +107,7 @@ def demo(ctx: click.Context, rows: int | None) -> None:
 
     cfg = _config(ctx)
     if cfg.source.kind != "duckdb" or cfg.source.path is None:
-        raise SyncError("the demo warehouse is a DuckDB file; this config's [source] is not kind = \"duckdb\"")
+        raise SyncError('the demo warehouse is a DuckDB file; this config\'s [source] is not kind = "duckdb"')
     counts = build_demo(cfg.source.path, rows if rows is not None else DEFAULT_ROWS)
     click.echo(f"demo warehouse {cfg.source.path}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
 
@@ -115,8 +122,9 @@ def demo(ctx: click.Context, rows: int | None) -> None:
 def sync(ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_schema_change: bool, trigger: str) -> None:
     """Export -> validate -> publish (only TABLES if given; the others are carried over)."""
     cfg = _config(ctx)
-    report = engine.sync(cfg, list(tables) or None, trigger=trigger, user=_user(),
-                         progress=_Progress(), accept_schema_change=accept_schema_change)
+    report = engine.sync(
+        cfg, list(tables) or None, trigger=trigger, user=_user(), progress=_Progress(), accept_schema_change=accept_schema_change
+    )
     if as_json:
         _emit_json(report)
     else:

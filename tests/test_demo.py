@@ -70,13 +70,12 @@ def test_minimum_sizes_for_tiny_rows(tmp_path):
 def test_primary_keys_are_dense_and_unique(con):
     for table in ("participants", "courses", "enrollments"):
         pk = PRIMARY_KEYS[table]
-        n, distinct, lo, hi = con.execute(
-            f"SELECT count(*), count(DISTINCT {pk}), min({pk}), max({pk}) FROM {table}"
-        ).fetchall()[0]
+        n, distinct, lo, hi = con.execute(f"SELECT count(*), count(DISTINCT {pk}), min({pk}), max({pk}) FROM {table}").fetchall()[
+            0
+        ]
         assert (distinct, lo, hi) == (n, 1, n), table
     days = con.execute(
-        "SELECT count(DISTINCT metric_date), min(metric_date)::VARCHAR, "
-        "max(metric_date) - min(metric_date) FROM daily_metrics"
+        "SELECT count(DISTINCT metric_date), min(metric_date)::VARCHAR, max(metric_date) - min(metric_date) FROM daily_metrics"
     ).fetchall()[0]
     assert days == (30, "2024-01-01", 29)
 
@@ -112,8 +111,7 @@ def test_enrollments_have_no_orphan_foreign_keys(con):
 
 def test_enrollments_have_exactly_the_documented_columns(con):
     columns = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = 'enrollments' ORDER BY ordinal_position"
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'enrollments' ORDER BY ordinal_position"
     ).fetchall()
     assert columns == [
         ("enrollment_id", "BIGINT"),
@@ -131,8 +129,7 @@ def test_every_supported_type_is_present(con):
     types = {
         row[0]
         for row in con.execute(
-            "SELECT DISTINCT data_type FROM information_schema.columns "
-            f"WHERE table_name IN {tuple(DEMO_TABLES)}"
+            f"SELECT DISTINCT data_type FROM information_schema.columns WHERE table_name IN {tuple(DEMO_TABLES)}"
         ).fetchall()
     }
     for required in ("BIGINT", "INTEGER", "DOUBLE", "BOOLEAN", "VARCHAR", "DATE", "TIMESTAMP", "JSON"):
@@ -141,9 +138,9 @@ def test_every_supported_type_is_present(con):
 
 
 def test_score_is_null_for_about_thirty_percent(con):
-    total, with_score, lo, hi = con.execute(
-        "SELECT count(*), count(score), min(score), max(score) FROM enrollments"
-    ).fetchall()[0]
+    total, with_score, lo, hi = con.execute("SELECT count(*), count(score), min(score), max(score) FROM enrollments").fetchall()[
+        0
+    ]
     assert 0 < with_score < total
     assert 0.25 < (total - with_score) / total < 0.35
     assert 0 <= lo <= hi <= 100
@@ -161,8 +158,7 @@ def test_completed_at_is_set_exactly_for_completed_enrollments(con):
 def test_enrollments_happen_after_signup(con):
     early = _scalar(
         con,
-        "SELECT count(*) FROM enrollments e JOIN participants p USING (participant_id) "
-        "WHERE e.enrolled_at < p.created_at",
+        "SELECT count(*) FROM enrollments e JOIN participants p USING (participant_id) WHERE e.enrolled_at < p.created_at",
     )
     assert early == 0
 

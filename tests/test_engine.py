@@ -11,13 +11,12 @@ import textwrap
 from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
 import pytest
 
 import syncer
 from syncer import History, LockHeldError, load_config
 from syncer._volume import Volume
-from tests.conftest import DEFAULT_TABLES, DEMO_ROWS, write_config
+from tests.conftest import DEFAULT_TABLES, DEMO_ROWS
 
 CHECKS = {"row_count", "schema", "primary_key_not_null", "primary_key_unique", "non_empty", "profile", "sha256", "reopen"}
 
@@ -49,7 +48,7 @@ def test_full_sync_passes_every_check_and_publishes_every_table(config: syncer.C
     for t in config.tables:
         entry = man["tables"][t.name]
         names = {c["name"] for c in entry["checks"]}
-        assert CHECKS <= names, f"{t.name} misses checks {CHECKS - names}"
+        assert names >= CHECKS, f"{t.name} misses checks {CHECKS - names}"
         assert all(c["ok"] for c in entry["checks"]), entry["checks"]
         expected = con.execute(f"select count(*) from {t.source}").fetchall()[0][0]
         assert entry["rows"] == entry["source_rows"] == expected
@@ -69,7 +68,9 @@ def test_excluded_column_never_reaches_disk(make_config, demo_db: Path) -> None:
     assert path.suffix == ".csv"
     text = path.read_text(encoding="utf-8")
     assert "password_hash" not in text.splitlines()[0]
-    one_hash = duckdb.connect(str(demo_db), read_only=True).execute("select password_hash from participants limit 1").fetchall()[0][0]
+    one_hash = (
+        duckdb.connect(str(demo_db), read_only=True).execute("select password_hash from participants limit 1").fetchall()[0][0]
+    )
     assert one_hash not in text
     assert "email" in text.splitlines()[0]
 
@@ -102,16 +103,40 @@ def test_time_budget_overrun_is_a_warning_not_a_failure(make_config) -> None:
 @pytest.mark.parametrize(
     ("table", "statements", "check", "message"),
     [
-        pytest.param("courses", ["ALTER TABLE courses ADD COLUMN discount DOUBLE"], "schema", "added discount (double)", id="column-added"),
-        pytest.param("courses", ["ALTER TABLE courses DROP COLUMN level"], "schema", "removed level (string)", id="column-removed"),
-        pytest.param("courses", ["ALTER TABLE courses ALTER COLUMN duration_hours TYPE VARCHAR"], "schema",
-                     "retyped duration_hours: double -> string", id="column-retyped"),
-        pytest.param("participants", ["INSERT INTO participants SELECT * FROM participants WHERE participant_id IN (1, 2)"],
-                     "primary_key_unique", "2 duplicate participant_id", id="duplicate-key"),
-        pytest.param("participants", ["UPDATE participants SET participant_id = NULL WHERE participant_id = 3"],
-                     "primary_key_not_null", "participant_id has 1", id="null-key"),
-        pytest.param("participants", ["UPDATE participants SET email = NULL WHERE participant_id < 6"],
-                     "not_null", "email has 5", id="null-in-not-null-column"),
+        pytest.param(
+            "courses", ["ALTER TABLE courses ADD COLUMN discount DOUBLE"], "schema", "added discount (double)", id="column-added"
+        ),
+        pytest.param(
+            "courses", ["ALTER TABLE courses DROP COLUMN level"], "schema", "removed level (string)", id="column-removed"
+        ),
+        pytest.param(
+            "courses",
+            ["ALTER TABLE courses ALTER COLUMN duration_hours TYPE VARCHAR"],
+            "schema",
+            "retyped duration_hours: double -> string",
+            id="column-retyped",
+        ),
+        pytest.param(
+            "participants",
+            ["INSERT INTO participants SELECT * FROM participants WHERE participant_id IN (1, 2)"],
+            "primary_key_unique",
+            "2 duplicate participant_id",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            "participants",
+            ["UPDATE participants SET participant_id = NULL WHERE participant_id = 3"],
+            "primary_key_not_null",
+            "participant_id has 1",
+            id="null-key",
+        ),
+        pytest.param(
+            "participants",
+            ["UPDATE participants SET email = NULL WHERE participant_id < 6"],
+            "not_null",
+            "email has 5",
+            id="null-in-not-null-column",
+        ),
         pytest.param("daily_metrics", ["DELETE FROM daily_metrics"], "non_empty", "allow_empty = true", id="empty-table"),
     ],
 )
@@ -182,8 +207,14 @@ def test_missing_source_table_fails_only_that_table(make_config) -> None:
     assert "no_such_table" in ghost["error"] and "not found" in ghost["error"]
     assert "ghost" not in Volume(cfg.root).current_manifest()["tables"]
     assert syncer.status(cfg)["tables"][-1] | {"age_seconds": None} == {
-        "name": "ghost", "rows": None, "exported_at": None, "age_seconds": None, "stale": True,
-        "status": "missing", "format": "parquet", "file": None,
+        "name": "ghost",
+        "rows": None,
+        "exported_at": None,
+        "age_seconds": None,
+        "stale": True,
+        "status": "missing",
+        "format": "parquet",
+        "file": None,
     }
 
 
@@ -210,13 +241,13 @@ def test_excluding_a_misspelled_column_fails_instead_of_leaking_it(make_config) 
 
 
 def test_query_table_is_exported_like_a_table(make_config) -> None:
-    tables = textwrap.dedent('''
+    tables = textwrap.dedent("""
         [[tables]]
         name = "completed-by-course"
         query = "select course_id, count(*) as completions, avg(score) as avg_score from enrollments where status = 'completed' group by course_id"
         primary_key = ["course_id"]
         format = "arrow"
-    ''')
+    """)
     cfg = make_config(tables=tables)
     report = syncer.sync(cfg)
     assert report["status"] == "ok", report.get("error")
@@ -289,7 +320,9 @@ def test_partial_sync_hard_links_untouched_tables(config: syncer.Config) -> None
         assert fa.stat().st_ino == fb.stat().st_ino and fb.stat().st_nlink >= 2
     assert (a / "participants.parquet").stat().st_ino != (b / "participants.parquet").stat().st_ino
     man = vol.current_manifest()
-    assert man["tables"]["courses"]["exported_at"] == vol.inspect(first["snapshot_id"]).manifest["tables"]["courses"]["exported_at"]
+    assert (
+        man["tables"]["courses"]["exported_at"] == vol.inspect(first["snapshot_id"]).manifest["tables"]["courses"]["exported_at"]
+    )
 
 
 def test_rollback_returns_to_the_previous_snapshot_and_is_audited(config: syncer.Config) -> None:

@@ -17,8 +17,16 @@ from syncer._volume import Volume, iso, utcnow
 
 
 def _run(run_id: str, **extra: object) -> dict:
-    return {"id": run_id, "trigger": "cli", "user": "alice", "host": "h", "pid": 1,
-            "tables_requested": ["courses"], "started_at": iso(utcnow()), **extra}
+    return {
+        "id": run_id,
+        "trigger": "cli",
+        "user": "alice",
+        "host": "h",
+        "pid": 1,
+        "tables_requested": ["courses"],
+        "started_at": iso(utcnow()),
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -55,8 +63,10 @@ def test_an_open_read_transaction_does_not_block_writes(history):
             "finish_run": lambda: history.finish_run("20260101T000001Z-0001", status="ok", rows=5, steps={"a": 1.0}),
             "event": lambda: history.event("rollback", iso(utcnow()), user="bob", **{"from": "a", "to": "b"}),
             "record_table": lambda: history.record_table(
-                "20260101T000001Z-0001", {"table": "courses", "status": "fresh", "rows": 5},
-                [{"name": "row_count", "ok": True, "detail": "5"}]),
+                "20260101T000001Z-0001",
+                {"table": "courses", "status": "fresh", "rows": 5},
+                [{"name": "row_count", "ok": True, "detail": "5"}],
+            ),
             "record_checks": lambda: history.record_checks("20260101T000001Z-0001", None, [{"name": "time_budget", "ok": True}]),
             "abort_running": lambda: history.abort_running("killed", iso(utcnow())),
         }
@@ -132,7 +142,8 @@ def test_a_sync_records_every_check(synced):
     got = Counter((c["table_name"], c["name"], c["ok"], c["severity"], c["detail"]) for c in checks)
     expected = Counter(
         (t["table"], c["name"], bool(c["ok"]), c.get("severity", "error"), c.get("detail"))
-        for t in report["tables"] for c in t["checks"]
+        for t in report["tables"]
+        for c in t["checks"]
     )
     budget = report["budget"]
     expected[(None, "time_budget", budget["ok"], budget["severity"], budget["detail"])] += 1

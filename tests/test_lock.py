@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import filelock
 import pytest
 
 import syncer
@@ -81,7 +82,9 @@ def hold(tmp_path: Path, procs: list[subprocess.Popen]):
         ready, release = tmp_path / f"ready-{len(procs)}", tmp_path / f"release-{len(procs)}"
         p = subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(lock_path), str(ready), str(release), STARTED],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         procs.append(p)
         _wait_for(ready, p)
@@ -110,14 +113,18 @@ def test_a_second_process_fails_at_once_naming_the_holder(tmp_path, hold):
     assert socket.gethostname() in msg
     assert "trigger cli" in msg and "user alice" in msg
     assert f"started {STARTED}" in msg
-    assert result["holder"] == {"trigger": "cli", "user": "alice", "started_at": STARTED, "pid": holder.pid,
-                                "host": socket.gethostname()}
+    assert result["holder"] == {
+        "trigger": "cli",
+        "user": "alice",
+        "started_at": STARTED,
+        "pid": holder.pid,
+        "host": socket.gethostname(),
+    }
 
     # The same from this process.
     t = time.monotonic()
-    with pytest.raises(LockHeldError, match=f"pid {holder.pid}") as exc_info:
-        with volume_lock(lock_path, {"trigger": "cli"}):
-            pass
+    with pytest.raises(LockHeldError, match=f"pid {holder.pid}") as exc_info, volume_lock(lock_path, {"trigger": "cli"}):
+        pass
     assert time.monotonic() - t < 1.0
     assert exc_info.value.holder["pid"] == holder.pid
 
@@ -243,3 +250,29 @@ def test_two_cli_syncs_started_together_one_wins_one_exits_3(config_path, procs)
     assert "published snapshot" in out
     assert vol.current_id() is not None
     assert [r["status"] for r in History(vol.db_path).runs()] == ["ok"]
+
+
+def test_a_holder_that_has_only_just_taken_the_lock_is_still_named(tmp_path):
+    # The holder writes .lock.json a moment after flock succeeds; a contender arriving in between
+    # must still name it rather than "another process".
+    lock_path = tmp_path / ".lock"
+    raw = filelock.FileLock(str(lock_path), timeout=0, thread_local=False)
+    raw.acquire()
+    try:
+        sidecar = tmp_path / ".lock.json"
+        details = {"trigger": "schedule", "started_at": STARTED, "pid": 4242, "host": "elsewhere"}
+        writer = threading.Timer(0.1, lambda: sidecar.write_text(json.dumps(details), encoding="utf-8"))
+        writer.start()
+        expected = "pid 4242 on elsewhere \\(trigger schedule, started "
+        with pytest.raises(LockHeldError, match=expected) as exc_info, volume_lock(lock_path, {"trigger": "cli"}):
+            pass
+        writer.join()
+        assert exc_info.value.holder == details
+
+        sidecar.unlink()
+        t = time.monotonic()
+        with pytest.raises(LockHeldError, match="no holder details recorded"), volume_lock(lock_path, {"trigger": "cli"}):
+            pass
+        assert time.monotonic() - t < 1.0
+    finally:
+        raw.release()

@@ -90,7 +90,7 @@ def test_snapshot_ids_are_utc_timestamps_with_a_short_suffix(two_snapshots):
     assert SNAPSHOT_ID.match(old)
     assert SNAPSHOT_ID.match(new)
     assert old != new
-    made = Volume.new_snapshot_id(dt.datetime(2026, 11, 25, 3, 15, 0, tzinfo=dt.timezone.utc))
+    made = Volume.new_snapshot_id(dt.datetime(2026, 11, 25, 3, 15, 0, tzinfo=dt.UTC))
     assert SNAPSHOT_ID.match(made)
     assert made.startswith("20261125T031500Z-")
     assert {p.name for p in vol.snapshots.iterdir()} == {old, new}
@@ -213,10 +213,15 @@ def test_sweep_removes_staging_leftovers_including_read_only_ones(two_snapshots)
 
     removed = vol.sweep()
 
-    assert sorted(removed) == sorted([
-        "staging/20260101T000000Z-0001", "staging/20260101T000000Z-0002", "staging/.spill-20260101T000000Z-0003",
-        ".current.tmp-1-abcdef", ".current.tmp-2-123456",
-    ])
+    assert sorted(removed) == sorted(
+        [
+            "staging/20260101T000000Z-0001",
+            "staging/20260101T000000Z-0002",
+            "staging/.spill-20260101T000000Z-0003",
+            ".current.tmp-1-abcdef",
+            ".current.tmp-2-123456",
+        ]
+    )
     assert list(vol.staging.iterdir()) == []
     assert [p.name for p in vol.root.iterdir() if p.name.startswith(".current")] == []
     assert vol.current_id() == new
@@ -369,10 +374,12 @@ def test_inspect_deep_reports_a_same_size_modified_file(two_snapshots):
 
 def test_check_files_lists_every_problem_of_a_manifest(tmp_path):
     (tmp_path / "a.csv").write_text("x\n1\n")
-    manifest = {"tables": {
-        "a": {"file": "a.csv", "bytes": 4, "sha256": "0" * 64},
-        "b": {"file": "b.csv", "bytes": 1, "sha256": "0" * 64},
-    }}
+    manifest = {
+        "tables": {
+            "a": {"file": "a.csv", "bytes": 4, "sha256": "0" * 64},
+            "b": {"file": "b.csv", "bytes": 1, "sha256": "0" * 64},
+        }
+    }
     assert check_files(tmp_path, manifest) == ["table 'b': file b.csv is missing"]
     deep = check_files(tmp_path, manifest, deep=True)
     assert len(deep) == 2 and "sha256 of a.csv" in deep[0]

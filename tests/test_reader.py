@@ -1,0 +1,289 @@
+"""The reader API: the published data as pandas/Arrow, staleness warnings, fallback when ``current`` breaks."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import syncer
+from syncer import (
+    NoSnapshotError,
+    PublishError,
+    SnapshotFallbackWarning,
+    StaleDataWarning,
+    current_snapshot,
+    load_config,
+    read_table,
+)
+from syncer._formats import schema_from_b64
+from syncer._volume import MANIFEST, Volume
+
+DEAD = "20000101T000000Z-dead"
+
+
+def _source(db: Path, sql: str) -> pd.DataFrame:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.sql(sql).to_arrow_table().to_pandas()  # via Arrow: decimals stay Decimal, as published
+    finally:
+        con.close()
+
+
+def _sorted(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    return df.sort_values(key).reset_index(drop=True)
+
+
+def _config_with(config_path: Path, **values: object) -> syncer.Config:
+    text = config_path.read_text(encoding="utf-8")
+    for key, value in values.items():
+        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+        assert n == 1, key
+    config_path.write_text(text, encoding="utf-8")
+    return load_config(config_path)
+
+
+@pytest.fixture
+def synced(config: syncer.Config) -> syncer.Config:
+    assert syncer.sync(config)["status"] == "ok"
+    return config
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+def test_read_table_returns_the_source_without_excluded_columns(synced, demo_db):
+    df = read_table("participants", root=synced.root)
+    expected = _source(demo_db, "SELECT * EXCLUDE (password_hash) FROM participants ORDER BY participant_id")
+    assert isinstance(df, pd.DataFrame)
+    assert "password_hash" not in df.columns
+    assert len(df) == len(expected) > 0
+    pd.testing.assert_frame_equal(_sorted(df, "participant_id"), expected)
+
+
+def test_read_table_as_arrow_has_the_manifest_schema(synced):
+    manifest = Volume(synced.root).current_manifest()
+    for name, entry in manifest["tables"].items():
+        tbl = read_table(name, as_arrow=True, root=synced.root)
+        assert isinstance(tbl, pa.Table)
+        assert tbl.schema.equals(schema_from_b64(entry["arrow_schema"]), check_metadata=True), name
+        assert tbl.schema.names == [c["name"] for c in entry["schema"]]
+        assert tbl.num_rows == entry["rows"]
+
+
+def test_read_table_reads_only_the_requested_columns(synced, demo_db):
+    df = read_table("participants", columns=["participant_id", "email"], root=synced.root)
+    assert list(df.columns) == ["participant_id", "email"]
+    expected = _source(demo_db, "SELECT participant_id, email FROM participants ORDER BY participant_id")
+    pd.testing.assert_frame_equal(_sorted(df, "participant_id"), expected)
+    tbl = read_table("courses", as_arrow=True, columns=["title"], root=synced.root)
+    assert tbl.schema.names == ["title"]
+
+
+def test_an_unknown_table_names_the_published_tables(synced):
+    with pytest.raises(NoSnapshotError, match="published tables: courses, daily_metrics, enrollments, participants") as e:
+        read_table("participant", root=synced.root)
+    assert "'participant'" in str(e.value)
+
+
+@pytest.mark.parametrize("column", [pytest.param("no_such_column", id="unknown"), pytest.param("password_hash", id="excluded")])
+def test_an_unknown_column_is_a_publish_error(synced, column):
+    with pytest.raises(PublishError, match=rf"no column\(s\) \['{column}'\]; columns: participant_id, email"):
+        read_table("participants", columns=["email", column], root=synced.root)
+
+
+def test_the_root_comes_from_config_or_syncer_root(synced, monkeypatch, tmp_path):
+    by_root = read_table("courses", root=synced.root)
+    pd.testing.assert_frame_equal(read_table("courses", config=synced), by_root)
+    monkeypatch.chdir(tmp_path)  # no sync.toml here: only the variable can tell
+    monkeypatch.delenv("SYNCER_CONFIG", raising=False)
+    monkeypatch.setenv("SYNCER_ROOT", str(synced.root))
+    pd.testing.assert_frame_equal(read_table("courses"), by_root)
+    assert current_snapshot()["id"] == Volume(synced.root).current_id()
+
+
+def test_without_any_root_the_error_says_how_to_name_one(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SYNCER_ROOT", raising=False)
+    monkeypatch.delenv("SYNCER_CONFIG", raising=False)
+    with pytest.raises(NoSnapshotError, match="set SYNCER_ROOT"):
+        read_table("courses")
+
+
+def test_current_snapshot_is_the_current_manifest(synced):
+    snap = current_snapshot(synced.root)
+    assert snap["id"] == Volume(synced.root).current_id()
+    assert snap["fallback"] is False
+    assert set(snap["tables"]) == {t.name for t in synced.tables}
+
+
+# --- freshness ------------------------------------------------------------------------------------------
+
+
+def test_fresh_data_reads_without_a_warning(synced):
+    # filterwarnings = error: any warning here fails the test.
+    read_table("courses", root=synced.root)
+    read_table("courses", root=synced.root, as_arrow=True)
+
+
+def test_data_older_than_the_sla_warns_stale(config_path):
+    cfg = _config_with(config_path, sla_hours=0.0001)  # 0.36 s
+    assert syncer.sync(cfg)["status"] == "ok"
+    time.sleep(0.5)
+    stale = r"table 'courses' is stale: exported 0\.0 h ago, the freshness SLA is 0\.0001 h"
+    with pytest.warns(StaleDataWarning, match=stale) as rec:
+        df = read_table("courses", config=cfg)
+    assert [type(w.message) for w in rec] == [StaleDataWarning]
+    assert rec[0].filename == __file__  # points at the caller of read_table
+    assert len(df) > 0
+
+
+def test_a_table_kept_after_a_failed_export_warns_stale(make_config, warehouse):
+    cfg = make_config(db=warehouse)
+    assert syncer.sync(cfg)["status"] == "ok"
+    expected = read_table("courses", config=cfg)
+    con = duckdb.connect(str(warehouse))
+    con.execute("DROP TABLE courses")
+    con.close()
+    assert syncer.sync(cfg)["status"] == "partial"
+    with pytest.warns(StaleDataWarning, match="the last export failed") as rec:
+        df = read_table("courses", config=cfg)
+    assert [type(w.message) for w in rec] == [StaleDataWarning]
+    pd.testing.assert_frame_equal(df, expected)
+    read_table("participants", config=cfg)  # re-exported: fresh, no warning
+
+
+# --- fallback when current is broken -------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_versions(make_config, warehouse):
+    """Two snapshots of different data: (config, old id, new id, old courses, new courses)."""
+    cfg = make_config(db=warehouse)
+    q = "SELECT * FROM courses ORDER BY course_id"
+    v1 = _source(warehouse, q)
+    old = syncer.sync(cfg)["snapshot_id"]
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE courses SET title = title || ' (v2)'")
+    con.close()
+    v2 = _source(warehouse, q)
+    new = syncer.sync(cfg)["snapshot_id"]
+    assert old and new and not v1.equals(v2)
+    return cfg, old, new, v1, v2
+
+
+def _writable(path: Path) -> None:
+    os.chmod(path.parent, 0o755)
+    os.chmod(path, 0o644)
+
+
+def _delete_link(vol: Volume, new: str) -> None:
+    vol.current.unlink()
+
+
+def _dangle(vol: Volume, new: str) -> None:
+    vol.current.unlink()
+    os.symlink(f"snapshots/{DEAD}", vol.current)
+
+
+def _delete_current_snapshot(vol: Volume, new: str) -> None:
+    vol.remove_snapshot(new)  # current still names it
+
+
+def _corrupt_manifest(vol: Volume, new: str) -> None:
+    path = vol.snapshot_dir(new) / MANIFEST
+    _writable(path)
+    path.write_text("][ garbage", encoding="utf-8")
+
+
+def _truncate_table(vol: Volume, new: str) -> None:
+    path = vol.snapshot_dir(new) / "courses.parquet"
+    _writable(path)
+    with open(path, "r+b") as fh:
+        fh.truncate(100)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reads", "reason"),
+    [
+        # With only the link gone, the newest intact snapshot is still the latest one.
+        pytest.param(_delete_link, "new", "is missing", id="link-deleted"),
+        pytest.param(_dangle, "new", f"points at {DEAD}, which does not exist", id="link-dangles"),
+        pytest.param(_delete_current_snapshot, "old", "which does not exist", id="snapshot-deleted"),
+        pytest.param(_corrupt_manifest, "old", "is corrupt", id="manifest-corrupt"),
+        pytest.param(_truncate_table, "old", "truncated or replaced", id="table-truncated"),
+    ],
+)
+def test_a_broken_current_falls_back_to_the_newest_intact_snapshot(two_versions, breakage, reads, reason):
+    cfg, old, new, v1, v2 = two_versions
+    vol = Volume(cfg.root)
+    breakage(vol, new)
+    expected_id, expected = (old, v1) if reads == "old" else (new, v2)
+
+    with pytest.warns(SnapshotFallbackWarning, match=re.escape(reason)) as rec:
+        df = read_table("courses", root=cfg.root)
+    assert [type(w.message) for w in rec] == [SnapshotFallbackWarning]
+    msg = str(rec[0].message)
+    assert f"reading the newest intact snapshot {expected_id} instead" in msg and "syncer repair" in msg
+    assert rec[0].filename == __file__
+    pd.testing.assert_frame_equal(_sorted(df, "course_id"), expected)
+
+    with pytest.warns(SnapshotFallbackWarning):
+        snap = current_snapshot(cfg.root)
+    assert (snap["id"], snap["fallback"]) == (expected_id, True)
+
+
+def test_a_fallback_snapshot_can_still_be_stale(two_versions):
+    cfg, old, new, v1, _ = two_versions
+    vol = Volume(cfg.root)
+    _corrupt_manifest(vol, new)
+    mpath = vol.snapshot_dir(old) / MANIFEST
+    _writable(mpath)
+    mpath.write_text(mpath.read_text(encoding="utf-8").replace('"sla_hours": 24.0', '"sla_hours": 1e-09'), encoding="utf-8")
+    with pytest.warns(StaleDataWarning) as rec:
+        df = read_table("courses", root=cfg.root)
+    assert [type(w.message) for w in rec] == [SnapshotFallbackWarning, StaleDataWarning]
+    pd.testing.assert_frame_equal(_sorted(df, "course_id"), v1)
+
+
+def _never_synced(cfg: syncer.Config) -> None:
+    pass
+
+
+def _only_snapshot_corrupt(cfg: syncer.Config) -> None:
+    sid = syncer.sync(cfg)["snapshot_id"]
+    _corrupt_manifest(Volume(cfg.root), sid)
+
+
+def _only_snapshot_truncated(cfg: syncer.Config) -> None:
+    sid = syncer.sync(cfg)["snapshot_id"]
+    _truncate_table(Volume(cfg.root), sid)
+
+
+def _current_link_to_nowhere(cfg: syncer.Config) -> None:
+    vol = Volume(cfg.root)
+    vol.ensure()
+    os.symlink(f"snapshots/{DEAD}", vol.current)
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        pytest.param(_never_synced, id="never-synced"),
+        pytest.param(_only_snapshot_corrupt, id="only-snapshot-corrupt"),
+        pytest.param(_only_snapshot_truncated, id="only-snapshot-truncated"),
+        pytest.param(_current_link_to_nowhere, id="link-to-nowhere"),
+    ],
+)
+def test_no_intact_snapshot_tells_to_run_sync(config, setup):
+    setup(config)
+    with pytest.raises(NoSnapshotError, match=r"no intact snapshot under .*; run `syncer sync`"):
+        read_table("courses", config=config)
+    with pytest.raises(NoSnapshotError, match="run `syncer sync`"):
+        current_snapshot(config=config)
