@@ -20,6 +20,9 @@ __all__ = ["DuckDBSource"]
 
 class DuckDBSource(Source):
     kind = "duckdb"
+    # The file is opened read-only, so no writer can exist while we hold it: a second connection
+    # (cursor) sees exactly the data the streaming transaction sees.
+    concurrent_profile = True
 
     def __init__(self, cfg: SourceConfig) -> None:
         self.path = cfg.path
@@ -83,7 +86,12 @@ class DuckDBSource(Source):
                 exprs.append(f"sum({c}::HUGEINT)" if plan.integer else f"sum({c}){keep}")
             if plan.floating:
                 exprs.append(f"count(*) FILTER (WHERE isnan({c}))")
-        row = self._run(f"SELECT {', '.join(exprs)} FROM {relation_sql(table)}", table).fetchall()[0]
+        cur = self.con.cursor()
+        try:
+            cur.execute("SET TimeZone = 'UTC'")
+            row = self._run(f"SELECT {', '.join(exprs)} FROM {relation_sql(table)}", table, con=cur).fetchall()[0]
+        finally:
+            cur.close()
         values = iter(row)
         rows = next(values)
         raw = []
@@ -113,11 +121,14 @@ class DuckDBSource(Source):
         with contextlib.suppress(duckdb.Error):
             self.con.close()
 
-    def _run(self, sql: str, table: TableConfig, *, arrow: bool = False, batch_rows: int = 131_072) -> Any:
+    def _run(
+        self, sql: str, table: TableConfig, *, arrow: bool = False, batch_rows: int = 131_072, con: Any = None
+    ) -> Any:
+        con = con or self.con
         try:
             if arrow:
-                return self.con.sql(sql).to_arrow_reader(batch_rows)
-            return self.con.execute(sql)
+                return con.sql(sql).to_arrow_reader(batch_rows)
+            return con.execute(sql)
         except duckdb.CatalogException as exc:
             what = f"query of table {table.name!r}" if table.query else f"source table {table.source!r}"
             raise SourceError(

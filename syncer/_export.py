@@ -13,6 +13,8 @@ import difflib
 import logging
 import time
 from collections.abc import Callable
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import pyarrow as pa
 from ._config import Config, TableConfig
 from ._exceptions import SourceError, SyncError, ValidationError
 from ._formats import WrittenFile, conform, count_rows, file_schema, iter_batches, open_writer, schema_to_b64
+from ._pipeline import KeyOrder, Prefetch
 from ._profile import ProfileAccumulator, compare_profiles
 from ._source import Source, quote_ident
 from ._volume import iso, utcnow
@@ -32,6 +35,9 @@ __all__ = ["TableOutcome", "export_table", "schema_contract", "schema_drift"]
 log = logging.getLogger("syncer")
 
 Progress = Callable[[dict[str, Any]], None]
+
+#: batches queued for the writer thread beyond the one it is encoding (bounds memory)
+_WRITE_DEPTH = 3
 
 
 @dataclass
@@ -95,26 +101,52 @@ def export_table(
             exported_at = utcnow()
             source_rows = source.count(table)
             emit({"event": "table_start", "table": table.name, "total": source_rows})
-            t_prof = time.perf_counter()
-            source_profile = source.profile(table, schema)
-            out.timings["source_profile_s"] = time.perf_counter() - t_prof
-            writer = open_writer(table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
+            writer = open_writer(
+                table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows
+            )
             acc = ProfileAccumulator(schema)
-            for raw in source.stream(table, schema, cfg.batch_rows):
-                try:
-                    batch = conform(raw, schema)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise ValidationError(f"table {table.name!r}: a batch does not fit the table's schema: {exc}") from exc
-                acc.update(batch)
-                writer.write(batch)
-                emit({"event": "rows", "table": table.name, "done": acc.rows, "total": source_rows})
+            keys = KeyOrder(schema, table.primary_key)
+            with ThreadPoolExecutor(2, thread_name_prefix="syncer-check") as pool:
+                # The source profiles the same pinned data while we stream it, when it can do so
+                # on its own connection; otherwise it runs first.
+                t_prof = time.perf_counter()
+                if source.concurrent_profile:
+                    profile_future = pool.submit(source.profile, table, schema)
+                else:
+                    source_profile = source.profile(table, schema)
+                    out.timings["source_profile_s"] = time.perf_counter() - t_prof
+                # Three stages overlap: the source reads ahead (Prefetch), the writer encodes on its
+                # own thread (a few batches behind, bounded), and each batch is profiled meanwhile.
+                writes: deque[Future[None]] = deque()
+                with (
+                    Prefetch(source.stream(table, schema, cfg.batch_rows)) as batches,
+                    ThreadPoolExecutor(1, thread_name_prefix="syncer-write") as write_pool,
+                ):
+                    for raw in batches:
+                        try:
+                            batch = conform(raw, schema)
+                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                            raise ValidationError(
+                                f"table {table.name!r}: a batch does not fit the table's schema: {exc}"
+                            ) from exc
+                        observed = pool.submit(_observe, acc, keys, batch)
+                        writes.append(write_pool.submit(writer.write, batch))
+                        while len(writes) > _WRITE_DEPTH:
+                            writes.popleft().result()
+                        observed.result()
+                        emit({"event": "rows", "table": table.name, "done": acc.rows, "total": source_rows})
+                    while writes:
+                        writes.popleft().result()
+                if source.concurrent_profile:
+                    source_profile = profile_future.result()
+                    out.timings["source_profile_s"] = time.perf_counter() - t_prof
             written = writer.close()
             writer = None
         out.timings["export_s"] = time.perf_counter() - t0
         out.rows, out.bytes = acc.rows, written.bytes
         t1 = time.perf_counter()
         out.checks = _validate(
-            table, schema, source_rows, source_profile, acc, written, previous, accept_schema_change, spill_dir
+            table, schema, source_rows, source_profile, acc, keys, written, previous, accept_schema_change, spill_dir
         )
         out.timings["validate_s"] = time.perf_counter() - t1
         out.ok = all(c["ok"] for c in out.checks if c["severity"] == "error")
@@ -177,6 +209,7 @@ def _validate(
     source_rows: int,
     source_profile: dict[str, Any],
     acc: ProfileAccumulator,
+    keys: KeyOrder,
     written: WrittenFile,
     previous: dict[str, Any] | None,
     accept_schema_change: bool,
@@ -220,7 +253,7 @@ def _validate(
             else "null primary key values: " + ", ".join(f"{c} has {n:,}" for c, n in key_nulls.items()),
         )
     )
-    checks.append(_key_check(table, schema, written, spill_dir))
+    checks.append(_key_check(table, schema, keys, written, spill_dir))
 
     if table.not_null:
         bad = {c: cols[c]["nulls"] for c in table.not_null if cols[c]["nulls"]}
@@ -287,22 +320,42 @@ def _validate(
     return checks
 
 
-def _key_check(table: TableConfig, schema: pa.Schema, written: WrittenFile, spill_dir: Path | None) -> dict[str, Any]:
-    """Exact duplicate-key scan of the written file's key columns, by DuckDB (bounded memory, spills)."""
+def _observe(acc: ProfileAccumulator, keys: KeyOrder, batch: pa.RecordBatch) -> None:
+    acc.update(batch)
+    keys.update(batch)
+
+
+def _key_check(
+    table: TableConfig, schema: pa.Schema, order: KeyOrder, written: WrittenFile, spill_dir: Path | None
+) -> dict[str, Any]:
+    """Key uniqueness of the written rows: proven while streaming when the keys arrived strictly
+    increasing, else an exact duplicate scan of the written file's key columns by DuckDB (bounded
+    memory, spills to disk)."""
     keys = list(table.primary_key)
-    key_schema = pa.schema([schema.field(k) for k in keys])
-    reader = pa.RecordBatchReader.from_batches(key_schema, iter_batches(table.format, written.path, schema, keys))
+    if order.proven:
+        return check("primary_key_unique", True, f"{keys[0]} unique (strictly increasing in the written order)")
+    if table.format == "parquet":
+        scan: Any = None
+        relation = "read_parquet(?)"
+        params: list[Any] = [str(written.path)]
+    else:
+        key_schema = pa.schema([schema.field(k) for k in keys])
+        scan = pa.RecordBatchReader.from_batches(key_schema, iter_batches(table.format, written.path, schema, keys))
+        relation = "keys_scan"
+        params = []
     cols = ", ".join(quote_ident(k) for k in keys)
     not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in keys)
     con = duckdb.connect(
         config={"threads": 2, "memory_limit": "256MB", **({"temp_directory": str(spill_dir)} if spill_dir else {})}
     )
     try:
-        con.register("keys_scan", reader)
+        if scan is not None:
+            con.register("keys_scan", scan)
         rows = con.execute(
             f"SELECT {cols}, c, count(*) OVER () AS groups, sum(c) OVER () AS dup_rows FROM ("
-            f"SELECT {cols}, count(*) AS c FROM keys_scan WHERE {not_null} GROUP BY ALL HAVING count(*) > 1"
-            f") ORDER BY c DESC LIMIT 5"
+            f"SELECT {cols}, count(*) AS c FROM {relation} WHERE {not_null} GROUP BY ALL HAVING count(*) > 1"
+            f") ORDER BY c DESC LIMIT 5",
+            params,
         ).fetchall()
     except (duckdb.Error, pa.ArrowException) as exc:
         raise SourceError(f"table {table.name!r}: duplicate-key scan of {written.path.name} failed: {exc}") from exc

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _READ_BATCH = 131_072
+_WRITE_BUFFER = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class TableWriter(abc.ABC):
         self.path = path
         self.schema = schema
         self.sink = HashingFile(path)
+        # Arrow's writers call back into Python for every small write (and need the GIL each time,
+        # which the other pipeline threads hold often); buffer natively and hand over large chunks.
+        self.stream = pa.BufferedOutputStream(pa.PythonFile(self.sink, mode="w"), _WRITE_BUFFER)
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -108,6 +112,7 @@ class TableWriter(abc.ABC):
 
     def close(self) -> WrittenFile:
         self._finish()
+        self.stream.flush()
         self.sink.sync()  # durable before anything points at it
         self.sink.close()
         return WrittenFile(self.path, self.sink.tell(), self.sink.hexdigest)
@@ -128,21 +133,35 @@ class TableWriter(abc.ABC):
 
 
 class ParquetTableWriter(TableWriter):
+    """Parquet with statistics, row groups of ``row_group_rows`` and dictionary encoding only where it
+    pays: columns whose first batch has few distinct values (ids, timestamps and measures get plain
+    encoding, which is both faster to write and, for them, no bigger)."""
+
+    #: distinct/rows ratio in the first batch below which a column is dictionary-encoded
+    DICTIONARY_RATIO = 0.3
+
     def __init__(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int) -> None:
         super().__init__(path, schema)
-        self._writer = pq.ParquetWriter(
-            self.sink,
-            schema,
-            compression=None if compression == "none" else compression,
-            use_dictionary=True,
-            write_statistics=True,
-            store_schema=True,
-        )
+        self._compression = None if compression == "none" else compression
+        self._writer: pq.ParquetWriter | None = None
         self._row_group_rows = row_group_rows
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
 
+    def _open(self, sample: pa.RecordBatch | None) -> pq.ParquetWriter:
+        dictionary = [] if sample is None else dictionary_columns(sample, self.DICTIONARY_RATIO)
+        return pq.ParquetWriter(
+            self.stream,
+            self.schema,
+            compression=self._compression,
+            use_dictionary=dictionary or False,
+            write_statistics=True,
+            store_schema=True,
+        )
+
     def _write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._writer = self._open(batch)
         # ParquetWriter makes one row group per call; gather batches up to the row-group size.
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
@@ -151,19 +170,37 @@ class ParquetTableWriter(TableWriter):
 
     def _flush(self) -> None:
         if self._pending:
+            assert self._writer is not None
             table = pa.Table.from_batches(self._pending, self.schema)
             self._writer.write_table(table, row_group_size=max(self._pending_rows, 1))
             self._pending, self._pending_rows = [], 0
 
     def _finish(self) -> None:
+        if self._writer is None:
+            self._writer = self._open(None)
         self._flush()
         self._writer.close()
+
+
+def dictionary_columns(sample: pa.RecordBatch, ratio: float) -> list[str]:
+    """Columns of ``sample`` with few distinct values (worth a Parquet dictionary)."""
+    import pyarrow.compute as pc
+
+    out = []
+    n = max(sample.num_rows, 1)
+    for field, arr in zip(sample.schema, sample.columns, strict=True):
+        t = field.type
+        if pa.types.is_boolean(t) or pa.types.is_nested(t):
+            continue
+        if pc.count_distinct(arr, mode="all").as_py() / n < ratio:
+            out.append(field.name)
+    return out
 
 
 class CsvTableWriter(TableWriter):
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         super().__init__(path, schema)
-        self._writer = pcsv.CSVWriter(self.sink, schema, write_options=pcsv.WriteOptions(quoting_style="needed"))
+        self._writer = pcsv.CSVWriter(self.stream, schema, write_options=pcsv.WriteOptions(quoting_style="needed"))
 
     def _write(self, batch: pa.RecordBatch) -> None:
         self._writer.write_batch(batch)
@@ -175,7 +212,7 @@ class CsvTableWriter(TableWriter):
 class ArrowTableWriter(TableWriter):
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         super().__init__(path, schema)
-        self._writer = ipc.new_file(self.sink, schema)
+        self._writer = ipc.new_file(self.stream, schema)
 
     def _write(self, batch: pa.RecordBatch) -> None:
         self._writer.write_batch(batch)
@@ -188,7 +225,7 @@ class JsonlTableWriter(TableWriter):
     def _write(self, batch: pa.RecordBatch) -> None:
         lines = [json.dumps(row, default=_json_default, ensure_ascii=False) for row in batch.to_pylist()]
         if lines:
-            self.sink.write(("\n".join(lines) + "\n").encode("utf-8"))
+            self.stream.write(("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def _json_default(value: Any) -> Any:

@@ -53,6 +53,9 @@ class Source(abc.ABC):
     """A warehouse the engine exports from. Not thread-safe: one sync uses one source."""
 
     kind: str = "?"
+    #: True when ``profile`` may run on another thread while ``stream`` runs (on its own connection,
+    #: still describing the pinned moment); the export then overlaps the two.
+    concurrent_profile: bool = False
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records about the source (never secrets)."""
