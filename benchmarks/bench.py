@@ -2,7 +2,7 @@
 
 Every case runs as a whole process (interleaved, ``--repeat`` times each); wall time, CPU time and
 peak RSS come from the OS (``os.wait4`` rusage of that child). Prints one table per size with
-medians (min–max), each ratio against its baseline and the targets, and writes everything as JSON.
+medians (min-max), each ratio against its baseline and the targets, and writes everything as JSON.
 
     python benchmarks/bench.py                       # 5M and 20M rows, 3 runs each
     python benchmarks/bench.py --rows 1000000 --repeat 5
@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -118,8 +117,19 @@ def run_startup(cfg: Path) -> dict[str, float]:
     """Process start of `streamlit run streamlit_app.py` to the first 200 from /ready."""
     port = free_port()
     env = {**os.environ, "SYNCER_CONFIG": str(cfg)}
-    argv = [PY, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
-            "--server.headless", "true", "--server.address", "127.0.0.1"]
+    argv = [
+        PY,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "streamlit_app.py"),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -174,10 +184,12 @@ def bench_size(work: Path, rows: int, repeat: int, with_dlt: Path | None, memory
         "bare arrow stream": lambda: run_process([PY, "-c", ARROW_STREAM, str(db), str(out / "arrow.parquet")]),
     }
     if with_dlt is not None:
+
         def dlt_case() -> dict[str, float]:
             target = out / "dlt"
             shutil.rmtree(target, ignore_errors=True)
             return run_process([str(with_dlt), "-c", DLT, str(db), str(target)])
+
         cases["dlt"] = dlt_case
     samples: dict[str, list[dict[str, float]]] = {k: [] for k in cases}
     for i in range(repeat):
@@ -248,8 +260,10 @@ def print_table(res: dict[str, Any], summ: dict[str, Any]) -> None:
             ratio = f"{v['wall_s'] / m['syncer sync']['wall_s']:.2f}× sync"
         cpu = "" if v["cpu_s"] != v["cpu_s"] else f"{v['cpu_s']:.2f}"
         rss = "" if v["rss_mib"] != v["rss_mib"] else f"{v['rss_mib']:.0f}"
-        print(f"| {name} | {v['wall_s']:.2f} ({lo:.2f}–{hi:.2f}) | {cpu} | {rss} | "
-              f"{'' if size is None else f'{size:.1f}'} | {ratio} |")
+        print(
+            f"| {name} | {v['wall_s']:.2f} ({lo:.2f}–{hi:.2f}) | {cpu} | {rss} | "
+            f"{'' if size is None else f'{size:.1f}'} | {ratio} |"
+        )
 
 
 def check_targets(results: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[str, bool, str]]:
@@ -262,17 +276,29 @@ def check_targets(results: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[
             out.append((f"{n}: sync ≤ 1.3× COPY wall", ra["sync / COPY wall"] <= 1.3, f"{ra['sync / COPY wall']:.2f}×"))
             out.append((f"{n}: peak RSS ≤ 400 MiB", m["syncer sync"]["rss_mib"] <= 400, f"{m['syncer sync']['rss_mib']:.0f} MiB"))
         out.append((f"{n}: ≥ 3× faster than pandas", ra["pandas / sync wall"] >= 3, f"{ra['pandas / sync wall']:.2f}×"))
-        out.append((f"{n}: ≤ 1/5 of pandas' peak RSS", ra["sync / pandas peak RSS"] <= 0.2, f"{ra['sync / pandas peak RSS']:.2f}"))
-        out.append((f"{n}: read_table ≤ 1.2× pyarrow", ra["read_table / pyarrow wall"] <= 1.2, f"{ra['read_table / pyarrow wall']:.2f}×"))
+        out.append(
+            (f"{n}: ≤ 1/5 of pandas' peak RSS", ra["sync / pandas peak RSS"] <= 0.2, f"{ra['sync / pandas peak RSS']:.2f}")
+        )
+        out.append(
+            (f"{n}: read_table ≤ 1.2× pyarrow", ra["read_table / pyarrow wall"] <= 1.2, f"{ra['read_table / pyarrow wall']:.2f}×")
+        )
         out.append((f"{n}: output ≤ 1.2× COPY's", ra["sync / COPY output size"] <= 1.2, f"{ra['sync / COPY output size']:.2f}×"))
         if "dlt / sync wall" in ra:
             out.append((f"{n}: ≥ 10× faster than dlt", ra["dlt / sync wall"] >= 10, f"{ra['dlt / sync wall']:.1f}×"))
         if "startup to /ready" in m:
-            out.append((f"{n}: start-up ready ≤ 5 s", m["startup to /ready"]["wall_s"] <= 5, f"{m['startup to /ready']['wall_s']:.2f} s"))
+            out.append(
+                (f"{n}: start-up ready ≤ 5 s", m["startup to /ready"]["wall_s"] <= 5, f"{m['startup to /ready']['wall_s']:.2f} s")
+            )
     if len(by_rows) > 1:
         small, big = min(by_rows), max(by_rows)
         a, b = by_rows[small]["median"]["syncer sync"]["rss_mib"], by_rows[big]["median"]["syncer sync"]["rss_mib"]
-        out.append((f"peak RSS at {big // 1_000_000}M ≤ 1.15× {small // 1_000_000}M", b <= 1.15 * a, f"{b / a:.2f}× ({b:.0f} vs {a:.0f} MiB)"))
+        out.append(
+            (
+                f"peak RSS at {big // 1_000_000}M ≤ 1.15× {small // 1_000_000}M",
+                b <= 1.15 * a,
+                f"{b / a:.2f}× ({b:.0f} vs {a:.0f} MiB)",
+            )
+        )
     return out
 
 
@@ -282,8 +308,20 @@ def dlt_python(work: Path) -> Path:
     if not py.exists():
         print("installing dlt 1.31 into its own venv (once) ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "dlt[duckdb,filesystem,parquet,sql_database]==1.31.0",
-                        "duckdb==2.0.0", "duckdb-engine", "pyarrow==26.0.1"], check=True)
+        subprocess.run(
+            [
+                str(py),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "dlt[duckdb,filesystem,parquet,sql_database]==1.31.0",
+                "duckdb==2.0.0",
+                "duckdb-engine",
+                "pyarrow==26.0.1",
+            ],
+            check=True,
+        )
     return py
 
 
@@ -310,11 +348,17 @@ def main() -> int:
     for name, ok, measured in targets:
         print(f"| {name} | {'yes' if ok else 'NO'} | {measured} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "results": [{**r, "summary": s} for r, s in results],
-        "targets": [{"target": n, "met": ok, "measured": v} for n, ok, v in targets],
-    }, indent=2, default=str))
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                "results": [{**r, "summary": s} for r, s in results],
+                "targets": [{"target": n, "met": ok, "measured": v} for n, ok, v in targets],
+            },
+            indent=2,
+            default=str,
+        )
+    )
     print(f"\nwritten {args.out}")
     return 0 if all(ok for _, ok, _ in targets) else 1
 

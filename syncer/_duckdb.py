@@ -121,9 +121,7 @@ class DuckDBSource(Source):
         with contextlib.suppress(duckdb.Error):
             self.con.close()
 
-    def _run(
-        self, sql: str, table: TableConfig, *, arrow: bool = False, batch_rows: int = 131_072, con: Any = None
-    ) -> Any:
+    def _run(self, sql: str, table: TableConfig, *, arrow: bool = False, batch_rows: int = 131_072, con: Any = None) -> Any:
         con = con or self.con
         try:
             if arrow:

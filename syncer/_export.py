@@ -12,8 +12,8 @@ import contextlib
 import difflib
 import logging
 import time
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,9 +101,7 @@ def export_table(
             exported_at = utcnow()
             source_rows = source.count(table)
             emit({"event": "table_start", "table": table.name, "total": source_rows})
-            writer = open_writer(
-                table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows
-            )
+            writer = open_writer(table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
             acc = ProfileAccumulator(schema)
             keys = KeyOrder(schema, table.primary_key)
             with ThreadPoolExecutor(2, thread_name_prefix="syncer-check") as pool:

@@ -48,14 +48,14 @@ class Prefetch:
                 if not self._put(item):
                     return
             self._put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, re-raised there
+        except BaseException as exc:
             self._put(exc)
         finally:
             close = getattr(source, "close", None)
             if close is not None:
                 try:
                     close()
-                except Exception:  # noqa: BLE001, S110 - closing an exhausted/aborted generator
+                except Exception:
                     pass
 
     def __iter__(self) -> Iterator[Any]:
