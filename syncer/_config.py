@@ -28,13 +28,28 @@ _TABLE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 # when SQL is built, so only the characters of ordinary identifiers are allowed here.
 _SOURCE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}\Z")
 
+#: [source] keys of kind = "snowflake" (connection order: SPCS token file, named connection, these).
+SNOWFLAKE_KEYS = (
+    "connection_name",
+    "account",
+    "host",
+    "user",
+    "role",
+    "warehouse",
+    "database",
+    "schema",
+    "authenticator",
+    "private_key_file",
+)
+
 _SECTIONS: dict[str, set[str]] = {
-    "source": {"kind", "path", "memory_limit", "threads"},
+    "source": {"kind", "path", "memory_limit", "threads"} | set(SNOWFLAKE_KEYS),
     "volume": {"root", "retain"},
     "freshness": {"sla_hours", "skip_startup_if_younger_than_hours"},
     "schedule": {"cron", "timezone", "misfire_grace_seconds"},
     "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds"},
     "admin": {"operators", "allow_local_operator"},
+    "retry": {"attempts", "backoff_seconds", "max_backoff_seconds"},
 }
 _TABLE_KEYS = {
     "name",
@@ -45,9 +60,23 @@ _TABLE_KEYS = {
     "exclude_columns",
     "not_null",
     "allow_empty",
+    "max_bad_rows",
 }
 _TOP_KEYS = set(_SECTIONS) | {"tables"}
-_SOURCE_KINDS = ("duckdb",)
+_SOURCE_KINDS = ("duckdb", "snowflake")
+_DUCKDB_KEYS = ("path", "memory_limit", "threads")
+# Secrets never live in the config file (plain text next to the data, copied into images and
+# tickets): these keys are refused by name, and their values are never echoed.
+_SECRET_KEYS = (
+    "password",
+    "token",
+    "private_key",
+    "private_key_passphrase",
+    "private_key_file_pwd",
+    "passcode",
+    "oauth_token",
+    "client_secret",
+)
 _COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "none")
 
 
@@ -57,6 +86,17 @@ class SourceConfig:
     path: Path | None = None
     memory_limit: str = "512MB"
     threads: int = 2
+    # kind = "snowflake" (see syncer._snowflake_connect for the connection order)
+    connection_name: str | None = None
+    account: str | None = None
+    host: str | None = None
+    user: str | None = None
+    role: str | None = None
+    warehouse: str | None = None
+    database: str | None = None
+    schema: str | None = None
+    authenticator: str | None = None
+    private_key_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +109,7 @@ class TableConfig:
     exclude_columns: tuple[str, ...] = ()
     not_null: tuple[str, ...] = ()
     allow_empty: bool = False
+    max_bad_rows: int = 0
 
     @property
     def extension(self) -> str:
@@ -96,6 +137,9 @@ class Config:
     time_budget_seconds: float = 600.0
     operators: tuple[str, ...] = ()
     allow_local_operator: bool = False
+    retry_attempts: int = 3
+    retry_backoff_seconds: float = 1.0
+    retry_max_backoff_seconds: float = 30.0
     tables: tuple[TableConfig, ...] = field(default_factory=tuple)
 
     def table(self, name: str) -> TableConfig:
@@ -146,6 +190,8 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
         sec = data.get(name, {})
         if not isinstance(sec, dict):
             raise ConfigError(f"{where}: [{name}] must be a table (a [{name}] section)")
+        if name == "source":
+            _refuse_secrets(sec, where)
         _check_keys(sec, keys, where, f"[{name}] ")
         sections[name] = sec
 
@@ -156,11 +202,19 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
     src_path = _get(src, "path", str, None, "[source] path")
     if kind == "duckdb" and not src_path:
         raise ConfigError(f'{where}: [source] path is required for kind = "duckdb" (e.g. path = "var/warehouse.duckdb")')
+    for key in SNOWFLAKE_KEYS if kind != "snowflake" else _DUCKDB_KEYS:
+        if key in src:
+            other = "snowflake" if kind != "snowflake" else "duckdb"
+            raise ConfigError(f'{where}: [source] {key} applies to kind = "{other}" only; remove it or set kind = "{other}"')
+    sf = {key: _nonempty_str(src, key, f"[source] {key}") for key in SNOWFLAKE_KEYS}
+    key_file = sf.pop("private_key_file")
     source = SourceConfig(
         kind=kind,
         path=_resolve(base, src_path) if src_path else None,
         memory_limit=_get(src, "memory_limit", str, "512MB", "[source] memory_limit"),
         threads=_positive_int(src, "threads", 2, "[source] threads"),
+        private_key_file=_resolve(base, key_file) if key_file else None,
+        **sf,
     )
 
     vol = sections["volume"]
@@ -195,6 +249,11 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
     operators = _str_list(adm, "operators", "[admin] operators")
     allow_local = _get(adm, "allow_local_operator", bool, False, "[admin] allow_local_operator")
 
+    rt = sections["retry"]
+    retry_attempts = _positive_int(rt, "attempts", 3, "[retry] attempts")
+    retry_backoff = _positive_number(rt, "backoff_seconds", 1.0, "[retry] backoff_seconds")
+    retry_max = _positive_number(rt, "max_backoff_seconds", 30.0, "[retry] max_backoff_seconds")
+
     raw_tables = data.get("tables", [])
     if not isinstance(raw_tables, list) or not all(isinstance(t, dict) for t in raw_tables):
         raise ConfigError(f"{where}: tables must be written as [[tables]] sections")
@@ -225,6 +284,9 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
         time_budget_seconds=budget,
         operators=operators,
         allow_local_operator=allow_local,
+        retry_attempts=retry_attempts,
+        retry_backoff_seconds=retry_backoff,
+        retry_max_backoff_seconds=retry_max,
         tables=tuple(tables),
     )
 
@@ -280,6 +342,12 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
             raise ConfigError(f"{where}: table {name!r}: not_null column {col!r} is also in exclude_columns; remove it from one")
     if len(set(pk)) != len(pk):
         raise ConfigError(f"{where}: table {name!r}: primary_key lists a column twice")
+    max_bad_rows = raw.get("max_bad_rows", 0)
+    if isinstance(max_bad_rows, bool) or not isinstance(max_bad_rows, int) or max_bad_rows < 0:
+        raise ConfigError(
+            f"{where}: table {name!r}: max_bad_rows must be an integer >= 0 (0 = any bad row fails the table), "
+            f"got {max_bad_rows!r}"
+        )
     allow_empty = raw.get("allow_empty", False)
     if not isinstance(allow_empty, bool):
         raise ConfigError(f"{where}: table {name!r}: allow_empty must be true or false")
@@ -292,6 +360,7 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
         exclude_columns=exclude,
         not_null=not_null,
         allow_empty=allow_empty,
+        max_bad_rows=max_bad_rows,
     )
 
 
@@ -313,6 +382,24 @@ def _check_cron(cron: str, tz: str, where: str) -> None:
             f"{where}: [schedule] cron = {cron!r} is not a valid crontab expression ({exc}); "
             'use five fields: minute hour day month weekday, e.g. "0 3 * * *"'
         ) from None
+
+
+def _refuse_secrets(src: dict[str, Any], where: str) -> None:
+    for key in src:
+        if key.lower() in _SECRET_KEYS:
+            raise ConfigError(
+                f"{where}: [source] {key} is a secret and is never read from the config file; remove it and use "
+                "the SPCS session token (automatic in Snowpark Container Services), a named connection in "
+                "connections.toml ([source] connection_name), key-pair authentication ([source] private_key_file "
+                "with the passphrase in $SNOWFLAKE_PRIVATE_KEY_PASSPHRASE), or $SNOWFLAKE_PASSWORD"
+            )
+
+
+def _nonempty_str(d: dict[str, Any], key: str, label: str) -> str | None:
+    val = _get(d, key, str, None, label)
+    if val is not None and (not val.strip() or any(ord(ch) < 32 for ch in val)):
+        raise ConfigError(f"{label} must be a non-empty name without control characters")
+    return val
 
 
 def _check_keys(d: dict[str, Any], known: set[str], where: str, prefix: str) -> None:

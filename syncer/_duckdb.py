@@ -13,9 +13,14 @@ import pyarrow as pa
 from ._config import SourceConfig, TableConfig
 from ._exceptions import SourceError
 from ._profile import JSON_META, build_profile, plan_for
-from ._source import Source, quote_ident, relation_sql, select_sql
+from ._source import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 
 __all__ = ["DuckDBSource"]
+
+# Errors carried by a row's value (isolated by re-reading smaller key ranges) ...
+_ROW_LEVEL = (duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException)
+# ... and errors worth retrying as they are (the file busy or briefly unreadable).
+_TRANSIENT = (duckdb.IOException,)
 
 
 class DuckDBSource(Source):
@@ -40,22 +45,20 @@ class DuckDBSource(Source):
             self.con.execute("SET TimeZone = 'UTC'")
         except duckdb.Error as exc:
             raise SourceError(f"cannot open DuckDB warehouse {self.path}: {exc}") from exc
-        self._in_txn = False
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "duckdb_version": duckdb.__version__}
 
     @contextlib.contextmanager
     def pinned(self, table: TableConfig) -> Iterator[dict[str, Any]]:
-        # One read transaction: DuckDB's MVCC gives count, profile and data the same snapshot.
-        self._run("BEGIN TRANSACTION", table)
-        self._in_txn = True
-        try:
-            yield {"as_of": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "isolation": "transaction"}
-        finally:
-            self._in_txn = False
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute("ROLLBACK")
+        # The file is open read-only and DuckDB's file lock keeps any writer out while it is, so
+        # every query of this sync (count, profile, stream, key ranges) sees the same data. No
+        # transaction is needed -- and none is wanted: a failed query would abort it, and isolating
+        # bad rows runs queries that are expected to fail.
+        yield {
+            "as_of": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "isolation": "read-only database file",
+        }
 
     def schema(self, table: TableConfig) -> pa.Schema:
         rel = relation_sql(table)
@@ -69,11 +72,12 @@ class DuckDBSource(Source):
             fields.append(f)
         return pa.schema(fields)
 
-    def count(self, table: TableConfig) -> int:
+    def count(self, table: TableConfig, where: RowFilter | None = None) -> int:
+        cond, params = _where(where)
         # fetchall, not fetchone: DuckDB 2.0 refuses the next query on a connection with an unread result.
-        return int(self._run(f"SELECT count(*) FROM {relation_sql(table)}", table).fetchall()[0][0])
+        return int(self._run(f"SELECT count(*) FROM {relation_sql(table)}{cond}", table, params=params).fetchall()[0][0])
 
-    def profile(self, table: TableConfig, schema: pa.Schema) -> dict[str, Any]:
+    def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]:
         plans = [plan_for(f) for f in schema]
         exprs = ["count(*)"]
         for plan in plans:
@@ -89,7 +93,9 @@ class DuckDBSource(Source):
         cur = self.con.cursor()
         try:
             cur.execute("SET TimeZone = 'UTC'")
-            row = self._run(f"SELECT {', '.join(exprs)} FROM {relation_sql(table)}", table, con=cur).fetchall()[0]
+            cond, params = _where(where)
+            sql = f"SELECT {', '.join(exprs)} FROM {relation_sql(table)}{cond}"
+            row = self._run(sql, table, con=cur, params=params).fetchall()[0]
         finally:
             cur.close()
         values = iter(row)
@@ -106,13 +112,41 @@ class DuckDBSource(Source):
             raw.append(st)
         return build_profile(rows, plans, raw)
 
+    supports_key_ranges = True
+
+    def key_bounds(self, table: TableConfig, key: str) -> tuple[Any, Any]:
+        k = quote_ident(key)
+        row = self._run(f"SELECT min({k}), max({k}) FROM {relation_sql(table)}", table).fetchall()[0]
+        return row[0], row[1]
+
+    def split_key(self, table: TableConfig, rng: KeyRange) -> Any:
+        k = quote_ident(rng.key)
+        cond, params = rng.sql()
+        rel = f"{relation_sql(table)} WHERE {cond}"
+        n = self._run(f"SELECT count(DISTINCT {k}) FROM {rel}", table, params=params).fetchall()[0][0]
+        if n <= 1:
+            return None
+        sql = f"SELECT DISTINCT {k} AS k FROM {rel} ORDER BY k LIMIT 1 OFFSET {int(n) // 2}"
+        return self._run(sql, table, params=params).fetchall()[0][0]
+
+    def stream_range(self, table: TableConfig, schema: pa.Schema, batch_rows: int, rng: KeyRange) -> Iterator[pa.RecordBatch]:
+        cond, params = rng.sql()
+        return self._read(f"{select_sql(table, schema)} WHERE {cond}", table, batch_rows, params)
+
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        reader = self._run(select_sql(table, schema), table, arrow=True, batch_rows=batch_rows)
+        return self._read(select_sql(table, schema), table, batch_rows, [])
+
+    def _read(self, sql: str, table: TableConfig, batch_rows: int, params: list[Any]) -> Iterator[pa.RecordBatch]:
+        reader = self._run(sql, table, arrow=True, batch_rows=batch_rows, params=params)
         while True:
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
                 return
+            except _ROW_LEVEL as exc:
+                raise SourceError(f"table {table.name!r}: a value could not be read: {_first_line(exc)}", row_level=True) from exc
+            except _TRANSIENT as exc:
+                raise SourceError(f"table {table.name!r}: DuckDB I/O failed: {_first_line(exc)}", transient=True) from exc
             except (duckdb.Error, pa.ArrowException) as exc:
                 raise SourceError(f"table {table.name!r}: reading from DuckDB failed: {exc}") from exc
             yield batch
@@ -121,20 +155,40 @@ class DuckDBSource(Source):
         with contextlib.suppress(duckdb.Error):
             self.con.close()
 
-    def _run(self, sql: str, table: TableConfig, *, arrow: bool = False, batch_rows: int = 131_072, con: Any = None) -> Any:
+    def _run(
+        self,
+        sql: str,
+        table: TableConfig,
+        *,
+        arrow: bool = False,
+        batch_rows: int = 131_072,
+        con: Any = None,
+        params: list[Any] | None = None,
+    ) -> Any:
         con = con or self.con
         try:
             if arrow:
-                return con.sql(sql).to_arrow_reader(batch_rows)
-            return con.execute(sql)
+                return con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
+            return con.execute(sql, params or [])
         except duckdb.CatalogException as exc:
             what = f"query of table {table.name!r}" if table.query else f"source table {table.source!r}"
             raise SourceError(
                 f"{what} not found in the DuckDB warehouse {self.path}: {_first_line(exc)}; "
                 f"check [[tables]] {table.name!r} in the config"
             ) from exc
+        except _ROW_LEVEL as exc:
+            raise SourceError(f"table {table.name!r}: a value could not be read: {_first_line(exc)}", row_level=True) from exc
+        except _TRANSIENT as exc:
+            raise SourceError(f"table {table.name!r}: DuckDB I/O failed: {_first_line(exc)}", transient=True) from exc
         except duckdb.Error as exc:
             raise SourceError(f"table {table.name!r}: DuckDB query failed: {_first_line(exc)}") from exc
+
+
+def _where(where: RowFilter | None) -> tuple[str, list[Any]]:
+    if where is None:
+        return "", []
+    cond, params = where.sql()
+    return f" WHERE {cond}", params
 
 
 def _first_line(exc: BaseException) -> str:

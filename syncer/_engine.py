@@ -131,6 +131,7 @@ def _sync_locked(
                         accept_schema_change=accept_schema_change,
                         progress=progress,
                         spill_dir=vol.staging / f".spill-{run_id}",
+                        quarantine_dir=vol.quarantine / run_id,
                     )
                     log.info(
                         "table %s: %s, %s rows in %.2fs",
@@ -151,7 +152,7 @@ def _sync_locked(
             old = prev_tables.get(name)
             if out is not None and out.ok:
                 manifest_tables[name] = out.entry
-                status = "fresh"
+                status = out.entry["status"] if out.entry else "fresh"
             elif old is not None and prev_dir is not None:
                 _link(prev_dir / old["file"], staging / old["file"])
                 entry = dict(old)
@@ -160,6 +161,8 @@ def _sync_locked(
                     entry["error"] = out.error
                     entry["failed_at"] = iso(utcnow())
                     entry["failed_checks"] = [c for c in out.checks if not c["ok"]]
+                    if out.quarantine:
+                        entry["failed_quarantine"] = out.quarantine
                 manifest_tables[name] = entry
                 status = entry["status"]
             else:
@@ -178,6 +181,9 @@ def _sync_locked(
                         "validate_s": out.timings.get("validate_s"),
                         "total_s": out.timings.get("total_s"),
                         "rows_per_s": (out.rows / out.timings["export_s"]) if out.timings.get("export_s") else None,
+                        "attempts": out.attempts,
+                        "quarantined": out.quarantined,
+                        "quarantine": out.quarantine,
                     }
                 )
         report["tables"] = table_reports
@@ -208,6 +214,7 @@ def _sync_locked(
             steps["publish_s"] = time.perf_counter() - t_pub
             t_ret = time.perf_counter()
             removed = vol.retention(cfg.retain)
+            _prune_quarantine(vol)
             steps["retention_s"] = time.perf_counter() - t_ret
             report["retention_removed"] = removed
             if failed:
@@ -269,6 +276,18 @@ def _sync_locked(
     return report
 
 
+def _prune_quarantine(vol: Volume) -> None:
+    """Quarantine folders older than the oldest retained snapshot go with it."""
+    infos = vol.list_snapshots()
+    if not infos or not infos[0].created_at or not vol.quarantine.is_dir():
+        return
+    kept = {i.id for i in infos}
+    oldest = parse_iso(infos[0].created_at).timestamp()
+    for folder in vol.quarantine.iterdir():
+        if folder.is_dir() and folder.name not in kept and folder.stat().st_mtime < oldest:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _budget_check(cfg: Config, seconds: float) -> dict[str, Any]:
     ok = seconds <= cfg.time_budget_seconds
     return check(
@@ -280,6 +299,11 @@ def _budget_check(cfg: Config, seconds: float) -> dict[str, Any]:
 
 
 def _describe_source(cfg: Config) -> dict[str, Any]:
+    if cfg.source.kind == "snowflake":
+        # The Snowflake source's own description (connection method, account, database, ...; no secrets).
+        from ._snowflake import describe_config
+
+        return describe_config(cfg.source)
     d: dict[str, Any] = {"kind": cfg.source.kind}
     if cfg.source.path is not None:
         d["path"] = str(cfg.source.path)
@@ -300,24 +324,88 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def startup(cfg: Config, *, user: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Repair, then sync unless every table is younger than the skip window; says whether data can be served."""
-    result: dict[str, Any] = {"repair": repair(cfg, user=user, reason="startup")}
-    man = Volume(cfg.root).current_manifest()
+    """Repair, then sync unless every table is younger than the skip window; says whether data can be served, and why.
+
+    Never raises for a broken source, volume or sync: apps must start on whatever is published. The
+    result carries ``servable`` (can ``read_table`` serve data now), ``snapshot_id`` (what it serves),
+    ``fallback`` (``current`` is broken and an older intact snapshot is served), ``stale`` /
+    ``stale_tables`` (missing, carried over or older than the SLA), and ``reason``: one sentence for
+    the banner and ``/ready``.
+    """
+    result: dict[str, Any] = {}
+    try:
+        result["repair"] = repair(cfg, user=user, reason="startup")
+    except SyncError as exc:
+        # e.g. the volume is not writable: what is there may still be readable, so keep going.
+        result["repair"] = {"actions": [], "error": str(exc), "current": None}
+        log.error("startup: repair failed: %s", exc, extra={"step": "startup"})
+    vol = Volume(cfg.root)
+    man = vol.current_manifest()
     ages = _table_ages(man) if man else {}
     window = cfg.skip_startup_if_younger_than_hours * 3600
-    if man and ages and len(ages) == len(cfg.tables) and max(ages.values()) < window:
-        result.update(action="skipped", reason=f"every table is younger than {cfg.skip_startup_if_younger_than_hours:g} h")
+    failure: str | None = None
+    if man and ages and all(t.name in ages for t in cfg.tables) and max(ages.values()) < window:
+        result["action"] = "skipped"
     else:
         try:
             run = sync(cfg, trigger="startup", user=user, progress=progress)
-            result.update(action="synced", run=run)
+            result.update(action="failed" if run["status"] == "failed" else "synced", run=run)
+            if run["status"] != "ok":
+                failure = run.get("error") or f"the sync ended {run['status']}"
         except LockHeldError as exc:
-            result.update(action="busy", reason=str(exc))
+            result["action"], failure = "busy", str(exc)
         except SyncError as exc:
-            result.update(action="failed", reason=str(exc))
-    man = Volume(cfg.root).current_manifest()
-    result["snapshot_id"] = man["id"] if man else None
-    result["servable"] = man is not None
+            result["action"], failure = "failed", str(exc)
+        except Exception as exc:  # an engine bug must not keep the app from serving what is published
+            log.exception("startup: the sync crashed", extra={"step": "startup"})
+            result["action"], failure = "failed", f"the sync crashed: {type(exc).__name__}: {exc}"
+
+    # What read_table serves now: current, or (when current is broken) the newest intact snapshot.
+    served = vol.current_manifest()
+    fallback = False
+    if served is None:
+        best = vol.newest_intact()
+        served, fallback = (best.manifest, True) if best is not None else (None, False)
+    stale: list[str] = [t.name for t in cfg.tables]
+    if served is not None:
+        served_ages = _table_ages(served)
+        stale = [
+            t.name
+            for t in cfg.tables
+            if t.name not in served["tables"]
+            or served["tables"][t.name].get("status") == "carried_over"
+            or served_ages[t.name] > cfg.sla_hours * 3600
+        ]
+    result.update(
+        snapshot_id=served["id"] if served else None,
+        servable=served is not None,
+        fallback=fallback,
+        stale=bool(stale),
+        stale_tables=stale,
+    )
+
+    # The reason, one sentence.
+    stale_note = f"; stale: {', '.join(stale)}" if stale else ""
+    if served is None:
+        why = failure or result["repair"].get("error") or "nothing has been published yet"
+        result["reason"] = f"no data can be served: no intact snapshot under {cfg.root}; {why}"
+        return result
+    sid = served["id"]
+    serving = f"serving snapshot {sid}"
+    if served.get("created_at"):
+        serving += f" from {(utcnow() - parse_iso(served['created_at'])).total_seconds() / 3600:.1f} h ago"
+    if fallback:
+        serving += " (current is broken and could not be repaired; the newest intact snapshot is served)"
+    if result["action"] == "skipped":
+        result["reason"] = (
+            f"every table is younger than {cfg.skip_startup_if_younger_than_hours:g} h, so no sync ran; {serving}{stale_note}"
+        )
+    elif failure is None:
+        result["reason"] = f"the startup sync published snapshot {sid}"
+    elif result["action"] == "synced":  # partial: some tables kept their previous data
+        result["reason"] = f"the startup sync published snapshot {sid}, but: {failure}{stale_note}"
+    else:
+        result["reason"] = f"the startup sync did not publish ({failure}); {serving}{stale_note}"
     return result
 
 
@@ -346,10 +434,28 @@ def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> 
 
 
 def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> dict[str, Any]:
-    """Sweep staging, re-point a broken ``current`` at the newest intact snapshot, reset permissions."""
+    """Sweep staging, restore read-only permissions, re-point a broken ``current`` at the newest intact snapshot.
+
+    Runs under the volume lock (a running sync owns staging: then nothing is changed). Every change is
+    one line in ``actions``, logged, and recorded as one ``repair`` event in the run history.
+    A ``current`` that names an intact snapshot is left alone, even when a newer one exists: that is
+    a rollback, or a sync killed between publishing and the swap, and either way it is complete.
+    """
     vol = _volume(cfg)
-    vol.ensure()
     actions: list[str] = []
+    # Layout folders someone made unusable to their owner: give access back first, or nothing below works.
+    for d in (vol.root, vol.snapshots, vol.staging, vol.quarantine):
+        try:
+            mode = os.lstat(d).st_mode & 0o7777
+        except OSError:
+            continue
+        if mode & 0o700 != 0o700:
+            try:
+                os.chmod(d, mode | 0o755)
+                actions.append(f"restored access to {d.name}/ (mode {mode:o} -> {mode | 0o755:o})")
+            except OSError as exc:
+                actions.append(f"could not restore access to {d}: {exc.strerror}")
+    vol.ensure()
     info = {"trigger": "repair", "user": user, "started_at": iso(utcnow())}
     try:
         lock = volume_lock(vol.lock_path, info)
@@ -359,23 +465,42 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> d
         return {"actions": [], "skipped": "a sync is running; nothing repaired", "current": vol.current_id()}
     try:
         actions += [f"removed {p}" for p in vol.sweep()]
-        for info_ in vol.list_snapshots():
-            if info_.manifest is None:
-                continue
-            perms = permission_problems(info_.path)
-            if perms:
-                try:
-                    seal(info_.path)
-                    fsync_dir(info_.path)
-                    actions.append(f"reset permissions of snapshot {info_.id} ({len(perms)} entries)")
-                except OSError as exc:
-                    actions.append(f"could not reset permissions of {info_.id}: {exc.strerror}")
+        hist = History(vol.db_path)
+        if vol.db_path.exists():
+            aborted = hist.abort_running("the process running it stopped before it finished (killed or crashed)", iso(utcnow()))
+            if aborted:
+                actions.append(f"marked {aborted} interrupted run(s) as aborted")
+        # Every snapshot folder, intact or not: a manifest made unreadable is exactly what this fixes.
+        try:
+            entries = sorted(vol.snapshots.iterdir())
+            # Never a link: sealing follows it, and a planted link must not make us chmod what it names.
+            folders = [p for p in entries if not p.is_symlink() and p.is_dir() and not p.name.startswith(".")]
+        except OSError as exc:
+            folders = []
+            actions.append(f"could not list {vol.snapshots}: {exc.strerror}")
+        for folder in folders:
+            try:
+                changed = seal(folder)
+                if changed:
+                    fsync_dir(folder)
+                    actions.append(f"reset permissions of snapshot {folder.name} ({changed} entries)")
+            except OSError as exc:
+                actions.append(f"could not reset permissions of {folder.name}: {exc.strerror}")
+        if vol.current.exists() and not vol.current.is_symlink():
+            # Not ours to delete (someone's folder or file): move it aside so `current` can be a link again.
+            aside = vol.root / f"current.not-a-link-{utcnow().strftime('%Y%m%dT%H%M%SZ')}"
+            os.rename(vol.current, aside)
+            actions.append(f"current was not a symbolic link; moved it to {aside.name}")
         cur = vol.current_id()
         cur_info = vol.inspect(cur) if cur else None
         if cur_info is None or not cur_info.ok:
-            why = "missing" if cur is None else (cur_info.error or "; ".join(cur_info.problems) if cur_info else "broken")
-            if cur is not None and not vol.snapshot_dir(cur).is_dir():
-                why = f"points at {cur}, which does not exist"
+            if cur is None:
+                why = "missing"
+            elif not vol.snapshot_dir(cur).is_dir():
+                why = f"pointing at {cur}, which does not exist"
+            else:
+                problems = cur_info.error or "; ".join(cur_info.problems) if cur_info else "unknown"
+                why = f"pointing at {cur}, which is broken ({problems})"
             best = vol.newest_intact()
             if best is not None:
                 vol.point_current(best.id)
@@ -383,7 +508,7 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> d
             elif cur is not None or vol.current.is_symlink():
                 actions.append(f"current is {why} and no intact snapshot is left; a sync is needed")
         if actions:
-            History(vol.db_path).event("repair", iso(utcnow()), user=user, reason=reason, actions=actions)
+            hist.event("repair", iso(utcnow()), user=user, reason=reason, actions=actions)
             for a in actions:
                 log.warning("repair: %s", a, extra={"step": "repair"})
         return {"actions": actions, "current": vol.current_id()}
@@ -392,15 +517,33 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> d
 
 
 def verify(cfg: Config) -> dict[str, Any]:
-    """Re-check every file of ``current`` against its manifest: presence, size, sha256, permissions."""
+    """Re-check every file of ``current`` against its manifest: presence, size, sha256, permissions, extra files."""
+    from ._volume import unexpected_files
+
     vol = _volume(cfg)
     cur = vol.current_id()
     if cur is None:
-        return {"ok": False, "snapshot": None, "problems": [f"no current snapshot under {cfg.root}; run `syncer sync`"]}
+        what = "is not a symbolic link" if vol.current.exists() else "is missing"
+        return {
+            "ok": False,
+            "snapshot": None,
+            "problems": [f"no current snapshot under {cfg.root} (current {what}); run `syncer repair` or `syncer sync`"],
+            "tables": {},
+        }
+    if not vol.snapshot_dir(cur).is_dir():
+        return {
+            "ok": False,
+            "snapshot": cur,
+            "problems": [f"current points at snapshot {cur}, which does not exist; run `syncer repair`"],
+            "tables": {},
+        }
     info = vol.inspect(cur, deep=True)
     problems = [info.error] if info.error else list(info.problems)
     if info.manifest is not None:
+        if info.manifest.get("id") != cur:
+            problems.append(f"the manifest of snapshot {cur} names snapshot {info.manifest.get('id')!r} (copied or edited)")
         problems += permission_problems(info.path)
+        problems += unexpected_files(info.path, info.manifest)
         missing = [t.name for t in cfg.tables if t.name not in info.manifest["tables"]]
         problems += [f"configured table {m!r} is not in snapshot {cur}" for m in missing]
     tables = {}

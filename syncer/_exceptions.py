@@ -41,7 +41,17 @@ class ConfigError(SyncError):
 
 
 class SourceError(SyncError):
-    """The source warehouse could not be read."""
+    """The source warehouse could not be read.
+
+    ``transient``: worth retrying as is (connection drop, timeout, busy file).
+    ``row_level``: carried by rows (a value that cannot be converted); the export isolates the rows
+    by re-reading smaller key ranges and quarantines them.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, row_level: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.row_level = row_level
 
 
 class ValidationError(SyncError):

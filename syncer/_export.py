@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
+import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,15 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import tenacity
 
 from ._config import Config, TableConfig
 from ._exceptions import SourceError, SyncError, ValidationError
-from ._formats import WrittenFile, conform, count_rows, file_schema, iter_batches, open_writer, schema_to_b64
+from ._formats import WrittenFile, count_rows, file_schema, iter_batches, open_writer, schema_to_b64
 from ._pipeline import KeyOrder, Prefetch
 from ._profile import ProfileAccumulator, compare_profiles
+from ._quarantine import Quarantine, convert, ranged_batches, screen
 from ._source import Source, quote_ident
 from ._volume import iso, utcnow
 
@@ -50,6 +54,21 @@ class TableOutcome:
     rows: int = 0
     bytes: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: int = 0
+    quarantine: dict[str, Any] | None = None
+
+
+@dataclass
+class DupResult:
+    """Duplicate keys found in the written file (``keys`` holds at most the scan's limit)."""
+
+    groups: int = 0
+    rows: int = 0
+    keys: list[tuple[Any, ...]] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    proven_by_order: bool = False
+    quarantined: bool = False
 
 
 def check(name: str, ok: bool, detail: str, severity: str = "error") -> dict[str, Any]:
@@ -87,100 +106,251 @@ def export_table(
     accept_schema_change: bool = False,
     progress: Progress | None = None,
     spill_dir: Path | None = None,
+    quarantine_dir: Path | None = None,
 ) -> TableOutcome:
-    """Export and validate ``table`` into ``staging``; never raises for a table-level failure."""
+    """Export and validate ``table`` into ``staging``; never raises for a table-level failure.
+
+    Transient source errors are retried (``[retry]``: exponential backoff with jitter); every
+    attempt is kept in ``outcome.attempts``.
+    """
     out = TableOutcome(table.name, ok=False)
     path = staging / table.file_name
     t0 = time.perf_counter()
     emit = progress or (lambda _e: None)
-    writer = None
-    try:
-        with source.pinned(table) as pin:
-            full = source.schema(table)
-            schema = _project(table, full)
-            exported_at = utcnow()
-            source_rows = source.count(table)
-            emit({"event": "table_start", "table": table.name, "total": source_rows})
-            writer = open_writer(table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
-            acc = ProfileAccumulator(schema)
-            keys = KeyOrder(schema, table.primary_key)
-            with ThreadPoolExecutor(2, thread_name_prefix="syncer-check") as pool:
-                # The source profiles the same pinned data while we stream it, when it can do so
-                # on its own connection; otherwise it runs first.
-                t_prof = time.perf_counter()
-                if source.concurrent_profile:
-                    profile_future = pool.submit(source.profile, table, schema)
-                else:
-                    source_profile = source.profile(table, schema)
-                    out.timings["source_profile_s"] = time.perf_counter() - t_prof
-                # Three stages overlap: the source reads ahead (Prefetch), the writer encodes on its
-                # own thread (a few batches behind, bounded), and each batch is profiled meanwhile.
-                writes: deque[Future[None]] = deque()
-                with (
-                    Prefetch(source.stream(table, schema, cfg.batch_rows)) as batches,
-                    ThreadPoolExecutor(1, thread_name_prefix="syncer-write") as write_pool,
-                ):
-                    for raw in batches:
-                        try:
-                            batch = conform(raw, schema)
-                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                            raise ValidationError(
-                                f"table {table.name!r}: a batch does not fit the table's schema: {exc}"
-                            ) from exc
-                        observed = pool.submit(_observe, acc, keys, batch)
-                        writes.append(write_pool.submit(writer.write, batch))
-                        while len(writes) > _WRITE_DEPTH:
-                            writes.popleft().result()
-                        observed.result()
-                        emit({"event": "rows", "table": table.name, "done": acc.rows, "total": source_rows})
-                    while writes:
-                        writes.popleft().result()
-                if source.concurrent_profile:
-                    source_profile = profile_future.result()
-                    out.timings["source_profile_s"] = time.perf_counter() - t_prof
-            written = writer.close()
-            writer = None
-        out.timings["export_s"] = time.perf_counter() - t0
-        out.rows, out.bytes = acc.rows, written.bytes
-        t1 = time.perf_counter()
-        out.checks = _validate(
-            table, schema, source_rows, source_profile, acc, keys, written, previous, accept_schema_change, spill_dir
+    q = Quarantine(quarantine_dir or staging / ".quarantine", table)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        out.attempts.append({"attempt": state.attempt_number, "ok": False, "error": str(exc), "retry_in_s": round(wait, 2)})
+        log.warning(
+            "table %s: attempt %d failed (%s); retrying in %.1fs",
+            table.name,
+            state.attempt_number,
+            exc,
+            wait,
+            extra={"table": table.name, "step": "retry"},
         )
-        out.timings["validate_s"] = time.perf_counter() - t1
-        out.ok = all(c["ok"] for c in out.checks if c["severity"] == "error")
-        failed = [c for c in out.checks if not c["ok"] and c["severity"] == "error"]
-        if failed:
-            out.error = "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
-        out.entry = {
-            "file": table.file_name,
-            "format": table.format,
-            "rows": acc.rows,
-            "bytes": written.bytes,
-            "sha256": written.sha256,
-            "schema": schema_contract(schema),
-            "arrow_schema": schema_to_b64(schema),
-            "primary_key": list(table.primary_key),
-            "exported_at": iso(exported_at),
-            "status": "fresh",
-            "source_rows": source_rows,
-            "source": {"table": table.source} if table.source else {"query": table.query},
-            "consistency": pin,
-            "checks": out.checks,
-            "profile": acc.result(),
-        }
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(cfg.retry_attempts),
+        wait=tenacity.wait_exponential_jitter(
+            multiplier=cfg.retry_backoff_seconds, max=cfg.retry_max_backoff_seconds, jitter=cfg.retry_backoff_seconds
+        ),
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, SourceError) and e.transient),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                path.unlink(missing_ok=True)
+                q.discard()
+                _export_once(source, table, cfg, path, previous, accept_schema_change, emit, spill_dir, q, out)
+        out.attempts.append({"attempt": len(out.attempts) + 1, "ok": True, "error": None})
     except SyncError as exc:
+        out.ok = False
         out.error = str(exc)
+        out.attempts.append({"attempt": len(out.attempts) + 1, "ok": False, "error": str(exc)})
         out.checks.append(check("export", False, str(exc)))
         log.warning("table %s failed: %s", table.name, exc, extra={"table": table.name, "step": "export"})
     finally:
-        if writer is not None:
-            writer.abort()
+        q.close()
         if not out.ok:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        out.quarantined = q.count
+        out.quarantine = q.summary(q.folder.parent.parent) if q.count else None
         out.timings["total_s"] = time.perf_counter() - t0
         emit({"event": "table_done", "table": table.name, "ok": out.ok, "rows": out.rows})
     return out
+
+
+def _export_once(
+    source: Source,
+    table: TableConfig,
+    cfg: Config,
+    path: Path,
+    previous: dict[str, Any] | None,
+    accept_schema_change: bool,
+    emit: Progress,
+    spill_dir: Path | None,
+    q: Quarantine,
+    out: TableOutcome,
+) -> None:
+    t0 = time.perf_counter()
+    out.checks = []
+    with source.pinned(table) as pin:
+        full = source.schema(table)
+        schema = _project(table, full)
+        exported_at = utcnow()
+        source_rows = source.count(table)
+        emit({"event": "table_start", "table": table.name, "total": source_rows})
+        with ThreadPoolExecutor(2, thread_name_prefix="syncer-check") as pool:
+            # The source profiles the same pinned data while we stream it, when it can do so on its
+            # own connection; otherwise it runs first.
+            t_prof = time.perf_counter()
+            profile_future: Future[dict[str, Any]] | None = None
+            source_profile: dict[str, Any] | None = None
+            profile_error: SourceError | None = None
+            if source.concurrent_profile:
+                profile_future = pool.submit(source.profile, table, schema)
+            else:
+                try:
+                    source_profile = source.profile(table, schema)
+                except SourceError as exc:
+                    if not exc.row_level:
+                        raise
+                    profile_error = exc  # the same bad values; profiled again without them below
+            try:
+                written, acc, keys = _stream_into(
+                    source.stream(table, schema, cfg.batch_rows), table, schema, cfg, path, q, pool, emit, source_rows
+                )
+            except SourceError as exc:
+                if not (exc.row_level and source.supports_key_ranges):
+                    raise
+                # A value the source cannot read: re-read by key ranges, isolating the culprits.
+                log.warning(
+                    "table %s: %s; re-reading by key ranges to isolate the bad rows",
+                    table.name,
+                    exc,
+                    extra={"table": table.name, "step": "bisect"},
+                )
+                path.unlink(missing_ok=True)
+                q.discard()
+                ranges = ranged_batches(source, table, schema, cfg.batch_rows, q)
+                written, acc, keys = _stream_into(ranges, table, schema, cfg, path, q, pool, emit, source_rows)
+            if profile_future is not None:
+                try:
+                    source_profile = profile_future.result()
+                except SourceError as exc:
+                    if not exc.row_level:
+                        raise
+                    profile_error = exc
+            out.timings["source_profile_s"] = time.perf_counter() - t_prof
+        out.timings["export_s"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        dup = _key_check(table, schema, keys, written, spill_dir, limit=table.max_bad_rows + 1)
+        if dup.rows and q.count + dup.rows <= table.max_bad_rows:
+            written, acc = _drop_duplicates(table, schema, cfg, path, q, dup)
+            dup = _key_check(table, schema, KeyOrder(schema, ()), written, spill_dir, limit=1)
+            dup.quarantined = True
+        if q.count:
+            # Compare like with like: the source without the quarantined rows.
+            source_profile = source.profile(table, schema, where=q.exclusion())
+        elif profile_error is not None:
+            raise profile_error
+        assert source_profile is not None
+        out.rows, out.bytes = acc.rows, written.bytes
+        out.checks = _validate(table, schema, source_rows, source_profile, acc, dup, q, written, previous, accept_schema_change)
+        out.timings["validate_s"] = time.perf_counter() - t1
+    out.ok = all(c["ok"] for c in out.checks if c["severity"] == "error")
+    failed = [c for c in out.checks if not c["ok"] and c["severity"] == "error"]
+    out.error = "; ".join(f"{c['name']}: {c['detail']}" for c in failed) if failed else None
+    out.entry = {
+        "file": table.file_name,
+        "format": table.format,
+        "rows": acc.rows,
+        "bytes": written.bytes,
+        "sha256": written.sha256,
+        "schema": schema_contract(schema),
+        "arrow_schema": schema_to_b64(schema),
+        "primary_key": list(table.primary_key),
+        "exported_at": iso(exported_at),
+        "status": "quarantined" if q.count else "fresh",
+        "source_rows": source_rows,
+        "source": {"table": table.source} if table.source else {"query": table.query},
+        "consistency": pin,
+        "checks": out.checks,
+        "profile": acc.result(),
+    }
+    if q.count:
+        out.entry["quarantine"] = q.summary(q.folder.parent.parent)
+
+
+def _stream_into(
+    batches: Iterator[pa.RecordBatch],
+    table: TableConfig,
+    schema: pa.Schema,
+    cfg: Config,
+    path: Path,
+    q: Quarantine,
+    pool: ThreadPoolExecutor,
+    emit: Progress,
+    total: int,
+) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder]:
+    """Source batches -> convert -> screen -> (profile || write). Three stages overlap: the source
+    reads ahead (Prefetch), the writer encodes on its own thread (a few batches behind, bounded),
+    and each batch is profiled meanwhile."""
+    writer = open_writer(table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
+    acc = ProfileAccumulator(schema)
+    keys = KeyOrder(schema, table.primary_key)
+    writes: deque[Future[None]] = deque()
+    seen = 0
+    try:
+        with (
+            Prefetch(batches) as ahead,
+            ThreadPoolExecutor(1, thread_name_prefix="syncer-write") as write_pool,
+        ):
+            for raw in ahead:
+                seen += raw.num_rows
+                for converted in convert(raw, schema, table, q):
+                    batch = screen(converted, table, q)
+                    if batch.num_rows == 0:
+                        continue
+                    observed = pool.submit(_observe, acc, keys, batch)
+                    writes.append(write_pool.submit(writer.write, batch))
+                    while len(writes) > _WRITE_DEPTH:
+                        writes.popleft().result()
+                    observed.result()
+                emit({"event": "rows", "table": table.name, "done": seen, "total": total})
+            while writes:
+                writes.popleft().result()
+        written = writer.close()
+    except BaseException:
+        writer.abort()
+        path.unlink(missing_ok=True)
+        raise
+    return written, acc, keys
+
+
+def _drop_duplicates(
+    table: TableConfig, schema: pa.Schema, cfg: Config, path: Path, q: Quarantine, dup: DupResult
+) -> tuple[WrittenFile, ProfileAccumulator]:
+    """Rewrite the staged file without the rows of duplicated keys; those go to quarantine."""
+    tmp = path.with_name(path.name + ".dedup")
+    tmp.unlink(missing_ok=True)
+    wanted = pa.array([_joined_key(k) for k in dup.keys], pa.string())
+    writer = open_writer(table.format, tmp, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
+    acc = ProfileAccumulator(schema)
+    try:
+        for batch in iter_batches(table.format, path, schema):
+            mask = pc.is_in(_key_strings(batch, table.primary_key), value_set=wanted)
+            bad = batch.filter(mask)
+            if bad.num_rows:
+                keys = table.primary_key
+                q.add_rows(bad, [f"duplicate primary key {', '.join(keys)}"] * bad.num_rows, "check")
+            good = batch.filter(pc.invert(mask))
+            acc.update(good)
+            writer.write(good)
+        written = writer.close()
+    except BaseException:
+        writer.abort()
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return WrittenFile(path, written.bytes, written.sha256), acc
+
+
+def _key_strings(batch: pa.RecordBatch, keys: tuple[str, ...]) -> pa.Array:
+    parts = [pc.cast(batch.column(k), pa.string()) for k in keys]
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+
+
+def _joined_key(values: tuple[Any, ...]) -> str:
+    # The same text pc.cast(..., string) gives, so the keys match in _key_strings.
+    return "\x1f".join(pa.array([v]).cast(pa.string())[0].as_py() for v in values)
 
 
 def _project(table: TableConfig, full: pa.Schema) -> pa.Schema:
@@ -207,15 +377,22 @@ def _validate(
     source_rows: int,
     source_profile: dict[str, Any],
     acc: ProfileAccumulator,
-    keys: KeyOrder,
+    dup: DupResult,
+    q: Quarantine,
     written: WrittenFile,
     previous: dict[str, Any] | None,
     accept_schema_change: bool,
-    spill_dir: Path | None,
 ) -> list[dict[str, Any]]:
     checks = []
     rows = acc.rows
-    checks.append(check("row_count", rows == source_rows, f"source {source_rows:,} rows, written {rows:,}"))
+    within = not q.over_budget  # quarantined rows are fine while within max_bad_rows
+    mark = " (quarantined)" if q.count and within else ""
+    if q.count:
+        ok = rows + q.count == source_rows
+        detail = f"source {source_rows:,} rows = written {rows:,} + quarantined {q.count:,}"
+        checks.append(check("row_count", ok, detail if ok else detail.replace(" = ", " != ")))
+    else:
+        checks.append(check("row_count", rows == source_rows, f"source {source_rows:,} rows, written {rows:,}"))
 
     contract = schema_contract(schema)
     if previous is None or "schema" not in previous:
@@ -233,35 +410,43 @@ def _validate(
                     False,
                     "schema drift from the previous snapshot: "
                     + "; ".join(drift)
-                    + ". If intended, re-run with `syncer sync --accept-schema-change "
-                    + table.name
-                    + "`",
+                    + f". If intended, re-run with `syncer sync --accept-schema-change {table.name}`",
                 )
             )
 
-    written_profile = acc.result()
-    cols = written_profile["columns"]
-    key_nulls = {c: cols[c]["nulls"] for c in table.primary_key if cols[c]["nulls"]}
+    cols = acc.result()["columns"]
+    # nulls found by screening (quarantined) plus any left in the written data (none, by construction)
+    key_nulls = {c: q.by_column[c] + cols[c]["nulls"] for c in table.primary_key if q.by_column[c] + cols[c]["nulls"]}
     checks.append(
         check(
             "primary_key_not_null",
-            not key_nulls,
+            not key_nulls or (within and not any(cols[c]["nulls"] for c in table.primary_key)),
             "no nulls in " + ", ".join(table.primary_key)
             if not key_nulls
-            else "null primary key values: " + ", ".join(f"{c} has {n:,}" for c, n in key_nulls.items()),
+            else "null primary key values: " + ", ".join(f"{c} has {n:,}" for c, n in key_nulls.items()) + mark,
         )
     )
-    checks.append(_key_check(table, schema, keys, written, spill_dir))
+    checks.append(_dup_check(table, dup, within))
 
     if table.not_null:
-        bad = {c: cols[c]["nulls"] for c in table.not_null if cols[c]["nulls"]}
+        bad = {c: q.by_column[c] + cols[c]["nulls"] for c in table.not_null if q.by_column[c] + cols[c]["nulls"]}
         checks.append(
             check(
                 "not_null",
-                not bad,
+                not bad or (within and not any(cols[c]["nulls"] for c in table.not_null)),
                 "no nulls in " + ", ".join(table.not_null)
                 if not bad
-                else "nulls in not_null columns: " + ", ".join(f"{c} has {n:,}" for c, n in bad.items()),
+                else "nulls in not_null columns: " + ", ".join(f"{c} has {n:,}" for c, n in bad.items()) + mark,
+            )
+        )
+
+    if q.count:
+        checks.append(
+            check(
+                "bad_rows",
+                within,
+                f"{q.describe()}; max_bad_rows = {table.max_bad_rows}"
+                + (f"; rows in {q.path.name} under quarantine/{q.folder.name}/" if q.path.exists() else ""),
             )
         )
 
@@ -276,12 +461,13 @@ def _validate(
             )
         )
 
-    diffs = compare_profiles(source_profile, written_profile, schema)
+    diffs = compare_profiles(source_profile, acc.result(), schema)
+    scope = " (source without the quarantined rows)" if q.count else ""
     checks.append(
         check(
             "profile",
             not diffs,
-            f"{len(schema)} columns agree with the source (nulls, min, max, sum)"
+            f"{len(schema)} columns agree with the source{scope} (nulls, min, max, sum)"
             if not diffs
             else "written data differs from the source: "
             + "; ".join(diffs[:10])
@@ -323,15 +509,37 @@ def _observe(acc: ProfileAccumulator, keys: KeyOrder, batch: pa.RecordBatch) -> 
     keys.update(batch)
 
 
+def _dup_check(table: TableConfig, dup: DupResult, within: bool) -> dict[str, Any]:
+    keys = ", ".join(table.primary_key)
+    if dup.quarantined:
+        return check("primary_key_unique", dup.rows == 0, f"{keys} unique after quarantining the rows of duplicated keys")
+    if not dup.rows:
+        how = " (strictly increasing in the written order)" if dup.proven_by_order else ""
+        return check("primary_key_unique", True, f"{keys} unique{how}")
+    examples = ", ".join(
+        "(" + ", ".join(repr(v) for v in k) + f") x{c}" for k, c in list(zip(dup.keys, dup.counts, strict=True))[:5]
+    )
+    return check(
+        "primary_key_unique",
+        False,
+        f"{dup.groups:,} duplicate {keys} value(s) covering {dup.rows:,} rows, e.g. {examples}",
+    )
+
+
 def _key_check(
-    table: TableConfig, schema: pa.Schema, order: KeyOrder, written: WrittenFile, spill_dir: Path | None
-) -> dict[str, Any]:
-    """Key uniqueness of the written rows: proven while streaming when the keys arrived strictly
-    increasing, else an exact duplicate scan of the written file's key columns by DuckDB (bounded
-    memory, spills to disk)."""
+    table: TableConfig,
+    schema: pa.Schema,
+    order: KeyOrder,
+    written: WrittenFile,
+    spill_dir: Path | None,
+    limit: int,
+) -> DupResult:
+    """Duplicate keys of the written rows: proven absent while streaming when the keys arrived
+    strictly increasing, else an exact scan of the written file's key columns by DuckDB (bounded
+    memory, spills to disk). Returns up to ``limit`` duplicated keys (at least 5, for the message)."""
     keys = list(table.primary_key)
     if order.proven:
-        return check("primary_key_unique", True, f"{keys[0]} unique (strictly increasing in the written order)")
+        return DupResult(proven_by_order=True)
     if table.format == "parquet":
         scan: Any = None
         relation = "read_parquet(?)"
@@ -343,16 +551,17 @@ def _key_check(
         params = []
     cols = ", ".join(quote_ident(k) for k in keys)
     not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in keys)
-    con = duckdb.connect(
-        config={"threads": 2, "memory_limit": "256MB", **({"temp_directory": str(spill_dir)} if spill_dir else {})}
-    )
+    config: dict[str, Any] = {"threads": 2, "memory_limit": "256MB"}
+    if spill_dir is not None:
+        config["temp_directory"] = str(spill_dir)
+    con = duckdb.connect(config=config)
     try:
         if scan is not None:
             con.register("keys_scan", scan)
         rows = con.execute(
             f"SELECT {cols}, c, count(*) OVER () AS groups, sum(c) OVER () AS dup_rows FROM ("
             f"SELECT {cols}, count(*) AS c FROM {relation} WHERE {not_null} GROUP BY ALL HAVING count(*) > 1"
-            f") ORDER BY c DESC LIMIT 5",
+            f") ORDER BY c DESC LIMIT {max(int(limit), 5)}",
             params,
         ).fetchall()
     except (duckdb.Error, pa.ArrowException) as exc:
@@ -360,11 +569,11 @@ def _key_check(
     finally:
         con.close()
     if not rows:
-        return check("primary_key_unique", True, f"{', '.join(keys)} unique")
-    groups, dup_rows = rows[0][-2], rows[0][-1]
-    examples = ", ".join("(" + ", ".join(repr(v) for v in r[: len(keys)]) + f") x{r[len(keys)]}" for r in rows)
-    return check(
-        "primary_key_unique",
-        False,
-        f"{groups:,} duplicate {', '.join(keys)} value(s) covering {int(dup_rows):,} rows, e.g. {examples}",
+        return DupResult()
+    n = len(keys)
+    return DupResult(
+        groups=int(rows[0][-2]),
+        rows=int(rows[0][-1]),
+        keys=[tuple(r[:n]) for r in rows],
+        counts=[int(r[n]) for r in rows],
     )

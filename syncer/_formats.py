@@ -114,13 +114,17 @@ class TableWriter(abc.ABC):
         self._finish()
         self.stream.flush()
         self.sink.sync()  # durable before anything points at it
-        self.sink.close()
+        self.stream.close()  # closes the sink too
         return WrittenFile(self.path, self.sink.tell(), self.sink.hexdigest)
 
     def abort(self) -> None:
         """Close without caring about the content; the caller removes the file."""
         try:
             self._finish()
+        except Exception:
+            pass
+        try:
+            self.stream.close()
         except Exception:
             pass
         self.sink.close()

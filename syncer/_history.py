@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS table_results (
     total_s REAL,
     rows_per_s REAL,
     error TEXT,
+    attempts TEXT,
+    quarantined INTEGER DEFAULT 0,
     PRIMARY KEY (run_id, table_name)
 );
 CREATE TABLE IF NOT EXISTS checks (
@@ -88,6 +90,7 @@ class History:
                 con.execute("PRAGMA busy_timeout=30000")
                 if write:
                     con.executescript(_SCHEMA)
+                    _migrate(con)
             except sqlite3.Error as exc:
                 raise PublishError(
                     f"run history {self.path} cannot be opened: {exc}; run `syncer repair` or move the file aside"
@@ -146,7 +149,8 @@ class History:
         with self._connect(write=True) as con:
             con.execute("BEGIN IMMEDIATE")
             con.execute(
-                "INSERT OR REPLACE INTO table_results VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO table_results (run_id, table_name, status, rows, bytes, export_s, validate_s,"
+                " total_s, rows_per_s, error, attempts, quarantined) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     result["table"],
@@ -158,6 +162,8 @@ class History:
                     result.get("total_s"),
                     result.get("rows_per_s"),
                     result.get("error"),
+                    json.dumps(result.get("attempts") or []),
+                    result.get("quarantined") or 0,
                 ),
             )
             con.executemany(
@@ -203,7 +209,7 @@ class History:
                     "ORDER BY r.started_at DESC LIMIT ?",
                     (limit,),
                 ).fetchall()
-        return [dict(r) for r in rows]
+        return [{**dict(r), "attempts": json.loads(r["attempts"] or "[]")} for r in rows]
 
     def checks(self, run_id: str) -> list[dict[str, Any]]:
         with self._connect(write=False) as con:
@@ -214,6 +220,14 @@ class History:
         with self._connect(write=False) as con:
             rows = con.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"] or "{}")} for r in rows]
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Columns added after the first release (CREATE TABLE IF NOT EXISTS does not add them)."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(table_results)")}
+    for col, decl in (("attempts", "TEXT"), ("quarantined", "INTEGER DEFAULT 0")):
+        if col not in have:
+            con.execute(f"ALTER TABLE table_results ADD COLUMN {col} {decl}")
 
 
 def _run_dict(r: sqlite3.Row) -> dict[str, Any]:

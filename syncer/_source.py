@@ -20,13 +20,15 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from ._config import SourceConfig, TableConfig
+from ._exceptions import SourceError
 
-__all__ = ["Source", "open_source", "quote_ident", "relation_sql"]
+__all__ = ["Exclusion", "KeyRange", "RowFilter", "Source", "open_source", "quote_ident", "relation_sql"]
 
 
 def quote_ident(name: str) -> str:
@@ -47,6 +49,58 @@ def relation_sql(table: TableConfig) -> str:
 def select_sql(table: TableConfig, schema: pa.Schema) -> str:
     cols = ", ".join(quote_ident(f.name) for f in schema) or "*"
     return f"SELECT {cols} FROM {relation_sql(table)}"
+
+
+class RowFilter(abc.ABC):
+    """A row condition a source applies in SQL (count/profile ``where=``): ``sql()`` gives the
+    condition text with ``?`` placeholders and its parameters."""
+
+    @abc.abstractmethod
+    def sql(self) -> tuple[str, list[Any]]: ...
+
+
+@dataclass(frozen=True)
+class Exclusion(RowFilter):
+    """Rows left out of count/profile because they were quarantined: null keys and listed keys."""
+
+    keys: tuple[str, ...]
+    values: tuple[tuple[Any, ...], ...] = ()
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """A WHERE condition keeping every other row, with its parameters."""
+        cols = [quote_ident(k) for k in self.keys]
+        parts = [f"{c} IS NULL" for c in cols]
+        params: list[Any] = []
+        if self.values:
+            if len(cols) == 1:
+                parts.append(f"{cols[0]} IN ({', '.join('?' for _ in self.values)})")
+                params += [v[0] for v in self.values]
+            else:
+                for v in self.values:
+                    parts.append("(" + " AND ".join(f"{c} = ?" for c in cols) + ")")
+                    params += list(v)
+        return "NOT (" + " OR ".join(parts) + ")", params
+
+
+@dataclass(frozen=True)
+class KeyRange(RowFilter):
+    """Rows whose first key column lies in [lo, hi] (hi excluded when ``open_hi``); lo None = null keys."""
+
+    key: str
+    lo: Any
+    hi: Any
+    open_hi: bool = False
+
+    def sql(self) -> tuple[str, list[Any]]:
+        c = quote_ident(self.key)
+        if self.lo is None:
+            return f"{c} IS NULL", []
+        return f"{c} >= ? AND {c} {'<' if self.open_hi else '<='} ?", [self.lo, self.hi]
+
+    def describe(self) -> str:
+        if self.lo is None:
+            return f"{self.key} IS NULL"
+        return f"{self.key} in [{self.lo!r}, {self.hi!r}{')' if self.open_hi else ']'}"
 
 
 class Source(abc.ABC):
@@ -70,10 +124,26 @@ class Source(abc.ABC):
     def schema(self, table: TableConfig) -> pa.Schema: ...
 
     @abc.abstractmethod
-    def count(self, table: TableConfig) -> int: ...
+    def count(self, table: TableConfig, where: RowFilter | None = None) -> int: ...
 
     @abc.abstractmethod
-    def profile(self, table: TableConfig, schema: pa.Schema) -> dict[str, Any]: ...
+    def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]: ...
+
+    #: True when the source implements the key-range methods below, which the export uses to
+    #: isolate rows whose values cannot be read (halving key ranges down to the culprits).
+    supports_key_ranges: bool = False
+
+    def key_bounds(self, table: TableConfig, key: str) -> tuple[Any, Any]:
+        """(min, max) of the non-null values of ``key``."""
+        raise SourceError(f"table {table.name!r}: this source cannot read by key ranges")
+
+    def split_key(self, table: TableConfig, rng: KeyRange) -> Any:
+        """A key value m with lo < m <= hi splitting ``rng`` about in half, or None if it holds one value."""
+        raise SourceError(f"table {table.name!r}: this source cannot read by key ranges")
+
+    def stream_range(self, table: TableConfig, schema: pa.Schema, batch_rows: int, rng: KeyRange) -> Iterator[pa.RecordBatch]:
+        """Like ``stream`` for the rows of one key range."""
+        raise SourceError(f"table {table.name!r}: this source cannot read by key ranges")
 
     @abc.abstractmethod
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]: ...
@@ -94,4 +164,8 @@ def open_source(cfg: SourceConfig) -> Source:
         from ._duckdb import DuckDBSource
 
         return DuckDBSource(cfg)
+    if cfg.kind == "snowflake":
+        from ._snowflake import SnowflakeSource
+
+        return SnowflakeSource(cfg)
     raise AssertionError(f"config validation let through source kind {cfg.kind!r}")
