@@ -22,10 +22,10 @@ var/warehouse.duckdb: | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/syncer --config $(CONFIG) demo
 
-## make run: environment + demo warehouse if missing, then a sync and its result.
+## make run: environment + demo warehouse if missing, then the admin app at http://localhost:8501.
+## The startup sync (repair; sync unless the data is fresh) runs inside the app's lifespan, before the UI.
 run: $(STAMP) var/warehouse.duckdb
-	$(BIN)/syncer --config $(CONFIG) sync
-	$(BIN)/syncer --config $(CONFIG) status
+	SYNCER_CONFIG=$(abspath $(CONFIG)) $(BIN)/streamlit run streamlit_app.py --server.port 8501
 
 ## make test: lint + the whole test suite (pytest's "no tests collected", exit 5, counts as a failure).
 test: $(STAMP)

@@ -255,5 +255,24 @@ def repair(ctx: click.Context) -> None:
         click.echo(f"nothing to repair; current is {res['current']}")
 
 
+@main.command()
+@click.pass_context
+@handle_errors
+def schedule(ctx: click.Context) -> None:
+    """Run the daily scheduler in the foreground (no UI) until SIGTERM or Ctrl-C."""
+    from ._scheduler import run_scheduler
+
+    cfg = _config(ctx)
+    # The scheduled runs' results are the point of this command: log them even without -v.
+    if not ctx.find_root().params.get("verbose"):
+        configure_logging("INFO")
+
+    def started(next_run: str | None) -> None:
+        click.echo(f"scheduler running: cron {cfg.cron!r} ({cfg.timezone}); next run {next_run}; stop with Ctrl-C or SIGTERM")
+
+    run_scheduler(cfg, on_start=started)
+    click.echo("scheduler stopped")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

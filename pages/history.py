@@ -1,0 +1,127 @@
+"""History: runs, their speed and time per step against the budget, and the audit trail."""
+
+from __future__ import annotations
+
+import json
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import syncer
+
+cfg = st.session_state["syncer_config"]
+st.title("History")
+
+hist = syncer.open_history(cfg)
+try:
+    runs = pd.DataFrame(hist.runs(limit=200))
+    events = hist.events(limit=300)
+except syncer.SyncError as exc:
+    st.error(str(exc))
+    st.stop()
+
+if runs.empty:
+    st.info("No runs yet.")
+else:
+    runs["started_at"] = pd.to_datetime(runs["started_at"], utc=True)
+    runs["rows_per_s"] = (runs["rows"] / runs["duration_s"]).where(runs["duration_s"] > 0)
+    st.dataframe(
+        runs[["started_at", "trigger", "user", "status", "duration_s", "rows", "bytes", "snapshot_id", "error"]],
+        hide_index=True,
+        column_config={
+            "started_at": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
+            "duration_s": st.column_config.NumberColumn("duration (s)", format="%.2f"),
+            "rows": st.column_config.NumberColumn("rows", format="localized"),
+            "bytes": st.column_config.NumberColumn("bytes", format="localized"),
+        },
+        key="runs_table",
+    )
+    done = runs.dropna(subset=["duration_s"])
+    if done.empty:
+        st.caption("No run has finished yet.")
+    else:
+        left, right = st.columns(2)
+        with left:
+            st.subheader("Duration")
+            st.altair_chart(
+                alt.Chart(done)
+                .mark_line(point=True)
+                .encode(
+                    x=alt.X("started_at:T", title=None, axis=alt.Axis(format="%m-%d %H:%M")),
+                    y=alt.Y("duration_s:Q", title="seconds"),
+                    color="trigger:N",
+                    tooltip=["id", "status", "duration_s"],
+                ),
+                width="stretch",
+            )
+        with right:
+            st.subheader("Rows per second")
+            st.altair_chart(
+                alt.Chart(done.fillna({"rows_per_s": 0}))
+                .mark_line(point=True)
+                .encode(
+                    x=alt.X("started_at:T", title=None, axis=alt.Axis(format="%m-%d %H:%M")),
+                    y=alt.Y("rows_per_s:Q", title="rows/s"),
+                    color="trigger:N",
+                    tooltip=["id", "rows", "rows_per_s"],
+                ),
+                width="stretch",
+            )
+
+        st.subheader("Time per step against the time budget")
+        steps = [
+            {"run": r.id, "step": step, "seconds": secs}
+            for r in done.iloc[::-1].itertuples()
+            if isinstance(r.steps, dict)
+            for step, secs in r.steps.items()
+        ]
+        if steps:
+            frame = pd.DataFrame(steps)
+            budget_s = cfg.time_budget_seconds
+            slowest = float(frame.groupby("run")["seconds"].sum().max())
+            chart = (
+                alt.Chart(frame)
+                .mark_bar()
+                .encode(
+                    x=alt.X("run:N", sort=None, title="run", axis=alt.Axis(labelAngle=-45, labelLimit=240)),
+                    y=alt.Y("seconds:Q", stack="zero", title="seconds"),
+                    color="step:N",
+                    tooltip=["run", "step", "seconds"],
+                )
+            )
+            if slowest >= budget_s / 20:
+                # Close enough to the budget for the line to be readable next to the bars.
+                chart += (
+                    alt.Chart(pd.DataFrame({"budget": [budget_s]}))
+                    .mark_rule(color="#c62828", strokeDash=[6, 3])
+                    .encode(y="budget:Q")
+                )
+                st.altair_chart(chart, width="stretch")
+                st.caption(f"The dashed line is the time budget: {budget_s:g} s ([export] time_budget_seconds).")
+            else:
+                st.altair_chart(chart, width="stretch")
+                st.caption(
+                    f"The slowest run shown took {slowest:.1f} s, {slowest / budget_s:.1%} of the "
+                    f"{budget_s:g} s time budget ([export] time_budget_seconds); the budget line is off this scale."
+                )
+
+st.subheader("Audit trail")
+st.caption("Rollbacks, repairs, manual syncs and refused or blocked actions, with who did them.")
+audit = pd.DataFrame(
+    [
+        {
+            "at": e["at"],
+            "action": e["kind"],
+            "user": e["user"],
+            "run": e["run_id"],
+            "detail": json.dumps(e["detail"], default=str),
+        }
+        for e in events
+    ],
+    columns=["at", "action", "user", "run", "detail"],
+)
+if audit.empty:
+    st.caption("Nothing recorded yet.")
+else:
+    st.dataframe(audit, hide_index=True, key="audit_table")

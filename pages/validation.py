@@ -1,0 +1,88 @@
+"""Validation: every check of the current snapshot per table, failing first; quarantined records."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+import syncer
+
+cfg = st.session_state["syncer_config"]
+st.title("Validation")
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", syncer.StaleDataWarning)
+    try:
+        manifest = syncer.current_snapshot(config=cfg)
+    except syncer.SyncError as exc:
+        st.info(str(exc))
+        st.stop()
+for w in caught:
+    st.warning(str(w.message))
+
+rows = []
+for name, entry in manifest["tables"].items():
+    for c in entry.get("checks", []):
+        rows.append(
+            {
+                "table": name,
+                "check": c["name"],
+                "result": "pass" if c["ok"] else "FAIL",
+                "severity": c.get("severity", "error"),
+                "detail": c.get("detail"),
+            }
+        )
+    for c in entry.get("failed_checks", []):
+        # a carried-over table keeps its old (passing) checks; the failed attempt's checks come first
+        rows.append(
+            {
+                "table": name,
+                "check": f"{c['name']} (last attempt)",
+                "result": "FAIL",
+                "severity": c.get("severity", "error"),
+                "detail": c.get("detail"),
+            }
+        )
+for c in manifest.get("run_checks", []):
+    rows.append(
+        {
+            "table": "(run)",
+            "check": c["name"],
+            "result": "pass" if c["ok"] else "FAIL",
+            "severity": c.get("severity", "error"),
+            "detail": c.get("detail"),
+        }
+    )
+
+checks = pd.DataFrame(rows, columns=["table", "check", "result", "severity", "detail"])
+failing = checks[checks["result"] == "FAIL"]
+st.caption(f"Checks recorded in the manifest of snapshot **{manifest['id']}** (created {manifest['created_at']}).")
+c1, c2, c3 = st.columns(3)
+c1.metric("Tables", len(manifest["tables"]))
+c2.metric("Checks", len(checks))
+c3.metric("Failing", len(failing))
+if len(failing):
+    st.error(f"{len(failing)} check(s) failing: " + ", ".join(f"{r.table}.{r.check}" for r in failing.itertuples()))
+
+order = checks.assign(_fail=checks["result"] != "FAIL", _warn=checks["severity"] != "error").sort_values(
+    ["_fail", "_warn", "table", "check"], kind="stable"
+)
+st.dataframe(order.drop(columns=["_fail", "_warn"]), hide_index=True, key="checks_table")
+
+st.subheader("Quarantined records")
+files = syncer.quarantined(cfg, manifest["id"])
+if not files:
+    st.caption(f"No records were quarantined in snapshot {manifest['id']}.")
+for entry in files:
+    with st.expander(f"{entry['table']} — {entry['file']} ({entry['bytes']:,} bytes)", expanded=True):
+        preview = syncer.read_quarantined(entry, limit=200)
+        st.dataframe(preview, hide_index=True)
+        st.download_button(
+            f"Download {entry['file']}",
+            data=Path(entry["path"]).read_bytes(),
+            file_name=Path(entry["file"]).name,
+            key=f"dl_{entry['file']}",
+        )

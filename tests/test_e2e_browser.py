@@ -1,0 +1,256 @@
+"""End to end in a real browser: `streamlit run streamlit_app.py` on a free port, Debian's Chromium
+driven by Playwright, a temporary config and volume on the demo warehouse.
+
+What a newcomer does: wait for the app to be ready, see every table fresh, re-sync and watch it
+finish with a new snapshot, roll back to the old one, find both in the audit trail. A visitor who
+is not an operator sees no actions. The Freshness page is saved as ``docs/freshness.png``.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it). Playwright's
+own browser download is not used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import DEFAULT_TABLES
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TABLES = ("participants", "courses", "enrollments", "daily_metrics")
+# One-row batches make a sync of the 5,000-row demo take a couple of seconds instead of 0.1 s,
+# long enough to watch the progress bar move (the engine reports progress once per batch).
+CONFIG = """
+[source]
+kind = "duckdb"
+path = "{db}"
+
+[volume]
+root = "data"
+retain = 5
+
+[freshness]
+sla_hours = 24
+skip_startup_if_younger_than_hours = 20
+
+[export]
+batch_rows = 1
+
+[admin]
+operators = []
+allow_local_operator = true
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> tuple[int | None, Any]:
+    """(status, parsed JSON body or text); status None while nothing listens."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body = resp.read().decode()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read().decode(), exc.code
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None, None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    seen_before_ready: list[tuple[int | None, Any, int | None]]
+
+    def ready(self) -> dict[str, Any]:
+        status, body = get(f"{self.url}/ready")
+        assert status == 200, body
+        return body
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, demo_db: Path) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("e2e")
+    config = folder / "sync.toml"
+    config.write_text(CONFIG.format(db=demo_db) + DEFAULT_TABLES, encoding="utf-8")
+    port = free_port()
+    log = folder / "server.log"
+    env = {**os.environ, "SYNCER_CONFIG": str(config), "SYNCER_LOG_FORMAT": "text", "SYNCER_USER": ""}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port)],
+            cwd=folder,  # not the repo: the app must find its config through $SYNCER_CONFIG
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    seen: list[tuple[int | None, Any, int | None]] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status, body = get(f"{url}/ready")
+            if status == 200:
+                break
+            page_status = get(f"{url}/")[0] if status is not None else None
+            seen.append((status, body, page_status))
+            assert proc.poll() is None, f"server exited early:\n{log.read_text()}"
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"/ready never answered 200; last answers {seen[-3:]}\n{log.read_text()}")
+        yield Server(url, proc, log, seen)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"the server did not stop on SIGTERM within 20 s\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "Debian's Chromium is needed: apt-get update && apt-get install -y chromium"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def grid_cells(page: Page, index: int = 0) -> list[str]:
+    """The text of a dataframe's cells (Streamlit draws the grid on a canvas; this is its accessible table)."""
+    grid = page.locator("[data-testid=stDataFrame]").nth(index)
+    grid.locator("[role=gridcell]").first.wait_for(state="attached", timeout=20_000)
+    return [c or "" for c in grid.locator("[role=gridcell]").all_text_contents()]
+
+
+def open_page(page: Page, url: str, title: str) -> None:
+    page.goto(url)
+    expect(page.get_by_role("heading", name=title, level=1)).to_be_visible(timeout=30_000)
+    expect(page.locator("[data-testid=stException]")).to_have_count(0)
+
+
+def test_startup_runs_before_the_ui_and_ready_says_when(server: Server) -> None:
+    assert server.seen_before_ready, "the startup step (a ~2 s sync) should have been observed running"
+    starting = [(s, b, p) for s, b, p in server.seen_before_ready if s is not None]
+    assert starting, "the server answered before startup finished"
+    for status, body, page_status in starting:
+        assert status == 503 and body["ready"] is False and body["phase"] == "starting"
+        assert page_status == 503, "pages are not served before the startup step has finished"
+    body = server.ready()
+    assert body["startup"] == "synced" and body["stale"] is False
+    assert sorted(body["tables"]) == sorted(TABLES)
+    assert get(f"{server.url}/_stcore/health")[0] == 200
+    log = server.log.read_text()
+    assert log.count("scheduler started") == 1 and log.count("startup synced") == 1
+
+
+def test_a_first_visit_straight_to_a_page_by_a_non_operator_shows_it_without_actions(server: Server, browser: Browser) -> None:
+    # The first browser session of this server (tests run in file order): a bookmark to /controls
+    # must go through the router (st.navigation), not run pages/controls.py on its own.
+    context = browser.new_context(extra_http_headers={"Sf-Context-Current-User": "mallory"})
+    try:
+        page = context.new_page()
+        open_page(page, f"{server.url}/controls", "Controls")
+        nav = page.locator("[data-testid=stSidebarNav]")
+        for title in ("Freshness", "Validation", "History", "Controls", "Data preview"):
+            expect(nav.get_by_text(title, exact=True)).to_be_visible()
+        expect(
+            page.get_by_text("Only operators can re-sync or roll back. mallory is not listed in [admin] operators.")
+        ).to_be_visible()
+        expect(page.get_by_role("button", name="Re-sync now")).to_have_count(0)
+        expect(page.get_by_text("mallory · viewer")).to_be_visible()
+    finally:
+        context.close()
+
+
+def test_an_operator_resyncs_and_rolls_back_in_the_browser(server: Server, browser: Browser) -> None:
+    old = server.ready()["snapshot"]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+
+    # Freshness: every table, fresh, from the startup snapshot.
+    open_page(page, server.url, "Freshness")
+    cells = grid_cells(page)
+    for table in TABLES:
+        assert table in cells
+    assert cells.count("fresh") == len(TABLES)
+    assert old in cells
+    expect(page.get_by_text("4 of 4")).to_be_visible()
+
+    # Controls: re-sync everything, watch the progress bar, then the new snapshot.
+    open_page(page, f"{server.url}/controls", "Controls")
+    page.get_by_role("button", name="Re-sync now").click()
+    expect(page.locator("[data-testid=stProgress]")).to_be_visible(timeout=15_000)
+    expect(page.get_by_text(re.compile(r"re-sync of all tables: table \w+ \(\d of 4\)"))).to_be_visible()
+    done = page.get_by_text(re.compile(r"re-sync of all tables: published snapshot \S+"))
+    expect(done).to_be_visible(timeout=60_000)
+    new = re.search(r"published snapshot (\S+)", done.inner_text()).group(1)
+    assert new != old
+    assert server.ready()["snapshot"] == new
+
+    # Roll back to the startup snapshot: review what changes, then confirm.
+    expect(page.get_by_text(f"Current snapshot: {new}")).to_be_visible()
+    page.get_by_role("button", name="Review rollback…").click()
+    confirm = page.get_by_role("button", name=f"Confirm rollback to {old}")
+    expect(confirm).to_be_visible()
+    assert server.ready()["snapshot"] == new, "nothing changes before the confirmation"
+    confirm.click()
+    expect(page.get_by_text(f"Rolled back: current {new} → {old}.")).to_be_visible()
+    assert server.ready()["snapshot"] == old
+
+    # History: the startup and manual runs, and the audit trail with who did what.
+    open_page(page, f"{server.url}/history", "History")
+    runs = grid_cells(page, 0)
+    assert "startup" in runs and "manual" in runs and new in runs
+    audit = grid_cells(page, 1)
+    assert "rollback" in audit and "manual_sync" in audit
+    assert any(c.startswith("local") for c in audit)
+
+    # The README's screenshot: the Freshness page after the round trip.
+    open_page(page, server.url, "Freshness")
+    assert old in grid_cells(page)
+    page.wait_for_timeout(1000)  # let the charts finish drawing
+    (ROOT / "docs").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "docs" / "freshness.png"), full_page=True)
+    page.close()
