@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._config import Config
-from ._exceptions import SyncError
+from ._exceptions import NotAuthorizedError, SyncError
 from ._history import History
 from ._volume import Volume, iso, utcnow
 
@@ -30,12 +30,6 @@ log = logging.getLogger("syncer")
 
 #: the header SPCS's ingress sets to the authenticated Snowflake user
 USER_HEADER = "Sf-Context-Current-User"
-
-
-class NotAuthorizedError(SyncError):
-    """The visitor may not perform this action (not an operator, or an invalid user header)."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)

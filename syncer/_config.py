@@ -365,7 +365,7 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
 
 
 def _check_cron(cron: str, tz: str, where: str) -> None:
-    from apscheduler.triggers.cron import CronTrigger
+    from ._cron import crontab_trigger
 
     try:
         from zoneinfo import ZoneInfo
@@ -376,7 +376,7 @@ def _check_cron(cron: str, tz: str, where: str) -> None:
             f'{where}: [schedule] timezone = {tz!r} is not a known time zone (e.g. "UTC", "Europe/Berlin")'
         ) from None
     try:
-        CronTrigger.from_crontab(cron, timezone=tz)
+        crontab_trigger(cron, tz)
     except ValueError as exc:
         raise ConfigError(
             f"{where}: [schedule] cron = {cron!r} is not a valid crontab expression ({exc}); "

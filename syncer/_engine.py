@@ -567,10 +567,9 @@ def _table_ages(manifest: dict[str, Any]) -> dict[str, float]:
 
 
 def next_run(cfg: Config) -> str | None:
-    from apscheduler.triggers.cron import CronTrigger
+    from ._cron import crontab_trigger
 
-    trig = CronTrigger.from_crontab(cfg.cron, timezone=cfg.timezone)
-    nxt = trig.get_next_fire_time(None, utcnow())
+    nxt = crontab_trigger(cfg.cron, cfg.timezone).get_next_fire_time(None, utcnow())
     return iso(nxt) if nxt else None
 
 
@@ -613,6 +612,7 @@ def status(cfg: Config) -> dict[str, Any]:
             "age_seconds": round(age, 1),
             "stale": stale,
             "status": entry.get("status", "fresh"),
+            "exported_in": entry.get("exported_in"),
             "format": entry["format"],
             "file": entry["file"],
             "bytes": entry["bytes"],

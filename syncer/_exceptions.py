@@ -9,7 +9,8 @@ pyarrow, the OS) are wrapped once, where they enter, with ``raise ... from exc``
     ├── ValidationError            an exported table failed a check (kept out of the snapshot)
     ├── PublishError               the volume could not be written / a snapshot is broken
     │   └── NoSnapshotError        nothing is published yet (or nothing intact is left)
-    └── LockHeldError              another writer holds the volume lock; names the holder
+    ├── LockHeldError              another writer holds the volume lock; names the holder
+    └── NotAuthorizedError         an operator action asked for by someone who is not an operator
 
 Messages name the culprit (table, column, snapshot id, path) and the way out.
 """
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigError",
     "LockHeldError",
     "NoSnapshotError",
+    "NotAuthorizedError",
     "PublishError",
     "SourceError",
     "SyncError",
@@ -74,3 +76,9 @@ class LockHeldError(SyncError):
     def __init__(self, message: str, holder: dict | None = None) -> None:
         super().__init__(message)
         self.holder = holder or {}
+
+
+class NotAuthorizedError(SyncError):
+    """The visitor may not perform this action (not an operator, or an invalid user header)."""
+
+    exit_code = 1

@@ -258,6 +258,7 @@ def _export_once(
         "arrow_schema": schema_to_b64(schema),
         "primary_key": list(table.primary_key),
         "exported_at": iso(exported_at),
+        "exported_in": path.parent.name,  # the run (= snapshot id) whose export produced this file
         "status": "quarantined" if q.count else "fresh",
         "source_rows": source_rows,
         "source": {"table": table.source} if table.source else {"query": table.query},

@@ -381,7 +381,7 @@ def _origins(cfg: Config, st: dict[str, Any]) -> dict[str, str]:
     """
     if st["snapshot"] is None:
         return {}
-    out: dict[str, str] = {}
+    out: dict[str, str] = {t["name"]: t["exported_in"] for t in st["tables"] if t.get("exported_in")}
     want = {t["name"]: t["exported_at"] for t in st["tables"] if t["exported_at"]}
     for snap in snapshots(cfg):  # oldest first
         for name, t in snap["tables"].items():

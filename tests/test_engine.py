@@ -426,3 +426,21 @@ def test_status_on_an_empty_volume_says_nothing_is_published(config: syncer.Conf
     assert all(t["status"] == "missing" for t in st["tables"])
     assert "run `syncer sync`" in st["warnings"][0]
     assert not os.path.exists(Volume(config.root).db_path)
+
+
+def test_each_table_says_which_run_exported_it(config: syncer.Config) -> None:
+    first = syncer.sync(config)
+    second = syncer.sync(config, ["courses"])
+    tables = {t["name"]: t for t in syncer.status(config)["tables"]}
+    assert tables["courses"]["exported_in"] == second["snapshot_id"]
+    assert tables["participants"]["exported_in"] == first["snapshot_id"]
+
+
+def test_next_run_reads_weekday_numbers_the_way_cron_does(make_config) -> None:
+    import datetime as dt
+
+    cfg = dataclasses.replace(make_config(), cron="0 3 * * 1", timezone="UTC")  # Mondays at 03:00
+    nxt = dt.datetime.fromisoformat(syncer.next_run(cfg).replace("Z", "+00:00"))
+    assert nxt.weekday() == 0 and (nxt.hour, nxt.minute) == (3, 0)
+    sunday = dataclasses.replace(cfg, cron="30 1 * * 7")
+    assert dt.datetime.fromisoformat(syncer.next_run(sunday).replace("Z", "+00:00")).weekday() == 6
