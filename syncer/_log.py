@@ -1,6 +1,16 @@
 """Logging: the engine logs (never prints). Plain lines on a terminal; JSON lines on stdout in a
 container (``SYNCER_LOG_FORMAT=json`` or running in SPCS), one object per event, so the event table
-can be queried."""
+can be queried::
+
+    {"time": "...Z", "level": "INFO", "logger": "syncer", "run_id": "...", "table": "...",
+     "step": "export", "message": "..."}
+
+Every object has the same keys (``run_id``, ``table``, ``step`` are null when they do not apply),
+plus ``exception`` when there is one. Warnings of the Snowflake connector and Snowpark go through
+the same handler, so stdout stays one JSON object per line. Secrets the process learns (the SPCS
+token, a password from the environment) are registered with :func:`register_secret` and replaced
+by ``***`` in every line, whatever logger wrote it.
+"""
 
 from __future__ import annotations
 
@@ -9,50 +19,85 @@ import json
 import logging
 import os
 import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["SPCS_TOKEN_PATH", "JsonFormatter", "configure_logging", "json_wanted", "register_secret", "scrub"]
 
 _FIELDS = ("run_id", "table", "step")
+#: where SPCS mounts the service's OAuth token (refreshed by the platform); it means "running in SPCS"
+SPCS_TOKEN_PATH = Path("/snowflake/session/token")
+# Third-party loggers whose warnings should reach the same (JSON) stream.
+_THIRD_PARTY = ("snowflake",)
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Never show ``value`` in a log line or message passed through :func:`scrub`."""
+    # Short values would blank out ordinary words; real secrets are long.
+    if value and len(value) >= 6:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***``."""
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for s in secrets:
+        if s in text:
+            text = text.replace(s, "***")
+    return text
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         obj = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
         }
         for key in _FIELDS:
-            val = getattr(record, key, None)
-            if val is not None:
-                obj[key] = val
+            obj[key] = getattr(record, key, None)
+        obj["message"] = scrub(record.getMessage())
         if record.exc_info:
-            obj["exception"] = self.formatException(record.exc_info)
-        return json.dumps(obj, default=str)
+            obj["exception"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(obj, default=str, ensure_ascii=False)
 
 
-def json_wanted() -> bool:
-    fmt = os.environ.get("SYNCER_LOG_FORMAT", "").lower()
+class _PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+def json_wanted(environ: Mapping[str, str] | None = None, token_path: Path = SPCS_TOKEN_PATH) -> bool:
+    """JSON when ``SYNCER_LOG_FORMAT=json``; plain when it is set to anything else; else JSON in SPCS."""
+    env = os.environ if environ is None else environ
+    fmt = env.get("SYNCER_LOG_FORMAT", "").lower()
     if fmt:
         return fmt == "json"
     # SPCS mounts the session token here; its log collection wants one JSON object per line.
-    return os.path.exists("/snowflake/session/token")
+    return token_path.exists()
 
 
-def configure_logging(level: str | int = "INFO") -> None:
-    """Install one handler on the ``syncer`` logger (idempotent)."""
-    logger = logging.getLogger("syncer")
-    for h in list(logger.handlers):
-        if getattr(h, "_syncer", False):
-            logger.removeHandler(h)
-    if json_wanted():
+def configure_logging(level: str | int = "INFO", *, json_lines: bool | None = None) -> None:
+    """Install one handler on the ``syncer`` logger (idempotent); warnings of Snowflake's libraries too."""
+    use_json = json_wanted() if json_lines is None else json_lines
+    if use_json:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.setFormatter(_PlainFormatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handler._syncer = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+    for name, lvl in (("syncer", level), *((n, logging.WARNING) for n in _THIRD_PARTY)):
+        logger = logging.getLogger(name)
+        for h in list(logger.handlers):
+            if getattr(h, "_syncer", False):
+                logger.removeHandler(h)
+        logger.addHandler(handler)
+        logger.setLevel(lvl)
+        logger.propagate = False
