@@ -113,6 +113,7 @@ def _sync_locked(
         prev_tables = prev["tables"] if prev else {}
 
         t_exp = time.perf_counter()
+        source_desc: dict[str, Any] = {}
         try:
             source = open_source(cfg.source)
         except SourceError as exc:
@@ -120,6 +121,7 @@ def _sync_locked(
                 outcomes[name] = TableOutcome(name, ok=False, error=str(exc), checks=[check("export", False, str(exc))])
         else:
             with source:
+                source_desc = source.describe()
                 for name in selected:
                     t = cfg.table(name)
                     outcomes[name] = export_table(
@@ -203,7 +205,7 @@ def _sync_locked(
                 "created_at": iso(utcnow()),
                 "previous": prev_id if prev else None,
                 "run": {"trigger": trigger, "user": user, "tables_requested": selected},
-                "source": _describe_source(cfg),
+                "source": source_desc or _describe_source(cfg),
                 "sla_hours": cfg.sla_hours,
                 "tables": manifest_tables,
                 "run_checks": [_budget_check(cfg, elapsed)],

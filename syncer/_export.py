@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import tenacity
 
 from ._config import Config, TableConfig
-from ._exceptions import SourceError, SyncError, ValidationError
+from ._exceptions import PublishError, SourceError, SyncError, ValidationError
 from ._formats import WrittenFile, count_rows, file_schema, iter_batches, open_writer, schema_to_b64
 from ._pipeline import KeyOrder, Prefetch
 from ._profile import ProfileAccumulator, compare_profiles
@@ -309,9 +309,17 @@ def _stream_into(
             while writes:
                 writes.popleft().result()
         written = writer.close()
-    except BaseException:
+    except BaseException as exc:
         writer.abort()
         path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            # disk full, volume gone read-only ...: this table fails; what is published stays
+            raise PublishError(
+                f"table {table.name!r}: writing {path.name} failed: {exc.strerror or exc}; "
+                "the previous data is kept (check free space and permissions on the volume)"
+            ) from exc
+        if isinstance(exc, pa.ArrowException):
+            raise ValidationError(f"table {table.name!r}: the data cannot be written as {table.format}: {exc}") from exc
         raise
     return written, acc, keys
 

@@ -202,11 +202,23 @@ def dictionary_columns(sample: pa.RecordBatch, ratio: float) -> list[str]:
 
 
 class CsvTableWriter(TableWriter):
+    """CSV text; binary columns are written base64-encoded (CSV holds text only)."""
+
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         super().__init__(path, schema)
-        self._writer = pcsv.CSVWriter(self.stream, schema, write_options=pcsv.WriteOptions(quoting_style="needed"))
+        self._binary = [i for i, f in enumerate(schema) if _is_binary(f.type)]
+        text_schema = _csv_schema(schema)
+        self._writer = pcsv.CSVWriter(self.stream, text_schema, write_options=pcsv.WriteOptions(quoting_style="needed"))
+        self._text_schema = text_schema
 
     def _write(self, batch: pa.RecordBatch) -> None:
+        if self._binary:
+            cols = list(batch.columns)
+            for i in self._binary:
+                cols[i] = pa.array(
+                    [None if v is None else base64.b64encode(v).decode("ascii") for v in cols[i].to_pylist()], pa.string()
+                )
+            batch = pa.RecordBatch.from_arrays(cols, schema=self._text_schema)
         self._writer.write_batch(batch)
 
     def _finish(self) -> None:
@@ -246,6 +258,23 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+
+
+def _csv_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema as CSV holds it: binary columns become base64 text."""
+    return pa.schema([f.with_type(pa.string()) if _is_binary(f.type) else f for f in schema])
+
+
+def _decode_csv_binary(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    cols = list(batch.columns)
+    for i, f in enumerate(target):
+        if _is_binary(f.type):
+            cols[i] = pa.array([None if v is None else base64.b64decode(v) for v in cols[i].to_pylist()], f.type)
+    return pa.RecordBatch.from_arrays(cols, schema=target)
 
 
 def open_writer(
@@ -292,7 +321,7 @@ def iter_batches(fmt: str, path: Path, schema: pa.Schema, columns: Sequence[str]
             path,
             read_options=pcsv.ReadOptions(block_size=16 << 20),
             convert_options=pcsv.ConvertOptions(
-                column_types={f.name: f.type for f in schema},
+                column_types={f.name: f.type for f in _csv_schema(schema)},
                 include_columns=list(target.names),
                 # The writer leaves nulls empty and quotes every string, so only an unquoted empty field
                 # is null; the default null spellings would turn a float NaN ("nan") into null.
@@ -301,8 +330,9 @@ def iter_batches(fmt: str, path: Path, schema: pa.Schema, columns: Sequence[str]
                 quoted_strings_can_be_null=False,
             ),
         )
+        has_binary = any(_is_binary(f.type) for f in target)
         for b in reader:
-            yield conform(b, target)
+            yield _decode_csv_binary(b, target) if has_binary else conform(b, target)
     elif fmt == "jsonl":
         yield from _iter_jsonl(path, target)
     else:

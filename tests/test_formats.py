@@ -297,3 +297,14 @@ def test_schema_b64_round_trips_with_metadata():
     assert back.equals(schema, check_metadata=True)
     assert back.field("doc").metadata == JSON_META
     assert back.metadata == {b"syncer.table": b"participants"}
+
+
+def test_csv_carries_binary_values_as_base64_and_reads_them_back(tmp_path: Path) -> None:
+    schema = pa.schema([("id", pa.int64()), ("blob", pa.binary())])
+    table = pa.table({"id": [1, 2, 3], "blob": [b"\xff\x00\xfe", None, b""]}, schema=schema)
+    w = open_writer("csv", tmp_path / "t.csv", schema)
+    for b in table.to_batches():
+        w.write(b)
+    w.close()
+    assert "/wD+" in (tmp_path / "t.csv").read_text()  # base64 of ff 00 fe
+    assert read_file("csv", tmp_path / "t.csv", schema).equals(table)

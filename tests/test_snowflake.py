@@ -417,7 +417,13 @@ def test_manifest_records_the_source_and_the_moment_read(warehouse_session: Sess
     with use_session_factory(lambda: warehouse_session):
         syncer.sync(cfg)
     man = syncer.current_snapshot(config=cfg)
-    assert man["source"] == {"kind": "snowflake", "method": "injected session factory", "warehouse": "SYNC_WH"}
+    assert man["source"] == {
+        "kind": "snowflake",
+        "method": "injected session factory",
+        "warehouse": "SYNC_WH",
+        "local_testing": True,  # runtime facts from the open source's describe()
+        "snowpark_version": "1.56.0",
+    }
     pin = man["tables"]["all_types"]["consistency"]
     assert dt.datetime.fromisoformat(pin["as_of"]).tzinfo is not None
     # Local testing ignores Time Travel, and the manifest says so rather than claiming a pin.
