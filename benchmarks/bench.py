@@ -331,7 +331,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vds-bench")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench.json")
-    ap.add_argument("--memory-limit", default="256MB", help="[source] memory_limit of the benchmarked sync")
+    ap.add_argument("--memory-limit", default="64MB", help="[source] memory_limit of the benchmarked sync")
     ap.add_argument("--dlt", action="store_true", help="also measure dlt (installs it into a venv under --work)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,7 @@ _COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "none")
 class SourceConfig:
     kind: str = "duckdb"
     path: Path | None = None
-    memory_limit: str = "512MB"
+    memory_limit: str = "64MB"
     threads: int = 2
     # kind = "snowflake" (see syncer._snowflake_connect for the connection order)
     connection_name: str | None = None
@@ -132,7 +132,7 @@ class Config:
     timezone: str = "UTC"
     misfire_grace_seconds: int = 3600
     batch_rows: int = 131_072
-    row_group_rows: int = 1_048_576
+    row_group_rows: int = 262_144
     compression: str = "zstd"
     time_budget_seconds: float = 600.0
     operators: tuple[str, ...] = ()
@@ -211,7 +211,7 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
     source = SourceConfig(
         kind=kind,
         path=_resolve(base, src_path) if src_path else None,
-        memory_limit=_get(src, "memory_limit", str, "512MB", "[source] memory_limit"),
+        memory_limit=_get(src, "memory_limit", str, "64MB", "[source] memory_limit"),
         threads=_positive_int(src, "threads", 2, "[source] threads"),
         private_key_file=_resolve(base, key_file) if key_file else None,
         **sf,
@@ -237,7 +237,7 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
 
     ex = sections["export"]
     batch_rows = _positive_int(ex, "batch_rows", 131_072, "[export] batch_rows")
-    row_group_rows = _positive_int(ex, "row_group_rows", 1_048_576, "[export] row_group_rows")
+    row_group_rows = _positive_int(ex, "row_group_rows", 262_144, "[export] row_group_rows")
     compression = _get(ex, "compression", str, "zstd", "[export] compression")
     if compression not in _COMPRESSIONS:
         raise ConfigError(
