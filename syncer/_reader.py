@@ -102,12 +102,61 @@ def read_table(
     path = vol.snapshot_dir(manifest["id"]) / entry["file"]
     try:
         table = read_file(entry["format"], path, schema, columns)
-    except (OSError, pa.ArrowException) as exc:
-        raise PublishError(
-            f"cannot read table {name!r} from snapshot {manifest['id']} ({path}): {exc}; run `syncer verify`"
-        ) from exc
+    except _READ_ERRORS as exc:
+        # The manifest and the file's size were fine, yet the bytes do not parse (modified in place,
+        # or unreadable to this user): an older snapshot that holds this table in another file still
+        # serves it, with a warning, rather than nothing at all.
+        older = _read_from_older(vol, name, manifest["id"], path, columns)
+        if older is None:
+            raise PublishError(
+                f"cannot read table {name!r} from snapshot {manifest['id']} ({path}): {exc}; "
+                "no older snapshot holds a readable copy; run `syncer verify`, then `syncer repair` or `syncer sync`"
+            ) from exc
+        manifest, entry, table = older
+        warnings.warn(
+            f"table {name!r} in snapshot {path.parent.name} cannot be read ({_short(exc)}); reading it from the "
+            f"older intact snapshot {manifest['id']} instead (run `syncer verify`, then `syncer repair`)",
+            SnapshotFallbackWarning,
+            stacklevel=2,
+        )
     _warn_if_stale(name, entry, manifest)
     return table if as_arrow else table.to_pandas()
+
+
+# What a damaged or unreadable file raises while it is parsed (JSON/CSV text errors are ValueErrors).
+_READ_ERRORS = (OSError, ValueError, ArithmeticError, pa.ArrowException)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _read_from_older(
+    vol: Volume, name: str, failed_id: str, failed_path: Path, columns: list[str] | None
+) -> tuple[dict[str, Any], dict[str, Any], pa.Table] | None:
+    """The table read from the newest other intact snapshot whose copy is not the very file that failed."""
+    try:
+        failed_ino = os.stat(failed_path).st_ino
+    except OSError:
+        failed_ino = None
+    for info in reversed(vol.list_snapshots()):
+        if info.id == failed_id or not info.ok or info.manifest is None:
+            continue
+        entry = info.manifest["tables"].get(name)
+        if entry is None:
+            continue
+        path = info.path / entry["file"]
+        try:
+            if failed_ino is not None and os.stat(path).st_ino == failed_ino:
+                continue  # a hard link to the same damaged bytes
+            schema = schema_from_b64(entry["arrow_schema"])
+            if columns and any(c not in schema.names for c in columns):
+                continue
+            return info.manifest, entry, read_file(entry["format"], path, schema, columns)
+        except _READ_ERRORS:
+            continue
+    return None
 
 
 def _warn_if_stale(name: str, entry: dict[str, Any], manifest: dict[str, Any]) -> None:

@@ -83,8 +83,16 @@ class Volume:
 
     def ensure(self) -> None:
         try:
+            created = False
             for d in (self.root, self.snapshots, self.staging, self.quarantine):
-                d.mkdir(parents=True, exist_ok=True)
+                if not d.is_dir():
+                    d.mkdir(parents=True, exist_ok=True)
+                    created = True
+            if created:
+                # The folders' own entries must survive a power loss before anything is published in them.
+                fsync_dir(self.root)
+                with contextlib.suppress(OSError):
+                    fsync_dir(self.root.parent)
         except OSError as exc:
             raise PublishError(
                 f"cannot create the volume layout under {self.root}: {exc.strerror}; check the mount and its permissions"
@@ -143,7 +151,8 @@ class Volume:
         """Every folder in snapshots/, oldest first (by the manifest's created_at, then id)."""
         try:
             names = [p.name for p in self.snapshots.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError):
+            # An unreadable snapshots/ folder holds nothing a reader could use; `syncer repair` restores it.
             return []
         infos = [self.inspect(n) for n in names]
         infos.sort(key=lambda i: (i.created_at or "", i.id))
@@ -166,13 +175,26 @@ class Volume:
     # --- writing ---------------------------------------------------------------------------------
 
     def write_manifest(self, folder: Path, manifest: dict[str, Any]) -> None:
+        """Write ``manifest.json`` via a temporary file (fsynced, then renamed): complete or absent, never torn.
+
+        The rename's directory entry is made durable by :meth:`publish` (fsync of the folder).
+        """
         tmp = folder / (MANIFEST + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / MANIFEST)
+        # Serialise first: a value JSON cannot hold fails here, before anything touches the disk.
+        text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, folder / MANIFEST)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise PublishError(
+                f"could not write the manifest of snapshot {folder.name} in {folder}: {_os_reason(exc)}; "
+                "nothing was published, the current snapshot is unchanged"
+            ) from exc
 
     def publish(self, snapshot_id: str) -> Path:
         """staging/<id> -> snapshots/<id> (read-only, durable), then swap ``current`` to it."""
@@ -180,12 +202,18 @@ class Volume:
         dst = self.snapshot_dir(snapshot_id)
         try:
             seal(src)
-            fsync_dir(src)
+            # Everything `current` will name must be on disk before the swap: the files' bytes (writers
+            # fsync them, but a carried-over copy or any future writer might not), their read-only
+            # modes, and the folder's entries. fsync of an already clean file costs next to nothing.
+            fsync_tree(src)
             os.rename(src, dst)
             fsync_dir(self.snapshots)
             fsync_dir(self.staging)
         except OSError as exc:
-            raise PublishError(f"could not publish snapshot {snapshot_id} into {self.snapshots}: {exc}") from exc
+            raise PublishError(
+                f"could not publish snapshot {snapshot_id} into {self.snapshots}: {_os_reason(exc)}; "
+                "the current snapshot is unchanged"
+            ) from exc
         self.point_current(snapshot_id)
         return dst
 
@@ -210,10 +238,11 @@ class Volume:
             for p in self.staging.iterdir():
                 remove_tree(p)
                 removed.append(f"staging/{p.name}")
-        for p in self.root.glob(".current.tmp-*"):
-            with contextlib.suppress(OSError):
-                p.unlink()
-                removed.append(p.name)
+        for pattern in (".current.tmp-*", ".lock.json.tmp-*"):
+            for p in self.root.glob(pattern):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p.name)
         return removed
 
     def remove_snapshot(self, snapshot_id: str) -> None:
@@ -262,11 +291,22 @@ def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -
 
     problems = []
     for name, t in manifest.get("tables", {}).items():
-        f = folder / str(t.get("file", ""))
+        file_name = str(t.get("file", ""))
+        if not is_plain_file_name(file_name):
+            # A tampered manifest must not make a reader open something outside the snapshot.
+            problems.append(f"table {name!r}: file name {file_name!r} is not a plain file name inside the snapshot")
+            continue
+        f = folder / file_name
         try:
+            if f.is_symlink():
+                problems.append(f"table {name!r}: {f.name} is a symbolic link, not the published file (replaced)")
+                continue
             st = f.stat()
         except FileNotFoundError:
             problems.append(f"table {name!r}: file {f.name} is missing")
+            continue
+        except OSError as exc:
+            problems.append(f"table {name!r}: cannot stat {f.name}: {exc.strerror} (run `syncer repair`)")
             continue
         if st.st_size != t.get("bytes"):
             problems.append(
@@ -289,33 +329,118 @@ def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -
     return problems
 
 
-def seal(folder: Path) -> None:
-    """Make a snapshot folder read-only: files 0444, folders 0555 (deepest first)."""
-    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
+def is_plain_file_name(name: str) -> bool:
+    """A single path component: no separators, no NUL, not empty, not ``.`` or ``..``."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in ("/", "\\", "\x00"))
+
+
+def unexpected_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """Entries of a snapshot folder that its manifest does not list (something was added after publishing)."""
+    listed = {MANIFEST, *(str(t.get("file", "")) for t in manifest.get("tables", {}).values())}
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
+        return [f"cannot list {folder.name}/: {exc.strerror}"]
+    return [f"{folder.name}/{n} is not listed in the manifest (added after publishing?)" for n in names if n not in listed]
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every regular file under ``folder``, then every folder (deepest first)."""
+    for dirpath, _dirnames, filenames in os.walk(folder, topdown=False, onerror=_raise):
         for name in filenames:
             p = os.path.join(dirpath, name)
-            if not os.path.islink(p):
-                os.chmod(p, FILE_MODE)
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), DIR_MODE)
-    os.chmod(folder, DIR_MODE)
+            if os.path.islink(p):
+                continue
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError in words an operator acts on (ENOSPC: "no space left on device ... free space")."""
+    import errno
+
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device (the volume is full; free space or grow the volume, then sync again)"
+    if exc.errno == errno.EDQUOT:
+        return "disk quota exceeded (free space or raise the quota, then sync again)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied ({exc.filename or ''}); run `syncer repair`"
+    if exc.errno == errno.EROFS:
+        return "the volume is mounted read-only"
+    return exc.strerror or str(exc)
+
+
+def seal(folder: Path) -> int:
+    """Make a snapshot folder read-only: files 0444, folders 0555; returns how many entries changed.
+
+    Top-down, so a folder someone made unreadable (say 000) is opened up to 0555 before it is listed:
+    ``repair`` restores such a snapshot as the owner of its files, not only as root.
+    """
+    changed = 0
+    if os.path.islink(folder):
+        return 0  # chmod would act on what the link names, outside the volume perhaps
+
+    def fix(path: str, mode: int) -> None:
+        nonlocal changed
+        if stat.S_IMODE(os.lstat(path).st_mode) != mode:
+            os.chmod(path, mode)
+            changed += 1
+
+    fix(str(folder), DIR_MODE)
+    stack = [str(folder)]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            entries = list(it)
+        for e in entries:
+            if e.is_symlink():
+                continue
+            if e.is_dir(follow_symlinks=False):
+                fix(e.path, DIR_MODE)
+                stack.append(e.path)
+            else:
+                fix(e.path, FILE_MODE)
+    return changed
 
 
 def permission_problems(folder: Path) -> list[str]:
     """Files or folders in a snapshot whose mode is not the published read-only mode."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+
+    def unlistable(exc: OSError) -> None:
+        # Only a non-root reader gets here (root lists anything): a folder it cannot list is a problem too.
+        where = Path(exc.filename) if exc.filename else folder
+        name = where.relative_to(folder.parent) if where.is_relative_to(folder.parent) else where
+        out.append(f"{name}/ cannot be listed: {exc.strerror}")
+
+    def mode_of(path: Path) -> int | None:
+        try:
+            return stat.S_IMODE(path.lstat().st_mode)
+        except OSError as exc:
+            out.append(f"{path.relative_to(folder.parent)} cannot be inspected: {exc.strerror}")
+            return None
+
+    top = mode_of(folder)
+    if top is not None and top != DIR_MODE:
+        out.append(f"{folder.name}/ has mode {top:o}, expected {DIR_MODE:o}")
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlistable):
         for name in filenames:
             p = Path(dirpath, name)
-            mode = stat.S_IMODE(p.lstat().st_mode)
-            if mode != FILE_MODE:
+            mode = mode_of(p)
+            if mode is not None and mode != FILE_MODE:
                 out.append(f"{p.relative_to(folder.parent)} has mode {mode:o}, expected {FILE_MODE:o}")
-        for name in [*dirnames, ""]:
-            p = Path(dirpath, name) if name else Path(dirpath)
-            if name == "" and p != folder:
-                continue
-            mode = stat.S_IMODE(p.stat().st_mode)
-            if mode != DIR_MODE:
+        for name in dirnames:
+            p = Path(dirpath, name)
+            mode = mode_of(p)
+            if mode is not None and mode != DIR_MODE:
                 out.append(f"{p.relative_to(folder.parent)}/ has mode {mode:o}, expected {DIR_MODE:o}")
     return out
 
