@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +18,12 @@ from ._source import KeyRange, RowFilter, Source, quote_ident, relation_sql, sel
 
 __all__ = ["DuckDBSource"]
 
+log = logging.getLogger("syncer")
+
 # Errors carried by a row's value (isolated by re-reading smaller key ranges) ...
 _ROW_LEVEL = (duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException)
+#: memory_limit for one retry of a profile query that ran out of the configured one
+_PROFILE_RETRY_LIMIT = "2GB"
 # ... and errors worth retrying as they are (the file busy or briefly unreadable).
 _TRANSIENT = (duckdb.IOException,)
 
@@ -31,6 +36,7 @@ class DuckDBSource(Source):
 
     def __init__(self, cfg: SourceConfig) -> None:
         self.path = cfg.path
+        self.memory_limit = cfg.memory_limit
         if self.path is None or not self.path.exists():
             raise SourceError(
                 f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
@@ -78,6 +84,30 @@ class DuckDBSource(Source):
         return int(self._run(f"SELECT count(*) FROM {relation_sql(table)}{cond}", table, params=params).fetchall()[0][0])
 
     def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]:
+        try:
+            return self._profile(table, schema, where)
+        except SourceError as exc:
+            wide = {f.name for f in schema if pa.types.is_decimal(f.type) and f.type.precision > 18}
+            if wide and "Overflow" in str(exc):
+                # An exact decimal sum past 38 digits does not fit any DuckDB type: those sums are
+                # taken as DOUBLE and compared with a float tolerance (recorded in the profile).
+                prof = self._profile(table, schema, where, approx_sum=wide)
+                prof["approx_sum"] = sorted(wide)
+                return prof
+            if not getattr(exc, "out_of_memory", False):
+                raise
+            # min/max of very large values (a 10 MB string) need more than the bounded cache: allow
+            # this one query more, then bound the cache again.
+            log.warning("%s; retrying the profile with memory_limit = %s", exc, _PROFILE_RETRY_LIMIT)
+            self.con.execute(f"SET memory_limit = '{_PROFILE_RETRY_LIMIT}'")
+            try:
+                return self._profile(table, schema, where)
+            finally:
+                self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
+
+    def _profile(
+        self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None, approx_sum: set[str] = frozenset()
+    ) -> dict[str, Any]:
         plans = [plan_for(f) for f in schema]
         exprs = ["count(*)"]
         for plan in plans:
@@ -87,7 +117,12 @@ class DuckDBSource(Source):
             if plan.minmax:
                 exprs += [f"min({c}){keep}", f"max({c}){keep}"]
             if plan.total:
-                exprs.append(f"sum({c}::HUGEINT)" if plan.integer else f"sum({c}){keep}")
+                if plan.integer:
+                    exprs.append(f"sum({c}::HUGEINT)")
+                elif plan.name in approx_sum:
+                    exprs.append(f"sum({c}::DOUBLE)")
+                else:
+                    exprs.append(f"sum({c}){keep}")
             if plan.floating:
                 exprs.append(f"count(*) FILTER (WHERE isnan({c}))")
         cur = self.con.cursor()
@@ -180,6 +215,13 @@ class DuckDBSource(Source):
             raise SourceError(f"table {table.name!r}: a value could not be read: {_first_line(exc)}", row_level=True) from exc
         except _TRANSIENT as exc:
             raise SourceError(f"table {table.name!r}: DuckDB I/O failed: {_first_line(exc)}", transient=True) from exc
+        except duckdb.OutOfMemoryException as exc:
+            err = SourceError(
+                f"table {table.name!r}: DuckDB ran out of its memory_limit ({self.memory_limit}): {_first_line(exc)}; "
+                "raise [source] memory_limit in the config"
+            )
+            err.out_of_memory = True  # type: ignore[attr-defined]
+            raise err from exc
         except duckdb.Error as exc:
             raise SourceError(f"table {table.name!r}: DuckDB query failed: {_first_line(exc)}") from exc
 

@@ -109,6 +109,12 @@ def _sync_locked(
         staging.mkdir(parents=True)
         prev_id = vol.current_id()
         prev = vol.current_manifest()
+        if prev is None and prev_id is not None:
+            # current is broken: carry over from (and hold drift against) the newest intact snapshot
+            best = vol.newest_intact()
+            if best is not None:
+                log.warning("current (%s) is broken; using snapshot %s as the previous data", prev_id, best.id)
+                prev_id, prev = best.id, best.manifest
         prev_dir = vol.snapshot_dir(prev_id) if prev and prev_id else None
         prev_tables = prev["tables"] if prev else {}
 

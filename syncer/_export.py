@@ -27,7 +27,7 @@ import tenacity
 
 from ._config import Config, TableConfig
 from ._exceptions import PublishError, SourceError, SyncError, ValidationError
-from ._formats import WrittenFile, count_rows, file_schema, iter_batches, open_writer, schema_to_b64
+from ._formats import WrittenFile, count_rows, file_schema, iter_batches, open_writer, schema_to_b64, unsupported_columns
 from ._pipeline import KeyOrder, Prefetch
 from ._profile import ProfileAccumulator, compare_profiles
 from ._quarantine import Quarantine, convert, ranged_batches, screen
@@ -284,11 +284,21 @@ def _stream_into(
     """Source batches -> convert -> screen -> (profile || write). Three stages overlap: the source
     reads ahead (Prefetch), the writer encodes on its own thread (a few batches behind, bounded),
     and each batch is profiled meanwhile."""
-    writer = open_writer(table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
+    unwritable = unsupported_columns(table.format, schema)
+    if unwritable:
+        raise ValidationError(
+            f"table {table.name!r}: format {table.format!r} cannot hold column(s) "
+            + ", ".join(f"{f.name} ({f.type})" for f in unwritable)
+            + '; choose format = "parquet" or "arrow", or exclude/convert them in a query'
+        )
     acc = ProfileAccumulator(schema)
     keys = KeyOrder(schema, table.primary_key)
     writes: deque[Future[None]] = deque()
     seen = 0
+    try:
+        writer = open_writer(table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
+    except (pa.ArrowException, OSError) as exc:
+        raise ValidationError(f"table {table.name!r}: cannot open a {table.format} writer for {path.name}: {exc}") from exc
     try:
         with (
             Prefetch(batches) as ahead,
@@ -568,9 +578,10 @@ def _key_check(
         if scan is not None:
             con.register("keys_scan", scan)
         rows = con.execute(
-            f"SELECT {cols}, c, count(*) OVER () AS groups, sum(c) OVER () AS dup_rows FROM ("
-            f"SELECT {cols}, count(*) AS c FROM {relation} WHERE {not_null} GROUP BY ALL HAVING count(*) > 1"
-            f") ORDER BY c DESC LIMIT {max(int(limit), 5)}",
+            # aliases that cannot collide with a key column's name
+            f"SELECT {cols}, __syncer_n, count(*) OVER () AS __syncer_groups, sum(__syncer_n) OVER () AS __syncer_rows "
+            f"FROM (SELECT {cols}, count(*) AS __syncer_n FROM {relation} WHERE {not_null} GROUP BY {cols} "
+            f"HAVING count(*) > 1) ORDER BY __syncer_n DESC LIMIT {max(int(limit), 5)}",
             params,
         ).fetchall()
     except (duckdb.Error, pa.ArrowException) as exc:

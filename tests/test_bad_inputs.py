@@ -9,8 +9,9 @@ is lost. Damage on the volume (a corrupt manifest, a truncated Parquet file, a s
 deleted under ``current``, a lock file left by a killed process) must never stop the data from
 being served.
 
-Cases that reveal an engine bug are marked ``xfail(strict=True)`` with the bug in the reason: they
-flip to a failure (XPASS) the day the engine is fixed, so the mark is removed then.
+Six cases here first caught engine bugs (a key column named ``c``, a DECIMAL(38,10) sum past 38
+digits, a 10 MB string under the bounded DuckDB cache, a sync while ``current``'s manifest is
+corrupt, a LIST column in CSV, an INTERVAL in JSONL); they now pass.
 """
 
 from __future__ import annotations
@@ -213,11 +214,6 @@ def test_duplicate_composite_keys_name_every_key_column_and_values(tmp_path):
     assert "duplicate region, id" in error and "('eu', 1) x2" in error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: _export._key_check aliases count(*) AS c, which collides with a key column named c: "
-    "the duplicate counts come out wrong ('covering 1 rows, e.g. (1) x1' instead of 'covering 2 rows ... x2')",
-)
 def test_duplicate_keys_in_a_key_column_named_c_are_counted_right(tmp_path):
     db = make_warehouse(
         tmp_path / "warehouse.duckdb",
@@ -276,13 +272,6 @@ def test_a_10_mb_string_round_trips(tmp_path, fmt):
     assert len(got.column("s")[0].as_py()) == 10 * 1024 * 1024
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: with the default [source] memory_limit = 64MB, the source profile query (min/max of a VARCHAR "
-    "holding a 10 MB value, _duckdb.DuckDBSource.profile) fails with 'Out of Memory Error: failed to allocate data of "
-    "size 16.0 MiB (48.5 MiB/61.0 MiB used)' (streaming the rows works); the message names neither the column nor the "
-    "remedy (raise [source] memory_limit)",
-)
 def test_a_10_mb_string_exports_with_the_default_memory_limit(tmp_path):
     round_trip(tmp_path, "parquet", *BIG_STRING)
 
@@ -348,11 +337,6 @@ def test_decimal_38_10_at_full_precision_round_trips(tmp_path, fmt):
     assert profile["max"] == "9999999999999999999999999999.9999999999"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the source profile's sum(d) of a DECIMAL(38,10) column overflows in DuckDB "
-    "('Overflow in HUGEINT multiplication') when the sum needs more than 38 digits, so a legal table fails to export",
-)
 def test_decimal_38_10_whose_sum_exceeds_38_digits_still_exports(tmp_path):
     round_trip(
         tmp_path,
@@ -461,12 +445,6 @@ def test_a_corrupt_manifest_is_named_and_the_previous_snapshot_is_served(tmp_pat
     assert syncer.verify(cfg)["ok"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: with current's manifest corrupt, sync treats the volume as empty (prev = current_manifest() is "
-    "None), so a table whose export fails is dropped from the new snapshot instead of carried over from the newest "
-    "intact snapshot, while the report still says it 'kept its previous data'; the schema contract is lost too",
-)
 def test_a_sync_while_the_current_manifest_is_corrupt_still_carries_a_failed_table_over(tmp_path):
     cfg, db, _, new, _, _ = two_snapshots(tmp_path)
     path = Volume(cfg.root).snapshot_dir(new) / MANIFEST
@@ -557,11 +535,6 @@ def test_binary_values_with_nul_and_non_utf8_bytes_round_trip(tmp_path, fmt):
     assert_same_table(read_table("t", config=cfg, as_arrow=True), source_table(db))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a LIST column in a csv table: open_writer (pyarrow's CSVWriter) raises ArrowInvalid "
-    "'Unsupported Type: list<l: int32>' before the try in _export._stream_into, so the whole run aborts with a traceback",
-)
 def test_list_column_in_csv_fails_only_that_table_with_a_message(tmp_path):
     db = make_warehouse(
         tmp_path / "warehouse.duckdb",
@@ -576,12 +549,6 @@ def test_list_column_in_csv_fails_only_that_table_with_a_message(tmp_path):
     assert "l" in t["error"] and "csv" in t["error"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: an INTERVAL column in a jsonl table is written as a JSON list [months, days, ns] that "
-    "_formats._jsonl_parser cannot read back, and validation passes anyway (the reopen check parses only the "
-    "first column of csv/jsonl), so a published table cannot be read",
-)
 def test_interval_column_in_jsonl_is_readable_or_refused(tmp_path):
     db = make_warehouse(
         tmp_path / "warehouse.duckdb",
