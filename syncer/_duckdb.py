@@ -109,42 +109,48 @@ class DuckDBSource(Source):
         self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None, approx_sum: set[str] = frozenset()
     ) -> dict[str, Any]:
         plans = [plan_for(f) for f in schema]
-        exprs = ["count(*)"]
-        for plan in plans:
+        # Several narrow queries instead of one wide one: DuckDB answers plain count/min/max/sum
+        # queries from a fast scan (segment statistics prune most of the work), while one query
+        # mixing FILTER clauses and casts scans every value -- about 3x the CPU on the demo table.
+        groups: dict[str, list[tuple[str, int, str]]] = {
+            "counts": [("count(*)", -1, "rows")],
+            "minmax": [],
+            "sums": [],
+            "floats": [],
+        }
+        for i, plan in enumerate(plans):
             c = quote_ident(plan.name)
-            keep = f" FILTER (WHERE NOT isnan({c}))" if plan.floating else ""
-            exprs.append(f"count(*) - count({c})")
-            if plan.minmax:
-                exprs += [f"min({c}){keep}", f"max({c}){keep}"]
-            if plan.total:
-                if plan.integer:
-                    exprs.append(f"sum({c}::HUGEINT)")
-                elif plan.name in approx_sum:
-                    exprs.append(f"sum({c}::DOUBLE)")
-                else:
-                    exprs.append(f"sum({c}){keep}")
+            groups["counts"].append((f"count({c})", i, "count"))
             if plan.floating:
-                exprs.append(f"count(*) FILTER (WHERE isnan({c}))")
+                keep = f" FILTER (WHERE NOT isnan({c}))"
+                groups["floats"] += [(f"min({c}){keep}", i, "min"), (f"max({c}){keep}", i, "max")]
+                groups["floats"] += [(f"sum({c}){keep}", i, "sum"), (f"count(*) FILTER (WHERE isnan({c}))", i, "nans")]
+                continue
+            if plan.minmax:
+                groups["minmax"] += [(f"min({c})", i, "min"), (f"max({c})", i, "max")]
+            if plan.total:
+                # sum of an integer column is HUGEINT in DuckDB: exact far beyond int64
+                groups["sums"].append((f"sum({c}::DOUBLE)" if plan.name in approx_sum else f"sum({c})", i, "sum"))
+        raw: list[dict[str, Any]] = [{} for _ in plans]
+        rows = 0
+        cond, params = _where(where)
         cur = self.con.cursor()
         try:
             cur.execute("SET TimeZone = 'UTC'")
-            cond, params = _where(where)
-            sql = f"SELECT {', '.join(exprs)} FROM {relation_sql(table)}{cond}"
-            row = self._run(sql, table, con=cur, params=params).fetchall()[0]
+            for exprs in groups.values():
+                if not exprs:
+                    continue
+                sql = f"SELECT {', '.join(e for e, _, _ in exprs)} FROM {relation_sql(table)}{cond}"
+                row = self._run(sql, table, con=cur, params=params).fetchall()[0]
+                for (_, i, stat), value in zip(exprs, row, strict=True):
+                    if i < 0:
+                        rows = value
+                    else:
+                        raw[i][stat] = value
         finally:
             cur.close()
-        values = iter(row)
-        rows = next(values)
-        raw = []
-        for plan in plans:
-            st: dict[str, Any] = {"nulls": next(values)}
-            if plan.minmax:
-                st["min"], st["max"] = next(values), next(values)
-            if plan.total:
-                st["sum"] = next(values)
-            if plan.floating:
-                st["nans"] = next(values)
-            raw.append(st)
+        for st in raw:
+            st["nulls"] = rows - st.pop("count")
         return build_profile(rows, plans, raw)
 
     supports_key_ranges = True
