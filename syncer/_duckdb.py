@@ -99,11 +99,20 @@ class DuckDBSource(Source):
             # min/max of very large values (a 10 MB string) need more than the bounded cache: allow
             # this one query more, then bound the cache again.
             log.warning("%s; retrying the profile with memory_limit = %s", exc, _PROFILE_RETRY_LIMIT)
-            self.con.execute(f"SET memory_limit = '{_PROFILE_RETRY_LIMIT}'")
+            # (on a cursor of its own: the main connection may be busy streaming on another thread;
+            # memory_limit is a database-wide setting)
+            self._set_memory_limit(_PROFILE_RETRY_LIMIT)
             try:
                 return self._profile(table, schema, where)
             finally:
-                self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
+                self._set_memory_limit(self.memory_limit)
+
+    def _set_memory_limit(self, limit: str) -> None:
+        cur = self.con.cursor()
+        try:
+            cur.execute(f"SET memory_limit = '{limit}'")
+        finally:
+            cur.close()
 
     def _profile(
         self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None, approx_sum: set[str] = frozenset()

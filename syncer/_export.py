@@ -405,7 +405,6 @@ def _validate(
     checks = []
     rows = acc.rows
     within = not q.over_budget  # quarantined rows are fine while within max_bad_rows
-    mark = " (quarantined)" if q.count and within else ""
     if q.count:
         ok = rows + q.count == source_rows
         detail = f"source {source_rows:,} rows = written {rows:,} + quarantined {q.count:,}"
@@ -434,30 +433,10 @@ def _validate(
             )
 
     cols = acc.result()["columns"]
-    # nulls found by screening (quarantined) plus any left in the written data (none, by construction)
-    key_nulls = {c: q.by_column[c] + cols[c]["nulls"] for c in table.primary_key if q.by_column[c] + cols[c]["nulls"]}
-    checks.append(
-        check(
-            "primary_key_not_null",
-            not key_nulls or (within and not any(cols[c]["nulls"] for c in table.primary_key)),
-            "no nulls in " + ", ".join(table.primary_key)
-            if not key_nulls
-            else "null primary key values: " + ", ".join(f"{c} has {n:,}" for c, n in key_nulls.items()) + mark,
-        )
-    )
-    checks.append(_dup_check(table, dup, within))
-
+    checks.append(_null_check("primary_key_not_null", table.primary_key, "null primary key values", q, cols, within))
+    checks.append(_dup_check(table, dup))
     if table.not_null:
-        bad = {c: q.by_column[c] + cols[c]["nulls"] for c in table.not_null if q.by_column[c] + cols[c]["nulls"]}
-        checks.append(
-            check(
-                "not_null",
-                not bad or (within and not any(cols[c]["nulls"] for c in table.not_null)),
-                "no nulls in " + ", ".join(table.not_null)
-                if not bad
-                else "nulls in not_null columns: " + ", ".join(f"{c} has {n:,}" for c, n in bad.items()) + mark,
-            )
-        )
+        checks.append(_null_check("not_null", table.not_null, "nulls in not_null columns", q, cols, within))
 
     if q.count:
         checks.append(
@@ -523,12 +502,24 @@ def _validate(
     return checks
 
 
+def _null_check(
+    name: str, columns: tuple[str, ...], label: str, q: Quarantine, cols: dict[str, Any], within: bool
+) -> dict[str, Any]:
+    """Nulls found by screening (quarantined) plus any left in the written data (none, by construction)."""
+    found = {c: q.by_column[c] + cols[c]["nulls"] for c in columns if q.by_column[c] + cols[c]["nulls"]}
+    if not found:
+        return check(name, True, "no nulls in " + ", ".join(columns))
+    ok = within and not any(cols[c]["nulls"] for c in columns)
+    mark = " (quarantined)" if ok else ""
+    return check(name, ok, f"{label}: " + ", ".join(f"{c} has {n:,}" for c, n in found.items()) + mark)
+
+
 def _observe(acc: ProfileAccumulator, keys: KeyOrder, batch: pa.RecordBatch) -> None:
     acc.update(batch)
     keys.update(batch)
 
 
-def _dup_check(table: TableConfig, dup: DupResult, within: bool) -> dict[str, Any]:
+def _dup_check(table: TableConfig, dup: DupResult) -> dict[str, Any]:
     keys = ", ".join(table.primary_key)
     if dup.quarantined:
         return check("primary_key_unique", dup.rows == 0, f"{keys} unique after quarantining the rows of duplicated keys")
