@@ -24,6 +24,7 @@ _LAZY: dict[str, str] = {
     "NoSnapshotError": "_exceptions",
     "NotAuthorizedError": "_exceptions",
     "PublishError": "_exceptions",
+    "QuarantinedRowsWarning": "_reader",
     "SnapshotFallbackWarning": "_reader",
     "SourceError": "_exceptions",
     "StaleDataWarning": "_reader",
@@ -84,7 +85,7 @@ if TYPE_CHECKING:
     )
     from ._history import History
     from ._jobs import Job, JobRunner, job_runner
-    from ._reader import SnapshotFallbackWarning, StaleDataWarning, current_snapshot, read_table
+    from ._reader import QuarantinedRowsWarning, SnapshotFallbackWarning, StaleDataWarning, current_snapshot, read_table
     from ._scheduler import run_scheduler, scheduled_sync, scheduler_info, start_scheduler, stop_scheduler
     from ._serving import (
         StartupGate,
@@ -129,6 +130,7 @@ __all__ = [
     "NoSnapshotError",
     "NotAuthorizedError",
     "PublishError",
+    "QuarantinedRowsWarning",
     "SnapshotFallbackWarning",
     "SourceError",
     "StaleDataWarning",

@@ -131,7 +131,7 @@ class Config:
     cron: str = "0 3 * * *"
     timezone: str = "UTC"
     misfire_grace_seconds: int = 3600
-    batch_rows: int = 131_072
+    batch_rows: int = 65_536
     row_group_rows: int = 262_144
     compression: str = "zstd"
     time_budget_seconds: float = 600.0
@@ -236,7 +236,7 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
     grace = _positive_int(sch, "misfire_grace_seconds", 3600, "[schedule] misfire_grace_seconds")
 
     ex = sections["export"]
-    batch_rows = _positive_int(ex, "batch_rows", 131_072, "[export] batch_rows")
+    batch_rows = _positive_int(ex, "batch_rows", 65_536, "[export] batch_rows")
     row_group_rows = _positive_int(ex, "row_group_rows", 262_144, "[export] row_group_rows")
     compression = _get(ex, "compression", str, "zstd", "[export] compression")
     if compression not in _COMPRESSIONS:

@@ -41,7 +41,7 @@ log = logging.getLogger("syncer")
 Progress = Callable[[dict[str, Any]], None]
 
 #: batches queued for the writer thread beyond the one it is encoding (bounds memory)
-_WRITE_DEPTH = 3
+_WRITE_DEPTH = 2
 
 
 @dataclass

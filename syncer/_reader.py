@@ -19,11 +19,23 @@ from ._exceptions import NoSnapshotError, PublishError
 from ._formats import read_file, schema_from_b64
 from ._volume import Volume, parse_iso, utcnow
 
-__all__ = ["SnapshotFallbackWarning", "StaleDataWarning", "current_snapshot", "read_table", "resolve_root"]
+__all__ = [
+    "QuarantinedRowsWarning",
+    "SnapshotFallbackWarning",
+    "StaleDataWarning",
+    "current_snapshot",
+    "read_table",
+    "resolve_root",
+]
 
 
 class StaleDataWarning(UserWarning):
     """The data read is older than the freshness SLA (or kept after a failed export)."""
+
+
+class QuarantinedRowsWarning(UserWarning):
+    """The table was published without some source rows, set aside in quarantine (within the
+    table's ``max_bad_rows``): the data read is complete except for those rows."""
 
 
 class SnapshotFallbackWarning(StaleDataWarning):
@@ -172,5 +184,14 @@ def _warn_if_stale(name: str, entry: dict[str, Any], manifest: dict[str, Any]) -
         warnings.warn(
             f"table {name!r} is stale: exported {age:.1f} h ago, the freshness SLA is {sla_hours:g} h",
             StaleDataWarning,
+            stacklevel=3,
+        )
+    q = entry.get("quarantine")
+    if entry.get("status") == "quarantined" and q:
+        reasons = "; ".join(f"{r} ({n:,})" for r, n in list(q.get("reasons", {}).items())[:3])
+        warnings.warn(
+            f"table {name!r}: {q.get('rows', 0):,} source row(s) were set aside in quarantine by its export "
+            f"({reasons}){'; see ' + q['file'] if q.get('file') else ''}",
+            QuarantinedRowsWarning,
             stacklevel=3,
         )
