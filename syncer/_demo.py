@@ -471,10 +471,7 @@ def _statements(rows: int, seed: int) -> list[str]:
 
 def _remove(path: Path) -> None:
     for p in (path, path.with_name(path.name + ".wal")):
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
+        p.unlink(missing_ok=True)
 
 
 def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int = 14) -> dict[str, int]:

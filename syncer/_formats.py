@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import hashlib
@@ -119,14 +120,10 @@ class TableWriter(abc.ABC):
 
     def abort(self) -> None:
         """Close without caring about the content; the caller removes the file."""
-        try:
+        with contextlib.suppress(Exception):  # the file is being thrown away
             self._finish()
-        except Exception:
-            pass
-        try:
+        with contextlib.suppress(Exception):
             self.stream.close()
-        except Exception:
-            pass
         self.sink.close()
 
     @abc.abstractmethod

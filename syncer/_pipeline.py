@@ -7,6 +7,7 @@ it. Queues are small and bounded, so memory grows with the batch size, not with 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -53,10 +54,8 @@ class Prefetch:
         finally:
             close = getattr(source, "close", None)
             if close is not None:
-                try:
+                with contextlib.suppress(Exception):  # closing an exhausted or aborted generator
                     close()
-                except Exception:
-                    pass
 
     def __iter__(self) -> Iterator[Any]:
         while True:
