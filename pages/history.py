@@ -10,6 +10,21 @@ import streamlit as st
 
 import syncer
 
+
+def _over_time(df: pd.DataFrame, field: str, title: str, tooltip: list[str]) -> alt.Chart:
+    """One line per trigger of ``field`` over the runs' start times."""
+    return (
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("started_at:T", title=None, axis=alt.Axis(format="%m-%d %H:%M")),
+            y=alt.Y(f"{field}:Q", title=title),
+            color="trigger:N",
+            tooltip=tooltip,
+        )
+    )
+
+
 cfg = st.session_state["syncer_config"]
 st.title("History")
 
@@ -44,30 +59,11 @@ else:
         left, right = st.columns(2)
         with left:
             st.subheader("Duration")
-            st.altair_chart(
-                alt.Chart(done)
-                .mark_line(point=True)
-                .encode(
-                    x=alt.X("started_at:T", title=None, axis=alt.Axis(format="%m-%d %H:%M")),
-                    y=alt.Y("duration_s:Q", title="seconds"),
-                    color="trigger:N",
-                    tooltip=["id", "status", "duration_s"],
-                ),
-                width="stretch",
-            )
+            st.altair_chart(_over_time(done, "duration_s", "seconds", ["id", "status", "duration_s"]), width="stretch")
         with right:
             st.subheader("Rows per second")
-            st.altair_chart(
-                alt.Chart(done.fillna({"rows_per_s": 0}))
-                .mark_line(point=True)
-                .encode(
-                    x=alt.X("started_at:T", title=None, axis=alt.Axis(format="%m-%d %H:%M")),
-                    y=alt.Y("rows_per_s:Q", title="rows/s"),
-                    color="trigger:N",
-                    tooltip=["id", "rows", "rows_per_s"],
-                ),
-                width="stretch",
-            )
+            chart = _over_time(done.fillna({"rows_per_s": 0}), "rows_per_s", "rows/s", ["id", "rows", "rows_per_s"])
+            st.altair_chart(chart, width="stretch")
 
         st.subheader("Time per step against the time budget")
         steps = [

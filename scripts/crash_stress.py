@@ -29,72 +29,20 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 import warnings
 from pathlib import Path
 
-import duckdb
-
 import syncer
 from syncer import SnapshotFallbackWarning, load_config
 from syncer._volume import Volume
 
-TABLES = """
-[[tables]]
-name = "enrollments"
-primary_key = ["enrollment_id"]
-not_null = ["participant_id", "course_id"]
+# The stress run is the suite's crash test at scale: same tables, same config, same source counts.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.test_crash import source_counts, write_crash_config
 
-[[tables]]
-name = "participants"
-primary_key = ["participant_id"]
-exclude_columns = ["password_hash"]
-format = "arrow"
-
-[[tables]]
-name = "courses"
-primary_key = ["course_id"]
-format = "csv"
-
-[[tables]]
-name = "daily_metrics"
-primary_key = ["metric_date"]
-format = "jsonl"
-"""
 NAMES = ("enrollments", "participants", "courses", "daily_metrics")
-
-
-def write_config(folder: Path, db: Path, retain: int) -> Path:
-    path = folder / "sync.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [source]
-            kind = "duckdb"
-            path = "{db}"
-
-            [volume]
-            root = "data"
-            retain = {retain}
-
-            [export]
-            batch_rows = 16384
-            """
-        )
-        + TABLES,
-        encoding="utf-8",
-    )
-    return path
-
-
-def source_counts(db: Path) -> dict[str, int]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in NAMES}
-    finally:
-        con.close()
 
 
 def check_current(cfg: syncer.Config, counts: dict[str, int]) -> list[str]:
@@ -184,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if not db.exists():
         print(f"building a demo warehouse of {args.rows:,} rows in {db} ...", flush=True)
         syncer.build_demo(db, args.rows)
-    config = write_config(work, db, args.retain)
+    config = write_crash_config(work, db, retain=args.retain)
     cfg = load_config(config)
     counts = source_counts(db)
     env = {**os.environ, "SYNCER_LOG_FORMAT": "text"}
