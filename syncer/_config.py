@@ -47,7 +47,7 @@ _SECTIONS: dict[str, set[str]] = {
     "volume": {"root", "retain"},
     "freshness": {"sla_hours", "skip_startup_if_younger_than_hours"},
     "schedule": {"cron", "timezone", "misfire_grace_seconds"},
-    "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds"},
+    "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds", "writers"},
     "admin": {"operators", "allow_local_operator"},
     "retry": {"attempts", "backoff_seconds", "max_backoff_seconds"},
 }
@@ -134,6 +134,7 @@ class Config:
     batch_rows: int = 65_536
     row_group_rows: int = 262_144
     compression: str = "zstd"
+    writers: int = 0  # Parquet encoder threads per big table; 0 = one per CPU core (at most 4)
     time_budget_seconds: float = 600.0
     operators: tuple[str, ...] = ()
     allow_local_operator: bool = False
@@ -141,6 +142,14 @@ class Config:
     retry_backoff_seconds: float = 1.0
     retry_max_backoff_seconds: float = 30.0
     tables: tuple[TableConfig, ...] = field(default_factory=tuple)
+
+    def parquet_parts(self, rows: int) -> int:
+        """How many part files a Parquet table of ``rows`` rows is written as: one per encoder
+        thread when every part gets at least two full row groups, else a single file."""
+        n = self.writers or min(os.cpu_count() or 1, 4)
+        while n > 1 and rows < 2 * n * self.row_group_rows:
+            n -= 1
+        return n
 
     def table(self, name: str) -> TableConfig:
         for t in self.tables:
@@ -244,6 +253,13 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
             f"{where}: [export] compression = {compression!r} is not supported; choose one of: {', '.join(_COMPRESSIONS)}"
         )
     budget = _positive_number(ex, "time_budget_seconds", 600.0, "[export] time_budget_seconds")
+    writers = ex.get("writers", "auto")
+    if writers == "auto":
+        writers = 0
+    elif isinstance(writers, bool) or not isinstance(writers, int) or not 1 <= writers <= 64:
+        raise ConfigError(
+            f'{where}: [export] writers must be "auto" or a whole number from 1 to 64 (1 = always one file), got {writers!r}'
+        )
 
     adm = sections["admin"]
     operators = _str_list(adm, "operators", "[admin] operators")
@@ -281,6 +297,7 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
         batch_rows=batch_rows,
         row_group_rows=row_group_rows,
         compression=compression,
+        writers=writers,
         time_budget_seconds=budget,
         operators=operators,
         allow_local_operator=allow_local,

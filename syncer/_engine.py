@@ -319,8 +319,16 @@ def _describe_source(cfg: Config) -> dict[str, Any]:
 
 
 def _link(src: Path, dst: Path) -> None:
+    """Carry a published file (or a folder of parts, file by file) into the staged snapshot."""
     try:
+        if src.is_dir() and not src.is_symlink():
+            dst.mkdir()
+            for f in sorted(src.iterdir()):
+                _link(f, dst / f.name)
+            return
         os.link(src, dst)
+    except PublishError:
+        raise
     except OSError as exc:
         if exc.errno in (18,):  # EXDEV: not on the same filesystem; a copy keeps the data all the same
             shutil.copy2(src, dst)

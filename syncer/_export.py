@@ -8,7 +8,7 @@ duplicates (exact, spills to disk, never holds the keys as Python objects).
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import difflib
 import logging
 import os
@@ -27,7 +27,19 @@ import tenacity
 
 from ._config import Config, TableConfig
 from ._exceptions import PublishError, SourceError, SyncError, ValidationError
-from ._formats import WrittenFile, count_rows, file_schema, iter_batches, open_writer, schema_to_b64, unsupported_columns
+from ._formats import (
+    WrittenFile,
+    count_rows,
+    file_schema,
+    iter_batches,
+    open_writer,
+    output_size,
+    parquet_files,
+    parquet_ranges,
+    remove_output,
+    schema_to_b64,
+    unsupported_columns,
+)
 from ._pipeline import KeyOrder, Prefetch
 from ._profile import ProfileAccumulator, compare_profiles
 from ._quarantine import Quarantine, convert, ranged_batches, screen
@@ -144,7 +156,7 @@ def export_table(
     try:
         for attempt in retrying:
             with attempt:
-                path.unlink(missing_ok=True)
+                _remove_outputs(path, table)
                 q.discard()
                 _export_once(source, table, cfg, path, previous, accept_schema_change, emit, spill_dir, q, out)
         out.attempts.append({"attempt": len(out.attempts) + 1, "ok": True, "error": None})
@@ -157,8 +169,7 @@ def export_table(
     finally:
         q.close()
         if not out.ok:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            _remove_outputs(path, table)
         out.quarantined = q.count
         out.quarantine = q.summary(q.folder.parent.parent) if q.count else None
         out.timings["total_s"] = time.perf_counter() - t0
@@ -185,6 +196,9 @@ def _export_once(
         schema = _project(table, full)
         exported_at = utcnow()
         source_rows = source.count(table)
+        parts = cfg.parquet_parts(source_rows) if table.format == "parquet" else 1
+        if parts > 1:
+            path = path.with_name(table.name)  # a folder of part files
         emit({"event": "table_start", "table": table.name, "total": source_rows})
         with ThreadPoolExecutor(2, thread_name_prefix="syncer-check") as pool:
             # The source profiles the same pinned data while we stream it, when it can do so on its
@@ -204,7 +218,7 @@ def _export_once(
                     profile_error = exc  # the same bad values; profiled again without them below
             try:
                 written, acc, keys = _stream_into(
-                    source.stream(table, schema, cfg.batch_rows), table, schema, cfg, path, q, pool, emit, source_rows
+                    source.stream(table, schema, cfg.batch_rows), table, schema, cfg, path, q, pool, emit, source_rows, parts
                 )
             except SourceError as exc:
                 if not (exc.row_level and source.supports_key_ranges):
@@ -216,10 +230,10 @@ def _export_once(
                     exc,
                     extra={"table": table.name, "step": "bisect"},
                 )
-                path.unlink(missing_ok=True)
+                remove_output(path)
                 q.discard()
                 ranges = ranged_batches(source, table, schema, cfg.batch_rows, q)
-                written, acc, keys = _stream_into(ranges, table, schema, cfg, path, q, pool, emit, source_rows)
+                written, acc, keys = _stream_into(ranges, table, schema, cfg, path, q, pool, emit, source_rows, parts)
             if profile_future is not None:
                 try:
                     source_profile = profile_future.result()
@@ -249,11 +263,12 @@ def _export_once(
     failed = [c for c in out.checks if not c["ok"] and c["severity"] == "error"]
     out.error = "; ".join(f"{c['name']}: {c['detail']}" for c in failed) if failed else None
     out.entry = {
-        "file": table.file_name,
+        "file": written.path.name,
         "format": table.format,
         "rows": acc.rows,
         "bytes": written.bytes,
         "sha256": written.sha256,
+        **({"parts": [dataclasses.asdict(p) for p in written.parts]} if written.parts else {}),
         "schema": schema_contract(schema),
         "arrow_schema": schema_to_b64(schema),
         "primary_key": list(table.primary_key),
@@ -280,6 +295,7 @@ def _stream_into(
     pool: ThreadPoolExecutor,
     emit: Progress,
     total: int,
+    parts: int = 1,
 ) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder]:
     """Source batches -> convert -> screen -> (profile || write). Three stages overlap: the source
     reads ahead (Prefetch), the writer encodes on its own thread (a few batches behind, bounded),
@@ -291,12 +307,14 @@ def _stream_into(
             + ", ".join(f"{f.name} ({f.type})" for f in unwritable)
             + '; choose format = "parquet" or "arrow", or exclude/convert them in a query'
         )
-    acc = ProfileAccumulator(schema)
+    acc = ProfileAccumulator(schema, footer_ranges=table.format == "parquet")
     keys = KeyOrder(schema, table.primary_key)
     writes: deque[Future[None]] = deque()
     seen = 0
     try:
-        writer = open_writer(table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
+        writer = open_writer(
+            table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts
+        )
     except (pa.ArrowException, OSError) as exc:
         raise ValidationError(f"table {table.name!r}: cannot open a {table.format} writer for {path.name}: {exc}") from exc
     try:
@@ -311,17 +329,22 @@ def _stream_into(
                     if batch.num_rows == 0:
                         continue
                     observed = pool.submit(_observe, acc, keys, batch)
-                    writes.append(write_pool.submit(writer.write, batch))
-                    while len(writes) > _WRITE_DEPTH:
-                        writes.popleft().result()
+                    if writer.threaded:
+                        writer.write(batch)  # encodes on threads of its own
+                    else:
+                        writes.append(write_pool.submit(writer.write, batch))
+                        while len(writes) > _WRITE_DEPTH:
+                            writes.popleft().result()
                     observed.result()
                 emit({"event": "rows", "table": table.name, "done": seen, "total": total})
             while writes:
                 writes.popleft().result()
         written = writer.close()
+        if acc.deferred:
+            _ranges_from_footer(acc, table, schema, written)
     except BaseException as exc:
         writer.abort()
-        path.unlink(missing_ok=True)
+        remove_output(path)
         if isinstance(exc, OSError):
             # disk full, volume gone read-only ...: this table fails; what is published stays
             raise PublishError(
@@ -334,14 +357,29 @@ def _stream_into(
     return written, acc, keys
 
 
+def _ranges_from_footer(acc: ProfileAccumulator, table: TableConfig, schema: pa.Schema, written: WrittenFile) -> None:
+    """min/max of the deferred columns from the written file's footer statistics; a column the
+    footer has no statistics for (values too long for them) is read back and computed."""
+    names = [schema.field(i).name for i in sorted(acc.deferred)]
+    for name, rng in parquet_ranges(written.path, names).items():
+        i = schema.get_field_index(name)
+        if rng is None:
+            again = ProfileAccumulator(pa.schema([schema.field(i)]))
+            for batch in iter_batches(table.format, written.path, schema, [name]):
+                again.update(batch)
+            rng = again.column_range(0)
+        acc.merge_range(i, *rng)
+
+
 def _drop_duplicates(
     table: TableConfig, schema: pa.Schema, cfg: Config, path: Path, q: Quarantine, dup: DupResult
 ) -> tuple[WrittenFile, ProfileAccumulator]:
     """Rewrite the staged file without the rows of duplicated keys; those go to quarantine."""
     tmp = path.with_name(path.name + ".dedup")
-    tmp.unlink(missing_ok=True)
+    remove_output(tmp)
     wanted = pa.array([_joined_key(k) for k in dup.keys], pa.string())
-    writer = open_writer(table.format, tmp, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
+    parts = len(parquet_files(path)) if table.format == "parquet" else 1
+    writer = open_writer(table.format, tmp, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts)
     acc = ProfileAccumulator(schema)
     try:
         for batch in iter_batches(table.format, path, schema):
@@ -356,10 +394,11 @@ def _drop_duplicates(
         written = writer.close()
     except BaseException:
         writer.abort()
-        tmp.unlink(missing_ok=True)
+        remove_output(tmp)
         raise
+    remove_output(path)
     os.replace(tmp, path)
-    return WrittenFile(path, written.bytes, written.sha256), acc
+    return dataclasses.replace(written, path=path), acc
 
 
 def _key_strings(batch: pa.RecordBatch, keys: tuple[str, ...]) -> pa.Array:
@@ -370,6 +409,12 @@ def _key_strings(batch: pa.RecordBatch, keys: tuple[str, ...]) -> pa.Array:
 def _joined_key(values: tuple[Any, ...]) -> str:
     # The same text pc.cast(..., string) gives, so the keys match in _key_strings.
     return "\x1f".join(pa.array([v]).cast(pa.string())[0].as_py() for v in values)
+
+
+def _remove_outputs(path: Path, table: TableConfig) -> None:
+    """Remove what an export of ``table`` may have staged: its file, or its folder of parts."""
+    remove_output(path)
+    remove_output(path.with_name(table.name))
 
 
 def _project(table: TableConfig, full: pa.Schema) -> pa.Schema:
@@ -474,7 +519,7 @@ def _validate(
     )
 
     try:
-        on_disk = written.path.stat().st_size
+        on_disk = output_size(written.path)
     except OSError as exc:
         on_disk = -1
         detail = f"cannot stat {written.path.name}: {exc.strerror}"
@@ -553,7 +598,7 @@ def _key_check(
     if table.format == "parquet":
         scan: Any = None
         relation = "read_parquet(?)"
-        params: list[Any] = [str(written.path)]
+        params: list[Any] = [[str(f) for f in parquet_files(written.path)]]
     else:
         key_schema = pa.schema([schema.field(k) for k in keys])
         scan = pa.RecordBatchReader.from_batches(key_schema, iter_batches(table.format, written.path, schema, keys))

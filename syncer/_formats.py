@@ -3,10 +3,16 @@ streaming readers that restore the exact Arrow schema recorded in the manifest.
 
 | format  | file            | notes                                                              |
 |---------|-----------------|--------------------------------------------------------------------|
-| parquet | <table>.parquet | zstd by default, dictionary encoding, statistics, one row group per batch group |
+| parquet | <table>.parquet | zstd by default, dictionary encoding, statistics, row groups of ``row_group_rows`` |
+|         | <table>/part-NNNNN.parquet | big tables: row groups dealt round-robin to parts encoded in parallel |
 | csv     | <table>.csv     | header row; empty field = null, "" = empty string                  |
 | jsonl   | <table>.jsonl   | one object per line; decimals as strings, times as ISO-8601        |
 | arrow   | <table>.arrow   | Arrow IPC file format, uncompressed (memory-mappable)              |
+
+A big Parquet table is written as ``parts`` files encoded on as many threads (the Parquet encoder
+is single-threaded and the slowest stage of a sync): row group ``i`` goes to part ``i % parts``.
+Every row group but the last is full, so :func:`iter_batches` and :func:`read_file` give the rows
+back in source order by taking row groups round-robin again.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ import base64
 import contextlib
 import datetime as dt
 import decimal
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,11 +44,17 @@ __all__ = [
     "HashingFile",
     "TableWriter",
     "WrittenFile",
+    "WrittenPart",
     "conform",
     "count_rows",
     "iter_batches",
     "open_writer",
+    "output_size",
+    "parquet_files",
+    "parquet_ranges",
+    "parts_digest",
     "read_file",
+    "remove_output",
     "schema_from_b64",
     "schema_to_b64",
     "sha256_file",
@@ -49,10 +65,28 @@ _WRITE_BUFFER = 8 << 20
 
 
 @dataclass(frozen=True)
-class WrittenFile:
-    path: Path
+class WrittenPart:
+    name: str  # file name inside the table's folder
+    rows: int
     bytes: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: Path  # the file, or the folder of a table written in parts
+    bytes: int  # all parts together
+    sha256: str  # of the file; of a parted table: parts_digest(parts)
+    parts: tuple[WrittenPart, ...] = ()
+
+
+def parts_digest(parts: Sequence[WrittenPart] | Sequence[dict[str, Any]]) -> str:
+    """One sha256 for a table written in parts: of its ``sha256sum``-style listing ("<sha256>  <name>\\n" per part)."""
+    lines = []
+    for p in parts:
+        name, digest = (p["name"], p["sha256"]) if isinstance(p, dict) else (p.name, p.sha256)
+        lines.append(f"{digest}  {name}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 class HashingFile(io.RawIOBase):
@@ -96,20 +130,41 @@ class HashingFile(io.RawIOBase):
 
 
 class TableWriter(abc.ABC):
-    """Streams RecordBatches of one schema into one file; ``close()`` returns size and sha256."""
+    """Streams RecordBatches of one schema into one file (or one folder of parts); ``close()``
+    returns size and sha256. ``threaded`` writers encode on threads of their own, so callers hand
+    them batches directly instead of through a writer thread."""
+
+    threaded = False
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = path
         self.schema = schema
-        self.sink = HashingFile(path)
-        # Arrow's writers call back into Python for every small write (and need the GIL each time,
-        # which the other pipeline threads hold often); buffer natively and hand over large chunks.
-        self.stream = pa.BufferedOutputStream(pa.PythonFile(self.sink, mode="w"), _WRITE_BUFFER)
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
         self._write(batch)
+
+    @abc.abstractmethod
+    def _write(self, batch: pa.RecordBatch) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> WrittenFile: ...
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Stop without caring about the content; the caller removes the output."""
+
+
+class StreamTableWriter(TableWriter):
+    """A writer whose format library writes to a stream: hashed on its way to disk."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        super().__init__(path, schema)
+        self.sink = HashingFile(path)
+        # Arrow's writers call back into Python for every small write (and need the GIL each time,
+        # which the other pipeline threads hold often); buffer natively and hand over large chunks.
+        self.stream = pa.BufferedOutputStream(pa.PythonFile(self.sink, mode="w"), _WRITE_BUFFER)
 
     def close(self) -> WrittenFile:
         self._finish()
@@ -119,77 +174,142 @@ class TableWriter(abc.ABC):
         return WrittenFile(self.path, self.sink.tell(), self.sink.hexdigest)
 
     def abort(self) -> None:
-        """Close without caring about the content; the caller removes the file."""
         with contextlib.suppress(Exception):  # the file is being thrown away
             self._finish()
         with contextlib.suppress(Exception):
             self.stream.close()
         self.sink.close()
 
-    @abc.abstractmethod
-    def _write(self, batch: pa.RecordBatch) -> None: ...
-
-    def _finish(self) -> None:  # noqa: B027 - formats with a footer override it
+    def _finish(self) -> None:
         """Write what the format keeps for the end (footer, buffered row group)."""
 
 
 class ParquetTableWriter(TableWriter):
     """Parquet with statistics, row groups of ``row_group_rows``, dictionary encoding only where it
     pays (columns whose first batch has few distinct values) and delta encoding for the other
-    integer-like columns (ids, dates, timestamps)."""
+    integer-like columns (ids, dates, timestamps).
 
+    Encoding runs on one thread per part, at most one row group queued per part (memory grows with
+    the row group, not the table). Each part goes to a native file and is hashed once it is closed
+    and flushed: a second read of bytes still in the page cache costs less than handing every
+    buffer to Python while the encoders run.
+    """
+
+    threaded = True
     #: distinct/rows ratio in the first batch below which a column is dictionary-encoded
     DICTIONARY_RATIO = 0.3
 
-    def __init__(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int = 1) -> None:
         super().__init__(path, schema)
         self._compression = None if compression == "none" else compression
-        self._writer: pq.ParquetWriter | None = None
         self._row_group_rows = row_group_rows
+        if parts > 1:
+            path.mkdir()  # refuses an existing folder, as a single file refuses an existing file
+            self.files = [path / f"part-{i:05d}.parquet" for i in range(parts)]
+        else:
+            self.files = [path]
+        for f in self.files:
+            with open(f, "xb"):
+                pass
+        self._options: dict[str, Any] | None = None
+        self._writers: list[pq.ParquetWriter | None] = [None] * len(self.files)
+        self._part_rows = [0] * len(self.files)
+        self._pools = [ThreadPoolExecutor(1, thread_name_prefix=f"syncer-parquet-{i}") for i in range(len(self.files))]
+        self._queued: list[deque[Future[None]]] = [deque() for _ in self.files]
+        self._next = 0  # index of the next row group
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
 
-    def _open(self, sample: pa.RecordBatch | None) -> pq.ParquetWriter:
-        dictionary = [] if sample is None else dictionary_columns(sample, self.DICTIONARY_RATIO)
-        # Integer-like columns without a dictionary (ids, timestamps) are delta-encoded: smaller
-        # (the demo table: 70 MiB instead of 85) and cheaper to compress (about 13% less CPU).
-        delta = {
-            f.name: "DELTA_BINARY_PACKED"
-            for f in self.schema
-            if f.name not in dictionary
-            and (pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type) or pa.types.is_date32(f.type))
-        }
-        return pq.ParquetWriter(
-            self.stream,
-            self.schema,
-            compression=self._compression,
-            use_dictionary=dictionary or False,
-            column_encoding=delta or None,
-            write_statistics=True,
-            store_schema=True,
-        )
-
     def _write(self, batch: pa.RecordBatch) -> None:
-        if self._writer is None:
-            self._writer = self._open(batch)
-        # ParquetWriter makes one row group per call; gather batches up to the row-group size.
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        if self._pending_rows >= self._row_group_rows:
-            self._flush()
+        if self._options is None:
+            self._options = parquet_options(self.schema, batch, self.DICTIONARY_RATIO)
+        while batch.num_rows:
+            take = min(batch.num_rows, self._row_group_rows - self._pending_rows)
+            self._pending.append(batch.slice(0, take) if take < batch.num_rows else batch)
+            self._pending_rows += take
+            batch = batch.slice(take)
+            if self._pending_rows == self._row_group_rows:
+                self._submit()
 
-    def _flush(self) -> None:
-        if self._pending:
-            assert self._writer is not None
-            table = pa.Table.from_batches(self._pending, self.schema)
-            self._writer.write_table(table, row_group_size=max(self._pending_rows, 1))
-            self._pending, self._pending_rows = [], 0
+    def _submit(self) -> None:
+        part = self._next % len(self.files)
+        self._next += 1
+        batches, self._pending, self._pending_rows = self._pending, [], 0
+        queued = self._queued[part]
+        while queued:  # one row group encoding per part, at most one waiting
+            if len(queued) < 2 and not queued[0].done():
+                break
+            queued.popleft().result()
+        queued.append(self._pools[part].submit(self._encode, part, batches))
 
-    def _finish(self) -> None:
-        if self._writer is None:
-            self._writer = self._open(None)
-        self._flush()
-        self._writer.close()
+    def _writer(self, part: int) -> pq.ParquetWriter:
+        w = self._writers[part]
+        if w is None:
+            opts = self._options if self._options is not None else parquet_options(self.schema, None, self.DICTIONARY_RATIO)
+            w = self._writers[part] = pq.ParquetWriter(str(self.files[part]), self.schema, compression=self._compression, **opts)
+        return w
+
+    def _encode(self, part: int, batches: list[pa.RecordBatch]) -> None:
+        table = pa.Table.from_batches(batches, self.schema)
+        self._writer(part).write_table(table, row_group_size=max(table.num_rows, 1))
+        self._part_rows[part] += table.num_rows
+
+    def _seal(self, part: int) -> WrittenPart:
+        self._writer(part).close()
+        f = self.files[part]
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # durable before anything points at it
+        finally:
+            os.close(fd)
+        return WrittenPart(f.name, self._part_rows[part], f.stat().st_size, sha256_file(f))
+
+    def close(self) -> WrittenFile:
+        try:
+            if self._pending:
+                self._submit()
+            for queued in self._queued:
+                while queued:
+                    queued.popleft().result()
+            sealed = [pool.submit(self._seal, i) for i, pool in enumerate(self._pools)]
+            parts = tuple(f.result() for f in sealed)
+        finally:
+            self._shutdown()
+        if len(parts) == 1:
+            return WrittenFile(self.path, parts[0].bytes, parts[0].sha256)
+        return WrittenFile(self.path, sum(p.bytes for p in parts), parts_digest(parts), parts)
+
+    def abort(self) -> None:
+        for queued in self._queued:
+            for fut in queued:
+                fut.cancel()
+        self._shutdown()
+        for w in self._writers:
+            if w is not None:
+                with contextlib.suppress(Exception):  # the output is being thrown away
+                    w.close()
+
+    def _shutdown(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=True)
+
+
+def parquet_options(schema: pa.Schema, sample: pa.RecordBatch | None, ratio: float) -> dict[str, Any]:
+    dictionary = [] if sample is None else dictionary_columns(sample, ratio)
+    # Integer-like columns without a dictionary (ids, timestamps) are delta-encoded: smaller
+    # (the demo table: 70 MiB instead of 85) and cheaper to compress (about 13% less CPU).
+    delta = {
+        f.name: "DELTA_BINARY_PACKED"
+        for f in schema
+        if f.name not in dictionary
+        and (pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type) or pa.types.is_date32(f.type))
+    }
+    return {
+        "use_dictionary": dictionary or False,
+        "column_encoding": delta or None,
+        "write_statistics": True,
+        "store_schema": True,
+    }
 
 
 def dictionary_columns(sample: pa.RecordBatch, ratio: float) -> list[str]:
@@ -207,7 +327,7 @@ def dictionary_columns(sample: pa.RecordBatch, ratio: float) -> list[str]:
     return out
 
 
-class CsvTableWriter(TableWriter):
+class CsvTableWriter(StreamTableWriter):
     """CSV text; binary columns are written base64-encoded (CSV holds text only)."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
@@ -231,7 +351,7 @@ class CsvTableWriter(TableWriter):
         self._writer.close()
 
 
-class ArrowTableWriter(TableWriter):
+class ArrowTableWriter(StreamTableWriter):
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         super().__init__(path, schema)
         self._writer = ipc.new_file(self.stream, schema)
@@ -243,7 +363,7 @@ class ArrowTableWriter(TableWriter):
         self._writer.close()
 
 
-class JsonlTableWriter(TableWriter):
+class JsonlTableWriter(StreamTableWriter):
     def _write(self, batch: pa.RecordBatch) -> None:
         lines = [json.dumps(row, default=_json_default, ensure_ascii=False) for row in batch.to_pylist()]
         if lines:
@@ -291,10 +411,11 @@ def unsupported_columns(fmt: str, schema: pa.Schema) -> list[pa.Field]:
 
 
 def open_writer(
-    fmt: str, path: Path, schema: pa.Schema, *, compression: str = "zstd", row_group_rows: int = 131_072
+    fmt: str, path: Path, schema: pa.Schema, *, compression: str = "zstd", row_group_rows: int = 131_072, parts: int = 1
 ) -> TableWriter:
+    """A writer for ``fmt`` at ``path``; ``parts`` > 1 (Parquet only) makes ``path`` a folder of part files."""
     if fmt == "parquet":
-        return ParquetTableWriter(path, schema, compression=compression, row_group_rows=row_group_rows)
+        return ParquetTableWriter(path, schema, compression=compression, row_group_rows=row_group_rows, parts=parts)
     if fmt == "csv":
         return CsvTableWriter(path, schema)
     if fmt == "jsonl":
@@ -321,9 +442,13 @@ def iter_batches(fmt: str, path: Path, schema: pa.Schema, columns: Sequence[str]
     """Stream a written file back as batches of ``schema`` (optionally only ``columns``)."""
     target = pa.schema([schema.field(c) for c in columns]) if columns else schema
     if fmt == "parquet":
-        pf = pq.ParquetFile(path)
-        for b in pf.iter_batches(batch_size=_READ_BATCH, columns=list(target.names)):
-            yield conform(b, target)
+        files = [pq.ParquetFile(f) for f in parquet_files(path)]
+        # Row groups were dealt round-robin to the parts: taking them back in that order restores the rows'.
+        for j in range(max(f.num_row_groups for f in files)):
+            for pf in files:
+                if j < pf.num_row_groups:
+                    for b in pf.iter_batches(batch_size=_READ_BATCH, row_groups=[j], columns=list(target.names)):
+                        yield conform(b, target)
     elif fmt == "arrow":
         with ipc.open_file(pa.memory_map(str(path))) as reader:
             for i in range(reader.num_record_batches):
@@ -387,7 +512,22 @@ def _jsonl_parser(t: pa.DataType) -> Any:
 def read_file(fmt: str, path: Path, schema: pa.Schema, columns: Sequence[str] | None = None) -> pa.Table:
     """Read a whole published file as a ``pyarrow.Table`` of ``schema``."""
     if fmt == "parquet":
-        table = pq.read_table(path, columns=list(columns) if columns else None)
+        files = parquet_files(path)
+        cols = list(columns) if columns else None
+        if len(files) == 1:
+            table = pq.read_table(files[0], columns=cols)
+        else:
+            pieces = []
+            for pf in (pq.ParquetFile(f) for f in files):
+                t = pf.read(columns=cols)
+                offsets, start = [], 0
+                for i in range(pf.metadata.num_row_groups):
+                    n = pf.metadata.row_group(i).num_rows
+                    offsets.append((start, n))
+                    start += n
+                pieces.append([t.slice(o, n) for o, n in offsets])
+            # zero-copy slices, back in source order (row group j of every part, then j + 1 ...)
+            table = pa.concat_tables([p[j] for j in range(max(map(len, pieces))) for p in pieces if j < len(p)])
         target = pa.schema([schema.field(c) for c in columns]) if columns else schema
         return table if table.schema.equals(target) else table.cast(target)
     if fmt == "arrow":
@@ -402,7 +542,7 @@ def count_rows(fmt: str, path: Path, schema: pa.Schema) -> int:
     """Re-open a written file and count its rows: from metadata where the format has it, else by
     parsing every column back into the table's types (so a value that cannot be read back fails here)."""
     if fmt == "parquet":
-        return pq.ParquetFile(path).metadata.num_rows
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(path))
     if fmt == "arrow":
         with ipc.open_file(pa.memory_map(str(path))) as reader:
             return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
@@ -410,13 +550,65 @@ def count_rows(fmt: str, path: Path, schema: pa.Schema) -> int:
 
 
 def file_schema(fmt: str, path: Path) -> pa.Schema | None:
-    """The schema stored in the file, for formats that store one."""
+    """The schema stored in the file, for formats that store one (of parts: the first that differs
+    from the first part's, so a comparison sees any difference)."""
     if fmt == "parquet":
-        return pq.read_schema(path)
+        schemas = [pq.read_schema(f) for f in parquet_files(path)]
+        return next((s for s in schemas[1:] if not s.equals(schemas[0])), schemas[0])
     if fmt == "arrow":
         with ipc.open_file(pa.memory_map(str(path))) as reader:
             return reader.schema
     return None
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The Parquet files of a table: the file itself, or the parts in a table's folder in order."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob("part-*.parquet"))
+    if not files:
+        raise FileNotFoundError(errno.ENOENT, "no part-*.parquet files in the table's folder", str(path))
+    return files
+
+
+def parquet_ranges(path: Path, names: Sequence[str]) -> dict[str, tuple[Any, Any] | None]:
+    """min/max of top-level ``names`` from the footer statistics of a written Parquet table (all its
+    parts): ``(None, None)`` for an all-null column, ``None`` where a row group holding values has
+    no statistics for it (the caller computes that one from the data)."""
+    out: dict[str, tuple[Any, Any] | None] = {n: (None, None) for n in names}
+    for f in parquet_files(path):
+        md = pq.ParquetFile(f).metadata
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            index = {rg.column(j).path_in_schema: j for j in range(rg.num_columns)}
+            for name in names:
+                cur = out[name]
+                if cur is None:
+                    continue
+                st = rg.column(index[name]).statistics
+                if st is not None and st.has_null_count and st.null_count == rg.num_rows:
+                    continue  # nothing but nulls here
+                if st is None or not st.has_min_max:
+                    out[name] = None
+                    continue
+                lo, hi = cur
+                out[name] = (st.min if lo is None or st.min < lo else lo, st.max if hi is None or st.max > hi else hi)
+    return out
+
+
+def output_size(path: Path) -> int:
+    """Bytes of a written file, or of every file in a table's folder."""
+    if path.is_dir() and not path.is_symlink():
+        return sum(f.stat().st_size for f in path.iterdir())
+    return path.stat().st_size
+
+
+def remove_output(path: Path) -> None:
+    """Remove a staged table file or folder (missing is fine)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def sha256_file(path: Path) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["JSON_META", "ColumnPlan", "ProfileAccumulator", "canonical", "compare_profiles", "plan_for"]
+__all__ = ["JSON_META", "ColumnPlan", "ProfileAccumulator", "canonical", "compare_profiles", "plan_for", "range_from_footer"]
 
 #: Field metadata key/value that marks a string column holding JSON text.
 JSON_META = {b"syncer.logical_type": b"json"}
@@ -85,14 +85,56 @@ def canonical(value: Any) -> Any:
     return str(value)
 
 
-class ProfileAccumulator:
-    """Builds a profile incrementally from RecordBatches (never holds the table)."""
+def range_from_footer(field: pa.Field) -> bool:
+    """Whether min/max of this column can be taken from Parquet footer statistics: types whose
+    statistics pyarrow gives back as the same Python values as Arrow does (and whose min/max cost
+    the most to compute again: strings, decimals, floats, timestamps)."""
+    t = field.type
+    if is_json(field) or pa.types.is_dictionary(t):
+        return False
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_decimal(t)
+        or t in (pa.float32(), pa.float64(), pa.date32())
+        or (pa.types.is_timestamp(t) and t.unit != "ns")
+    )
 
-    def __init__(self, schema: pa.Schema) -> None:
+
+class ProfileAccumulator:
+    """Builds a profile incrementally from RecordBatches (never holds the table).
+
+    With ``footer_ranges``, min/max of the columns :func:`range_from_footer` accepts are not computed
+    here: the Parquet writer computes them for its statistics anyway, and :meth:`merge_range` adds
+    them from the written file's footer (see ``_formats.parquet_ranges``).
+    """
+
+    def __init__(self, schema: pa.Schema, *, footer_ranges: bool = False) -> None:
         self.schema = schema
         self.plans = [plan_for(f) for f in schema]
         self.rows = 0
         self._cols: list[dict[str, Any]] = [{"nulls": 0, "min": None, "max": None, "sum": None, "nans": 0} for _ in self.plans]
+        self.deferred: set[int] = (
+            {i for i, (f, p) in enumerate(zip(schema, self.plans, strict=True)) if p.minmax and range_from_footer(f)}
+            if footer_ranges
+            else set()
+        )
+
+    def column_range(self, i: int) -> tuple[Any, Any]:
+        return self._cols[i]["min"], self._cols[i]["max"]
+
+    def merge_range(self, i: int, lo: Any, hi: Any) -> None:
+        """Fold a min/max observed elsewhere (a footer, a re-read) into column ``i``."""
+        if lo is None:
+            return
+        if isinstance(lo, float) and lo == 0:
+            lo = 0.0  # Parquet statistics write a zero minimum as -0.0
+        if isinstance(hi, float) and hi == 0:
+            hi = 0.0
+        st = self._cols[i]
+        st["min"] = lo if st["min"] is None or lo < st["min"] else st["min"]
+        st["max"] = hi if st["max"] is None or hi > st["max"] else st["max"]
 
     def update(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
@@ -110,6 +152,10 @@ class ProfileAccumulator:
                     arr = arr.filter(pc.invert(nan_mask))
                     if len(arr) == arr.null_count:
                         continue
+            if i in self.deferred:
+                if plan.total:
+                    self._add_sum(st, plan, arr, None, None)
+                continue
             mm = pc.min_max(arr)
             lo, hi = mm["min"].as_py(), mm["max"].as_py()
             if lo is None:
@@ -117,22 +163,26 @@ class ProfileAccumulator:
             st["min"] = lo if st["min"] is None or lo < st["min"] else st["min"]
             st["max"] = hi if st["max"] is None or hi > st["max"] else st["max"]
             if plan.total:
-                if plan.integer and max(abs(lo), abs(hi)) * len(arr) >= 2**63:
-                    # pc.sum on int64 wraps silently; exact decimal arithmetic for this batch.
-                    s = pc.sum(arr.cast(pa.decimal128(38, 0))).as_py()
-                    s = int(s) if s is not None else None
-                elif pa.types.is_decimal128(arr.type) and arr.type.precision > 18:
-                    # a decimal128 sum wraps silently past 38 digits; decimal256 holds any batch's sum
-                    s = pc.sum(arr.cast(pa.decimal256(76, arr.type.scale))).as_py()
-                else:
-                    s = pc.sum(arr).as_py()
-                if s is not None:
-                    if st["sum"] is None:
-                        st["sum"] = s
-                    elif isinstance(s, decimal.Decimal):
-                        st["sum"] = _EXACT.add(st["sum"], s)
-                    else:
-                        st["sum"] += s
+                self._add_sum(st, plan, arr, lo, hi)
+
+    @staticmethod
+    def _add_sum(st: dict[str, Any], plan: ColumnPlan, arr: pa.Array, lo: Any, hi: Any) -> None:
+        if plan.integer and max(abs(lo), abs(hi)) * len(arr) >= 2**63:
+            # pc.sum on int64 wraps silently; exact decimal arithmetic for this batch.
+            s = pc.sum(arr.cast(pa.decimal128(38, 0))).as_py()
+            s = int(s) if s is not None else None
+        elif pa.types.is_decimal128(arr.type) and arr.type.precision > 18:
+            # a decimal128 sum wraps silently past 38 digits; decimal256 holds any batch's sum
+            s = pc.sum(arr.cast(pa.decimal256(76, arr.type.scale))).as_py()
+        else:
+            s = pc.sum(arr).as_py()
+        if s is not None:
+            if st["sum"] is None:
+                st["sum"] = s
+            elif isinstance(s, decimal.Decimal):
+                st["sum"] = _EXACT.add(st["sum"], s)
+            else:
+                st["sum"] += s
 
     def result(self) -> dict[str, Any]:
         return build_profile(self.rows, self.plans, self._cols)

@@ -287,7 +287,7 @@ class Volume:
 
 def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -> list[str]:
     """Problems with the files a manifest lists: missing, unreadable, wrong size, wrong sha256."""
-    from ._formats import sha256_file
+    from ._formats import parts_digest
 
     problems = []
     for name, t in manifest.get("tables", {}).items():
@@ -296,37 +296,51 @@ def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -
             # A tampered manifest must not make a reader open something outside the snapshot.
             problems.append(f"table {name!r}: file name {file_name!r} is not a plain file name inside the snapshot")
             continue
-        f = folder / file_name
-        try:
-            if f.is_symlink():
-                problems.append(f"table {name!r}: {f.name} is a symbolic link, not the published file (replaced)")
-                continue
-            st = f.stat()
-        except FileNotFoundError:
-            problems.append(f"table {name!r}: file {f.name} is missing")
+        parts = t.get("parts")
+        if parts is None:
+            problems += _check_file(name, folder / file_name, t.get("bytes"), t.get("sha256"), deep)
             continue
-        except OSError as exc:
-            problems.append(f"table {name!r}: cannot stat {f.name}: {exc.strerror} (run `syncer repair`)")
+        # A table written in parts: a folder of files, each listed with its size and sha256.
+        sub = folder / file_name
+        if sub.is_symlink() or not sub.is_dir():
+            problems.append(f"table {name!r}: {file_name}/ is missing or not a folder")
             continue
-        if st.st_size != t.get("bytes"):
-            problems.append(
-                f"table {name!r}: {f.name} is {st.st_size} bytes, manifest says {t.get('bytes')} (truncated or replaced)"
-            )
+        if not isinstance(parts, list) or not all(
+            isinstance(p, dict) and is_plain_file_name(str(p.get("name", ""))) for p in parts
+        ):
+            problems.append(f"table {name!r}: the manifest's list of parts is malformed")
             continue
-        if not os.access(f, os.R_OK):
-            problems.append(f"table {name!r}: {f.name} is not readable")
+        if parts_digest(parts) != t.get("sha256") or sum(int(p.get("bytes") or 0) for p in parts) != t.get("bytes"):
+            problems.append(f"table {name!r}: the manifest's parts do not add up to its size and sha256 (modified)")
             continue
-        if deep:
-            try:
-                digest = sha256_file(f)
-            except OSError as exc:
-                problems.append(f"table {name!r}: cannot read {f.name}: {exc.strerror}")
-                continue
-            if digest != t.get("sha256"):
-                problems.append(
-                    f"table {name!r}: sha256 of {f.name} is {digest[:12]}…, manifest says {str(t.get('sha256'))[:12]}… (modified)"
-                )
+        for p in parts:
+            problems += _check_file(name, sub / str(p["name"]), p.get("bytes"), p.get("sha256"), deep)
     return problems
+
+
+def _check_file(name: str, f: Path, size: Any, sha256: Any, deep: bool) -> list[str]:
+    try:
+        if f.is_symlink():
+            return [f"table {name!r}: {f.name} is a symbolic link, not the published file (replaced)"]
+        st = f.stat()
+    except FileNotFoundError:
+        return [f"table {name!r}: file {f.name} is missing"]
+    except OSError as exc:
+        return [f"table {name!r}: cannot stat {f.name}: {exc.strerror} (run `syncer repair`)"]
+    if st.st_size != size:
+        return [f"table {name!r}: {f.name} is {st.st_size} bytes, manifest says {size} (truncated or replaced)"]
+    if not os.access(f, os.R_OK):
+        return [f"table {name!r}: {f.name} is not readable"]
+    if deep:
+        from ._formats import sha256_file
+
+        try:
+            digest = sha256_file(f)
+        except OSError as exc:
+            return [f"table {name!r}: cannot read {f.name}: {exc.strerror}"]
+        if digest != sha256:
+            return [f"table {name!r}: sha256 of {f.name} is {digest[:12]}…, manifest says {str(sha256)[:12]}… (modified)"]
+    return []
 
 
 def is_plain_file_name(name: str) -> bool:
@@ -336,12 +350,30 @@ def is_plain_file_name(name: str) -> bool:
 
 def unexpected_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
     """Entries of a snapshot folder that its manifest does not list (something was added after publishing)."""
-    listed = {MANIFEST, *(str(t.get("file", "")) for t in manifest.get("tables", {}).values())}
+    tables = manifest.get("tables", {}).values()
+    listed = {MANIFEST, *(str(t.get("file", "")) for t in tables)}
     try:
         names = sorted(os.listdir(folder))
     except OSError as exc:
         return [f"cannot list {folder.name}/: {exc.strerror}"]
-    return [f"{folder.name}/{n} is not listed in the manifest (added after publishing?)" for n in names if n not in listed]
+    out = [f"{folder.name}/{n} is not listed in the manifest (added after publishing?)" for n in names if n not in listed]
+    for t in tables:
+        parts = t.get("parts")
+        sub = folder / str(t.get("file", ""))
+        if not isinstance(parts, list) or sub.is_symlink() or not sub.is_dir():
+            continue
+        known = {str(p.get("name")) for p in parts if isinstance(p, dict)}
+        try:
+            inside = sorted(os.listdir(sub))
+        except OSError as exc:
+            out.append(f"cannot list {folder.name}/{sub.name}/: {exc.strerror}")
+            continue
+        out += [
+            f"{folder.name}/{sub.name}/{n} is not listed in the manifest (added after publishing?)"
+            for n in inside
+            if n not in known
+        ]
+    return out
 
 
 def fsync_tree(folder: Path) -> None:
