@@ -25,7 +25,7 @@ demo: $(STAMP)
 ## make run: environment + demo warehouse if missing, then the admin app at http://localhost:8501.
 ## The startup sync (repair; sync unless the data is fresh) runs inside the app's lifespan, before the UI.
 run: $(STAMP) var/warehouse.duckdb
-	SYNCER_CONFIG=$(abspath $(CONFIG)) $(BIN)/streamlit run streamlit_app.py --server.port 8501
+	SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run streamlit_app.py --server.port 8501
 
 ## make test: lint + the whole test suite (pytest's "no tests collected", exit 5, counts as a failure).
 test: $(STAMP)

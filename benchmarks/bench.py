@@ -34,7 +34,7 @@ CONFIG = """
 [source]
 kind = "duckdb"
 path = "{db}"
-memory_limit = "{memory_limit}"
+{memory_limit}
 
 [volume]
 root = "{root}"
@@ -162,17 +162,18 @@ def ensure_warehouse(work: Path, rows: int) -> Path:
     if not db.exists():
         print(f"building demo warehouse with {rows:,} enrollments ...", flush=True)
         cfg = work / "demo.toml"
-        cfg.write_text(CONFIG.format(db=db, root=work / "unused", memory_limit="1GB"))
+        cfg.write_text(CONFIG.format(db=db, root=work / "unused", memory_limit='memory_limit = "1GB"'))
         subprocess.run([PY, "-m", "syncer", "--config", str(cfg), "demo", "--rows", str(rows)], check=True)
     return db
 
 
-def bench_size(work: Path, rows: int, repeat: int, with_dlt: Path | None, memory_limit: str) -> dict[str, Any]:
+def bench_size(work: Path, rows: int, repeat: int, with_dlt: Path | None, memory_limit: str | None) -> dict[str, Any]:
     db = ensure_warehouse(work, rows)
     vol = work / f"volume-{rows}"
     shutil.rmtree(vol, ignore_errors=True)
     cfg = work / f"sync-{rows}.toml"
-    cfg.write_text(CONFIG.format(db=db, root=vol, memory_limit=memory_limit))
+    # the product's defaults unless --memory-limit says otherwise
+    cfg.write_text(CONFIG.format(db=db, root=vol, memory_limit=f'memory_limit = "{memory_limit}"' if memory_limit else ""))
     out = work / "out"
     out.mkdir(exist_ok=True)
     env = {**os.environ, "SYNCER_LOG_FORMAT": "text"}
@@ -198,7 +199,8 @@ def bench_size(work: Path, rows: int, repeat: int, with_dlt: Path | None, memory
             print(f"  run {i + 1}/{repeat} {name:<20} {samples[name][-1]['wall_s']:.2f} s", flush=True)
 
     # read_table against pyarrow on the file the sync published
-    published = next((vol / "current").glob("enrollments.*"))
+    entry = json.loads((vol / "current" / "manifest.json").read_text())["tables"]["enrollments"]
+    published = vol / "current" / entry["file"]  # one file, or the folder of a table written in parts
     reads = {
         "read_table": lambda: run_process([PY, "-c", READ_SYNCER, str(vol)]),
         "pyarrow read_table": lambda: run_process([PY, "-c", READ_PYARROW, str(published)]),
@@ -331,7 +333,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vds-bench")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench.json")
-    ap.add_argument("--memory-limit", default="64MB", help="[source] memory_limit of the benchmarked sync")
+    ap.add_argument("--memory-limit", default=None, help="[source] memory_limit of the benchmarked sync (default: the product's)")
     ap.add_argument("--dlt", action="store_true", help="also measure dlt (installs it into a venv under --work)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ set -eu
 : "${SYNCER_LOG_FORMAT:=json}"
 : "${SYNCER_PORT:=8501}"
 : "${SYNCER_APP_DIR:=/app}"
-export SYNCER_CONFIG SYNCER_LOG_FORMAT
+: "${ARROW_DEFAULT_MEMORY_POOL:=system}"  # returns freed memory (see syncer/_memory.py)
+export SYNCER_CONFIG SYNCER_LOG_FORMAT ARROW_DEFAULT_MEMORY_POOL
 
 fail() {
     # One JSON line, like every other log line of the container (the event table parses them).

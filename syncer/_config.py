@@ -84,8 +84,8 @@ _COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "none")
 class SourceConfig:
     kind: str = "duckdb"
     path: Path | None = None
-    memory_limit: str = "64MB"
-    threads: int = 2
+    memory_limit: str = "16MB"
+    threads: int = 1
     # kind = "snowflake" (see syncer._snowflake_connect for the connection order)
     connection_name: str | None = None
     account: str | None = None
@@ -131,8 +131,8 @@ class Config:
     cron: str = "0 3 * * *"
     timezone: str = "UTC"
     misfire_grace_seconds: int = 3600
-    batch_rows: int = 65_536
-    row_group_rows: int = 262_144
+    batch_rows: int = 32_768
+    row_group_rows: int = 131_072
     compression: str = "zstd"
     writers: int = 0  # Parquet encoder threads per big table; 0 = one per CPU core (at most 4)
     time_budget_seconds: float = 600.0
@@ -220,8 +220,8 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
     source = SourceConfig(
         kind=kind,
         path=_resolve(base, src_path) if src_path else None,
-        memory_limit=_get(src, "memory_limit", str, "64MB", "[source] memory_limit"),
-        threads=_positive_int(src, "threads", 2, "[source] threads"),
+        memory_limit=_get(src, "memory_limit", str, "16MB", "[source] memory_limit"),
+        threads=_positive_int(src, "threads", 1, "[source] threads"),
         private_key_file=_resolve(base, key_file) if key_file else None,
         **sf,
     )
@@ -245,8 +245,8 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
     grace = _positive_int(sch, "misfire_grace_seconds", 3600, "[schedule] misfire_grace_seconds")
 
     ex = sections["export"]
-    batch_rows = _positive_int(ex, "batch_rows", 65_536, "[export] batch_rows")
-    row_group_rows = _positive_int(ex, "row_group_rows", 262_144, "[export] row_group_rows")
+    batch_rows = _positive_int(ex, "batch_rows", 32_768, "[export] batch_rows")
+    row_group_rows = _positive_int(ex, "row_group_rows", 131_072, "[export] row_group_rows")
     compression = _get(ex, "compression", str, "zstd", "[export] compression")
     if compression not in _COMPRESSIONS:
         raise ConfigError(

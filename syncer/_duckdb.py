@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +23,8 @@ log = logging.getLogger("syncer")
 
 # Errors carried by a row's value (isolated by re-reading smaller key ranges) ...
 _ROW_LEVEL = (duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException)
-#: memory_limit for one retry of a profile query that ran out of the configured one
+#: memory_limit for one retry of a query that ran out of the configured one (a value of many MB,
+#: a big sort): the configured limit bounds the buffer cache, which is what a plain scan uses.
 _PROFILE_RETRY_LIMIT = "2GB"
 # ... and errors worth retrying as they are (the file busy or briefly unreadable).
 _TRANSIENT = (duckdb.IOException,)
@@ -37,6 +39,9 @@ class DuckDBSource(Source):
     def __init__(self, cfg: SourceConfig) -> None:
         self.path = cfg.path
         self.memory_limit = cfg.memory_limit
+        self._needs_memory: set[str] = set()  # tables whose stream ran out of memory_limit once
+        self._raised = 0  # queries running with the raised limit (it is database-wide)
+        self._raised_lock = threading.Lock()
         if self.path is None or not self.path.exists():
             raise SourceError(
                 f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
@@ -101,18 +106,22 @@ class DuckDBSource(Source):
             log.warning("%s; retrying the profile with memory_limit = %s", exc, _PROFILE_RETRY_LIMIT)
             # (on a cursor of its own: the main connection may be busy streaming on another thread;
             # memory_limit is a database-wide setting)
-            self._set_memory_limit(_PROFILE_RETRY_LIMIT)
+            self._more_memory(True)
             try:
                 return self._profile(table, schema, where)
             finally:
-                self._set_memory_limit(self.memory_limit)
+                self._more_memory(False)
 
-    def _set_memory_limit(self, limit: str) -> None:
-        cur = self.con.cursor()
-        try:
-            cur.execute(f"SET memory_limit = '{limit}'")
-        finally:
-            cur.close()
+    def _more_memory(self, on: bool) -> None:
+        """Raise memory_limit while at least one query needs it (a stream and a profile may overlap)."""
+        with self._raised_lock:
+            self._raised += 1 if on else -1
+            if (on and self._raised == 1) or (not on and self._raised == 0):
+                cur = self.con.cursor()
+                try:
+                    cur.execute(f"SET memory_limit = '{_PROFILE_RETRY_LIMIT if on else self.memory_limit}'")
+                finally:
+                    cur.close()
 
     def _profile(
         self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None, approx_sum: set[str] = frozenset()
@@ -187,19 +196,52 @@ class DuckDBSource(Source):
         return self._read(select_sql(table, schema), table, batch_rows, [])
 
     def _read(self, sql: str, table: TableConfig, batch_rows: int, params: list[Any]) -> Iterator[pa.RecordBatch]:
-        reader = self._run(sql, table, arrow=True, batch_rows=batch_rows, params=params)
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except _ROW_LEVEL as exc:
-                raise SourceError(f"table {table.name!r}: a value could not be read: {_first_line(exc)}", row_level=True) from exc
-            except _TRANSIENT as exc:
-                raise SourceError(f"table {table.name!r}: DuckDB I/O failed: {_first_line(exc)}", transient=True) from exc
-            except (duckdb.Error, pa.ArrowException) as exc:
-                raise SourceError(f"table {table.name!r}: reading from DuckDB failed: {exc}") from exc
-            yield batch
+        """Stream ``sql``. A read that runs out of the memory_limit before its first batch starts
+        again with more memory; one that runs out later fails as transient, and the retry of the
+        table streams with more memory from the start."""
+        raised = table.name in self._needs_memory
+        if raised:
+            self._more_memory(True)
+        try:
+            while True:
+                yielded = False
+                try:
+                    reader = self._run(sql, table, arrow=True, batch_rows=batch_rows, params=params)
+                    while True:
+                        try:
+                            batch = reader.read_next_batch()
+                        except StopIteration:
+                            return
+                        except duckdb.OutOfMemoryException as exc:
+                            raise self._oom(table, exc) from exc
+                        except OSError as exc:
+                            # DuckDB's errors inside the Arrow stream reach us as pyarrow's OSError, by message.
+                            raise self._stream_error(table, exc) from exc
+                        except _ROW_LEVEL as exc:
+                            raise SourceError(
+                                f"table {table.name!r}: a value could not be read: {_first_line(exc)}", row_level=True
+                            ) from exc
+                        except _TRANSIENT as exc:
+                            raise SourceError(
+                                f"table {table.name!r}: DuckDB I/O failed: {_first_line(exc)}", transient=True
+                            ) from exc
+                        except (duckdb.Error, pa.ArrowException) as exc:
+                            raise SourceError(f"table {table.name!r}: reading from DuckDB failed: {exc}") from exc
+                        yielded = True
+                        yield batch
+                except SourceError as exc:
+                    if raised or not getattr(exc, "out_of_memory", False):
+                        raise
+                    self._needs_memory.add(table.name)
+                    log.warning("%s; reading it again with memory_limit = %s", exc, _PROFILE_RETRY_LIMIT)
+                    if yielded:
+                        exc.transient = True  # batches are out already: the table starts over
+                        raise
+                    self._more_memory(True)
+                    raised = True
+        finally:
+            if raised:
+                self._more_memory(False)
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):
@@ -231,14 +273,27 @@ class DuckDBSource(Source):
         except _TRANSIENT as exc:
             raise SourceError(f"table {table.name!r}: DuckDB I/O failed: {_first_line(exc)}", transient=True) from exc
         except duckdb.OutOfMemoryException as exc:
-            err = SourceError(
-                f"table {table.name!r}: DuckDB ran out of its memory_limit ({self.memory_limit}): {_first_line(exc)}; "
-                "raise [source] memory_limit in the config"
-            )
-            err.out_of_memory = True  # type: ignore[attr-defined]
-            raise err from exc
+            raise self._oom(table, exc) from exc
         except duckdb.Error as exc:
             raise SourceError(f"table {table.name!r}: DuckDB query failed: {_first_line(exc)}") from exc
+
+    def _stream_error(self, table: TableConfig, exc: OSError) -> SourceError:
+        text = _first_line(exc)
+        if text.startswith("Out of Memory Error"):
+            return self._oom(table, exc)
+        if text.startswith(("Conversion Error", "Out of Range Error", "Invalid Input Error")):
+            return SourceError(f"table {table.name!r}: a value could not be read: {text}", row_level=True)
+        if text.startswith("IO Error"):
+            return SourceError(f"table {table.name!r}: DuckDB I/O failed: {text}", transient=True)
+        return SourceError(f"table {table.name!r}: reading from DuckDB failed: {text}")
+
+    def _oom(self, table: TableConfig, exc: BaseException) -> SourceError:
+        err = SourceError(
+            f"table {table.name!r}: DuckDB ran out of its memory_limit ({self.memory_limit}): {_first_line(exc)}; "
+            "raise [source] memory_limit in the config"
+        )
+        err.out_of_memory = True  # type: ignore[attr-defined]
+        return err
 
 
 def _where(where: RowFilter | None) -> tuple[str, list[Any]]:

@@ -319,7 +319,7 @@ def _stream_into(
         raise ValidationError(f"table {table.name!r}: cannot open a {table.format} writer for {path.name}: {exc}") from exc
     try:
         with (
-            Prefetch(batches) as ahead,
+            Prefetch(batches, depth=1) as ahead,
             ThreadPoolExecutor(1, thread_name_prefix="syncer-write") as write_pool,
         ):
             for raw in ahead:

@@ -15,7 +15,11 @@ from typing import Any
 
 import click
 
+# isort: off
+from . import _memory  # noqa: F401 - Arrow's system allocator, chosen before pyarrow loads
 from . import _engine as engine
+
+# isort: on
 from ._config import Config, load_config
 from ._exceptions import SyncError
 from ._log import configure_logging

@@ -266,7 +266,7 @@ BIG_STRING = (
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_10_mb_string_round_trips(tmp_path, fmt):
-    # The DuckDB buffer is raised from the 64MB default here: this test is about the formats (see the next one).
+    # The DuckDB buffer is raised from the 16MB default here: this test is about the formats (see the next one).
     cfg = round_trip(tmp_path, fmt, *BIG_STRING, memory_limit="256MB")
     got = read_table("t", config=cfg, as_arrow=True).sort_by("id")
     assert len(got.column("s")[0].as_py()) == 10 * 1024 * 1024
@@ -274,6 +274,49 @@ def test_a_10_mb_string_round_trips(tmp_path, fmt):
 
 def test_a_10_mb_string_exports_with_the_default_memory_limit(tmp_path):
     round_trip(tmp_path, "parquet", *BIG_STRING)
+
+
+@pytest.mark.parametrize("rows", [100, 400_000])
+def test_a_value_bigger_than_the_memory_limit_gets_more_memory(tmp_path, caplog, rows):
+    # Small rows, then one 20 MB value that needs more than the 16MB buffer (early and deep in the table).
+    cfg = round_trip(
+        tmp_path,
+        "parquet",
+        "CREATE TABLE t (id INTEGER, s VARCHAR)",
+        f"INSERT INTO t SELECT i, 'row ' || i FROM range({rows}) r(i)",
+        f"INSERT INTO t VALUES ({rows}, repeat('0123456789', 2097152))",
+    )
+    assert Volume(cfg.root).current_manifest()["tables"]["t"]["rows"] == rows + 1
+    assert "with memory_limit = 2GB" in caplog.text
+
+
+def test_a_stream_out_of_memory_before_or_after_its_first_batch(tmp_path, caplog):
+    from syncer._duckdb import DuckDBSource
+
+    db = make_warehouse(
+        tmp_path / "warehouse.duckdb",
+        "CREATE TABLE t (id INTEGER, s VARCHAR)",
+        "INSERT INTO t SELECT i, 'row ' || i FROM range(400000) r(i)",
+        "INSERT INTO t VALUES (400000, repeat('0123456789', 2097152))",
+        "CREATE TABLE early AS SELECT * FROM t ORDER BY id DESC",
+    )
+    cfg = config(tmp_path, db, table_toml("t") + table_toml("early"))
+    src = DuckDBSource(cfg.source)
+    t, early = cfg.table("t"), cfg.table("early")
+    schema = src.schema(t)
+    # deep: batches are out when the read runs out of memory -> transient, the next read has more memory
+    seen = 0
+    with pytest.raises(syncer.SourceError, match="ran out of its memory_limit") as err:
+        for b in src.stream(t, schema, 1000):
+            seen += b.num_rows
+    assert err.value.transient and seen > 0
+    assert sum(b.num_rows for b in src.stream(t, schema, 1000)) == 400_001
+    # early: the huge value comes first -> the same read starts again with more memory
+    assert sum(b.num_rows for b in src.stream(early, schema, 1000)) == 400_001
+    assert caplog.text.count("reading it again with memory_limit = 2GB") == 2
+    # and the limit is back to the configured one afterwards
+    assert src.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] in ("15.2 MiB", "16.0 MiB", "16MB")
+    src.close()
 
 
 STRINGS = [
