@@ -220,7 +220,7 @@ def bench_size(work: Path, rows: int, repeat: int, with_dlt: Path | None, memory
         "bare arrow stream": size_mib(out / "arrow.parquet"),
     }
     if with_dlt is not None:
-        sizes["dlt"] = size_mib(out / "dlt")
+        sizes["dlt"] = size_mib(out / "dlt" / "bench")  # the destination, not dlt's own load package copy
     return {"rows": rows, "samples": samples, "sizes": sizes}
 
 
@@ -319,7 +319,8 @@ def dlt_python(work: Path) -> Path:
                 "-q",
                 "dlt[duckdb,filesystem,parquet,sql_database]==1.31.0",
                 "duckdb==2.0.0",
-                "duckdb-engine",
+                "duckdb-engine==0.17.0",
+                "sqlalchemy==2.0.44",  # duckdb-engine 0.17's reflection fails on SQLAlchemy 2.1
                 "pyarrow==26.0.1",
             ],
             check=True,
