@@ -341,3 +341,13 @@ def test_help_lists_every_command() -> None:
     listed = res.stdout.split("Commands:", 1)[1].split()
     for command in COMMANDS:
         assert command in listed, command
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_cli_process_uses_arrows_system_allocator_unless_told_otherwise(preset: str | None, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if preset:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = preset
+    code = "import syncer.cli, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
