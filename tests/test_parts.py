@@ -20,6 +20,7 @@ import pytest
 
 import syncer
 from syncer import ConfigError, load_config
+from syncer._config import TableConfig
 from syncer._export import _ranges_from_footer
 from syncer._formats import (
     WrittenFile,
@@ -137,8 +138,6 @@ def test_footer_ranges_equal_arrow_min_max_for_every_deferred_type(tmp_path: Pat
     assert "doc" not in deferred  # JSON text has no min/max at all
     assert acc.result() != full.result()  # nothing filled in yet
     written = WrittenFile(path, 0, "", ())
-    from syncer._config import TableConfig
-
     _ranges_from_footer(acc, TableConfig(name="t"), SCHEMA, written)
     assert acc.result() == full.result()
 
@@ -154,8 +153,6 @@ def test_a_column_without_footer_statistics_is_computed_from_the_written_data(tm
     for b in table.to_batches():
         acc.update(b)
         full.update(b)
-    from syncer._config import TableConfig
-
     _ranges_from_footer(acc, TableConfig(name="t"), SCHEMA, WrittenFile(path, 0, ""))
     assert acc.result() == full.result()
 
@@ -169,8 +166,6 @@ def test_all_null_row_groups_and_nan_only_columns_in_footer_ranges(tmp_path: Pat
     full = ProfileAccumulator(schema)
     acc.update(table.to_batches()[0])
     full.update(table.to_batches()[0])
-    from syncer._config import TableConfig
-
     _ranges_from_footer(acc, TableConfig(name="t"), schema, WrittenFile(path, 0, ""))
     assert acc.result() == full.result()
     assert acc.result()["columns"]["f"] == {"nulls": 3, "nans": 1, "min": -0.0, "max": 2.5, "sum": 2.5}
