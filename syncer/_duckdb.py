@@ -41,6 +41,7 @@ class DuckDBSource(Source):
         self.memory_limit = cfg.memory_limit
         self._needs_memory: set[str] = set()  # tables whose stream ran out of memory_limit once
         self._raised = 0  # queries running with the raised limit (it is database-wide)
+        self._lower_pending = False
         self._raised_lock = threading.Lock()
         if self.path is None or not self.path.exists():
             raise SourceError(
@@ -113,15 +114,39 @@ class DuckDBSource(Source):
                 self._more_memory(False)
 
     def _more_memory(self, on: bool) -> None:
-        """Raise memory_limit while at least one query needs it (a stream and a profile may overlap)."""
+        """Raise memory_limit while at least one query needs it (a stream and a profile may overlap).
+
+        Lowering it again can fail while another query still holds more than the configured limit
+        (it ran while the limit was raised): then the limit stays raised until the next stream ends
+        or starts, and no query fails for it."""
         with self._raised_lock:
             self._raised += 1 if on else -1
-            if (on and self._raised == 1) or (not on and self._raised == 0):
-                cur = self.con.cursor()
+            if on and self._raised == 1:
+                self._set_limit(_PROFILE_RETRY_LIMIT)
+            elif not on and self._raised == 0:
+                self._lower_pending = True
+            if self._raised == 0 and self._lower_pending:
                 try:
-                    cur.execute(f"SET memory_limit = '{_PROFILE_RETRY_LIMIT if on else self.memory_limit}'")
-                finally:
-                    cur.close()
+                    self._set_limit(self.memory_limit)
+                    self._lower_pending = False
+                except duckdb.OutOfMemoryException:
+                    log.debug("memory_limit stays at %s until the running query ends", _PROFILE_RETRY_LIMIT)
+
+    def _set_limit(self, limit: str) -> None:
+        cur = self.con.cursor()
+        try:
+            cur.execute(f"SET memory_limit = '{limit}'")
+        finally:
+            cur.close()
+
+    def _lower_if_idle(self) -> None:
+        with self._raised_lock:
+            if self._raised == 0 and self._lower_pending:
+                try:
+                    self._set_limit(self.memory_limit)
+                    self._lower_pending = False
+                except duckdb.OutOfMemoryException:
+                    pass
 
     def _profile(
         self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None, approx_sum: set[str] = frozenset()
@@ -202,6 +227,8 @@ class DuckDBSource(Source):
         raised = table.name in self._needs_memory
         if raised:
             self._more_memory(True)
+        else:
+            self._lower_if_idle()
         try:
             while True:
                 yielded = False
@@ -242,6 +269,8 @@ class DuckDBSource(Source):
         finally:
             if raised:
                 self._more_memory(False)
+            else:
+                self._lower_if_idle()
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):

@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 _READ_BATCH = 131_072
+_HASH_CHUNK = 1 << 20
 _WRITE_BUFFER = 8 << 20
 
 
@@ -185,13 +186,12 @@ class StreamTableWriter(TableWriter):
 
 
 class ParquetTableWriter(TableWriter):
-    """Parquet with statistics, row groups of ``row_group_rows``, dictionary encoding only where it
-    pays (columns whose first batch has few distinct values) and delta encoding for the other
-    integer-like columns (ids, dates, timestamps).
+    """Parquet with statistics, row groups of ``row_group_rows``, delta encoding for integer-like
+    columns and dictionaries for the others with few distinct values (:func:`parquet_options`).
 
     Encoding runs on one thread per part, at most one row group queued per part (memory grows with
-    the row group, not the table). Each part goes to a native file and is hashed once it is closed
-    and flushed: a second read of bytes still in the page cache costs less than handing every
+    the row group, not the table). Each part goes to a native file; after every row group its thread
+    hashes the new bytes from the page cache (see ``_follow``), which costs less than handing every
     buffer to Python while the encoders run.
     """
 
@@ -215,6 +215,9 @@ class ParquetTableWriter(TableWriter):
                 pass
         self._options: dict[str, Any] | None = None
         self._writers: list[pq.ParquetWriter | None] = [None] * len(self.files)
+        self._fds: list[int | None] = [None] * len(self.files)
+        self._hashes = [hashlib.sha256() for _ in self.files]
+        self._hashed = [0] * len(self.files)
         self._part_rows = [0] * len(self.files)
         self._pools = [ThreadPoolExecutor(1, thread_name_prefix=f"syncer-parquet-{i}") for i in range(len(self.files))]
         self._queued: list[deque[Future[None]]] = [deque() for _ in self.files]
@@ -261,16 +264,31 @@ class ParquetTableWriter(TableWriter):
         table = pa.Table.from_batches(batches, self.schema)
         self._writer(part).write_table(table, row_group_size=max(table.num_rows, 1))
         self._part_rows[part] += table.num_rows
+        self._follow(part)
+
+    def _follow(self, part: int, sync: Any = None) -> int:
+        """Hash the bytes the encoder appended since the last call (from the page cache), after
+        ``sync`` (fsync at the end). Runs on the part's own thread after every row group, so
+        closing only has the footer left to hash. (An fdatasync per row group measured no faster.)"""
+        fd = self._fds[part]
+        if fd is None:
+            fd = self._fds[part] = os.open(self.files[part], os.O_RDONLY)
+        if sync is not None:
+            sync(fd)
+        size = os.fstat(fd).st_size
+        h = self._hashes[part]
+        while self._hashed[part] < size:
+            chunk = os.pread(fd, min(_HASH_CHUNK, size - self._hashed[part]), self._hashed[part])
+            if not chunk:
+                raise OSError(errno.EIO, "the file shrank while it was being written", str(self.files[part]))
+            h.update(chunk)
+            self._hashed[part] += len(chunk)
+        return size
 
     def _seal(self, part: int) -> WrittenPart:
         self._writer(part).close()
-        f = self.files[part]
-        fd = os.open(f, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # durable before anything points at it
-        finally:
-            os.close(fd)
-        return WrittenPart(f.name, self._part_rows[part], f.stat().st_size, sha256_file(f))
+        size = self._follow(part, os.fsync)  # durable (data and size) before anything points at it
+        return WrittenPart(self.files[part].name, self._part_rows[part], size, self._hashes[part].hexdigest())
 
     def close(self) -> WrittenFile:
         try:
@@ -300,35 +318,48 @@ class ParquetTableWriter(TableWriter):
     def _shutdown(self) -> None:
         for pool in self._pools:
             pool.shutdown(wait=True)
+        for i, fd in enumerate(self._fds):
+            if fd is not None:
+                os.close(fd)
+                self._fds[i] = None
 
 
 def parquet_options(schema: pa.Schema, sample: pa.RecordBatch | None, ratio: float) -> dict[str, Any]:
+    """Encodings by column type: integer-like columns (integers, timestamps, dates, decimals of up to
+    18 digits, which are stored as INT32/INT64 as Parquet recommends) are delta-encoded, whatever
+    their cardinality; other columns get a dictionary when the first batch has few distinct values.
+    On the demo table that is 0.83x the size of DuckDB's COPY output at about 15% less CPU than
+    dictionaries for every low-cardinality column."""
     dictionary = [] if sample is None else dictionary_columns(sample, ratio)
-    # Integer-like columns without a dictionary (ids, timestamps) are delta-encoded: smaller
-    # (the demo table: 70 MiB instead of 85) and cheaper to compress (about 13% less CPU).
-    delta = {
-        f.name: "DELTA_BINARY_PACKED"
-        for f in schema
-        if f.name not in dictionary
-        and (pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type) or pa.types.is_date32(f.type))
-    }
+    delta = {f.name: "DELTA_BINARY_PACKED" for f in schema if _integer_like(f.type)}
     return {
         "use_dictionary": dictionary or False,
         "column_encoding": delta or None,
+        "store_decimal_as_integer": True,
         "write_statistics": True,
         "store_schema": True,
     }
 
 
+def _integer_like(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date32(t)
+        or (pa.types.is_decimal(t) and t.precision <= 18)
+    )
+
+
 def dictionary_columns(sample: pa.RecordBatch, ratio: float) -> list[str]:
-    """Columns of ``sample`` with few distinct values (worth a Parquet dictionary)."""
+    """Columns of ``sample`` with few distinct values (worth a Parquet dictionary); integer-like
+    columns are delta-encoded instead (see :func:`parquet_options`)."""
     import pyarrow.compute as pc
 
     out = []
     n = max(sample.num_rows, 1)
     for field, arr in zip(sample.schema, sample.columns, strict=True):
         t = field.type
-        if pa.types.is_boolean(t) or pa.types.is_nested(t):
+        if pa.types.is_boolean(t) or pa.types.is_nested(t) or _integer_like(t):
             continue
         if pc.count_distinct(arr, mode="all").as_py() / n < ratio:
             out.append(field.name)
