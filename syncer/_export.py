@@ -310,6 +310,7 @@ def _stream_into(
     acc = ProfileAccumulator(schema, footer_ranges=table.format == "parquet")
     keys = KeyOrder(schema, table.primary_key)
     writes: deque[Future[None]] = deque()
+    observed: Future[None] | None = None
     seen = 0
     try:
         writer = open_writer(
@@ -328,6 +329,10 @@ def _stream_into(
                     batch = screen(converted, table, q)
                     if batch.num_rows == 0:
                         continue
+                    # One batch profiled at a time, in order (the profile and the key order are
+                    # sequential), while this thread goes on to the next batch.
+                    if observed is not None:
+                        observed.result()
                     observed = pool.submit(_observe, acc, keys, batch)
                     if writer.threaded:
                         writer.write(batch)  # encodes on threads of its own
@@ -335,8 +340,9 @@ def _stream_into(
                         writes.append(write_pool.submit(writer.write, batch))
                         while len(writes) > _WRITE_DEPTH:
                             writes.popleft().result()
-                    observed.result()
                 emit({"event": "rows", "table": table.name, "done": seen, "total": total})
+            if observed is not None:
+                observed.result()
             while writes:
                 writes.popleft().result()
         written = writer.close()
