@@ -41,7 +41,7 @@ class DuckDBSource(Source):
         self.memory_limit = cfg.memory_limit
         self._needs_memory: set[str] = set()  # tables whose stream ran out of memory_limit once
         self._raised = 0  # queries running with the raised limit (it is database-wide)
-        self._lower_pending = False
+        self._lowered = True  # memory_limit is the configured one
         self._raised_lock = threading.Lock()
         if self.path is None or not self.path.exists():
             raise SourceError(
@@ -107,28 +107,28 @@ class DuckDBSource(Source):
             log.warning("%s; retrying the profile with memory_limit = %s", exc, _PROFILE_RETRY_LIMIT)
             # (on a cursor of its own: the main connection may be busy streaming on another thread;
             # memory_limit is a database-wide setting)
-            self._more_memory(True)
+            self._more_memory(+1)
             try:
                 return self._profile(table, schema, where)
             finally:
-                self._more_memory(False)
+                self._more_memory(-1)
 
-    def _more_memory(self, on: bool) -> None:
-        """Raise memory_limit while at least one query needs it (a stream and a profile may overlap).
+    def _more_memory(self, change: int) -> None:
+        """Raise memory_limit while at least one query needs it (a stream and a profile may overlap):
+        ``+1`` when a query starts needing it, ``-1`` when it is done, ``0`` only to lower it again.
 
-        Lowering it again can fail while another query still holds more than the configured limit
-        (it ran while the limit was raised): then the limit stays raised until the next stream ends
-        or starts, and no query fails for it."""
+        Lowering can fail while another query still holds more than the configured limit (it ran
+        while the limit was raised): then the limit stays raised until the next stream starts or
+        ends (each calls this), and no query fails for it."""
         with self._raised_lock:
-            self._raised += 1 if on else -1
-            if on and self._raised == 1:
+            self._raised += change
+            if change > 0 and self._raised == 1:
                 self._set_limit(_PROFILE_RETRY_LIMIT)
-            elif not on and self._raised == 0:
-                self._lower_pending = True
-            if self._raised == 0 and self._lower_pending:
+                self._lowered = False
+            if self._raised == 0 and not self._lowered:
                 try:
                     self._set_limit(self.memory_limit)
-                    self._lower_pending = False
+                    self._lowered = True
                 except duckdb.OutOfMemoryException:
                     log.debug("memory_limit stays at %s until the running query ends", _PROFILE_RETRY_LIMIT)
 
@@ -138,15 +138,6 @@ class DuckDBSource(Source):
             cur.execute(f"SET memory_limit = '{limit}'")
         finally:
             cur.close()
-
-    def _lower_if_idle(self) -> None:
-        with self._raised_lock:
-            if self._raised == 0 and self._lower_pending:
-                try:
-                    self._set_limit(self.memory_limit)
-                    self._lower_pending = False
-                except duckdb.OutOfMemoryException:
-                    pass
 
     def _profile(
         self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None, approx_sum: set[str] = frozenset()
@@ -225,10 +216,7 @@ class DuckDBSource(Source):
         again with more memory; one that runs out later fails as transient, and the retry of the
         table streams with more memory from the start."""
         raised = table.name in self._needs_memory
-        if raised:
-            self._more_memory(True)
-        else:
-            self._lower_if_idle()
+        self._more_memory(+1 if raised else 0)
         try:
             while True:
                 yielded = False
@@ -264,13 +252,10 @@ class DuckDBSource(Source):
                     if yielded:
                         exc.transient = True  # batches are out already: the table starts over
                         raise
-                    self._more_memory(True)
+                    self._more_memory(+1)
                     raised = True
         finally:
-            if raised:
-                self._more_memory(False)
-            else:
-                self._lower_if_idle()
+            self._more_memory(-1 if raised else 0)
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):

@@ -297,9 +297,10 @@ def _stream_into(
     total: int,
     parts: int = 1,
 ) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder]:
-    """Source batches -> convert -> screen -> (profile || write). Three stages overlap: the source
-    reads ahead (Prefetch), the writer encodes on its own thread (a few batches behind, bounded),
-    and each batch is profiled meanwhile."""
+    """Source batches -> convert -> screen -> (profile || write). The stages overlap: the source
+    reads ahead (Prefetch), each batch is profiled on a helper thread while the next one is read,
+    and the writer encodes on threads of its own (Parquet: one per part) or on a writer thread,
+    a bounded number of batches behind."""
     unwritable = unsupported_columns(table.format, schema)
     if unwritable:
         raise ValidationError(
@@ -320,7 +321,7 @@ def _stream_into(
         raise ValidationError(f"table {table.name!r}: cannot open a {table.format} writer for {path.name}: {exc}") from exc
     try:
         with (
-            Prefetch(batches, depth=1) as ahead,
+            Prefetch(batches) as ahead,
             ThreadPoolExecutor(1, thread_name_prefix="syncer-write") as write_pool,
         ):
             for raw in ahead:

@@ -28,7 +28,7 @@ class Prefetch:
     the reader and waits for it (at most one batch of work).
     """
 
-    def __init__(self, source: Iterator[Any], depth: int = 2, name: str = "syncer-read") -> None:
+    def __init__(self, source: Iterator[Any], depth: int = 1, name: str = "syncer-read") -> None:
         self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(source,), name=name, daemon=True)

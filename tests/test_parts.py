@@ -124,21 +124,26 @@ def test_a_folder_without_parts_is_a_clear_error(tmp_path: Path) -> None:
 # --- min/max from the footer ----------------------------------------------------------------------------
 
 
+def footer_and_computed(table: pa.Table, path: Path, batch_rows: int = 5) -> tuple[ProfileAccumulator, ProfileAccumulator]:
+    """The profile of ``table`` with min/max from the footers at ``path``, and the one computed in full."""
+    acc = ProfileAccumulator(table.schema, footer_ranges=True)
+    full = ProfileAccumulator(table.schema)
+    for b in table.to_batches(max_chunksize=batch_rows):
+        acc.update(b)
+        full.update(b)
+    assert acc.deferred and acc.result() != full.result()  # nothing filled in yet
+    _ranges_from_footer(acc, TableConfig(name="t"), table.schema, WrittenFile(path, 0, ""))
+    return acc, full
+
+
 def test_footer_ranges_equal_arrow_min_max_for_every_deferred_type(tmp_path: Path) -> None:
     table = pa.Table.from_pylist(ROWS * 3, schema=SCHEMA)
     path = tmp_path / "t"
     write_parts(path, table, parts=2, row_group_rows=4, batch_rows=3)
-    acc = ProfileAccumulator(SCHEMA, footer_ranges=True)
-    full = ProfileAccumulator(SCHEMA)
-    for b in table.to_batches(max_chunksize=5):
-        acc.update(b)
-        full.update(b)
+    acc, full = footer_and_computed(table, path)
     deferred = {SCHEMA.field(i).name for i in acc.deferred}
     assert {"dec_small", "dec_wide", "f64", "text", "intl", "day", "ts", "ts_utc"} <= deferred
     assert "doc" not in deferred  # JSON text has no min/max at all
-    assert acc.result() != full.result()  # nothing filled in yet
-    written = WrittenFile(path, 0, "", ())
-    _ranges_from_footer(acc, TableConfig(name="t"), SCHEMA, written)
     assert acc.result() == full.result()
 
 
@@ -148,12 +153,7 @@ def test_a_column_without_footer_statistics_is_computed_from_the_written_data(tm
     pq.write_table(table, path, write_statistics=["i64"], row_group_size=4)  # no statistics for the others
     ranges = parquet_ranges(path, ["text", "dec_small"])
     assert ranges == {"text": None, "dec_small": None}
-    acc = ProfileAccumulator(SCHEMA, footer_ranges=True)
-    full = ProfileAccumulator(SCHEMA)
-    for b in table.to_batches():
-        acc.update(b)
-        full.update(b)
-    _ranges_from_footer(acc, TableConfig(name="t"), SCHEMA, WrittenFile(path, 0, ""))
+    acc, full = footer_and_computed(table, path)
     assert acc.result() == full.result()
 
 
@@ -162,11 +162,7 @@ def test_all_null_row_groups_and_nan_only_columns_in_footer_ranges(tmp_path: Pat
     table = pa.table({"f": [None, None, float("nan"), 2.5, -0.0, None], "s": [None, None, "b", "a", None, None]}, schema=schema)
     path = tmp_path / "t.parquet"
     pq.write_table(table, path, row_group_size=2)
-    acc = ProfileAccumulator(schema, footer_ranges=True)
-    full = ProfileAccumulator(schema)
-    acc.update(table.to_batches()[0])
-    full.update(table.to_batches()[0])
-    _ranges_from_footer(acc, TableConfig(name="t"), schema, WrittenFile(path, 0, ""))
+    acc, full = footer_and_computed(table, path, batch_rows=6)
     assert acc.result() == full.result()
     assert acc.result()["columns"]["f"] == {"nulls": 3, "nans": 1, "min": -0.0, "max": 2.5, "sum": 2.5}
 
