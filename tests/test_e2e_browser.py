@@ -1,35 +1,31 @@
-"""End to end in a real browser: `streamlit run streamlit_app.py` on a free port, Debian's Chromium
-driven by Playwright, a temporary config and volume on the demo warehouse.
+"""End to end in a real browser behind a real proxy: `streamlit run streamlit_app.py` on a free port,
+Debian's nginx in front of it doing what the SPCS ingress does (it adds ``Sf-Context-Current-User``
+to every request, the WebSocket upgrade included), Debian's Chromium driven by Playwright talking
+only to the proxy, a temporary config and volume on the demo warehouse.
 
 What a newcomer does: wait for the app to be ready, see every table fresh, re-sync and watch it
-finish with a new snapshot, roll back to the old one, find both in the audit trail. A visitor who
-is not an operator sees no actions. The Freshness page is saved as ``docs/freshness.png`` when
-SYNCER_UPDATE_SCREENSHOT=1.
+finish with a new snapshot, roll back to the old one, find both in the audit trail under their own
+name. A signed-in visitor who is not an operator sees no actions; a request whose identity header
+came twice is refused; a visit that bypasses the proxy is nobody in particular. The Freshness page
+is saved as ``docs/freshness.png`` when SYNCER_UPDATE_SCREENSHOT=1.
 
-Needs ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it). Playwright's
-own browser download is not used.
+Needs ``/usr/bin/chromium`` and nginx (``.ci/run`` installs both). Playwright's own browser
+download is not used.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests._ingress import Ingress, ingress
+from tests._net import AppServer, app_server, get
 from tests.conftest import DEFAULT_TABLES
 
 pytestmark = pytest.mark.browser
@@ -66,85 +62,32 @@ skip_startup_if_younger_than_hours = 20
 batch_rows = 1
 
 [admin]
-operators = []
-allow_local_operator = true
+operators = ["alice"]
+allow_local_operator = false
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str) -> tuple[int | None, Any]:
-    """(status, parsed JSON body or text); status None while nothing listens."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            body = resp.read().decode()
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        body, status = exc.read().decode(), exc.code
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return None, None
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, body
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    seen_before_ready: list[tuple[int | None, Any, int | None]]
-
-    def ready(self) -> dict[str, Any]:
-        status, body = get(f"{self.url}/ready")
-        assert status == 200, body
-        return body
+IDENTITIES = {
+    "operator": ["alice"],  # listed in [admin] operators
+    "viewer": ["mallory"],  # signed in, not an operator
+    "repeated": ["alice", "alice"],  # the header sent twice: did not come from the ingress
+}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, demo_db: Path) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, demo_db: Path) -> Iterator[AppServer]:
     folder = tmp_path_factory.mktemp("e2e")
     config = folder / "sync.toml"
     config.write_text(CONFIG.format(db=demo_db) + DEFAULT_TABLES, encoding="utf-8")
-    port = free_port()
-    log = folder / "server.log"
-    env = {**os.environ, "SYNCER_CONFIG": str(config), "SYNCER_LOG_FORMAT": "text", "SYNCER_USER": ""}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port)],
-            cwd=folder,  # not the repo: the app must find its config through $SYNCER_CONFIG
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    seen: list[tuple[int | None, Any, int | None]] = []
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            status, body = get(f"{url}/ready")
-            if status == 200:
-                break
-            page_status = get(f"{url}/")[0] if status is not None else None
-            seen.append((status, body, page_status))
-            assert proc.poll() is None, f"server exited early:\n{log.read_text()}"
-            time.sleep(0.05)
-        else:
-            pytest.fail(f"/ready never answered 200; last answers {seen[-3:]}\n{log.read_text()}")
-        yield Server(url, proc, log, seen)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"the server did not stop on SIGTERM within 20 s\n{log.read_text()}")
+    with app_server(folder, config) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def proxy(server: AppServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingress]:
+    """nginx in front of the app, one port per identity: the browser talks only to it (as in SPCS)."""
+    with ingress(tmp_path_factory.mktemp("ingress"), server.port, IDENTITIES) as ing:
+        yield ing
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +114,7 @@ def open_page(page: Page, url: str, title: str) -> None:
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
 
 
-def test_startup_runs_before_the_ui_and_ready_says_when(server: Server) -> None:
+def test_startup_runs_before_the_ui_and_ready_says_when(server: AppServer) -> None:
     assert server.seen_before_ready, "the startup step (a ~2 s sync) should have been observed running"
     starting = [(s, b, p) for s, b, p in server.seen_before_ready if s is not None]
     assert starting, "the server answered before startup finished"
@@ -186,13 +129,12 @@ def test_startup_runs_before_the_ui_and_ready_says_when(server: Server) -> None:
     assert log.count("scheduler started") == 1 and log.count("startup synced") == 1
 
 
-def test_a_first_visit_straight_to_a_page_by_a_non_operator_shows_it_without_actions(server: Server, browser: Browser) -> None:
+def test_a_first_visit_straight_to_a_page_by_a_non_operator_shows_it_without_actions(proxy: Ingress, browser: Browser) -> None:
     # The first browser session of this server (tests run in file order): a bookmark to /controls
     # must go through the router (st.navigation), not run pages/controls.py on its own.
-    context = browser.new_context(extra_http_headers={"Sf-Context-Current-User": "mallory"})
+    page = browser.new_page()
     try:
-        page = context.new_page()
-        open_page(page, f"{server.url}/controls", "Controls")
+        open_page(page, f"{proxy.urls['viewer']}/controls", "Controls")
         nav = page.locator("[data-testid=stSidebarNav]")
         for title in ("Freshness", "Validation", "History", "Controls", "Data preview"):
             expect(nav.get_by_text(title, exact=True)).to_be_visible()
@@ -200,18 +142,69 @@ def test_a_first_visit_straight_to_a_page_by_a_non_operator_shows_it_without_act
             page.get_by_text("Only operators can re-sync or roll back. mallory is not listed in [admin] operators.")
         ).to_be_visible()
         expect(page.get_by_role("button", name="Re-sync now")).to_have_count(0)
+        expect(page.get_by_role("button", name="Review rollback…")).to_have_count(0)
         expect(page.get_by_text("mallory · viewer")).to_be_visible()
     finally:
+        page.close()
+    # The identity came with the WebSocket upgrade: the proxy forwarded it (101 Switching Protocols;
+    # nginx logs a WebSocket when it closes, a moment after the page).
+    deadline = time.monotonic() + 15
+    while not re.search(r'"GET /_stcore/stream HTTP/1\.1" 101 ', proxy.access_log()):
+        assert time.monotonic() < deadline, f"no WebSocket went through the proxy:\n{proxy.access_log()}"
+        time.sleep(0.1)
+
+
+def test_a_client_cannot_claim_another_user_through_the_proxy(proxy: Ingress, browser: Browser) -> None:
+    # The ingress replaces whatever the client sent under the identity header; so does the proxy.
+    context = browser.new_context(extra_http_headers={"Sf-Context-Current-User": "alice"})
+    try:
+        page = context.new_page()
+        open_page(page, f"{proxy.urls['viewer']}/controls", "Controls")
+        expect(page.get_by_text("mallory · viewer")).to_be_visible()
+        expect(page.get_by_role("button", name="Re-sync now")).to_have_count(0)
+    finally:
         context.close()
+    status, body = get(f"{proxy.urls['viewer']}/ready", headers={"Sf-Context-Current-User": "alice"})
+    assert status == 200 and body["ready"] is True, "readiness answers through the proxy too"
 
 
-def test_an_operator_resyncs_and_rolls_back_in_the_browser(server: Server, browser: Browser, tmp_path: Path) -> None:
+def test_an_identity_header_sent_twice_is_refused_in_the_browser(proxy: Ingress, browser: Browser) -> None:
+    page = browser.new_page()
+    try:
+        open_page(page, f"{proxy.urls['repeated']}/controls", "Controls")
+        expect(page.get_by_text("unknown user · viewer")).to_be_visible()
+        expect(
+            page.get_by_text("the Sf-Context-Current-User header was sent 2 times; the request is refused").first
+        ).to_be_visible()
+        expect(page.get_by_role("button", name="Re-sync now")).to_have_count(0)
+    finally:
+        page.close()
+
+
+def test_a_visit_that_bypasses_the_proxy_is_a_local_user_without_actions(server: AppServer, browser: Browser) -> None:
+    # What README "Deploy to SPCS" warns about: whoever reaches the port without the ingress chooses
+    # their identity. With allow_local_operator = false (the production setting) a visit without
+    # any header is no operator.
+    page = browser.new_page()
+    try:
+        open_page(page, f"{server.url}/controls", "Controls")
+        expect(page.get_by_text(re.compile(r"^local(:\S+)? · viewer$"))).to_be_visible()
+        expect(page.get_by_role("button", name="Re-sync now")).to_have_count(0)
+    finally:
+        page.close()
+
+
+def test_an_operator_resyncs_and_rolls_back_in_the_browser(
+    server: AppServer, proxy: Ingress, browser: Browser, tmp_path: Path
+) -> None:
     old = server.ready()["snapshot"]
+    app = proxy.urls["operator"]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(30_000)
 
     # Freshness: every table, fresh, from the startup snapshot.
-    open_page(page, server.url, "Freshness")
+    open_page(page, app, "Freshness")
+    expect(page.get_by_text("alice · operator")).to_be_visible()
     cells = grid_cells(page)
     for table in TABLES:
         assert table in cells
@@ -220,7 +213,7 @@ def test_an_operator_resyncs_and_rolls_back_in_the_browser(server: Server, brows
     expect(page.get_by_text("4 of 4")).to_be_visible()
 
     # Controls: re-sync everything, watch the progress bar, then the new snapshot.
-    open_page(page, f"{server.url}/controls", "Controls")
+    open_page(page, f"{app}/controls", "Controls")
     page.get_by_role("button", name="Re-sync now").click()
     expect(page.locator("[data-testid=stProgress]")).to_be_visible(timeout=15_000)
     expect(page.get_by_text(re.compile(r"re-sync of all tables: table \w+ \(\d of 4\)"))).to_be_visible()
@@ -241,15 +234,15 @@ def test_an_operator_resyncs_and_rolls_back_in_the_browser(server: Server, brows
     assert server.ready()["snapshot"] == old
 
     # History: the startup and manual runs, and the audit trail with who did what.
-    open_page(page, f"{server.url}/history", "History")
+    open_page(page, f"{app}/history", "History")
     runs = grid_cells(page, 0)
     assert "startup" in runs and "manual" in runs and new in runs
     audit = grid_cells(page, 1)
     assert "rollback" in audit and "manual_sync" in audit
-    assert any(c.startswith("local") for c in audit)
+    assert "alice" in audit, "the audit trail names the user the proxy passed on"
 
     # The README's screenshot: the Freshness page after the round trip.
-    open_page(page, server.url, "Freshness")
+    open_page(page, app, "Freshness")
     assert old in grid_cells(page)
     page.wait_for_timeout(1000)  # let the charts finish drawing
     # Every run takes the screenshot (so a broken page shows up here); the README's copy in docs/
