@@ -201,12 +201,17 @@ class Volume:
         src = self.staging / snapshot_id
         dst = self.snapshot_dir(snapshot_id)
         try:
-            seal(src)
+            # Files 0444 and sub-folders 0555 now; the folder itself only once it has moved: Linux lets
+            # a folder move to another parent only if its owner may write it (its ".." entry changes;
+            # root skips that check). Until `current` names it, no reader looks inside.
+            seal(src, top=False)
             # Everything `current` will name must be on disk before the swap: the files' bytes (writers
             # fsync them, but a carried-over copy or any future writer might not), their read-only
             # modes, and the folder's entries. fsync of an already clean file costs next to nothing.
             fsync_tree(src)
             os.rename(src, dst)
+            os.chmod(dst, DIR_MODE)
+            fsync_dir(dst)
             fsync_dir(self.snapshots)
             fsync_dir(self.staging)
         except OSError as exc:
@@ -250,6 +255,9 @@ class Volume:
         src = self.snapshot_dir(snapshot_id)
         trash = self.staging / f".trash-{snapshot_id}-{secrets.token_hex(2)}"
         self.staging.mkdir(parents=True, exist_ok=True)
+        if not src.is_symlink():
+            # A sealed (0555) folder cannot move to another parent unless its owner may write it.
+            os.chmod(src, 0o755)
         os.rename(src, trash)
         fsync_dir(self.snapshots)
         remove_tree(trash)
@@ -410,11 +418,12 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def seal(folder: Path) -> int:
+def seal(folder: Path, *, top: bool = True) -> int:
     """Make a snapshot folder read-only: files 0444, folders 0555; returns how many entries changed.
 
     Top-down, so a folder someone made unreadable (say 000) is opened up to 0555 before it is listed:
-    ``repair`` restores such a snapshot as the owner of its files, not only as root.
+    ``repair`` restores such a snapshot as the owner of its files, not only as root. ``top=False``
+    leaves ``folder`` itself writable (and at least readable), for a folder that still has to move.
     """
     changed = 0
     if os.path.islink(folder):
@@ -426,7 +435,10 @@ def seal(folder: Path) -> int:
             os.chmod(path, mode)
             changed += 1
 
-    fix(str(folder), DIR_MODE)
+    if top:
+        fix(str(folder), DIR_MODE)
+    else:
+        os.chmod(folder, stat.S_IMODE(os.lstat(folder).st_mode) | 0o755)
     stack = [str(folder)]
     while stack:
         d = stack.pop()

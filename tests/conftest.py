@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from syncer import Config, build_demo, load_config
+from tests._asuser import CannotSwitchUser, Runtime, ensure_production_user, make_runtime, remove_runtime
 
 DEMO_ROWS = 5_000
 
@@ -102,3 +103,25 @@ def config(make_config: Callable[..., Config]) -> Config:
 def config_path(tmp_path: Path, demo_db: Path) -> Path:
     """Path of a sync.toml like ``config`` (for CLI subprocess tests)."""
     return write_config(tmp_path / "cfg", demo_db)
+
+
+@pytest.fixture(scope="session")
+def public_runtime() -> Iterator[Runtime]:
+    """A world-readable copy of the virtualenv and the project, for code run as another user (tests/_asuser.py)."""
+    try:
+        runtime = make_runtime()
+    except CannotSwitchUser as exc:
+        pytest.skip(str(exc))
+    try:
+        yield runtime
+    finally:
+        remove_runtime(runtime.folder)
+
+
+@pytest.fixture(scope="session")
+def production_user(public_runtime: Runtime) -> tuple[int, int]:
+    """(uid, gid) of the SPCS image's user, 10001, created on this machine if missing."""
+    try:
+        return ensure_production_user()
+    except CannotSwitchUser as exc:
+        pytest.skip(str(exc))
