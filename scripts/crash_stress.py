@@ -36,7 +36,7 @@ from pathlib import Path
 
 import syncer
 from syncer import SnapshotFallbackWarning, load_config
-from syncer._volume import Volume
+from syncer.volume.layout import Volume
 
 # The stress run is the suite's crash test at scale: same tables, same config, same source counts.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -16,64 +16,61 @@ from typing import TYPE_CHECKING, Any
 _LAZY: dict[str, str] = {
     "Config": "_config",
     "ConfigError": "_exceptions",
-    "History": "_history",
-    "Identity": "_auth",
-    "Job": "_jobs",
-    "JobRunner": "_jobs",
+    "History": "volume.history",
+    "Identity": "admin.auth",
+    "Job": "admin.jobs",
+    "JobRunner": "admin.jobs",
     "LockHeldError": "_exceptions",
     "NoSnapshotError": "_exceptions",
     "NotAuthorizedError": "_exceptions",
     "PublishError": "_exceptions",
-    "QuarantinedRowsWarning": "_reader",
-    "SnapshotFallbackWarning": "_reader",
+    "QuarantinedRowsWarning": "reader",
+    "SnapshotFallbackWarning": "reader",
     "SourceError": "_exceptions",
-    "StaleDataWarning": "_reader",
-    "StartupGate": "_serving",
+    "StaleDataWarning": "reader",
+    "StartupGate": "admin.server",
     "SyncError": "_exceptions",
     "TableConfig": "_config",
-    "USER_HEADER": "_auth",
+    "USER_HEADER": "admin.auth",
     "ValidationError": "_exceptions",
-    "app_config_path": "_serving",
-    "begin_startup": "_serving",
-    "build_demo": "_demo",
-    "current_snapshot": "_reader",
-    "freshness": "_serving",
-    "identify": "_auth",
-    "job_runner": "_jobs",
+    "app_config_path": "admin.server",
+    "begin_startup": "admin.server",
+    "build_demo": "sources.demo",
+    "current_snapshot": "reader",
+    "freshness": "admin.server",
+    "identify": "admin.auth",
+    "job_runner": "admin.jobs",
     "load_config": "_config",
-    "next_run": "_engine",
-    "open_history": "_serving",
-    "quarantined": "_serving",
-    "read_quarantined": "_serving",
-    "read_table": "_reader",
-    "readiness": "_serving",
-    "ready_endpoint": "_serving",
-    "repair": "_engine",
-    "request_rollback": "_serving",
-    "request_sync": "_serving",
-    "require_operator": "_auth",
-    "rollback": "_engine",
-    "rollback_preview": "_serving",
-    "run_scheduler": "_scheduler",
-    "scheduled_sync": "_scheduler",
-    "scheduler_info": "_scheduler",
-    "serving_lifespan": "_serving",
-    "snapshots": "_engine",
-    "start_scheduler": "_scheduler",
-    "startup": "_engine",
-    "startup_state": "_serving",
-    "status": "_engine",
-    "stop_scheduler": "_scheduler",
-    "sync": "_engine",
-    "verify": "_engine",
+    "next_run": "engine.operations",
+    "open_history": "admin.server",
+    "quarantined": "admin.server",
+    "read_quarantined": "admin.server",
+    "read_table": "reader",
+    "readiness": "admin.server",
+    "ready_endpoint": "admin.server",
+    "repair": "engine.operations",
+    "request_rollback": "admin.server",
+    "request_sync": "admin.server",
+    "require_operator": "admin.auth",
+    "rollback": "engine.operations",
+    "rollback_preview": "admin.server",
+    "run_scheduler": "schedule.scheduler",
+    "scheduled_sync": "schedule.scheduler",
+    "scheduler_info": "schedule.scheduler",
+    "serving_lifespan": "admin.server",
+    "snapshots": "engine.operations",
+    "start_scheduler": "schedule.scheduler",
+    "startup": "engine.operations",
+    "startup_state": "admin.server",
+    "status": "engine.operations",
+    "stop_scheduler": "schedule.scheduler",
+    "sync": "engine.operations",
+    "verify": "engine.operations",
 }
 
 if TYPE_CHECKING:
-    from ._auth import USER_HEADER, Identity, identify, require_operator
-    from ._config import Config, TableConfig, load_config
-    from ._demo import build_demo
-    from ._engine import next_run, repair, rollback, snapshots, startup, status, sync, verify
-    from ._exceptions import (
+    from syncer._config import Config, TableConfig, load_config
+    from syncer._exceptions import (
         ConfigError,
         LockHeldError,
         NoSnapshotError,
@@ -83,11 +80,9 @@ if TYPE_CHECKING:
         SyncError,
         ValidationError,
     )
-    from ._history import History
-    from ._jobs import Job, JobRunner, job_runner
-    from ._reader import QuarantinedRowsWarning, SnapshotFallbackWarning, StaleDataWarning, current_snapshot, read_table
-    from ._scheduler import run_scheduler, scheduled_sync, scheduler_info, start_scheduler, stop_scheduler
-    from ._serving import (
+    from syncer.admin.auth import USER_HEADER, Identity, identify, require_operator
+    from syncer.admin.jobs import Job, JobRunner, job_runner
+    from syncer.admin.server import (
         StartupGate,
         app_config_path,
         begin_startup,
@@ -103,6 +98,11 @@ if TYPE_CHECKING:
         serving_lifespan,
         startup_state,
     )
+    from syncer.engine.operations import next_run, repair, rollback, snapshots, startup, status, sync, verify
+    from syncer.reader import QuarantinedRowsWarning, SnapshotFallbackWarning, StaleDataWarning, current_snapshot, read_table
+    from syncer.schedule.scheduler import run_scheduler, scheduled_sync, scheduler_info, start_scheduler, stop_scheduler
+    from syncer.sources.demo import build_demo
+    from syncer.volume.history import History
 
 
 def __getattr__(name: str) -> Any:

@@ -1,3 +1,3 @@
-from .cli import main
+from syncer.cli import main
 
 main()

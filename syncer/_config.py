@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import ConfigError
+from syncer._exceptions import ConfigError
 
 __all__ = ["FORMATS", "Config", "TableConfig", "default_config_path", "load_config"]
 
@@ -86,7 +86,7 @@ class SourceConfig:
     path: Path | None = None
     memory_limit: str = "16MB"
     threads: int = 1
-    # kind = "snowflake" (see syncer._snowflake_connect for the connection order)
+    # kind = "snowflake" (see syncer.sources.snowflake_connect for the connection order)
     connection_name: str | None = None
     account: str | None = None
     host: str | None = None
@@ -382,7 +382,7 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
 
 
 def _check_cron(cron: str, tz: str, where: str) -> None:
-    from ._cron import crontab_trigger
+    from syncer.schedule.cron import crontab_trigger
 
     try:
         from zoneinfo import ZoneInfo

@@ -16,13 +16,13 @@ from typing import Any
 import click
 
 # isort: off
-from . import _memory  # noqa: F401 - Arrow's system allocator, chosen before pyarrow loads
-from . import _engine as engine
+from syncer import _memory  # noqa: F401 - Arrow's system allocator, chosen before pyarrow loads
+from syncer.engine import operations as engine
 
 # isort: on
-from ._config import Config, load_config
-from ._exceptions import SyncError
-from ._log import configure_logging
+from syncer._config import Config, load_config
+from syncer._exceptions import SyncError
+from syncer._log import configure_logging
 
 __all__ = ["main"]
 
@@ -107,7 +107,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @handle_errors
 def demo(ctx: click.Context, rows: int | None) -> None:
     """Create or refresh the embedded DuckDB demo warehouse."""
-    from ._demo import DEFAULT_ROWS, build_demo
+    from syncer.sources.demo import DEFAULT_ROWS, build_demo
 
     cfg = _config(ctx)
     if cfg.source.kind != "duckdb" or cfg.source.path is None:
@@ -264,7 +264,7 @@ def repair(ctx: click.Context) -> None:
 @handle_errors
 def schedule(ctx: click.Context) -> None:
     """Run the daily scheduler in the foreground (no UI) until SIGTERM or Ctrl-C."""
-    from ._scheduler import run_scheduler
+    from syncer.schedule.scheduler import run_scheduler
 
     cfg = _config(ctx)
     # The scheduled runs' results are the point of this command: log them even without -v.

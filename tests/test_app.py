@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 import syncer
 from syncer import Config, History, NotAuthorizedError, sync
-from syncer._serving import _reset_for_tests
+from syncer.admin.server import _reset_for_tests
 from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[1]

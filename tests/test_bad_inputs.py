@@ -31,7 +31,7 @@ import pytest
 
 import syncer
 from syncer import ConfigError, History, SnapshotFallbackWarning, StaleDataWarning, load_config, read_table
-from syncer._volume import MANIFEST, Volume, remove_tree
+from syncer.volume.layout import MANIFEST, Volume, remove_tree
 from tests.conftest import write_config
 
 FORMATS = ["parquet", "csv", "jsonl", "arrow"]
@@ -291,7 +291,7 @@ def test_a_value_bigger_than_the_memory_limit_gets_more_memory(tmp_path, caplog,
 
 
 def test_a_stream_out_of_memory_before_or_after_its_first_batch(tmp_path, caplog):
-    from syncer._duckdb import DuckDBSource
+    from syncer.sources.duckdb import DuckDBSource
 
     db = make_warehouse(
         tmp_path / "warehouse.duckdb",
@@ -544,7 +544,7 @@ def test_the_lock_file_left_by_a_killed_process_does_not_block_the_next_sync(tmp
         f"""
         import os, signal
         from pathlib import Path
-        from syncer._lock import volume_lock
+        from syncer.volume.lock import volume_lock
         with volume_lock(Path({str(vol.lock_path)!r}), {{"trigger": "schedule", "user": "cron", "started_at": "then"}}):
             os.kill(os.getpid(), signal.SIGKILL)
         """

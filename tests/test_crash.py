@@ -33,7 +33,7 @@ import pytest
 
 import syncer
 from syncer import History, load_config
-from syncer._volume import Volume
+from syncer.volume.layout import Volume
 
 ROWS = 300_000
 SEED = 20261125
@@ -209,8 +209,10 @@ def test_sigkill_at_random_moments_never_tears_current(tmp_path: Path, big_wareh
 PRELUDE = """
 import os, signal, sys
 import syncer
-from syncer import _duckdb, _export, _history, _volume
-from syncer._volume import Volume
+from syncer.sources import duckdb as _duckdb
+from syncer.export import table as _export
+from syncer.volume import history as _history, layout as _volume
+from syncer.volume.layout import Volume
 
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)

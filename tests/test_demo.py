@@ -7,8 +7,8 @@ import os
 import duckdb
 import pytest
 
-from syncer._demo import DEFAULT_ROWS, DEMO_TABLES, build_demo
 from syncer._exceptions import ConfigError, SourceError
+from syncer.sources.demo import DEFAULT_ROWS, DEMO_TABLES, build_demo
 
 ROWS = 5000
 PRIMARY_KEYS = {

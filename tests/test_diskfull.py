@@ -24,7 +24,7 @@ import pytest
 
 import syncer
 from syncer import PublishError, StaleDataWarning, load_config, read_table
-from syncer._volume import Volume
+from syncer.volume.layout import Volume
 
 SMALL_ROWS = 100
 BIG_ROWS = 150_000  # ~ 5 MiB of Parquet: random hex does not compress

@@ -15,7 +15,7 @@ import pytest
 
 import syncer
 from syncer import History, LockHeldError, load_config
-from syncer._volume import Volume
+from syncer.volume.layout import Volume
 from tests.conftest import DEFAULT_TABLES, DEMO_ROWS
 
 CHECKS = {"row_count", "schema", "primary_key_not_null", "primary_key_unique", "non_empty", "profile", "sha256", "reopen"}
@@ -260,7 +260,7 @@ def test_query_table_is_exported_like_a_table(make_config) -> None:
 
 def test_exception_mid_export_leaves_current_untouched(config: syncer.Config, monkeypatch: pytest.MonkeyPatch) -> None:
     first = syncer.sync(config)
-    from syncer import _duckdb
+    from syncer.sources import duckdb as _duckdb
 
     real = _duckdb.DuckDBSource.stream
 
@@ -285,7 +285,7 @@ def test_killed_sync_leaves_leftovers_that_the_next_run_sweeps(config_path: Path
     first = syncer.sync(cfg)
     script = textwrap.dedent(f"""
         import os, signal, syncer
-        from syncer import _duckdb
+        from syncer.sources import duckdb as _duckdb
         real = _duckdb.DuckDBSource.stream
         def dying(self, table, schema, batch_rows):
             for i, b in enumerate(real(self, table, schema, batch_rows)):
@@ -367,7 +367,7 @@ def test_published_files_and_folders_are_read_only(config: syncer.Config) -> Non
 def test_second_writer_in_the_same_process_is_refused(config: syncer.Config) -> None:
     import threading
 
-    from syncer._lock import volume_lock
+    from syncer.volume.lock import volume_lock
 
     Volume(config.root).ensure()
     held, release = threading.Event(), threading.Event()

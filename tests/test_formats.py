@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from syncer._formats import (
+from syncer.formats import (
     conform,
     count_rows,
     iter_batches,
@@ -20,7 +20,7 @@ from syncer._formats import (
     schema_to_b64,
     sha256_file,
 )
-from syncer._profile import JSON_META
+from syncer.validate.profile import JSON_META
 
 FORMATS = [pytest.param(fmt, id=fmt) for fmt in ("parquet", "csv", "jsonl", "arrow")]
 UTC = dt.UTC

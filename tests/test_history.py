@@ -13,7 +13,7 @@ import pytest
 
 import syncer
 from syncer import History
-from syncer._volume import Volume, iso, utcnow
+from syncer.volume.layout import Volume, iso, utcnow
 
 
 def _run(run_id: str, **extra: object) -> dict:

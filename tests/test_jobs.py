@@ -24,7 +24,7 @@ def hold_volume_lock(root: Path, *, trigger: str = "cli", user: str = "alice") -
         f"""
         import sys
         from pathlib import Path
-        from syncer._lock import volume_lock
+        from syncer.volume.lock import volume_lock
         with volume_lock(Path({str(root)!r}) / ".lock", {{"trigger": {trigger!r}, "user": {user!r}, "started_at": "earlier"}}):
             print("held", flush=True)
             sys.stdin.read()

@@ -19,15 +19,15 @@ import pytest
 
 import syncer
 from syncer import History, LockHeldError, load_config
-from syncer._lock import lock_holder, volume_lock
-from syncer._volume import Volume, iso, utcnow
+from syncer.volume.layout import Volume, iso, utcnow
+from syncer.volume.lock import lock_holder, volume_lock
 
 STARTED = "2026-01-02T03:04:05Z"
 
 # Holds the lock, says so through a file, and lets go when the test creates the release file.
 HOLDER = r"""
 import pathlib, sys, time
-from syncer._lock import volume_lock
+from syncer.volume.lock import volume_lock
 lock, ready, release = map(pathlib.Path, sys.argv[1:4])
 with volume_lock(lock, {"trigger": "cli", "user": "alice", "started_at": sys.argv[4]}):
     ready.write_text("held")
@@ -40,7 +40,7 @@ with volume_lock(lock, {"trigger": "cli", "user": "alice", "started_at": sys.arg
 CONTENDER = r"""
 import json, pathlib, sys, time
 from syncer import LockHeldError
-from syncer._lock import volume_lock
+from syncer.volume.lock import volume_lock
 t = time.monotonic()
 try:
     with volume_lock(pathlib.Path(sys.argv[1]), {"trigger": "manual", "user": "bob", "started_at": "now"}):

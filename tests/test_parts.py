@@ -21,8 +21,8 @@ import pytest
 import syncer
 from syncer import ConfigError, load_config
 from syncer._config import TableConfig
-from syncer._export import _ranges_from_footer
-from syncer._formats import (
+from syncer.export.table import _ranges_from_footer
+from syncer.formats import (
     WrittenFile,
     count_rows,
     file_schema,
@@ -34,8 +34,8 @@ from syncer._formats import (
     read_file,
     sha256_file,
 )
-from syncer._profile import ProfileAccumulator
-from syncer._volume import Volume
+from syncer.validate.profile import ProfileAccumulator
+from syncer.volume.layout import Volume
 from tests.conftest import DEFAULT_TABLES, DEMO_ROWS, write_config
 from tests.test_engine import unconstrain
 from tests.test_formats import ROWS, SCHEMA, assert_same_table

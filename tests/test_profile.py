@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from syncer._config import SourceConfig, TableConfig
-from syncer._duckdb import DuckDBSource
-from syncer._profile import JSON_META, ProfileAccumulator, canonical, compare_profiles, plan_for
+from syncer.sources.duckdb import DuckDBSource
+from syncer.validate.profile import JSON_META, ProfileAccumulator, canonical, compare_profiles, plan_for
 
 ROWS = 60
 BIG = 2**62  # ten of these overflow int64 when summed

@@ -13,8 +13,8 @@ import pytest
 import syncer
 from syncer import History
 from syncer._config import TableConfig
-from syncer._quarantine import Quarantine, convert, screen
-from syncer._volume import Volume
+from syncer.export.quarantine import Quarantine, convert, screen
+from syncer.volume.layout import Volume
 from tests.conftest import DEFAULT_TABLES
 from tests.test_engine import unconstrain
 
@@ -36,7 +36,7 @@ def quarantine_lines(cfg: syncer.Config, report: dict, table: str) -> list[dict]
 
 def flaky(monkeypatch: pytest.MonkeyPatch, failures: int, table: str = "courses") -> list[int]:
     """Make the DuckDB source drop the connection on the first ``failures`` reads of ``table``."""
-    from syncer import _duckdb
+    from syncer.sources import duckdb as _duckdb
 
     real = _duckdb.DuckDBSource.stream
     calls = [0]

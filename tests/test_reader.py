@@ -22,8 +22,8 @@ from syncer import (
     load_config,
     read_table,
 )
-from syncer._formats import schema_from_b64
-from syncer._volume import MANIFEST, Volume
+from syncer.formats import schema_from_b64
+from syncer.volume.layout import MANIFEST, Volume
 
 DEAD = "20000101T000000Z-dead"
 

@@ -31,7 +31,7 @@ import pytest
 
 import syncer
 from syncer import History, SnapshotFallbackWarning, load_config, read_table
-from syncer._volume import MANIFEST, Volume, remove_tree
+from syncer.volume.layout import MANIFEST, Volume, remove_tree
 from tests._asuser import NOBODY_UID, Runtime
 from tests.conftest import write_config
 

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 import syncer
 from syncer import Config, History, scheduled_sync, scheduler_info, start_scheduler, stop_scheduler
-from syncer._scheduler import JOB_ID, build_scheduler, crontab_trigger
+from syncer.schedule.scheduler import JOB_ID, build_scheduler, crontab_trigger
 from tests.test_jobs import hold_volume_lock
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ import pytest
 
 import syncer
 from syncer import ConfigError, SnapshotFallbackWarning, load_config, read_table
-from syncer._volume import MANIFEST, Volume, remove_tree
+from syncer.volume.layout import MANIFEST, Volume, remove_tree
 from tests.conftest import DEFAULT_TABLES, write_config
 
 # --- names that could escape the volume, identifiers that could smuggle SQL ---------------------------------

@@ -35,7 +35,7 @@ from syncer import (
     startup_state,
     sync,
 )
-from syncer._serving import _reset_for_tests, wait_for_startup
+from syncer.admin.server import _reset_for_tests, wait_for_startup
 from tests.test_jobs import hold_volume_lock
 
 OPERATORS = """

@@ -27,15 +27,15 @@ from snowflake.snowpark.mock import ColumnEmulator, ColumnType, patch
 import syncer
 from syncer import ConfigError, SourceError, load_config
 from syncer._config import SourceConfig, TableConfig
-from syncer._profile import JSON_META, ProfileAccumulator, compare_profiles
-from syncer._snowflake import SnowflakeSource, describe_config
-from syncer._snowflake_connect import (
+from syncer.sources.base import Exclusion, KeyRange
+from syncer.sources.snowflake import SnowflakeSource, describe_config
+from syncer.sources.snowflake_connect import (
     ConnectionPlan,
     connection_plan,
     connections_file,
     use_session_factory,
 )
-from syncer._snowflake_types import (
+from syncer.sources.snowflake_types import (
     arrow_schema,
     fit_batch,
     minify_json,
@@ -46,7 +46,7 @@ from syncer._snowflake_types import (
     stream_sql,
     time_travel_clause,
 )
-from syncer._source import Exclusion, KeyRange
+from syncer.validate.profile import JSON_META, ProfileAccumulator, compare_profiles
 
 UTC = dt.UTC
 PLUS2 = dt.timezone(dt.timedelta(hours=2))

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import syncer
-from syncer._snowflake_types import sf_table_name
+from syncer.sources.snowflake_types import sf_table_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SPCS = ROOT / "spcs"

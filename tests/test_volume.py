@@ -15,7 +15,7 @@ import pytest
 
 import syncer
 from syncer import NoSnapshotError, load_config
-from syncer._volume import DIR_MODE, FILE_MODE, MANIFEST, Volume, check_files, permission_problems, remove_tree, seal
+from syncer.volume.layout import DIR_MODE, FILE_MODE, MANIFEST, Volume, check_files, permission_problems, remove_tree, seal
 from tests.conftest import write_config
 
 SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{4}$")

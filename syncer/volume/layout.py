@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import NoSnapshotError, PublishError
+from syncer._exceptions import NoSnapshotError, PublishError
 
 __all__ = ["MANIFEST", "SnapshotInfo", "Volume", "fsync_dir", "utcnow"]
 
@@ -295,7 +295,7 @@ class Volume:
 
 def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -> list[str]:
     """Problems with the files a manifest lists: missing, unreadable, wrong size, wrong sha256."""
-    from ._formats import parts_digest
+    from syncer.formats import parts_digest
 
     problems = []
     for name, t in manifest.get("tables", {}).items():
@@ -340,7 +340,7 @@ def _check_file(name: str, f: Path, size: Any, sha256: Any, deep: bool) -> list[
     if not os.access(f, os.R_OK):
         return [f"table {name!r}: {f.name} is not readable"]
     if deep:
-        from ._formats import sha256_file
+        from syncer.formats import sha256_file
 
         try:
             digest = sha256_file(f)

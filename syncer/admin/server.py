@@ -27,15 +27,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._auth import record_event, require_operator
-from ._config import Config, load_config
-from ._engine import rollback, snapshots, startup, status
-from ._exceptions import ConfigError, LockHeldError, SyncError
-from ._history import History
-from ._jobs import Job, job_runner
-from ._log import configure_logging
-from ._scheduler import next_fire, scheduler_info, start_scheduler, stop_scheduler
-from ._volume import Volume, iso, parse_iso, utcnow
+from syncer._config import Config, load_config
+from syncer._exceptions import ConfigError, LockHeldError, SyncError
+from syncer._log import configure_logging
+from syncer.admin.auth import record_event, require_operator
+from syncer.admin.jobs import Job, job_runner
+from syncer.engine.operations import rollback, snapshots, startup, status
+from syncer.schedule.scheduler import next_fire, scheduler_info, start_scheduler, stop_scheduler
+from syncer.volume.history import History
+from syncer.volume.layout import Volume, iso, parse_iso, utcnow
 
 __all__ = [
     "StartupGate",
@@ -290,7 +290,7 @@ def request_sync(cfg: Config, headers: Any, tables: Sequence[str] | None = None)
     names = [cfg.table(n).name for n in tables] if tables else None
 
     def work(progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        from ._engine import sync
+        from syncer.engine.operations import sync
 
         try:
             return sync(cfg, names, trigger="manual", user=who.user, progress=progress)

@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._config import Config
-from ._exceptions import ConfigError, LockHeldError, NoSnapshotError, PublishError, SourceError, SyncError
-from ._export import TableOutcome, check, export_table
-from ._history import History
-from ._lock import lock_holder, volume_lock
-from ._source import open_source
-from ._volume import Volume, fsync_dir, iso, parse_iso, permission_problems, seal, utcnow
+from syncer._config import Config
+from syncer._exceptions import ConfigError, LockHeldError, NoSnapshotError, PublishError, SourceError, SyncError
+from syncer.export.table import TableOutcome, check, export_table
+from syncer.sources import open_source
+from syncer.volume.history import History
+from syncer.volume.layout import Volume, fsync_dir, iso, parse_iso, permission_problems, seal, utcnow
+from syncer.volume.lock import lock_holder, volume_lock
 
 __all__ = ["next_run", "repair", "rollback", "snapshots", "startup", "status", "sync", "verify"]
 
@@ -234,7 +234,7 @@ def _sync_locked(
         # either way `current` names a complete snapshot. Record and re-raise.
         with contextlib.suppress(Exception):
             if report["snapshot_id"] is None:
-                from ._volume import remove_tree
+                from syncer.volume.layout import remove_tree
 
                 remove_tree(staging)
             hist.finish_run(
@@ -263,7 +263,7 @@ def _sync_locked(
         bytes=sum(o.bytes for o in outcomes.values() if o.ok),
     )
     if run_status == "failed":
-        from ._volume import remove_tree
+        from syncer.volume.layout import remove_tree
 
         remove_tree(staging)
     for tr in table_reports:
@@ -309,7 +309,7 @@ def _budget_check(cfg: Config, seconds: float) -> dict[str, Any]:
 def _describe_source(cfg: Config) -> dict[str, Any]:
     if cfg.source.kind == "snowflake":
         # The Snowflake source's own description (connection method, account, database, ...; no secrets).
-        from ._snowflake import describe_config
+        from syncer.sources.snowflake import describe_config
 
         return describe_config(cfg.source)
     d: dict[str, Any] = {"kind": cfg.source.kind}
@@ -534,7 +534,7 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> d
 
 def verify(cfg: Config) -> dict[str, Any]:
     """Re-check every file of ``current`` against its manifest: presence, size, sha256, permissions, extra files."""
-    from ._volume import unexpected_files
+    from syncer.volume.layout import unexpected_files
 
     vol = _volume(cfg)
     cur = vol.current_id()
@@ -583,7 +583,7 @@ def _table_ages(manifest: dict[str, Any]) -> dict[str, float]:
 
 
 def next_run(cfg: Config) -> str | None:
-    from ._cron import crontab_trigger
+    from syncer.schedule.cron import crontab_trigger
 
     nxt = crontab_trigger(cfg.cron, cfg.timezone).get_next_fire_time(None, utcnow())
     return iso(nxt) if nxt else None

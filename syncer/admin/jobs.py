@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._exceptions import LockHeldError, SyncError
-from ._volume import iso, utcnow
+from syncer._exceptions import LockHeldError, SyncError
+from syncer.volume.layout import iso, utcnow
 
 __all__ = ["Job", "JobRunner", "job_runner"]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import PublishError
+from syncer._exceptions import PublishError
 
 __all__ = ["History"]
 

@@ -5,7 +5,7 @@ moment (see :meth:`Source.pinned`):
 
 * ``schema(table)``   the Arrow schema of the full relation (before exclusions)
 * ``count(table)``    the row count
-* ``profile(table, schema)``  per-column statistics (see :mod:`syncer._profile`) for the columns in
+* ``profile(table, schema)``  per-column statistics (see :mod:`syncer.validate.profile`) for the columns in
   ``schema``, computed where the data lives
 * ``stream(table, schema, batch_rows)``  Arrow RecordBatches of at most ``batch_rows`` rows, with only the
   columns in ``schema`` (excluded columns are never even read)
@@ -25,10 +25,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._config import SourceConfig, TableConfig
-from ._exceptions import SourceError
+from syncer._config import TableConfig
+from syncer._exceptions import SourceError
 
-__all__ = ["Exclusion", "KeyRange", "RowFilter", "Source", "open_source", "quote_ident", "relation_sql"]
+__all__ = ["Exclusion", "KeyRange", "RowFilter", "Source", "quote_ident", "relation_sql"]
 
 
 def quote_ident(name: str) -> str:
@@ -156,16 +156,3 @@ class Source(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_source(cfg: SourceConfig) -> Source:
-    """The source named by ``[source] kind``."""
-    if cfg.kind == "duckdb":
-        from ._duckdb import DuckDBSource
-
-        return DuckDBSource(cfg)
-    if cfg.kind == "snowflake":
-        from ._snowflake import SnowflakeSource
-
-        return SnowflakeSource(cfg)
-    raise AssertionError(f"config validation let through source kind {cfg.kind!r}")

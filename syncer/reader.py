@@ -15,9 +15,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._exceptions import NoSnapshotError, PublishError
-from ._formats import read_file, schema_from_b64
-from ._volume import Volume, parse_iso, utcnow
+from syncer._exceptions import NoSnapshotError, PublishError
+from syncer.formats import read_file, schema_from_b64
+from syncer.volume.layout import Volume, parse_iso, utcnow
 
 __all__ = [
     "QuarantinedRowsWarning",
@@ -50,7 +50,7 @@ def resolve_root(root: str | os.PathLike | None = None, config: Any = None) -> P
         return Path(config.root)
     if os.environ.get("SYNCER_ROOT"):
         return Path(os.environ["SYNCER_ROOT"])
-    from ._config import default_config_path, load_config
+    from syncer._config import default_config_path, load_config
 
     path = default_config_path()
     if path.exists():

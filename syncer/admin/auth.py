@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import Config
-from ._exceptions import NotAuthorizedError, SyncError
-from ._history import History
-from ._volume import Volume, iso, utcnow
+from syncer._config import Config
+from syncer._exceptions import NotAuthorizedError, SyncError
+from syncer.volume.history import History
+from syncer.volume.layout import Volume, iso, utcnow
 
 __all__ = ["USER_HEADER", "Identity", "NotAuthorizedError", "identify", "record_event", "require_operator"]
 

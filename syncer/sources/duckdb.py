@@ -12,10 +12,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ._config import SourceConfig, TableConfig
-from ._exceptions import SourceError
-from ._profile import JSON_META, build_profile, plan_for
-from ._source import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
+from syncer._config import SourceConfig, TableConfig
+from syncer._exceptions import SourceError
+from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
+from syncer.validate.profile import JSON_META, build_profile, plan_for
 
 __all__ = ["DuckDBSource"]
 

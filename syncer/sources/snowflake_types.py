@@ -36,10 +36,10 @@ import pyarrow.compute as pc
 from snowflake.snowpark import functions as F
 from snowflake.snowpark import types as T
 
-from ._config import TableConfig
-from ._exceptions import SourceError
-from ._profile import JSON_META, ColumnPlan, is_json
-from ._source import quote_ident
+from syncer._config import TableConfig
+from syncer._exceptions import SourceError
+from syncer.sources.base import quote_ident
+from syncer.validate.profile import JSON_META, ColumnPlan, is_json
 
 __all__ = [
     "aggregates",

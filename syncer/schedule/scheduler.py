@@ -25,12 +25,12 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from ._auth import record_event
-from ._config import Config
-from ._cron import crontab_trigger
-from ._engine import next_run, sync
-from ._exceptions import LockHeldError, SyncError
-from ._volume import iso, utcnow
+from syncer._config import Config
+from syncer._exceptions import LockHeldError, SyncError
+from syncer.admin.auth import record_event
+from syncer.engine.operations import next_run, sync
+from syncer.schedule.cron import crontab_trigger
+from syncer.volume.layout import iso, utcnow
 
 __all__ = [
     "JOB_ID",

@@ -25,9 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tenacity
 
-from ._config import Config, TableConfig
-from ._exceptions import PublishError, SourceError, SyncError, ValidationError
-from ._formats import (
+from syncer._config import Config, TableConfig
+from syncer._exceptions import PublishError, SourceError, SyncError, ValidationError
+from syncer.export.pipeline import KeyOrder, Prefetch
+from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
+from syncer.formats import (
     WrittenFile,
     count_rows,
     file_schema,
@@ -40,11 +42,9 @@ from ._formats import (
     schema_to_b64,
     unsupported_columns,
 )
-from ._pipeline import KeyOrder, Prefetch
-from ._profile import ProfileAccumulator, compare_profiles
-from ._quarantine import Quarantine, convert, ranged_batches, screen
-from ._source import Source, quote_ident
-from ._volume import iso, utcnow
+from syncer.sources.base import Source, quote_ident
+from syncer.validate.profile import ProfileAccumulator, compare_profiles
+from syncer.volume.layout import iso, utcnow
 
 __all__ = ["TableOutcome", "export_table", "schema_contract", "schema_drift"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import filelock
 
-from ._exceptions import LockHeldError, PublishError
+from syncer._exceptions import LockHeldError, PublishError
 
 __all__ = ["lock_holder", "volume_lock"]
 

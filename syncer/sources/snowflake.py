@@ -1,15 +1,15 @@
 """Snowflake as a source, on Snowpark (``[source] kind = "snowflake"``).
 
-* **Connection**: see :mod:`syncer._snowflake_connect` (SPCS token file, then a named connection,
+* **Connection**: see :mod:`syncer.sources.snowflake_connect` (SPCS token file, then a named connection,
   then explicit config). A session that expires (or was closed) is re-opened once, transparently,
   for the next schema/count/profile/stream call.
 * **Schema, count and profile** are Snowpark DataFrame operations (``df.schema``, ``df.count()``,
   ``df.agg(...)``), so the same code runs on a real account and in Snowpark's local testing mode.
-  The profile uses :func:`syncer._profile.plan_for` and :func:`~syncer._profile.build_profile`, so it
+  The profile uses :func:`syncer.validate.profile.plan_for` and :func:`~syncer.validate.profile.build_profile`, so it
   is compared value for value with what the export wrote.
 * **Data** streams with bounded memory. On a real account: the connector's ``fetch_arrow_batches``
   with ``force_microsecond_precision`` (Snowpark's ``to_arrow_batches`` cannot pass that flag),
-  re-sliced to ``batch_rows`` and cast to the one target schema (:mod:`syncer._snowflake_types`);
+  re-sliced to ``batch_rows`` and cast to the one target schema (:mod:`syncer.sources.snowflake_types`);
   when the result is not in Arrow format, rows via ``fetchmany``. In local testing,
   ``to_arrow_batches`` yields rows, which are gathered into exact Arrow batches.
 * **Bad rows**: a value that cannot be represented exactly raises a row-level :class:`SourceError`
@@ -34,12 +34,12 @@ from typing import Any
 import pyarrow as pa
 from snowflake.snowpark import functions as F
 
-from ._config import SourceConfig, TableConfig
-from ._exceptions import SourceError, SyncError
-from ._log import scrub
-from ._profile import build_profile, plan_for
-from ._snowflake_connect import ConnectionPlan, connection_plan, factory_injected, session_factory
-from ._snowflake_types import (
+from syncer._config import SourceConfig, TableConfig
+from syncer._exceptions import SourceError, SyncError
+from syncer._log import scrub
+from syncer.sources.base import Exclusion, KeyRange, RowFilter, Source, quote_ident
+from syncer.sources.snowflake_connect import ConnectionPlan, connection_plan, factory_injected, session_factory
+from syncer.sources.snowflake_types import (
     aggregates,
     arrow_schema,
     fit_batch,
@@ -52,7 +52,7 @@ from ._snowflake_types import (
     stat_value,
     time_travel_clause,
 )
-from ._source import Exclusion, KeyRange, RowFilter, Source, quote_ident
+from syncer.validate.profile import build_profile, plan_for
 
 __all__ = ["SnowflakeSource", "describe_config"]
 

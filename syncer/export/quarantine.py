@@ -24,10 +24,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._config import TableConfig
-from ._exceptions import SourceError, ValidationError
-from ._formats import _json_default, conform
-from ._source import Exclusion, KeyRange, Source
+from syncer._config import TableConfig
+from syncer._exceptions import SourceError, ValidationError
+from syncer.formats import _json_default, conform
+from syncer.sources.base import Exclusion, KeyRange, Source
 
 __all__ = ["Quarantine", "convert", "ranged_batches", "screen"]
 
