@@ -15,9 +15,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from syncer import _clock as clock
+from syncer._clock import parse_iso
 from syncer._exceptions import NoSnapshotError, PublishError
 from syncer.formats import read_file, schema_from_b64
-from syncer.volume.layout import Volume, parse_iso, utcnow
+from syncer.volume.layout import Volume
 
 __all__ = [
     "QuarantinedRowsWarning",
@@ -173,7 +175,7 @@ def _read_from_older(
 
 def _warn_if_stale(name: str, entry: dict[str, Any], manifest: dict[str, Any]) -> None:
     sla_hours = float(manifest.get("sla_hours", 24))
-    age = (utcnow() - parse_iso(entry["exported_at"])).total_seconds() / 3600
+    age = (clock.utcnow() - parse_iso(entry["exported_at"])).total_seconds() / 3600
     if entry.get("status") == "carried_over":
         warnings.warn(
             f"table {name!r} holds data exported {age:.1f} h ago: the last export failed ({entry.get('error')})",

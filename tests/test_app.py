@@ -7,7 +7,6 @@ request headers, so these runs are "local": operator only when ``allow_local_ope
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 import syncer
 from syncer import Config, History, NotAuthorizedError, sync
+from syncer._clock import frozen
 from syncer.admin.server import _reset_for_tests
 from tests.conftest import write_config
 
@@ -175,13 +175,10 @@ def test_data_preview_shows_the_stale_banner(
     app_config: Callable[..., Config], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = app_config()
-    sync(cfg)
-    # The SLA recorded in the snapshot is what readers check; publish one with a 0.36 s SLA.
-    tight = write_config(tmp_path / "cfg", Path(str(cfg.source.path)), extra=LOCAL_OPERATOR)
-    tight.write_text(tight.read_text().replace("sla_hours = 24", "sla_hours = 0.0001"))
-    sync(syncer.load_config(tight))
-    time.sleep(0.5)
-    at = app("pages/data_preview.py")
+    with frozen() as clock:
+        sync(cfg)
+        clock.advance(hours=25)  # past the 24 h SLA recorded in the snapshot
+        at = app("pages/data_preview.py")
     assert any("is stale" in w.value for w in at.warning)
 
 

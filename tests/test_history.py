@@ -13,7 +13,8 @@ import pytest
 
 import syncer
 from syncer import History
-from syncer.volume.layout import Volume, iso, utcnow
+from syncer._clock import iso, utcnow
+from syncer.volume.layout import Volume
 
 
 def _run(run_id: str, **extra: object) -> dict:

@@ -19,7 +19,8 @@ import pytest
 
 import syncer
 from syncer import History, LockHeldError, load_config
-from syncer.volume.layout import Volume, iso, utcnow
+from syncer._clock import iso, utcnow
+from syncer.volume.layout import Volume
 from syncer.volume.lock import lock_holder, volume_lock
 
 STARTED = "2026-01-02T03:04:05Z"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import duckdb
@@ -22,6 +21,7 @@ from syncer import (
     load_config,
     read_table,
 )
+from syncer._clock import frozen
 from syncer.formats import schema_from_b64
 from syncer.volume.layout import MANIFEST, Volume
 
@@ -133,12 +133,13 @@ def test_fresh_data_reads_without_a_warning(synced):
 
 
 def test_data_older_than_the_sla_warns_stale(config_path):
-    cfg = _config_with(config_path, sla_hours=0.0001)  # 0.36 s
-    assert syncer.sync(cfg)["status"] == "ok"
-    time.sleep(0.5)
-    stale = r"table 'courses' is stale: exported 0\.0 h ago, the freshness SLA is 0\.0001 h"
-    with pytest.warns(StaleDataWarning, match=stale) as rec:
-        df = read_table("courses", config=cfg)
+    cfg = _config_with(config_path, sla_hours=24)
+    with frozen() as clock:
+        assert syncer.sync(cfg)["status"] == "ok"
+        clock.advance(hours=25)
+        stale = r"table 'courses' is stale: exported 25\.0 h ago, the freshness SLA is 24(\.0)? h"
+        with pytest.warns(StaleDataWarning, match=stale) as rec:
+            df = read_table("courses", config=cfg)
     assert [type(w.message) for w in rec] == [StaleDataWarning]
     assert rec[0].filename == __file__  # points at the caller of read_table
     assert len(df) > 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from syncer import (
     startup_state,
     sync,
 )
+from syncer._clock import frozen
 from syncer.admin.server import _reset_for_tests, wait_for_startup
 from tests.test_jobs import hold_volume_lock
 
@@ -301,10 +301,10 @@ primary_key = ["metric_date"]
 
 def test_freshness_marks_tables_older_than_the_sla_stale(make_config: Callable[..., Config]) -> None:
     cfg = make_config()
-    sync(cfg)
-    tight = dataclasses.replace(cfg, sla_hours=0.0001)  # 0.36 s
-    time.sleep(0.5)
-    f = freshness(tight)
+    with frozen() as clock:
+        sync(cfg)
+        clock.advance(hours=cfg.sla_hours + 1)
+        f = freshness(cfg)
     assert f["fresh"] == 0 and {r["status"] for r in f["tables"]} == {"stale"}
     assert {r["sla"] for r in f["tables"]} == {"over SLA"}
     assert any("is stale" in b for b in f["banners"])

@@ -19,10 +19,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from syncer import _clock as clock
+from syncer._clock import iso
 from syncer._config import Config
 from syncer._exceptions import NotAuthorizedError, SyncError
 from syncer.volume.history import History
-from syncer.volume.layout import Volume, iso, utcnow
+from syncer.volume.layout import Volume
 
 __all__ = ["USER_HEADER", "Identity", "NotAuthorizedError", "identify", "record_event", "require_operator"]
 
@@ -118,6 +120,6 @@ def record_event(cfg: Config, kind: str, *, user: str | None, **detail: Any) -> 
     vol = Volume(cfg.root)
     try:
         vol.ensure()
-        History(vol.db_path).event(kind, iso(utcnow()), user=user, **detail)
+        History(vol.db_path).event(kind, iso(clock.utcnow()), user=user, **detail)
     except SyncError as exc:
         log.warning("could not record %s by %s in the audit trail: %s", kind, user, exc)

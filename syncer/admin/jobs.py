@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from syncer import _clock as clock
+from syncer._clock import iso
 from syncer._exceptions import LockHeldError, SyncError
-from syncer.volume.layout import iso, utcnow
 
 __all__ = ["Job", "JobRunner", "job_runner"]
 
@@ -158,7 +159,7 @@ class JobRunner:
                 label=label,
                 user=user,
                 tables_total=tables_total,
-                submitted_at=iso(utcnow()),
+                submitted_at=iso(clock.utcnow()),
             )
             self._jobs[job.id] = job
             self._order.append(job.id)
@@ -184,7 +185,7 @@ class JobRunner:
             log.exception("job %s (%s) crashed", job.id, job.label)
             job.state, job.error = "error", f"{type(exc).__name__}: {exc}"
         finally:
-            job.finished_at = iso(utcnow())
+            job.finished_at = iso(clock.utcnow())
             job._done.set()
 
     def get(self, job_id: str) -> Job | None:

@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from syncer import _clock as clock
+from syncer._clock import iso, parse_iso
 from syncer._config import Config, load_config
 from syncer._exceptions import ConfigError, LockHeldError, SyncError
 from syncer._log import configure_logging
@@ -35,7 +37,7 @@ from syncer.admin.jobs import Job, job_runner
 from syncer.engine.operations import rollback, snapshots, startup, status
 from syncer.schedule.scheduler import next_fire, scheduler_info, start_scheduler, stop_scheduler
 from syncer.volume.history import History
-from syncer.volume.layout import Volume, iso, parse_iso, utcnow
+from syncer.volume.layout import Volume
 
 __all__ = [
     "StartupGate",
@@ -93,7 +95,7 @@ def begin_startup(cfg: Config, *, user: str = "startup", on_done: Callable[[], N
         if _state.get("phase") not in (None, "idle"):
             return False
         _state.clear()
-        _state.update(phase="starting", started_at=iso(utcnow()), config=str(cfg.path) if cfg.path else None)
+        _state.update(phase="starting", started_at=iso(clock.utcnow()), config=str(cfg.path) if cfg.path else None)
     _finished.clear()
 
     def run() -> None:
@@ -101,10 +103,10 @@ def begin_startup(cfg: Config, *, user: str = "startup", on_done: Callable[[], N
             result = startup(cfg, user=user)
         except Exception as exc:  # startup() handles SyncError itself; anything here is unexpected
             log.exception("startup step crashed")
-            _set_state(phase="error", error=f"{type(exc).__name__}: {exc}", finished_at=iso(utcnow()))
+            _set_state(phase="error", error=f"{type(exc).__name__}: {exc}", finished_at=iso(clock.utcnow()))
         else:
             phase = "done" if result["servable"] else "unservable"
-            _set_state(phase=phase, result=_summary(result), finished_at=iso(utcnow()))
+            _set_state(phase=phase, result=_summary(result), finished_at=iso(clock.utcnow()))
             log.info(
                 "startup %s (%s); serving %s",
                 result["action"],
@@ -258,7 +260,7 @@ def serving_lifespan(config_path: Path) -> Callable[[Any], contextlib.AbstractAs
         except ConfigError as exc:
             # Serve anyway: the pages show the error, /ready stays 503, nothing is written.
             log.error("%s", exc, extra={"step": "startup"})
-            _set_state(phase="error", error=str(exc), finished_at=iso(utcnow()))
+            _set_state(phase="error", error=str(exc), finished_at=iso(clock.utcnow()))
             _finished.set()
             yield {"config": None}
             return
@@ -396,7 +398,7 @@ def rollback_preview(cfg: Config, to: str) -> dict[str, Any]:
     if to not in snaps:
         raise ConfigError(f"snapshot {to} is not retained; choose one of: {', '.join(snaps) or 'none'}")
     cur = next((s for s in snaps.values() if s["current"]), None)
-    now = utcnow()
+    now = clock.utcnow()
 
     def age(t: dict[str, Any] | None) -> float | None:
         return round((now - parse_iso(t["exported_at"])).total_seconds() / 3600, 2) if t else None

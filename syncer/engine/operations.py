@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from syncer import _clock as clock
+from syncer._clock import iso, parse_iso
 from syncer._config import Config
 from syncer._exceptions import ConfigError, LockHeldError, NoSnapshotError, PublishError, SourceError, SyncError
 from syncer.export.table import TableOutcome, check, export_table
 from syncer.sources import open_source
 from syncer.volume.history import History
-from syncer.volume.layout import Volume, fsync_dir, iso, parse_iso, permission_problems, seal, utcnow
+from syncer.volume.layout import Volume, fsync_dir, permission_problems, seal
 from syncer.volume.lock import lock_holder, volume_lock
 
 __all__ = ["next_run", "repair", "rollback", "snapshots", "startup", "status", "sync", "verify"]
@@ -64,7 +66,7 @@ def sync(
     selected = [cfg.table(n).name for n in tables] if tables else [t.name for t in cfg.tables]
     vol = _volume(cfg)
     vol.ensure()
-    started = utcnow()
+    started = clock.utcnow()
     run_id = Volume.new_snapshot_id(started)
     info = {"trigger": trigger, "user": user, "started_at": iso(started), "run_id": run_id}
     with volume_lock(vol.lock_path, info):
@@ -84,7 +86,7 @@ def _sync_locked(
 ) -> dict[str, Any]:
     hist = History(vol.db_path)
     t0 = time.perf_counter()
-    hist.abort_running("the process running it stopped before it finished (killed or crashed)", iso(utcnow()))
+    hist.abort_running("the process running it stopped before it finished (killed or crashed)", iso(clock.utcnow()))
     swept = vol.sweep()
     if swept:
         log.info("swept leftovers of an interrupted run: %s", ", ".join(swept), extra={"run_id": run_id, "step": "sweep"})
@@ -167,7 +169,7 @@ def _sync_locked(
                 if out is not None:
                     entry["status"] = "carried_over"
                     entry["error"] = out.error
-                    entry["failed_at"] = iso(utcnow())
+                    entry["failed_at"] = iso(clock.utcnow())
                     entry["failed_checks"] = [c for c in out.checks if not c["ok"]]
                     if out.quarantine:
                         entry["failed_quarantine"] = out.quarantine
@@ -208,7 +210,7 @@ def _sync_locked(
             elapsed = time.perf_counter() - t0
             manifest = {
                 "id": run_id,
-                "created_at": iso(utcnow()),
+                "created_at": iso(clock.utcnow()),
                 "previous": prev_id if prev else None,
                 "run": {"trigger": trigger, "user": user, "tables_requested": selected},
                 "source": source_desc or _describe_source(cfg),
@@ -241,7 +243,7 @@ def _sync_locked(
                 run_id,
                 status="failed",
                 error=f"{type(exc).__name__}: {exc}",
-                finished_at=iso(utcnow()),
+                finished_at=iso(clock.utcnow()),
                 duration_s=time.perf_counter() - t0,
                 snapshot_id=report["snapshot_id"],
                 steps=steps,
@@ -273,7 +275,7 @@ def _sync_locked(
         run_id,
         status=run_status,
         error=report.get("error"),
-        finished_at=iso(utcnow()),
+        finished_at=iso(clock.utcnow()),
         duration_s=duration,
         snapshot_id=report["snapshot_id"],
         rows=report["rows"],
@@ -409,7 +411,7 @@ def startup(cfg: Config, *, user: str | None = None, progress: Progress | None =
     sid = served["id"]
     serving = f"serving snapshot {sid}"
     if served.get("created_at"):
-        serving += f" from {(utcnow() - parse_iso(served['created_at'])).total_seconds() / 3600:.1f} h ago"
+        serving += f" from {(clock.utcnow() - parse_iso(served['created_at'])).total_seconds() / 3600:.1f} h ago"
     if fallback:
         serving += " (current is broken and could not be repaired; the newest intact snapshot is served)"
     if result["action"] == "skipped":
@@ -429,7 +431,7 @@ def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> 
     """Point ``current`` at snapshot ``to`` (default: the one before the current one)."""
     vol = _volume(cfg)
     vol.ensure()
-    info = {"trigger": "rollback", "user": user, "started_at": iso(utcnow())}
+    info = {"trigger": "rollback", "user": user, "started_at": iso(clock.utcnow())}
     with volume_lock(vol.lock_path, info):
         cur = vol.current_id()
         target = to or vol.previous_of(cur)
@@ -444,7 +446,7 @@ def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> 
         if not t.ok:
             raise PublishError(f"snapshot {target} is not intact ({t.error or '; '.join(t.problems)}); choose another")
         vol.point_current(target)
-        History(vol.db_path).event("rollback", iso(utcnow()), user=user, **{"from": cur, "to": target})
+        History(vol.db_path).event("rollback", iso(clock.utcnow()), user=user, **{"from": cur, "to": target})
         log.info("rolled back current from %s to %s", cur, target, extra={"step": "rollback"})
         return {"from": cur, "to": target}
 
@@ -472,7 +474,7 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> d
             except OSError as exc:
                 actions.append(f"could not restore access to {d}: {exc.strerror}")
     vol.ensure()
-    info = {"trigger": "repair", "user": user, "started_at": iso(utcnow())}
+    info = {"trigger": "repair", "user": user, "started_at": iso(clock.utcnow())}
     try:
         lock = volume_lock(vol.lock_path, info)
         lock.__enter__()
@@ -483,7 +485,9 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> d
         actions += [f"removed {p}" for p in vol.sweep()]
         hist = History(vol.db_path)
         if vol.db_path.exists():
-            aborted = hist.abort_running("the process running it stopped before it finished (killed or crashed)", iso(utcnow()))
+            aborted = hist.abort_running(
+                "the process running it stopped before it finished (killed or crashed)", iso(clock.utcnow())
+            )
             if aborted:
                 actions.append(f"marked {aborted} interrupted run(s) as aborted")
         # Every snapshot folder, intact or not: a manifest made unreadable is exactly what this fixes.
@@ -504,7 +508,7 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> d
                 actions.append(f"could not reset permissions of {folder.name}: {exc.strerror}")
         if vol.current.exists() and not vol.current.is_symlink():
             # Not ours to delete (someone's folder or file): move it aside so `current` can be a link again.
-            aside = vol.root / f"current.not-a-link-{utcnow().strftime('%Y%m%dT%H%M%SZ')}"
+            aside = vol.root / f"current.not-a-link-{clock.utcnow().strftime('%Y%m%dT%H%M%SZ')}"
             os.rename(vol.current, aside)
             actions.append(f"current was not a symbolic link; moved it to {aside.name}")
         cur = vol.current_id()
@@ -524,7 +528,7 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> d
             elif cur is not None or vol.current.is_symlink():
                 actions.append(f"current is {why} and no intact snapshot is left; a sync is needed")
         if actions:
-            hist.event("repair", iso(utcnow()), user=user, reason=reason, actions=actions)
+            hist.event("repair", iso(clock.utcnow()), user=user, reason=reason, actions=actions)
             for a in actions:
                 log.warning("repair: %s", a, extra={"step": "repair"})
         return {"actions": actions, "current": vol.current_id()}
@@ -578,14 +582,14 @@ def verify(cfg: Config) -> dict[str, Any]:
 
 
 def _table_ages(manifest: dict[str, Any]) -> dict[str, float]:
-    now = utcnow()
+    now = clock.utcnow()
     return {n: (now - parse_iso(t["exported_at"])).total_seconds() for n, t in manifest["tables"].items()}
 
 
 def next_run(cfg: Config) -> str | None:
     from syncer.schedule.cron import crontab_trigger
 
-    nxt = crontab_trigger(cfg.cron, cfg.timezone).get_next_fire_time(None, utcnow())
+    nxt = crontab_trigger(cfg.cron, cfg.timezone).get_next_fire_time(None, clock.utcnow())
     return iso(nxt) if nxt else None
 
 
@@ -619,7 +623,7 @@ def status(cfg: Config) -> dict[str, Any]:
                 }
             )
             continue
-        age = (utcnow() - parse_iso(entry["exported_at"])).total_seconds()
+        age = (clock.utcnow() - parse_iso(entry["exported_at"])).total_seconds()
         stale = age > sla
         row = {
             "name": t.name,

@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tenacity
 
+from syncer import _clock as clock
+from syncer._clock import iso
 from syncer._config import Config, TableConfig
 from syncer._exceptions import PublishError, SourceError, SyncError, ValidationError
 from syncer.export.pipeline import KeyOrder, Prefetch
@@ -44,7 +46,6 @@ from syncer.formats import (
 )
 from syncer.sources.base import Source, quote_ident
 from syncer.validate.profile import ProfileAccumulator, compare_profiles
-from syncer.volume.layout import iso, utcnow
 
 __all__ = ["TableOutcome", "export_table", "schema_contract", "schema_drift"]
 
@@ -194,7 +195,7 @@ def _export_once(
     with source.pinned(table) as pin:
         full = source.schema(table)
         schema = _project(table, full)
-        exported_at = utcnow()
+        exported_at = clock.utcnow()
         source_rows = source.count(table)
         parts = cfg.parquet_parts(source_rows) if table.format == "parquet" else 1
         if parts > 1:

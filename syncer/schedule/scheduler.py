@@ -25,12 +25,13 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from syncer import _clock as clock
+from syncer._clock import iso
 from syncer._config import Config
 from syncer._exceptions import LockHeldError, SyncError
 from syncer.admin.auth import record_event
 from syncer.engine.operations import next_run, sync
 from syncer.schedule.cron import crontab_trigger
-from syncer.volume.layout import iso, utcnow
 
 __all__ = [
     "JOB_ID",
@@ -118,7 +119,7 @@ def start_scheduler(cfg: Config) -> BackgroundScheduler:
         sched = build_scheduler(cfg)
         assert isinstance(sched, BackgroundScheduler)
         sched.start()
-        _scheduler, _started_at = sched, iso(utcnow())
+        _scheduler, _started_at = sched, iso(clock.utcnow())
         log.info("scheduler started: next run %s", _next_fire(sched), extra={"step": "schedule"})
         return sched
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import threading
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from syncer import _clock as clock
 from syncer._config import SourceConfig, TableConfig
 from syncer._exceptions import SourceError
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
@@ -68,7 +68,7 @@ class DuckDBSource(Source):
         # transaction is needed -- and none is wanted: a failed query would abort it, and isolating
         # bad rows runs queries that are expected to fail.
         yield {
-            "as_of": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "as_of": clock.utcnow().isoformat(timespec="seconds"),
             "isolation": "read-only database file",
         }
 

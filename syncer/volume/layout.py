@@ -26,25 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syncer import _clock as clock
 from syncer._exceptions import NoSnapshotError, PublishError
 
-__all__ = ["MANIFEST", "SnapshotInfo", "Volume", "fsync_dir", "utcnow"]
+__all__ = ["MANIFEST", "SnapshotInfo", "Volume", "fsync_dir"]
 
 MANIFEST = "manifest.json"
 FILE_MODE = 0o444
 DIR_MODE = 0o555
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def fsync_dir(path: Path) -> None:
@@ -100,7 +89,7 @@ class Volume:
 
     @staticmethod
     def new_snapshot_id(now: dt.datetime | None = None) -> str:
-        now = now or utcnow()
+        now = now or clock.utcnow()
         return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
     def snapshot_dir(self, snapshot_id: str) -> Path:
