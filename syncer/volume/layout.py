@@ -28,6 +28,7 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._exceptions import NoSnapshotError, PublishError
+from syncer.volume.manifest import Manifest
 
 __all__ = ["MANIFEST", "SnapshotInfo", "Volume", "fsync_dir"]
 
@@ -48,10 +49,12 @@ def fsync_dir(path: Path) -> None:
 class SnapshotInfo:
     id: str
     path: Path
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     error: str | None = None
     created_at: str = ""
     problems: list[str] = field(default_factory=list)
+    #: the same problems, by the table whose files have them
+    table_problems: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -109,7 +112,13 @@ class Volume:
         return p.name
 
     @staticmethod
-    def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
+    def read_manifest(snapshot_dir: Path) -> Manifest:
+        """The snapshot's manifest, or :class:`PublishError` saying why it cannot be used."""
+        return _manifest_record(snapshot_dir, Volume.read_manifest_json(snapshot_dir))
+
+    @staticmethod
+    def read_manifest_json(snapshot_dir: Path) -> dict[str, Any]:
+        """The manifest as JSON, checked only for its outline (id and tables)."""
         path = snapshot_dir / MANIFEST
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -128,12 +137,15 @@ class Volume:
         d = self.snapshot_dir(snapshot_id)
         info = SnapshotInfo(snapshot_id, d)
         try:
-            info.manifest = self.read_manifest(d)
+            raw = self.read_manifest_json(d)
+            info.manifest = _manifest_record(d, raw)
         except PublishError as exc:
             info.error = str(exc)
             return info
-        info.created_at = str(info.manifest.get("created_at", ""))
-        info.problems = check_files(d, info.manifest, deep=deep)
+        info.created_at = str(info.manifest.created_at or "")
+        # The files are checked against the JSON as written: a tampered entry is reported, not trusted.
+        info.table_problems = check_files_by_table(d, raw, deep=deep)
+        info.problems = [p for ps in info.table_problems.values() for p in ps]
         return info
 
     def list_snapshots(self) -> list[SnapshotInfo]:
@@ -153,7 +165,7 @@ class Volume:
                 return info
         return None
 
-    def current_manifest(self) -> dict[str, Any] | None:
+    def current_manifest(self) -> Manifest | None:
         """The manifest behind ``current`` if it is intact, else None (no exception)."""
         cid = self.current_id()
         if cid is None:
@@ -163,14 +175,14 @@ class Volume:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def write_manifest(self, folder: Path, manifest: dict[str, Any]) -> None:
+    def write_manifest(self, folder: Path, manifest: Manifest) -> None:
         """Write ``manifest.json`` via a temporary file (fsynced, then renamed): complete or absent, never torn.
 
         The rename's directory entry is made durable by :meth:`publish` (fsync of the folder).
         """
         tmp = folder / (MANIFEST + ".tmp")
         # Serialise first: a value JSON cannot hold fails here, before anything touches the disk.
-        text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+        text = json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n"
         try:
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(text)
@@ -282,37 +294,48 @@ class Volume:
         return ids[-1] if ids else None
 
 
+def _manifest_record(snapshot_dir: Path, data: dict[str, Any]) -> Manifest:
+    try:
+        return Manifest.from_json(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        path = snapshot_dir / MANIFEST
+        raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is malformed ({exc}); run `syncer repair`") from exc
+
+
 def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -> list[str]:
-    """Problems with the files a manifest lists: missing, unreadable, wrong size, wrong sha256."""
+    """Problems with the files a manifest (as JSON) lists: missing, unreadable, wrong size, wrong sha256."""
+    return [p for ps in check_files_by_table(folder, manifest, deep=deep).values() for p in ps]
+
+
+def check_files_by_table(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -> dict[str, list[str]]:
+    """:func:`check_files`, by table (tables without a problem are left out)."""
+    out: dict[str, list[str]] = {}
+    for name, t in manifest.get("tables", {}).items():
+        problems = _table_file_problems(folder, name, t if isinstance(t, dict) else {}, deep)
+        if problems:
+            out[name] = problems
+    return out
+
+
+def _table_file_problems(folder: Path, name: str, t: dict[str, Any], deep: bool) -> list[str]:
     from syncer.formats import parts_digest
 
-    problems = []
-    for name, t in manifest.get("tables", {}).items():
-        file_name = str(t.get("file", ""))
-        if not is_plain_file_name(file_name):
-            # A tampered manifest must not make a reader open something outside the snapshot.
-            problems.append(f"table {name!r}: file name {file_name!r} is not a plain file name inside the snapshot")
-            continue
-        parts = t.get("parts")
-        if parts is None:
-            problems += _check_file(name, folder / file_name, t.get("bytes"), t.get("sha256"), deep)
-            continue
-        # A table written in parts: a folder of files, each listed with its size and sha256.
-        sub = folder / file_name
-        if sub.is_symlink() or not sub.is_dir():
-            problems.append(f"table {name!r}: {file_name}/ is missing or not a folder")
-            continue
-        if not isinstance(parts, list) or not all(
-            isinstance(p, dict) and is_plain_file_name(str(p.get("name", ""))) for p in parts
-        ):
-            problems.append(f"table {name!r}: the manifest's list of parts is malformed")
-            continue
-        if parts_digest(parts) != t.get("sha256") or sum(int(p.get("bytes") or 0) for p in parts) != t.get("bytes"):
-            problems.append(f"table {name!r}: the manifest's parts do not add up to its size and sha256 (modified)")
-            continue
-        for p in parts:
-            problems += _check_file(name, sub / str(p["name"]), p.get("bytes"), p.get("sha256"), deep)
-    return problems
+    file_name = str(t.get("file", ""))
+    if not is_plain_file_name(file_name):
+        # A tampered manifest must not make a reader open something outside the snapshot.
+        return [f"table {name!r}: file name {file_name!r} is not a plain file name inside the snapshot"]
+    parts = t.get("parts")
+    if parts is None:
+        return _check_file(name, folder / file_name, t.get("bytes"), t.get("sha256"), deep)
+    # A table written in parts: a folder of files, each listed with its size and sha256.
+    sub = folder / file_name
+    if sub.is_symlink() or not sub.is_dir():
+        return [f"table {name!r}: {file_name}/ is missing or not a folder"]
+    if not isinstance(parts, list) or not all(isinstance(p, dict) and is_plain_file_name(str(p.get("name", ""))) for p in parts):
+        return [f"table {name!r}: the manifest's list of parts is malformed"]
+    if parts_digest(parts) != t.get("sha256") or sum(int(p.get("bytes") or 0) for p in parts) != t.get("bytes"):
+        return [f"table {name!r}: the manifest's parts do not add up to its size and sha256 (modified)"]
+    return [problem for p in parts for problem in _check_file(name, sub / str(p["name"]), p.get("bytes"), p.get("sha256"), deep)]
 
 
 def _check_file(name: str, f: Path, size: Any, sha256: Any, deep: bool) -> list[str]:
