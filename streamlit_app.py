@@ -18,9 +18,10 @@ from pathlib import Path
 import streamlit as st
 
 import syncer
+import syncer.admin
 
 HERE = Path(__file__).resolve().parent
-CONFIG_PATH = syncer.app_config_path(HERE)
+CONFIG_PATH = syncer.admin.app_config_path(HERE)
 
 if __name__ != "__main__":
     # Imported by the server (uvicorn), once per process: the ASGI app, its lifespan and routes.
@@ -36,9 +37,9 @@ if __name__ != "__main__":
 
     app = st.App(
         __file__,
-        lifespan=syncer.serving_lifespan(CONFIG_PATH),
-        routes=[Route("/ready", syncer.ready_endpoint(CONFIG_PATH), methods=["GET"])],
-        middleware=[Middleware(syncer.StartupGate)],
+        lifespan=syncer.admin.serving_lifespan(CONFIG_PATH),
+        routes=[Route("/ready", syncer.admin.ready_endpoint(CONFIG_PATH), methods=["GET"])],
+        middleware=[Middleware(syncer.admin.StartupGate)],
     )
 else:
     # Executed for every rerun of every browser session: shared frame + navigation.
@@ -49,9 +50,9 @@ else:
         st.error(str(exc))
         st.stop()
     st.session_state["syncer_config"] = cfg
-    who = syncer.identify(cfg, st.context.headers)
+    who = syncer.admin.identify(cfg, st.context.headers)
 
-    start = syncer.startup_state()
+    start = syncer.admin.startup_state()
     result = start.get("result") or {}
     if start["phase"] == "unservable":
         st.error(

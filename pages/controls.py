@@ -1,7 +1,7 @@
 """Controls (operators only): re-sync all or chosen tables; roll back to a retained snapshot.
 
-The page hides the actions from non-operators, and every handler (``syncer.request_sync``,
-``syncer.request_rollback``) checks the operator again itself.
+The page hides the actions from non-operators, and every handler (``syncer.admin.request_sync``,
+``syncer.admin.request_rollback``) checks the operator again itself.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pandas as pd
 import streamlit as st
 
 import syncer
+import syncer.admin
 
 cfg = st.session_state["syncer_config"]
-who = syncer.identify(cfg, st.context.headers)
+who = syncer.admin.identify(cfg, st.context.headers)
 st.title("Controls")
 
 if not who.operator:
@@ -34,15 +35,15 @@ chosen = st.multiselect(
 )
 if st.button("Re-sync now", type="primary", key="resync", icon=":material/sync:"):
     try:
-        job = syncer.request_sync(cfg, st.context.headers, chosen or None)
+        job = syncer.admin.request_sync(cfg, st.context.headers, chosen or None)
         st.session_state["job_id"] = job.id
     except syncer.LockHeldError as exc:
         st.warning(str(exc), icon=":material/hourglass:")
     except syncer.SyncError as exc:
         st.error(str(exc))
 
-running_elsewhere = syncer.status(cfg)["running"]
-runner = syncer.job_runner()
+running_elsewhere = syncer.status(cfg).running
+runner = syncer.admin.job_runner()
 active = runner.active()
 if running_elsewhere and active is None:
     st.info(
@@ -79,13 +80,13 @@ job_panel()
 # --- rollback --------------------------------------------------------------------------------------------
 st.subheader("Roll back")
 snaps = syncer.snapshots(cfg)
-current = next((s for s in snaps if s["current"]), None)
-choices = [s for s in reversed(snaps) if not s["current"] and s["ok"]]
-st.write(f"Current snapshot: **{current['id'] if current else 'none'}**")
+current = next((s for s in snaps if s.current), None)
+choices = [s for s in reversed(snaps) if not s.current and s.ok]
+st.write(f"Current snapshot: **{current.id if current else 'none'}**")
 if not choices:
     st.caption("There is no other intact retained snapshot to roll back to.")
 else:
-    created = {s["id"]: s["created_at"] for s in choices}
+    created = {s.id: s.created_at for s in choices}
     target = st.selectbox(
         "Roll back to",
         list(created),
@@ -98,19 +99,18 @@ else:
     pending = st.session_state.get("rollback_pending")
     if pending:
         try:
-            preview = syncer.rollback_preview(cfg, pending)
+            preview = syncer.admin.rollback_preview(cfg, pending)
         except syncer.SyncError as exc:
             st.error(str(exc))
             st.session_state.pop("rollback_pending", None)
         else:
-            changed = [t for t in preview["tables"] if t["changes"]]
             st.warning(
-                f"Rolling back points `current` from **{preview['from']}** to **{preview['to']}** "
-                f"(created {preview['to_created_at']}). Apps read the older data at once. "
-                f"{len(changed)} of {len(preview['tables'])} table(s) change:"
+                f"Rolling back points `current` from **{preview.previous}** to **{preview.to}** "
+                f"(created {preview.to_created_at}). Apps read the older data at once. "
+                f"{len(preview.changed)} of {len(preview.tables)} table(s) change:"
             )
             st.dataframe(
-                pd.DataFrame(preview["tables"])[
+                pd.DataFrame([t.to_json() for t in preview.tables])[
                     ["table", "rows_now", "rows_after", "rows_change", "age_now_hours", "age_after_hours", "changes"]
                 ],
                 hide_index=True,
@@ -119,12 +119,12 @@ else:
             c1, c2 = st.columns(2)
             if c1.button(f"Confirm rollback to {pending}", type="primary", key="rollback_confirm"):
                 try:
-                    res = syncer.request_rollback(cfg, st.context.headers, pending)
+                    res = syncer.admin.request_rollback(cfg, st.context.headers, pending)
                 except syncer.SyncError as exc:
                     st.error(str(exc))
                 else:
                     st.session_state.pop("rollback_pending", None)
-                    st.session_state["controls_flash"] = f"Rolled back: current {res['from']} → {res['to']}."
+                    st.session_state["controls_flash"] = f"Rolled back: current {res.previous} → {res.to}."
                     st.rerun()
             if c2.button("Cancel", key="rollback_cancel"):
                 st.session_state.pop("rollback_pending", None)

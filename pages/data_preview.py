@@ -27,7 +27,7 @@ for w in caught:
         st.warning(str(w.message), icon=":material/warning:")
 
 st.caption(
-    f"{table.num_rows:,} rows × {table.num_columns} columns from snapshot {manifest['id']}; showing the first {min(limit, table.num_rows):,}."
+    f"{table.num_rows:,} rows × {table.num_columns} columns from snapshot {manifest.id}; showing the first {min(limit, table.num_rows):,}."
 )
 st.dataframe(table.slice(0, int(limit)).to_pandas(), hide_index=True, key="preview_frame")
 

@@ -7,25 +7,26 @@ import pandas as pd
 import streamlit as st
 
 import syncer
+import syncer.admin
 
 cfg = st.session_state["syncer_config"]
 st.title("Freshness")
 
 try:
-    f = syncer.freshness(cfg)
+    f = syncer.admin.freshness(cfg)
     snaps = syncer.snapshots(cfg)
 except syncer.SyncError as exc:
     st.error(str(exc))
     st.stop()
 
-for banner in f["banners"]:
+for banner in f.banners:
     st.warning(banner, icon=":material/warning:")
-if f["running"]:
-    r = f["running"]
+if f.running:
+    r = f.running
     st.info(f"A sync is running now: trigger {r.get('trigger')}, user {r.get('user') or '-'}, started {r.get('started_at')}.")
 
-last = f["last_run"]
-snap = f["snapshot"]
+last = f.last_run
+snap = f.snapshot
 st.caption(f"Serving snapshot **{snap['id']}**, created {snap['created_at']}." if snap else "Nothing is published yet.")
 
 
@@ -37,7 +38,7 @@ def hours_until(iso_time: str | None) -> str:
 
 
 c1, c2, c3 = st.columns(3)
-c1.metric("Tables fresh", f"{f['fresh']} of {f['total']}")
+c1.metric("Tables fresh", f"{f.fresh} of {f.total}")
 c2.metric(
     "Last run",
     f"{last['status']} · {last['trigger']}" if last else "never",
@@ -45,12 +46,12 @@ c2.metric(
 )
 c3.metric(
     "Next run",
-    hours_until(f["next_run"]),
-    help=f"{f['next_run']} (cron {cfg.cron!r}, {cfg.timezone})"
-    + ("; the scheduler is running in this server" if f["scheduler"] else "; computed from the cron"),
+    hours_until(f.next_run),
+    help=f"{f.next_run} (cron {cfg.cron!r}, {cfg.timezone})"
+    + ("; the scheduler is running in this server" if f.scheduler else "; computed from the cron"),
 )
 
-table = pd.DataFrame(f["tables"])
+table = pd.DataFrame([r.to_json() for r in f.tables], columns=[*syncer.admin.FreshnessRow.__dataclass_fields__])
 columns = ["table", "status", "rows", "exported_at", "age_hours", "sla", "snapshot"]
 if table["error"].notna().any():
     columns.append("error")
@@ -97,9 +98,9 @@ with right:
     st.subheader("Rows per table over recent snapshots")
     history = pd.DataFrame(
         [
-            {"snapshot": s["id"], "created_at": s["created_at"], "table": n, "rows": t["rows"]}
+            {"snapshot": s.id, "created_at": s.created_at, "table": n, "rows": t["rows"]}
             for s in snaps
-            for n, t in s["tables"].items()
+            for n, t in s.tables.items()
         ]
     )
     if history.empty or not (history["rows"] > 0).any():

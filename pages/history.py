@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import syncer
+import syncer.admin
 
 
 def _over_time(df: pd.DataFrame, field: str, title: str, tooltip: list[str]) -> alt.Chart:
@@ -28,7 +29,7 @@ def _over_time(df: pd.DataFrame, field: str, title: str, tooltip: list[str]) -> 
 cfg = st.session_state["syncer_config"]
 st.title("History")
 
-hist = syncer.open_history(cfg)
+hist = syncer.admin.open_history(cfg)
 try:
     runs = pd.DataFrame(hist.runs(limit=200))
     events = hist.events(limit=300)

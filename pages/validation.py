@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import syncer
+import syncer.admin
 
 cfg = st.session_state["syncer_config"]
 st.title("Validation")
@@ -23,45 +24,12 @@ with warnings.catch_warnings(record=True) as caught:
 for w in caught:
     st.warning(str(w.message))
 
-rows = []
-for name, entry in manifest["tables"].items():
-    for c in entry.get("checks", []):
-        rows.append(
-            {
-                "table": name,
-                "check": c["name"],
-                "result": "pass" if c["ok"] else "FAIL",
-                "severity": c.get("severity", "error"),
-                "detail": c.get("detail"),
-            }
-        )
-    for c in entry.get("failed_checks", []):
-        # a carried-over table keeps its old (passing) checks; the failed attempt's checks come first
-        rows.append(
-            {
-                "table": name,
-                "check": f"{c['name']} (last attempt)",
-                "result": "FAIL",
-                "severity": c.get("severity", "error"),
-                "detail": c.get("detail"),
-            }
-        )
-for c in manifest.get("run_checks", []):
-    rows.append(
-        {
-            "table": "(run)",
-            "check": c["name"],
-            "result": "pass" if c["ok"] else "FAIL",
-            "severity": c.get("severity", "error"),
-            "detail": c.get("detail"),
-        }
-    )
-
+rows = [r.to_json() for r in syncer.admin.validation_rows(manifest)]
 checks = pd.DataFrame(rows, columns=["table", "check", "result", "severity", "detail"])
 failing = checks[checks["result"] == "FAIL"]
-st.caption(f"Checks recorded in the manifest of snapshot **{manifest['id']}** (created {manifest['created_at']}).")
+st.caption(f"Checks recorded in the manifest of snapshot **{manifest.id}** (created {manifest.created_at}).")
 c1, c2, c3 = st.columns(3)
-c1.metric("Tables", len(manifest["tables"]))
+c1.metric("Tables", len(manifest.tables))
 c2.metric("Checks", len(checks))
 c3.metric("Failing", len(failing))
 if len(failing):
@@ -73,16 +41,16 @@ order = checks.assign(_fail=checks["result"] != "FAIL", _warn=checks["severity"]
 st.dataframe(order.drop(columns=["_fail", "_warn"]), hide_index=True, key="checks_table")
 
 st.subheader("Quarantined records")
-files = syncer.quarantined(cfg, manifest["id"])
+files = syncer.admin.quarantined(cfg, manifest.id)
 if not files:
-    st.caption(f"No records were quarantined in snapshot {manifest['id']}.")
+    st.caption(f"No records were quarantined in snapshot {manifest.id}.")
 for entry in files:
-    with st.expander(f"{entry['table']} — {entry['file']} ({entry['bytes']:,} bytes)", expanded=True):
-        preview = syncer.read_quarantined(entry, limit=200)
+    with st.expander(f"{entry.table} — {entry.file} ({entry.bytes:,} bytes)", expanded=True):
+        preview = syncer.admin.read_quarantined(entry, limit=200)
         st.dataframe(preview, hide_index=True)
         st.download_button(
-            f"Download {entry['file']}",
-            data=Path(entry["path"]).read_bytes(),
-            file_name=Path(entry["file"]).name,
-            key=f"dl_{entry['file']}",
+            f"Download {entry.file}",
+            data=Path(entry.path).read_bytes(),
+            file_name=Path(entry.file).name,
+            key=f"dl_{entry.file}",
         )

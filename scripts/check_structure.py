@@ -95,6 +95,12 @@ def imports(tree: ast.Module, name: str, is_package: bool, known: set[str]) -> s
                 t = t.rpartition(".")[0]
             if t and t != name:
                 out.add(t)
+                # Importing a.b.c runs the package a.b's __init__ first: an edge to it too, unless
+                # the importer lives inside that package (then the package is already importing).
+                pkg = t.rpartition(".")[0]
+                while pkg and pkg in known and not (name == pkg or name.startswith(pkg + ".")):
+                    out.add(pkg)
+                    pkg = pkg.rpartition(".")[0]
     return out
 
 

@@ -1,9 +1,14 @@
 """Volume Data Sync: export warehouse tables to validated, atomic snapshots on a container volume.
 
-This module is the public face: the CLI, the Streamlit pages and end-user apps import only from here.
+This module is the public face, for end-user apps, scripts and the CLI: the reader, the operations,
+the configuration, the records they return and the exceptions. The admin app's pieces have their
+own face, :mod:`syncer.admin`; the scheduler's is :mod:`syncer.schedule`.
 
     from syncer import read_table
     df = read_table("participants")
+
+Names are imported on first use (PEP 562): ``from syncer import read_table`` loads the reader and
+pyarrow, never the engine, DuckDB, Snowpark, APScheduler or Streamlit.
 """
 
 from __future__ import annotations
@@ -11,64 +16,50 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Names are imported on first use (PEP 562): an app that only calls read_table loads the reader and
-# pyarrow, not the engine, DuckDB, APScheduler or the web server.
-_LAZY: dict[str, str] = {
-    "Config": "_config",
-    "ConfigError": "_exceptions",
-    "History": "volume.history",
-    "Identity": "admin.auth",
-    "Job": "admin.jobs",
-    "JobRunner": "admin.jobs",
-    "LockHeldError": "_exceptions",
-    "NoSnapshotError": "_exceptions",
-    "NotAuthorizedError": "_exceptions",
-    "PublishError": "_exceptions",
-    "QuarantinedRowsWarning": "reader",
-    "SnapshotFallbackWarning": "reader",
-    "SourceError": "_exceptions",
-    "StaleDataWarning": "reader",
-    "StartupGate": "admin.server",
-    "SyncError": "_exceptions",
-    "TableConfig": "_config",
-    "USER_HEADER": "admin.auth",
-    "ValidationError": "_exceptions",
-    "app_config_path": "admin.server",
-    "begin_startup": "admin.server",
-    "build_demo": "sources.demo",
-    "current_snapshot": "reader",
-    "freshness": "admin.server",
-    "identify": "admin.auth",
-    "job_runner": "admin.jobs",
-    "load_config": "_config",
-    "next_run": "engine",
-    "open_history": "admin.server",
-    "quarantined": "admin.server",
-    "read_quarantined": "admin.server",
-    "read_table": "reader",
-    "readiness": "admin.server",
-    "ready_endpoint": "admin.server",
-    "repair": "engine",
-    "request_rollback": "admin.server",
-    "request_sync": "admin.server",
-    "require_operator": "admin.auth",
-    "rollback": "engine",
-    "rollback_preview": "admin.server",
-    "run_scheduler": "schedule.scheduler",
-    "scheduled_sync": "schedule.scheduler",
-    "scheduler_info": "schedule.scheduler",
-    "serving_lifespan": "admin.server",
-    "snapshots": "engine",
-    "start_scheduler": "schedule.scheduler",
-    "startup": "engine",
-    "startup_state": "admin.server",
-    "status": "engine",
-    "stop_scheduler": "schedule.scheduler",
-    "sync": "engine",
-    "verify": "engine",
+#: every public name -> the module that defines it; tests/test_packaging.py holds __all__ and the
+#: TYPE_CHECKING imports to this list
+_FACE: dict[str, str] = {
+    # the reader
+    "read_table": "syncer.reader",
+    "current_snapshot": "syncer.reader",
+    "StaleDataWarning": "syncer.reader",
+    "SnapshotFallbackWarning": "syncer.reader",
+    "QuarantinedRowsWarning": "syncer.reader",
+    # the operations
+    "sync": "syncer.engine",
+    "startup": "syncer.engine",
+    "rollback": "syncer.engine",
+    "repair": "syncer.engine",
+    "verify": "syncer.engine",
+    "status": "syncer.engine",
+    "snapshots": "syncer.engine",
+    "next_run": "syncer.engine",
+    "run_scheduler": "syncer.schedule.scheduler",
+    "build_demo": "syncer.sources.demo",
+    "History": "syncer.volume.history",
+    "configure_logging": "syncer._log",
+    # configuration
+    "Config": "syncer._config",
+    "TableConfig": "syncer._config",
+    "load_config": "syncer._config",
+    # records
+    "Check": "syncer.volume.manifest",
+    "Manifest": "syncer.volume.manifest",
+    "ManifestEntry": "syncer.volume.manifest",
+    "RunReport": "syncer.volume.manifest",
+    "TableResult": "syncer.volume.manifest",
+    # exceptions
+    "SyncError": "syncer._exceptions",
+    "ConfigError": "syncer._exceptions",
+    "SourceError": "syncer._exceptions",
+    "ValidationError": "syncer._exceptions",
+    "PublishError": "syncer._exceptions",
+    "LockHeldError": "syncer._exceptions",
+    "NoSnapshotError": "syncer._exceptions",
+    "NotAuthorizedError": "syncer._exceptions",
 }
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for type checkers and editors; tests/test_packaging.py checks it matches _FACE
     from syncer._config import Config, TableConfig, load_config
     from syncer._exceptions import (
         ConfigError,
@@ -80,36 +71,20 @@ if TYPE_CHECKING:
         SyncError,
         ValidationError,
     )
-    from syncer.admin.auth import USER_HEADER, Identity, identify, require_operator
-    from syncer.admin.jobs import Job, JobRunner, job_runner
-    from syncer.admin.server import (
-        StartupGate,
-        app_config_path,
-        begin_startup,
-        freshness,
-        open_history,
-        quarantined,
-        read_quarantined,
-        readiness,
-        ready_endpoint,
-        request_rollback,
-        request_sync,
-        rollback_preview,
-        serving_lifespan,
-        startup_state,
-    )
+    from syncer._log import configure_logging
     from syncer.engine import next_run, repair, rollback, snapshots, startup, status, sync, verify
     from syncer.reader import QuarantinedRowsWarning, SnapshotFallbackWarning, StaleDataWarning, current_snapshot, read_table
-    from syncer.schedule.scheduler import run_scheduler, scheduled_sync, scheduler_info, start_scheduler, stop_scheduler
+    from syncer.schedule.scheduler import run_scheduler
     from syncer.sources.demo import build_demo
     from syncer.volume.history import History
+    from syncer.volume.manifest import Check, Manifest, ManifestEntry, RunReport, TableResult
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _FACE.get(name)
     if module is None:
         raise AttributeError(f"module 'syncer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
@@ -119,56 +94,37 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "USER_HEADER",
+    "Check",
     "Config",
     "ConfigError",
     "History",
-    "Identity",
-    "Job",
-    "JobRunner",
     "LockHeldError",
+    "Manifest",
+    "ManifestEntry",
     "NoSnapshotError",
     "NotAuthorizedError",
     "PublishError",
     "QuarantinedRowsWarning",
+    "RunReport",
     "SnapshotFallbackWarning",
     "SourceError",
     "StaleDataWarning",
-    "StartupGate",
     "SyncError",
     "TableConfig",
+    "TableResult",
     "ValidationError",
-    "app_config_path",
-    "begin_startup",
     "build_demo",
+    "configure_logging",
     "current_snapshot",
-    "freshness",
-    "identify",
-    "job_runner",
     "load_config",
     "next_run",
-    "open_history",
-    "quarantined",
-    "read_quarantined",
     "read_table",
-    "readiness",
-    "ready_endpoint",
     "repair",
-    "request_rollback",
-    "request_sync",
-    "require_operator",
     "rollback",
-    "rollback_preview",
     "run_scheduler",
-    "scheduled_sync",
-    "scheduler_info",
-    "serving_lifespan",
     "snapshots",
-    "start_scheduler",
     "startup",
-    "startup_state",
     "status",
-    "stop_scheduler",
     "sync",
     "verify",
 ]

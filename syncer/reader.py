@@ -8,6 +8,7 @@ intact snapshot (with :class:`SnapshotFallbackWarning`) when ``current`` is miss
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -20,6 +21,7 @@ from syncer._clock import parse_iso
 from syncer._exceptions import NoSnapshotError, PublishError
 from syncer.formats import read_file, schema_from_b64
 from syncer.volume.layout import Volume
+from syncer.volume.manifest import Manifest, ManifestEntry
 
 __all__ = [
     "QuarantinedRowsWarning",
@@ -63,14 +65,15 @@ def resolve_root(root: str | os.PathLike | None = None, config: Any = None) -> P
     )
 
 
-def current_snapshot(root: str | os.PathLike | None = None, *, config: Any = None) -> dict[str, Any]:
-    """The manifest of the snapshot apps read now (after any fallback), plus ``"fallback": bool``."""
+def current_snapshot(root: str | os.PathLike | None = None, *, config: Any = None) -> Manifest:
+    """The manifest of the snapshot apps read now (after any fallback), with ``fallback`` set:
+    True when ``current`` is broken and the newest intact snapshot is served instead."""
     vol = Volume(resolve_root(root, config))
     manifest, fell_back = _resolve(vol)
-    return {**manifest, "fallback": fell_back}
+    return dataclasses.replace(manifest, fallback=fell_back)
 
 
-def _resolve(vol: Volume) -> tuple[dict[str, Any], bool]:
+def _resolve(vol: Volume) -> tuple[Manifest, bool]:
     cid = vol.current_id()
     reason = "missing"
     if cid is not None:
@@ -104,32 +107,32 @@ def read_table(
     """Read table ``name`` from the published snapshot: a pandas DataFrame, or a ``pyarrow.Table``."""
     vol = Volume(resolve_root(root, config))
     manifest, _ = _resolve(vol)
-    entry = manifest["tables"].get(name)
+    entry = manifest.tables.get(name)
     if entry is None:
-        known = ", ".join(sorted(manifest["tables"])) or "none"
-        raise NoSnapshotError(f"table {name!r} is not in snapshot {manifest['id']}; published tables: {known}")
-    schema = schema_from_b64(entry["arrow_schema"])
+        known = ", ".join(sorted(manifest.tables)) or "none"
+        raise NoSnapshotError(f"table {name!r} is not in snapshot {manifest.id}; published tables: {known}")
+    schema = _schema(entry)
     if columns:
         unknown = [c for c in columns if c not in schema.names]
         if unknown:
             raise PublishError(f"table {name!r} has no column(s) {unknown}; columns: {', '.join(schema.names)}")
-    path = vol.snapshot_dir(manifest["id"]) / entry["file"]
+    path = vol.snapshot_dir(manifest.id) / entry.file
     try:
-        table = read_file(entry["format"], path, schema, columns)
+        table = read_file(entry.format, path, schema, columns)
     except _READ_ERRORS as exc:
         # The manifest and the file's size were fine, yet the bytes do not parse (modified in place,
         # or unreadable to this user): an older snapshot that holds this table in another file still
         # serves it, with a warning, rather than nothing at all.
-        older = _read_from_older(vol, name, manifest["id"], path, columns)
+        older = _read_from_older(vol, name, manifest.id, path, columns)
         if older is None:
             raise PublishError(
-                f"cannot read table {name!r} from snapshot {manifest['id']} ({path}): {exc}; "
+                f"cannot read table {name!r} from snapshot {manifest.id} ({path}): {exc}; "
                 "no older snapshot holds a readable copy; run `syncer verify`, then `syncer repair` or `syncer sync`"
             ) from exc
         manifest, entry, table = older
         warnings.warn(
             f"table {name!r} in snapshot {path.parent.name} cannot be read ({_short(exc)}); reading it from the "
-            f"older intact snapshot {manifest['id']} instead (run `syncer verify`, then `syncer repair`)",
+            f"older intact snapshot {manifest.id} instead (run `syncer verify`, then `syncer repair`)",
             SnapshotFallbackWarning,
             stacklevel=2,
         )
@@ -146,9 +149,15 @@ def _short(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+def _schema(entry: ManifestEntry) -> pa.Schema:
+    if not entry.arrow_schema:
+        raise PublishError(f"the manifest entry of {entry.file} has no arrow_schema; run `syncer sync` to republish it")
+    return schema_from_b64(entry.arrow_schema)
+
+
 def _read_from_older(
     vol: Volume, name: str, failed_id: str, failed_path: Path, columns: list[str] | None
-) -> tuple[dict[str, Any], dict[str, Any], pa.Table] | None:
+) -> tuple[Manifest, ManifestEntry, pa.Table] | None:
     """The table read from the newest other intact snapshot whose copy is not the very file that failed."""
     try:
         failed_ino = os.stat(failed_path).st_ino
@@ -157,28 +166,28 @@ def _read_from_older(
     for info in reversed(vol.list_snapshots()):
         if info.id == failed_id or not info.ok or info.manifest is None:
             continue
-        entry = info.manifest["tables"].get(name)
+        entry = info.manifest.tables.get(name)
         if entry is None:
             continue
-        path = info.path / entry["file"]
+        path = info.path / entry.file
         try:
             if failed_ino is not None and os.stat(path).st_ino == failed_ino:
                 continue  # a hard link to the same damaged bytes
-            schema = schema_from_b64(entry["arrow_schema"])
+            schema = _schema(entry)
             if columns and any(c not in schema.names for c in columns):
                 continue
-            return info.manifest, entry, read_file(entry["format"], path, schema, columns)
-        except _READ_ERRORS:
+            return info.manifest, entry, read_file(entry.format, path, schema, columns)
+        except (*_READ_ERRORS, PublishError):
             continue
     return None
 
 
-def _warn_if_stale(name: str, entry: dict[str, Any], manifest: dict[str, Any]) -> None:
-    sla_hours = float(manifest.get("sla_hours", 24))
-    age = (clock.utcnow() - parse_iso(entry["exported_at"])).total_seconds() / 3600
-    if entry.get("status") == "carried_over":
+def _warn_if_stale(name: str, entry: ManifestEntry, manifest: Manifest) -> None:
+    sla_hours = float(manifest.sla_hours if manifest.sla_hours is not None else 24)
+    age = (clock.utcnow() - parse_iso(entry.exported_at)).total_seconds() / 3600
+    if entry.carried_over:
         warnings.warn(
-            f"table {name!r} holds data exported {age:.1f} h ago: the last export failed ({entry.get('error')})",
+            f"table {name!r} holds data exported {age:.1f} h ago: the last export failed ({entry.error})",
             StaleDataWarning,
             stacklevel=3,
         )
@@ -188,8 +197,8 @@ def _warn_if_stale(name: str, entry: dict[str, Any], manifest: dict[str, Any]) -
             StaleDataWarning,
             stacklevel=3,
         )
-    q = entry.get("quarantine")
-    if entry.get("status") == "quarantined" and q:
+    q = entry.quarantine
+    if entry.status == "quarantined" and q:
         reasons = "; ".join(f"{r} ({n:,})" for r, n in list(q.get("reasons", {}).items())[:3])
         warnings.warn(
             f"table {name!r}: {q.get('rows', 0):,} source row(s) were set aside in quarantine by its export "

@@ -14,9 +14,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import syncer
+import syncer.admin
 from syncer import Config, History, NotAuthorizedError, sync
 from syncer._clock import frozen
-from syncer.admin.server import _reset_for_tests
+from syncer.admin import server
 from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,10 +27,10 @@ NOBODY = '\n[admin]\noperators = ["alice"]\n'
 
 
 @pytest.fixture(autouse=True)
-def no_jobs_left_behind() -> Iterator[None]:
-    _reset_for_tests()
+def no_jobs_left_behind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(server, "STEP", server.StartupStep())  # as in a new server process
     yield
-    job = syncer.job_runner().active()
+    job = syncer.admin.job_runner().active()
     if job is not None:
         job.wait(60)
 
@@ -193,9 +194,9 @@ def test_a_non_operator_sees_no_actions_and_the_handlers_refuse_them(app_config:
     assert "Only operators can re-sync or roll back" in at.info[0].value
     assert "allow_local_operator" in at.info[0].value
     with pytest.raises(NotAuthorizedError):
-        syncer.request_rollback(cfg, {}, first)
+        syncer.admin.request_rollback(cfg, {}, first)
     with pytest.raises(NotAuthorizedError):
-        syncer.request_sync(cfg, {})
+        syncer.admin.request_sync(cfg, {})
     assert syncer.current_snapshot(config=cfg)["id"] == second
     assert [e["kind"] for e in History(Path(cfg.root) / "syncer.db").events()] == ["refused", "refused"]
 
@@ -239,7 +240,7 @@ def test_a_resync_through_the_page_runs_in_the_background_and_publishes(app_conf
     at = app("pages/controls.py")
     at.multiselect(key="resync_tables").select("courses").run()
     at.button(key="resync").click().run()
-    job = syncer.job_runner().latest("sync")
+    job = syncer.admin.job_runner().latest("sync")
     assert job is not None and job.label == "re-sync of courses"
     assert job.wait(60) and job.state == "ok", job.error
     at.run()
@@ -259,7 +260,7 @@ def test_a_resync_while_another_writer_holds_the_volume_says_so(app_config: Call
     at = app("pages/controls.py")
     with hold_volume_lock(Path(cfg.root), trigger="cli", user="carol"):
         at.button(key="resync").click().run()
-        job = syncer.job_runner().latest("sync")
+        job = syncer.admin.job_runner().latest("sync")
         assert job is not None and job.wait(30)
         at.run()
     assert job.state == "busy"

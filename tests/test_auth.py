@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.runtime.context import StreamlitHeaders
 
-from syncer import USER_HEADER, Config, History, NotAuthorizedError, identify, require_operator
+from syncer import Config, History, NotAuthorizedError
+from syncer.admin import USER_HEADER, identify, require_operator
 
 ADMIN = """
 [admin]

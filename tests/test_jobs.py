@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from syncer import Config, History, JobRunner, LockHeldError, SourceError, current_snapshot, sync
+from syncer import Config, History, LockHeldError, SourceError, current_snapshot, sync
+from syncer.admin import JobRunner
 
 
 @contextlib.contextmanager

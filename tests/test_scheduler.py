@@ -18,8 +18,17 @@ from apscheduler.triggers.cron import CronTrigger
 from streamlit.testing.v1 import AppTest
 
 import syncer
-from syncer import Config, History, scheduled_sync, scheduler_info, start_scheduler, stop_scheduler
-from syncer.schedule.scheduler import JOB_ID, build_scheduler, crontab_trigger
+import syncer.schedule.scheduler
+from syncer import Config, History
+from syncer.schedule.scheduler import (
+    JOB_ID,
+    build_scheduler,
+    crontab_trigger,
+    scheduled_sync,
+    scheduler_info,
+    start_scheduler,
+    stop_scheduler,
+)
 from tests.test_jobs import hold_volume_lock
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,12 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import syncer
-from syncer import (
+import syncer.admin
+from syncer import Config, History, LockHeldError, NotAuthorizedError, sync
+from syncer._clock import frozen
+from syncer.admin import (
     USER_HEADER,
-    Config,
-    History,
-    LockHeldError,
-    NotAuthorizedError,
     StartupGate,
     begin_startup,
     freshness,
@@ -31,11 +30,10 @@ from syncer import (
     request_rollback,
     request_sync,
     rollback_preview,
+    server,
     startup_state,
-    sync,
 )
-from syncer._clock import frozen
-from syncer.admin.server import _reset_for_tests, wait_for_startup
+from syncer.admin.server import wait_for_startup
 from tests.test_jobs import hold_volume_lock
 
 OPERATORS = """
@@ -45,14 +43,13 @@ operators = ["alice"]
 
 
 @pytest.fixture(autouse=True)
-def fresh_process_state() -> Iterator[None]:
+def fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts as a new server process would: no startup step run yet, no job running."""
-    _reset_for_tests()
+    monkeypatch.setattr(server, "STEP", server.StartupStep())
     yield
-    job = syncer.job_runner().active()
+    job = syncer.admin.job_runner().active()
     if job is not None:
         job.wait(30)
-    _reset_for_tests()
 
 
 def events(cfg: Config, kind: str) -> list[dict[str, Any]]:
@@ -169,8 +166,8 @@ def test_a_non_operator_calling_the_handlers_directly_is_refused_and_audited(mak
         with pytest.raises(NotAuthorizedError):
             request_rollback(cfg, headers, first)
     assert syncer.current_snapshot(config=cfg)["id"] == second
-    assert syncer.job_runner().active() is None
-    local = syncer.identify(cfg, {}).user
+    assert syncer.admin.job_runner().active() is None
+    local = syncer.admin.identify(cfg, {}).user
     refused = events(cfg, "refused")
     assert sorted((e["user"], e["detail"]["action"]) for e in refused) == sorted(
         (user, action) for user in ("mallory", local, "(invalid user header)") for action in ("sync", "rollback")
@@ -207,7 +204,7 @@ def test_a_resync_while_another_process_writes_ends_busy_and_never_starts_a_seco
 def test_a_second_resync_from_the_app_is_refused_while_the_first_runs(make_config: Callable[..., Config]) -> None:
     cfg = make_config(extra=OPERATORS + "\n")
     release = threading.Event()
-    blocker = syncer.job_runner().submit(
+    blocker = syncer.admin.job_runner().submit(
         "sync", lambda _p: (release.wait(10), {"status": "ok"})[1], label="re-sync of courses", user="bob", tables_total=1
     )
     try:

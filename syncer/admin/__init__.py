@@ -1,0 +1,79 @@
+"""The admin app's pieces (what ``streamlit_app.py`` and ``pages/`` use), under their own name.
+
+* serving: :func:`serving_lifespan`, :class:`StartupGate`, :func:`ready_endpoint`, :func:`readiness`,
+  :func:`begin_startup`, :func:`startup_state`, :func:`app_config_path` (:mod:`.server`);
+* who may act: :func:`identify`, :func:`require_operator`, :data:`USER_HEADER` (:mod:`.auth`);
+* actions: :func:`request_sync`, :func:`request_rollback`, the job runner (:mod:`.actions`, :mod:`.jobs`);
+* read models for the pages: :func:`freshness`, :func:`rollback_preview`, :func:`validation_rows`,
+  :func:`quarantined`, :func:`read_quarantined`, :func:`open_history` (:mod:`.models`).
+
+Importing it loads the engine and Streamlit's server pieces on demand; an app that only reads the
+volume imports :mod:`syncer` (the reader) and never this.
+"""
+
+from __future__ import annotations
+
+from syncer.admin.actions import request_rollback, request_sync
+from syncer.admin.auth import USER_HEADER, Identity, identify, record_event, require_operator
+from syncer.admin.jobs import Job, JobRunner, job_runner
+from syncer.admin.models import (
+    CheckRow,
+    FreshnessRow,
+    FreshnessView,
+    PreviewRow,
+    QuarantineFile,
+    RollbackPreview,
+    freshness,
+    open_history,
+    quarantined,
+    read_quarantined,
+    rollback_preview,
+    validation_rows,
+)
+from syncer.admin.server import (
+    STEP,
+    StartupGate,
+    StartupStep,
+    app_config_path,
+    begin_startup,
+    readiness,
+    ready_endpoint,
+    serving_lifespan,
+    startup_state,
+    wait_for_startup,
+)
+
+__all__ = [
+    "STEP",
+    "USER_HEADER",
+    "CheckRow",
+    "FreshnessRow",
+    "FreshnessView",
+    "Identity",
+    "Job",
+    "JobRunner",
+    "PreviewRow",
+    "QuarantineFile",
+    "RollbackPreview",
+    "StartupGate",
+    "StartupStep",
+    "app_config_path",
+    "begin_startup",
+    "freshness",
+    "identify",
+    "job_runner",
+    "open_history",
+    "quarantined",
+    "read_quarantined",
+    "readiness",
+    "ready_endpoint",
+    "record_event",
+    "request_rollback",
+    "request_sync",
+    "require_operator",
+    "rollback_preview",
+    "serving_lifespan",
+    "startup_state",
+    "validation_rows",
+    "wait_for_startup",
+]

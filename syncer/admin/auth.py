@@ -19,12 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncer import _clock as clock
-from syncer._clock import iso
 from syncer._config import Config
-from syncer._exceptions import NotAuthorizedError, SyncError
-from syncer.volume.history import History
-from syncer.volume.layout import Volume
+from syncer._exceptions import NotAuthorizedError
+from syncer.volume.audit import record_event
 
 __all__ = ["USER_HEADER", "Identity", "NotAuthorizedError", "identify", "record_event", "require_operator"]
 
@@ -113,13 +110,3 @@ def require_operator(cfg: Config, headers: Any, action: str, **detail: Any) -> I
         return who
     record_event(cfg, "refused", user=who.user or "(invalid user header)", action=action, reason=who.reason, **detail)
     raise NotAuthorizedError(f"{action} refused: {who.reason}")
-
-
-def record_event(cfg: Config, kind: str, *, user: str | None, **detail: Any) -> None:
-    """Write an audit entry; an unwritable trail is logged, never raised (it must not change the outcome)."""
-    vol = Volume(cfg.root)
-    try:
-        vol.ensure()
-        History(vol.db_path).event(kind, iso(clock.utcnow()), user=user, **detail)
-    except SyncError as exc:
-        log.warning("could not record %s by %s in the audit trail: %s", kind, user, exc)

@@ -29,9 +29,9 @@ from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._config import Config
 from syncer._exceptions import LockHeldError, SyncError
-from syncer.admin.auth import record_event
 from syncer.engine import next_run, sync
 from syncer.schedule.cron import crontab_trigger
+from syncer.volume.audit import record_event
 
 __all__ = [
     "JOB_ID",

@@ -214,9 +214,12 @@ class Manifest(Record):
     sla_hours: float | None = None
     run_checks: tuple[Check, ...] = ()
     format_version: int = 1
+    #: set by the reader's ``current_snapshot``: True when the newest intact snapshot is served
+    #: because ``current`` is broken (never written to disk)
+    fallback: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    _optional: ClassVar[frozenset[str]] = frozenset({"sla_hours"})
+    _optional: ClassVar[frozenset[str]] = frozenset({"sla_hours", "fallback"})
 
     @classmethod
     def _convert(cls, values: dict[str, Any]) -> dict[str, Any]:
