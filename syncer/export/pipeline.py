@@ -158,6 +158,7 @@ class Stage(Generic[T]):
         self.peak = 0
         self._items: deque[T] = deque()
         self._ended = False
+        self._drain = False  # hand out the queued items despite the cancel (see _guard)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         pipeline.stages.append(self)
@@ -171,6 +172,12 @@ class Stage(Generic[T]):
             target(arg)
         except BaseException as exc:
             self.pipeline.fail(exc)
+            if exc is self.pipeline.error:
+                # This stage failed first: what it queued before the error still reaches a consumer
+                # that iterates it, so the error arrives at the point it happened.
+                with self._cond:
+                    self._drain = True
+                    self._cond.notify_all()
 
     def put(self, item: T) -> None:
         """Wait for room (at most ``bound`` items held), then queue ``item``; raises the pipeline's
@@ -190,6 +197,8 @@ class Stage(Generic[T]):
         """The next item, or ``_END`` once the input ended and every item was taken."""
         with self._cond:
             while True:
+                if self._items and self._drain:
+                    return self._items.popleft()
                 self.pipeline.check()
                 if self._items:
                     return self._items.popleft()
