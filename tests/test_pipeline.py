@@ -107,6 +107,22 @@ def test_the_blocks_own_error_wins_when_it_comes_first(no_leftover_threads: None
         work.put(2)  # a cancelled stage takes nothing more
 
 
+def test_a_stage_that_drives_another_pipeline_reports_that_pipelines_error(no_leftover_threads: None) -> None:
+    """As a writer thread drives the Parquet writer's encoder stages."""
+
+    def breaks(i: int) -> None:
+        if i == 2:
+            raise ValueError("the inner stage failed at item 2")
+
+    inner = Pipeline()
+    encode = inner.worker(breaks)
+    with pytest.raises(ValueError, match=r"^the inner stage failed at item 2$"), Pipeline() as outer:
+        relay = outer.worker(encode.put)
+        for i in range(1_000):
+            relay.put(i)
+    inner.join()
+
+
 def test_put_after_a_clean_cancel_raises_cancelled(no_leftover_threads: None) -> None:
     stages = Pipeline()
     work = stages.worker(lambda _: None)

@@ -40,6 +40,9 @@ JOIN_WARN_S = 30.0
 
 _END: Any = object()
 
+#: ``pipeline``: the pipeline whose stage runs on this thread (a stage may drive another pipeline)
+_here = threading.local()
+
 
 class Cancelled(Exception):
     """A stage was used after its pipeline was cancelled without an error (it is closing)."""
@@ -88,6 +91,7 @@ class Pipeline:
             first = self._error is None
             if first:
                 self._error = exc
+                self._cancelled = True  # with the error, so no stage sees one without the other
         if first:
             self.cancel()
             return
@@ -96,8 +100,10 @@ class Pipeline:
         self._error.add_note(f"then, in another stage: {type(exc).__name__}: {exc}")
 
     def check(self) -> None:
-        """Raise the first error, or :class:`Cancelled` once the pipeline is cancelled."""
-        if self._error is not None:
+        """Raise the first error, or :class:`Cancelled` once the pipeline is cancelled. The
+        pipeline's own stage threads get :class:`Cancelled` either way: only a thread driving it
+        raises the first error, so its traceback is not rewritten by many threads."""
+        if self._error is not None and getattr(_here, "pipeline", None) is not self:
             raise self._error
         if self._cancelled:
             raise Cancelled("the pipeline was cancelled")
@@ -168,6 +174,7 @@ class Stage(Generic[T]):
         self._thread.start()
 
     def _guard(self, target: Callable[[Any], None], arg: Any) -> None:
+        _here.pipeline = self.pipeline
         try:
             target(arg)
         except BaseException as exc:
