@@ -214,6 +214,11 @@ def test_written_file_reports_its_sha256_and_size(fmt, table, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_written_file_reports_its_rows(fmt, table, tmp_path):
+    assert _write(fmt, tmp_path / f"t.{fmt}", table, batch_rows=3).rows == table.num_rows == len(ROWS)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_count_rows_matches_rows_written(fmt, table, tmp_path):
     path = tmp_path / f"t.{fmt}"
     _write(fmt, path, table, batch_rows=3)

@@ -30,6 +30,7 @@ class WrittenFile:
     bytes: int  # all parts together
     sha256: str  # of the file; of a parted table: parts_digest(parts)
     parts: tuple[WrittenPart, ...] = ()
+    rows: int = 0  # all parts together
 
 
 class TableWriter(abc.ABC):

@@ -98,7 +98,7 @@ class StreamTableWriter(TableWriter):
         self.stream.flush()
         self.sink.sync()  # durable before anything points at it
         self.stream.close()  # closes the sink too
-        return WrittenFile(self.path, self.sink.tell(), self.sink.hexdigest)
+        return WrittenFile(self.path, self.sink.tell(), self.sink.hexdigest, rows=self.rows)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):  # the file is being thrown away

@@ -162,8 +162,8 @@ class ParquetTableWriter(TableWriter):
             self._close_fds()
         parts = tuple(p for p in self._sealed if p is not None)
         if len(parts) == 1:
-            return WrittenFile(self.path, parts[0].bytes, parts[0].sha256)
-        return WrittenFile(self.path, sum(p.bytes for p in parts), parts_digest(parts), parts)
+            return WrittenFile(self.path, parts[0].bytes, parts[0].sha256, rows=self.rows)
+        return WrittenFile(self.path, sum(p.bytes for p in parts), parts_digest(parts), parts, rows=self.rows)
 
     def abort(self) -> None:
         self.encoders.join()  # a row group being encoded is finished, the ones waiting are dropped
