@@ -217,7 +217,7 @@ def test_close_waits_for_a_thread_stuck_in_a_call_and_says_so(
     finally:
         logging.getLogger("syncer").removeHandler(handler)
     assert returned.is_set()
-    assert "nothing reuses its connection before it does" in caplog.text
+    assert "nothing reuses what it holds (a source connection, a file) before it does" in caplog.text
 
 
 def test_a_bound_below_one_is_refused() -> None:

@@ -244,7 +244,7 @@ class Stage(Generic[T]):
             if not thread.is_alive():
                 return
             log.warning(
-                "still waiting for thread %s to return from its current call; nothing reuses its connection before it does",
+                "still waiting for thread %s to return from its current call; nothing reuses what it holds (a source connection, a file) before it does",
                 self.name,
             )
 
