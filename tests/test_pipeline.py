@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from syncer import load_config
-from syncer._config import Config, TableConfig
+from syncer._config import Config, SourceConfig, TableConfig
 from syncer._exceptions import SourceError
 from syncer.export import pipeline
 from syncer.export.pipeline import Cancelled, Pipeline
@@ -279,12 +279,21 @@ format = "csv"
 class BreaksAtBatch(DuckDBSource):
     """The real DuckDB source, whose stream fails at batch ``fail_at`` (a dropped connection)."""
 
-    fail_at: int | None = None
+    def __init__(self, cfg: SourceConfig) -> None:
+        super().__init__(cfg)
+        self.fail_at: int | None = None
+        # before batch ``hold_at`` the stream waits for ``release`` (a query that takes its time)
+        self.hold_at: int | None = None
+        self.release = threading.Event()
+        self.returned = threading.Event()
 
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
         for i, batch in enumerate(super().stream(table, schema, batch_rows)):
             if i == self.fail_at:
                 raise SourceError(f"table {table.name!r}: the connection dropped at batch {i}")
+            if i == self.hold_at:
+                self.release.wait()
+                self.returned.set()
             yield batch
 
 
@@ -309,7 +318,7 @@ def export(source: BreaksAtBatch, cfg: Config, name: str, staging: Path) -> tupl
 
 def assert_the_source_works_again(source: BreaksAtBatch, cfg: Config, name: str, staging: Path) -> None:
     """The same source object (the same DuckDB connection) exports the table again, in full."""
-    source.fail_at = None
+    source.fail_at = source.hold_at = None
     ok, error, rows = export(source, cfg, name, staging / "again")
     assert (ok, error) == (True, None)
     assert rows == source.count(cfg.table(name))
@@ -346,7 +355,7 @@ def test_a_profiler_error_is_the_one_raised(
     assert_the_source_works_again(source, cfg, "enrollments", tmp_path)
 
 
-def _fails_on_call(n: int, error: OSError, original: object) -> object:
+def _fails_on_call(n: int, error: BaseException, original: object) -> object:
     calls = []
 
     def wrapper(self: object, *args: object) -> object:
@@ -385,3 +394,36 @@ def test_an_encoder_error_is_the_one_reported(
     assert error is not None and error.startswith(f"table {name!r}: writing {file} failed: No space left on device; ")
     monkeypatch.undo()
     assert_the_source_works_again(source, cfg, name, tmp_path)
+
+
+def test_an_export_does_not_return_while_the_reader_is_still_inside_the_source(
+    source: BreaksAtBatch,
+    cfg: Config,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    no_leftover_threads: None,
+) -> None:
+    """The profile fails while the reader waits inside the source's stream for its next batch: the
+    error is raised only after the reader came back out (the source is then free to be used
+    again). The stream comes back once the export has said it is waiting for it."""
+    monkeypatch.setattr(pipeline, "JOIN_WARN_S", 0.01)
+    monkeypatch.setattr(ProfileAccumulator, "update", _fails_on_call(1, ArithmeticError("profile failed"), None))
+    source.hold_at = 1
+
+    class ReleaseOnWarning(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "still waiting for thread syncer-read" in record.getMessage():
+                source.release.set()
+
+    handler = ReleaseOnWarning()
+    logging.getLogger("syncer").addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING, "syncer"), pytest.raises(ArithmeticError, match=r"^profile failed$"):
+            export(source, cfg, "enrollments", tmp_path / "staging")
+        assert source.returned.is_set()
+    finally:
+        logging.getLogger("syncer").removeHandler(handler)
+        source.release.set()
+    monkeypatch.undo()
+    assert_the_source_works_again(source, cfg, "enrollments", tmp_path)
