@@ -10,7 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from syncer._config import FORMATS as CONFIGURED
+from syncer.formats import FORMATS as REGISTRY
 from syncer.formats import (
+    Format,
     conform,
     count_rows,
     iter_batches,
@@ -211,6 +214,11 @@ def test_written_file_reports_its_sha256_and_size(fmt, table, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_written_file_reports_its_rows(fmt, table, tmp_path):
+    assert _write(fmt, tmp_path / f"t.{fmt}", table, batch_rows=3).rows == table.num_rows == len(ROWS)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_count_rows_matches_rows_written(fmt, table, tmp_path):
     path = tmp_path / f"t.{fmt}"
     _write(fmt, path, table, batch_rows=3)
@@ -263,6 +271,11 @@ def test_open_writer_rejects_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="unknown format 'xlsx'"):
         open_writer("xlsx", tmp_path / "t.xlsx", SCHEMA)
     assert not (tmp_path / "t.xlsx").exists()
+
+
+def test_every_configured_format_is_registered_under_its_name():
+    assert set(REGISTRY) == set(CONFIGURED)
+    assert all(isinstance(f, Format) and f.name == name for name, f in REGISTRY.items())
 
 
 def test_conform_casts_int32_to_int64_and_attaches_metadata():

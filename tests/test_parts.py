@@ -77,6 +77,7 @@ def test_row_groups_are_dealt_round_robin_and_read_back_in_source_order(tmp_path
     assert file_schema("parquet", path).equals(table.schema)
     assert written.path == path and len(written.parts) == parts
     assert sum(p.rows for p in written.parts) == 1_000
+    assert written.rows == 1_000
 
 
 def test_each_part_is_listed_with_its_size_and_sha256_and_the_table_digest_covers_them(tmp_path: Path) -> None:

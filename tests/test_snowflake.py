@@ -353,7 +353,7 @@ def test_case_sensitive_column_names_keep_their_spelling() -> None:
     [
         pytest.param("parquet", (), id="parquet"),
         pytest.param("arrow", (), id="arrow"),
-        # The CSV writer (syncer/_formats.py) cannot write non-UTF-8 BINARY values (reported upstream).
+        # The CSV writer (syncer/formats/csv.py) cannot write non-UTF-8 BINARY values (reported upstream).
         pytest.param("csv", ("BLOB",), id="csv-without-binary"),
         pytest.param("jsonl", (), id="jsonl"),
     ],

@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 
 from syncer._config import TableConfig
 from syncer._exceptions import SourceError, ValidationError
-from syncer.formats import _json_default, conform
+from syncer.formats import conform
+from syncer.formats.jsonl import json_default
 from syncer.sources.base import Exclusion, KeyRange, Source
 
 __all__ = ["Quarantine", "convert", "ranged_batches", "screen"]
@@ -65,7 +66,7 @@ class Quarantine:
             line = {**record, "_reason": reason, "_stage": stage}
             if n > 1:
                 line["_rows"] = n
-            self._fh.write(json.dumps(line, default=_json_default, ensure_ascii=False) + "\n")
+            self._fh.write(json.dumps(line, default=json_default, ensure_ascii=False) + "\n")
 
     def add_rows(self, batch: pa.RecordBatch, reasons: list[str], stage: str) -> None:
         keys = self.table.primary_key

@@ -13,7 +13,6 @@ import difflib
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,9 +27,10 @@ from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._config import Config, TableConfig
 from syncer._exceptions import PublishError, SourceError, SyncError, ValidationError
-from syncer.export.pipeline import KeyOrder, Prefetch
+from syncer.export.pipeline import KeyOrder, Pipeline
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
+    TableWriter,
     WrittenFile,
     iter_batches,
     open_writer,
@@ -52,6 +52,8 @@ log = logging.getLogger("syncer")
 
 Progress = Callable[[dict[str, Any]], None]
 
+#: batches the source reads ahead of the one being converted
+_READ_DEPTH = 1
 #: batches queued for the writer thread beyond the one it is encoding (bounds memory)
 _WRITE_DEPTH = 2
 
@@ -163,7 +165,7 @@ def _export_once(
         if parts > 1:
             path = path.with_name(table.name)  # a folder of part files
         emit({"event": "table_start", "table": table.name, "total": source_rows})
-        with ThreadPoolExecutor(2, thread_name_prefix="syncer-check") as pool:
+        with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool:
             # The source profiles the same pinned data while we stream it, when it can do so on its
             # own connection; otherwise it runs first.
             t_prof = time.perf_counter()
@@ -181,7 +183,7 @@ def _export_once(
                     profile_error = exc  # the same bad values; profiled again without them below
             try:
                 written, acc, keys = _stream_into(
-                    source.stream(table, schema, cfg.batch_rows), table, schema, cfg, path, q, pool, emit, source_rows, parts
+                    source.stream(table, schema, cfg.batch_rows), table, schema, cfg, path, q, emit, source_rows, parts
                 )
             except SourceError as exc:
                 if not (exc.row_level and source.supports_key_ranges):
@@ -196,7 +198,7 @@ def _export_once(
                 remove_output(path)
                 q.discard()
                 ranges = ranged_batches(source, table, schema, cfg.batch_rows, q)
-                written, acc, keys = _stream_into(ranges, table, schema, cfg, path, q, pool, emit, source_rows, parts)
+                written, acc, keys = _stream_into(ranges, table, schema, cfg, path, q, emit, source_rows, parts)
             if profile_future is not None:
                 try:
                     source_profile = profile_future.result()
@@ -255,15 +257,12 @@ def _stream_into(
     cfg: Config,
     path: Path,
     q: Quarantine,
-    pool: ThreadPoolExecutor,
     emit: Progress,
     total: int,
     parts: int = 1,
 ) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder]:
-    """Source batches -> convert -> screen -> (profile || write). The stages overlap: the source
-    reads ahead (Prefetch), each batch is profiled on a helper thread while the next one is read,
-    and the writer encodes on threads of its own (Parquet: one per part) or on a writer thread,
-    a bounded number of batches behind."""
+    """Source batches -> convert -> screen -> (profile || write), see :func:`_pump`; the written
+    file is closed here, or thrown away on any error."""
     unwritable = unsupported_columns(table.format, schema)
     if unwritable:
         raise ValidationError(
@@ -273,9 +272,6 @@ def _stream_into(
         )
     acc = ProfileAccumulator(schema, footer_ranges=table.format == "parquet")
     keys = KeyOrder(schema, table.primary_key)
-    writes: deque[Future[None]] = deque()
-    observed: Future[None] | None = None
-    seen = 0
     try:
         writer = open_writer(
             table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts
@@ -283,32 +279,7 @@ def _stream_into(
     except (pa.ArrowException, OSError) as exc:
         raise ValidationError(f"table {table.name!r}: cannot open a {table.format} writer for {path.name}: {exc}") from exc
     try:
-        with (
-            Prefetch(batches) as ahead,
-            ThreadPoolExecutor(1, thread_name_prefix="syncer-write") as write_pool,
-        ):
-            for raw in ahead:
-                seen += raw.num_rows
-                for converted in convert(raw, schema, table, q):
-                    batch = screen(converted, table, q)
-                    if batch.num_rows == 0:
-                        continue
-                    # One batch profiled at a time, in order (the profile and the key order are
-                    # sequential), while this thread goes on to the next batch.
-                    if observed is not None:
-                        observed.result()
-                    observed = pool.submit(_observe, acc, keys, batch)
-                    if writer.threaded:
-                        writer.write(batch)  # encodes on threads of its own
-                    else:
-                        writes.append(write_pool.submit(writer.write, batch))
-                        while len(writes) > _WRITE_DEPTH:
-                            writes.popleft().result()
-                emit({"event": "rows", "table": table.name, "done": seen, "total": total})
-            if observed is not None:
-                observed.result()
-            while writes:
-                writes.popleft().result()
+        _pump(batches, writer, acc, keys, table, schema, q, emit, total)
         written = writer.close()
         if acc.deferred:
             _ranges_from_footer(acc, table, schema, written)
@@ -325,6 +296,41 @@ def _stream_into(
             raise ValidationError(f"table {table.name!r}: the data cannot be written as {table.format}: {exc}") from exc
         raise
     return written, acc, keys
+
+
+def _pump(
+    batches: Iterator[pa.RecordBatch],
+    writer: TableWriter,
+    acc: ProfileAccumulator,
+    keys: KeyOrder,
+    table: TableConfig,
+    schema: pa.Schema,
+    q: Quarantine,
+    emit: Progress,
+    total: int,
+) -> None:
+    """Feed every batch through the stages, which overlap: the source reads ahead on a thread, each
+    batch is profiled on another while the next one is read, and the writer encodes on threads of
+    its own (Parquet: one per part) or on a writer thread, a bounded number of batches behind.
+    Every thread is joined before this returns, on an error too, so the source's connection is free
+    again; the first error of any stage is the one raised."""
+    seen = 0
+    with Pipeline() as stages:
+        ahead = stages.reader(batches, bound=_READ_DEPTH, name="syncer-read")
+        # One batch profiled at a time, in order (the profile and the key order are sequential).
+        profile = stages.worker(lambda b: _observe(acc, keys, b), bound=1, name="syncer-profile")
+        # A threaded writer (Parquet) encodes on stages of its own; the others get a writer thread.
+        write: Callable[[pa.RecordBatch], None] = (
+            writer.write if writer.threaded else stages.worker(writer.write, bound=_WRITE_DEPTH + 1, name="syncer-write").put
+        )
+        for raw in ahead:
+            seen += raw.num_rows
+            for converted in convert(raw, schema, table, q):
+                batch = screen(converted, table, q)
+                if batch.num_rows:
+                    profile.put(batch)
+                    write(batch)
+            emit({"event": "rows", "table": table.name, "done": seen, "total": total})
 
 
 def _ranges_from_footer(acc: ProfileAccumulator, table: TableConfig, schema: pa.Schema, written: WrittenFile) -> None:

@@ -107,7 +107,7 @@ class ProfileAccumulator:
 
     With ``footer_ranges``, min/max of the columns :func:`range_from_footer` accepts are not computed
     here: the Parquet writer computes them for its statistics anyway, and :meth:`merge_range` adds
-    them from the written file's footer (see ``_formats.parquet_ranges``).
+    them from the written file's footer (see ``syncer.formats.stats.parquet_ranges``).
     """
 
     def __init__(self, schema: pa.Schema, *, footer_ranges: bool = False) -> None:

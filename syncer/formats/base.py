@@ -1,0 +1,105 @@
+"""The one contract every file format meets (:class:`Format`), the writer it opens
+(:class:`TableWriter`) and the typed record a closed writer returns (:class:`WrittenFile`)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+__all__ = ["Format", "TableWriter", "WrittenFile", "WrittenPart", "conform", "selected"]
+
+#: rows per batch when reading a file back
+READ_BATCH = 131_072
+
+
+@dataclass(frozen=True)
+class WrittenPart:
+    name: str  # file name inside the table's folder
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: Path  # the file, or the folder of a table written in parts
+    bytes: int  # all parts together
+    sha256: str  # of the file; of a parted table: parts_digest(parts)
+    parts: tuple[WrittenPart, ...] = ()
+    rows: int = 0  # all parts together
+
+
+class TableWriter(abc.ABC):
+    """Streams RecordBatches of one schema into one file (or one folder of parts); ``close()``
+    returns size and sha256. ``threaded`` writers encode on threads of their own, so callers hand
+    them batches directly instead of through a writer thread."""
+
+    threaded = False
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.schema = schema
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        self._write(batch)
+
+    @abc.abstractmethod
+    def _write(self, batch: pa.RecordBatch) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> WrittenFile: ...
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Stop without caring about the content; the caller removes the output."""
+
+
+class Format(abc.ABC):
+    """A file format: how a table is written to ``<table>.<name>`` and read back in source order."""
+
+    name: str
+
+    @abc.abstractmethod
+    def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:
+        """A writer at ``path`` (which must not exist); formats without the notion ignore the options."""
+
+    @abc.abstractmethod
+    def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+        """The written rows as batches of ``schema`` (or of only ``columns``), in source order."""
+
+    def read_table(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> pa.Table:
+        """The whole written file as one table of ``schema`` (or of only ``columns``)."""
+        return pa.Table.from_batches(list(self.iter_batches(path, schema, columns)), selected(schema, columns))
+
+    def count_rows(self, path: Path, schema: pa.Schema) -> int:
+        """Rows in the file: from metadata where the format has it, else by parsing every column back."""
+        return sum(b.num_rows for b in self.iter_batches(path, schema, None))
+
+    def file_schema(self, path: Path) -> pa.Schema | None:
+        """The schema stored in the file, for formats that store one."""
+        return None
+
+    def unsupported_columns(self, schema: pa.Schema) -> list[pa.Field]:
+        """Columns the format cannot hold faithfully."""
+        return []
+
+
+def selected(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:
+    """``schema`` reduced to ``columns`` (all of it when there are none)."""
+    return pa.schema([schema.field(c) for c in columns]) if columns else schema
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Give ``batch`` exactly ``schema`` (types cast where they differ, field metadata attached)."""
+    if batch.schema.equals(schema, check_metadata=False):
+        return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+    arrays = []
+    for arr, field in zip(batch.columns, schema, strict=True):
+        arrays.append(arr if arr.type == field.type else arr.cast(field.type, safe=True))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

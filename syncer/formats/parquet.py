@@ -1,0 +1,278 @@
+"""Parquet: zstd by default, statistics, row groups of ``row_group_rows``; a big table as a folder
+of part files encoded in parallel.
+
+A big Parquet table is written as ``parts`` files encoded on as many threads (the Parquet encoder
+is single-threaded and the slowest stage of a sync): row group ``i`` goes to part ``i % parts``.
+Every row group but the last is full, so reading takes row groups round-robin again and gives the
+rows back in source order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from syncer.export.pipeline import Pipeline, Stage
+from syncer.formats.base import READ_BATCH, Format, TableWriter, WrittenFile, WrittenPart, conform, selected
+from syncer.formats.files import fsync, parts_digest
+
+__all__ = ["ParquetFormat", "ParquetTableWriter", "dictionary_columns", "parquet_files", "parquet_options"]
+
+_HASH_CHUNK = 1 << 20
+
+#: the item that tells a part's encoder to write the footer (after its last row group)
+_SEAL = None
+
+
+class ParquetTableWriter(TableWriter):
+    """Parquet with statistics, row groups of ``row_group_rows``, delta encoding for integer-like
+    columns and dictionaries for the others with few distinct values (:func:`parquet_options`).
+
+    Encoding runs on one worker stage per part (see ``syncer.export.pipeline``), at most one row
+    group given to a part and not yet encoded (memory grows with the row group, not the table); the
+    first encoder error stops every part. Each part goes to a native file; after every row group its
+    thread hashes the new bytes from the page cache (see ``_follow``), which costs less than handing
+    every buffer to Python while the encoders run.
+    """
+
+    threaded = True
+    #: row groups waiting per part while it encodes one (each costs a row group of memory)
+    QUEUE = 0
+    #: distinct/rows ratio in the first batch below which a column is dictionary-encoded
+    DICTIONARY_RATIO = 0.3
+
+    def __init__(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int = 1) -> None:
+        super().__init__(path, schema)
+        self._compression = None if compression == "none" else compression
+        self._row_group_rows = row_group_rows
+        if parts > 1:
+            path.mkdir()  # refuses an existing folder, as a single file refuses an existing file
+            self.files = [path / f"part-{i:05d}.parquet" for i in range(parts)]
+        else:
+            self.files = [path]
+        for f in self.files:
+            f.touch(exist_ok=False)  # refuses to overwrite, like the other formats' writers
+        self._options: dict[str, Any] | None = None
+        self._writers: list[pq.ParquetWriter | None] = [None] * len(self.files)
+        self._fds: list[int | None] = [None] * len(self.files)
+        self._hashes = [hashlib.sha256() for _ in self.files]
+        self._hashed = [0] * len(self.files)
+        self._part_rows = [0] * len(self.files)
+        self._sealed: list[WrittenPart | None] = [None] * len(self.files)
+        self._next = 0  # index of the next row group
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self.encoders = Pipeline()
+        self.stages: list[Stage[list[pa.RecordBatch] | None]] = [
+            self.encoders.worker(self._part_worker(i), bound=self.QUEUE + 1, name=f"syncer-parquet-{i}")
+            for i in range(len(self.files))
+        ]
+
+    def _part_worker(self, part: int) -> Any:
+        def run(batches: list[pa.RecordBatch] | None) -> None:
+            if batches is _SEAL:
+                self._sealed[part] = self._seal(part)
+            else:
+                self._encode(part, batches)
+
+        return run
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        if self._options is None:
+            self._options = parquet_options(self.schema, batch, self.DICTIONARY_RATIO)
+        while batch.num_rows:
+            take = min(batch.num_rows, self._row_group_rows - self._pending_rows)
+            self._pending.append(batch.slice(0, take) if take < batch.num_rows else batch)
+            self._pending_rows += take
+            batch = batch.slice(take)
+            if self._pending_rows == self._row_group_rows:
+                self._submit()
+
+    def _submit(self) -> None:
+        part = self._next % len(self.files)
+        self._next += 1
+        batches, self._pending, self._pending_rows = self._pending, [], 0
+        self.stages[part].put(batches)  # waits while the part still encodes its previous row group
+
+    def _writer(self, part: int) -> pq.ParquetWriter:
+        w = self._writers[part]
+        if w is None:
+            opts = self._options if self._options is not None else parquet_options(self.schema, None, self.DICTIONARY_RATIO)
+            w = self._writers[part] = pq.ParquetWriter(
+                str(self.files[part]),
+                self.schema,
+                compression=self._compression,
+                # The system allocator hands freed pages back; mimalloc (Arrow's default) keeps them
+                # per thread, about 35 MB more at peak with two encoder threads.
+                memory_pool=pa.system_memory_pool(),
+                **opts,
+            )
+        return w
+
+    def _encode(self, part: int, batches: list[pa.RecordBatch]) -> None:
+        table = pa.Table.from_batches(batches, self.schema)
+        self._writer(part).write_table(table, row_group_size=max(table.num_rows, 1))
+        self._part_rows[part] += table.num_rows
+        self._follow(part)
+
+    def _fd(self, part: int) -> int:
+        fd = self._fds[part]
+        if fd is None:
+            fd = self._fds[part] = os.open(self.files[part], os.O_RDONLY)
+        return fd
+
+    def _follow(self, part: int) -> int:
+        """Hash the bytes the encoder appended since the last call (from the page cache); returns
+        the file's size. Runs on the part's own thread after every row group, so closing only has
+        the footer left to hash. (An fdatasync per row group as well measured no faster.)"""
+        fd = self._fd(part)
+        size = os.fstat(fd).st_size
+        h = self._hashes[part]
+        while self._hashed[part] < size:
+            chunk = os.pread(fd, min(_HASH_CHUNK, size - self._hashed[part]), self._hashed[part])
+            if not chunk:
+                raise OSError(errno.EIO, "the file shrank while it was being written", str(self.files[part]))
+            h.update(chunk)
+            self._hashed[part] += len(chunk)
+        return size
+
+    def _seal(self, part: int) -> WrittenPart:
+        self._writer(part).close()
+        fsync(self._fd(part))  # durable (data and size) before anything points at it
+        size = self._follow(part)
+        return WrittenPart(self.files[part].name, self._part_rows[part], size, self._hashes[part].hexdigest())
+
+    def close(self) -> WrittenFile:
+        try:
+            # Leaving the block waits for every part to seal (in parallel), or stops them all on the first error.
+            with self.encoders:
+                if self._pending:
+                    self._submit()
+                for stage in self.stages:
+                    stage.put(_SEAL)
+        finally:
+            self._close_fds()
+        parts = tuple(p for p in self._sealed if p is not None)
+        if len(parts) == 1:
+            return WrittenFile(self.path, parts[0].bytes, parts[0].sha256, rows=self.rows)
+        return WrittenFile(self.path, sum(p.bytes for p in parts), parts_digest(parts), parts, rows=self.rows)
+
+    def abort(self) -> None:
+        self.encoders.join()  # a row group being encoded is finished, the ones waiting are dropped
+        self._close_fds()
+        for w in self._writers:
+            if w is not None:
+                with contextlib.suppress(Exception):  # the output is being thrown away
+                    w.close()
+
+    def _close_fds(self) -> None:
+        for i, fd in enumerate(self._fds):
+            if fd is not None:
+                os.close(fd)
+                self._fds[i] = None
+
+
+def parquet_options(schema: pa.Schema, sample: pa.RecordBatch | None, ratio: float) -> dict[str, Any]:
+    """Encodings by column type: integer-like columns (integers, timestamps, dates, decimals of up to
+    18 digits, which are stored as INT32/INT64 as Parquet recommends) are delta-encoded, whatever
+    their cardinality; other columns get a dictionary when the first batch has few distinct values.
+    On the demo table that is 0.83x the size of DuckDB's COPY output at about 15% less CPU than
+    dictionaries for every low-cardinality column."""
+    dictionary = [] if sample is None else dictionary_columns(sample, ratio)
+    delta = {f.name: "DELTA_BINARY_PACKED" for f in schema if _integer_like(f.type)}
+    return {
+        "use_dictionary": dictionary or False,
+        "column_encoding": delta or None,
+        "store_decimal_as_integer": True,
+        "write_statistics": True,
+        "store_schema": True,
+    }
+
+
+def _integer_like(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date32(t)
+        or (pa.types.is_decimal(t) and t.precision <= 18)
+    )
+
+
+def dictionary_columns(sample: pa.RecordBatch, ratio: float) -> list[str]:
+    """Columns of ``sample`` with few distinct values (worth a Parquet dictionary); integer-like
+    columns are delta-encoded instead (see :func:`parquet_options`)."""
+    import pyarrow.compute as pc
+
+    out = []
+    n = max(sample.num_rows, 1)
+    for field, arr in zip(sample.schema, sample.columns, strict=True):
+        t = field.type
+        if pa.types.is_boolean(t) or pa.types.is_nested(t) or _integer_like(t):
+            continue
+        if pc.count_distinct(arr, mode="all").as_py() / n < ratio:
+            out.append(field.name)
+    return out
+
+
+class ParquetFormat(Format):
+    name = "parquet"
+
+    def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:
+        return ParquetTableWriter(path, schema, compression=compression, row_group_rows=row_group_rows, parts=parts)
+
+    def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+        target = selected(schema, columns)
+        files = [pq.ParquetFile(f) for f in parquet_files(path)]
+        # Row groups were dealt round-robin to the parts: taking them back in that order restores the rows'.
+        for j in range(max(f.num_row_groups for f in files)):
+            for pf in files:
+                if j < pf.num_row_groups:
+                    for b in pf.iter_batches(batch_size=READ_BATCH, row_groups=[j], columns=list(target.names)):
+                        yield conform(b, target)
+
+    def read_table(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> pa.Table:
+        files = parquet_files(path)
+        cols = list(columns) if columns else None
+        table = pq.read_table(files[0], columns=cols) if len(files) == 1 else _read_parts(files, cols)
+        target = selected(schema, columns)
+        return table if table.schema.equals(target) else table.cast(target)
+
+    def count_rows(self, path: Path, schema: pa.Schema) -> int:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(path))
+
+    def file_schema(self, path: Path) -> pa.Schema | None:
+        """Of parts: the first schema that differs from the first part's, so a comparison sees any difference."""
+        schemas = [pq.read_schema(f) for f in parquet_files(path)]
+        return next((s for s in schemas[1:] if not s.equals(schemas[0])), schemas[0])
+
+
+def _read_parts(files: list[Path], cols: list[str] | None) -> pa.Table:
+    pieces = []
+    for pf in (pq.ParquetFile(f) for f in files):
+        t = pf.read(columns=cols)
+        offsets, start = [], 0
+        for i in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(i).num_rows
+            offsets.append((start, n))
+            start += n
+        pieces.append([t.slice(o, n) for o, n in offsets])
+    # zero-copy slices, back in source order (row group j of every part, then j + 1 ...)
+    return pa.concat_tables([p[j] for j in range(max(map(len, pieces))) for p in pieces if j < len(p)])
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The Parquet files of a table: the file itself, or the parts in a table's folder in order."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob("part-*.parquet"))
+    if not files:
+        raise FileNotFoundError(errno.ENOENT, "no part-*.parquet files in the table's folder", str(path))
+    return files
