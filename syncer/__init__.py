@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 # Names are imported on first use (PEP 562): an app that only calls read_table loads the reader and
 # pyarrow, not the engine, DuckDB, APScheduler or the web server.
 _LAZY: dict[str, str] = {
-    "Config": "_config",
+    "Config": "config",
     "ConfigError": "_exceptions",
     "History": "volume.history",
     "Identity": "admin.auth",
@@ -30,7 +30,7 @@ _LAZY: dict[str, str] = {
     "StaleDataWarning": "reader",
     "StartupGate": "admin.server",
     "SyncError": "_exceptions",
-    "TableConfig": "_config",
+    "TableConfig": "config",
     "USER_HEADER": "admin.auth",
     "ValidationError": "_exceptions",
     "app_config_path": "admin.server",
@@ -40,7 +40,7 @@ _LAZY: dict[str, str] = {
     "freshness": "admin.server",
     "identify": "admin.auth",
     "job_runner": "admin.jobs",
-    "load_config": "_config",
+    "load_config": "config",
     "next_run": "engine.operations",
     "open_history": "admin.server",
     "quarantined": "admin.server",
@@ -69,7 +69,6 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
-    from syncer._config import Config, TableConfig, load_config
     from syncer._exceptions import (
         ConfigError,
         LockHeldError,
@@ -98,6 +97,7 @@ if TYPE_CHECKING:
         serving_lifespan,
         startup_state,
     )
+    from syncer.config import Config, TableConfig, load_config
     from syncer.engine.operations import next_run, repair, rollback, snapshots, startup, status, sync, verify
     from syncer.reader import QuarantinedRowsWarning, SnapshotFallbackWarning, StaleDataWarning, current_snapshot, read_table
     from syncer.schedule.scheduler import run_scheduler, scheduled_sync, scheduler_info, start_scheduler, stop_scheduler

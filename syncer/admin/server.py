@@ -29,11 +29,11 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
-from syncer._config import Config, load_config
 from syncer._exceptions import ConfigError, LockHeldError, SyncError
 from syncer._log import configure_logging
 from syncer.admin.auth import record_event, require_operator
 from syncer.admin.jobs import Job, job_runner
+from syncer.config import Config, load_config
 from syncer.engine.operations import rollback, snapshots, startup, status
 from syncer.schedule.scheduler import next_fire, scheduler_info, start_scheduler, stop_scheduler
 from syncer.volume.history import History

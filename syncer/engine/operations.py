@@ -20,8 +20,8 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
-from syncer._config import Config
 from syncer._exceptions import ConfigError, LockHeldError, NoSnapshotError, PublishError, SourceError, SyncError
+from syncer.config import Config
 from syncer.export.table import TableOutcome, check, export_table
 from syncer.sources import open_source
 from syncer.volume.history import History

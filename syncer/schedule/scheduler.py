@@ -27,9 +27,9 @@ from apscheduler.triggers.cron import CronTrigger
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._config import Config
 from syncer._exceptions import LockHeldError, SyncError
 from syncer.admin.auth import record_event
+from syncer.config import Config
 from syncer.engine.operations import next_run, sync
 from syncer.schedule.cron import crontab_trigger
 
