@@ -16,6 +16,7 @@ from typing import Any
 
 from syncer._exceptions import ConfigError
 from syncer.config.model import FORMATS, SNOWFLAKE_KEYS, Config, SourceConfig, TableConfig, suggest
+from syncer.schedule.cron import check_crontab
 
 __all__ = ["default_config_path", "load_config", "parse_config"]
 
@@ -322,8 +323,6 @@ def _table_budget(raw: dict[str, Any], name: str, where: str) -> tuple[int, bool
 
 
 def _check_cron(cron: str, tz: str, where: str) -> None:
-    from syncer.schedule.cron import crontab_trigger
-
     try:
         from zoneinfo import ZoneInfo
 
@@ -333,7 +332,7 @@ def _check_cron(cron: str, tz: str, where: str) -> None:
             f'{where}: [schedule] timezone = {tz!r} is not a known time zone (e.g. "UTC", "Europe/Berlin")'
         ) from None
     try:
-        crontab_trigger(cron, tz)
+        check_crontab(cron)
     except ValueError as exc:
         raise ConfigError(
             f"{where}: [schedule] cron = {cron!r} is not a valid crontab expression ({exc}); "
