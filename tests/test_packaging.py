@@ -209,3 +209,22 @@ def test_the_engine_the_app_and_every_public_name_still_import(published: Path) 
     out, modules = _imported(code, published)
     assert out.split() == ["True"]
     assert {"apscheduler", "snowflake", "duckdb"} <= modules  # streamlit: the pages import it (tests/test_app.py)
+
+
+def _recipe(target: str) -> str:
+    text = (ROOT / "Makefile").read_text()
+    m = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)+)", text, re.MULTILINE)
+    assert m, f"Makefile has no {target} target"
+    return m.group(1)
+
+
+def test_make_test_runs_everything_and_test_fast_leaves_out_the_slow_tests() -> None:
+    pytest_ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "-m" not in pytest_ini["addopts"].split(), "the slow tests run by default"
+    assert {"--strict-markers", "--strict-config"} <= set(pytest_ini["addopts"].split())
+    assert pytest_ini["xfail_strict"] is True
+    assert any(m.startswith("slow:") for m in pytest_ini["markers"])
+    for target in ("test", "test-fast"):
+        assert "ruff check ." in _recipe(target) and "ruff format --check ." in _recipe(target)
+    assert "not slow" not in _recipe("test")
+    assert '-m "not slow"' in _recipe("test-fast")
