@@ -1,9 +1,9 @@
 """Crontab expressions read the way cron reads them (shared by config validation, status and the
 scheduler).
 
-:func:`check_crontab` validates an expression in plain Python, so loading a config (which every
-``read_table`` without ``root=`` does) never imports APScheduler: an end-user app that only reads
-installs the package without the scheduler. It follows APScheduler 3's own field grammar and
+:func:`check_crontab` validates an expression in plain Python, so loading a config (as
+``read_table`` does when it finds the volume through ``sync.toml``) never imports APScheduler: an
+end-user app that only reads installs the package without the scheduler. It follows APScheduler 3's own field grammar and
 messages, a little stricter where APScheduler ignores trailing text (``jan/2`` is refused rather
 than read as ``jan``). :func:`crontab_trigger` builds the APScheduler trigger and imports it only then.
 """
