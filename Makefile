@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= sync.toml
 
-.PHONY: run test lint lock clean demo bench
+.PHONY: run test test-fast lint lock clean demo bench
 
 # Create the virtualenv from the pinned locks (only when missing or when a lock changed).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -27,10 +27,19 @@ demo: $(STAMP)
 run: $(STAMP) var/warehouse.duckdb
 	SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run streamlit_app.py --server.port 8501
 
-## make test: lint + the whole test suite (pytest's "no tests collected", exit 5, counts as a failure).
+## make test: lint, format check + the whole test suite, slow scenarios included (pytest's "no tests
+## collected", exit 5, counts as a failure).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+## make test-fast: the same without the tests marked slow (crash loops, browser, production user).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 ## make bench: the performance benchmark (5M and 20M rows; not part of `make test`).
@@ -41,14 +50,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## make lock: re-pin the dependencies from pyproject.toml into requirements*.lock.
+## make lock: re-pin the dependencies from pyproject.toml into requirements*.lock. The runtime lock is
+## everything the engine and the app need (the `all` extra); the reader alone needs far less (README).
 lock:
 	rm -rf /tmp/vds-lock && $(PY) -m venv /tmp/vds-lock
-	/tmp/vds-lock/bin/pip install --quiet .
+	/tmp/vds-lock/bin/pip install --quiet ".[all]"
 	/tmp/vds-lock/bin/pip freeze --exclude volume-data-sync > /tmp/vds-lock.txt
-	{ echo "# Runtime dependencies, fully pinned (pip freeze of a clean venv with pyproject's dependencies)."; \
+	{ echo "# Runtime dependencies, fully pinned (pip freeze of a clean venv with pyproject's dependencies and the all extra)."; \
 	  echo "# Regenerate: make lock"; cat /tmp/vds-lock.txt; } > requirements.lock
-	/tmp/vds-lock/bin/pip install --quiet ".[dev]"
+	/tmp/vds-lock/bin/pip install --quiet ".[all,dev]"
 	{ echo "# Development and test dependencies on top of the runtime lock. Regenerate: make lock"; \
 	  echo "-r requirements.lock"; /tmp/vds-lock/bin/pip freeze --exclude volume-data-sync | grep -v -i -x -F -f /tmp/vds-lock.txt; } \
 	  > requirements-dev.lock

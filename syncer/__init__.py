@@ -39,9 +39,9 @@ _FACE: dict[str, str] = {
     "History": "syncer.volume.history",
     "configure_logging": "syncer._log",
     # configuration
-    "Config": "syncer._config",
-    "TableConfig": "syncer._config",
-    "load_config": "syncer._config",
+    "Config": "syncer.config",
+    "TableConfig": "syncer.config",
+    "load_config": "syncer.config",
     # records
     "Check": "syncer.volume.manifest",
     "Manifest": "syncer.volume.manifest",
@@ -60,7 +60,6 @@ _FACE: dict[str, str] = {
 }
 
 if TYPE_CHECKING:  # for type checkers and editors; tests/test_packaging.py checks it matches _FACE
-    from syncer._config import Config, TableConfig, load_config
     from syncer._exceptions import (
         ConfigError,
         LockHeldError,
@@ -72,6 +71,7 @@ if TYPE_CHECKING:  # for type checkers and editors; tests/test_packaging.py chec
         ValidationError,
     )
     from syncer._log import configure_logging
+    from syncer.config import Config, TableConfig, load_config
     from syncer.engine import next_run, repair, rollback, snapshots, startup, status, sync, verify
     from syncer.reader import QuarantinedRowsWarning, SnapshotFallbackWarning, StaleDataWarning, current_snapshot, read_table
     from syncer.schedule.scheduler import run_scheduler

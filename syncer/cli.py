@@ -20,9 +20,9 @@ from syncer import _memory  # noqa: F401 - Arrow's system allocator, chosen befo
 import syncer.engine as engine
 
 # isort: on
-from syncer._config import Config, load_config
 from syncer._exceptions import SyncError
 from syncer._log import configure_logging
+from syncer.config import Config, load_config
 
 __all__ = ["main"]
 

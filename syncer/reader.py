@@ -54,7 +54,7 @@ def resolve_root(root: str | os.PathLike | None = None, config: Any = None) -> P
         return Path(config.root)
     if os.environ.get("SYNCER_ROOT"):
         return Path(os.environ["SYNCER_ROOT"])
-    from syncer._config import default_config_path, load_config
+    from syncer.config import default_config_path, load_config
 
     path = default_config_path()
     if path.exists():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from syncer._config import TableConfig, default_config_path, load_config, parse_config
 from syncer._exceptions import ConfigError, SyncError
+from syncer.config import TableConfig, default_config_path, load_config, parse_config
 
 REPO_CONFIG = Path(__file__).parents[1] / "sync.toml"
 

@@ -35,6 +35,9 @@ import syncer
 from syncer import History, load_config
 from syncer.volume.layout import Volume
 
+# SIGKILL loops against real subprocesses: the random-moment scenario alone takes tens of seconds.
+pytestmark = pytest.mark.slow
+
 ROWS = 300_000
 SEED = 20261125
 MIN_KILLS = 32

@@ -28,7 +28,7 @@ from tests._ingress import Ingress, ingress
 from tests._net import AppServer, app_server, get
 from tests.conftest import DEFAULT_TABLES
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a real server and browser per module: tens of seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from syncer._config import FORMATS as CONFIGURED
+from syncer.config import FORMATS as CONFIGURED
 from syncer.formats import FORMATS as REGISTRY
 from syncer.formats import (
     Format,

@@ -20,7 +20,7 @@ import pytest
 
 import syncer
 from syncer import ConfigError, load_config
-from syncer._config import TableConfig
+from syncer.config import TableConfig
 from syncer.export.table import _ranges_from_footer
 from syncer.formats import (
     WrittenFile,

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 
 from syncer import load_config
-from syncer._config import Config, SourceConfig, TableConfig
 from syncer._exceptions import SourceError
+from syncer.config import Config, SourceConfig, TableConfig
 from syncer.export import pipeline
 from syncer.export.pipeline import Cancelled, Pipeline
 from syncer.export.table import export_table

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from syncer._config import SourceConfig, TableConfig
+from syncer.config import SourceConfig, TableConfig
 from syncer.sources.duckdb import DuckDBSource
 from syncer.validate.profile import JSON_META, ProfileAccumulator, canonical, compare_profiles, plan_for
 

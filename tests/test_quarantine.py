@@ -12,7 +12,7 @@ import pytest
 
 import syncer
 from syncer import History
-from syncer._config import TableConfig
+from syncer.config import TableConfig
 from syncer.export.quarantine import Quarantine, convert, screen
 from syncer.volume.layout import Volume
 from tests.conftest import DEFAULT_TABLES

@@ -26,7 +26,7 @@ from snowflake.snowpark.mock import ColumnEmulator, ColumnType, patch
 
 import syncer
 from syncer import ConfigError, SourceError, load_config
-from syncer._config import SourceConfig, TableConfig
+from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import Exclusion, KeyRange
 from syncer.sources.snowflake import SnowflakeSource, describe_config
 from syncer.sources.snowflake_connect import (

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from syncer._config import Config
 from syncer._exceptions import LockHeldError
 from syncer.admin.auth import record_event, require_operator
 from syncer.admin.jobs import Job, job_runner
+from syncer.config import Config
 from syncer.engine import rollback, sync
 from syncer.engine.results import RollbackResult
 from syncer.volume.manifest import RunReport

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncer._config import Config
 from syncer._exceptions import NotAuthorizedError
+from syncer.config import Config
 from syncer.volume.audit import record_event
 
 __all__ = ["USER_HEADER", "Identity", "NotAuthorizedError", "identify", "record_event", "require_operator"]

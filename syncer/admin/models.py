@@ -12,8 +12,8 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import parse_iso
-from syncer._config import Config
 from syncer._exceptions import ConfigError
+from syncer.config import Config
 from syncer.engine import snapshots, status
 from syncer.engine.results import SnapshotSummary, StatusReport, TableStatus
 from syncer.schedule.scheduler import next_fire, scheduler_info

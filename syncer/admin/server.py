@@ -28,10 +28,10 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._config import Config, load_config
 from syncer._exceptions import ConfigError, SyncError
 from syncer._log import configure_logging
 from syncer.admin.models import next_run_of
+from syncer.config import Config, load_config
 from syncer.engine import startup, status
 from syncer.engine.results import StartupResult
 from syncer.schedule.scheduler import start_scheduler, stop_scheduler

@@ -14,8 +14,8 @@ import os
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._config import Config
 from syncer._exceptions import LockHeldError, NoSnapshotError, PublishError
+from syncer.config import Config
 from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, VerifyReport
 from syncer.volume.history import History
 from syncer.volume.layout import SnapshotInfo, Volume, fsync_dir, permission_problems, seal, unexpected_files

@@ -11,8 +11,8 @@ import logging
 
 from syncer import _clock as clock
 from syncer._clock import parse_iso
-from syncer._config import Config
 from syncer._exceptions import LockHeldError, SyncError
+from syncer.config import Config
 from syncer.engine.maintain import repair
 from syncer.engine.results import RepairResult, StartupResult
 from syncer.engine.status import table_ages

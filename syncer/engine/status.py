@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
-from syncer._config import Config, TableConfig
+from syncer.config import Config, TableConfig
 from syncer.engine.results import SnapshotRef, SnapshotSummary, StatusReport, TableStatus
 from syncer.volume.history import History
 from syncer.volume.layout import Volume

@@ -23,8 +23,8 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
-from syncer._config import Config
 from syncer._exceptions import PublishError, SourceError
+from syncer.config import Config
 from syncer.export.table import TableOutcome, export_table
 from syncer.sources import open_source
 from syncer.validate.checks import check

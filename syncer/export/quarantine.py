@@ -24,8 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syncer._config import TableConfig
 from syncer._exceptions import SourceError, ValidationError
+from syncer.config import TableConfig
 from syncer.formats import conform
 from syncer.formats.jsonl import json_default
 from syncer.sources.base import Exclusion, KeyRange, Source

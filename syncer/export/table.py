@@ -25,8 +25,8 @@ import tenacity
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._config import Config, TableConfig
 from syncer._exceptions import PublishError, SourceError, SyncError, ValidationError
+from syncer.config import Config, TableConfig
 from syncer.export.pipeline import KeyOrder, Pipeline
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (

@@ -27,8 +27,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._config import Config
 from syncer._exceptions import LockHeldError, SyncError
+from syncer.config import Config
 from syncer.engine import next_run, sync
 from syncer.schedule.cron import crontab_trigger
 from syncer.volume.audit import record_event

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from syncer._config import SourceConfig
+    from syncer.config import SourceConfig
     from syncer.sources.base import Source
 
 

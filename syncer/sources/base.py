@@ -25,8 +25,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncer._config import TableConfig
 from syncer._exceptions import SourceError
+from syncer.config import TableConfig
 
 __all__ = ["Exclusion", "KeyRange", "RowFilter", "Source", "quote_ident", "relation_sql"]
 

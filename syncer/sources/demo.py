@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from syncer._exceptions import ConfigError, SourceError
+from syncer.sources import demo_words as words
 
 __all__ = ["DEFAULT_ROWS", "DEMO_TABLES", "build_demo"]
 
@@ -38,187 +40,6 @@ DEMO_TABLES = ("participants", "courses", "enrollments", "daily_metrics")
 _DAY = 86_400
 _BASE = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())  # first metrics day
 _SIGNUP_LEAD_DAYS = 180  # participants start signing up this long before _BASE
-
-_FIRST_NAMES = (
-    "james",
-    "mary",
-    "robert",
-    "patricia",
-    "john",
-    "jennifer",
-    "michael",
-    "linda",
-    "david",
-    "elizabeth",
-    "william",
-    "barbara",
-    "richard",
-    "susan",
-    "joseph",
-    "jessica",
-    "thomas",
-    "sarah",
-    "charles",
-    "karen",
-    "daniel",
-    "lisa",
-    "matthew",
-    "nancy",
-    "anthony",
-    "sandra",
-    "mark",
-    "ashley",
-    "priya",
-    "arjun",
-    "wei",
-    "mei",
-    "hiroshi",
-    "yuki",
-    "lucas",
-    "sofia",
-    "mateo",
-    "camila",
-    "noah",
-    "emma",
-    "liam",
-    "olivia",
-    "lena",
-    "jonas",
-    "amara",
-    "kwame",
-    "fatima",
-    "omar",
-)
-_LAST_NAMES = (
-    "smith",
-    "johnson",
-    "williams",
-    "brown",
-    "jones",
-    "garcia",
-    "miller",
-    "davis",
-    "rodriguez",
-    "martinez",
-    "hernandez",
-    "lopez",
-    "gonzalez",
-    "wilson",
-    "anderson",
-    "thomas",
-    "taylor",
-    "moore",
-    "jackson",
-    "martin",
-    "lee",
-    "thompson",
-    "white",
-    "harris",
-    "clark",
-    "lewis",
-    "walker",
-    "young",
-    "allen",
-    "king",
-    "wright",
-    "scott",
-    "nguyen",
-    "patel",
-    "kim",
-    "chen",
-    "wang",
-    "tanaka",
-    "sato",
-    "muller",
-    "schmidt",
-    "rossi",
-    "silva",
-    "santos",
-    "okafor",
-    "mensah",
-    "kowalski",
-    "novak",
-)
-# Repeats weight the distribution towards the bigger markets.
-_COUNTRIES = (
-    "US",
-    "US",
-    "US",
-    "US",
-    "GB",
-    "GB",
-    "DE",
-    "DE",
-    "IN",
-    "IN",
-    "IN",
-    "FR",
-    "BR",
-    "BR",
-    "CA",
-    "AU",
-    "NL",
-    "ES",
-    "IT",
-    "SE",
-    "PL",
-    "JP",
-    "MX",
-    "NG",
-    "KR",
-    "SG",
-    "ZA",
-    "IE",
-)
-_EMAIL_DOMAINS = ("example.org", "example.org", "example.com", "example.net", "mail.example.org")
-_LANGUAGES = ("en", "en", "en", "en", "en", "en", "en", "de", "es", "fr", "pt", "ja")
-# (topic, category)
-_TOPICS = (
-    ("SQL", "Data"),
-    ("Data Modeling", "Data"),
-    ("Pandas for Analysts", "Data"),
-    ("Data Visualization", "Data"),
-    ("Statistics with Python", "Data"),
-    ("Machine Learning", "Data"),
-    ("Apache Spark", "Data"),
-    ("Network Security", "Security"),
-    ("Secure Coding", "Security"),
-    ("Threat Modeling", "Security"),
-    ("Incident Response", "Security"),
-    ("Identity and Access Management", "Security"),
-    ("AWS", "Cloud"),
-    ("Kubernetes", "Cloud"),
-    ("Terraform", "Cloud"),
-    ("Serverless Architectures", "Cloud"),
-    ("Azure Administration", "Cloud"),
-    ("Python", "Programming"),
-    ("Go Concurrency", "Programming"),
-    ("Rust", "Programming"),
-    ("TypeScript", "Programming"),
-    ("Clean Code", "Programming"),
-    ("CI/CD Pipelines", "DevOps"),
-    ("Docker", "DevOps"),
-    ("Observability", "DevOps"),
-    ("Site Reliability Engineering", "DevOps"),
-    ("Agile Project Management", "Management"),
-    ("Technical Leadership", "Management"),
-    ("Product Discovery", "Management"),
-    ("UX Research", "Design"),
-    ("Accessibility", "Design"),
-)
-# (title prefix, level)
-_PREFIXES = (
-    ("Introduction to", "beginner"),
-    ("Essential", "beginner"),
-    ("Getting Started with", "beginner"),
-    ("Practical", "intermediate"),
-    ("Hands-On", "intermediate"),
-    ("Applied", "intermediate"),
-    ("Modern", "intermediate"),
-    ("Production", "advanced"),
-    ("Mastering", "advanced"),
-    ("Advanced", "advanced"),
-)
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -237,6 +58,218 @@ def _pick(values: tuple, expr: str) -> str:
     return f"{_sql_list(values)}[({expr}) % {len(values)} + 1]"
 
 
+# --------------------------------------------------------------------------------------------------
+# The SQL. Only integers (and SQL built from the name lists above) are put into the {placeholders},
+# by the functions below; the text is otherwise what DuckDB runs.
+
+_SETTINGS = ("SET threads = 2", "SET enable_progress_bar = false")
+
+# rnd(i, k): a well-mixed 32-bit value for row i and stream k (multiply/xor-shift hash).
+_MIX1 = """CREATE OR REPLACE TEMP MACRO _mix1(i, k) AS
+    ((i % 4294967296) * 2654435761 + CAST(k AS BIGINT) * 1663525291 + {seed}) % 4294967296"""
+_MIX2 = "CREATE OR REPLACE TEMP MACRO _mix2(x) AS (xor(x, x >> 15) * 73244475) % 4294967296"
+_MIX3 = "CREATE OR REPLACE TEMP MACRO _mix3(x) AS (xor(x, x >> 13) * 40503) % 4294967296"
+_RND = "CREATE OR REPLACE TEMP MACRO rnd(i, k) AS xor(_mix3(_mix2(_mix1(i, k))), _mix3(_mix2(_mix1(i, k))) >> 16)"
+# Seconds since the epoch at which participant p signed up (ids grow with time).
+_SIGNUP_SEC = """CREATE OR REPLACE TEMP MACRO signup_sec(p) AS
+    {signup_start} + (p - 1) * {signup_span} // {n_participants} + rnd(p, 5) % {signup_slot}"""
+
+_CREATE_PARTICIPANTS = """CREATE TABLE participants (
+    participant_id BIGINT PRIMARY KEY,
+    email VARCHAR NOT NULL,
+    first_name VARCHAR,
+    last_name VARCHAR,
+    country VARCHAR,
+    created_at TIMESTAMP,
+    updated_at TIMESTAMP,
+    is_active BOOLEAN,
+    password_hash VARCHAR
+)"""
+_INSERT_PARTICIPANTS = """INSERT INTO participants
+SELECT
+    i AS participant_id,
+    first_name || '.' || last_name || CAST(i AS VARCHAR) || '@' || domain AS email,
+    upper(first_name[1]) || first_name[2:] AS first_name,
+    upper(last_name[1]) || last_name[2:] AS last_name,
+    country,
+    {created_at} AS created_at,
+    {updated_at}
+        AS updated_at,
+    rnd(i, 8) % 100 < 87 AS is_active,
+    'pbkdf2_sha256$600000$' || substr(md5('salt-{seed}-' || CAST(i AS VARCHAR)), 1, 22) || '$'
+        || to_base64(unhex(sha256('pw-{seed}-' || CAST(i AS VARCHAR)))) AS password_hash
+FROM (
+    SELECT
+        i,
+        {pick_first_name} AS first_name,
+        {pick_last_name} AS last_name,
+        {pick_domain} AS domain,
+        {pick_country} AS country,
+        signup_sec(i) AS created
+    FROM range(1, {stop}) AS t(i)
+)"""
+
+_CREATE_COURSES = """CREATE TABLE courses (
+    course_id INTEGER PRIMARY KEY,
+    title VARCHAR NOT NULL,
+    category VARCHAR,
+    level VARCHAR,
+    published_at TIMESTAMP,
+    duration_hours DOUBLE,
+    price DECIMAL(8,2),
+    metadata JSON
+)"""
+_INSERT_COURSES = """INSERT INTO courses
+SELECT
+    CAST(i AS INTEGER) AS course_id,
+    prefix.p || ' ' || topic.t
+        || CASE WHEN edition > 0 THEN ' (Edition ' || CAST(edition + 1 AS VARCHAR) || ')' ELSE '' END
+        AS title,
+    topic.c AS category,
+    prefix.l AS level,
+    {published_at} AS published_at,
+    CAST(rnd(i, 12) % 79 + 2 AS DOUBLE) / 2 AS duration_hours,
+    CASE WHEN rnd(i, 13) % 10 = 0 THEN CAST(0 AS DECIMAL(8,2))
+         ELSE CAST((rnd(i, 14) % 19 + 2) * 1000 - 1 AS DECIMAL(8,0)) / 100 END::DECIMAL(8,2) AS price,
+    json_object(
+        'tags', [lower(topic.c), prefix.l,
+                 trim(lower(regexp_replace(topic.t, '[^A-Za-z0-9]+', '-', 'g')), '-')],
+        'language', {pick_language},
+        'instructor', (upper(fn[1]) || fn[2:] || ' ' || upper(ln[1]) || ln[2:]),
+        'version', CAST(rnd(i, 18) % 5 + 1 AS INTEGER)
+    ) AS metadata
+FROM (
+    SELECT
+        i,
+        {topics}[(i - 1) % {n_topics} + 1] AS topic,
+        {prefixes}[(i - 1) // {n_topics} % {n_prefixes} + 1] AS prefix,
+        (i - 1) // {n_titles} AS edition,
+        {pick_first_name} AS fn,
+        {pick_last_name} AS ln
+    FROM range(1, {stop}) AS t(i)
+)"""
+
+# Early participants and popular (low-id) courses get more enrollments: min of two draws.
+# Everyone enrolls between signing up and "now"; 45 % completed, 25 % in progress,
+# 15 % enrolled (not started), 15 % dropped; the last two have no score (30 % NULL).
+_CREATE_ENROLLMENTS = """CREATE TABLE enrollments (
+    enrollment_id BIGINT PRIMARY KEY,
+    participant_id BIGINT NOT NULL,
+    course_id INTEGER NOT NULL,
+    enrolled_at TIMESTAMP,
+    completed_at TIMESTAMP,
+    status VARCHAR,
+    score DECIMAL(5,2),
+    progress DOUBLE
+)"""
+_INSERT_ENROLLMENTS = """INSERT INTO enrollments
+SELECT
+    i AS enrollment_id,
+    participant_id,
+    CAST(course_id AS INTEGER) AS course_id,
+    {enrolled_at} AS enrolled_at,
+    CASE WHEN r_status < 45 THEN
+        {completed_at}
+    END AS completed_at,
+    CASE WHEN r_status < 45 THEN 'completed'
+         WHEN r_status < 70 THEN 'in_progress'
+         WHEN r_status < 85 THEN 'enrolled'
+         ELSE 'dropped' END AS status,
+    CASE WHEN r_status < 45 THEN
+             CAST(CAST(10000 - least(rnd(i, 25) % 6001, rnd(i, 26) % 6001) AS DOUBLE) / 100 AS DECIMAL(5,2))
+         WHEN r_status < 70 THEN CAST(CAST(rnd(i, 25) % 10001 AS DOUBLE) / 100 AS DECIMAL(5,2))
+    END AS score,
+    CASE WHEN r_status < 45 THEN 1.0
+         WHEN r_status < 70 THEN CAST(rnd(i, 27) % 99 + 1 AS DOUBLE) / 100
+         WHEN r_status < 85 THEN 0.0
+         ELSE CAST(rnd(i, 27) % 60 AS DOUBLE) / 100 END AS progress
+FROM (
+    SELECT
+        *,
+        signup + rnd(i, 23) % ({end} - signup) AS enrolled
+    FROM (
+        SELECT
+            i,
+            participant_id,
+            course_id,
+            r_status,
+            signup_sec(participant_id) AS signup
+        FROM (
+            SELECT
+                i,
+                least(rnd(i, 19) % {n_participants}, rnd(i, 20) % {n_participants}) + 1
+                    AS participant_id,
+                least(rnd(i, 21) % {n_courses}, rnd(i, 22) % {n_courses}) + 1 AS course_id,
+                rnd(i, 28) % 100 AS r_status
+            FROM range(1, {stop}) AS t(i)
+        )
+    )
+)"""
+
+# Counts, revenue and scores are aggregated from enrollments (exact decimal sums, so the
+# result does not depend on thread scheduling); latency and incidents are synthetic.
+_CREATE_DAILY_METRICS = """CREATE TABLE daily_metrics (
+    metric_date DATE PRIMARY KEY,
+    active_participants INTEGER,
+    new_enrollments INTEGER,
+    completions INTEGER,
+    avg_score DOUBLE,
+    revenue DECIMAL(12,2),
+    p95_latency_ms DOUBLE,
+    had_incident BOOLEAN
+)"""
+_INSERT_DAILY_METRICS = """INSERT INTO daily_metrics
+WITH
+    days AS (
+        SELECT d, CAST(DATE '2024-01-01' + CAST(d AS INTEGER) AS DATE) AS metric_date,
+               rnd(d, 31) % 100 < 4 AS had_incident
+        FROM range({n_days}) AS t(d)
+    ),
+    started AS (
+        SELECT CAST(e.enrolled_at AS DATE) AS day, count(*) AS n, sum(c.price) AS revenue
+        FROM enrollments e JOIN courses c USING (course_id)
+        WHERE e.enrolled_at >= {first_day}
+        GROUP BY ALL
+    ),
+    finished AS (
+        SELECT CAST(completed_at AS DATE) AS day, count(*) AS n,
+               sum(score) AS score_sum, count(score) AS score_n
+        FROM enrollments
+        WHERE completed_at >= {first_day}
+        GROUP BY ALL
+    ),
+    active AS (
+        SELECT day, count(DISTINCT participant_id) AS n
+        FROM (
+            SELECT participant_id, CAST(enrolled_at AS DATE) AS day FROM enrollments
+            WHERE enrolled_at >= {first_day}
+            UNION ALL
+            SELECT participant_id, CAST(completed_at AS DATE) AS day FROM enrollments
+            WHERE completed_at >= {first_day}
+        )
+        GROUP BY ALL
+    )
+SELECT
+    days.metric_date,
+    CAST(coalesce(active.n, 0) AS INTEGER) AS active_participants,
+    CAST(coalesce(started.n, 0) AS INTEGER) AS new_enrollments,
+    CAST(coalesce(finished.n, 0) AS INTEGER) AS completions,
+    round(CAST(finished.score_sum AS DOUBLE) / nullif(finished.score_n, 0), 2) AS avg_score,
+    CAST(coalesce(started.revenue, 0) AS DECIMAL(12,2)) AS revenue,
+    round(
+        140 + CAST(rnd(days.d, 32) % 6000 AS DOUBLE) / 100
+        + CASE WHEN isodow(days.metric_date) <= 5 THEN 35 ELSE 0 END
+        + CASE WHEN days.had_incident THEN 400 + CAST(rnd(days.d, 33) % 160000 AS DOUBLE) / 100
+               ELSE 0 END,
+        1) AS p95_latency_ms,
+    days.had_incident
+FROM days
+LEFT JOIN started ON started.day = days.metric_date
+LEFT JOIN finished ON finished.day = days.metric_date
+LEFT JOIN active ON active.day = days.metric_date
+ORDER BY days.metric_date"""
+
+
 def _validate(rows: object, seed: object) -> tuple[int, int]:
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise ConfigError(f"--rows must be a positive integer, got {rows!r}")
@@ -245,226 +278,109 @@ def _validate(rows: object, seed: object) -> tuple[int, int]:
     return rows, seed % 4_294_967_296
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """The sizes and time span of a demo warehouse of ``rows`` enrollments."""
+
+    rows: int
+    seed: int
+    n_participants: int
+    n_courses: int
+    n_days: int
+    end: int  # the warehouse's "now": end of the last metrics day
+    signup_start: int
+    signup_span: int
+    signup_slot: int
+
+    @classmethod
+    def of(cls, rows: int, seed: int) -> _Shape:
+        n_participants = max(100, rows // 10)
+        n_days = max(30, min(1000, rows // 1000))
+        end = _BASE + n_days * _DAY
+        signup_start = _BASE - _SIGNUP_LEAD_DAYS * _DAY
+        signup_span = end - 2 * _DAY - signup_start  # everyone signed up at least 2 days before "now"
+        return cls(
+            rows=rows,
+            seed=seed,
+            n_participants=n_participants,
+            n_courses=max(20, min(2000, rows // 400)),
+            n_days=n_days,
+            end=end,
+            signup_start=signup_start,
+            signup_span=signup_span,
+            signup_slot=max(1, signup_span // n_participants),
+        )
+
+
+def _ts(seconds_expr: str) -> str:
+    return f"make_timestamp(CAST(({seconds_expr}) AS BIGINT) * 1000000)"
+
+
+def _macros(s: _Shape) -> list[str]:
+    return [
+        _MIX1.format(seed=s.seed),
+        _MIX2,
+        _MIX3,
+        _RND,
+        _SIGNUP_SEC.format(
+            signup_start=s.signup_start, signup_span=s.signup_span, n_participants=s.n_participants, signup_slot=s.signup_slot
+        ),
+    ]
+
+
+def _insert_participants(s: _Shape) -> str:
+    return _INSERT_PARTICIPANTS.format(
+        created_at=_ts("created"),
+        updated_at=_ts(f"created + CASE WHEN rnd(i, 6) % 100 < 25 THEN 0 ELSE rnd(i, 7) % ({s.end} - created) END"),
+        seed=s.seed,
+        pick_first_name=_pick(words.FIRST_NAMES, "rnd(i, 1)"),
+        pick_last_name=_pick(words.LAST_NAMES, "rnd(i, 2)"),
+        pick_domain=_pick(words.EMAIL_DOMAINS, "rnd(i, 3)"),
+        pick_country=_pick(words.COUNTRIES, "rnd(i, 4)"),
+        stop=s.n_participants + 1,
+    )
+
+
+def _insert_courses(s: _Shape) -> str:
+    return _INSERT_COURSES.format(
+        published_at=_ts(f"{_BASE - 5 * 365 * _DAY} + rnd(i, 11) % {5 * 365 * _DAY + s.n_days * _DAY}"),
+        pick_language=_pick(words.LANGUAGES, "rnd(i, 15)"),
+        topics=_sql_structs(words.TOPICS, "t", "c"),
+        n_topics=len(words.TOPICS),
+        prefixes=_sql_structs(words.PREFIXES, "p", "l"),
+        n_prefixes=len(words.PREFIXES),
+        n_titles=len(words.TOPICS) * len(words.PREFIXES),
+        pick_first_name=_pick(words.FIRST_NAMES, "rnd(i, 16)"),
+        pick_last_name=_pick(words.LAST_NAMES, "rnd(i, 17)"),
+        stop=s.n_courses + 1,
+    )
+
+
+def _insert_enrollments(s: _Shape) -> str:
+    return _INSERT_ENROLLMENTS.format(
+        enrolled_at=_ts("enrolled"),
+        completed_at=_ts(f"enrolled + 600 + rnd(i, 24) % greatest(1, least({90 * _DAY}, {s.end} - enrolled - 600))"),
+        end=s.end,
+        n_participants=s.n_participants,
+        n_courses=s.n_courses,
+        stop=s.rows + 1,
+    )
+
+
 def _statements(rows: int, seed: int) -> list[str]:
     """The SQL that builds the demo warehouse (only integers are interpolated)."""
-    n_participants = max(100, rows // 10)
-    n_courses = max(20, min(2000, rows // 400))
-    n_days = max(30, min(1000, rows // 1000))
-    end = _BASE + n_days * _DAY  # the warehouse's "now": end of the last metrics day
-    signup_start = _BASE - _SIGNUP_LEAD_DAYS * _DAY
-    signup_span = end - 2 * _DAY - signup_start  # everyone signed up at least 2 days before "now"
-    signup_slot = max(1, signup_span // n_participants)
-
-    def ts(seconds_expr: str) -> str:
-        return f"make_timestamp(CAST(({seconds_expr}) AS BIGINT) * 1000000)"
-
+    s = _Shape.of(rows, seed)
     return [
-        "SET threads = 2",
-        "SET enable_progress_bar = false",
-        # rnd(i, k): a well-mixed 32-bit value for row i and stream k (multiply/xor-shift hash).
-        f"""CREATE OR REPLACE TEMP MACRO _mix1(i, k) AS
-            ((i % 4294967296) * 2654435761 + CAST(k AS BIGINT) * 1663525291 + {seed}) % 4294967296""",
-        "CREATE OR REPLACE TEMP MACRO _mix2(x) AS (xor(x, x >> 15) * 73244475) % 4294967296",
-        "CREATE OR REPLACE TEMP MACRO _mix3(x) AS (xor(x, x >> 13) * 40503) % 4294967296",
-        "CREATE OR REPLACE TEMP MACRO rnd(i, k) AS xor(_mix3(_mix2(_mix1(i, k))), _mix3(_mix2(_mix1(i, k))) >> 16)",
-        # Seconds since the epoch at which participant p signed up (ids grow with time).
-        f"""CREATE OR REPLACE TEMP MACRO signup_sec(p) AS
-            {signup_start} + (p - 1) * {signup_span} // {n_participants} + rnd(p, 5) % {signup_slot}""",
-        # ---------------------------------------------------------------- participants
-        """CREATE TABLE participants (
-            participant_id BIGINT PRIMARY KEY,
-            email VARCHAR NOT NULL,
-            first_name VARCHAR,
-            last_name VARCHAR,
-            country VARCHAR,
-            created_at TIMESTAMP,
-            updated_at TIMESTAMP,
-            is_active BOOLEAN,
-            password_hash VARCHAR
-        )""",
-        f"""INSERT INTO participants
-        SELECT
-            i AS participant_id,
-            first_name || '.' || last_name || CAST(i AS VARCHAR) || '@' || domain AS email,
-            upper(first_name[1]) || first_name[2:] AS first_name,
-            upper(last_name[1]) || last_name[2:] AS last_name,
-            country,
-            {ts("created")} AS created_at,
-            {ts(f"created + CASE WHEN rnd(i, 6) % 100 < 25 THEN 0 ELSE rnd(i, 7) % ({end} - created) END")}
-                AS updated_at,
-            rnd(i, 8) % 100 < 87 AS is_active,
-            'pbkdf2_sha256$600000$' || substr(md5('salt-{seed}-' || CAST(i AS VARCHAR)), 1, 22) || '$'
-                || to_base64(unhex(sha256('pw-{seed}-' || CAST(i AS VARCHAR)))) AS password_hash
-        FROM (
-            SELECT
-                i,
-                {_pick(_FIRST_NAMES, "rnd(i, 1)")} AS first_name,
-                {_pick(_LAST_NAMES, "rnd(i, 2)")} AS last_name,
-                {_pick(_EMAIL_DOMAINS, "rnd(i, 3)")} AS domain,
-                {_pick(_COUNTRIES, "rnd(i, 4)")} AS country,
-                signup_sec(i) AS created
-            FROM range(1, {n_participants + 1}) AS t(i)
-        )""",
-        # ---------------------------------------------------------------- courses
-        """CREATE TABLE courses (
-            course_id INTEGER PRIMARY KEY,
-            title VARCHAR NOT NULL,
-            category VARCHAR,
-            level VARCHAR,
-            published_at TIMESTAMP,
-            duration_hours DOUBLE,
-            price DECIMAL(8,2),
-            metadata JSON
-        )""",
-        f"""INSERT INTO courses
-        SELECT
-            CAST(i AS INTEGER) AS course_id,
-            prefix.p || ' ' || topic.t
-                || CASE WHEN edition > 0 THEN ' (Edition ' || CAST(edition + 1 AS VARCHAR) || ')' ELSE '' END
-                AS title,
-            topic.c AS category,
-            prefix.l AS level,
-            {ts(f"{_BASE - 5 * 365 * _DAY} + rnd(i, 11) % {5 * 365 * _DAY + n_days * _DAY}")} AS published_at,
-            CAST(rnd(i, 12) % 79 + 2 AS DOUBLE) / 2 AS duration_hours,
-            CASE WHEN rnd(i, 13) % 10 = 0 THEN CAST(0 AS DECIMAL(8,2))
-                 ELSE CAST((rnd(i, 14) % 19 + 2) * 1000 - 1 AS DECIMAL(8,0)) / 100 END::DECIMAL(8,2) AS price,
-            json_object(
-                'tags', [lower(topic.c), prefix.l,
-                         trim(lower(regexp_replace(topic.t, '[^A-Za-z0-9]+', '-', 'g')), '-')],
-                'language', {_pick(_LANGUAGES, "rnd(i, 15)")},
-                'instructor', (upper(fn[1]) || fn[2:] || ' ' || upper(ln[1]) || ln[2:]),
-                'version', CAST(rnd(i, 18) % 5 + 1 AS INTEGER)
-            ) AS metadata
-        FROM (
-            SELECT
-                i,
-                {_sql_structs(_TOPICS, "t", "c")}[(i - 1) % {len(_TOPICS)} + 1] AS topic,
-                {_sql_structs(_PREFIXES, "p", "l")}[(i - 1) // {len(_TOPICS)} % {len(_PREFIXES)} + 1] AS prefix,
-                (i - 1) // {len(_TOPICS) * len(_PREFIXES)} AS edition,
-                {_pick(_FIRST_NAMES, "rnd(i, 16)")} AS fn,
-                {_pick(_LAST_NAMES, "rnd(i, 17)")} AS ln
-            FROM range(1, {n_courses + 1}) AS t(i)
-        )""",
-        # ---------------------------------------------------------------- enrollments
-        # Early participants and popular (low-id) courses get more enrollments: min of two draws.
-        # Everyone enrolls between signing up and "now"; 45 % completed, 25 % in progress,
-        # 15 % enrolled (not started), 15 % dropped; the last two have no score (30 % NULL).
-        """CREATE TABLE enrollments (
-            enrollment_id BIGINT PRIMARY KEY,
-            participant_id BIGINT NOT NULL,
-            course_id INTEGER NOT NULL,
-            enrolled_at TIMESTAMP,
-            completed_at TIMESTAMP,
-            status VARCHAR,
-            score DECIMAL(5,2),
-            progress DOUBLE
-        )""",
-        f"""INSERT INTO enrollments
-        SELECT
-            i AS enrollment_id,
-            participant_id,
-            CAST(course_id AS INTEGER) AS course_id,
-            {ts("enrolled")} AS enrolled_at,
-            CASE WHEN r_status < 45 THEN
-                {ts(f"enrolled + 600 + rnd(i, 24) % greatest(1, least({90 * _DAY}, {end} - enrolled - 600))")}
-            END AS completed_at,
-            CASE WHEN r_status < 45 THEN 'completed'
-                 WHEN r_status < 70 THEN 'in_progress'
-                 WHEN r_status < 85 THEN 'enrolled'
-                 ELSE 'dropped' END AS status,
-            CASE WHEN r_status < 45 THEN
-                     CAST(CAST(10000 - least(rnd(i, 25) % 6001, rnd(i, 26) % 6001) AS DOUBLE) / 100 AS DECIMAL(5,2))
-                 WHEN r_status < 70 THEN CAST(CAST(rnd(i, 25) % 10001 AS DOUBLE) / 100 AS DECIMAL(5,2))
-            END AS score,
-            CASE WHEN r_status < 45 THEN 1.0
-                 WHEN r_status < 70 THEN CAST(rnd(i, 27) % 99 + 1 AS DOUBLE) / 100
-                 WHEN r_status < 85 THEN 0.0
-                 ELSE CAST(rnd(i, 27) % 60 AS DOUBLE) / 100 END AS progress
-        FROM (
-            SELECT
-                *,
-                signup + rnd(i, 23) % ({end} - signup) AS enrolled
-            FROM (
-                SELECT
-                    i,
-                    participant_id,
-                    course_id,
-                    r_status,
-                    signup_sec(participant_id) AS signup
-                FROM (
-                    SELECT
-                        i,
-                        least(rnd(i, 19) % {n_participants}, rnd(i, 20) % {n_participants}) + 1
-                            AS participant_id,
-                        least(rnd(i, 21) % {n_courses}, rnd(i, 22) % {n_courses}) + 1 AS course_id,
-                        rnd(i, 28) % 100 AS r_status
-                    FROM range(1, {rows + 1}) AS t(i)
-                )
-            )
-        )""",
-        # ---------------------------------------------------------------- daily_metrics
-        # Counts, revenue and scores are aggregated from enrollments (exact decimal sums, so the
-        # result does not depend on thread scheduling); latency and incidents are synthetic.
-        """CREATE TABLE daily_metrics (
-            metric_date DATE PRIMARY KEY,
-            active_participants INTEGER,
-            new_enrollments INTEGER,
-            completions INTEGER,
-            avg_score DOUBLE,
-            revenue DECIMAL(12,2),
-            p95_latency_ms DOUBLE,
-            had_incident BOOLEAN
-        )""",
-        f"""INSERT INTO daily_metrics
-        WITH
-            days AS (
-                SELECT d, CAST(DATE '2024-01-01' + CAST(d AS INTEGER) AS DATE) AS metric_date,
-                       rnd(d, 31) % 100 < 4 AS had_incident
-                FROM range({n_days}) AS t(d)
-            ),
-            started AS (
-                SELECT CAST(e.enrolled_at AS DATE) AS day, count(*) AS n, sum(c.price) AS revenue
-                FROM enrollments e JOIN courses c USING (course_id)
-                WHERE e.enrolled_at >= {ts(str(_BASE))}
-                GROUP BY ALL
-            ),
-            finished AS (
-                SELECT CAST(completed_at AS DATE) AS day, count(*) AS n,
-                       sum(score) AS score_sum, count(score) AS score_n
-                FROM enrollments
-                WHERE completed_at >= {ts(str(_BASE))}
-                GROUP BY ALL
-            ),
-            active AS (
-                SELECT day, count(DISTINCT participant_id) AS n
-                FROM (
-                    SELECT participant_id, CAST(enrolled_at AS DATE) AS day FROM enrollments
-                    WHERE enrolled_at >= {ts(str(_BASE))}
-                    UNION ALL
-                    SELECT participant_id, CAST(completed_at AS DATE) AS day FROM enrollments
-                    WHERE completed_at >= {ts(str(_BASE))}
-                )
-                GROUP BY ALL
-            )
-        SELECT
-            days.metric_date,
-            CAST(coalesce(active.n, 0) AS INTEGER) AS active_participants,
-            CAST(coalesce(started.n, 0) AS INTEGER) AS new_enrollments,
-            CAST(coalesce(finished.n, 0) AS INTEGER) AS completions,
-            round(CAST(finished.score_sum AS DOUBLE) / nullif(finished.score_n, 0), 2) AS avg_score,
-            CAST(coalesce(started.revenue, 0) AS DECIMAL(12,2)) AS revenue,
-            round(
-                140 + CAST(rnd(days.d, 32) % 6000 AS DOUBLE) / 100
-                + CASE WHEN isodow(days.metric_date) <= 5 THEN 35 ELSE 0 END
-                + CASE WHEN days.had_incident THEN 400 + CAST(rnd(days.d, 33) % 160000 AS DOUBLE) / 100
-                       ELSE 0 END,
-                1) AS p95_latency_ms,
-            days.had_incident
-        FROM days
-        LEFT JOIN started ON started.day = days.metric_date
-        LEFT JOIN finished ON finished.day = days.metric_date
-        LEFT JOIN active ON active.day = days.metric_date
-        ORDER BY days.metric_date""",
+        *_SETTINGS,
+        *_macros(s),
+        _CREATE_PARTICIPANTS,
+        _insert_participants(s),
+        _CREATE_COURSES,
+        _insert_courses(s),
+        _CREATE_ENROLLMENTS,
+        _insert_enrollments(s),
+        _CREATE_DAILY_METRICS,
+        _INSERT_DAILY_METRICS.format(n_days=s.n_days, first_day=_ts(str(_BASE))),
         "CHECKPOINT",
     ]
 

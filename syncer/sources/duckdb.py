@@ -12,8 +12,8 @@ import duckdb
 import pyarrow as pa
 
 from syncer import _clock as clock
-from syncer._config import SourceConfig, TableConfig
 from syncer._exceptions import SourceError
+from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 from syncer.validate.profile import JSON_META, build_profile, plan_for
 

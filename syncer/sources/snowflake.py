@@ -34,9 +34,9 @@ from typing import Any
 import pyarrow as pa
 from snowflake.snowpark import functions as F
 
-from syncer._config import SourceConfig, TableConfig
 from syncer._exceptions import SourceError, SyncError
 from syncer._log import scrub
+from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import Exclusion, KeyRange, RowFilter, Source, quote_ident
 from syncer.sources.snowflake_connect import ConnectionPlan, connection_plan, factory_injected, session_factory
 from syncer.sources.snowflake_types import (

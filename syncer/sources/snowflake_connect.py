@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncer._config import SourceConfig
 from syncer._exceptions import SourceError
 from syncer._log import SPCS_TOKEN_PATH, register_secret, scrub
+from syncer.config import SourceConfig
 
 __all__ = [
     "SPCS_TOKEN_PATH",

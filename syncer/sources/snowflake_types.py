@@ -36,8 +36,8 @@ import pyarrow.compute as pc
 from snowflake.snowpark import functions as F
 from snowflake.snowpark import types as T
 
-from syncer._config import TableConfig
 from syncer._exceptions import SourceError
+from syncer.config import TableConfig
 from syncer.sources.base import quote_ident
 from syncer.validate.profile import JSON_META, ColumnPlan, is_json
 

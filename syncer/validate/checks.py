@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncer._config import TableConfig
+from syncer.config import TableConfig
 from syncer.export.quarantine import Quarantine
 from syncer.formats import WrittenFile, count_rows, file_schema, output_size
 from syncer.validate.keys import DupResult

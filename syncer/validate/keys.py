@@ -13,8 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncer._config import TableConfig
 from syncer._exceptions import SourceError
+from syncer.config import TableConfig
 from syncer.export.pipeline import KeyOrder
 from syncer.formats import WrittenFile, iter_batches, parquet_files
 from syncer.sources.base import quote_ident

@@ -7,8 +7,8 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._config import Config
 from syncer._exceptions import SyncError
+from syncer.config import Config
 from syncer.volume.history import History
 from syncer.volume.layout import Volume
 

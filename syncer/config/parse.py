@@ -1,25 +1,24 @@
-"""Load and validate ``sync.toml`` once, into frozen dataclasses.
+"""Load and validate ``sync.toml`` once, into the frozen dataclasses of :mod:`syncer.config.model`.
 
 Every mistake is reported at load time with one clear line that names the key or table and the
 fix; nothing downstream re-validates. Relative paths resolve against the config file's folder.
+Each section has its own function, called in the order of the file's documentation (source,
+volume, freshness, schedule, export, admin, retry, tables), so the first mistake is reported first.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from syncer._exceptions import ConfigError
+from syncer.config.model import FORMATS, SNOWFLAKE_KEYS, Config, SourceConfig, TableConfig, suggest
+from syncer.schedule.cron import check_crontab
 
-__all__ = ["FORMATS", "Config", "TableConfig", "default_config_path", "load_config"]
-
-#: format name -> file extension
-FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "arrow": "arrow"}
+__all__ = ["default_config_path", "load_config", "parse_config"]
 
 # A table name becomes a file name on the volume: no path separators, no dots, no NUL.
 # \Z, not $: "$" also matches before a trailing newline, which would let "name\n" through.
@@ -27,20 +26,6 @@ _TABLE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 # A source identifier: up to three dot-separated parts (database.schema.table); each part is quoted
 # when SQL is built, so only the characters of ordinary identifiers are allowed here.
 _SOURCE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}\Z")
-
-#: [source] keys of kind = "snowflake" (connection order: SPCS token file, named connection, these).
-SNOWFLAKE_KEYS = (
-    "connection_name",
-    "account",
-    "host",
-    "user",
-    "role",
-    "warehouse",
-    "database",
-    "schema",
-    "authenticator",
-    "private_key_file",
-)
 
 _SECTIONS: dict[str, set[str]] = {
     "source": {"kind", "path", "memory_limit", "threads"} | set(SNOWFLAKE_KEYS),
@@ -80,85 +65,6 @@ _SECRET_KEYS = (
 _COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "none")
 
 
-@dataclass(frozen=True)
-class SourceConfig:
-    kind: str = "duckdb"
-    path: Path | None = None
-    memory_limit: str = "16MB"
-    threads: int = 1
-    # kind = "snowflake" (see syncer.sources.snowflake_connect for the connection order)
-    connection_name: str | None = None
-    account: str | None = None
-    host: str | None = None
-    user: str | None = None
-    role: str | None = None
-    warehouse: str | None = None
-    database: str | None = None
-    schema: str | None = None
-    authenticator: str | None = None
-    private_key_file: Path | None = None
-
-
-@dataclass(frozen=True)
-class TableConfig:
-    name: str
-    source: str | None = None
-    query: str | None = None
-    primary_key: tuple[str, ...] = ()
-    format: str = "parquet"
-    exclude_columns: tuple[str, ...] = ()
-    not_null: tuple[str, ...] = ()
-    allow_empty: bool = False
-    max_bad_rows: int = 0
-
-    @property
-    def extension(self) -> str:
-        return FORMATS[self.format]
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.name}.{self.extension}"
-
-
-@dataclass(frozen=True)
-class Config:
-    path: Path | None
-    source: SourceConfig
-    root: Path
-    retain: int = 7
-    sla_hours: float = 24.0
-    skip_startup_if_younger_than_hours: float = 20.0
-    cron: str = "0 3 * * *"
-    timezone: str = "UTC"
-    misfire_grace_seconds: int = 3600
-    batch_rows: int = 32_768
-    row_group_rows: int = 131_072
-    compression: str = "zstd"
-    writers: int = 0  # Parquet encoder threads per big table; 0 = one per CPU core (at most 4)
-    time_budget_seconds: float = 600.0
-    operators: tuple[str, ...] = ()
-    allow_local_operator: bool = False
-    retry_attempts: int = 3
-    retry_backoff_seconds: float = 1.0
-    retry_max_backoff_seconds: float = 30.0
-    tables: tuple[TableConfig, ...] = field(default_factory=tuple)
-
-    def parquet_parts(self, rows: int) -> int:
-        """How many part files a Parquet table of ``rows`` rows is written as: one per encoder
-        thread when every part gets at least two full row groups, else a single file."""
-        n = self.writers or min(os.cpu_count() or 1, 4)
-        while n > 1 and rows < 2 * n * self.row_group_rows:
-            n -= 1
-        return n
-
-    def table(self, name: str) -> TableConfig:
-        for t in self.tables:
-            if t.name == name:
-                return t
-        known = [t.name for t in self.tables]
-        raise ConfigError(f"unknown table {name!r}{_suggest(name, known)}; configured: {', '.join(known)}")
-
-
 def default_config_path() -> Path:
     """``$SYNCER_CONFIG`` if set, else ``sync.toml`` in the working directory."""
     return Path(os.environ.get("SYNCER_CONFIG") or "sync.toml")
@@ -193,6 +99,22 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
 
 
 def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> Config:
+    sections = _sections(data, where)
+    return Config(
+        path=path,
+        source=_source(sections["source"], base, where),
+        **_volume(sections["volume"], base, where),
+        **_freshness(sections["freshness"], where),
+        **_schedule(sections["schedule"], where),
+        **_export(sections["export"], where),
+        **_admin(sections["admin"]),
+        **_retry(sections["retry"]),
+        tables=_tables(data, where),
+    )
+
+
+def _sections(data: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Each known section as a dict (empty when absent), after refusing unknown keys and secrets."""
     _check_keys(data, _TOP_KEYS, where, "")
     sections: dict[str, dict[str, Any]] = {}
     for name, keys in _SECTIONS.items():
@@ -203,8 +125,10 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
             _refuse_secrets(sec, where)
         _check_keys(sec, keys, where, f"[{name}] ")
         sections[name] = sec
+    return sections
 
-    src = sections["source"]
+
+def _source(src: dict[str, Any], base: Path, where: str) -> SourceConfig:
     kind = _get(src, "kind", str, "duckdb", "[source] kind")
     if kind not in _SOURCE_KINDS:
         raise ConfigError(f"{where}: [source] kind = {kind!r} is not supported; choose one of: {', '.join(_SOURCE_KINDS)}")
@@ -217,7 +141,7 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
             raise ConfigError(f'{where}: [source] {key} applies to kind = "{other}" only; remove it or set kind = "{other}"')
     sf = {key: _nonempty_str(src, key, f"[source] {key}") for key in SNOWFLAKE_KEYS}
     key_file = sf.pop("private_key_file")
-    source = SourceConfig(
+    return SourceConfig(
         kind=kind,
         path=_resolve(base, src_path) if src_path else None,
         memory_limit=_get(src, "memory_limit", str, "16MB", "[source] memory_limit"),
@@ -226,25 +150,32 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
         **sf,
     )
 
-    vol = sections["volume"]
+
+def _volume(vol: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
     root = _get(vol, "root", str, "var/data", "[volume] root")
     retain = _positive_int(vol, "retain", 7, "[volume] retain")
     if retain < 2:
         raise ConfigError(f"{where}: [volume] retain = {retain} is too small; keep at least 2 snapshots so rollback works")
+    return {"root": _resolve(base, root), "retain": retain}
 
-    fr = sections["freshness"]
+
+def _freshness(fr: dict[str, Any], where: str) -> dict[str, Any]:
     sla = _positive_number(fr, "sla_hours", 24.0, "[freshness] sla_hours")
     skip = _number(fr, "skip_startup_if_younger_than_hours", 20.0, "[freshness] skip_startup_if_younger_than_hours")
     if skip < 0:
         raise ConfigError(f"{where}: [freshness] skip_startup_if_younger_than_hours must be >= 0 (0 = always sync at startup)")
+    return {"sla_hours": sla, "skip_startup_if_younger_than_hours": skip}
 
-    sch = sections["schedule"]
+
+def _schedule(sch: dict[str, Any], where: str) -> dict[str, Any]:
     cron = _get(sch, "cron", str, "0 3 * * *", "[schedule] cron")
     tz = _get(sch, "timezone", str, "UTC", "[schedule] timezone")
     _check_cron(cron, tz, where)
     grace = _positive_int(sch, "misfire_grace_seconds", 3600, "[schedule] misfire_grace_seconds")
+    return {"cron": cron, "timezone": tz, "misfire_grace_seconds": grace}
 
-    ex = sections["export"]
+
+def _export(ex: dict[str, Any], where: str) -> dict[str, Any]:
     batch_rows = _positive_int(ex, "batch_rows", 32_768, "[export] batch_rows")
     row_group_rows = _positive_int(ex, "row_group_rows", 131_072, "[export] row_group_rows")
     compression = _get(ex, "compression", str, "zstd", "[export] compression")
@@ -260,16 +191,30 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
         raise ConfigError(
             f'{where}: [export] writers must be "auto" or a whole number from 1 to 64 (1 = always one file), got {writers!r}'
         )
+    return {
+        "batch_rows": batch_rows,
+        "row_group_rows": row_group_rows,
+        "compression": compression,
+        "writers": writers,
+        "time_budget_seconds": budget,
+    }
 
-    adm = sections["admin"]
+
+def _admin(adm: dict[str, Any]) -> dict[str, Any]:
     operators = _str_list(adm, "operators", "[admin] operators")
     allow_local = _get(adm, "allow_local_operator", bool, False, "[admin] allow_local_operator")
+    return {"operators": operators, "allow_local_operator": allow_local}
 
-    rt = sections["retry"]
-    retry_attempts = _positive_int(rt, "attempts", 3, "[retry] attempts")
-    retry_backoff = _positive_number(rt, "backoff_seconds", 1.0, "[retry] backoff_seconds")
-    retry_max = _positive_number(rt, "max_backoff_seconds", 30.0, "[retry] max_backoff_seconds")
 
+def _retry(rt: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "retry_attempts": _positive_int(rt, "attempts", 3, "[retry] attempts"),
+        "retry_backoff_seconds": _positive_number(rt, "backoff_seconds", 1.0, "[retry] backoff_seconds"),
+        "retry_max_backoff_seconds": _positive_number(rt, "max_backoff_seconds", 30.0, "[retry] max_backoff_seconds"),
+    }
+
+
+def _tables(data: dict[str, Any], where: str) -> tuple[TableConfig, ...]:
     raw_tables = data.get("tables", [])
     if not isinstance(raw_tables, list) or not all(isinstance(t, dict) for t in raw_tables):
         raise ConfigError(f"{where}: tables must be written as [[tables]] sections")
@@ -283,29 +228,7 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
             raise ConfigError(f"{where}: duplicate table {t.name!r}; each [[tables]] name must be unique")
         seen.add(t.name.lower())
         tables.append(t)
-
-    return Config(
-        path=path,
-        source=source,
-        root=_resolve(base, root),
-        retain=retain,
-        sla_hours=sla,
-        skip_startup_if_younger_than_hours=skip,
-        cron=cron,
-        timezone=tz,
-        misfire_grace_seconds=grace,
-        batch_rows=batch_rows,
-        row_group_rows=row_group_rows,
-        compression=compression,
-        writers=writers,
-        time_budget_seconds=budget,
-        operators=operators,
-        allow_local_operator=allow_local,
-        retry_attempts=retry_attempts,
-        retry_backoff_seconds=retry_backoff,
-        retry_max_backoff_seconds=retry_max,
-        tables=tuple(tables),
-    )
+    return tuple(tables)
 
 
 def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
@@ -319,6 +242,33 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
             f"{where}: table name {name!r} is not allowed; use only letters, digits, '_' and '-' "
             "(it becomes a file name on the volume)"
         )
+    source, query = _table_relation(raw, name, where)
+    pk = _str_list(raw, "primary_key", f"table {name!r}: primary_key")
+    if not pk:
+        raise ConfigError(f'{where}: table {name!r} has no primary_key; name its key column(s), e.g. primary_key = ["id"]')
+    fmt = raw.get("format", "parquet")
+    if fmt not in FORMATS:
+        raise ConfigError(
+            f"{where}: table {name!r}: format = {fmt!r} is not supported; choose one of: {', '.join(FORMATS)}"
+            f"{suggest(str(fmt), list(FORMATS))}"
+        )
+    exclude, not_null = _table_columns(raw, name, pk, where)
+    max_bad_rows, allow_empty = _table_budget(raw, name, where)
+    return TableConfig(
+        name=name,
+        source=source,
+        query=query,
+        primary_key=pk,
+        format=fmt,
+        exclude_columns=exclude,
+        not_null=not_null,
+        allow_empty=allow_empty,
+        max_bad_rows=max_bad_rows,
+    )
+
+
+def _table_relation(raw: dict[str, Any], name: str, where: str) -> tuple[str | None, str | None]:
+    """``(source, query)``: exactly one is set; the source defaults to the table's name."""
     source = raw.get("source")
     query = raw.get("query")
     if source is not None and query is not None:
@@ -338,15 +288,11 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
         if ";" in query.strip().rstrip(";"):
             raise ConfigError(f"{where}: table {name!r}: query must be one statement; remove the ';'")
         query = query.strip().rstrip(";").strip()
-    pk = _str_list(raw, "primary_key", f"table {name!r}: primary_key")
-    if not pk:
-        raise ConfigError(f'{where}: table {name!r} has no primary_key; name its key column(s), e.g. primary_key = ["id"]')
-    fmt = raw.get("format", "parquet")
-    if fmt not in FORMATS:
-        raise ConfigError(
-            f"{where}: table {name!r}: format = {fmt!r} is not supported; choose one of: {', '.join(FORMATS)}"
-            f"{_suggest(str(fmt), list(FORMATS))}"
-        )
+    return source, query
+
+
+def _table_columns(raw: dict[str, Any], name: str, pk: tuple[str, ...], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(exclude_columns, not_null)``, neither overlapping the other lists where that makes no sense."""
     exclude = _str_list(raw, "exclude_columns", f"table {name!r}: exclude_columns")
     not_null = _str_list(raw, "not_null", f"table {name!r}: not_null")
     for col in pk:
@@ -359,6 +305,11 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
             raise ConfigError(f"{where}: table {name!r}: not_null column {col!r} is also in exclude_columns; remove it from one")
     if len(set(pk)) != len(pk):
         raise ConfigError(f"{where}: table {name!r}: primary_key lists a column twice")
+    return exclude, not_null
+
+
+def _table_budget(raw: dict[str, Any], name: str, where: str) -> tuple[int, bool]:
+    """``(max_bad_rows, allow_empty)``."""
     max_bad_rows = raw.get("max_bad_rows", 0)
     if isinstance(max_bad_rows, bool) or not isinstance(max_bad_rows, int) or max_bad_rows < 0:
         raise ConfigError(
@@ -368,22 +319,10 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
     allow_empty = raw.get("allow_empty", False)
     if not isinstance(allow_empty, bool):
         raise ConfigError(f"{where}: table {name!r}: allow_empty must be true or false")
-    return TableConfig(
-        name=name,
-        source=source,
-        query=query,
-        primary_key=pk,
-        format=fmt,
-        exclude_columns=exclude,
-        not_null=not_null,
-        allow_empty=allow_empty,
-        max_bad_rows=max_bad_rows,
-    )
+    return max_bad_rows, allow_empty
 
 
 def _check_cron(cron: str, tz: str, where: str) -> None:
-    from syncer.schedule.cron import crontab_trigger
-
     try:
         from zoneinfo import ZoneInfo
 
@@ -393,7 +332,7 @@ def _check_cron(cron: str, tz: str, where: str) -> None:
             f'{where}: [schedule] timezone = {tz!r} is not a known time zone (e.g. "UTC", "Europe/Berlin")'
         ) from None
     try:
-        crontab_trigger(cron, tz)
+        check_crontab(cron)
     except ValueError as exc:
         raise ConfigError(
             f"{where}: [schedule] cron = {cron!r} is not a valid crontab expression ({exc}); "
@@ -422,12 +361,7 @@ def _nonempty_str(d: dict[str, Any], key: str, label: str) -> str | None:
 def _check_keys(d: dict[str, Any], known: set[str], where: str, prefix: str) -> None:
     for key in d:
         if key not in known:
-            raise ConfigError(f"{where}: {prefix}unknown key {key!r}{_suggest(key, sorted(known))}")
-
-
-def _suggest(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: {prefix}unknown key {key!r}{suggest(key, sorted(known))}")
 
 
 def _get(d: dict[str, Any], key: str, typ: type, default: Any, label: str) -> Any:
