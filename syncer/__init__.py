@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 # Names are imported on first use (PEP 562): an app that only calls read_table loads the reader and
 # pyarrow, not the engine, DuckDB, APScheduler or the web server.
 _LAZY: dict[str, str] = {
+    "BadRowsError": "_exceptions",
     "Config": "_config",
     "ConfigError": "_exceptions",
     "History": "volume.history",
+    "HistoryError": "_exceptions",
     "Identity": "admin.auth",
     "Job": "admin.jobs",
     "JobRunner": "admin.jobs",
@@ -27,12 +29,18 @@ _LAZY: dict[str, str] = {
     "QuarantinedRowsWarning": "reader",
     "SnapshotFallbackWarning": "reader",
     "SourceError": "_exceptions",
+    "SourceNotFoundError": "_exceptions",
+    "SourceOutOfMemoryError": "_exceptions",
+    "SourceUnavailableError": "_exceptions",
     "StaleDataWarning": "reader",
     "StartupGate": "admin.server",
     "SyncError": "_exceptions",
     "TableConfig": "_config",
+    "TransientSourceError": "_exceptions",
     "USER_HEADER": "admin.auth",
     "ValidationError": "_exceptions",
+    "VolumeError": "_exceptions",
+    "WriteError": "_exceptions",
     "app_config_path": "admin.server",
     "begin_startup": "admin.server",
     "build_demo": "sources.demo",
@@ -71,14 +79,22 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:
     from syncer._config import Config, TableConfig, load_config
     from syncer._exceptions import (
+        BadRowsError,
         ConfigError,
+        HistoryError,
         LockHeldError,
         NoSnapshotError,
         NotAuthorizedError,
         PublishError,
         SourceError,
+        SourceNotFoundError,
+        SourceOutOfMemoryError,
+        SourceUnavailableError,
         SyncError,
+        TransientSourceError,
         ValidationError,
+        VolumeError,
+        WriteError,
     )
     from syncer.admin.auth import USER_HEADER, Identity, identify, require_operator
     from syncer.admin.jobs import Job, JobRunner, job_runner
@@ -120,9 +136,11 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "USER_HEADER",
+    "BadRowsError",
     "Config",
     "ConfigError",
     "History",
+    "HistoryError",
     "Identity",
     "Job",
     "JobRunner",
@@ -133,11 +151,17 @@ __all__ = [
     "QuarantinedRowsWarning",
     "SnapshotFallbackWarning",
     "SourceError",
+    "SourceNotFoundError",
+    "SourceOutOfMemoryError",
+    "SourceUnavailableError",
     "StaleDataWarning",
     "StartupGate",
     "SyncError",
     "TableConfig",
+    "TransientSourceError",
     "ValidationError",
+    "VolumeError",
+    "WriteError",
     "app_config_path",
     "begin_startup",
     "build_demo",

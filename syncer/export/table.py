@@ -28,7 +28,7 @@ import tenacity
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._config import Config, TableConfig
-from syncer._exceptions import PublishError, SourceError, SyncError, ValidationError
+from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError, WriteError
 from syncer.export.pipeline import KeyOrder, Prefetch
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
@@ -45,6 +45,7 @@ from syncer.formats import (
     unsupported_columns,
 )
 from syncer.sources.base import Source, quote_ident
+from syncer.sources.errors import DuckDBContext, Stage, map_duckdb_error
 from syncer.validate.profile import ProfileAccumulator, compare_profiles
 
 __all__ = ["TableOutcome", "export_table", "schema_contract", "schema_drift"]
@@ -124,7 +125,8 @@ def export_table(
     """Export and validate ``table`` into ``staging``; never raises for a table-level failure.
 
     Transient source errors are retried (``[retry]``: exponential backoff with jitter); every
-    attempt is kept in ``outcome.attempts``.
+    attempt is kept in ``outcome.attempts``. Every :class:`SyncError` fails the table (its previous
+    data is carried over by the caller); nothing else is caught here.
     """
     out = TableOutcome(table.name, ok=False)
     path = staging / table.file_name
@@ -150,7 +152,7 @@ def export_table(
         wait=tenacity.wait_exponential_jitter(
             multiplier=cfg.retry_backoff_seconds, max=cfg.retry_max_backoff_seconds, jitter=cfg.retry_backoff_seconds
         ),
-        retry=tenacity.retry_if_exception(lambda e: isinstance(e, SourceError) and e.transient),
+        retry=tenacity.retry_if_exception_type(TransientSourceError),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -168,14 +170,29 @@ def export_table(
         out.checks.append(check("export", False, str(exc)))
         log.warning("table %s failed: %s", table.name, exc, extra={"table": table.name, "step": "export"})
     finally:
-        q.close()
-        if not out.ok:
-            _remove_outputs(path, table)
-        out.quarantined = q.count
-        out.quarantine = q.summary(q.folder.parent.parent) if q.count else None
+        _finish(out, q, path, table)
         out.timings["total_s"] = time.perf_counter() - t0
         emit({"event": "table_done", "table": table.name, "ok": out.ok, "rows": out.rows})
     return out
+
+
+def _finish(out: TableOutcome, q: Quarantine, path: Path, table: TableConfig) -> None:
+    """Close the quarantine file and, for a failed table, free what it staged. A failure here
+    fails a table that was ok (its quarantine file is incomplete) and never hides the first error."""
+    try:
+        q.close()
+    except SyncError as exc:
+        if out.ok:
+            out.ok, out.error = False, str(exc)
+            out.checks.append(check("export", False, str(exc)))
+        log.warning("table %s: %s", table.name, exc, extra={"table": table.name, "step": "export"})
+    if not out.ok:
+        try:
+            _remove_outputs(path, table)
+        except SyncError as exc:
+            log.warning("table %s: %s", table.name, exc, extra={"table": table.name, "step": "export"})
+    out.quarantined = q.count
+    out.quarantine = q.summary(q.folder.parent.parent) if q.count else None
 
 
 def _export_once(
@@ -207,22 +224,20 @@ def _export_once(
             t_prof = time.perf_counter()
             profile_future: Future[dict[str, Any]] | None = None
             source_profile: dict[str, Any] | None = None
-            profile_error: SourceError | None = None
+            profile_error: BadRowsError | None = None
             if source.concurrent_profile:
                 profile_future = pool.submit(source.profile, table, schema)
             else:
                 try:
                     source_profile = source.profile(table, schema)
-                except SourceError as exc:
-                    if not exc.row_level:
-                        raise
+                except BadRowsError as exc:
                     profile_error = exc  # the same bad values; profiled again without them below
             try:
                 written, acc, keys = _stream_into(
                     source.stream(table, schema, cfg.batch_rows), table, schema, cfg, path, q, pool, emit, source_rows, parts
                 )
-            except SourceError as exc:
-                if not (exc.row_level and source.supports_key_ranges):
+            except BadRowsError as exc:
+                if not source.supports_key_ranges:
                     raise
                 # A value the source cannot read: re-read by key ranges, isolating the culprits.
                 log.warning(
@@ -238,9 +253,7 @@ def _export_once(
             if profile_future is not None:
                 try:
                     source_profile = profile_future.result()
-                except SourceError as exc:
-                    if not exc.row_level:
-                        raise
+                except BadRowsError as exc:
                     profile_error = exc
             out.timings["source_profile_s"] = time.perf_counter() - t_prof
         out.timings["export_s"] = time.perf_counter() - t0
@@ -314,12 +327,7 @@ def _stream_into(
     writes: deque[Future[None]] = deque()
     observed: Future[None] | None = None
     seen = 0
-    try:
-        writer = open_writer(
-            table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts
-        )
-    except (pa.ArrowException, OSError) as exc:
-        raise ValidationError(f"table {table.name!r}: cannot open a {table.format} writer for {path.name}: {exc}") from exc
+    writer = _open_writer(table, path, schema, cfg, parts)
     try:
         with (
             Prefetch(batches) as ahead,
@@ -351,18 +359,61 @@ def _stream_into(
         if acc.deferred:
             _ranges_from_footer(acc, table, schema, written)
     except BaseException as exc:
-        writer.abort()
-        remove_output(path)
-        if isinstance(exc, OSError):
-            # disk full, volume gone read-only ...: this table fails; what is published stays
-            raise PublishError(
-                f"table {table.name!r}: writing {path.name} failed: {exc.strerror or exc}; "
-                "the previous data is kept (check free space and permissions on the volume)"
-            ) from exc
-        if isinstance(exc, pa.ArrowException):
-            raise ValidationError(f"table {table.name!r}: the data cannot be written as {table.format}: {exc}") from exc
-        raise
+        # Classify first, then clean up: a failure of the clean-up (the sink's close on a full disk)
+        # is noted on this error and logged, never raised instead of it.
+        err = _write_failure(table, path, exc)
+        _discard(writer, path, table, err)
+        if err is exc:
+            raise
+        raise err from exc
     return written, acc, keys
+
+
+def _open_writer(table: TableConfig, path: Path, schema: pa.Schema, cfg: Config, parts: int) -> Any:
+    try:
+        return open_writer(
+            table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts
+        )
+    except OSError as exc:
+        raise _write_failure(table, path, exc, opening=True) from exc
+    except pa.ArrowException as exc:
+        raise ValidationError(f"table {table.name!r}: cannot open a {table.format} writer for {path.name}: {exc}") from exc
+
+
+def _write_failure(table: TableConfig, path: Path, exc: BaseException, *, opening: bool = False) -> BaseException:
+    """``exc``, raised while writing ``path``, as one of ours: the OS's errors (disk full, volume gone
+    read-only) are a :class:`WriteError`, Arrow's a :class:`ValidationError` (the data cannot be
+    written in this format); ours, an interrupt or a bug are returned as they are."""
+    if isinstance(exc, SyncError):
+        return exc
+    if isinstance(exc, OSError):
+        doing = "opening" if opening else "writing"
+        return WriteError(
+            f"table {table.name!r}: {doing} {path.name} failed: {exc.strerror or exc}; "
+            "the previous data is kept (check free space and permissions on the volume)"
+        )
+    if isinstance(exc, pa.ArrowException):
+        return ValidationError(f"table {table.name!r}: the data cannot be written as {table.format}: {exc}")
+    return exc
+
+
+def _discard(writer: Any, path: Path, table: TableConfig, err: BaseException) -> None:
+    """Abort ``writer`` and remove its output after ``err``; what fails on the way is logged and
+    attached to ``err`` as a note (the staged output is swept by the next run at the latest)."""
+    for step, what in ((writer.abort, "aborting the writer"), (lambda: remove_output(path), "removing it")):
+        try:
+            step()
+        except Exception as extra:
+            reason = extra.strerror if isinstance(extra, OSError) and extra.strerror else extra
+            log.warning(
+                "table %s: %s of %s after the failure also failed: %s",
+                table.name,
+                what,
+                path.name,
+                reason,
+                extra={"table": table.name, "step": "export"},
+            )
+            err.add_note(f"{what} of {path.name} also failed: {reason}")
 
 
 def _ranges_from_footer(acc: ProfileAccumulator, table: TableConfig, schema: pa.Schema, written: WrittenFile) -> None:
@@ -387,7 +438,7 @@ def _drop_duplicates(
     remove_output(tmp)
     wanted = pa.array([_joined_key(k) for k in dup.keys], pa.string())
     parts = len(parquet_files(path)) if table.format == "parquet" else 1
-    writer = open_writer(table.format, tmp, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts)
+    writer = _open_writer(table, tmp, schema, cfg, parts)
     acc = ProfileAccumulator(schema)
     try:
         for batch in iter_batches(table.format, path, schema):
@@ -400,12 +451,17 @@ def _drop_duplicates(
             acc.update(good)
             writer.write(good)
         written = writer.close()
-    except BaseException:
-        writer.abort()
-        remove_output(tmp)
-        raise
-    remove_output(path)
-    os.replace(tmp, path)
+    except BaseException as exc:
+        err = _write_failure(table, tmp, exc)
+        _discard(writer, tmp, table, err)
+        if err is exc:
+            raise
+        raise err from exc
+    try:
+        remove_output(path)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_failure(table, path, exc) from exc
     return dataclasses.replace(written, path=path), acc
 
 
@@ -421,8 +477,14 @@ def _joined_key(values: tuple[Any, ...]) -> str:
 
 def _remove_outputs(path: Path, table: TableConfig) -> None:
     """Remove what an export of ``table`` may have staged: its file, or its folder of parts."""
-    remove_output(path)
-    remove_output(path.with_name(table.name))
+    for p in (path, path.with_name(table.name)):
+        try:
+            remove_output(p)
+        except OSError as exc:
+            raise WriteError(
+                f"table {table.name!r}: cannot remove the staged {p.name}: {exc.strerror or exc}; "
+                "check the permissions of the staging folder (the next run sweeps it)"
+            ) from exc
 
 
 def _project(table: TableConfig, full: pa.Schema) -> pa.Schema:
@@ -628,8 +690,13 @@ def _key_check(
             f"HAVING count(*) > 1) ORDER BY __syncer_n DESC LIMIT {max(int(limit), 5)}",
             params,
         ).fetchall()
-    except (duckdb.Error, pa.ArrowException) as exc:
-        raise SourceError(f"table {table.name!r}: duplicate-key scan of {written.path.name} failed: {exc}") from exc
+    except duckdb.Error as exc:
+        ctx = DuckDBContext(Stage.CHECK, table.name, written.path, what=f"the duplicate-key scan of {written.path.name}")
+        raise map_duckdb_error(exc, ctx) from exc
+    except pa.ArrowException as exc:
+        raise ValidationError(
+            f"table {table.name!r}: the duplicate-key scan of {written.path.name} could not read it back: {exc}"
+        ) from exc
     finally:
         con.close()
     if not rows:
