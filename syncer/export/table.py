@@ -28,7 +28,8 @@ import tenacity
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._config import Config, TableConfig
-from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError, WriteError
+from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
+from syncer.export.failures import discard, open_table_writer, remove_outputs, write_failure
 from syncer.export.pipeline import KeyOrder, Prefetch
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
@@ -36,7 +37,6 @@ from syncer.formats import (
     count_rows,
     file_schema,
     iter_batches,
-    open_writer,
     output_size,
     parquet_files,
     parquet_ranges,
@@ -159,7 +159,7 @@ def export_table(
     try:
         for attempt in retrying:
             with attempt:
-                _remove_outputs(path, table)
+                remove_outputs(path, table)
                 q.discard()
                 _export_once(source, table, cfg, path, previous, accept_schema_change, emit, spill_dir, q, out)
         out.attempts.append({"attempt": len(out.attempts) + 1, "ok": True, "error": None})
@@ -188,7 +188,7 @@ def _finish(out: TableOutcome, q: Quarantine, path: Path, table: TableConfig) ->
         log.warning("table %s: %s", table.name, exc, extra={"table": table.name, "step": "export"})
     if not out.ok:
         try:
-            _remove_outputs(path, table)
+            remove_outputs(path, table)
         except SyncError as exc:
             log.warning("table %s: %s", table.name, exc, extra={"table": table.name, "step": "export"})
     out.quarantined = q.count
@@ -327,7 +327,7 @@ def _stream_into(
     writes: deque[Future[None]] = deque()
     observed: Future[None] | None = None
     seen = 0
-    writer = _open_writer(table, path, schema, cfg, parts)
+    writer = open_table_writer(table, path, schema, cfg, parts)
     try:
         with (
             Prefetch(batches) as ahead,
@@ -361,59 +361,12 @@ def _stream_into(
     except BaseException as exc:
         # Classify first, then clean up: a failure of the clean-up (the sink's close on a full disk)
         # is noted on this error and logged, never raised instead of it.
-        err = _write_failure(table, path, exc)
-        _discard(writer, path, table, err)
+        err = write_failure(table, path, exc)
+        discard(writer, path, table, err)
         if err is exc:
             raise
         raise err from exc
     return written, acc, keys
-
-
-def _open_writer(table: TableConfig, path: Path, schema: pa.Schema, cfg: Config, parts: int) -> Any:
-    try:
-        return open_writer(
-            table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts
-        )
-    except OSError as exc:
-        raise _write_failure(table, path, exc, opening=True) from exc
-    except pa.ArrowException as exc:
-        raise ValidationError(f"table {table.name!r}: cannot open a {table.format} writer for {path.name}: {exc}") from exc
-
-
-def _write_failure(table: TableConfig, path: Path, exc: BaseException, *, opening: bool = False) -> BaseException:
-    """``exc``, raised while writing ``path``, as one of ours: the OS's errors (disk full, volume gone
-    read-only) are a :class:`WriteError`, Arrow's a :class:`ValidationError` (the data cannot be
-    written in this format); ours, an interrupt or a bug are returned as they are."""
-    if isinstance(exc, SyncError):
-        return exc
-    if isinstance(exc, OSError):
-        doing = "opening" if opening else "writing"
-        return WriteError(
-            f"table {table.name!r}: {doing} {path.name} failed: {exc.strerror or exc}; "
-            "the previous data is kept (check free space and permissions on the volume)"
-        )
-    if isinstance(exc, pa.ArrowException):
-        return ValidationError(f"table {table.name!r}: the data cannot be written as {table.format}: {exc}")
-    return exc
-
-
-def _discard(writer: Any, path: Path, table: TableConfig, err: BaseException) -> None:
-    """Abort ``writer`` and remove its output after ``err``; what fails on the way is logged and
-    attached to ``err`` as a note (the staged output is swept by the next run at the latest)."""
-    for step, what in ((writer.abort, "aborting the writer"), (lambda: remove_output(path), "removing it")):
-        try:
-            step()
-        except Exception as extra:
-            reason = extra.strerror if isinstance(extra, OSError) and extra.strerror else extra
-            log.warning(
-                "table %s: %s of %s after the failure also failed: %s",
-                table.name,
-                what,
-                path.name,
-                reason,
-                extra={"table": table.name, "step": "export"},
-            )
-            err.add_note(f"{what} of {path.name} also failed: {reason}")
 
 
 def _ranges_from_footer(acc: ProfileAccumulator, table: TableConfig, schema: pa.Schema, written: WrittenFile) -> None:
@@ -438,7 +391,7 @@ def _drop_duplicates(
     remove_output(tmp)
     wanted = pa.array([_joined_key(k) for k in dup.keys], pa.string())
     parts = len(parquet_files(path)) if table.format == "parquet" else 1
-    writer = _open_writer(table, tmp, schema, cfg, parts)
+    writer = open_table_writer(table, tmp, schema, cfg, parts)
     acc = ProfileAccumulator(schema)
     try:
         for batch in iter_batches(table.format, path, schema):
@@ -452,8 +405,8 @@ def _drop_duplicates(
             writer.write(good)
         written = writer.close()
     except BaseException as exc:
-        err = _write_failure(table, tmp, exc)
-        _discard(writer, tmp, table, err)
+        err = write_failure(table, tmp, exc)
+        discard(writer, tmp, table, err)
         if err is exc:
             raise
         raise err from exc
@@ -461,7 +414,7 @@ def _drop_duplicates(
         remove_output(path)
         os.replace(tmp, path)
     except OSError as exc:
-        raise _write_failure(table, path, exc) from exc
+        raise write_failure(table, path, exc) from exc
     return dataclasses.replace(written, path=path), acc
 
 
@@ -473,18 +426,6 @@ def _key_strings(batch: pa.RecordBatch, keys: tuple[str, ...]) -> pa.Array:
 def _joined_key(values: tuple[Any, ...]) -> str:
     # The same text pc.cast(..., string) gives, so the keys match in _key_strings.
     return "\x1f".join(pa.array([v]).cast(pa.string())[0].as_py() for v in values)
-
-
-def _remove_outputs(path: Path, table: TableConfig) -> None:
-    """Remove what an export of ``table`` may have staged: its file, or its folder of parts."""
-    for p in (path, path.with_name(table.name)):
-        try:
-            remove_output(p)
-        except OSError as exc:
-            raise WriteError(
-                f"table {table.name!r}: cannot remove the staged {p.name}: {exc.strerror or exc}; "
-                "check the permissions of the staging folder (the next run sweeps it)"
-            ) from exc
 
 
 def _project(table: TableConfig, full: pa.Schema) -> pa.Schema:
