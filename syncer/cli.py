@@ -177,6 +177,8 @@ def _print_run(report: dict[str, Any]) -> None:
         click.echo(f"published snapshot {report['snapshot_id']} ({report['status']}) in {report['duration_s']:.1f}s")
     if report.get("error"):
         click.secho(report["error"], fg="yellow", err=True)
+    for w in report.get("warnings") or []:  # bookkeeping after publishing (retention, run history)
+        click.secho(f"warning: {w}", fg="yellow", err=True)
     if not report["budget"]["ok"]:
         click.secho(f"warning: {report['budget']['detail']}", fg="yellow", err=True)
 

@@ -540,7 +540,8 @@ def remove_tree(path: Path) -> None:
     if not path.exists():
         return
     for dirpath, dirnames, _ in os.walk(path):
-        os.chmod(dirpath, 0o755)
+        with contextlib.suppress(OSError):  # best effort, like the rmtree below
+            os.chmod(dirpath, 0o755)
         for d in dirnames:
             with contextlib.suppress(OSError):
                 os.chmod(os.path.join(dirpath, d), 0o755)
