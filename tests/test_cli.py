@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -413,3 +415,27 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_v(config_pa
     verbose = syncer(config_path, "-v", "status")
     assert verbose.returncode == 1
     assert "Traceback" in verbose.stderr and verbose.stderr.strip().splitlines()[-1] == line
+
+
+def test_ctrl_c_during_a_query_exits_130_with_one_line(tmp_path: Path, demo_db: Path) -> None:
+    slow = '[[tables]]\nname = "slow"\nprimary_key = ["i"]\nquery = "select i from range(100000000000) t(i) where md5(i::varchar) = \'x\'"\n'
+    cfg = write_config(tmp_path / "cfg", demo_db, tables=slow)
+    env = {k: v for k, v in os.environ.items() if k != "SYNCER_CONFIG"}
+    env["SYNCER_LOG_FORMAT"] = "text"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncer", "--config", str(cfg), "sync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        time.sleep(3)  # well into the table's first query
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in assert_one_clean_error_line(err)
+    assert not (volume(cfg) / "current").exists()

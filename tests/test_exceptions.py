@@ -248,3 +248,22 @@ def test_a_writer_whose_abort_fails_too_fails_only_its_table(tmp_path: Path, cap
     assert vol.current_manifest()["tables"]["big"]["sha256"] == old["sha256"]
     assert syncer.verify(cfg)["ok"]
     assert sorted(p.name for p in vol.staging.iterdir()) == []
+
+
+def test_ctrl_c_during_a_duckdb_query_is_an_interrupt_not_a_failed_table(make_config) -> None:
+    import signal
+    import threading
+
+    from syncer.sources.duckdb import DuckDBSource
+
+    slow = '[[tables]]\nname = "slow"\nprimary_key = ["i"]\nquery = "select i from range(100000000000) t(i) where md5(i::varchar) = \'x\'"\n'
+    cfg = make_config(tables=slow)
+    src = DuckDBSource(cfg.source)
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            src.count(cfg.table("slow"))
+    finally:
+        timer.cancel()
+        src.close()

@@ -45,7 +45,7 @@ from syncer.formats import (
     unsupported_columns,
 )
 from syncer.sources.base import Source, quote_ident
-from syncer.sources.errors import DuckDBContext, Stage, map_duckdb_error
+from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import ProfileAccumulator, compare_profiles
 
 __all__ = ["TableOutcome", "export_table", "schema_contract", "schema_drift"]
@@ -631,7 +631,13 @@ def _key_check(
             f"HAVING count(*) > 1) ORDER BY __syncer_n DESC LIMIT {max(int(limit), 5)}",
             params,
         ).fetchall()
+    except RuntimeError as exc:
+        if is_interrupt(exc):
+            raise KeyboardInterrupt from exc
+        raise
     except duckdb.Error as exc:
+        if is_interrupt(exc):
+            raise KeyboardInterrupt from exc
         ctx = DuckDBContext(Stage.CHECK, table.name, written.path, what=f"the duplicate-key scan of {written.path.name}")
         raise map_duckdb_error(exc, ctx) from exc
     except pa.ArrowException as exc:

@@ -18,11 +18,10 @@ from syncer._exceptions import (
     SourceError,
     SourceOutOfMemoryError,
     SourceUnavailableError,
-    SyncError,
     TransientSourceError,
 )
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
-from syncer.sources.errors import DuckDBContext, Stage, map_duckdb_error
+from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import JSON_META, build_profile, plan_for
 
 __all__ = ["DuckDBSource"]
@@ -231,7 +230,7 @@ class DuckDBSource(Source):
                             batch = reader.read_next_batch()
                         except StopIteration:
                             return
-                        except (duckdb.Error, OSError) as exc:
+                        except (duckdb.Error, OSError, RuntimeError) as exc:
                             # DuckDB's errors inside the Arrow stream reach us as pyarrow's OSError.
                             raise self._error(exc, table) from exc
                         except pa.ArrowException as exc:
@@ -272,10 +271,16 @@ class DuckDBSource(Source):
             if arrow:
                 return con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
             return con.execute(sql, params or [])
-        except duckdb.Error as exc:
+        except (duckdb.Error, RuntimeError) as exc:
             raise self._error(exc, table) from exc
 
-    def _error(self, exc: BaseException, table: TableConfig) -> SyncError:
+    def _error(self, exc: BaseException, table: TableConfig) -> BaseException:
+        """Ours for DuckDB's ``exc`` (called while it is handled); Ctrl-C stays an interrupt, and a
+        RuntimeError that is not DuckDB's is re-raised as it is."""
+        if is_interrupt(exc):
+            return KeyboardInterrupt()
+        if isinstance(exc, RuntimeError):
+            raise exc
         relation = f"query of table {table.name!r}" if table.query else f"source table {table.source!r}"
         ctx = DuckDBContext(Stage.READ, table.name, self.path, relation, self.memory_limit)
         return map_duckdb_error(exc, ctx)

@@ -24,6 +24,7 @@ Opening the warehouse fails every table the same way, whatever the cause (a corr
 a file that is not a database); a query's ``IOException`` is retried (the file briefly unreadable);
 the duplicate-key scan runs on our own in-memory DuckDB over the staged file, so its failures are a
 check that could not be completed, or (``IOException``: spilling to the volume failed) a write error.
+Ctrl-C during a query is not an error of the table: see :func:`is_interrupt`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from syncer._exceptions import (
     WriteError,
 )
 
-__all__ = ["DUCKDB_ERRORS", "DuckDBContext", "Stage", "first_line", "map_duckdb_error"]
+__all__ = ["DUCKDB_ERRORS", "DuckDBContext", "Stage", "first_line", "is_interrupt", "map_duckdb_error"]
 
 
 class Stage(enum.Enum):
@@ -139,6 +140,15 @@ def _open_hint(text: str) -> str:
     if "not a valid DuckDB database" in text:
         return "the file is not a DuckDB database (corrupt?); rebuild it with `syncer demo` or fix [source] path in the config"
     return "check [source] path in the config and the file's permissions"
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C during a query: DuckDB 2.0 raises ``RuntimeError("Query interrupted")``, outside its own
+    hierarchy (inside an Arrow stream it may come as ``OSError``); callers re-raise it as the
+    ``KeyboardInterrupt`` it was, before :func:`map_duckdb_error` could call it a failed table."""
+    if isinstance(exc, duckdb.InterruptException):
+        return True
+    return isinstance(exc, RuntimeError | OSError) and first_line(exc).startswith(("Query interrupted", "INTERRUPT Error"))
 
 
 def first_line(exc: BaseException) -> str:
