@@ -49,31 +49,31 @@ _LAZY: dict[str, str] = {
     "identify": "admin.auth",
     "job_runner": "admin.jobs",
     "load_config": "_config",
-    "next_run": "engine.operations",
+    "next_run": "engine",
     "open_history": "admin.server",
     "quarantined": "admin.server",
     "read_quarantined": "admin.server",
     "read_table": "reader",
     "readiness": "admin.server",
     "ready_endpoint": "admin.server",
-    "repair": "engine.operations",
+    "repair": "engine",
     "request_rollback": "admin.server",
     "request_sync": "admin.server",
     "require_operator": "admin.auth",
-    "rollback": "engine.operations",
+    "rollback": "engine",
     "rollback_preview": "admin.server",
     "run_scheduler": "schedule.scheduler",
     "scheduled_sync": "schedule.scheduler",
     "scheduler_info": "schedule.scheduler",
     "serving_lifespan": "admin.server",
-    "snapshots": "engine.operations",
+    "snapshots": "engine",
     "start_scheduler": "schedule.scheduler",
-    "startup": "engine.operations",
+    "startup": "engine",
     "startup_state": "admin.server",
-    "status": "engine.operations",
+    "status": "engine",
     "stop_scheduler": "schedule.scheduler",
-    "sync": "engine.operations",
-    "verify": "engine.operations",
+    "sync": "engine",
+    "verify": "engine",
 }
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ if TYPE_CHECKING:
         serving_lifespan,
         startup_state,
     )
-    from syncer.engine.operations import next_run, repair, rollback, snapshots, startup, status, sync, verify
+    from syncer.engine import next_run, repair, rollback, snapshots, startup, status, sync, verify
     from syncer.reader import QuarantinedRowsWarning, SnapshotFallbackWarning, StaleDataWarning, current_snapshot, read_table
     from syncer.schedule.scheduler import run_scheduler, scheduled_sync, scheduler_info, start_scheduler, stop_scheduler
     from syncer.sources.demo import build_demo

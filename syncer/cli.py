@@ -19,7 +19,7 @@ import click
 
 # isort: off
 from syncer import _memory  # noqa: F401 - Arrow's system allocator, chosen before pyarrow loads
-from syncer.engine import operations as engine
+import syncer.engine as engine
 
 # isort: on
 from syncer._config import Config, load_config
@@ -79,7 +79,8 @@ def _config(ctx: click.Context) -> Config:
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    # records print as their JSON form (the manifest's, the run report's); anything else as text
+    click.echo(json.dumps(data, indent=2, default=lambda o: o.to_json() if hasattr(o, "to_json") else str(o)))
 
 
 def _user() -> str | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 
 from syncer import Config, build_demo, load_config
@@ -125,3 +128,36 @@ def production_user(public_runtime: Runtime) -> tuple[int, int]:
         return ensure_production_user()
     except CannotSwitchUser as exc:
         pytest.skip(str(exc))
+
+
+MANIFEST_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "manifest.schema.json"
+
+
+@pytest.fixture(scope="session")
+def manifest_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(MANIFEST_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture(autouse=True)
+def every_written_manifest_matches_the_schema(
+    monkeypatch: pytest.MonkeyPatch, manifest_validator: jsonschema.Draft202012Validator
+) -> Iterator[None]:
+    """Every manifest the engine writes in this process, in every test, is checked against
+    docs/manifest.schema.json (the contract with readers in other languages)."""
+    from syncer.volume.layout import Volume
+
+    real = Volume.write_manifest
+    bad: list[str] = []
+
+    def checked(self: Volume, folder: Path, manifest: Any) -> None:
+        data = manifest.to_json() if hasattr(manifest, "to_json") else manifest
+        bad.extend(
+            f"{folder.name}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in manifest_validator.iter_errors(data)
+        )
+        real(self, folder, manifest)
+
+    monkeypatch.setattr(Volume, "write_manifest", checked)
+    yield
+    assert not bad, "manifests that do not match docs/manifest.schema.json:\n" + "\n".join(bad[:20])

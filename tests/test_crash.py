@@ -264,7 +264,7 @@ _volume.remove_tree = remove_part_then_die
 # (patch, which snapshot `current` names right after the kill, what the kill leaves behind)
 KILL_POINTS = [
     pytest.param(MID_EXPORT, "previous", "staging", id="mid-export"),
-    pytest.param("_export._validate = die", "previous", "staging", id="mid-validation"),
+    pytest.param("_export.validate_table = die", "previous", "staging", id="mid-validation"),
     pytest.param("Volume.publish = die", "previous", "staging", id="manifest-written-before-publish"),
     pytest.param(MID_SEAL, "previous", "staging", id="mid-seal"),
     pytest.param("Volume.point_current = die", "previous", "unswapped", id="renamed-into-snapshots-before-swap"),

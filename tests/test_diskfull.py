@@ -25,6 +25,7 @@ import pytest
 import syncer
 from syncer import PublishError, StaleDataWarning, load_config, read_table
 from syncer.volume.layout import Volume
+from syncer.volume.manifest import Manifest
 
 SMALL_ROWS = 100
 BIG_ROWS = 150_000  # ~ 5 MiB of Parquet: random hex does not compress
@@ -174,7 +175,7 @@ def test_startup_on_a_full_volume_still_serves_the_previous_snapshot_and_says_wh
 def test_a_manifest_that_does_not_fit_is_a_publish_error_and_leaves_no_partial_file(small_volume: Path):
     vol = Volume(small_volume)
     vol.ensure()
-    folder = vol.staging / "20260101T000000Z-full"
+    folder = vol.staging / "20260101T000000Z-f011"
     folder.mkdir()
     filler = vol.root / "filler"
     with open(filler, "wb", buffering=0) as fh:  # fill the filesystem to the last byte
@@ -183,7 +184,8 @@ def test_a_manifest_that_does_not_fit_is_a_publish_error_and_leaves_no_partial_f
                 fh.write(os.urandom(64 * 1024))
         except OSError as exc:
             assert exc.errno == 28
-    manifest = {"id": folder.name, "tables": {f"t{i}": {"note": uuid.uuid4().hex * 64} for i in range(64)}}
+    notes = {f"note{i}": uuid.uuid4().hex * 64 for i in range(64)}  # ~128 KiB: more than the disk has left
+    manifest = Manifest(folder.name, "2026-01-01T00:00:00.000000Z", tables={}, source={"kind": "duckdb"}, extra=notes)
 
     with pytest.raises(PublishError, match="no space left on device") as err:
         vol.write_manifest(folder, manifest)

@@ -329,7 +329,7 @@ def test_rollback_returns_to_the_previous_snapshot_and_is_audited(config: syncer
     first = syncer.sync(config)
     second = syncer.sync(config, ["courses"])
     res = syncer.rollback(config, user="bob")
-    assert res == {"from": second["snapshot_id"], "to": first["snapshot_id"]}
+    assert res.to_json() == {"from": second["snapshot_id"], "to": first["snapshot_id"]}
     assert Volume(config.root).current_id() == first["snapshot_id"]
     ev = History(Volume(config.root).db_path).events()[0]
     assert ev["kind"] == "rollback" and ev["user"] == "bob" and ev["detail"]["to"] == first["snapshot_id"]
@@ -411,7 +411,7 @@ def test_startup_with_source_down_still_serves_previous_data(make_config, wareho
 
 def test_status_json_shape(config: syncer.Config) -> None:
     syncer.sync(config)
-    st = json.loads(json.dumps(syncer.status(config)))
+    st = json.loads(json.dumps(syncer.status(config).to_json()))
     assert set(st) >= {"snapshot", "tables", "last_run", "next_run"}
     assert set(st["snapshot"]) >= {"id", "created_at"}
     for t in st["tables"]:

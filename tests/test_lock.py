@@ -22,6 +22,7 @@ from syncer import History, LockHeldError, load_config
 from syncer._clock import iso, utcnow
 from syncer.volume.layout import Volume
 from syncer.volume.lock import lock_holder, volume_lock
+from syncer.volume.manifest import RunReport
 
 STARTED = "2026-01-02T03:04:05Z"
 
@@ -209,7 +210,7 @@ def test_a_second_sync_in_another_thread_is_refused(config):
     msg = str(errors[0])
     assert "already running in this process" in msg
     assert f"pid {os.getpid()}" in msg and "trigger cli" in msg and "user alice" in msg
-    assert len(results) == 1 and isinstance(results[0], dict), results
+    assert len(results) == 1 and isinstance(results[0], RunReport), results
     assert results[0]["status"] == "ok"
     assert [r["user"] for r in syncer.History(Volume(config.root).db_path).runs()] == ["alice"]
 

@@ -235,7 +235,7 @@ def test_rollback_preview_shows_what_changes_and_the_rollback_moves_current(
     assert by_table["courses"]["rows_now"] + 3 == by_table["courses"]["rows_after"]
     assert [n for n, t in by_table.items() if not t["changes"]] == ["participants", "enrollments", "daily_metrics"]
     res = request_rollback(cfg, {USER_HEADER: "alice"}, old)
-    assert res == {"from": new, "to": old}
+    assert res.to_json() == {"from": new, "to": old}
     assert syncer.current_snapshot(config=cfg)["id"] == old
     (rb,) = events(cfg, "rollback")
     assert rb["user"] == "alice" and rb["detail"] == {"from": new, "to": old}

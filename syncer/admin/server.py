@@ -34,7 +34,7 @@ from syncer._exceptions import ConfigError, LockHeldError, SyncError
 from syncer._log import configure_logging
 from syncer.admin.auth import record_event, require_operator
 from syncer.admin.jobs import Job, job_runner
-from syncer.engine.operations import rollback, snapshots, startup, status
+from syncer.engine import rollback, snapshots, startup, status
 from syncer.schedule.scheduler import next_fire, scheduler_info, start_scheduler, stop_scheduler
 from syncer.volume.history import History
 from syncer.volume.layout import Volume
@@ -292,7 +292,7 @@ def request_sync(cfg: Config, headers: Any, tables: Sequence[str] | None = None)
     names = [cfg.table(n).name for n in tables] if tables else None
 
     def work(progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        from syncer.engine.operations import sync
+        from syncer.engine import sync
 
         try:
             return sync(cfg, names, trigger="manual", user=who.user, progress=progress)

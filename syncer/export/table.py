@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import tenacity
@@ -34,21 +33,20 @@ from syncer.export.pipeline import KeyOrder, Prefetch
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
     WrittenFile,
-    count_rows,
-    file_schema,
     iter_batches,
-    output_size,
     parquet_files,
     parquet_ranges,
     remove_output,
     schema_to_b64,
     unsupported_columns,
 )
-from syncer.sources.base import Source, quote_ident
-from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
-from syncer.validate.profile import ProfileAccumulator, compare_profiles
+from syncer.sources.base import Source
+from syncer.validate.checks import Evidence, check, schema_contract, validate_table
+from syncer.validate.keys import DupResult, scan_duplicate_keys
+from syncer.validate.profile import ProfileAccumulator
+from syncer.volume.manifest import Check, ManifestEntry, Part
 
-__all__ = ["TableOutcome", "export_table", "schema_contract", "schema_drift"]
+__all__ = ["TableOutcome", "export_table"]
 
 log = logging.getLogger("syncer")
 
@@ -62,8 +60,8 @@ _WRITE_DEPTH = 2
 class TableOutcome:
     name: str
     ok: bool
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    entry: dict[str, Any] | None = None
+    checks: list[Check] = field(default_factory=list)
+    entry: ManifestEntry | None = None
     error: str | None = None
     rows: int = 0
     bytes: int = 0
@@ -73,49 +71,12 @@ class TableOutcome:
     quarantine: dict[str, Any] | None = None
 
 
-@dataclass
-class DupResult:
-    """Duplicate keys found in the written file (``keys`` holds at most the scan's limit)."""
-
-    groups: int = 0
-    rows: int = 0
-    keys: list[tuple[Any, ...]] = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)
-    proven_by_order: bool = False
-    quarantined: bool = False
-
-
-def check(name: str, ok: bool, detail: str, severity: str = "error") -> dict[str, Any]:
-    return {"name": name, "ok": bool(ok), "severity": severity, "detail": detail}
-
-
-def schema_contract(schema: pa.Schema) -> list[dict[str, Any]]:
-    return [{"name": f.name, "type": _type_name(f), "nullable": f.nullable} for f in schema]
-
-
-def _type_name(f: pa.Field) -> str:
-    t = str(f.type)
-    if f.metadata and f.metadata.get(b"syncer.logical_type") == b"json":
-        return "json"
-    return t
-
-
-def schema_drift(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
-    """Readable differences between two schema contracts (nullability is not part of the contract)."""
-    o = {c["name"]: c["type"] for c in old}
-    n = {c["name"]: c["type"] for c in new}
-    out = [f"added {k} ({n[k]})" for k in n if k not in o]
-    out += [f"removed {k} ({o[k]})" for k in o if k not in n]
-    out += [f"retyped {k}: {o[k]} -> {n[k]}" for k in n if k in o and o[k] != n[k]]
-    return out
-
-
 def export_table(
     source: Source,
     table: TableConfig,
     cfg: Config,
     staging: Path,
-    previous: dict[str, Any] | None,
+    previous: ManifestEntry | None,
     *,
     accept_schema_change: bool = False,
     progress: Progress | None = None,
@@ -200,7 +161,7 @@ def _export_once(
     table: TableConfig,
     cfg: Config,
     path: Path,
-    previous: dict[str, Any] | None,
+    previous: ManifestEntry | None,
     accept_schema_change: bool,
     emit: Progress,
     spill_dir: Path | None,
@@ -259,10 +220,10 @@ def _export_once(
         out.timings["export_s"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        dup = _key_check(table, schema, keys, written, spill_dir, limit=table.max_bad_rows + 1)
+        dup = scan_duplicate_keys(table, schema, keys, written, spill_dir, limit=table.max_bad_rows + 1)
         if dup.rows and q.count + dup.rows <= table.max_bad_rows:
             written, acc = _drop_duplicates(table, schema, cfg, path, q, dup)
-            dup = _key_check(table, schema, KeyOrder(schema, ()), written, spill_dir, limit=1)
+            dup = scan_duplicate_keys(table, schema, KeyOrder(schema, ()), written, spill_dir, limit=1)
             dup.quarantined = True
         if q.count:
             # Compare like with like: the source without the quarantined rows.
@@ -271,32 +232,32 @@ def _export_once(
             raise profile_error
         assert source_profile is not None
         out.rows, out.bytes = acc.rows, written.bytes
-        out.checks = _validate(table, schema, source_rows, source_profile, acc, dup, q, written, previous, accept_schema_change)
+        evidence = Evidence(table, schema, source_rows, source_profile, acc, dup, q, written, previous, accept_schema_change)
+        out.checks = validate_table(evidence)
         out.timings["validate_s"] = time.perf_counter() - t1
-    out.ok = all(c["ok"] for c in out.checks if c["severity"] == "error")
-    failed = [c for c in out.checks if not c["ok"] and c["severity"] == "error"]
-    out.error = "; ".join(f"{c['name']}: {c['detail']}" for c in failed) if failed else None
-    out.entry = {
-        "file": written.path.name,
-        "format": table.format,
-        "rows": acc.rows,
-        "bytes": written.bytes,
-        "sha256": written.sha256,
-        **({"parts": [dataclasses.asdict(p) for p in written.parts]} if written.parts else {}),
-        "schema": schema_contract(schema),
-        "arrow_schema": schema_to_b64(schema),
-        "primary_key": list(table.primary_key),
-        "exported_at": iso(exported_at),
-        "exported_in": path.parent.name,  # the run (= snapshot id) whose export produced this file
-        "status": "quarantined" if q.count else "fresh",
-        "source_rows": source_rows,
-        "source": {"table": table.source} if table.source else {"query": table.query},
-        "consistency": pin,
-        "checks": out.checks,
-        "profile": acc.result(),
-    }
-    if q.count:
-        out.entry["quarantine"] = q.summary(q.folder.parent.parent)
+    failed = [c for c in out.checks if c.failed]
+    out.ok = not failed
+    out.error = "; ".join(f"{c.name}: {c.detail}" for c in failed) if failed else None
+    out.entry = ManifestEntry(
+        file=written.path.name,
+        format=table.format,
+        rows=acc.rows,
+        bytes=written.bytes,
+        sha256=written.sha256,
+        parts=tuple(Part(p.name, p.rows, p.bytes, p.sha256) for p in written.parts) if written.parts else None,
+        schema=schema_contract(schema),
+        arrow_schema=schema_to_b64(schema),
+        primary_key=tuple(table.primary_key),
+        exported_at=iso(exported_at),
+        exported_in=path.parent.name,  # the run (= snapshot id) whose export produced this file
+        status="quarantined" if q.count else "fresh",
+        source_rows=source_rows,
+        source={"table": table.source} if table.source else {"query": table.query},
+        consistency=pin,
+        checks=tuple(out.checks),
+        profile=acc.result(),
+        quarantine=q.summary(q.folder.parent.parent) if q.count else None,
+    )
 
 
 def _stream_into(
@@ -446,212 +407,6 @@ def _project(table: TableConfig, full: pa.Schema) -> pa.Schema:
     return pa.schema([f for f in full if f.name not in table.exclude_columns])
 
 
-def _validate(
-    table: TableConfig,
-    schema: pa.Schema,
-    source_rows: int,
-    source_profile: dict[str, Any],
-    acc: ProfileAccumulator,
-    dup: DupResult,
-    q: Quarantine,
-    written: WrittenFile,
-    previous: dict[str, Any] | None,
-    accept_schema_change: bool,
-) -> list[dict[str, Any]]:
-    checks = []
-    rows = acc.rows
-    within = not q.over_budget  # quarantined rows are fine while within max_bad_rows
-    if q.count:
-        ok = rows + q.count == source_rows
-        detail = f"source {source_rows:,} rows = written {rows:,} + quarantined {q.count:,}"
-        checks.append(check("row_count", ok, detail if ok else detail.replace(" = ", " != ")))
-    else:
-        checks.append(check("row_count", rows == source_rows, f"source {source_rows:,} rows, written {rows:,}"))
-
-    contract = schema_contract(schema)
-    if previous is None or "schema" not in previous:
-        checks.append(check("schema", True, f"first export sets the contract ({len(contract)} columns)"))
-    else:
-        drift = schema_drift(previous["schema"], contract)
-        if not drift:
-            checks.append(check("schema", True, f"matches the previous snapshot's contract ({len(contract)} columns)"))
-        elif accept_schema_change:
-            checks.append(check("schema", True, "change accepted by the operator: " + "; ".join(drift)))
-        else:
-            checks.append(
-                check(
-                    "schema",
-                    False,
-                    "schema drift from the previous snapshot: "
-                    + "; ".join(drift)
-                    + f". If intended, re-run with `syncer sync --accept-schema-change {table.name}`",
-                )
-            )
-
-    cols = acc.result()["columns"]
-    checks.append(_null_check("primary_key_not_null", table.primary_key, "null primary key values", q, cols, within))
-    checks.append(_dup_check(table, dup))
-    if table.not_null:
-        checks.append(_null_check("not_null", table.not_null, "nulls in not_null columns", q, cols, within))
-
-    if q.count:
-        checks.append(
-            check(
-                "bad_rows",
-                within,
-                f"{q.describe()}; max_bad_rows = {table.max_bad_rows}"
-                + (f"; rows in {q.path.name} under quarantine/{q.folder.name}/" if q.path.exists() else ""),
-            )
-        )
-
-    if table.allow_empty:
-        checks.append(check("non_empty", True, f"{rows:,} rows (empty allowed)"))
-    else:
-        checks.append(
-            check(
-                "non_empty",
-                rows > 0,
-                f"{rows:,} rows" if rows else "the table is empty; set allow_empty = true for this table if that is expected",
-            )
-        )
-
-    diffs = compare_profiles(source_profile, acc.result(), schema)
-    scope = " (source without the quarantined rows)" if q.count else ""
-    checks.append(
-        check(
-            "profile",
-            not diffs,
-            f"{len(schema)} columns agree with the source{scope} (nulls, min, max, sum)"
-            if not diffs
-            else "written data differs from the source: "
-            + "; ".join(diffs[:10])
-            + (f" (+{len(diffs) - 10} more)" if len(diffs) > 10 else ""),
-        )
-    )
-
-    try:
-        on_disk = output_size(written.path)
-    except OSError as exc:
-        on_disk = -1
-        detail = f"cannot stat {written.path.name}: {exc.strerror}"
-    else:
-        detail = f"sha256 {written.sha256} of {on_disk:,} bytes"
-    checks.append(
-        check(
-            "sha256",
-            on_disk == written.bytes,
-            detail if on_disk == written.bytes else f"{detail}; {written.bytes:,} bytes were written",
-        )
-    )
-
-    try:
-        reread = count_rows(table.format, written.path, schema)
-        stored = file_schema(table.format, written.path)
-        problems = []
-        if reread != rows:
-            problems.append(f"re-opened file has {reread:,} rows, {rows:,} were written")
-        if stored is not None and not stored.equals(schema, check_metadata=False):
-            problems.append(f"stored schema differs: {stored} vs {schema}")
-        checks.append(check("reopen", not problems, "; ".join(problems) or f"re-opened {written.path.name}: {reread:,} rows"))
-    except (OSError, pa.ArrowException) as exc:
-        checks.append(check("reopen", False, f"cannot re-open {written.path.name}: {exc}"))
-    return checks
-
-
-def _null_check(
-    name: str, columns: tuple[str, ...], label: str, q: Quarantine, cols: dict[str, Any], within: bool
-) -> dict[str, Any]:
-    """Nulls found by screening (quarantined) plus any left in the written data (none, by construction)."""
-    found = {c: q.by_column[c] + cols[c]["nulls"] for c in columns if q.by_column[c] + cols[c]["nulls"]}
-    if not found:
-        return check(name, True, "no nulls in " + ", ".join(columns))
-    ok = within and not any(cols[c]["nulls"] for c in columns)
-    mark = " (quarantined)" if ok else ""
-    return check(name, ok, f"{label}: " + ", ".join(f"{c} has {n:,}" for c, n in found.items()) + mark)
-
-
 def _observe(acc: ProfileAccumulator, keys: KeyOrder, batch: pa.RecordBatch) -> None:
     acc.update(batch)
     keys.update(batch)
-
-
-def _dup_check(table: TableConfig, dup: DupResult) -> dict[str, Any]:
-    keys = ", ".join(table.primary_key)
-    if dup.quarantined:
-        return check("primary_key_unique", dup.rows == 0, f"{keys} unique after quarantining the rows of duplicated keys")
-    if not dup.rows:
-        how = " (strictly increasing in the written order)" if dup.proven_by_order else ""
-        return check("primary_key_unique", True, f"{keys} unique{how}")
-    examples = ", ".join(
-        "(" + ", ".join(repr(v) for v in k) + f") x{c}" for k, c in list(zip(dup.keys, dup.counts, strict=True))[:5]
-    )
-    return check(
-        "primary_key_unique",
-        False,
-        f"{dup.groups:,} duplicate {keys} value(s) covering {dup.rows:,} rows, e.g. {examples}",
-    )
-
-
-def _key_check(
-    table: TableConfig,
-    schema: pa.Schema,
-    order: KeyOrder,
-    written: WrittenFile,
-    spill_dir: Path | None,
-    limit: int,
-) -> DupResult:
-    """Duplicate keys of the written rows: proven absent while streaming when the keys arrived
-    strictly increasing, else an exact scan of the written file's key columns by DuckDB (bounded
-    memory, spills to disk). Returns up to ``limit`` duplicated keys (at least 5, for the message)."""
-    keys = list(table.primary_key)
-    if order.proven:
-        return DupResult(proven_by_order=True)
-    if table.format == "parquet":
-        scan: Any = None
-        relation = "read_parquet(?)"
-        params: list[Any] = [[str(f) for f in parquet_files(written.path)]]
-    else:
-        key_schema = pa.schema([schema.field(k) for k in keys])
-        scan = pa.RecordBatchReader.from_batches(key_schema, iter_batches(table.format, written.path, schema, keys))
-        relation = "keys_scan"
-        params = []
-    cols = ", ".join(quote_ident(k) for k in keys)
-    not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in keys)
-    config: dict[str, Any] = {"threads": 2, "memory_limit": "256MB"}
-    if spill_dir is not None:
-        config["temp_directory"] = str(spill_dir)
-    con = duckdb.connect(config=config)
-    try:
-        if scan is not None:
-            con.register("keys_scan", scan)
-        rows = con.execute(
-            # aliases that cannot collide with a key column's name
-            f"SELECT {cols}, __syncer_n, count(*) OVER () AS __syncer_groups, sum(__syncer_n) OVER () AS __syncer_rows "
-            f"FROM (SELECT {cols}, count(*) AS __syncer_n FROM {relation} WHERE {not_null} GROUP BY {cols} "
-            f"HAVING count(*) > 1) ORDER BY __syncer_n DESC LIMIT {max(int(limit), 5)}",
-            params,
-        ).fetchall()
-    except RuntimeError as exc:
-        if is_interrupt(exc):
-            raise KeyboardInterrupt from exc
-        raise
-    except duckdb.Error as exc:
-        if is_interrupt(exc):
-            raise KeyboardInterrupt from exc
-        ctx = DuckDBContext(Stage.CHECK, table.name, written.path, what=f"the duplicate-key scan of {written.path.name}")
-        raise map_duckdb_error(exc, ctx) from exc
-    except pa.ArrowException as exc:
-        raise ValidationError(
-            f"table {table.name!r}: the duplicate-key scan of {written.path.name} could not read it back: {exc}"
-        ) from exc
-    finally:
-        con.close()
-    if not rows:
-        return DupResult()
-    n = len(keys)
-    return DupResult(
-        groups=int(rows[0][-2]),
-        rows=int(rows[0][-1]),
-        keys=[tuple(r[:n]) for r in rows],
-        counts=[int(r[n]) for r in rows],
-    )

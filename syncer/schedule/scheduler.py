@@ -30,7 +30,7 @@ from syncer._clock import iso
 from syncer._config import Config
 from syncer._exceptions import LockHeldError, SyncError
 from syncer.admin.auth import record_event
-from syncer.engine.operations import next_run, sync
+from syncer.engine import next_run, sync
 from syncer.schedule.cron import crontab_trigger
 
 __all__ = [

@@ -20,42 +20,44 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import json
 import os
 import secrets
-import shutil
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from syncer import _clock as clock
 from syncer._exceptions import NoSnapshotError, PublishError, VolumeError
+from syncer.volume.files import DIR_MODE, FILE_MODE, fsync_dir, fsync_tree, os_reason, permission_problems, remove_tree, seal
+from syncer.volume.manifest import Manifest
+from syncer.volume.verify import MANIFEST, check_files, check_files_by_table, unexpected_files
 
-__all__ = ["MANIFEST", "SnapshotInfo", "Volume", "fsync_dir"]
-
-MANIFEST = "manifest.json"
-FILE_MODE = 0o444
-DIR_MODE = 0o555
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "MANIFEST",
+    "SnapshotInfo",
+    "Volume",
+    "check_files",
+    "fsync_dir",
+    "permission_problems",
+    "remove_tree",
+    "seal",
+    "unexpected_files",
+]
 
 
 @dataclass
 class SnapshotInfo:
     id: str
     path: Path
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     error: str | None = None
     created_at: str = ""
     problems: list[str] = field(default_factory=list)
+    #: the same problems, by the table whose files have them
+    table_problems: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -114,7 +116,13 @@ class Volume:
         return p.name
 
     @staticmethod
-    def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
+    def read_manifest(snapshot_dir: Path) -> Manifest:
+        """The snapshot's manifest, or :class:`PublishError` saying why it cannot be used."""
+        return _manifest_record(snapshot_dir, Volume.read_manifest_json(snapshot_dir))
+
+    @staticmethod
+    def read_manifest_json(snapshot_dir: Path) -> dict[str, Any]:
+        """The manifest as JSON, checked only for its outline (id and tables)."""
         path = snapshot_dir / MANIFEST
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -133,12 +141,15 @@ class Volume:
         d = self.snapshot_dir(snapshot_id)
         info = SnapshotInfo(snapshot_id, d)
         try:
-            info.manifest = self.read_manifest(d)
+            raw = self.read_manifest_json(d)
+            info.manifest = _manifest_record(d, raw)
         except PublishError as exc:
             info.error = str(exc)
             return info
-        info.created_at = str(info.manifest.get("created_at", ""))
-        info.problems = check_files(d, info.manifest, deep=deep)
+        info.created_at = str(info.manifest.created_at or "")
+        # The files are checked against the JSON as written: a tampered entry is reported, not trusted.
+        info.table_problems = check_files_by_table(d, raw, deep=deep)
+        info.problems = [p for ps in info.table_problems.values() for p in ps]
         return info
 
     def list_snapshots(self) -> list[SnapshotInfo]:
@@ -158,7 +169,7 @@ class Volume:
                 return info
         return None
 
-    def current_manifest(self) -> dict[str, Any] | None:
+    def current_manifest(self) -> Manifest | None:
         """The manifest behind ``current`` if it is intact, else None (no exception)."""
         cid = self.current_id()
         if cid is None:
@@ -168,14 +179,14 @@ class Volume:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def write_manifest(self, folder: Path, manifest: dict[str, Any]) -> None:
+    def write_manifest(self, folder: Path, manifest: Manifest) -> None:
         """Write ``manifest.json`` via a temporary file (fsynced, then renamed): complete or absent, never torn.
 
         The rename's directory entry is made durable by :meth:`publish` (fsync of the folder).
         """
         tmp = folder / (MANIFEST + ".tmp")
         # Serialise first: a value JSON cannot hold fails here, before anything touches the disk.
-        text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+        text = json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n"
         try:
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(text)
@@ -186,7 +197,7 @@ class Volume:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise PublishError(
-                f"could not write the manifest of snapshot {folder.name} in {folder}: {_os_reason(exc)}; "
+                f"could not write the manifest of snapshot {folder.name} in {folder}: {os_reason(exc)}; "
                 "nothing was published, the current snapshot is unchanged"
             ) from exc
 
@@ -210,7 +221,7 @@ class Volume:
             fsync_dir(self.staging)
         except OSError as exc:
             raise PublishError(
-                f"could not publish snapshot {snapshot_id} into {self.snapshots}: {_os_reason(exc)}; "
+                f"could not publish snapshot {snapshot_id} into {self.snapshots}: {os_reason(exc)}; "
                 "the current snapshot is unchanged"
             ) from exc
         self.point_current(snapshot_id)
@@ -240,7 +251,7 @@ class Volume:
                     removed.append(f"staging/{p.name}")
         except OSError as exc:
             raise VolumeError(
-                f"cannot sweep {self.staging}: {_os_reason(exc)} ({exc.filename or self.staging}); "
+                f"cannot sweep {self.staging}: {os_reason(exc)} ({exc.filename or self.staging}); "
                 "fix its permissions or remove the leftovers by hand (`syncer repair` restores access)"
             ) from exc
         for pattern in (".current.tmp-*", ".lock.json.tmp-*"):
@@ -270,7 +281,7 @@ class Volume:
                 remove_tree(q)
         except OSError as exc:
             raise VolumeError(
-                f"retention could not remove snapshot {snapshot_id} ({exc.filename or src}): {_os_reason(exc)}; "
+                f"retention could not remove snapshot {snapshot_id} ({exc.filename or src}): {os_reason(exc)}; "
                 "it is kept for now: fix the permissions of snapshots/ (`syncer repair`) and the next sync retries"
             ) from exc
 
@@ -302,7 +313,7 @@ class Volume:
             os.rename(path, aside)
         except OSError as exc:
             raise VolumeError(
-                f"cannot move {path} aside to {aside}: {_os_reason(exc)}; move or remove it by hand, then run `syncer repair`"
+                f"cannot move {path} aside to {aside}: {os_reason(exc)}; move or remove it by hand, then run `syncer repair`"
             ) from exc
         return aside
 
@@ -316,233 +327,9 @@ class Volume:
         return ids[-1] if ids else None
 
 
-def check_files(folder: Path, manifest: dict[str, Any], *, deep: bool = False) -> list[str]:
-    """Problems with the files a manifest lists: missing, unreadable, wrong size, wrong sha256."""
-    from syncer.formats import parts_digest
-
-    problems = []
-    for name, t in manifest.get("tables", {}).items():
-        file_name = str(t.get("file", ""))
-        if not is_plain_file_name(file_name):
-            # A tampered manifest must not make a reader open something outside the snapshot.
-            problems.append(f"table {name!r}: file name {file_name!r} is not a plain file name inside the snapshot")
-            continue
-        parts = t.get("parts")
-        if parts is None:
-            problems += _check_file(name, folder / file_name, t.get("bytes"), t.get("sha256"), deep)
-            continue
-        # A table written in parts: a folder of files, each listed with its size and sha256.
-        sub = folder / file_name
-        if sub.is_symlink() or not sub.is_dir():
-            problems.append(f"table {name!r}: {file_name}/ is missing or not a folder")
-            continue
-        if not isinstance(parts, list) or not all(
-            isinstance(p, dict) and is_plain_file_name(str(p.get("name", ""))) for p in parts
-        ):
-            problems.append(f"table {name!r}: the manifest's list of parts is malformed")
-            continue
-        if parts_digest(parts) != t.get("sha256") or sum(int(p.get("bytes") or 0) for p in parts) != t.get("bytes"):
-            problems.append(f"table {name!r}: the manifest's parts do not add up to its size and sha256 (modified)")
-            continue
-        for p in parts:
-            problems += _check_file(name, sub / str(p["name"]), p.get("bytes"), p.get("sha256"), deep)
-    return problems
-
-
-def _check_file(name: str, f: Path, size: Any, sha256: Any, deep: bool) -> list[str]:
+def _manifest_record(snapshot_dir: Path, data: dict[str, Any]) -> Manifest:
     try:
-        if f.is_symlink():
-            return [f"table {name!r}: {f.name} is a symbolic link, not the published file (replaced)"]
-        st = f.stat()
-    except FileNotFoundError:
-        return [f"table {name!r}: file {f.name} is missing"]
-    except OSError as exc:
-        return [f"table {name!r}: cannot stat {f.name}: {exc.strerror} (run `syncer repair`)"]
-    if st.st_size != size:
-        return [f"table {name!r}: {f.name} is {st.st_size} bytes, manifest says {size} (truncated or replaced)"]
-    if not os.access(f, os.R_OK):
-        return [f"table {name!r}: {f.name} is not readable"]
-    if deep:
-        from syncer.formats import sha256_file
-
-        try:
-            digest = sha256_file(f)
-        except OSError as exc:
-            return [f"table {name!r}: cannot read {f.name}: {exc.strerror}"]
-        if digest != sha256:
-            return [f"table {name!r}: sha256 of {f.name} is {digest[:12]}…, manifest says {str(sha256)[:12]}… (modified)"]
-    return []
-
-
-def is_plain_file_name(name: str) -> bool:
-    """A single path component: no separators, no NUL, not empty, not ``.`` or ``..``."""
-    return bool(name) and name not in (".", "..") and not any(c in name for c in ("/", "\\", "\x00"))
-
-
-def unexpected_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
-    """Entries of a snapshot folder that its manifest does not list (something was added after publishing)."""
-    tables = manifest.get("tables", {}).values()
-    listed = {MANIFEST, *(str(t.get("file", "")) for t in tables)}
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError as exc:
-        return [f"cannot list {folder.name}/: {exc.strerror}"]
-    out = [f"{folder.name}/{n} is not listed in the manifest (added after publishing?)" for n in names if n not in listed]
-    for t in tables:
-        parts = t.get("parts")
-        sub = folder / str(t.get("file", ""))
-        if not isinstance(parts, list) or sub.is_symlink() or not sub.is_dir():
-            continue
-        known = {str(p.get("name")) for p in parts if isinstance(p, dict)}
-        try:
-            inside = sorted(os.listdir(sub))
-        except OSError as exc:
-            out.append(f"cannot list {folder.name}/{sub.name}/: {exc.strerror}")
-            continue
-        out += [
-            f"{folder.name}/{sub.name}/{n} is not listed in the manifest (added after publishing?)"
-            for n in inside
-            if n not in known
-        ]
-    return out
-
-
-def carry_over(src: Path, dst: Path) -> None:
-    """Put a published file (or a folder of parts, file by file) into a staged snapshot: a hard link,
-    or a copy across filesystems. Raises :class:`PublishError` naming the file."""
-    try:
-        if src.is_dir() and not src.is_symlink():
-            dst.mkdir()
-            for f in sorted(src.iterdir()):
-                carry_over(f, dst / f.name)
-            return
-        try:
-            os.link(src, dst)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            shutil.copy2(src, dst)  # not on the same filesystem: a copy keeps the data all the same
-    except OSError as exc:
-        raise PublishError(
-            f"cannot carry {src.name} over from snapshot {src.parent.name} into {dst.parent}: {_os_reason(exc)}; "
-            "nothing was published, the current snapshot is unchanged"
-        ) from exc
-
-
-def fsync_tree(folder: Path) -> None:
-    """fsync every regular file under ``folder``, then every folder (deepest first)."""
-    for dirpath, _dirnames, filenames in os.walk(folder, topdown=False, onerror=_raise):
-        for name in filenames:
-            p = os.path.join(dirpath, name)
-            if os.path.islink(p):
-                continue
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(dirpath))
-
-
-def _raise(exc: OSError) -> None:
-    raise exc
-
-
-def _os_reason(exc: OSError) -> str:
-    """An OSError in words an operator acts on (ENOSPC: "no space left on device ... free space")."""
-    if exc.errno == errno.ENOSPC:
-        return "no space left on device (the volume is full; free space or grow the volume, then sync again)"
-    if exc.errno == errno.EDQUOT:
-        return "disk quota exceeded (free space or raise the quota, then sync again)"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"permission denied ({exc.filename or ''}); run `syncer repair`"
-    if exc.errno == errno.EROFS:
-        return "the volume is mounted read-only"
-    return exc.strerror or str(exc)
-
-
-def seal(folder: Path, *, top: bool = True) -> int:
-    """Make a snapshot folder read-only: files 0444, folders 0555; returns how many entries changed.
-
-    Top-down, so a folder someone made unreadable (say 000) is opened up to 0555 before it is listed:
-    ``repair`` restores such a snapshot as the owner of its files, not only as root. ``top=False``
-    leaves ``folder`` itself writable (and at least readable), for a folder that still has to move.
-    """
-    changed = 0
-    if os.path.islink(folder):
-        return 0  # chmod would act on what the link names, outside the volume perhaps
-
-    def fix(path: str, mode: int) -> None:
-        nonlocal changed
-        if stat.S_IMODE(os.lstat(path).st_mode) != mode:
-            os.chmod(path, mode)
-            changed += 1
-
-    if top:
-        fix(str(folder), DIR_MODE)
-    else:
-        os.chmod(folder, stat.S_IMODE(os.lstat(folder).st_mode) | 0o755)
-    stack = [str(folder)]
-    while stack:
-        d = stack.pop()
-        with os.scandir(d) as it:
-            entries = list(it)
-        for e in entries:
-            if e.is_symlink():
-                continue
-            if e.is_dir(follow_symlinks=False):
-                fix(e.path, DIR_MODE)
-                stack.append(e.path)
-            else:
-                fix(e.path, FILE_MODE)
-    return changed
-
-
-def permission_problems(folder: Path) -> list[str]:
-    """Files or folders in a snapshot whose mode is not the published read-only mode."""
-    out = []
-
-    def unlistable(exc: OSError) -> None:
-        # Only a non-root reader gets here (root lists anything): a folder it cannot list is a problem too.
-        where = Path(exc.filename) if exc.filename else folder
-        name = where.relative_to(folder.parent) if where.is_relative_to(folder.parent) else where
-        out.append(f"{name}/ cannot be listed: {exc.strerror}")
-
-    def mode_of(path: Path) -> int | None:
-        try:
-            return stat.S_IMODE(path.lstat().st_mode)
-        except OSError as exc:
-            out.append(f"{path.relative_to(folder.parent)} cannot be inspected: {exc.strerror}")
-            return None
-
-    top = mode_of(folder)
-    if top is not None and top != DIR_MODE:
-        out.append(f"{folder.name}/ has mode {top:o}, expected {DIR_MODE:o}")
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlistable):
-        for name in filenames:
-            p = Path(dirpath, name)
-            mode = mode_of(p)
-            if mode is not None and mode != FILE_MODE:
-                out.append(f"{p.relative_to(folder.parent)} has mode {mode:o}, expected {FILE_MODE:o}")
-        for name in dirnames:
-            p = Path(dirpath, name)
-            mode = mode_of(p)
-            if mode is not None and mode != DIR_MODE:
-                out.append(f"{p.relative_to(folder.parent)}/ has mode {mode:o}, expected {DIR_MODE:o}")
-    return out
-
-
-def remove_tree(path: Path) -> None:
-    """rm -rf that first gives back the write bits a published snapshot took away."""
-    if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
-        return
-    if not path.exists():
-        return
-    for dirpath, dirnames, _ in os.walk(path):
-        with contextlib.suppress(OSError):  # best effort, like the rmtree below
-            os.chmod(dirpath, 0o755)
-        for d in dirnames:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(dirpath, d), 0o755)
-    shutil.rmtree(path, ignore_errors=True)
+        return Manifest.from_json(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        path = snapshot_dir / MANIFEST
+        raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is malformed ({exc}); run `syncer repair`") from exc

@@ -1,0 +1,174 @@
+"""Keeping the volume servable: rollback, repair and verify.
+
+``repair`` runs under the volume lock (a running sync owns staging: then nothing is changed). Every
+change is one line in ``actions``, logged, and recorded as one ``repair`` event in the run history.
+A ``current`` that names an intact snapshot is left alone, even when a newer one exists: that is a
+rollback, or a sync killed between publishing and the swap, and either way it is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from syncer import _clock as clock
+from syncer._clock import iso
+from syncer._config import Config
+from syncer._exceptions import LockHeldError, NoSnapshotError, PublishError
+from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, VerifyReport
+from syncer.volume.history import History
+from syncer.volume.layout import SnapshotInfo, Volume, fsync_dir, permission_problems, seal, unexpected_files
+from syncer.volume.lock import volume_lock
+
+__all__ = ["repair", "rollback", "verify"]
+
+log = logging.getLogger("syncer")
+
+
+def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> RollbackResult:
+    """Point ``current`` at snapshot ``to`` (default: the one before the current one)."""
+    vol = Volume(cfg.root)
+    vol.ensure()
+    info = {"trigger": "rollback", "user": user, "started_at": iso(clock.utcnow())}
+    with volume_lock(vol.lock_path, info):
+        cur = vol.current_id()
+        target = to or vol.previous_of(cur)
+        if target is None:
+            raise NoSnapshotError("there is no earlier snapshot to roll back to; see `syncer snapshots`")
+        if target == cur:
+            raise PublishError(f"snapshot {target} is already current")
+        t = vol.inspect(target)
+        if not vol.snapshot_dir(target).is_dir():
+            known = ", ".join(i.id for i in vol.list_snapshots()) or "none"
+            raise NoSnapshotError(f"snapshot {target} does not exist; retained snapshots: {known}")
+        if not t.ok:
+            raise PublishError(f"snapshot {target} is not intact ({t.error or '; '.join(t.problems)}); choose another")
+        vol.point_current(target)
+        History(vol.db_path).event("rollback", iso(clock.utcnow()), user=user, **{"from": cur, "to": target})
+        log.info("rolled back current from %s to %s", cur, target, extra={"step": "rollback"})
+        return RollbackResult(cur, target)
+
+
+def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> RepairResult:
+    """Sweep staging, restore read-only permissions, re-point a broken ``current`` at the newest intact snapshot."""
+    vol = Volume(cfg.root)
+    # Layout folders someone made unusable to their owner: give access back first, or nothing below works.
+    actions = _restore_layout_access(vol)
+    vol.ensure()
+    info = {"trigger": "repair", "user": user, "started_at": iso(clock.utcnow())}
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(volume_lock(vol.lock_path, info))
+        except LockHeldError:
+            # A sync is running: it owns staging; only report, change nothing.
+            return RepairResult(skipped="a sync is running; nothing repaired", current=vol.current_id())
+        hist = History(vol.db_path)
+        actions += [f"removed {p}" for p in vol.sweep()]
+        if vol.db_path.exists():
+            aborted = hist.abort_running(
+                "the process running it stopped before it finished (killed or crashed)", iso(clock.utcnow())
+            )
+            if aborted:
+                actions.append(f"marked {aborted} interrupted run(s) as aborted")
+        actions += _reseal_snapshots(vol)
+        actions += _fix_current(vol)
+        if actions:
+            hist.event("repair", iso(clock.utcnow()), user=user, reason=reason, actions=actions)
+            for a in actions:
+                log.warning("repair: %s", a, extra={"step": "repair"})
+        return RepairResult(actions=tuple(actions), current=vol.current_id())
+    raise AssertionError("unreachable")  # pragma: no cover - the with block always returns
+
+
+def _restore_layout_access(vol: Volume) -> list[str]:
+    actions = []
+    for d in (vol.root, vol.snapshots, vol.staging, vol.quarantine):
+        try:
+            mode = os.lstat(d).st_mode & 0o7777
+        except OSError:
+            continue
+        if mode & 0o700 != 0o700:
+            try:
+                os.chmod(d, mode | 0o755)
+                actions.append(f"restored access to {d.name}/ (mode {mode:o} -> {mode | 0o755:o})")
+            except OSError as exc:
+                actions.append(f"could not restore access to {d}: {exc.strerror}")
+    return actions
+
+
+def _reseal_snapshots(vol: Volume) -> list[str]:
+    """Every snapshot folder, intact or not: a manifest made unreadable is exactly what this fixes."""
+    try:
+        entries = sorted(vol.snapshots.iterdir())
+        # Never a link: sealing follows it, and a planted link must not make us chmod what it names.
+        folders = [p for p in entries if not p.is_symlink() and p.is_dir() and not p.name.startswith(".")]
+    except OSError as exc:
+        return [f"could not list {vol.snapshots}: {exc.strerror}"]
+    actions = []
+    for folder in folders:
+        try:
+            changed = seal(folder)
+            if changed:
+                fsync_dir(folder)
+                actions.append(f"reset permissions of snapshot {folder.name} ({changed} entries)")
+        except OSError as exc:
+            actions.append(f"could not reset permissions of {folder.name}: {exc.strerror}")
+    return actions
+
+
+def _fix_current(vol: Volume) -> list[str]:
+    actions = []
+    if vol.current.exists() and not vol.current.is_symlink():
+        # Not ours to delete (someone's folder or file): move it aside so `current` can be a link again.
+        aside = vol.root / f"current.not-a-link-{clock.utcnow().strftime('%Y%m%dT%H%M%SZ')}"
+        os.rename(vol.current, aside)
+        actions.append(f"current was not a symbolic link; moved it to {aside.name}")
+    cur = vol.current_id()
+    cur_info = vol.inspect(cur) if cur else None
+    if cur_info is not None and cur_info.ok:
+        return actions
+    why = _why_broken(vol, cur, cur_info)
+    best = vol.newest_intact()
+    if best is not None:
+        vol.point_current(best.id)
+        actions.append(f"current was {why}; now points at {best.id}")
+    elif cur is not None or vol.current.is_symlink():
+        actions.append(f"current is {why} and no intact snapshot is left; a sync is needed")
+    return actions
+
+
+def _why_broken(vol: Volume, cur: str | None, info: SnapshotInfo | None) -> str:
+    if cur is None:
+        return "missing"
+    if not vol.snapshot_dir(cur).is_dir():
+        return f"pointing at {cur}, which does not exist"
+    problems = (info.error or "; ".join(info.problems)) if info else "unknown"
+    return f"pointing at {cur}, which is broken ({problems})"
+
+
+def verify(cfg: Config) -> VerifyReport:
+    """Re-check every file of ``current`` against its manifest: presence, size, sha256, permissions, extra files."""
+    vol = Volume(cfg.root)
+    cur = vol.current_id()
+    if cur is None:
+        what = "is not a symbolic link" if vol.current.exists() else "is missing"
+        return VerifyReport(
+            False, None, (f"no current snapshot under {cfg.root} (current {what}); run `syncer repair` or `syncer sync`",)
+        )
+    if not vol.snapshot_dir(cur).is_dir():
+        return VerifyReport(False, cur, (f"current points at snapshot {cur}, which does not exist; run `syncer repair`",))
+    info = vol.inspect(cur, deep=True)
+    problems = [info.error] if info.error else list(info.problems)
+    tables: dict[str, TableVerdict] = {}
+    if info.manifest is not None:
+        man = info.manifest
+        if man.id != cur:
+            problems.append(f"the manifest of snapshot {cur} names snapshot {man.id!r} (copied or edited)")
+        problems += permission_problems(info.path)
+        problems += unexpected_files(info.path, man)
+        problems += [f"configured table {t.name!r} is not in snapshot {cur}" for t in cfg.tables if t.name not in man.tables]
+        for name, t in man.tables.items():
+            # a table's verdict comes from the checks of its own files, not from matching messages
+            tables[name] = TableVerdict(t.file, t.rows, t.sha256, ok=not info.table_problems.get(name))
+    return VerifyReport(not problems, cur, tuple(problems), tables)

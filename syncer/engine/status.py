@@ -1,0 +1,107 @@
+"""What is published and how fresh: ``status``, ``snapshots``, ``next_run``."""
+
+from __future__ import annotations
+
+from syncer import _clock as clock
+from syncer._clock import iso, parse_iso
+from syncer._config import Config, TableConfig
+from syncer.engine.results import SnapshotRef, SnapshotSummary, StatusReport, TableStatus
+from syncer.volume.history import History
+from syncer.volume.layout import Volume
+from syncer.volume.lock import lock_holder
+from syncer.volume.manifest import Manifest, ManifestEntry
+
+__all__ = ["next_run", "snapshots", "status", "table_ages"]
+
+
+def table_ages(manifest: Manifest) -> dict[str, float]:
+    """Seconds since each table of the snapshot was exported (by the engine's clock)."""
+    now = clock.utcnow()
+    return {n: (now - parse_iso(t.exported_at)).total_seconds() for n, t in manifest.tables.items()}
+
+
+def next_run(cfg: Config) -> str | None:
+    from syncer.schedule.cron import crontab_trigger
+
+    nxt = crontab_trigger(cfg.cron, cfg.timezone).get_next_fire_time(None, clock.utcnow())
+    return iso(nxt) if nxt else None
+
+
+def status(cfg: Config) -> StatusReport:
+    vol = Volume(cfg.root)
+    cur = vol.current_id()
+    info = vol.inspect(cur) if cur else None
+    man = info.manifest if info and info.ok else None
+    warnings: list[str] = []
+    if cur is None:
+        warnings.append("nothing is published yet; run `syncer sync`")
+    elif man is None:
+        why = f"{info.error or ''}{'; '.join(info.problems)}" if info else ""
+        warnings.append(f"current snapshot {cur} is broken ({why}); run `syncer repair`")
+    tables = []
+    for t in cfg.tables:
+        entry = man.tables.get(t.name) if man else None
+        row = _missing(t) if entry is None else _table_status(cfg, t, entry)
+        tables.append(row)
+        if entry is not None and row.stale:
+            warnings.append(
+                f"table {t.name!r} is stale: exported {(row.age_seconds or 0) / 3600:.1f} h ago (SLA {cfg.sla_hours:g} h)"
+            )
+        if entry is not None and entry.carried_over:
+            warnings.append(f"table {t.name!r} kept its previous data because the last export failed: {entry.error}")
+    last = History(vol.db_path).last_run()
+    holder = lock_holder(vol.lock_path)
+    return StatusReport(
+        snapshot=SnapshotRef(man.id, man.created_at) if man else None,
+        root=str(cfg.root),
+        sla_hours=cfg.sla_hours,
+        stale=any(t.stale for t in tables),
+        tables=tuple(tables),
+        last_run=last,
+        running=holder if last and last["status"] == "running" and holder else None,
+        next_run=next_run(cfg),
+        warnings=tuple(warnings),
+    )
+
+
+def _missing(t: TableConfig) -> TableStatus:
+    return TableStatus(name=t.name, status="missing", stale=True, format=t.format)
+
+
+def _table_status(cfg: Config, t: TableConfig, entry: ManifestEntry) -> TableStatus:
+    age = (clock.utcnow() - parse_iso(entry.exported_at)).total_seconds()
+    return TableStatus(
+        name=t.name,
+        rows=entry.rows,
+        exported_at=entry.exported_at,
+        age_seconds=round(age, 1),
+        stale=age > cfg.sla_hours * 3600,
+        status=entry.status,
+        exported_in=entry.exported_in,
+        format=entry.format,
+        file=entry.file,
+        bytes=entry.bytes,
+        checks_failed=tuple(c.name for c in entry.checks if not c.ok),
+        error=entry.error,
+    )
+
+
+def snapshots(cfg: Config) -> list[SnapshotSummary]:
+    vol = Volume(cfg.root)
+    cur = vol.current_id()
+    out = []
+    for i in vol.list_snapshots():
+        tables = i.manifest.tables if i.manifest else {}
+        out.append(
+            SnapshotSummary(
+                id=i.id,
+                created_at=i.created_at or None,
+                current=i.id == cur,
+                ok=i.ok,
+                tables={n: {"rows": t.rows, "status": t.status, "exported_at": t.exported_at} for n, t in tables.items()},
+                rows=sum(t.rows for t in tables.values()),
+                bytes=sum(t.bytes for t in tables.values()),
+                problems=tuple(([i.error] if i.error else []) + i.problems),
+            )
+        )
+    return out

@@ -1,0 +1,374 @@
+"""The sync: export, validate and publish, under the volume lock.
+
+One run: sweep leftovers of an interrupted run, export each requested table into ``staging/<id>/``
+(export validates it), hard-link the tables not requested from the previous snapshot, carry over the
+previous file of any table that failed, write the manifest last, publish (rename + atomic
+``current`` swap), apply retention, and record everything in the run history. A failure at any
+point leaves ``current`` as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncer import _clock as clock
+from syncer._clock import iso, parse_iso
+from syncer._config import Config
+from syncer._exceptions import PublishError, SourceError
+from syncer.export.table import TableOutcome, export_table
+from syncer.sources import open_source
+from syncer.validate.checks import check
+from syncer.volume.history import History
+from syncer.volume.layout import Volume, remove_tree
+from syncer.volume.lock import volume_lock
+from syncer.volume.manifest import FORMAT_VERSION, Check, Manifest, ManifestEntry, RunReport, TableResult
+
+__all__ = ["TRIGGERS", "Progress", "sync"]
+
+log = logging.getLogger("syncer")
+
+Progress = Callable[[dict[str, Any]], None]
+TRIGGERS = ("startup", "schedule", "manual", "cli")
+
+
+def sync(
+    cfg: Config,
+    tables: Sequence[str] | None = None,
+    *,
+    trigger: str = "cli",
+    user: str | None = None,
+    progress: Progress | None = None,
+    accept_schema_change: bool = False,
+) -> RunReport:
+    """Export, validate and publish; returns the run report (status ``ok``, ``partial`` or ``failed``).
+
+    Raises :class:`LockHeldError` when another writer is busy and :class:`ConfigError` for unknown
+    tables; every table-level failure is reported in the result instead, with the old data kept.
+    """
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger must be one of {TRIGGERS}")
+    selected = [cfg.table(n).name for n in tables] if tables else [t.name for t in cfg.tables]
+    vol = Volume(cfg.root)
+    vol.ensure()
+    started = clock.utcnow()
+    run_id = Volume.new_snapshot_id(started)
+    info = {"trigger": trigger, "user": user, "started_at": iso(started), "run_id": run_id}
+    with volume_lock(vol.lock_path, info):
+        run = _Run(cfg, vol, History(vol.db_path), run_id, started, selected, trigger, user, progress, accept_schema_change)
+        return run.execute()
+
+
+@dataclass
+class _Run:
+    """One sync run's state, step by step."""
+
+    cfg: Config
+    vol: Volume
+    hist: History
+    run_id: str
+    started: Any
+    selected: list[str]
+    trigger: str
+    user: str | None
+    progress: Progress | None
+    accept_schema_change: bool
+    t0: float = field(default_factory=time.perf_counter)
+    steps: dict[str, float] = field(default_factory=dict)
+    outcomes: dict[str, TableOutcome] = field(default_factory=dict)
+    prev_id: str | None = None
+    prev: Manifest | None = None
+    source_desc: dict[str, Any] = field(default_factory=dict)
+    snapshot_id: str | None = None
+
+    @property
+    def staging(self) -> Path:
+        return self.vol.staging / self.run_id
+
+    @property
+    def spill(self) -> Path:
+        return self.vol.staging / f".spill-{self.run_id}"
+
+    def execute(self) -> RunReport:
+        self._begin()
+        try:
+            self.staging.mkdir(parents=True)
+            self._previous()
+            self._export_all()
+            t_pub = time.perf_counter()
+            entries, results = self._assemble()
+            failed = [n for n, o in self.outcomes.items() if not o.ok]
+            if len(failed) == len(self.outcomes):
+                why = "; ".join(f"{n}: {self.outcomes[n].error}" for n in failed)
+                status, error, removed = (
+                    "failed",
+                    f"no table was exported successfully; the published snapshot is unchanged: {why}",
+                    None,
+                )
+            else:
+                removed = self._publish(entries, t_pub)
+                status, error = ("partial" if failed else "ok"), None
+                if failed:
+                    why = "; ".join(f"{n}: {self.outcomes[n].error}" for n in failed)
+                    error = f"{len(failed)} table(s) failed and kept their previous data: {why}"
+        except BaseException as exc:
+            self._record_crash(exc)
+            raise
+        finally:
+            if self.spill.exists():
+                shutil.rmtree(self.spill, ignore_errors=True)
+        return self._finish(status, error, results, removed)
+
+    # --- the steps ---------------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self.hist.abort_running("the process running it stopped before it finished (killed or crashed)", iso(clock.utcnow()))
+        swept = self.vol.sweep()
+        if swept:
+            log.info(
+                "swept leftovers of an interrupted run: %s", ", ".join(swept), extra={"run_id": self.run_id, "step": "sweep"}
+            )
+        self.hist.start_run(
+            {
+                "id": self.run_id,
+                "trigger": self.trigger,
+                "user": self.user,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "tables_requested": self.selected,
+                "started_at": iso(self.started),
+            }
+        )
+        if self.trigger == "manual":
+            self.hist.event("manual_sync", iso(self.started), user=self.user, run_id=self.run_id, tables=self.selected)
+
+    def _previous(self) -> None:
+        """The snapshot to carry over from and hold schema drift against: current, else the newest intact."""
+        self.prev_id, self.prev = self.vol.current_id(), self.vol.current_manifest()
+        if self.prev is None and self.prev_id is not None:
+            best = self.vol.newest_intact()
+            if best is not None:
+                log.warning("current (%s) is broken; using snapshot %s as the previous data", self.prev_id, best.id)
+                self.prev_id, self.prev = best.id, best.manifest
+
+    def _export_all(self) -> None:
+        t_exp = time.perf_counter()
+        prev_tables = self.prev.tables if self.prev else {}
+        try:
+            source = open_source(self.cfg.source)
+        except SourceError as exc:
+            for name in self.selected:
+                self.outcomes[name] = TableOutcome(name, ok=False, error=str(exc), checks=[check("export", False, str(exc))])
+        else:
+            with source:
+                self.source_desc = source.describe()
+                for name in self.selected:
+                    out = export_table(
+                        source,
+                        self.cfg.table(name),
+                        self.cfg,
+                        self.staging,
+                        prev_tables.get(name),
+                        accept_schema_change=self.accept_schema_change,
+                        progress=self.progress,
+                        spill_dir=self.spill,
+                        quarantine_dir=self.vol.quarantine / self.run_id,
+                    )
+                    self.outcomes[name] = out
+                    log.info(
+                        "table %s: %s, %s rows in %.2fs",
+                        name,
+                        "ok" if out.ok else "FAILED",
+                        f"{out.rows:,}",
+                        out.timings.get("total_s", 0.0),
+                        extra={"run_id": self.run_id, "table": name, "step": "export"},
+                    )
+        self.steps["export_validate_s"] = time.perf_counter() - t_exp
+
+    def _assemble(self) -> tuple[dict[str, ManifestEntry], list[TableResult]]:
+        """The new snapshot's tables (exported, hard-linked or carried over) and a result per exported table."""
+        prev_tables = self.prev.tables if self.prev else {}
+        prev_dir = self.vol.snapshot_dir(self.prev_id) if self.prev and self.prev_id else None
+        entries: dict[str, ManifestEntry] = {}
+        results: list[TableResult] = []
+        for t in self.cfg.tables:
+            out, old = self.outcomes.get(t.name), prev_tables.get(t.name)
+            if out is not None and out.ok and out.entry is not None:
+                entries[t.name] = out.entry
+                status = out.entry.status
+            elif old is not None and prev_dir is not None:
+                _link(prev_dir / old.file, self.staging / old.file)
+                entries[t.name] = old if out is None else _carried_over(old, out)
+                status = entries[t.name].status
+            else:
+                status = "failed" if out is not None else "missing"
+            if out is not None:
+                results.append(_table_result(out, status if out.ok or status == "carried_over" else "failed"))
+        return entries, results
+
+    def _publish(self, entries: dict[str, ManifestEntry], t_pub: float) -> tuple[str, ...]:
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            id=self.run_id,
+            created_at=iso(clock.utcnow()),
+            previous=self.prev_id if self.prev else None,
+            run={"trigger": self.trigger, "user": self.user, "tables_requested": self.selected},
+            source=self.source_desc or _describe_source(self.cfg),
+            sla_hours=self.cfg.sla_hours,
+            tables=entries,
+            run_checks=(_budget_check(self.cfg, time.perf_counter() - self.t0),),
+        )
+        self.vol.write_manifest(self.staging, manifest)
+        self.vol.publish(self.run_id)
+        self.snapshot_id = self.run_id
+        self.steps["publish_s"] = time.perf_counter() - t_pub
+        t_ret = time.perf_counter()
+        removed = self.vol.retention(self.cfg.retain)
+        _prune_quarantine(self.vol)
+        self.steps["retention_s"] = time.perf_counter() - t_ret
+        return tuple(removed)
+
+    def _record_crash(self, exc: BaseException) -> None:
+        """Nothing was published (or the swap already happened and only bookkeeping failed): either
+        way ``current`` names a complete snapshot. Record it; the caller re-raises."""
+        with contextlib.suppress(Exception):
+            if self.snapshot_id is None:
+                remove_tree(self.staging)
+            self.hist.finish_run(
+                self.run_id,
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                finished_at=iso(clock.utcnow()),
+                duration_s=time.perf_counter() - self.t0,
+                snapshot_id=self.snapshot_id,
+                steps=self.steps,
+            )
+
+    def _finish(self, status: str, error: str | None, results: list[TableResult], removed: tuple[str, ...] | None) -> RunReport:
+        duration = time.perf_counter() - self.t0
+        ok = [o for o in self.outcomes.values() if o.ok]
+        report = RunReport(
+            run_id=self.run_id,
+            status=status,
+            trigger=self.trigger,
+            user=self.user,
+            snapshot_id=self.snapshot_id,
+            tables=tuple(results),
+            error=error,
+            retention_removed=removed,
+            duration_s=duration,
+            steps=self.steps,
+            budget=_budget_check(self.cfg, duration),
+            rows=sum(o.rows for o in ok),
+            bytes=sum(o.bytes for o in ok),
+        )
+        if status == "failed":
+            remove_tree(self.staging)
+        for tr in results:
+            self.hist.record_table(self.run_id, tr.to_json(), [c.to_json() for c in tr.checks])
+        self.hist.record_checks(self.run_id, None, [report.budget.to_json()] if report.budget else [])
+        self.hist.finish_run(
+            self.run_id,
+            status=status,
+            error=error,
+            finished_at=iso(clock.utcnow()),
+            duration_s=duration,
+            snapshot_id=self.snapshot_id,
+            rows=report.rows,
+            bytes=report.bytes,
+            steps=self.steps,
+        )
+        log.info("run %s %s in %.2fs", self.run_id, status, duration, extra={"run_id": self.run_id, "step": "run"})
+        return report
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _carried_over(old: ManifestEntry, out: TableOutcome) -> ManifestEntry:
+    """The previous snapshot's entry, kept because this export failed, saying why."""
+    return dataclasses.replace(
+        old,
+        status="carried_over",
+        error=out.error,
+        failed_at=iso(clock.utcnow()),
+        failed_checks=tuple(c for c in out.checks if not c.ok),
+        failed_quarantine=out.quarantine or None,
+    )
+
+
+def _table_result(out: TableOutcome, status: str) -> TableResult:
+    export_s = out.timings.get("export_s")
+    return TableResult(
+        table=out.name,
+        status=status,
+        ok=out.ok,
+        rows=out.rows,
+        bytes=out.bytes,
+        error=out.error,
+        checks=tuple(out.checks),
+        export_s=export_s,
+        validate_s=out.timings.get("validate_s"),
+        total_s=out.timings.get("total_s"),
+        rows_per_s=(out.rows / export_s) if export_s else None,
+        attempts=tuple(out.attempts),
+        quarantined=out.quarantined,
+        quarantine=out.quarantine,
+    )
+
+
+def _prune_quarantine(vol: Volume) -> None:
+    """Quarantine folders older than the oldest retained snapshot go with it."""
+    infos = vol.list_snapshots()
+    if not infos or not infos[0].created_at or not vol.quarantine.is_dir():
+        return
+    kept = {i.id for i in infos}
+    oldest = parse_iso(infos[0].created_at).timestamp()
+    for folder in vol.quarantine.iterdir():
+        if folder.is_dir() and folder.name not in kept and folder.stat().st_mtime < oldest:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _budget_check(cfg: Config, seconds: float) -> Check:
+    ok = seconds <= cfg.time_budget_seconds
+    over = "" if ok else " (over budget)"
+    return check("time_budget", ok, f"run took {seconds:.1f}s of a {cfg.time_budget_seconds:g}s budget{over}", severity="warning")
+
+
+def _describe_source(cfg: Config) -> dict[str, Any]:
+    if cfg.source.kind == "snowflake":
+        # The Snowflake source's own description (connection method, account, database, ...; no secrets).
+        from syncer.sources.snowflake import describe_config
+
+        return describe_config(cfg.source)
+    d: dict[str, Any] = {"kind": cfg.source.kind}
+    if cfg.source.path is not None:
+        d["path"] = str(cfg.source.path)
+    return d
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Carry a published file (or a folder of parts, file by file) into the staged snapshot."""
+    try:
+        if src.is_dir() and not src.is_symlink():
+            dst.mkdir()
+            for f in sorted(src.iterdir()):
+                _link(f, dst / f.name)
+            return
+        os.link(src, dst)
+    except PublishError:
+        raise
+    except OSError as exc:
+        if exc.errno in (18,):  # EXDEV: not on the same filesystem; a copy keeps the data all the same
+            shutil.copy2(src, dst)
+        else:
+            raise PublishError(f"cannot carry {src.name} over from the current snapshot: {exc}") from exc

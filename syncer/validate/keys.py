@@ -1,0 +1,105 @@
+"""Primary-key uniqueness of the written rows.
+
+Proven while streaming when the keys arrived strictly increasing (``KeyOrder``); otherwise an exact
+scan of the written file's key columns by an in-process DuckDB, used here as a query engine over the
+files (not as the source): bounded memory, spills to disk, never holds the keys as Python objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from syncer._config import TableConfig
+from syncer._exceptions import ValidationError
+from syncer.export.pipeline import KeyOrder
+from syncer.formats import WrittenFile, iter_batches, parquet_files
+from syncer.sources.base import quote_ident
+from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
+
+__all__ = ["DupResult", "scan_duplicate_keys"]
+
+
+@dataclass
+class DupResult:
+    """Duplicate keys found in the written file (``keys`` holds at most the scan's limit)."""
+
+    groups: int = 0
+    rows: int = 0
+    keys: list[tuple[Any, ...]] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    proven_by_order: bool = False
+    quarantined: bool = False
+
+
+def scan_duplicate_keys(
+    table: TableConfig,
+    schema: pa.Schema,
+    order: KeyOrder,
+    written: WrittenFile,
+    spill_dir: Path | None,
+    limit: int,
+) -> DupResult:
+    """Duplicate keys of the written rows: none when ``order`` proved them strictly increasing, else
+    an exact scan of the written file's key columns. Returns up to ``limit`` duplicated keys (at
+    least 5, for the message)."""
+    if order.proven:
+        return DupResult(proven_by_order=True)
+    keys = list(table.primary_key)
+    rows = _scan(table, schema, written, spill_dir, max(int(limit), 5))
+    if not rows:
+        return DupResult()
+    n = len(keys)
+    return DupResult(
+        groups=int(rows[0][-2]),
+        rows=int(rows[0][-1]),
+        keys=[tuple(r[:n]) for r in rows],
+        counts=[int(r[n]) for r in rows],
+    )
+
+
+def _scan(table: TableConfig, schema: pa.Schema, written: WrittenFile, spill_dir: Path | None, limit: int) -> list[Any]:
+    import duckdb  # only for the scan: a reader of the volume never needs it
+
+    keys = list(table.primary_key)
+    if table.format == "parquet":
+        scan: Any = None
+        relation = "read_parquet(?)"
+        params: list[Any] = [[str(f) for f in parquet_files(written.path)]]
+    else:
+        key_schema = pa.schema([schema.field(k) for k in keys])
+        scan = pa.RecordBatchReader.from_batches(key_schema, iter_batches(table.format, written.path, schema, keys))
+        relation = "keys_scan"
+        params = []
+    cols = ", ".join(quote_ident(k) for k in keys)
+    not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in keys)
+    config: dict[str, Any] = {"threads": 2, "memory_limit": "256MB"}
+    if spill_dir is not None:
+        config["temp_directory"] = str(spill_dir)
+    con = duckdb.connect(config=config)
+    try:
+        if scan is not None:
+            con.register("keys_scan", scan)
+        return con.execute(
+            # aliases that cannot collide with a key column's name
+            f"SELECT {cols}, __syncer_n, count(*) OVER () AS __syncer_groups, sum(__syncer_n) OVER () AS __syncer_rows "
+            f"FROM (SELECT {cols}, count(*) AS __syncer_n FROM {relation} WHERE {not_null} GROUP BY {cols} "
+            f"HAVING count(*) > 1) ORDER BY __syncer_n DESC LIMIT {limit}",
+            params,
+        ).fetchall()
+    except (duckdb.Error, RuntimeError) as exc:
+        if is_interrupt(exc):
+            raise KeyboardInterrupt from exc
+        if isinstance(exc, RuntimeError):
+            raise
+        ctx = DuckDBContext(Stage.CHECK, table.name, written.path, what=f"the duplicate-key scan of {written.path.name}")
+        raise map_duckdb_error(exc, ctx) from exc
+    except pa.ArrowException as exc:
+        raise ValidationError(
+            f"table {table.name!r}: the duplicate-key scan of {written.path.name} could not read it back: {exc}"
+        ) from exc
+    finally:
+        con.close()

@@ -1,0 +1,280 @@
+"""The manifest and the records that cross rooms: typed, frozen, with one JSON form each.
+
+``manifest.json`` is the contract with every reader of the volume, in any language; its JSON Schema
+is ``docs/manifest.schema.json`` (a test validates every manifest the engine writes against it).
+Every manifest written since format 2 says ``"format_version"``; a manifest without it is format 1
+(the first release) and reads the same way: format 2 only added the field.
+
+Records here:
+
+* :class:`Check` — one validation result (``name``, ``ok``, ``severity``, ``detail``).
+* :class:`Part`, :class:`Column` — a part file of a parted table; one column of the schema contract.
+* :class:`ManifestEntry` — one table of a snapshot (file, rows, bytes, sha256, schema, checks, ...).
+* :class:`Manifest` — the snapshot: id, times, source, tables.
+
+Each is a frozen dataclass with ``to_json()`` / ``from_json()``; keys this version does not know are
+kept in ``extra`` and written back, so a round trip never loses what a newer writer added. For code
+written against the dict-shaped reports of the first release, records also answer ``record["key"]``,
+``record.get("key")`` and ``"key" in record`` with the JSON form's values (read-only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+__all__ = ["FORMAT_VERSION", "Check", "Column", "Manifest", "ManifestEntry", "Part", "Record"]
+
+#: the manifest format this version writes (1: the first release, without the field)
+FORMAT_VERSION = 2
+
+
+class Record:
+    """JSON round trip and read-only key access for the frozen dataclasses below."""
+
+    #: fields left out of the JSON form while they hold None (optional keys)
+    _optional: ClassVar[frozenset[str]] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.name in self._optional:
+                continue
+            out[f.name] = _json(value)
+        out.update(getattr(self, "extra", {}) or {})
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        known = {k: v for k, v in data.items() if k in names and k != "extra"}
+        extra = {k: v for k, v in data.items() if k not in names}
+        if "extra" in names:
+            known["extra"] = extra
+        return cls(**cls._convert(known))  # type: ignore[call-arg]
+
+    @classmethod
+    def _convert(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Turn nested JSON values into records (overridden where a field holds records)."""
+        return values
+
+    # -- read-only key access (the first release's dict-shaped reports) ----------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        data = self.to_json()
+        if key in data:
+            return data[key]
+        if key in {f.name for f in dataclasses.fields(self)}:  # type: ignore[arg-type]
+            return None  # an optional field left out of the JSON form
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.to_json().get(key, default)
+        return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_json()
+
+    def keys(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_json()
+    if isinstance(value, tuple | list):
+        return [_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _json(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Check(Record):
+    """One check's verdict. ``severity`` ``error`` fails the table; ``warning`` is only reported."""
+
+    name: str
+    ok: bool
+    detail: str
+    severity: str = "error"
+
+    def to_json(self) -> dict[str, Any]:  # the key order of the first release
+        return {"name": self.name, "ok": self.ok, "severity": self.severity, "detail": self.detail}
+
+    @property
+    def failed(self) -> bool:
+        """A failed check that fails its table (warnings never do)."""
+        return not self.ok and self.severity == "error"
+
+
+@dataclass(frozen=True)
+class Part(Record):
+    """One part file of a table written in parts (``<table>/part-NNNNN.parquet``)."""
+
+    name: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Column(Record):
+    """One column of a table's schema contract (nullability is recorded, not enforced)."""
+
+    name: str
+    type: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class ManifestEntry(Record):
+    """One table of a snapshot, as the manifest records it."""
+
+    file: str
+    format: str
+    rows: int
+    bytes: int
+    sha256: str
+    exported_at: str
+    status: str = "fresh"
+    schema: tuple[Column, ...] = ()
+    parts: tuple[Part, ...] | None = None
+    arrow_schema: str | None = None
+    primary_key: tuple[str, ...] = ()
+    exported_in: str | None = None
+    source_rows: int | None = None
+    source: dict[str, Any] | None = None
+    consistency: dict[str, Any] | None = None
+    checks: tuple[Check, ...] = ()
+    profile: dict[str, Any] | None = None
+    quarantine: dict[str, Any] | None = None
+    #: set on a table carried over after its export failed
+    error: str | None = None
+    failed_at: str | None = None
+    failed_checks: tuple[Check, ...] | None = None
+    failed_quarantine: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    _optional: ClassVar[frozenset[str]] = frozenset(
+        {
+            "parts",
+            "arrow_schema",
+            "exported_in",
+            "source_rows",
+            "source",
+            "consistency",
+            "profile",
+            "quarantine",
+            "error",
+            "failed_at",
+            "failed_checks",
+            "failed_quarantine",
+        }
+    )
+
+    @classmethod
+    def _convert(cls, values: dict[str, Any]) -> dict[str, Any]:
+        v = dict(values)
+        v["schema"] = tuple(Column.from_json(c) for c in v.get("schema") or ())
+        v["checks"] = tuple(Check.from_json(c) for c in v.get("checks") or ())
+        if v.get("parts") is not None:
+            v["parts"] = tuple(Part.from_json(p) for p in v["parts"])
+        if v.get("failed_checks") is not None:
+            v["failed_checks"] = tuple(Check.from_json(c) for c in v["failed_checks"])
+        v["primary_key"] = tuple(v.get("primary_key") or ())
+        return v
+
+    @property
+    def carried_over(self) -> bool:
+        return self.status == "carried_over"
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The paths of its files relative to the snapshot folder (one, or each part)."""
+        if self.parts:
+            return tuple(f"{self.file}/{p.name}" for p in self.parts)
+        return (self.file,)
+
+
+@dataclass(frozen=True)
+class Manifest(Record):
+    """A snapshot: what ``manifest.json`` holds."""
+
+    id: str
+    created_at: str
+    tables: dict[str, ManifestEntry]
+    source: dict[str, Any] = field(default_factory=dict)
+    previous: str | None = None
+    run: dict[str, Any] = field(default_factory=dict)
+    sla_hours: float | None = None
+    run_checks: tuple[Check, ...] = ()
+    format_version: int = 1
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    _optional: ClassVar[frozenset[str]] = frozenset({"sla_hours"})
+
+    @classmethod
+    def _convert(cls, values: dict[str, Any]) -> dict[str, Any]:
+        v = dict(values)
+        tables = v.get("tables")
+        if not isinstance(tables, Mapping):
+            raise ValueError("'tables' must be an object of table entries")
+        v["tables"] = {name: ManifestEntry.from_json(t) for name, t in tables.items()}
+        v["run_checks"] = tuple(Check.from_json(c) for c in v.get("run_checks") or ())
+        v["format_version"] = int(v.get("format_version", 1))
+        return v
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        # format_version first: a reader in another language checks it before anything else
+        return {"format_version": data.pop("format_version"), **data}
+
+
+@dataclass(frozen=True)
+class TableResult(Record):
+    """What a sync did with one table it was asked to export (the run history keeps one per table)."""
+
+    table: str
+    #: fresh | quarantined (published), carried_over (failed, old data kept), failed (nothing to keep)
+    status: str
+    ok: bool
+    rows: int = 0
+    bytes: int = 0
+    error: str | None = None
+    checks: tuple[Check, ...] = ()
+    export_s: float | None = None
+    validate_s: float | None = None
+    total_s: float | None = None
+    rows_per_s: float | None = None
+    attempts: tuple[dict[str, Any], ...] = ()
+    quarantined: int = 0
+    quarantine: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RunReport(Record):
+    """The result of one sync run: ``status`` ok, partial (some tables kept their old data) or failed."""
+
+    run_id: str
+    status: str
+    trigger: str
+    user: str | None = None
+    snapshot_id: str | None = None
+    tables: tuple[TableResult, ...] = ()
+    error: str | None = None
+    retention_removed: tuple[str, ...] | None = None
+    duration_s: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+    budget: Check | None = None
+    rows: int = 0
+    bytes: int = 0
+
+    _optional: ClassVar[frozenset[str]] = frozenset({"error", "retention_removed"})
+
+    def table(self, name: str) -> TableResult | None:
+        return next((t for t in self.tables if t.table == name), None)
