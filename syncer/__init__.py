@@ -57,18 +57,34 @@ _FACE: dict[str, str] = {
     "LockHeldError": "syncer._exceptions",
     "NoSnapshotError": "syncer._exceptions",
     "NotAuthorizedError": "syncer._exceptions",
+    "BadRowsError": "syncer._exceptions",
+    "HistoryError": "syncer._exceptions",
+    "SourceNotFoundError": "syncer._exceptions",
+    "SourceOutOfMemoryError": "syncer._exceptions",
+    "SourceUnavailableError": "syncer._exceptions",
+    "TransientSourceError": "syncer._exceptions",
+    "VolumeError": "syncer._exceptions",
+    "WriteError": "syncer._exceptions",
 }
 
 if TYPE_CHECKING:  # for type checkers and editors; tests/test_packaging.py checks it matches _FACE
     from syncer._exceptions import (
+        BadRowsError,
         ConfigError,
+        HistoryError,
         LockHeldError,
         NoSnapshotError,
         NotAuthorizedError,
         PublishError,
         SourceError,
+        SourceNotFoundError,
+        SourceOutOfMemoryError,
+        SourceUnavailableError,
         SyncError,
+        TransientSourceError,
         ValidationError,
+        VolumeError,
+        WriteError,
     )
     from syncer._log import configure_logging
     from syncer.config import Config, TableConfig, load_config
@@ -94,10 +110,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BadRowsError",
     "Check",
     "Config",
     "ConfigError",
     "History",
+    "HistoryError",
     "LockHeldError",
     "Manifest",
     "ManifestEntry",
@@ -108,11 +126,17 @@ __all__ = [
     "RunReport",
     "SnapshotFallbackWarning",
     "SourceError",
+    "SourceNotFoundError",
+    "SourceOutOfMemoryError",
+    "SourceUnavailableError",
     "StaleDataWarning",
     "SyncError",
     "TableConfig",
     "TableResult",
+    "TransientSourceError",
     "ValidationError",
+    "VolumeError",
+    "WriteError",
     "build_demo",
     "configure_logging",
     "current_snapshot",

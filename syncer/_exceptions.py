@@ -1,16 +1,29 @@
 """The one exception tree of the engine.
 
 Every failure the engine expects is a :class:`SyncError`; third-party errors (DuckDB, Snowflake,
-pyarrow, the OS) are wrapped once, where they enter, with ``raise ... from exc``::
+sqlite3, pyarrow, the OS) are wrapped once, where they enter, with ``raise ... from exc``. What to
+do about a failure is decided by its class, never by a flag on it::
 
     SyncError                      root: catch this at the edge (CLI, pages)
-    ├── ConfigError                sync.toml is wrong: names the key/table and the fix
-    ├── SourceError                the warehouse could not be read (missing table, connection)
+    ├── ConfigError                sync.toml is wrong: names the key/table and the fix      (exit 2)
+    ├── LockHeldError              another writer holds the volume lock; names the holder    (exit 3)
+    ├── NotAuthorizedError         an operator action asked for by someone who is not an operator
+    ├── SourceError                the warehouse could not be read; the table fails
+    │   ├── SourceUnavailableError the warehouse cannot be opened at all (missing, corrupt or
+    │   │                          locked file, no session): every table fails
+    │   ├── SourceNotFoundError    the table (or an object its query names) does not exist
+    │   ├── TransientSourceError   worth retrying as is (connection drop, timeout, busy file)
+    │   ├── SourceOutOfMemoryError the query ran out of the source's memory limit: run it again
+    │   │                          with more memory, or raise [source] memory_limit
+    │   └── BadRowsError           a value the source cannot read or convert: the export re-reads
+    │                              by key ranges and quarantines the rows that carry it
     ├── ValidationError            an exported table failed a check (kept out of the snapshot)
-    ├── PublishError               the volume could not be written / a snapshot is broken
-    │   └── NoSnapshotError        nothing is published yet (or nothing intact is left)
-    ├── LockHeldError              another writer holds the volume lock; names the holder
-    └── NotAuthorizedError         an operator action asked for by someone who is not an operator
+    └── VolumeError                a path on the volume cannot be read or written; names the path
+        ├── WriteError             a table's file could not be written in staging (disk full,
+        │                          read-only volume): that table fails, its old data is kept
+        ├── HistoryError           the run history (syncer.db) cannot be opened, read or written
+        └── PublishError           a snapshot could not be published, or a published one is broken
+            └── NoSnapshotError    nothing is published yet (or nothing intact is left)
 
 Messages name the culprit (table, column, snapshot id, path) and the way out.
 """
@@ -18,14 +31,22 @@ Messages name the culprit (table, column, snapshot id, path) and the way out.
 from __future__ import annotations
 
 __all__ = [
+    "BadRowsError",
     "ConfigError",
+    "HistoryError",
     "LockHeldError",
     "NoSnapshotError",
     "NotAuthorizedError",
     "PublishError",
     "SourceError",
+    "SourceNotFoundError",
+    "SourceOutOfMemoryError",
+    "SourceUnavailableError",
     "SyncError",
+    "TransientSourceError",
     "ValidationError",
+    "VolumeError",
+    "WriteError",
 ]
 
 
@@ -42,32 +63,6 @@ class ConfigError(SyncError):
     exit_code = 2
 
 
-class SourceError(SyncError):
-    """The source warehouse could not be read.
-
-    ``transient``: worth retrying as is (connection drop, timeout, busy file).
-    ``row_level``: carried by rows (a value that cannot be converted); the export isolates the rows
-    by re-reading smaller key ranges and quarantines them.
-    """
-
-    def __init__(self, message: str, *, transient: bool = False, row_level: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
-        self.row_level = row_level
-
-
-class ValidationError(SyncError):
-    """An exported table failed a validation check."""
-
-
-class PublishError(SyncError):
-    """The volume could not be written, or a published snapshot is broken."""
-
-
-class NoSnapshotError(PublishError):
-    """There is no (intact) published snapshot to read from."""
-
-
 class LockHeldError(SyncError):
     """Another process (or thread) is already writing to the volume."""
 
@@ -81,4 +76,60 @@ class LockHeldError(SyncError):
 class NotAuthorizedError(SyncError):
     """The visitor may not perform this action (not an operator, or an invalid user header)."""
 
-    exit_code = 1
+
+# --- the source ---------------------------------------------------------------------------------------
+
+
+class SourceError(SyncError):
+    """The source warehouse could not be read (a wrong query, an unsupported type, ...)."""
+
+
+class SourceUnavailableError(SourceError):
+    """The warehouse cannot be opened: the file is missing, corrupt or locked, or no session opens."""
+
+
+class SourceNotFoundError(SourceError):
+    """The source table, or an object the table's query names, does not exist (or may not be read)."""
+
+
+class TransientSourceError(SourceError):
+    """Worth retrying as is: a dropped connection, a timeout, a busy or briefly unreadable file."""
+
+
+class SourceOutOfMemoryError(SourceError):
+    """The query ran out of the source's memory limit; it may succeed with more memory."""
+
+
+class BadRowsError(SourceError):
+    """A value the source cannot read or convert; carried by rows, so the export isolates them by
+    re-reading smaller key ranges and quarantines them (within the table's ``max_bad_rows``)."""
+
+
+# --- validation -----------------------------------------------------------------------------------------
+
+
+class ValidationError(SyncError):
+    """An exported table failed a validation check."""
+
+
+# --- the volume -----------------------------------------------------------------------------------------
+
+
+class VolumeError(SyncError):
+    """A path on the volume cannot be read or written (the message names it and the way out)."""
+
+
+class WriteError(VolumeError):
+    """A table's file could not be written in staging (no space, read-only volume, ...)."""
+
+
+class HistoryError(VolumeError):
+    """The run history database cannot be opened, read or written."""
+
+
+class PublishError(VolumeError):
+    """A snapshot could not be published, or a published snapshot is broken."""
+
+
+class NoSnapshotError(PublishError):
+    """There is no (intact) published snapshot to read from."""

@@ -1,7 +1,8 @@
 """``syncer`` command line: a thin edge over the engine.
 
 Library errors become one line on stderr and the exit code of their class (see README "Exit
-codes"); nothing expected ever prints a traceback.
+codes"). Anything else (a bug, an error that escaped the exception tree) is caught last: one line
+naming it, exit 1, and its traceback only with ``-v``. Nothing ever prints a traceback unasked.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import functools
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -32,19 +34,44 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("verbose"))
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The one place where engine exceptions turn into an exit code."""
+    """The one place where exceptions turn into an exit code: one line each, a traceback only with ``-v``."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except SyncError as exc:
+            if _verbose():
+                traceback.print_exc()
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted; the published snapshot is unchanged", 130)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: usage errors and exits keep click's handling
+        except Exception as exc:  # the last resort: a bug, or an error that escaped the tree
+            if _verbose():
+                traceback.print_exc()
+            _fail(
+                f"{_describe(exc)} (an unexpected error: what is published stays complete, `syncer verify` checks it; "
+                "re-run with -v for the traceback)",
+                1,
+            )
 
     return wrapper
+
+
+def _describe(exc: BaseException) -> str:
+    """An unexpected error in one line: its type and first line, and the file it names, if any."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{text} ({exc.filename})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _config(ctx: click.Context) -> Config:
@@ -151,6 +178,8 @@ def _print_run(report: dict[str, Any]) -> None:
         click.echo(f"published snapshot {report['snapshot_id']} ({report['status']}) in {report['duration_s']:.1f}s")
     if report.get("error"):
         click.secho(report["error"], fg="yellow", err=True)
+    for w in report.get("warnings") or []:  # bookkeeping after publishing (retention, run history)
+        click.secho(f"warning: {w}", fg="yellow", err=True)
     if not report["budget"]["ok"]:
         click.secho(f"warning: {report['budget']['detail']}", fg="yellow", err=True)
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -351,3 +353,89 @@ def test_the_cli_process_uses_arrows_system_allocator_unless_told_otherwise(pres
     code = "import syncer.cli, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == expected
+
+
+# --- one line for every failure, the unexpected ones included ---------------------------------------------
+
+
+def test_a_volume_root_that_is_a_file_is_one_line_naming_it(config_path: Path) -> None:
+    volume(config_path).write_text("not a folder")
+
+    res = syncer(config_path, "sync")
+
+    assert res.returncode == 1
+    line = assert_one_clean_error_line(res.stderr)
+    assert str(volume(config_path)) in line and "[volume] root" in line
+
+
+def test_a_config_that_is_not_utf8_exits_2_naming_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "sync.toml"
+    cfg.write_bytes(b"\xff\xfe[source]\n")
+
+    res = syncer(cfg, "status")
+
+    assert res.returncode == 2
+    line = assert_one_clean_error_line(res.stderr)
+    assert str(cfg) in line and "UTF-8" in line
+
+
+def test_a_corrupt_run_history_is_one_line_naming_it(config_path: Path) -> None:
+    ok(config_path, "sync")
+    db = volume(config_path) / "syncer.db"
+    for leftover in (db.with_name("syncer.db-wal"), db.with_name("syncer.db-shm")):
+        leftover.unlink(missing_ok=True)
+    db.write_bytes(b"this is not a database" * 100)
+
+    for command in ("status", "sync"):
+        res = syncer(config_path, command)
+        assert res.returncode == 1, command
+        line = assert_one_clean_error_line(res.stderr)
+        assert str(db) in line and "move the file aside" in line, line
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_v(config_path: Path) -> None:
+    # A manifest edited by hand (its tables' export times are not times): nothing in the tree expects
+    # that, so it reaches the CLI's last-resort catch.
+    ok(config_path, "sync")
+    snap = volume(config_path) / "snapshots" / current_id(config_path)
+    manifest = snap / "manifest.json"
+    data = json.loads(manifest.read_text())
+    for t in data["tables"].values():
+        t["exported_at"] = "yesterday"
+    snap.chmod(0o755)
+    manifest.chmod(0o644)
+    manifest.write_text(json.dumps(data))
+
+    res = syncer(config_path, "status")
+
+    assert res.returncode == 1
+    line = assert_one_clean_error_line(res.stderr)
+    assert line.startswith("error: ValueError:") and "yesterday" in line and "-v" in line
+
+    verbose = syncer(config_path, "-v", "status")
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr and verbose.stderr.strip().splitlines()[-1] == line
+
+
+def test_ctrl_c_during_a_query_exits_130_with_one_line(tmp_path: Path, demo_db: Path) -> None:
+    slow = '[[tables]]\nname = "slow"\nprimary_key = ["i"]\nquery = "select i from range(100000000000) t(i) where md5(i::varchar) = \'x\'"\n'
+    cfg = write_config(tmp_path / "cfg", demo_db, tables=slow)
+    env = {k: v for k, v in os.environ.items() if k != "SYNCER_CONFIG"}
+    env["SYNCER_LOG_FORMAT"] = "text"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncer", "--config", str(cfg), "sync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        time.sleep(3)  # well into the table's first query
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in assert_one_clean_error_line(err)
+    assert not (volume(cfg) / "current").exists()

@@ -208,3 +208,28 @@ def test_reading_a_volume_without_history_does_not_create_it(tmp_path, config):
     st = syncer.status(config)
     assert st["last_run"] is None
     assert not Volume(config.root).db_path.exists()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda h: h.record_table("r", {"table": "t", "status": "fresh"}, []), id="record_table"),
+        pytest.param(lambda h: h.start_run(_run("r")), id="start_run"),
+        pytest.param(lambda h: h.runs(), id="runs"),
+        pytest.param(lambda h: h.events(), id="events"),
+    ],
+)
+def test_a_corrupt_database_is_a_history_error_naming_the_file(tmp_path, call):
+    path = tmp_path / "syncer.db"
+    path.write_bytes(b"this is not a database" * 100)
+
+    with pytest.raises(syncer.HistoryError, match=rf"run history {path} cannot be .*move the file aside") as err:
+        call(History(path))
+
+    assert isinstance(err.value.__cause__, sqlite3.Error)
+
+
+def test_a_write_that_fails_inside_a_transaction_is_a_history_error(history):
+    with pytest.raises(syncer.HistoryError, match="cannot be written"):
+        # the run was recorded by the fixture: a second start of the same id breaks the primary key
+        history.start_run(_run("20260101T000000Z-0000"))

@@ -45,7 +45,7 @@ def flaky(monkeypatch: pytest.MonkeyPatch, failures: int, table: str = "courses"
         if t.name == table:
             calls[0] += 1
             if calls[0] <= failures:
-                raise syncer.SourceError(f"table {t.name!r}: connection reset by peer", transient=True)
+                raise syncer.TransientSourceError(f"table {t.name!r}: connection reset by peer")
         return real(self, t, schema, batch_rows)
 
     monkeypatch.setattr(_duckdb.DuckDBSource, "stream", stream)

@@ -442,3 +442,18 @@ def test_remove_tree_on_a_link_removes_only_the_link(tmp_path):
     remove_tree(link)
     assert not link.is_symlink()
     assert (target / "keep.txt").read_text() == "keep"
+
+
+def test_retention_that_cannot_remove_a_snapshot_is_a_volume_error_naming_it(config_path):
+    cfg = _config_with(config_path, retain=10)
+    old, _, new = _sync_n(cfg, 3)
+    vol = Volume(cfg.root)
+    shutil.rmtree(vol.staging)
+    vol.staging.write_text("a file where the staging folder belongs")  # the trash cannot be made
+
+    with pytest.raises(syncer.VolumeError, match=rf"retention could not remove snapshot {old} .*next sync retries") as err:
+        vol.retention(1)
+
+    assert isinstance(err.value.__cause__, OSError)
+    assert vol.current_id() == new and vol.inspect(new).ok
+    assert vol.inspect(old).ok  # kept whole

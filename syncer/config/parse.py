@@ -79,6 +79,8 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"config file {p} not found; pass --config PATH or set SYNCER_CONFIG") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syncer._exceptions import SourceError, ValidationError
+from syncer._exceptions import BadRowsError, ValidationError, WriteError
 from syncer.config import TableConfig
 from syncer.formats import conform
 from syncer.formats.jsonl import json_default
@@ -60,13 +60,17 @@ class Quarantine:
         if key is not None and not any(v is None for v in key):
             self.keys.add(key)
         if self.count - n < self._cap:
-            if self._fh is None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
             line = {**record, "_reason": reason, "_stage": stage}
             if n > 1:
                 line["_rows"] = n
-            self._fh.write(json.dumps(line, default=json_default, ensure_ascii=False) + "\n")
+            text = json.dumps(line, default=json_default, ensure_ascii=False) + "\n"
+            try:
+                if self._fh is None:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                self._fh.write(text)
+            except OSError as exc:
+                raise self._write_error(exc) from exc
 
     def add_rows(self, batch: pa.RecordBatch, reasons: list[str], stage: str) -> None:
         keys = self.table.primary_key
@@ -78,16 +82,28 @@ class Quarantine:
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                raise self._write_error(exc) from exc
 
     def discard(self) -> None:
         self.close()
-        self.path.unlink(missing_ok=True)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
         self.count = 0
         self.reasons.clear()
         self.by_column.clear()
         self.keys.clear()
+
+    def _write_error(self, exc: OSError) -> WriteError:
+        return WriteError(
+            f"table {self.table.name!r}: cannot write the quarantine file {self.path}: {exc.strerror or exc}; "
+            "check free space and permissions on the volume"
+        )
 
     def summary(self, root: Path) -> dict[str, Any]:
         return {
@@ -185,9 +201,7 @@ def _read_range(
                 continue
         try:
             batches = list(source.stream_range(table, schema, chunk_rows, r))  # at most ~chunk_rows rows
-        except SourceError as exc:
-            if not exc.row_level:
-                raise
+        except BadRowsError as exc:
             m = source.split_key(table, r) if r.lo is not None and n > 1 else None
             if m is not None and m != r.lo:
                 stack.append(KeyRange(r.key, m, r.hi, r.open_hi))
@@ -201,7 +215,7 @@ def _read_range(
         yield from batches
 
 
-def _reason_of(exc: SourceError) -> str:
+def _reason_of(exc: BadRowsError) -> str:
     text = str(exc)
     return text.split(": ", 1)[1] if text.startswith("table ") and ": " in text else text
 

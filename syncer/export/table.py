@@ -25,15 +25,15 @@ import tenacity
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._exceptions import PublishError, SourceError, SyncError, ValidationError
+from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
 from syncer.config import Config, TableConfig
+from syncer.export.failures import discard, open_table_writer, remove_outputs, write_failure
 from syncer.export.pipeline import KeyOrder, Pipeline
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
     TableWriter,
     WrittenFile,
     iter_batches,
-    open_writer,
     parquet_files,
     parquet_ranges,
     remove_output,
@@ -88,7 +88,8 @@ def export_table(
     """Export and validate ``table`` into ``staging``; never raises for a table-level failure.
 
     Transient source errors are retried (``[retry]``: exponential backoff with jitter); every
-    attempt is kept in ``outcome.attempts``.
+    attempt is kept in ``outcome.attempts``. Every :class:`SyncError` fails the table (its previous
+    data is carried over by the caller); nothing else is caught here.
     """
     out = TableOutcome(table.name, ok=False)
     path = staging / table.file_name
@@ -114,14 +115,14 @@ def export_table(
         wait=tenacity.wait_exponential_jitter(
             multiplier=cfg.retry_backoff_seconds, max=cfg.retry_max_backoff_seconds, jitter=cfg.retry_backoff_seconds
         ),
-        retry=tenacity.retry_if_exception(lambda e: isinstance(e, SourceError) and e.transient),
+        retry=tenacity.retry_if_exception_type(TransientSourceError),
         before_sleep=before_sleep,
         reraise=True,
     )
     try:
         for attempt in retrying:
             with attempt:
-                _remove_outputs(path, table)
+                remove_outputs(path, table)
                 q.discard()
                 _export_once(source, table, cfg, path, previous, accept_schema_change, emit, spill_dir, q, out)
         out.attempts.append({"attempt": len(out.attempts) + 1, "ok": True, "error": None})
@@ -132,14 +133,29 @@ def export_table(
         out.checks.append(check("export", False, str(exc)))
         log.warning("table %s failed: %s", table.name, exc, extra={"table": table.name, "step": "export"})
     finally:
-        q.close()
-        if not out.ok:
-            _remove_outputs(path, table)
-        out.quarantined = q.count
-        out.quarantine = q.summary(q.folder.parent.parent) if q.count else None
+        _finish(out, q, path, table)
         out.timings["total_s"] = time.perf_counter() - t0
         emit({"event": "table_done", "table": table.name, "ok": out.ok, "rows": out.rows})
     return out
+
+
+def _finish(out: TableOutcome, q: Quarantine, path: Path, table: TableConfig) -> None:
+    """Close the quarantine file and, for a failed table, free what it staged. A failure here
+    fails a table that was ok (its quarantine file is incomplete) and never hides the first error."""
+    try:
+        q.close()
+    except SyncError as exc:
+        if out.ok:
+            out.ok, out.error = False, str(exc)
+            out.checks.append(check("export", False, str(exc)))
+        log.warning("table %s: %s", table.name, exc, extra={"table": table.name, "step": "export"})
+    if not out.ok:
+        try:
+            remove_outputs(path, table)
+        except SyncError as exc:
+            log.warning("table %s: %s", table.name, exc, extra={"table": table.name, "step": "export"})
+    out.quarantined = q.count
+    out.quarantine = q.summary(q.folder.parent.parent) if q.count else None
 
 
 def _export_once(
@@ -171,22 +187,20 @@ def _export_once(
             t_prof = time.perf_counter()
             profile_future: Future[dict[str, Any]] | None = None
             source_profile: dict[str, Any] | None = None
-            profile_error: SourceError | None = None
+            profile_error: BadRowsError | None = None
             if source.concurrent_profile:
                 profile_future = pool.submit(source.profile, table, schema)
             else:
                 try:
                     source_profile = source.profile(table, schema)
-                except SourceError as exc:
-                    if not exc.row_level:
-                        raise
+                except BadRowsError as exc:
                     profile_error = exc  # the same bad values; profiled again without them below
             try:
                 written, acc, keys = _stream_into(
                     source.stream(table, schema, cfg.batch_rows), table, schema, cfg, path, q, emit, source_rows, parts
                 )
-            except SourceError as exc:
-                if not (exc.row_level and source.supports_key_ranges):
+            except BadRowsError as exc:
+                if not source.supports_key_ranges:
                     raise
                 # A value the source cannot read: re-read by key ranges, isolating the culprits.
                 log.warning(
@@ -202,9 +216,7 @@ def _export_once(
             if profile_future is not None:
                 try:
                     source_profile = profile_future.result()
-                except SourceError as exc:
-                    if not exc.row_level:
-                        raise
+                except BadRowsError as exc:
                     profile_error = exc
             out.timings["source_profile_s"] = time.perf_counter() - t_prof
         out.timings["export_s"] = time.perf_counter() - t0
@@ -272,29 +284,20 @@ def _stream_into(
         )
     acc = ProfileAccumulator(schema, footer_ranges=table.format == "parquet")
     keys = KeyOrder(schema, table.primary_key)
-    try:
-        writer = open_writer(
-            table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts
-        )
-    except (pa.ArrowException, OSError) as exc:
-        raise ValidationError(f"table {table.name!r}: cannot open a {table.format} writer for {path.name}: {exc}") from exc
+    writer = open_table_writer(table, path, schema, cfg, parts)
     try:
         _pump(batches, writer, acc, keys, table, schema, q, emit, total)
         written = writer.close()
         if acc.deferred:
             _ranges_from_footer(acc, table, schema, written)
     except BaseException as exc:
-        writer.abort()
-        remove_output(path)
-        if isinstance(exc, OSError):
-            # disk full, volume gone read-only ...: this table fails; what is published stays
-            raise PublishError(
-                f"table {table.name!r}: writing {path.name} failed: {exc.strerror or exc}; "
-                "the previous data is kept (check free space and permissions on the volume)"
-            ) from exc
-        if isinstance(exc, pa.ArrowException):
-            raise ValidationError(f"table {table.name!r}: the data cannot be written as {table.format}: {exc}") from exc
-        raise
+        # Classify first, then clean up: a failure of the clean-up (the sink's close on a full disk)
+        # is noted on this error and logged, never raised instead of it.
+        err = write_failure(table, path, exc)
+        discard(writer, path, table, err)
+        if err is exc:
+            raise
+        raise err from exc
     return written, acc, keys
 
 
@@ -355,7 +358,7 @@ def _drop_duplicates(
     remove_output(tmp)
     wanted = pa.array([_joined_key(k) for k in dup.keys], pa.string())
     parts = len(parquet_files(path)) if table.format == "parquet" else 1
-    writer = open_writer(table.format, tmp, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts)
+    writer = open_table_writer(table, tmp, schema, cfg, parts)
     acc = ProfileAccumulator(schema)
     try:
         for batch in iter_batches(table.format, path, schema):
@@ -368,12 +371,17 @@ def _drop_duplicates(
             acc.update(good)
             writer.write(good)
         written = writer.close()
-    except BaseException:
-        writer.abort()
-        remove_output(tmp)
-        raise
-    remove_output(path)
-    os.replace(tmp, path)
+    except BaseException as exc:
+        err = write_failure(table, tmp, exc)
+        discard(writer, tmp, table, err)
+        if err is exc:
+            raise
+        raise err from exc
+    try:
+        remove_output(path)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failure(table, path, exc) from exc
     return dataclasses.replace(written, path=path), acc
 
 
@@ -385,12 +393,6 @@ def _key_strings(batch: pa.RecordBatch, keys: tuple[str, ...]) -> pa.Array:
 def _joined_key(values: tuple[Any, ...]) -> str:
     # The same text pc.cast(..., string) gives, so the keys match in _key_strings.
     return "\x1f".join(pa.array([v]).cast(pa.string())[0].as_py() for v in values)
-
-
-def _remove_outputs(path: Path, table: TableConfig) -> None:
-    """Remove what an export of ``table`` may have staged: its file, or its folder of parts."""
-    remove_output(path)
-    remove_output(path.with_name(table.name))
 
 
 def _project(table: TableConfig, full: pa.Schema) -> pa.Schema:

@@ -12,22 +12,25 @@ import duckdb
 import pyarrow as pa
 
 from syncer import _clock as clock
-from syncer._exceptions import SourceError
+from syncer._exceptions import (
+    BadRowsError,
+    SourceError,
+    SourceOutOfMemoryError,
+    SourceUnavailableError,
+    TransientSourceError,
+)
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
+from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import JSON_META, build_profile, plan_for
 
 __all__ = ["DuckDBSource"]
 
 log = logging.getLogger("syncer")
 
-# Errors carried by a row's value (isolated by re-reading smaller key ranges) ...
-_ROW_LEVEL = (duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException)
 #: memory_limit for one retry of a query that ran out of the configured one (a value of many MB,
 #: a big sort): the configured limit bounds the buffer cache, which is what a plain scan uses.
 _PROFILE_RETRY_LIMIT = "2GB"
-# ... and errors worth retrying as they are (the file busy or briefly unreadable).
-_TRANSIENT = (duckdb.IOException,)
 
 
 class DuckDBSource(Source):
@@ -44,7 +47,7 @@ class DuckDBSource(Source):
         self._lowered = True  # memory_limit is the configured one
         self._raised_lock = threading.Lock()
         if self.path is None or not self.path.exists():
-            raise SourceError(
+            raise SourceUnavailableError(
                 f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
             )
         try:
@@ -56,7 +59,7 @@ class DuckDBSource(Source):
             )
             self.con.execute("SET TimeZone = 'UTC'")
         except duckdb.Error as exc:
-            raise SourceError(f"cannot open DuckDB warehouse {self.path}: {exc}") from exc
+            raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "duckdb_version": duckdb.__version__}
@@ -92,16 +95,16 @@ class DuckDBSource(Source):
     def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]:
         try:
             return self._profile(table, schema, where)
-        except SourceError as exc:
+        except BadRowsError as exc:
             wide = {f.name for f in schema if pa.types.is_decimal(f.type) and f.type.precision > 18}
-            if wide and "Overflow" in str(exc):
-                # An exact decimal sum past 38 digits does not fit any DuckDB type: those sums are
-                # taken as DOUBLE and compared with a float tolerance (recorded in the profile).
-                prof = self._profile(table, schema, where, approx_sum=wide)
-                prof["approx_sum"] = sorted(wide)
-                return prof
-            if not getattr(exc, "out_of_memory", False):
+            if not (wide and "Overflow" in str(exc)):
                 raise
+            # An exact decimal sum past 38 digits does not fit any DuckDB type: those sums are
+            # taken as DOUBLE and compared with a float tolerance (recorded in the profile).
+            prof = self._profile(table, schema, where, approx_sum=wide)
+            prof["approx_sum"] = sorted(wide)
+            return prof
+        except SourceOutOfMemoryError as exc:
             # min/max of very large values (a 10 MB string) need more than the bounded cache: allow
             # this one query more, then bound the cache again.
             log.warning("%s; retrying the profile with memory_limit = %s", exc, _PROFILE_RETRY_LIMIT)
@@ -227,31 +230,23 @@ class DuckDBSource(Source):
                             batch = reader.read_next_batch()
                         except StopIteration:
                             return
-                        except duckdb.OutOfMemoryException as exc:
-                            raise self._oom(table, exc) from exc
-                        except OSError as exc:
-                            # DuckDB's errors inside the Arrow stream reach us as pyarrow's OSError, by message.
-                            raise self._stream_error(table, exc) from exc
-                        except _ROW_LEVEL as exc:
-                            raise SourceError(
-                                f"table {table.name!r}: a value could not be read: {_first_line(exc)}", row_level=True
-                            ) from exc
-                        except _TRANSIENT as exc:
-                            raise SourceError(
-                                f"table {table.name!r}: DuckDB I/O failed: {_first_line(exc)}", transient=True
-                            ) from exc
-                        except (duckdb.Error, pa.ArrowException) as exc:
+                        except (duckdb.Error, OSError, RuntimeError) as exc:
+                            # DuckDB's errors inside the Arrow stream reach us as pyarrow's OSError.
+                            raise self._error(exc, table) from exc
+                        except pa.ArrowException as exc:
                             raise SourceError(f"table {table.name!r}: reading from DuckDB failed: {exc}") from exc
                         yielded = True
                         yield batch
-                except SourceError as exc:
-                    if raised or not getattr(exc, "out_of_memory", False):
+                except SourceOutOfMemoryError as exc:
+                    if raised:
                         raise
                     self._needs_memory.add(table.name)
                     log.warning("%s; reading it again with memory_limit = %s", exc, _PROFILE_RETRY_LIMIT)
                     if yielded:
-                        exc.transient = True  # batches are out already: the table starts over
-                        raise
+                        # Batches are out already: the table starts over, and reads with more memory then.
+                        raise TransientSourceError(
+                            f"{exc}; the table is read again from the start with memory_limit = {_PROFILE_RETRY_LIMIT}"
+                        ) from exc
                     self._more_memory(+1)
                     raised = True
         finally:
@@ -276,38 +271,19 @@ class DuckDBSource(Source):
             if arrow:
                 return con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
             return con.execute(sql, params or [])
-        except duckdb.CatalogException as exc:
-            what = f"query of table {table.name!r}" if table.query else f"source table {table.source!r}"
-            raise SourceError(
-                f"{what} not found in the DuckDB warehouse {self.path}: {_first_line(exc)}; "
-                f"check [[tables]] {table.name!r} in the config"
-            ) from exc
-        except _ROW_LEVEL as exc:
-            raise SourceError(f"table {table.name!r}: a value could not be read: {_first_line(exc)}", row_level=True) from exc
-        except _TRANSIENT as exc:
-            raise SourceError(f"table {table.name!r}: DuckDB I/O failed: {_first_line(exc)}", transient=True) from exc
-        except duckdb.OutOfMemoryException as exc:
-            raise self._oom(table, exc) from exc
-        except duckdb.Error as exc:
-            raise SourceError(f"table {table.name!r}: DuckDB query failed: {_first_line(exc)}") from exc
+        except (duckdb.Error, RuntimeError) as exc:
+            raise self._error(exc, table) from exc
 
-    def _stream_error(self, table: TableConfig, exc: OSError) -> SourceError:
-        text = _first_line(exc)
-        if text.startswith("Out of Memory Error"):
-            return self._oom(table, exc)
-        if text.startswith(("Conversion Error", "Out of Range Error", "Invalid Input Error")):
-            return SourceError(f"table {table.name!r}: a value could not be read: {text}", row_level=True)
-        if text.startswith("IO Error"):
-            return SourceError(f"table {table.name!r}: DuckDB I/O failed: {text}", transient=True)
-        return SourceError(f"table {table.name!r}: reading from DuckDB failed: {text}")
-
-    def _oom(self, table: TableConfig, exc: BaseException) -> SourceError:
-        err = SourceError(
-            f"table {table.name!r}: DuckDB ran out of its memory_limit ({self.memory_limit}): {_first_line(exc)}; "
-            "raise [source] memory_limit in the config"
-        )
-        err.out_of_memory = True  # type: ignore[attr-defined]
-        return err
+    def _error(self, exc: BaseException, table: TableConfig) -> BaseException:
+        """Ours for DuckDB's ``exc`` (called while it is handled); Ctrl-C stays an interrupt, and a
+        RuntimeError that is not DuckDB's is re-raised as it is."""
+        if is_interrupt(exc):
+            return KeyboardInterrupt()
+        if isinstance(exc, RuntimeError):
+            raise exc
+        relation = f"query of table {table.name!r}" if table.query else f"source table {table.source!r}"
+        ctx = DuckDBContext(Stage.READ, table.name, self.path, relation, self.memory_limit)
+        return map_duckdb_error(exc, ctx)
 
 
 def _where(where: RowFilter | None) -> tuple[str, list[Any]]:
@@ -315,7 +291,3 @@ def _where(where: RowFilter | None) -> tuple[str, list[Any]]:
         return "", []
     cond, params = where.sql()
     return f" WHERE {cond}", params
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -12,10 +12,15 @@
   re-sliced to ``batch_rows`` and cast to the one target schema (:mod:`syncer.sources.snowflake_types`);
   when the result is not in Arrow format, rows via ``fetchmany``. In local testing,
   ``to_arrow_batches`` yields rows, which are gathered into exact Arrow batches.
-* **Bad rows**: a value that cannot be represented exactly raises a row-level :class:`SourceError`
+* **Bad rows**: a value that cannot be represented exactly raises :class:`~syncer._exceptions.BadRowsError`
   naming table, column and value; the source reads by key ranges (``key_bounds``, ``split_key``,
   ``stream_range``), so the export can isolate such rows into quarantine within ``max_bad_rows``
   or fail the table. Nothing is rounded or dropped silently.
+* **Errors**: Snowpark's and the connector's are wrapped once, in :meth:`SnowflakeSource._wrap`: an
+  object that does not exist (SQL error 2003) is :class:`~syncer._exceptions.SourceNotFoundError`, a
+  dropped connection, a timeout or an expired session :class:`~syncer._exceptions.TransientSourceError`
+  (retried), anything else :class:`~syncer._exceptions.SourceError`; a session that cannot be opened is
+  :class:`~syncer._exceptions.SourceUnavailableError`.
 * **Consistency**: :meth:`SnowflakeSource.pinned` reads the server clock once and every query of the
   table runs ``AT(TIMESTAMP => that moment)`` (Time Travel); the moment is recorded in the manifest.
   Query tables (``query = "select ..."``) cannot be pinned and say so in the manifest.
@@ -34,7 +39,14 @@ from typing import Any
 import pyarrow as pa
 from snowflake.snowpark import functions as F
 
-from syncer._exceptions import SourceError, SyncError
+from syncer._exceptions import (
+    BadRowsError,
+    SourceError,
+    SourceNotFoundError,
+    SourceUnavailableError,
+    SyncError,
+    TransientSourceError,
+)
 from syncer._log import scrub
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import Exclusion, KeyRange, RowFilter, Source, quote_ident
@@ -101,7 +113,9 @@ class SnowflakeSource(Source):
         except SyncError:
             raise
         except Exception as exc:  # an injected factory's failure, wrapped like a connect failure
-            raise SourceError(f"cannot open a Snowflake session: {scrub(_first_line(exc))}") from None
+            raise SourceUnavailableError(
+                f"cannot open a Snowflake session: {scrub(_first_line(exc))}; check the [source] connection settings"
+            ) from None
 
     def _reopen(self) -> None:
         with contextlib.suppress(Exception):
@@ -145,18 +159,17 @@ class SnowflakeSource(Source):
             )
         if _sql_code(exc) == _NOT_FOUND or "does not exist or not authorized" in msg:
             if table.query is not None:
-                return SourceError(f"table {table.name!r}: the query names an object Snowflake cannot find: {msg}")
+                return SourceNotFoundError(f"table {table.name!r}: the query names an object Snowflake cannot find: {msg}")
             where = ".".join(p for p in (self._current("database"), self._current("schema")) if p)
-            return SourceError(
+            return SourceNotFoundError(
                 f"source table {table.source!r} ({sf_table_name(table.source or '')}) not found in Snowflake"
                 f"{' under ' + where if where else ''}, or the role may not read it: {msg}; "
                 f"check [[tables]] {table.name!r} and the grants (setup.sql)"
             )
         # A dropped connection, or a session that expired mid-stream: the export retries the table,
         # and the next call re-opens the session.
-        return SourceError(
-            f"table {table.name!r}: Snowflake {what} failed: {msg}", transient=_transient(exc) or _session_gone(exc)
-        )
+        cls = TransientSourceError if _transient(exc) or _session_gone(exc) else SourceError
+        return cls(f"table {table.name!r}: Snowflake {what} failed: {msg}")
 
     def _current(self, what: str) -> str | None:
         with contextlib.suppress(Exception):
@@ -277,11 +290,10 @@ class SnowflakeSource(Source):
         temporal = [f for f in schema if pa.types.is_time(f.type) or pa.types.is_timestamp(f.type)]
         for field, example in zip(temporal, row, strict=True):
             if example is not None:
-                raise SourceError(
+                raise BadRowsError(
                     f"table {table.name!r}: column {field.name!r}: value {example!r} has sub-microsecond digits, "
                     f"which {field.type} cannot hold; nothing was rounded. Truncate it in a query "
-                    f"(e.g. DATE_TRUNC('microsecond', {quote_ident(field.name)})) or exclude the column",
-                    row_level=True,
+                    f"(e.g. DATE_TRUNC('microsecond', {quote_ident(field.name)})) or exclude the column"
                 )
 
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:

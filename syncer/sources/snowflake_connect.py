@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncer._exceptions import SourceError
+from syncer._exceptions import SourceUnavailableError
 from syncer._log import SPCS_TOKEN_PATH, register_secret, scrub
 from syncer.config import SourceConfig
 
@@ -111,14 +111,14 @@ def connection_plan(
         if name is not None:
             if name not in sections:
                 known = ", ".join(sorted(sections)) or "none"
-                raise SourceError(
+                raise SourceUnavailableError(
                     f"Snowflake connection {name!r} is not in {path} (connections there: {known}); "
                     "fix [source] connection_name / $SNOWFLAKE_DEFAULT_CONNECTION_NAME or add the connection"
                 )
             params = {k: v for k, v in sections[name].items() if v not in (None, "")}
             return ConnectionPlan("connections.toml", _finish(params, cfg), f"{path} [{name}]")
     if not explicit:
-        raise SourceError(
+        raise SourceUnavailableError(
             "no Snowflake connection configured: not running in SPCS (no token file at "
             f"{token_path}), no named connection ([source] connection_name or $SNOWFLAKE_DEFAULT_CONNECTION_NAME, "
             f"looked in {path}), and no [source] account / $SNOWFLAKE_ACCOUNT; set one of them"
@@ -143,7 +143,7 @@ def connection_plan(
 def _spcs_plan(cfg: SourceConfig, env: Mapping[str, str], token_path: Path) -> ConnectionPlan:
     missing = [v for v in ("SNOWFLAKE_HOST", "SNOWFLAKE_ACCOUNT") if not env.get(v)]
     if missing:
-        raise SourceError(
+        raise SourceUnavailableError(
             f"the SPCS token file {token_path} exists but {' and '.join(missing)} is not set; "
             "SPCS sets these in every service container: check the service, or remove the token file outside SPCS"
         )
@@ -184,10 +184,10 @@ def _read_connections(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SourceError(f"{path} not found; create it or name no connection") from None
+        raise SourceUnavailableError(f"{path} not found; create it or name no connection") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         # The message of a TOML error quotes no values, only positions; an OSError names the path.
-        raise SourceError(f"cannot read Snowflake connections file {path}: {exc}") from None
+        raise SourceUnavailableError(f"cannot read Snowflake connections file {path}: {exc}") from None
     return {k: v for k, v in data.items() if isinstance(v, dict)}
 
 
@@ -230,10 +230,10 @@ def open_session(plan: ConnectionPlan) -> Any:
 
     try:
         return Session.builder.configs(dict(plan.params)).create()
-    except Exception as exc:  # every connector/Snowpark failure becomes one SourceError
+    except Exception as exc:  # every connector/Snowpark failure becomes one SourceUnavailableError
         where = plan.describe()
         target = where.get("host") or where.get("account") or "?"
-        raise SourceError(
+        raise SourceUnavailableError(
             f"cannot connect to Snowflake {target} ({plan.method}, {plan.origin}): {scrub(_first_line(exc))}"
         ) from None
 

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from snowflake.snowpark import functions as F
 from snowflake.snowpark import types as T
 
-from syncer._exceptions import SourceError
+from syncer._exceptions import BadRowsError, SourceError
 from syncer.config import TableConfig
 from syncer.sources.base import quote_ident
 from syncer.validate.profile import JSON_META, ColumnPlan, is_json
@@ -124,12 +124,11 @@ def unquote(name: str) -> str:
 # --- values --------------------------------------------------------------------------------------
 
 
-def _not_representable(table: str, column: str, value: Any, typ: pa.DataType, why: str) -> SourceError:
-    # row_level: the export can isolate the rows carrying such values (quarantine) or fail the table.
-    return SourceError(
+def _not_representable(table: str, column: str, value: Any, typ: pa.DataType, why: str) -> BadRowsError:
+    # carried by rows: the export can isolate the rows carrying such values (quarantine) or fail the table.
+    return BadRowsError(
         f"table {table!r}: column {column!r}: value {value!r} cannot be represented exactly as {typ} ({why}); "
-        "nothing was changed or rounded. Cast the column in a query (e.g. to VARCHAR) or exclude it",
-        row_level=True,
+        "nothing was changed or rounded. Cast the column in a query (e.g. to VARCHAR) or exclude it"
     )
 
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncer._exceptions import SourceError
+from syncer._exceptions import ValidationError
 from syncer.config import TableConfig
 from syncer.export.pipeline import KeyOrder
 from syncer.formats import WrittenFile, iter_batches, parquet_files
 from syncer.sources.base import quote_ident
+from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 
 __all__ = ["DupResult", "scan_duplicate_keys"]
 
@@ -89,7 +90,16 @@ def _scan(table: TableConfig, schema: pa.Schema, written: WrittenFile, spill_dir
             f"HAVING count(*) > 1) ORDER BY __syncer_n DESC LIMIT {limit}",
             params,
         ).fetchall()
-    except (duckdb.Error, pa.ArrowException) as exc:
-        raise SourceError(f"table {table.name!r}: duplicate-key scan of {written.path.name} failed: {exc}") from exc
+    except (duckdb.Error, RuntimeError) as exc:
+        if is_interrupt(exc):
+            raise KeyboardInterrupt from exc
+        if isinstance(exc, RuntimeError):
+            raise
+        ctx = DuckDBContext(Stage.CHECK, table.name, written.path, what=f"the duplicate-key scan of {written.path.name}")
+        raise map_duckdb_error(exc, ctx) from exc
+    except pa.ArrowException as exc:
+        raise ValidationError(
+            f"table {table.name!r}: the duplicate-key scan of {written.path.name} could not read it back: {exc}"
+        ) from exc
     finally:
         con.close()

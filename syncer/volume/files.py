@@ -8,12 +8,25 @@ published; :func:`remove_tree` deletes a sealed folder as its (non-root) owner.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
 from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "fsync_dir", "fsync_tree", "os_reason", "permission_problems", "remove_tree", "seal"]
+from syncer._exceptions import PublishError
+
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "carry_over",
+    "fsync_dir",
+    "fsync_tree",
+    "os_reason",
+    "permission_problems",
+    "remove_tree",
+    "seal",
+]
 
 FILE_MODE = 0o444
 DIR_MODE = 0o555
@@ -132,6 +145,28 @@ def permission_problems(folder: Path) -> list[str]:
     return out
 
 
+def carry_over(src: Path, dst: Path) -> None:
+    """Put a published file (or a folder of parts, file by file) into a staged snapshot: a hard link,
+    or a copy across filesystems. Raises :class:`PublishError` naming the file."""
+    try:
+        if src.is_dir() and not src.is_symlink():
+            dst.mkdir()
+            for f in sorted(src.iterdir()):
+                carry_over(f, dst / f.name)
+            return
+        try:
+            os.link(src, dst)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.copy2(src, dst)  # not on the same filesystem: a copy keeps the data all the same
+    except OSError as exc:
+        raise PublishError(
+            f"cannot carry {src.name} over from snapshot {src.parent.name} into {dst.parent}: {os_reason(exc)}; "
+            "nothing was published, the current snapshot is unchanged"
+        ) from exc
+
+
 def remove_tree(path: Path) -> None:
     """rm -rf that first gives back the write bits a published snapshot took away."""
     if path.is_symlink() or path.is_file():
@@ -140,7 +175,8 @@ def remove_tree(path: Path) -> None:
     if not path.exists():
         return
     for dirpath, dirnames, _ in os.walk(path):
-        os.chmod(dirpath, 0o755)
+        with contextlib.suppress(OSError):  # best effort, like the rmtree below
+            os.chmod(dirpath, 0o755)
         for d in dirnames:
             with contextlib.suppress(OSError):
                 os.chmod(os.path.join(dirpath, d), 0o755)

@@ -3,6 +3,10 @@
 Tables: ``runs`` (one per sync/startup), ``table_results`` (rows, bytes, time per step), ``checks``
 (every validation result) and ``events`` (rollback, repair, manual sync ... with who did it). WAL mode
 lets readers (status, pages) read while a sync writes; every write is a short transaction.
+
+Every sqlite3 error, opening, reading or writing, is raised as :class:`HistoryError` naming the
+file and the way out. The history is bookkeeping: a caller that already published decides whether
+such an error fails anything (the engine logs it and reports it; the snapshot stays published).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from syncer._exceptions import PublishError
+from syncer._exceptions import HistoryError
 
 __all__ = ["History"]
 
@@ -78,40 +82,53 @@ class History:
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """A connection; every sqlite3 error inside the ``with`` block becomes a :class:`HistoryError`."""
+        try:
+            con = self._open(write)
+        except (sqlite3.Error, OSError) as exc:
+            raise HistoryError(
+                f"run history {self.path} cannot be opened: {exc}; check the volume, or move the file aside "
+                "(a new, empty history is created; published snapshots are not affected)"
+            ) from exc
+        try:
+            yield con
+        except sqlite3.Error as exc:
+            what = "written" if write else "read"
+            raise HistoryError(
+                f"run history {self.path} cannot be {what}: {exc}; check free space and permissions on the volume, "
+                "or move the file aside (published snapshots are not affected)"
+            ) from exc
+        finally:
+            con.close()
+
+    def _open(self, write: bool) -> sqlite3.Connection:
         if not write and not self.path.exists():
             # Reading never creates the database (a status on an empty volume stays empty).
             con = sqlite3.connect(":memory:")
             con.executescript(_SCHEMA)
         else:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             try:
-                con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
                 con.execute("PRAGMA busy_timeout=30000")
                 if write:
                     con.executescript(_SCHEMA)
                     _migrate(con)
-            except sqlite3.Error as exc:
-                raise PublishError(
-                    f"run history {self.path} cannot be opened: {exc}; run `syncer repair` or move the file aside"
-                ) from exc
+            except BaseException:
+                con.close()
+                raise
         con.row_factory = sqlite3.Row
-        try:
-            yield con
-        finally:
-            con.close()
+        return con
 
     def _write(self, sql: str, params: tuple[Any, ...] | list[tuple[Any, ...]], many: bool = False) -> None:
         with self._connect(write=True) as con:
-            try:
-                con.execute("BEGIN IMMEDIATE")
-                if many:
-                    con.executemany(sql, params)  # type: ignore[arg-type]
-                else:
-                    con.execute(sql, params)
-                con.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise PublishError(f"run history {self.path}: write failed: {exc}") from exc
+            con.execute("BEGIN IMMEDIATE")
+            if many:
+                con.executemany(sql, params)  # type: ignore[arg-type]
+            else:
+                con.execute(sql, params)
+            con.execute("COMMIT")
 
     # --- runs -------------------------------------------------------------------------------------
 

@@ -11,6 +11,9 @@ Layout under ``root`` (see ARCHITECTURE.md)::
 
 Published files are 0444 and snapshot folders 0555. Nothing here deletes a published snapshot except
 retention, which never touches ``current`` or the snapshot before it.
+
+The OS's errors are raised as :class:`VolumeError` (publishing: :class:`PublishError`) naming the
+path and the way out; reading helpers report problems as text instead of raising.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from syncer import _clock as clock
-from syncer._exceptions import NoSnapshotError, PublishError
+from syncer._exceptions import NoSnapshotError, PublishError, VolumeError
 from syncer.volume.files import DIR_MODE, FILE_MODE, fsync_dir, fsync_tree, os_reason, permission_problems, remove_tree, seal
 from syncer.volume.manifest import Manifest
 from syncer.volume.verify import MANIFEST, check_files, check_files_by_table, unexpected_files
@@ -86,8 +89,9 @@ class Volume:
                 with contextlib.suppress(OSError):
                     fsync_dir(self.root.parent)
         except OSError as exc:
-            raise PublishError(
-                f"cannot create the volume layout under {self.root}: {exc.strerror}; check the mount and its permissions"
+            raise VolumeError(
+                f"cannot create the volume layout under {self.root}: {exc.strerror or exc} ({exc.filename or self.root}); "
+                "check [volume] root in the config, the mount and its permissions"
             ) from exc
 
     @staticmethod
@@ -240,10 +244,16 @@ class Volume:
     def sweep(self) -> list[str]:
         """Remove leftovers of interrupted runs: staging folders and temporary links."""
         removed: list[str] = []
-        if self.staging.is_dir():
-            for p in self.staging.iterdir():
-                remove_tree(p)
-                removed.append(f"staging/{p.name}")
+        try:
+            if self.staging.is_dir():
+                for p in self.staging.iterdir():
+                    remove_tree(p)
+                    removed.append(f"staging/{p.name}")
+        except OSError as exc:
+            raise VolumeError(
+                f"cannot sweep {self.staging}: {os_reason(exc)} ({exc.filename or self.staging}); "
+                "fix its permissions or remove the leftovers by hand (`syncer repair` restores access)"
+            ) from exc
         for pattern in (".current.tmp-*", ".lock.json.tmp-*"):
             for p in self.root.glob(pattern):
                 with contextlib.suppress(OSError):
@@ -252,22 +262,34 @@ class Volume:
         return removed
 
     def remove_snapshot(self, snapshot_id: str) -> None:
-        """Delete a snapshot: first moved out of snapshots/ (one rename), so it never appears half-gone."""
+        """Delete a snapshot: first moved out of snapshots/ (one rename), so it never appears half-gone.
+
+        Raises :class:`VolumeError`; the snapshot is then either still whole in snapshots/ or gone
+        from it (its trash is swept by the next run)."""
         src = self.snapshot_dir(snapshot_id)
         trash = self.staging / f".trash-{snapshot_id}-{secrets.token_hex(2)}"
-        self.staging.mkdir(parents=True, exist_ok=True)
-        if not src.is_symlink():
-            # A sealed (0555) folder cannot move to another parent unless its owner may write it.
-            os.chmod(src, 0o755)
-        os.rename(src, trash)
-        fsync_dir(self.snapshots)
-        remove_tree(trash)
-        q = self.quarantine / snapshot_id
-        if q.exists():
-            remove_tree(q)
+        try:
+            self.staging.mkdir(parents=True, exist_ok=True)
+            if not src.is_symlink():
+                # A sealed (0555) folder cannot move to another parent unless its owner may write it.
+                os.chmod(src, 0o755)
+            os.rename(src, trash)
+            fsync_dir(self.snapshots)
+            remove_tree(trash)
+            q = self.quarantine / snapshot_id
+            if q.exists():
+                remove_tree(q)
+        except OSError as exc:
+            raise VolumeError(
+                f"retention could not remove snapshot {snapshot_id} ({exc.filename or src}): {os_reason(exc)}; "
+                "it is kept for now: fix the permissions of snapshots/ (`syncer repair`) and the next sync retries"
+            ) from exc
 
     def retention(self, retain: int) -> list[str]:
-        """Keep the newest ``retain`` snapshots, plus always ``current`` and the one before it."""
+        """Keep the newest ``retain`` snapshots, plus always ``current`` and the one before it.
+
+        Raises :class:`VolumeError` at the first snapshot it cannot remove (those before it are gone).
+        It runs after the swap: what is published is complete either way."""
         infos = self.list_snapshots()
         order = [i.id for i in infos]
         keep = set(order[-retain:])
@@ -283,6 +305,17 @@ class Volume:
                 self.remove_snapshot(sid)
                 removed.append(sid)
         return removed
+
+    def move_aside(self, path: Path, name: str) -> Path:
+        """Rename ``path`` (something that is not ours to delete) to ``root/name``; raises :class:`VolumeError`."""
+        aside = self.root / name
+        try:
+            os.rename(path, aside)
+        except OSError as exc:
+            raise VolumeError(
+                f"cannot move {path} aside to {aside}: {os_reason(exc)}; move or remove it by hand, then run `syncer repair`"
+            ) from exc
+        return aside
 
     def previous_of(self, snapshot_id: str | None) -> str | None:
         """The intact snapshot published just before ``snapshot_id``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -19,9 +20,11 @@ from typing import Any
 
 import filelock
 
-from syncer._exceptions import LockHeldError, PublishError
+from syncer._exceptions import LockHeldError, VolumeError
 
 __all__ = ["lock_holder", "volume_lock"]
+
+log = logging.getLogger("syncer")
 
 # flock is per open file, so two threads of one process would each get their own lock on the same
 # file only if they open it separately; this guard makes the in-process case explicit and cheap.
@@ -54,6 +57,21 @@ def describe_holder(holder: dict[str, Any]) -> str:
     )
 
 
+def _describe_self(lock_path: Path, info: dict[str, Any]) -> None:
+    """Write who holds the lock next to it, for the message a second writer gets. Best effort: the
+    lock itself is what keeps writers apart, and a full disk must not stop a sync here."""
+    record = {**info, "pid": os.getpid(), "host": socket.gethostname()}
+    side = lock_path.with_name(lock_path.name + ".json")
+    tmp = side.with_name(side.name + f".tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, side)
+    except OSError as exc:
+        log.warning("cannot record the lock holder in %s: %s", side, exc.strerror or exc, extra={"step": "lock"})
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 @contextlib.contextmanager
 def volume_lock(lock_path: Path, info: dict[str, Any]) -> Iterator[None]:
     """Hold the volume's writer lock or raise :class:`LockHeldError` at once naming the holder."""
@@ -74,13 +92,12 @@ def volume_lock(lock_path: Path, info: dict[str, Any]) -> Iterator[None]:
                 holder,
             ) from None
         except OSError as exc:
-            raise PublishError(f"cannot take the volume lock {lock_path}: {exc}") from exc
+            raise VolumeError(
+                f"cannot take the volume lock {lock_path}: {exc.strerror or exc}; check that the volume is mounted "
+                "writable and its permissions (`syncer repair`)"
+            ) from exc
         try:
-            record = {**info, "pid": os.getpid(), "host": socket.gethostname()}
-            side = lock_path.with_name(lock_path.name + ".json")
-            tmp = side.with_name(side.name + f".tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(record), encoding="utf-8")
-            os.replace(tmp, side)
+            _describe_self(lock_path, info)
             yield
         finally:
             with contextlib.suppress(OSError):
