@@ -28,7 +28,7 @@ PRODUCTION_UID = 10001
 PRODUCTION_USER = "vds"
 NOBODY_UID = 65534
 #: what the other user's copy holds (everything a sync, the app and the tests read)
-PROJECT_FILES = ("syncer", "pages", "tests", "streamlit_app.py", "pyproject.toml", "sync.toml", ".streamlit")
+PROJECT_FILES = ("syncer", "pages", "tests", "docs", "streamlit_app.py", "pyproject.toml", "sync.toml", ".streamlit")
 
 
 class CannotSwitchUser(Exception):
@@ -160,7 +160,10 @@ def make_runtime() -> Runtime:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
         for name in PROJECT_FILES:
             src = ROOT / name
-            if src.is_dir():
+            if src.is_dir() and name == "docs":
+                (project / name).mkdir()
+                shutil.copy2(src / "manifest.schema.json", project / name)
+            elif src.is_dir():
                 shutil.copytree(src, project / name, ignore=ignore)
             elif src.exists():
                 shutil.copy2(src, project / name)
