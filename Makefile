@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= sync.toml
 
-.PHONY: run test test-fast lint lock clean demo bench
+.PHONY: run check test test-fast lint lock clean demo bench
 
 # Create the virtualenv from the pinned locks (only when missing or when a lock changed).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -27,18 +27,20 @@ demo: $(STAMP)
 run: $(STAMP) var/warehouse.duckdb
 	SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run streamlit_app.py --server.port 8501
 
-## make test: lint, format check + the whole test suite, slow scenarios included (pytest's "no tests
-## collected", exit 5, counts as a failure).
-test: $(STAMP)
+## make check: lint, format, the engine's structure (module and function sizes, no import cycle).
+check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_structure.py
+
+## make test: lint, format check + the whole test suite, slow scenarios included (pytest's "no tests
+## collected", exit 5, counts as a failure).
+test: check
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 ## make test-fast: the same without the tests marked slow (crash loops, browser, production user).
-test-fast: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test-fast: check
 	@$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

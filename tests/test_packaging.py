@@ -225,8 +225,10 @@ def test_make_test_runs_everything_and_test_fast_leaves_out_the_slow_tests() -> 
     assert {"--strict-markers", "--strict-config"} <= set(pytest_ini["addopts"].split())
     assert pytest_ini["xfail_strict"] is True
     assert any(m.startswith("slow:") for m in pytest_ini["markers"])
+    check = _recipe("check")
+    assert "ruff check ." in check and "ruff format --check ." in check and "scripts/check_structure.py" in check
     for target in ("test", "test-fast"):
-        assert "ruff check ." in _recipe(target) and "ruff format --check ." in _recipe(target)
+        assert re.search(rf"^{target}: check$", (ROOT / "Makefile").read_text(), re.MULTILINE), f"{target} runs check first"
     assert "not slow" not in _recipe("test")
     assert '-m "not slow"' in _recipe("test-fast")
 

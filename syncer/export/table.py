@@ -8,10 +8,8 @@ duplicates (exact, spills to disk, never holds the keys as Python objects).
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import tenacity
 
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
 from syncer.config import Config, TableConfig
+from syncer.export.dedup import drop_duplicates
 from syncer.export.failures import discard, open_table_writer, remove_outputs, write_failure
 from syncer.export.pipeline import KeyOrder, Pipeline
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
@@ -34,7 +32,6 @@ from syncer.formats import (
     TableWriter,
     WrittenFile,
     iter_batches,
-    parquet_files,
     parquet_ranges,
     remove_output,
     schema_to_b64,
@@ -42,7 +39,7 @@ from syncer.formats import (
 )
 from syncer.sources.base import Source
 from syncer.validate.checks import Evidence, check, schema_contract, validate_table
-from syncer.validate.keys import DupResult, scan_duplicate_keys
+from syncer.validate.keys import scan_duplicate_keys
 from syncer.validate.profile import ProfileAccumulator
 from syncer.volume.manifest import Check, ManifestEntry, Part
 
@@ -158,6 +155,25 @@ def _finish(out: TableOutcome, q: Quarantine, path: Path, table: TableConfig) ->
     out.quarantine = q.summary(q.folder.parent.parent) if q.count else None
 
 
+@dataclass
+class _Export:
+    """One attempt at exporting one table: what it reads from, where it writes, what it is held to."""
+
+    source: Source
+    table: TableConfig
+    cfg: Config
+    path: Path
+    previous: ManifestEntry | None
+    accept_schema_change: bool
+    emit: Progress
+    spill_dir: Path | None
+    q: Quarantine
+    out: TableOutcome
+    #: set by _validate: the file as published (rewritten without duplicated keys, if any) and its profile
+    written: WrittenFile = field(init=False)
+    acc: ProfileAccumulator = field(init=False)
+
+
 def _export_once(
     source: Source,
     table: TableConfig,
@@ -170,77 +186,103 @@ def _export_once(
     q: Quarantine,
     out: TableOutcome,
 ) -> None:
+    job = _Export(source, table, cfg, path, previous, accept_schema_change, emit, spill_dir, q, out)
     t0 = time.perf_counter()
     out.checks = []
     with source.pinned(table) as pin:
-        full = source.schema(table)
-        schema = _project(table, full)
+        schema = _project(table, source.schema(table))
         exported_at = clock.utcnow()
         source_rows = source.count(table)
         parts = cfg.parquet_parts(source_rows) if table.format == "parquet" else 1
         if parts > 1:
-            path = path.with_name(table.name)  # a folder of part files
+            job.path = path.with_name(table.name)  # a folder of part files
         emit({"event": "table_start", "table": table.name, "total": source_rows})
-        with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool:
-            # The source profiles the same pinned data while we stream it, when it can do so on its
-            # own connection; otherwise it runs first.
-            t_prof = time.perf_counter()
-            profile_future: Future[dict[str, Any]] | None = None
-            source_profile: dict[str, Any] | None = None
-            profile_error: BadRowsError | None = None
-            if source.concurrent_profile:
-                profile_future = pool.submit(source.profile, table, schema)
-            else:
-                try:
-                    source_profile = source.profile(table, schema)
-                except BadRowsError as exc:
-                    profile_error = exc  # the same bad values; profiled again without them below
-            try:
-                written, acc, keys = _stream_into(
-                    source.stream(table, schema, cfg.batch_rows), table, schema, cfg, path, q, emit, source_rows, parts
-                )
-            except BadRowsError as exc:
-                if not source.supports_key_ranges:
-                    raise
-                # A value the source cannot read: re-read by key ranges, isolating the culprits.
-                log.warning(
-                    "table %s: %s; re-reading by key ranges to isolate the bad rows",
-                    table.name,
-                    exc,
-                    extra={"table": table.name, "step": "bisect"},
-                )
-                remove_output(path)
-                q.discard()
-                ranges = ranged_batches(source, table, schema, cfg.batch_rows, q)
-                written, acc, keys = _stream_into(ranges, table, schema, cfg, path, q, emit, source_rows, parts)
-            if profile_future is not None:
-                try:
-                    source_profile = profile_future.result()
-                except BadRowsError as exc:
-                    profile_error = exc
-            out.timings["source_profile_s"] = time.perf_counter() - t_prof
+        written, acc, keys, source_profile, profile_error = _stream_and_profile(job, schema, source_rows, parts)
         out.timings["export_s"] = time.perf_counter() - t0
-
         t1 = time.perf_counter()
-        dup = scan_duplicate_keys(table, schema, keys, written, spill_dir, limit=table.max_bad_rows + 1)
-        if dup.rows and q.count + dup.rows <= table.max_bad_rows:
-            written, acc = _drop_duplicates(table, schema, cfg, path, q, dup)
-            dup = scan_duplicate_keys(table, schema, KeyOrder(schema, ()), written, spill_dir, limit=1)
-            dup.quarantined = True
-        if q.count:
-            # Compare like with like: the source without the quarantined rows.
-            source_profile = source.profile(table, schema, where=q.exclusion())
-        elif profile_error is not None:
-            raise profile_error
-        assert source_profile is not None
-        out.rows, out.bytes = acc.rows, written.bytes
-        evidence = Evidence(table, schema, source_rows, source_profile, acc, dup, q, written, previous, accept_schema_change)
-        out.checks = validate_table(evidence)
+        _validate(job, schema, source_rows, written, acc, keys, source_profile, profile_error)
         out.timings["validate_s"] = time.perf_counter() - t1
     failed = [c for c in out.checks if c.failed]
     out.ok = not failed
     out.error = "; ".join(f"{c.name}: {c.detail}" for c in failed) if failed else None
-    out.entry = ManifestEntry(
+    out.entry = _entry(job, schema, source_rows, exported_at, pin)
+
+
+def _stream_and_profile(
+    job: _Export, schema: pa.Schema, source_rows: int, parts: int
+) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder, dict[str, Any] | None, BadRowsError | None]:
+    """Stream the table into its writer while the source profiles the same pinned data (on its own
+    connection when it can, else first). A value the source cannot read: re-read by key ranges."""
+    source, table, cfg, q = job.source, job.table, job.cfg, job.q
+    with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool:
+        t_prof = time.perf_counter()
+        profile_future: Future[dict[str, Any]] | None = None
+        source_profile: dict[str, Any] | None = None
+        profile_error: BadRowsError | None = None
+        if source.concurrent_profile:
+            profile_future = pool.submit(source.profile, table, schema)
+        else:
+            try:
+                source_profile = source.profile(table, schema)
+            except BadRowsError as exc:
+                profile_error = exc  # the same bad values; profiled again without them below
+        try:
+            batches = source.stream(table, schema, cfg.batch_rows)
+            written, acc, keys = _stream_into(batches, table, schema, cfg, job.path, q, job.emit, source_rows, parts)
+        except BadRowsError as exc:
+            if not source.supports_key_ranges:
+                raise
+            log.warning(
+                "table %s: %s; re-reading by key ranges to isolate the bad rows",
+                table.name,
+                exc,
+                extra={"table": table.name, "step": "bisect"},
+            )
+            remove_output(job.path)
+            q.discard()
+            ranges = ranged_batches(source, table, schema, cfg.batch_rows, q)
+            written, acc, keys = _stream_into(ranges, table, schema, cfg, job.path, q, job.emit, source_rows, parts)
+        if profile_future is not None:
+            try:
+                source_profile = profile_future.result()
+            except BadRowsError as exc:
+                profile_error = exc
+        job.out.timings["source_profile_s"] = time.perf_counter() - t_prof
+    return written, acc, keys, source_profile, profile_error
+
+
+def _validate(
+    job: _Export,
+    schema: pa.Schema,
+    source_rows: int,
+    written: WrittenFile,
+    acc: ProfileAccumulator,
+    keys: KeyOrder,
+    source_profile: dict[str, Any] | None,
+    profile_error: BadRowsError | None,
+) -> None:
+    """Key checks (quarantining the rows of duplicated keys within max_bad_rows), then every check."""
+    table, q = job.table, job.q
+    dup = scan_duplicate_keys(table, schema, keys, written, job.spill_dir, limit=table.max_bad_rows + 1)
+    if dup.rows and q.count + dup.rows <= table.max_bad_rows:
+        written, acc = drop_duplicates(table, schema, job.cfg, job.path, q, dup)
+        dup = scan_duplicate_keys(table, schema, KeyOrder(schema, ()), written, job.spill_dir, limit=1)
+        dup.quarantined = True
+    if q.count:
+        # Compare like with like: the source without the quarantined rows.
+        source_profile = job.source.profile(table, schema, where=q.exclusion())
+    elif profile_error is not None:
+        raise profile_error
+    assert source_profile is not None
+    job.out.rows, job.out.bytes = acc.rows, written.bytes
+    job.written, job.acc = written, acc
+    evidence = Evidence(table, schema, source_rows, source_profile, acc, dup, q, written, job.previous, job.accept_schema_change)
+    job.out.checks = validate_table(evidence)
+
+
+def _entry(job: _Export, schema: pa.Schema, source_rows: int, exported_at: Any, pin: dict[str, Any]) -> ManifestEntry:
+    table, q, written, acc = job.table, job.q, job.written, job.acc
+    return ManifestEntry(
         file=written.path.name,
         format=table.format,
         rows=acc.rows,
@@ -251,12 +293,12 @@ def _export_once(
         arrow_schema=schema_to_b64(schema),
         primary_key=tuple(table.primary_key),
         exported_at=iso(exported_at),
-        exported_in=path.parent.name,  # the run (= snapshot id) whose export produced this file
+        exported_in=job.path.parent.name,  # the run (= snapshot id) whose export produced this file
         status="quarantined" if q.count else "fresh",
         source_rows=source_rows,
         source={"table": table.source} if table.source else {"query": table.query},
         consistency=pin,
-        checks=tuple(out.checks),
+        checks=tuple(job.out.checks),
         profile=acc.result(),
         quarantine=q.summary(q.folder.parent.parent) if q.count else None,
     )
@@ -348,51 +390,6 @@ def _ranges_from_footer(acc: ProfileAccumulator, table: TableConfig, schema: pa.
                 again.update(batch)
             rng = again.column_range(0)
         acc.merge_range(i, *rng)
-
-
-def _drop_duplicates(
-    table: TableConfig, schema: pa.Schema, cfg: Config, path: Path, q: Quarantine, dup: DupResult
-) -> tuple[WrittenFile, ProfileAccumulator]:
-    """Rewrite the staged file without the rows of duplicated keys; those go to quarantine."""
-    tmp = path.with_name(path.name + ".dedup")
-    remove_output(tmp)
-    wanted = pa.array([_joined_key(k) for k in dup.keys], pa.string())
-    parts = len(parquet_files(path)) if table.format == "parquet" else 1
-    writer = open_table_writer(table, tmp, schema, cfg, parts)
-    acc = ProfileAccumulator(schema)
-    try:
-        for batch in iter_batches(table.format, path, schema):
-            mask = pc.is_in(_key_strings(batch, table.primary_key), value_set=wanted)
-            bad = batch.filter(mask)
-            if bad.num_rows:
-                keys = table.primary_key
-                q.add_rows(bad, [f"duplicate primary key {', '.join(keys)}"] * bad.num_rows, "check")
-            good = batch.filter(pc.invert(mask))
-            acc.update(good)
-            writer.write(good)
-        written = writer.close()
-    except BaseException as exc:
-        err = write_failure(table, tmp, exc)
-        discard(writer, tmp, table, err)
-        if err is exc:
-            raise
-        raise err from exc
-    try:
-        remove_output(path)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise write_failure(table, path, exc) from exc
-    return dataclasses.replace(written, path=path), acc
-
-
-def _key_strings(batch: pa.RecordBatch, keys: tuple[str, ...]) -> pa.Array:
-    parts = [pc.cast(batch.column(k), pa.string()) for k in keys]
-    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
-
-
-def _joined_key(values: tuple[Any, ...]) -> str:
-    # The same text pc.cast(..., string) gives, so the keys match in _key_strings.
-    return "\x1f".join(pa.array([v]).cast(pa.string())[0].as_py() for v in values)
 
 
 def _project(table: TableConfig, full: pa.Schema) -> pa.Schema:
