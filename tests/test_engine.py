@@ -444,3 +444,23 @@ def test_next_run_reads_weekday_numbers_the_way_cron_does(make_config) -> None:
     assert nxt.weekday() == 0 and (nxt.hour, nxt.minute) == (3, 0)
     sunday = dataclasses.replace(cfg, cron="30 1 * * 7")
     assert dt.datetime.fromisoformat(syncer.next_run(sunday).replace("Z", "+00:00")).weekday() == 6
+
+
+def test_a_run_history_broken_after_publishing_is_a_warning_and_the_snapshot_stays_published(config) -> None:
+    db = Path(config.root) / "syncer.db"
+    last = config.tables[-1].name
+
+    def break_history_at_the_end(event: dict) -> None:
+        # After the last table is exported and before the run is recorded: a real, corrupt file.
+        if event.get("event") == "table_done" and event.get("table") == last:
+            for leftover in (db.with_name("syncer.db-wal"), db.with_name("syncer.db-shm")):
+                leftover.unlink(missing_ok=True)
+            db.write_bytes(b"not a database any more" * 200)
+
+    report = syncer.sync(config, progress=break_history_at_the_end)
+
+    assert report.status == "ok" and report.snapshot_id is not None
+    assert Volume(config.root).current_id() == report.snapshot_id
+    assert syncer.verify(config).ok
+    assert len(report.warnings) == 1 and "run history could not record run" in report.warnings[0]
+    assert str(db) in report.warnings[0]

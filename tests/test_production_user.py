@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 
 from tests._asuser import PRODUCTION_UID, Runtime
 from tests._net import app_server
+from tests.conftest import write_config
 
 pytestmark = pytest.mark.slow
 
@@ -140,3 +142,41 @@ def test_make_run_serves_and_syncs_as_the_production_user(
     assert rc == 0 and "reset permissions" in out, out
     rc, out = syncer("verify")
     assert rc == 0, out
+
+
+def test_retention_that_cannot_remove_a_snapshot_leaves_the_new_one_published_with_a_warning(
+    public_runtime: Runtime, production_user: tuple[int, int], demo_db: Path
+) -> None:
+    # A real permission fault only a non-root writer meets: an old snapshot folder owned by root
+    # (restored from a backup, say) cannot be unsealed by uid 10001, so retention cannot move it.
+    uid, gid = production_user
+    work = owned_folder(public_runtime.folder / "retention-as-10001", uid, gid)
+    db = work / "warehouse.duckdb"
+    shutil.copy(demo_db, db)
+    os.chown(db, uid, gid)
+    config = write_config(work, db, extra="")
+    config.write_text(config.read_text().replace("retain = 3", "retain = 2"), encoding="utf-8")
+    os.chown(config, uid, gid)
+
+    def sync_json() -> tuple[int, dict, str]:
+        argv = [public_runtime.python, "-m", "syncer", "--config", str(config), "sync", "--json"]
+        proc = public_runtime.run(uid, gid, argv, cwd=work)
+        out = proc.stdout
+        return proc.returncode, (json.loads(out[out.index("{") :]) if "{" in out else {}), proc.stdout + proc.stderr
+
+    ids = []
+    for _ in range(2):
+        rc, report, out = sync_json()
+        assert rc == 0, out
+        ids.append(report["snapshot_id"])
+    oldest = work / "data" / "snapshots" / ids[0]
+    os.chown(oldest, 0, 0)
+
+    rc, report, out = sync_json()
+
+    assert rc == 0, out
+    assert report["status"] == "ok" and report["snapshot_id"] not in ids
+    assert (work / "data" / "current").resolve().name == report["snapshot_id"]
+    assert len(report["warnings"]) == 1 and "retention did not finish" in report["warnings"][0]
+    assert ids[0] in report["warnings"][0]
+    assert oldest.is_dir() and _mode(oldest) == 0o555  # kept whole, still sealed

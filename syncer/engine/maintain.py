@@ -14,7 +14,7 @@ import os
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._exceptions import LockHeldError, NoSnapshotError, PublishError
+from syncer._exceptions import HistoryError, LockHeldError, NoSnapshotError, PublishError, VolumeError
 from syncer.config import Config
 from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, VerifyReport
 from syncer.volume.history import History
@@ -45,8 +45,12 @@ def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> 
         if not t.ok:
             raise PublishError(f"snapshot {target} is not intact ({t.error or '; '.join(t.problems)}); choose another")
         vol.point_current(target)
-        History(vol.db_path).event("rollback", iso(clock.utcnow()), user=user, **{"from": cur, "to": target})
         log.info("rolled back current from %s to %s", cur, target, extra={"step": "rollback"})
+        try:
+            History(vol.db_path).event("rollback", iso(clock.utcnow()), user=user, **{"from": cur, "to": target})
+        except HistoryError as exc:  # the rollback happened: say the audit entry is missing, do not undo it
+            log.warning("rollback %s -> %s is not in the audit trail: %s", cur, target, exc, extra={"step": "rollback"})
+            return RollbackResult(cur, target, warnings=(f"not recorded in the audit trail: {exc}",))
         return RollbackResult(cur, target)
 
 
@@ -64,21 +68,37 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> R
             # A sync is running: it owns staging; only report, change nothing.
             return RepairResult(skipped="a sync is running; nothing repaired", current=vol.current_id())
         hist = History(vol.db_path)
-        actions += [f"removed {p}" for p in vol.sweep()]
-        if vol.db_path.exists():
-            aborted = hist.abort_running(
-                "the process running it stopped before it finished (killed or crashed)", iso(clock.utcnow())
-            )
-            if aborted:
-                actions.append(f"marked {aborted} interrupted run(s) as aborted")
+        actions += _sweep(vol, hist)
         actions += _reseal_snapshots(vol)
         actions += _fix_current(vol)
+        for a in actions:
+            log.warning("repair: %s", a, extra={"step": "repair"})
         if actions:
-            hist.event("repair", iso(clock.utcnow()), user=user, reason=reason, actions=actions)
-            for a in actions:
-                log.warning("repair: %s", a, extra={"step": "repair"})
+            try:
+                hist.event("repair", iso(clock.utcnow()), user=user, reason=reason, actions=actions)
+            except HistoryError as exc:
+                log.warning("repair: not recorded in the run history: %s", exc, extra={"step": "repair"})
         return RepairResult(actions=tuple(actions), current=vol.current_id())
     raise AssertionError("unreachable")  # pragma: no cover - the with block always returns
+
+
+def _sweep(vol: Volume, hist: History) -> list[str]:
+    """Leftovers of interrupted runs, and their runs marked aborted; what cannot be done is an action line."""
+    actions = []
+    try:
+        actions += [f"removed {p}" for p in vol.sweep()]
+    except VolumeError as exc:
+        actions.append(f"could not sweep staging: {exc}")
+    if vol.db_path.exists():
+        why = "the process running it stopped before it finished (killed or crashed)"
+        try:
+            aborted = hist.abort_running(why, iso(clock.utcnow()))
+        except HistoryError as exc:
+            actions.append(f"could not mark interrupted runs as aborted: {exc}")
+        else:
+            if aborted:
+                actions.append(f"marked {aborted} interrupted run(s) as aborted")
+    return actions
 
 
 def _restore_layout_access(vol: Volume) -> list[str]:
@@ -121,8 +141,10 @@ def _fix_current(vol: Volume) -> list[str]:
     actions = []
     if vol.current.exists() and not vol.current.is_symlink():
         # Not ours to delete (someone's folder or file): move it aside so `current` can be a link again.
-        aside = vol.root / f"current.not-a-link-{clock.utcnow().strftime('%Y%m%dT%H%M%SZ')}"
-        os.rename(vol.current, aside)
+        try:
+            aside = vol.move_aside(vol.current, f"current.not-a-link-{clock.utcnow().strftime('%Y%m%dT%H%M%SZ')}")
+        except VolumeError as exc:
+            return [f"current is not a symbolic link and could not be moved aside: {exc}"]
         actions.append(f"current was not a symbolic link; moved it to {aside.name}")
     cur = vol.current_id()
     cur_info = vol.inspect(cur) if cur else None

@@ -42,9 +42,14 @@ class RepairResult(Record):
 class RollbackResult(Record):
     previous: str | None
     to: str
+    #: the rollback happened, but something around it did not (the audit entry)
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"from": self.previous, "to": self.to}
+        out: dict[str, Any] = {"from": self.previous, "to": self.to}
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
 
 
 @dataclass(frozen=True)

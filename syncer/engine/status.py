@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
+from syncer._exceptions import HistoryError
 from syncer.config import Config, TableConfig
 from syncer.engine.results import SnapshotRef, SnapshotSummary, StatusReport, TableStatus
 from syncer.volume.history import History
@@ -49,7 +50,11 @@ def status(cfg: Config) -> StatusReport:
             )
         if entry is not None and entry.carried_over:
             warnings.append(f"table {t.name!r} kept its previous data because the last export failed: {entry.error}")
-    last = History(vol.db_path).last_run()
+    try:
+        last = History(vol.db_path).last_run()
+    except HistoryError as exc:  # what is published is still known; the history is not
+        last = None
+        warnings.append(str(exc))
     holder = lock_holder(vol.lock_path)
     return StatusReport(
         snapshot=SnapshotRef(man.id, man.created_at) if man else None,

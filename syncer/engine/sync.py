@@ -23,11 +23,12 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
-from syncer._exceptions import PublishError, SourceError
+from syncer._exceptions import HistoryError, SourceError, VolumeError
 from syncer.config import Config
 from syncer.export.table import TableOutcome, export_table
 from syncer.sources import open_source
 from syncer.validate.checks import check
+from syncer.volume.files import carry_over
 from syncer.volume.history import History
 from syncer.volume.layout import Volume, remove_tree
 from syncer.volume.lock import volume_lock
@@ -89,6 +90,8 @@ class _Run:
     prev: Manifest | None = None
     source_desc: dict[str, Any] = field(default_factory=dict)
     snapshot_id: str | None = None
+    #: what went wrong after the snapshot was published (it stays published)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def staging(self) -> Path:
@@ -206,7 +209,7 @@ class _Run:
                 entries[t.name] = out.entry
                 status = out.entry.status
             elif old is not None and prev_dir is not None:
-                _link(prev_dir / old.file, self.staging / old.file)
+                carry_over(prev_dir / old.file, self.staging / old.file)
                 entries[t.name] = old if out is None else _carried_over(old, out)
                 status = entries[t.name].status
             else:
@@ -231,11 +234,20 @@ class _Run:
         self.vol.publish(self.run_id)
         self.snapshot_id = self.run_id
         self.steps["publish_s"] = time.perf_counter() - t_pub
+        # Published: from here on nothing may turn the run into a failure; what goes wrong is a warning.
         t_ret = time.perf_counter()
-        removed = self.vol.retention(self.cfg.retain)
-        _prune_quarantine(self.vol)
+        removed: list[str] = []
+        try:
+            removed = self.vol.retention(self.cfg.retain)
+            _prune_quarantine(self.vol)
+        except VolumeError as exc:
+            self._warn(f"retention did not finish (snapshot {self.run_id} is published and current): {exc}")
         self.steps["retention_s"] = time.perf_counter() - t_ret
         return tuple(removed)
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        log.warning("%s", message, extra={"run_id": self.run_id, "step": "run"})
 
     def _record_crash(self, exc: BaseException) -> None:
         """Nothing was published (or the swap already happened and only bookkeeping failed): either
@@ -243,9 +255,12 @@ class _Run:
         with contextlib.suppress(Exception):
             if self.snapshot_id is None:
                 remove_tree(self.staging)
+            failed = any(not o.ok for o in self.outcomes.values())
+            # published before the crash: the history says what is served, and that the run did not end well
+            status = "failed" if self.snapshot_id is None else ("partial" if failed else "ok")
             self.hist.finish_run(
                 self.run_id,
-                status="failed",
+                status=status,
                 error=f"{type(exc).__name__}: {exc}",
                 finished_at=iso(clock.utcnow()),
                 duration_s=time.perf_counter() - self.t0,
@@ -270,25 +285,34 @@ class _Run:
             budget=_budget_check(self.cfg, duration),
             rows=sum(o.rows for o in ok),
             bytes=sum(o.bytes for o in ok),
+            warnings=tuple(self.warnings),
         )
         if status == "failed":
             remove_tree(self.staging)
+        try:
+            self._record(report, results)
+        except HistoryError as exc:
+            # The snapshot (if any) is published; only the bookkeeping is lost. Say so, do not fail.
+            self._warn(f"the run history could not record run {self.run_id}: {exc}")
+            report = dataclasses.replace(report, warnings=tuple(self.warnings))
+        log.info("run %s %s in %.2fs", self.run_id, status, duration, extra={"run_id": self.run_id, "step": "run"})
+        return report
+
+    def _record(self, report: RunReport, results: list[TableResult]) -> None:
         for tr in results:
             self.hist.record_table(self.run_id, tr.to_json(), [c.to_json() for c in tr.checks])
         self.hist.record_checks(self.run_id, None, [report.budget.to_json()] if report.budget else [])
         self.hist.finish_run(
             self.run_id,
-            status=status,
-            error=error,
+            status=report.status,
+            error=report.error,
             finished_at=iso(clock.utcnow()),
-            duration_s=duration,
+            duration_s=report.duration_s,
             snapshot_id=self.snapshot_id,
             rows=report.rows,
             bytes=report.bytes,
             steps=self.steps,
         )
-        log.info("run %s %s in %.2fs", self.run_id, status, duration, extra={"run_id": self.run_id, "step": "run"})
-        return report
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -334,7 +358,11 @@ def _prune_quarantine(vol: Volume) -> None:
     kept = {i.id for i in infos}
     oldest = parse_iso(infos[0].created_at).timestamp()
     for folder in vol.quarantine.iterdir():
-        if folder.is_dir() and folder.name not in kept and folder.stat().st_mtime < oldest:
+        try:
+            old = folder.is_dir() and folder.name not in kept and folder.stat().st_mtime < oldest
+        except OSError:
+            continue  # best effort: the next run looks again
+        if old:
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -354,21 +382,3 @@ def _describe_source(cfg: Config) -> dict[str, Any]:
     if cfg.source.path is not None:
         d["path"] = str(cfg.source.path)
     return d
-
-
-def _link(src: Path, dst: Path) -> None:
-    """Carry a published file (or a folder of parts, file by file) into the staged snapshot."""
-    try:
-        if src.is_dir() and not src.is_symlink():
-            dst.mkdir()
-            for f in sorted(src.iterdir()):
-                _link(f, dst / f.name)
-            return
-        os.link(src, dst)
-    except PublishError:
-        raise
-    except OSError as exc:
-        if exc.errno in (18,):  # EXDEV: not on the same filesystem; a copy keeps the data all the same
-            shutil.copy2(src, dst)
-        else:
-            raise PublishError(f"cannot carry {src.name} over from the current snapshot: {exc}") from exc

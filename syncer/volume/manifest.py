@@ -276,6 +276,8 @@ class RunReport(Record):
     budget: Check | None = None
     rows: int = 0
     bytes: int = 0
+    #: what went wrong after the snapshot was published (retention, the run history): it stays published
+    warnings: tuple[str, ...] = ()
 
     _optional: ClassVar[frozenset[str]] = frozenset({"error", "retention_removed"})
 
