@@ -14,7 +14,7 @@ set -eu
 : "${SYNCER_LOG_FORMAT:=json}"
 : "${SYNCER_PORT:=8501}"
 : "${SYNCER_APP_DIR:=/app}"
-: "${ARROW_DEFAULT_MEMORY_POOL:=system}"  # returns freed memory (see syncer/_memory.py)
+: "${ARROW_DEFAULT_MEMORY_POOL:=system}"  # returns freed memory (see syncer/cli.py)
 export SYNCER_CONFIG SYNCER_LOG_FORMAT ARROW_DEFAULT_MEMORY_POOL
 
 fail() {

@@ -1,4 +1,4 @@
-"""``syncer`` command line: a thin edge over the engine.
+"""``syncer`` command line: a thin edge over the syncer.
 
 Library errors become one line on stderr and the exit code of their class (see README "Exit
 codes"). Anything else (a bug, an error that escaped the exception tree) is caught last: one line
@@ -17,16 +17,22 @@ from typing import Any
 
 import click
 
-# isort: off
-from syncer import _memory  # noqa: F401 - Arrow's system allocator, chosen before pyarrow loads
-import syncer.engine as engine
-
-# isort: on
-from syncer._exceptions import SyncError
-from syncer._log import configure_logging
-from syncer.config import Config, load_config
+import syncer
+from syncer import Config, SyncError, configure_logging, load_config
 
 __all__ = ["main"]
+
+# Arrow's allocator for syncer's own processes (the CLI, and the admin app via its launchers).
+#
+# Arrow allocates from mimalloc by default, which keeps pages freed by one thread for that thread. A
+# sync allocates on several (reader, profiler, one Parquet encoder per part): at 5M rows the system
+# allocator peaked about 50 MB lower (215 vs 265 MB). Only the choice made before pyarrow loads
+# counts (``ARROW_DEFAULT_MEMORY_POOL``; switching the pool later measured no gain), so the CLI
+# sets it here, before any command loads pyarrow, and ``make run`` and the SPCS image set it for the app.
+# An operator's own ``ARROW_DEFAULT_MEMORY_POOL`` wins; library users who call ``syncer.sync`` from
+# their own process keep their allocator.
+if "pyarrow" not in sys.modules:
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
 def _fail(message: str, code: int) -> None:
@@ -135,12 +141,10 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @handle_errors
 def demo(ctx: click.Context, rows: int | None) -> None:
     """Create or refresh the embedded DuckDB demo warehouse."""
-    from syncer.sources.demo import DEFAULT_ROWS, build_demo
-
     cfg = _config(ctx)
     if cfg.source.kind != "duckdb" or cfg.source.path is None:
         raise SyncError('the demo warehouse is a DuckDB file; this config\'s [source] is not kind = "duckdb"')
-    counts = build_demo(cfg.source.path, rows if rows is not None else DEFAULT_ROWS)
+    counts = syncer.build_demo(cfg.source.path) if rows is None else syncer.build_demo(cfg.source.path, rows)
     click.echo(f"demo warehouse {cfg.source.path}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
 
 
@@ -154,7 +158,7 @@ def demo(ctx: click.Context, rows: int | None) -> None:
 def sync(ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_schema_change: bool, trigger: str) -> None:
     """Export -> validate -> publish (only TABLES if given; the others are carried over)."""
     cfg = _config(ctx)
-    report = engine.sync(
+    report = syncer.sync(
         cfg, list(tables) or None, trigger=trigger, user=_user(), progress=_Progress(), accept_schema_change=accept_schema_change
     )
     if as_json:
@@ -191,7 +195,7 @@ def _print_run(report: dict[str, Any]) -> None:
 def startup(ctx: click.Context, as_json: bool) -> None:
     """Repair, then sync unless the data is fresher than the skip window."""
     cfg = _config(ctx)
-    res = engine.startup(cfg, user=_user(), progress=_Progress())
+    res = syncer.startup(cfg, user=_user(), progress=_Progress())
     if as_json:
         _emit_json(res)
     else:
@@ -211,7 +215,7 @@ def startup(ctx: click.Context, as_json: bool) -> None:
 @handle_errors
 def status(ctx: click.Context, as_json: bool) -> None:
     """Current snapshot, per-table freshness and checks, last and next run."""
-    st = engine.status(_config(ctx))
+    st = syncer.status(_config(ctx))
     if as_json:
         _emit_json(st)
         return
@@ -237,7 +241,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @handle_errors
 def snapshots_cmd(ctx: click.Context, as_json: bool) -> None:
     """Retained snapshots, oldest first."""
-    snaps = engine.snapshots(_config(ctx))
+    snaps = syncer.snapshots(_config(ctx))
     if as_json:
         _emit_json(snaps)
         return
@@ -253,7 +257,7 @@ def snapshots_cmd(ctx: click.Context, as_json: bool) -> None:
 @handle_errors
 def rollback(ctx: click.Context, snapshot_id: str | None) -> None:
     """Point current at SNAPSHOT_ID (default: the previous snapshot)."""
-    res = engine.rollback(_config(ctx), snapshot_id, user=_user())
+    res = syncer.rollback(_config(ctx), snapshot_id, user=_user())
     click.echo(f"current: {res['from']} -> {res['to']}")
 
 
@@ -263,7 +267,7 @@ def rollback(ctx: click.Context, snapshot_id: str | None) -> None:
 @handle_errors
 def verify(ctx: click.Context, as_json: bool) -> None:
     """Re-check the current snapshot's files against its manifest (sha256, size, permissions)."""
-    res = engine.verify(_config(ctx))
+    res = syncer.verify(_config(ctx))
     if as_json:
         _emit_json(res)
     else:
@@ -280,7 +284,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 @handle_errors
 def repair(ctx: click.Context) -> None:
     """Fix current, sweep staging, reset permissions."""
-    res = engine.repair(_config(ctx), user=_user())
+    res = syncer.repair(_config(ctx), user=_user())
     if res.get("skipped"):
         click.echo(res["skipped"])
     for a in res["actions"]:
@@ -294,8 +298,6 @@ def repair(ctx: click.Context) -> None:
 @handle_errors
 def schedule(ctx: click.Context) -> None:
     """Run the daily scheduler in the foreground (no UI) until SIGTERM or Ctrl-C."""
-    from syncer.schedule.scheduler import run_scheduler
-
     cfg = _config(ctx)
     # The scheduled runs' results are the point of this command: log them even without -v.
     if not ctx.find_root().params.get("verbose"):
@@ -304,7 +306,7 @@ def schedule(ctx: click.Context) -> None:
     def started(next_run: str | None) -> None:
         click.echo(f"scheduler running: cron {cfg.cron!r} ({cfg.timezone}); next run {next_run}; stop with Ctrl-C or SIGTERM")
 
-    run_scheduler(cfg, on_start=started)
+    syncer.run_scheduler(cfg, on_start=started)
     click.echo("scheduler stopped")
 
 

@@ -252,3 +252,27 @@ def test_the_public_face_is_one_list_held_to_all_and_the_type_checking_imports()
         assert getattr(syncer, name) is getattr(importlib.import_module(module), name), name
     admin_only = {"freshness", "request_sync", "StartupGate", "identify", "startup_state"}
     assert not admin_only & set(syncer.__all__), "the admin app's pieces live in syncer.admin"
+
+
+@pytest.mark.parametrize(
+    ("path", "faces"),
+    [
+        pytest.param("syncer/cli.py", {"syncer"}, id="cli"),
+        pytest.param("streamlit_app.py", {"syncer", "syncer.admin"}, id="app"),
+        *(
+            pytest.param(f"pages/{p.name}", {"syncer", "syncer.admin"}, id=f"page-{p.stem}")
+            for p in sorted((ROOT / "pages").glob("*.py"))
+        ),
+    ],
+)
+def test_the_cli_the_app_and_the_pages_import_only_public_faces(path: str, faces: set[str]) -> None:
+    import ast
+
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            used |= {a.name for a in node.names if a.name.split(".")[0] == "syncer"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "syncer":
+            used.add(node.module)
+    assert used and used <= faces, f"{path} imports {sorted(used - faces)}; use {sorted(faces)}"
