@@ -27,11 +27,12 @@ demo: $(STAMP)
 run: $(STAMP) var/warehouse.duckdb
 	SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run streamlit_app.py --server.port 8501
 
-## make check: lint, format, the engine's structure (module and function sizes, no import cycle).
+## make check: lint, format, the engine's structure (module and function sizes, no import cycle), types.
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/check_structure.py
+	$(BIN)/mypy
 
 ## make test: lint, format check + the whole test suite, slow scenarios included (pytest's "no tests
 ## collected", exit 5, counts as a failure).

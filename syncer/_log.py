@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = ["SPCS_TOKEN_PATH", "JsonFormatter", "configure_logging", "json_wanted", "register_secret", "scrub"]
 
@@ -55,7 +56,7 @@ def scrub(text: str) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        obj = {
+        obj: dict[str, Any] = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,

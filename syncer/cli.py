@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 import syncer
-from syncer import Config, SyncError, configure_logging, load_config
+from syncer import Config, RunReport, SyncError, configure_logging, load_config
 
 __all__ = ["main"]
 
@@ -169,7 +169,7 @@ def sync(ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_sche
         sys.exit(1)
 
 
-def _print_run(report: dict[str, Any]) -> None:
+def _print_run(report: RunReport) -> None:
     for t in report["tables"]:
         mark = click.style("ok", fg="green") if t["ok"] else click.style(t["status"].upper(), fg="red")
         rate = f"{t['rows_per_s']:,.0f} rows/s" if t.get("rows_per_s") else ""

@@ -227,6 +227,7 @@ def test_make_test_runs_everything_and_test_fast_leaves_out_the_slow_tests() -> 
     assert any(m.startswith("slow:") for m in pytest_ini["markers"])
     check = _recipe("check")
     assert "ruff check ." in check and "ruff format --check ." in check and "scripts/check_structure.py" in check
+    assert "mypy" in check, "the engine is type-checked"
     for target in ("test", "test-fast"):
         assert re.search(rf"^{target}: check$", (ROOT / "Makefile").read_text(), re.MULTILINE), f"{target} runs check first"
     assert "not slow" not in _recipe("test")

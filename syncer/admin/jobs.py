@@ -46,7 +46,8 @@ class Job:
     submitted_at: str
     state: str = "running"
     finished_at: str | None = None
-    result: dict[str, Any] | None = None
+    #: what ``work`` returned (a sync's RunReport), once it finished
+    result: Any = None
     error: str | None = None
     # progress, updated from the engine's callback
     table: str | None = None
@@ -140,9 +141,7 @@ class JobRunner:
                     return job
         return None
 
-    def submit(
-        self, kind: str, work: Callable[[Progress], dict[str, Any]], *, label: str, user: str | None, tables_total: int
-    ) -> Job:
+    def submit(self, kind: str, work: Callable[[Progress], Any], *, label: str, user: str | None, tables_total: int) -> Job:
         """Start ``work(progress)`` on a thread; raises :class:`LockHeldError` while another job runs."""
         with self._lock:
             for jid in self._order:

@@ -7,8 +7,8 @@ Each returns a typed record (:mod:`syncer.volume.manifest`, :mod:`syncer.engine.
 from __future__ import annotations
 
 from syncer.engine.maintain import repair, rollback, verify
-from syncer.engine.startup import startup
-from syncer.engine.status import next_run, snapshots, status
-from syncer.engine.sync import TRIGGERS, Progress, sync
+from syncer.engine.run import TRIGGERS, Progress, sync
+from syncer.engine.start import startup
+from syncer.engine.state import next_run, snapshots, status
 
 __all__ = ["TRIGGERS", "Progress", "next_run", "repair", "rollback", "snapshots", "startup", "status", "sync", "verify"]

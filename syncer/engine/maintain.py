@@ -188,7 +188,7 @@ def verify(cfg: Config) -> VerifyReport:
         if man.id != cur:
             problems.append(f"the manifest of snapshot {cur} names snapshot {man.id!r} (copied or edited)")
         problems += permission_problems(info.path)
-        problems += unexpected_files(info.path, man)
+        problems += unexpected_files(info.path, man.to_json())
         problems += [f"configured table {t.name!r} is not in snapshot {cur}" for t in cfg.tables if t.name not in man.tables]
         for name, t in man.tables.items():
             # a table's verdict comes from the checks of its own files, not from matching messages

@@ -26,7 +26,7 @@ from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, Va
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
 from syncer.export.failures import discard, open_table_writer, remove_outputs, write_failure
-from syncer.export.pipeline import KeyOrder, Pipeline
+from syncer.export.pipeline import KeyOrder, Pipeline, Stage
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
     TableWriter,
@@ -363,7 +363,7 @@ def _pump(
     with Pipeline() as stages:
         ahead = stages.reader(batches, bound=_READ_DEPTH, name="syncer-read")
         # One batch profiled at a time, in order (the profile and the key order are sequential).
-        profile = stages.worker(lambda b: _observe(acc, keys, b), bound=1, name="syncer-profile")
+        profile: Stage[pa.RecordBatch] = stages.worker(lambda b: _observe(acc, keys, b), bound=1, name="syncer-profile")
         # A threaded writer (Parquet) encodes on stages of its own; the others get a writer thread.
         write: Callable[[pa.RecordBatch], None] = (
             writer.write if writer.threaded else stages.worker(writer.write, bound=_WRITE_DEPTH + 1, name="syncer-write").put

@@ -32,6 +32,7 @@ from syncer.config import Config
 from syncer.engine import next_run, sync
 from syncer.schedule.cron import crontab_trigger
 from syncer.volume.audit import record_event
+from syncer.volume.manifest import RunReport
 
 __all__ = [
     "JOB_ID",
@@ -60,7 +61,7 @@ def next_fire(cfg: Config) -> str | None:
     return next_run(cfg)
 
 
-def scheduled_sync(cfg: Config) -> dict[str, Any] | None:
+def scheduled_sync(cfg: Config) -> RunReport | None:
     """The scheduler's job: one normal sync with trigger ``schedule``; never raises.
 
     Returns the run report, or None when the run could not start (another writer, a config error).

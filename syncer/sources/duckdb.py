@@ -143,7 +143,11 @@ class DuckDBSource(Source):
             cur.close()
 
     def _profile(
-        self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None, approx_sum: set[str] = frozenset()
+        self,
+        table: TableConfig,
+        schema: pa.Schema,
+        where: RowFilter | None = None,
+        approx_sum: frozenset[str] | set[str] = frozenset(),
     ) -> dict[str, Any]:
         plans = [plan_for(f) for f in schema]
         # Several narrow queries instead of one wide one: DuckDB answers plain count/min/max/sum

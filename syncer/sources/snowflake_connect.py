@@ -115,8 +115,8 @@ def connection_plan(
                     f"Snowflake connection {name!r} is not in {path} (connections there: {known}); "
                     "fix [source] connection_name / $SNOWFLAKE_DEFAULT_CONNECTION_NAME or add the connection"
                 )
-            params = {k: v for k, v in sections[name].items() if v not in (None, "")}
-            return ConnectionPlan("connections.toml", _finish(params, cfg), f"{path} [{name}]")
+            named = {k: v for k, v in sections[name].items() if v not in (None, "")}
+            return ConnectionPlan("connections.toml", _finish(named, cfg), f"{path} [{name}]")
     if not explicit:
         raise SourceUnavailableError(
             "no Snowflake connection configured: not running in SPCS (no token file at "

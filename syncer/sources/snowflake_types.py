@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -182,7 +182,7 @@ def minify_json(arr: pa.Array) -> pa.Array:
 def column_from_values(table: str, field: pa.Field, values: Sequence[Any]) -> pa.Array:
     """An exact Arrow array of ``field``'s type, or an error naming the first value that does not fit."""
     t = field.type
-    convert = None
+    convert: Callable[[Any], Any] | None = None
     if pa.types.is_int64(t):
         convert = _to_int
     elif pa.types.is_decimal(t):

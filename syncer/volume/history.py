@@ -125,7 +125,7 @@ class History:
         with self._connect(write=True) as con:
             con.execute("BEGIN IMMEDIATE")
             if many:
-                con.executemany(sql, params)  # type: ignore[arg-type]
+                con.executemany(sql, params)
             else:
                 con.execute(sql, params)
             con.execute("COMMIT")

@@ -15,8 +15,8 @@ from syncer._exceptions import LockHeldError, SyncError
 from syncer.config import Config
 from syncer.engine.maintain import repair
 from syncer.engine.results import RepairResult, StartupResult
-from syncer.engine.status import table_ages
-from syncer.engine.sync import Progress, sync
+from syncer.engine.run import Progress, sync
+from syncer.engine.state import table_ages
 from syncer.volume.layout import Volume
 from syncer.volume.manifest import Manifest, RunReport
 
