@@ -57,4 +57,4 @@ def test_a_table_that_fails_a_check_stages_nothing_and_says_why(tmp_path: Path, 
     assert not out.ok
     assert "completed_at" in (out.error or "") and "max_bad_rows" in (out.error or "")
     assert [p.name for p in staging.iterdir()] == []
-    assert [c.name for c in out.checks if c.failed] == ["not_null"]  # the export itself ran: one attempt
+    assert [c.name for c in out.checks if c.failed] == ["not_null", "bad_rows"]  # the export itself ran
