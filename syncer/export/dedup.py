@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncer.config import Config, TableConfig
-from syncer.export.failures import discard, open_table_writer, write_failure
+from syncer.export.failures import abandon, open_table_writer, write_failure
 from syncer.export.quarantine import Quarantine
 from syncer.formats import WrittenFile, iter_batches, parquet_files, remove_output
 from syncer.validate.keys import DupResult
@@ -42,11 +42,7 @@ def drop_duplicates(
             writer.write(good)
         written = writer.close()
     except BaseException as exc:
-        err = write_failure(table, tmp, exc)
-        discard(writer, tmp, table, err)
-        if err is exc:
-            raise
-        raise err from exc
+        abandon(writer, tmp, table, exc)
     try:
         remove_output(path)
         os.replace(tmp, path)

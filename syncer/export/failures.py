@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pyarrow as pa
 
@@ -17,7 +17,7 @@ from syncer._exceptions import SyncError, ValidationError, WriteError
 from syncer.config import Config, TableConfig
 from syncer.formats import open_writer, remove_output
 
-__all__ = ["discard", "open_table_writer", "remove_outputs", "write_failure"]
+__all__ = ["abandon", "discard", "open_table_writer", "remove_outputs", "write_failure"]
 
 log = logging.getLogger("syncer")
 
@@ -67,6 +67,17 @@ def discard(writer: Any, path: Path, table: TableConfig, err: BaseException) -> 
                 extra={"table": table.name, "step": "export"},
             )
             err.add_note(f"{what} of {path.name} also failed: {reason}")
+
+
+def abandon(writer: Any, path: Path, table: TableConfig, exc: BaseException) -> NoReturn:
+    """Give up on ``writer`` after ``exc``: classify first, then clean up (a failure of the clean-up,
+    the sink's close on a full disk, is noted on the error and logged, never raised instead of it),
+    then raise the classified error."""
+    err = write_failure(table, path, exc)
+    discard(writer, path, table, err)
+    if err is exc:
+        raise exc
+    raise err from exc
 
 
 def remove_outputs(path: Path, table: TableConfig) -> None:

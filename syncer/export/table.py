@@ -25,7 +25,7 @@ from syncer._clock import iso
 from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
-from syncer.export.failures import discard, open_table_writer, remove_outputs, write_failure
+from syncer.export.failures import abandon, open_table_writer, remove_outputs
 from syncer.export.pipeline import KeyOrder, Pipeline, Stage
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
@@ -333,13 +333,7 @@ def _stream_into(
         if acc.deferred:
             _ranges_from_footer(acc, table, schema, written)
     except BaseException as exc:
-        # Classify first, then clean up: a failure of the clean-up (the sink's close on a full disk)
-        # is noted on this error and logged, never raised instead of it.
-        err = write_failure(table, path, exc)
-        discard(writer, path, table, err)
-        if err is exc:
-            raise
-        raise err from exc
+        abandon(writer, path, table, exc)
     return written, acc, keys
 
 
