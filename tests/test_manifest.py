@@ -298,6 +298,8 @@ def test_part_records_keep_unknown_keys() -> None:
     assert Part.from_json(part).to_json() == part
     column = {"name": "id", "type": "int64", "nullable": False, "comment": "key"}
     assert Column.from_json(column).to_json() == column
+    named_extra = {"name": "n", "ok": False, "severity": "warning", "detail": "d", "extra": {"a": 1}}
+    assert Check.from_json(named_extra).to_json() == named_extra
     # equality is about what this version knows; extras never make two checks differ
     assert Check.from_json({"name": "n", "ok": True, "detail": "d", "x": 1}) == Check("n", True, "d")
 

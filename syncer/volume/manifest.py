@@ -64,7 +64,8 @@ class Record:
             raise ValueError(f"missing required key(s) {', '.join(map(repr, missing))}")
         names = {f.name for f in fields}
         known = {k: v for k, v in data.items() if k in names and k != "extra"}
-        extra = {k: v for k, v in data.items() if k not in names}
+        # a key a newer writer calls "extra" is kept too (it is not this field)
+        extra = {k: v for k, v in data.items() if k not in names or k == "extra"}
         if "extra" in names:
             known["extra"] = extra
         return cls(**cls._convert(known))  # type: ignore[call-arg]
