@@ -68,7 +68,7 @@ class Record:
         extra = {k: v for k, v in data.items() if k not in names or k == "extra"}
         if "extra" in names:
             known["extra"] = extra
-        return cls(**cls._convert(known))  # type: ignore[call-arg]
+        return cls(**cls._convert(known))
 
     @classmethod
     def _convert(cls, values: dict[str, Any]) -> dict[str, Any]:
