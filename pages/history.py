@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -29,19 +27,18 @@ def _over_time(df: pd.DataFrame, field: str, title: str, tooltip: list[str]) -> 
 cfg = st.session_state["syncer_config"]
 st.title("History")
 
-hist = syncer.admin.open_history(cfg)
 try:
-    runs = pd.DataFrame(hist.runs(limit=200))
-    events = hist.events(limit=300)
+    view = syncer.admin.history_view(cfg, limit=200, audit_limit=300)
 except syncer.SyncError as exc:
     st.error(str(exc))
     st.stop()
 
+RUN_COLUMNS = [*syncer.admin.RunRow.__dataclass_fields__]
+runs = pd.DataFrame([r.to_json() for r in view.runs], columns=RUN_COLUMNS)
 if runs.empty:
     st.info("No runs yet.")
 else:
     runs["started_at"] = pd.to_datetime(runs["started_at"], utc=True)
-    runs["rows_per_s"] = (runs["rows"] / runs["duration_s"]).where(runs["duration_s"] > 0)
     st.dataframe(
         runs[["started_at", "trigger", "user", "status", "duration_s", "rows", "bytes", "snapshot_id", "error"]],
         hide_index=True,
@@ -53,7 +50,8 @@ else:
         },
         key="runs_table",
     )
-    done = runs.dropna(subset=["duration_s"])
+    done = pd.DataFrame([r.to_json() for r in view.finished], columns=RUN_COLUMNS)
+    done["started_at"] = pd.to_datetime(done["started_at"], utc=True)
     if done.empty:
         st.caption("No run has finished yet.")
     else:
@@ -67,16 +65,9 @@ else:
             st.altair_chart(chart, width="stretch")
 
         st.subheader("Time per step against the time budget")
-        steps = [
-            {"run": r.id, "step": step, "seconds": secs}
-            for r in done.iloc[::-1].itertuples()
-            if isinstance(r.steps, dict)
-            for step, secs in r.steps.items()
-        ]
-        if steps:
-            frame = pd.DataFrame(steps)
-            budget_s = cfg.time_budget_seconds
-            slowest = float(frame.groupby("run")["seconds"].sum().max())
+        if view.steps and view.slowest_s is not None:
+            frame = pd.DataFrame([step.to_json() for step in view.steps], columns=["run", "step", "seconds"])
+            budget_s, slowest = view.budget_s, view.slowest_s
             chart = (
                 alt.Chart(frame)
                 .mark_bar()
@@ -105,19 +96,7 @@ else:
 
 st.subheader("Audit trail")
 st.caption("Rollbacks, repairs, manual syncs and refused or blocked actions, with who did them.")
-audit = pd.DataFrame(
-    [
-        {
-            "at": e["at"],
-            "action": e["kind"],
-            "user": e["user"],
-            "run": e["run_id"],
-            "detail": json.dumps(e["detail"], default=str),
-        }
-        for e in events
-    ],
-    columns=["at", "action", "user", "run", "detail"],
-)
+audit = pd.DataFrame([a.to_json() for a in view.audit], columns=[*syncer.admin.AuditRow.__dataclass_fields__])
 if audit.empty:
     st.caption("Nothing recorded yet.")
 else:

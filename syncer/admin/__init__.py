@@ -5,7 +5,8 @@
 * who may act: :func:`identify`, :func:`require_operator`, :data:`USER_HEADER` (:mod:`.auth`);
 * actions: :func:`request_sync`, :func:`request_rollback`, the job runner (:mod:`.actions`, :mod:`.jobs`);
 * read models for the pages: :func:`freshness`, :func:`rollback_preview`, :func:`validation_rows`,
-  :func:`quarantined`, :func:`read_quarantined`, :func:`open_history` (:mod:`.models`).
+  :func:`quarantined`, :func:`read_quarantined`, :func:`open_history` (:mod:`.models`), and
+  :func:`history_view` with :class:`RunRow`, :class:`StepTime`, :class:`AuditRow` (:mod:`.history_models`).
 
 Importing it loads the engine and Streamlit's server pieces on demand; an app that only reads the
 volume imports :mod:`syncer` (the reader) and never this.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from syncer.admin.actions import request_rollback, request_sync
 from syncer.admin.auth import USER_HEADER, Identity, identify, record_event, require_operator
+from syncer.admin.history_models import AuditRow, HistoryView, RunRow, StepTime, history_view
 from syncer.admin.jobs import Job, JobRunner, job_runner
 from syncer.admin.models import (
     CheckRow,
@@ -46,20 +48,25 @@ from syncer.admin.server import (
 __all__ = [
     "STEP",
     "USER_HEADER",
+    "AuditRow",
     "CheckRow",
     "FreshnessRow",
     "FreshnessView",
+    "HistoryView",
     "Identity",
     "Job",
     "JobRunner",
     "PreviewRow",
     "QuarantineFile",
     "RollbackPreview",
+    "RunRow",
     "StartupGate",
     "StartupStep",
+    "StepTime",
     "app_config_path",
     "begin_startup",
     "freshness",
+    "history_view",
     "identify",
     "job_runner",
     "open_history",

@@ -132,9 +132,15 @@ class Volume:
             raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is not readable; run `syncer repair`") from exc
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is corrupt ({exc}); run `syncer repair`") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("tables"), dict) or "id" not in data:
-            raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is incomplete; run `syncer repair`")
-        return data
+        if not isinstance(data, dict):
+            what = f"not a JSON object but {type(data).__name__}"
+        elif "id" not in data:
+            what = "without 'id'"
+        elif not isinstance(data.get("tables"), dict):
+            what = f"'tables' is {type(data.get('tables')).__name__ if 'tables' in data else 'missing'}, not an object of tables"
+        else:
+            return data
+        raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is incomplete ({what}); run `syncer repair`")
 
     def inspect(self, snapshot_id: str, *, deep: bool = False) -> SnapshotInfo:
         """Load a snapshot's manifest and check its files (size always; sha256 when ``deep``)."""

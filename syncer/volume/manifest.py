@@ -51,9 +51,21 @@ class Record:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        """The record of a JSON object; ValueError naming the key when the object or a required key is missing."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"expected an object, found {type(data).__name__} {data!r:.40}")
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        missing = [
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data
+        ]
+        if missing:
+            raise ValueError(f"missing required key(s) {', '.join(map(repr, missing))}")
+        names = {f.name for f in fields}
         known = {k: v for k, v in data.items() if k in names and k != "extra"}
-        extra = {k: v for k, v in data.items() if k not in names}
+        # a key a newer writer calls "extra" is kept too (it is not this field)
+        extra = {k: v for k, v in data.items() if k not in names or k == "extra"}
         if "extra" in names:
             known["extra"] = extra
         return cls(**cls._convert(known))
@@ -74,8 +86,7 @@ class Record:
         raise KeyError(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self.to_json().get(key, default)
-        return default if value is None else value
+        return self.to_json().get(key, default)
 
     def __contains__(self, key: object) -> bool:
         return key in self.to_json()
@@ -102,9 +113,10 @@ class Check(Record):
     ok: bool
     detail: str
     severity: str = "error"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:  # the key order of the first release
-        return {"name": self.name, "ok": self.ok, "severity": self.severity, "detail": self.detail}
+        return {"name": self.name, "ok": self.ok, "severity": self.severity, "detail": self.detail, **self.extra}
 
     @property
     def failed(self) -> bool:
@@ -120,6 +132,7 @@ class Part(Record):
     rows: int
     bytes: int
     sha256: str
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,7 @@ class Column(Record):
     name: str
     type: str
     nullable: bool = True
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -227,7 +241,7 @@ class Manifest(Record):
         tables = v.get("tables")
         if not isinstance(tables, Mapping):
             raise ValueError("'tables' must be an object of table entries")
-        v["tables"] = {name: ManifestEntry.from_json(t) for name, t in tables.items()}
+        v["tables"] = {name: _entry(name, t) for name, t in tables.items()}
         v["run_checks"] = tuple(Check.from_json(c) for c in v.get("run_checks") or ())
         v["format_version"] = int(v.get("format_version", 1))
         return v
@@ -236,6 +250,13 @@ class Manifest(Record):
         data = super().to_json()
         # format_version first: a reader in another language checks it before anything else
         return {"format_version": data.pop("format_version"), **data}
+
+
+def _entry(name: str, data: Any) -> ManifestEntry:
+    try:
+        return ManifestEntry.from_json(data)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise ValueError(f"table {name!r}: {exc}") from exc
 
 
 @dataclass(frozen=True)
