@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -241,7 +242,11 @@ def test_a_writer_whose_abort_fails_too_fails_only_its_table(tmp_path: Path, cap
     big = next(t for t in report["tables"] if t["table"] == "big")
     assert big["status"] == "carried_over"
     assert "writing big failed: Bad file descriptor; the previous data is kept" in big["error"], big["error"]
-    assert "aborting the writer of big after the failure also failed: Bad file descriptor" in caplog.text
+    # Whether abort() meets the closed descriptor too depends on where the encoder threads were when
+    # it was closed; when it does, it is logged and noted, never raised (the deterministic case is
+    # test_a_clean_up_that_fails_is_noted_on_the_first_error_never_raised_instead below).
+    if "aborting the writer" in caplog.text:
+        assert "aborting the writer of big after the failure also failed: Bad file descriptor" in caplog.text
     assert next(t for t in report["tables"] if t["table"] == "other")["ok"] is True
     vol = Volume(cfg.root)
     old = vol.inspect(first["snapshot_id"]).manifest["tables"]["big"]
@@ -267,3 +272,26 @@ def test_ctrl_c_during_a_duckdb_query_is_an_interrupt_not_a_failed_table(make_co
     finally:
         timer.cancel()
         src.close()
+
+
+def test_a_clean_up_that_fails_is_noted_on_the_first_error_never_raised_instead(tmp_path: Path) -> None:
+    from syncer.config import TableConfig
+    from syncer.export.failures import abandon
+
+    class WriterWithAClosedDescriptor:
+        """A writer whose abort closes a descriptor that is already gone: a real EBADF from the OS."""
+
+        def __init__(self) -> None:
+            self.fd = os.open(tmp_path / "part.parquet", os.O_CREAT | os.O_WRONLY)
+            os.close(self.fd)
+
+        def abort(self) -> None:
+            os.close(self.fd)
+
+    table = TableConfig(name="big", primary_key=("id",))
+    first = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(syncer.WriteError, match="writing part.parquet failed: No space left on device") as err:
+        abandon(WriterWithAClosedDescriptor(), tmp_path / "part.parquet", table, first)
+    assert err.value.__cause__ is first
+    assert any("aborting the writer of part.parquet also failed: Bad file descriptor" in n for n in err.value.__notes__)
+    assert not (tmp_path / "part.parquet").exists(), "the output is removed all the same"
