@@ -290,7 +290,7 @@ def test_a_clean_up_that_fails_is_noted_on_the_first_error_never_raised_instead(
 
     table = TableConfig(name="big", primary_key=("id",))
     first = OSError(errno.ENOSPC, "No space left on device")
-    with pytest.raises(syncer.WriteError, match="writing part.parquet failed: No space left on device") as err:
+    with pytest.raises(syncer.WriteError, match=r"writing part\.parquet failed: No space left on device") as err:
         abandon(WriterWithAClosedDescriptor(), tmp_path / "part.parquet", table, first)
     assert err.value.__cause__ is first
     assert any("aborting the writer of part.parquet also failed: Bad file descriptor" in n for n in err.value.__notes__)
