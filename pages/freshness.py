@@ -41,8 +41,8 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Tables fresh", f"{f.fresh} of {f.total}")
 c2.metric(
     "Last run",
-    f"{last['status']} · {last['trigger']}" if last else "never",
-    help=f"{last['id']} started {last['started_at']}, {last.get('duration_s') or 0:.1f} s" if last else None,
+    f"{last.status} · {last.trigger}" if last else "never",
+    help=f"{last.id} started {last.started_at}, {last.duration_s or 0:.1f} s" if last else None,
 )
 c3.metric(
     "Next run",

@@ -50,7 +50,7 @@ for entry in files:
         st.dataframe(preview, hide_index=True)
         st.download_button(
             f"Download {entry.file}",
-            data=Path(entry.path).read_bytes(),
+            data=entry.read_bytes(),
             file_name=Path(entry.file).name,
             key=f"dl_{entry.file}",
         )

@@ -16,7 +16,14 @@ from syncer.volume.history import History
 from syncer.volume.layout import Volume
 from syncer.volume.manifest import Record
 
-__all__ = ["AuditRow", "HistoryView", "RunRow", "StepTime", "history_view"]
+__all__ = [
+    "AuditRow",
+    "HistoryView",
+    "RunRow",
+    "StepTime",
+    "history_view",
+    "run_row",
+]
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ class HistoryView(Record):
 def history_view(cfg: Config, *, limit: int = 200, audit_limit: int = 300) -> HistoryView:
     """The last ``limit`` runs with their steps, and the last ``audit_limit`` audited actions."""
     hist = History(Volume(cfg.root).db_path)
-    runs = tuple(_run_row(r) for r in hist.runs(limit=limit))
+    runs = tuple(run_row(r) for r in hist.runs(limit=limit))
     audit = tuple(_audit_row(e) for e in hist.events(limit=audit_limit))
     steps = tuple(
         StepTime(r.id, step, float(seconds))
@@ -111,7 +118,8 @@ def history_view(cfg: Config, *, limit: int = 200, audit_limit: int = 300) -> Hi
     )
 
 
-def _run_row(r: dict[str, Any]) -> RunRow:
+def run_row(r: dict[str, Any]) -> RunRow:
+    """A run of the run history (its row as :class:`History` returns it) as the pages show it."""
     duration = r.get("duration_s")
     rows = int(r.get("rows") or 0)
     steps = r.get("steps")

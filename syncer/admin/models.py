@@ -6,6 +6,7 @@ themselves. Each model is a frozen record (:class:`~syncer.volume.manifest.Recor
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from syncer import _clock as clock
 from syncer._clock import parse_iso
 from syncer._exceptions import ConfigError
+from syncer.admin.history_models import RunRow, run_row
 from syncer.config import Config
 from syncer.engine import snapshots, status
 from syncer.engine.results import SnapshotSummary, StatusReport, TableStatus
@@ -75,7 +77,8 @@ class FreshnessView(Record):
     tables: tuple[FreshnessRow, ...]
     fresh: int
     total: int
-    last_run: dict[str, Any] | None
+    last_run: RunRow | None
+    #: who holds the volume lock while a sync runs (pid, host, trigger, user, started_at)
     running: dict[str, Any] | None
     next_run: str | None
     scheduler: dict[str, Any] | None
@@ -124,7 +127,7 @@ def freshness(cfg: Config) -> FreshnessView:
         tables=tuple(rows),
         fresh=sum(1 for r in rows if r.status == "fresh"),
         total=len(rows),
-        last_run=last,
+        last_run=run_row(last) if last else None,
         running=st.running,
         next_run=next_run_of(cfg),
         scheduler=scheduler_info(),
@@ -260,6 +263,10 @@ class QuarantineFile(Record):
     format: str
     bytes: int
     path: str
+
+    def read_bytes(self) -> builtins.bytes:  # (the field "bytes" shadows the type here)
+        """The file as it is (for a download button)."""
+        return Path(self.path).read_bytes()
 
 
 def quarantined(cfg: Config, snapshot_id: str | None = None) -> list[QuarantineFile]:
