@@ -121,7 +121,8 @@ def export_table(
             with attempt:
                 remove_outputs(path, table)
                 q.discard()
-                _export_once(source, table, cfg, path, previous, accept_schema_change, emit, spill_dir, q, out)
+                job = _Export(source, table, cfg, path, previous, accept_schema_change, emit, spill_dir, q, out)
+                _export_once(job)
         out.attempts.append({"attempt": len(out.attempts) + 1, "ok": True, "error": None})
     except SyncError as exc:
         out.ok = False
@@ -174,19 +175,9 @@ class _Export:
     acc: ProfileAccumulator = field(init=False)
 
 
-def _export_once(
-    source: Source,
-    table: TableConfig,
-    cfg: Config,
-    path: Path,
-    previous: ManifestEntry | None,
-    accept_schema_change: bool,
-    emit: Progress,
-    spill_dir: Path | None,
-    q: Quarantine,
-    out: TableOutcome,
-) -> None:
-    job = _Export(source, table, cfg, path, previous, accept_schema_change, emit, spill_dir, q, out)
+def _export_once(job: _Export) -> None:
+    """One attempt: the table's schema and count at its pinned moment, the stream, the checks, the entry."""
+    source, table, cfg, out, emit = job.source, job.table, job.cfg, job.out, job.emit
     t0 = time.perf_counter()
     out.checks = []
     with source.pinned(table) as pin:
@@ -195,7 +186,7 @@ def _export_once(
         source_rows = source.count(table)
         parts = cfg.parquet_parts(source_rows) if table.format == "parquet" else 1
         if parts > 1:
-            job.path = path.with_name(table.name)  # a folder of part files
+            job.path = job.path.with_name(table.name)  # a folder of part files
         emit({"event": "table_start", "table": table.name, "total": source_rows})
         written, acc, keys, source_profile, profile_error = _stream_and_profile(job, schema, source_rows, parts)
         out.timings["export_s"] = time.perf_counter() - t0
