@@ -213,3 +213,18 @@ def test_read_table_dtype_backend_numpy_is_plain_to_pandas(awkward):
 def test_read_table_refuses_an_unknown_dtype_backend(awkward):
     with pytest.raises(ValueError, match="dtype_backend must be one of 'exact', 'pyarrow', 'numpy'"):
         read_table("t", config=awkward, dtype_backend="numpy_nullable")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        pytest.param(pa.table({"a": pa.array([1, None, 2**53 + 1])}), id="only-exact-columns"),
+        pytest.param(pa.table({"a": pa.array([], pa.int64()), "l": pa.array([], pa.list_(pa.int64()))}), id="no-rows"),
+    ],
+)
+def test_to_pandas_keeps_row_count_and_column_order(table):
+    from syncer.reader import to_pandas
+
+    df = to_pandas(table)
+    assert list(df.columns) == table.column_names and len(df) == table.num_rows
+    assert [None if v is pd.NA else v for v in df["a"].tolist()] == table.column("a").to_pylist()
