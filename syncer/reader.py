@@ -4,6 +4,13 @@
 manifest with the exact schema recorded there, warns (:class:`StaleDataWarning`) when the table is
 older than the freshness SLA or was carried over after a failed export, and falls back to the newest
 intact snapshot (with :class:`SnapshotFallbackWarning`) when ``current`` is missing or broken.
+
+To pandas, no value is changed on the way (``dtype_backend``, README "Reader API"): a column keeps
+the NumPy dtype pandas would give it wherever that dtype holds every value exactly, and gets an
+exact dtype where it would not -- pandas' nullable integers (``Int64``...) for integers with nulls
+(NumPy would make them float64, rounding above 2**53), ``Float64`` for floats holding both nulls
+and NaN, ``pd.ArrowDtype`` for nested values and nanosecond times. ``"pyarrow"`` gives every column
+``pd.ArrowDtype``; ``"numpy"`` is pyarrow's plain ``Table.to_pandas()``.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -24,13 +31,20 @@ from syncer.volume.layout import Volume
 from syncer.volume.manifest import Manifest, ManifestEntry
 
 __all__ = [
+    "DtypeBackend",
     "QuarantinedRowsWarning",
     "SnapshotFallbackWarning",
     "StaleDataWarning",
     "current_snapshot",
     "read_table",
     "resolve_root",
+    "to_pandas",
 ]
+
+
+#: How ``read_table`` converts to pandas: "exact" (the default), "pyarrow" or "numpy" (module docstring).
+DtypeBackend = Literal["exact", "pyarrow", "numpy"]
+_BACKENDS = ("exact", "pyarrow", "numpy")
 
 
 class StaleDataWarning(UserWarning):
@@ -103,8 +117,15 @@ def read_table(
     columns: list[str] | None = None,
     root: str | os.PathLike | None = None,
     config: Any = None,
+    dtype_backend: DtypeBackend = "exact",
 ) -> Any:
-    """Read table ``name`` from the published snapshot: a pandas DataFrame, or a ``pyarrow.Table``."""
+    """Read table ``name`` from the published snapshot: a pandas DataFrame, or a ``pyarrow.Table``.
+
+    ``dtype_backend`` (as in pandas' readers) chooses the pandas dtypes: ``"exact"`` NumPy dtypes
+    wherever they hold every value, exact ones elsewhere; ``"pyarrow"`` ``pd.ArrowDtype`` for every
+    column; ``"numpy"`` plain NumPy dtypes (integers with nulls become float64 and may round)."""
+    if dtype_backend not in _BACKENDS:
+        raise ValueError(f"dtype_backend must be one of {', '.join(map(repr, _BACKENDS))}, not {dtype_backend!r}")
     vol = Volume(resolve_root(root, config))
     manifest, _ = _resolve(vol)
     entry = manifest.tables.get(name)
@@ -137,7 +158,41 @@ def read_table(
             stacklevel=2,
         )
     _warn_if_stale(name, entry, manifest)
-    return table if as_arrow else table.to_pandas()
+    return table if as_arrow else to_pandas(table, dtype_backend)
+
+
+def to_pandas(table: pa.Table, dtype_backend: DtypeBackend = "exact") -> Any:
+    """``table`` as a pandas DataFrame with the dtypes ``dtype_backend`` chooses (module docstring)."""
+    import pandas as pd  # only readers that ask for pandas import it
+
+    if dtype_backend == "numpy":
+        return table.to_pandas()
+    if dtype_backend == "pyarrow":
+        return table.to_pandas(types_mapper=pd.ArrowDtype)
+    exact = {name: _exact_dtype(table.column(name), pd) for name in table.column_names}
+    special = {name: dtype for name, dtype in exact.items() if dtype is not None}
+    if not special:
+        return table.to_pandas()
+    df = table.drop_columns(list(special)).to_pandas()
+    for name, dtype in special.items():
+        df[name] = table.column(name).to_pandas(types_mapper=lambda _t, d=dtype: d)
+    return df[table.column_names]
+
+
+def _exact_dtype(col: pa.ChunkedArray, pd: Any) -> Any:
+    """The dtype column ``col`` needs in pandas to keep every value, or None when NumPy's does."""
+    t = col.type
+    if pa.types.is_nested(t) or (pa.types.is_time64(t) and t.unit == "ns"):
+        # NumPy turns a list of integers with a null into floats, and cannot hold a time's last 3 digits
+        return pd.ArrowDtype(t)
+    if pa.types.is_integer(t) and col.null_count:
+        return pd.api.types.pandas_dtype(str(t).capitalize().replace("Uint", "UInt"))
+    if pa.types.is_floating(t) and col.null_count and not pa.types.is_float16(t):
+        import pyarrow.compute as pc
+
+        if pc.any(pc.is_nan(col)).as_py():
+            return pd.Float32Dtype() if t == pa.float32() else pd.Float64Dtype()  # NaN and null stay apart
+    return None
 
 
 # What a damaged or unreadable file raises while it is parsed (JSON/CSV text errors are ValueErrors).

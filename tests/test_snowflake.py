@@ -46,7 +46,7 @@ from syncer.sources.snowflake_types import (
     stream_sql,
     time_travel_clause,
 )
-from syncer.validate.profile import JSON_META, ProfileAccumulator, compare_profiles
+from syncer.validate.profile import JSON_META, TEXT_BOUND, ProfileAccumulator, compare_profiles
 
 UTC = dt.UTC
 PLUS2 = dt.timezone(dt.timedelta(hours=2))
@@ -410,6 +410,21 @@ def test_source_profile_agrees_with_the_written_profile_value_for_value(warehous
     assert source["columns"]["NTZ"]["min"] == "1400-01-01T01:02:03.456789"
     assert source["columns"]["TZ"]["max"] == "9999-12-31T21:59:59.999999Z"
     assert source["columns"]["FLAG"]["min"] is False and source["columns"]["FLAG"]["max"] is True
+
+
+def test_long_text_bounds_are_cut_alike_on_both_sides(local_session: Session) -> None:
+    schema = T.StructType([T.StructField("ID", T.LongType()), T.StructField("S", T.StringType())])
+    save(local_session, "LONG_TEXT", [(1, "a" * 100_000 + "b"), (2, "z" * 100_000), (3, None)], schema)
+    with use_session_factory(lambda: local_session), SnowflakeSource(SourceConfig(kind="snowflake")) as src:
+        t = table_config(name="long_text", source="long_text")
+        with src.pinned(t):
+            arrow = src.schema(t)
+            source = src.profile(t, arrow)
+            acc = ProfileAccumulator(arrow)
+            for b in src.stream(t, arrow, 2):
+                acc.update(b)
+    assert compare_profiles(source, acc.result(), arrow) == []
+    assert source["columns"]["S"] == {"nulls": 1, "min": "a" * TEXT_BOUND, "max": "z" * (TEXT_BOUND - 1) + "{", "truncated": True}
 
 
 def test_manifest_records_the_source_and_the_moment_read(warehouse_session: Session, tmp_path: Path) -> None:

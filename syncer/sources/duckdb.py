@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from syncer._exceptions import (
     SourceOutOfMemoryError,
     SourceUnavailableError,
     TransientSourceError,
+    ValidationError,
 )
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
@@ -80,6 +82,7 @@ class DuckDBSource(Source):
         described = self._run(f"DESCRIBE SELECT * FROM {rel}", table).fetchall()
         arrow = self._run(f"SELECT * FROM {rel} LIMIT 0", table, arrow=True).schema
         json_cols = {row[0] for row in described if str(row[1]).upper() == "JSON"}
+        _refuse_inexact(table, [(str(r[0]), str(r[1])) for r in described])
         fields = []
         for f in arrow:
             if f.name in json_cols:
@@ -167,7 +170,10 @@ class DuckDBSource(Source):
                 groups["floats"] += [(f"min({c}){keep}", i, "min"), (f"max({c}){keep}", i, "max")]
                 groups["floats"] += [(f"sum({c}){keep}", i, "sum"), (f"count(*) FILTER (WHERE isnan({c}))", i, "nans")]
                 continue
-            if plan.minmax:
+            if plan.nanos:
+                # integer nanoseconds: DuckDB hands TIMESTAMP_NS/TIME_NS to Python cut to microseconds
+                groups["minmax"] += [(f"epoch_ns(min({c}))", i, "min"), (f"epoch_ns(max({c}))", i, "max")]
+            elif plan.minmax:
                 groups["minmax"] += [(f"min({c})", i, "min"), (f"max({c})", i, "max")]
             if plan.total:
                 # sum of an integer column is HUGEINT in DuckDB: exact far beyond int64
@@ -288,6 +294,29 @@ class DuckDBSource(Source):
         relation = f"query of table {table.name!r}" if table.query else f"source table {table.source!r}"
         ctx = DuckDBContext(Stage.READ, table.name, self.path, relation, self.memory_limit)
         return map_duckdb_error(exc, ctx)
+
+
+#: DuckDB types its Arrow export cannot hand over exactly: what goes wrong, found in the DESCRIBE
+#: type (so UHUGEINT[] and STRUCT(t TIMETZ) are caught too).
+_INEXACT = {
+    "UHUGEINT": "DuckDB's Arrow export turns UHUGEINT into decimal128(38, 0), wrapping values above 2^127",
+    "TIME WITH TIME ZONE": "DuckDB's Arrow export drops the UTC offset of TIMETZ",
+}
+
+
+def _refuse_inexact(table: TableConfig, described: list[tuple[str, str]]) -> None:
+    """A column the export cannot write exactly is refused up front, with the config that fixes it."""
+    for name, type_ in described:
+        if name in table.exclude_columns:
+            continue
+        for word, why in _INEXACT.items():
+            if word in type_.upper():
+                col = quote_ident(name)
+                raise ValidationError(
+                    f"table {table.name!r}: column {name!r} is {type_}, which cannot be exported exactly ({why}); "
+                    f"exclude it (exclude_columns = [{json.dumps(name)}]) or convert it in a query "
+                    f"(e.g. SELECT ..., CAST({col} AS VARCHAR) AS {col})"
+                )
 
 
 def _where(where: RowFilter | None) -> tuple[str, list[Any]]:

@@ -8,6 +8,7 @@ kept in the manifest and the run history. README "Validation" lists them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +18,9 @@ import pyarrow as pa
 from syncer.config import TableConfig
 from syncer.export.quarantine import Quarantine
 from syncer.formats import WrittenFile, count_rows, file_schema, output_size
+from syncer.sources.base import quote_ident
 from syncer.validate.keys import DupResult
-from syncer.validate.profile import ProfileAccumulator, compare_profiles
+from syncer.validate.profile import ProfileAccumulator, profile_differences
 from syncer.volume.manifest import Check, Column, ManifestEntry
 
 __all__ = ["Evidence", "check", "schema_contract", "schema_drift", "validate_table"]
@@ -118,12 +120,28 @@ def _non_empty(ev: Evidence) -> Check:
 
 
 def _profile(ev: Evidence) -> Check:
-    diffs = compare_profiles(ev.source_profile, ev.written_profile.result(), ev.schema)
+    found = profile_differences(ev.source_profile, ev.written_profile.result(), ev.schema)
+    diffs = [line for _, line in found]
     scope = " (source without the quarantined rows)" if ev.quarantine.count else ""
     if not diffs:
         return check("profile", True, f"{len(ev.schema)} columns agree with the source{scope} (nulls, min, max, sum)")
     more = f" (+{len(diffs) - 10} more)" if len(diffs) > 10 else ""
-    return check("profile", False, "written data differs from the source: " + "; ".join(diffs[:10]) + more)
+    return check("profile", False, "written data differs from the source: " + "; ".join(diffs[:10]) + more + _way_out(ev, found))
+
+
+def _way_out(ev: Evidence, found: list[tuple[str | None, str]]) -> str:
+    """What to do when values changed on the way (a type the source's Arrow export cannot hand over
+    exactly, such as a TIME of 24:00:00): name the columns and the config that fixes them."""
+    names = list(dict.fromkeys(c for c, _ in found if c is not None))
+    if not names:
+        return ""
+    cols = ", ".join(f"{n!r} ({ev.schema.field(n).type})" for n in names[:5])
+    first = quote_ident(names[0])
+    return (
+        f". Column(s) {cols} of table {ev.table.name!r} may hold values this type cannot carry exactly: "
+        f"exclude them (exclude_columns = {json.dumps(names[:5])}) or convert them in a query "
+        f"(e.g. SELECT ..., CAST({first} AS VARCHAR) AS {first})"
+    )
 
 
 def _sha256(written: WrittenFile) -> Check:

@@ -5,6 +5,14 @@ canonical JSON-able form (see :func:`canonical`). Which statistics a column gets
 Arrow type (:func:`plan_for`), so the source side (SQL aggregates) and the written side (Arrow compute
 on the batches handed to the writer) compute the same things. Comparison is exact except float sums,
 whose summation order differs between engines.
+
+Both sides go through :func:`build_profile`, which puts each value in the form of the column's Arrow
+type: an integer min of a ``decimal128(38, 0)`` column (DuckDB's HUGEINT) is a decimal like the
+written side's; nanosecond timestamps and times arrive as integer nanoseconds (a Python datetime
+holds only microseconds) and are spelled with nine digits; text bounds longer than
+:data:`TEXT_BOUND` characters are cut the way Parquet statistics cut them (a prefix for min, a prefix
+with its last character incremented for max, ``"truncated": true``), so one long value does not
+make the manifest long.
 """
 
 from __future__ import annotations
@@ -18,7 +26,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["JSON_META", "ColumnPlan", "ProfileAccumulator", "canonical", "compare_profiles", "plan_for", "range_from_footer"]
+__all__ = [
+    "JSON_META",
+    "TEXT_BOUND",
+    "ColumnPlan",
+    "ProfileAccumulator",
+    "canonical",
+    "compare_profiles",
+    "plan_for",
+    "profile_differences",
+    "range_from_footer",
+]
 
 #: Field metadata key/value that marks a string column holding JSON text.
 JSON_META = {b"syncer.logical_type": b"json"}
@@ -26,6 +44,11 @@ JSON_META = {b"syncer.logical_type": b"json"}
 # Decimal arithmetic rounds to its context precision (28 digits by default), but decimal128(38, s)
 # values and their sums carry up to 38 digits: under this context normalize() and + never round.
 _EXACT = decimal.Context(prec=1000)
+
+#: Characters of a text min/max kept in a profile (Parquet's column indexes keep 64 bytes).
+TEXT_BOUND = 64
+
+_EPOCH = dt.datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -35,6 +58,14 @@ class ColumnPlan:
     total: bool  # sum is computed
     floating: bool  # NaN counted separately and excluded from min/max/sum
     integer: bool  # exact integer sum (guard against int64 overflow)
+    #: how min/max/sum are put in canonical form: "" as they come, "decimal" (integers become
+    #: decimals), "text" (bounds cut to TEXT_BOUND), "ns_time" / "ns_ts" / "ns_tstz" (min/max as
+    #: integer nanoseconds since midnight / the epoch)
+    form: str = ""
+
+    @property
+    def nanos(self) -> bool:
+        return self.form.startswith("ns_")
 
 
 def is_json(field: pa.Field) -> bool:
@@ -54,7 +85,58 @@ def plan_for(field: pa.Field) -> ColumnPlan:
         or pa.types.is_time(t)
         or ((pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)) and not is_json(field))
     )
-    return ColumnPlan(field.name, minmax=orderable, total=numeric, floating=floating, integer=integer)
+    return ColumnPlan(field.name, minmax=orderable, total=numeric, floating=floating, integer=integer, form=_form(field))
+
+
+def _form(field: pa.Field) -> str:
+    t = field.type
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)) and not is_json(field):
+        return "text"
+    if pa.types.is_time64(t) and t.unit == "ns":
+        return "ns_time"
+    if pa.types.is_timestamp(t) and t.unit == "ns":
+        return "ns_tstz" if t.tz else "ns_ts"
+    return ""
+
+
+def _nanos_iso(ns: int, form: str) -> str:
+    """Integer nanoseconds as ISO text with nine fractional digits (exact, unlike a Python datetime)."""
+    seconds, frac = divmod(ns, 10**9)
+    if form == "ns_time":
+        text = (dt.datetime.min + dt.timedelta(seconds=seconds)).time().isoformat()
+    else:
+        text = (_EPOCH + dt.timedelta(seconds=seconds)).isoformat()
+    return f"{text}.{frac:09d}" + ("Z" if form == "ns_tstz" else "")
+
+
+def _text_upper(prefix: str) -> str | None:
+    """The shortest string above every string that starts with ``prefix`` (None if none exists):
+    the last character that can be incremented, incremented (code point order is UTF-8 byte order,
+    the order DuckDB, Snowflake and Arrow compare text in)."""
+    for j in range(len(prefix) - 1, -1, -1):
+        c = ord(prefix[j])
+        if c < 0x10FFFF:
+            nxt = 0xE000 if 0xD800 <= c + 1 <= 0xDFFF else c + 1  # surrogates are not characters
+            return prefix[:j] + chr(nxt)
+    return None
+
+
+def _bound(value: Any, plan: ColumnPlan, stat: str, cut: list[bool]) -> Any:
+    """One min/max/sum in its canonical form for ``plan`` (``cut`` is set when text was truncated)."""
+    if value is None:
+        return None
+    if plan.form == "decimal" and isinstance(value, int) and not isinstance(value, bool):
+        value = decimal.Decimal(value)  # DuckDB gives HUGEINT (decimal128(38, 0) in Arrow) as int
+    elif plan.nanos and isinstance(value, int) and stat in ("min", "max"):
+        return _nanos_iso(value, plan.form)
+    elif plan.form == "text" and isinstance(value, str) and len(value) > TEXT_BOUND:
+        upper = _text_upper(value[:TEXT_BOUND]) if stat == "max" else value[:TEXT_BOUND]
+        if upper is not None:
+            cut.append(True)
+            return upper
+    return canonical(value)
 
 
 def canonical(value: Any) -> Any:
@@ -156,7 +238,8 @@ class ProfileAccumulator:
                 if plan.total:
                     self._add_sum(st, plan, arr, None, None)
                 continue
-            mm = pc.min_max(arr)
+            # nanosecond values as integers: a Python datetime/time would drop the last three digits
+            mm = pc.min_max(arr.cast(pa.int64()) if plan.nanos else arr)
             lo, hi = mm["min"].as_py(), mm["max"].as_py()
             if lo is None:
                 continue
@@ -193,11 +276,14 @@ def build_profile(rows: int, plans: list[ColumnPlan], raw: list[dict[str, Any]])
     cols: dict[str, Any] = {}
     for plan, st in zip(plans, raw, strict=True):
         c: dict[str, Any] = {"nulls": int(st.get("nulls") or 0)}
+        cut: list[bool] = []
         if plan.minmax:
-            c["min"] = canonical(st.get("min"))
-            c["max"] = canonical(st.get("max"))
+            c["min"] = _bound(st.get("min"), plan, "min", cut)
+            c["max"] = _bound(st.get("max"), plan, "max", cut)
+            if cut:
+                c["truncated"] = True  # text bounds cut to TEXT_BOUND characters (module docstring)
         if plan.total:
-            c["sum"] = canonical(st.get("sum"))
+            c["sum"] = _bound(st.get("sum"), plan, "sum", cut)
         if plan.floating:
             c["nans"] = int(st.get("nans") or 0)
         cols[plan.name] = c
@@ -206,16 +292,21 @@ def build_profile(rows: int, plans: list[ColumnPlan], raw: list[dict[str, Any]])
 
 def compare_profiles(source: dict[str, Any], written: dict[str, Any], schema: pa.Schema) -> list[str]:
     """Differences as readable lines; empty when the profiles agree."""
-    diffs: list[str] = []
+    return [line for _, line in profile_differences(source, written, schema)]
+
+
+def profile_differences(source: dict[str, Any], written: dict[str, Any], schema: pa.Schema) -> list[tuple[str | None, str]]:
+    """Differences as (column, readable line) pairs, column None for the row count."""
+    diffs: list[tuple[str | None, str]] = []
     # Columns whose sum the source could only give approximately (a decimal sum past 38 digits).
     approx = set(source.get("approx_sum", ()))
     if source["rows"] != written["rows"]:
-        diffs.append(f"rows: source {source['rows']} vs written {written['rows']}")
+        diffs.append((None, f"rows: source {source['rows']} vs written {written['rows']}"))
     for field in schema:
         s = source["columns"].get(field.name)
         w = written["columns"].get(field.name)
         if s is None or w is None:
-            diffs.append(f"{field.name}: missing from the {'source' if s is None else 'written'} profile")
+            diffs.append((field.name, f"{field.name}: missing from the {'source' if s is None else 'written'} profile"))
             continue
         for stat in sorted(set(s) | set(w)):
             a, b = s.get(stat), w.get(stat)
@@ -227,7 +318,7 @@ def compare_profiles(source: dict[str, Any], written: dict[str, Any], schema: pa
                     continue
             elif a == b:
                 continue
-            diffs.append(f"{field.name}.{stat}: source {a!r} vs written {b!r}")
+            diffs.append((field.name, f"{field.name}.{stat}: source {a!r} vs written {b!r}"))
     return diffs
 
 
