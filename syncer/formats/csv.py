@@ -106,8 +106,12 @@ class CsvFormat(Format):
             yield _decode_text(b, target) if has_text else conform(b, target)
 
     def unsupported_columns(self, schema: pa.Schema) -> list[pa.Field]:
-        """Nested and dictionary columns: CSV has no way to write them."""
-        return [f for f in schema if pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type)]
+        """Nested, dictionary and interval columns: this dialect has no spelling for them."""
+        return [
+            f
+            for f in schema
+            if pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type) or f.type == pa.month_day_nano_interval()
+        ]
 
 
 def _is_binary(t: pa.DataType) -> bool:
