@@ -174,7 +174,9 @@ def test_csv_reads_exactly_with_duckdb(csv_volume) -> None:
 def test_csv_reads_exactly_with_polars_except_a_string_equal_to_the_marker(csv_volume) -> None:
     root, manifest, source = csv_volume
     got = pl.read_csv(
-        _csv(root, manifest), null_values=["\\N"], schema_overrides={"s": pl.String, "d": pl.Decimal(38, 10), "f": pl.Float64, "day": pl.Date}
+        _csv(root, manifest),
+        null_values=["\\N"],
+        schema_overrides={"s": pl.String, "d": pl.Decimal(38, 10), "f": pl.Float64, "day": pl.Date},
     ).to_arrow()
     for name in source.schema.names:
         expected = source[name].to_pylist()
@@ -259,3 +261,20 @@ def test_jsonl_empty_table_reads_with_its_schema(jsonl_volume) -> None:
     assert got.schema.equals(source.schema, check_metadata=False)
     # other readers: the manifest's arrow_schema gives the empty table its columns (README)
     assert schema_from_b64(entry.arrow_schema).empty_table().to_pandas().columns.tolist() == source.schema.names
+
+
+def test_jsonl_reads_with_duckdb_and_pandas(jsonl_volume) -> None:
+    root, manifest, source = jsonl_volume
+    path = _csv(root, manifest)
+    got = duckdb.sql(
+        f"SELECT f::DOUBLE AS f, d::DECIMAL(38,10) AS d, map_from_entries(m) AS m FROM read_json('{path}', "
+        "columns = {'id': 'INTEGER', 'f': 'VARCHAR', 'd': 'VARCHAR', 'm': 'STRUCT(key VARCHAR, value INTEGER)[]'}) ORDER BY id"
+    ).to_arrow_table()
+    assert _cells(got["f"].to_pylist()) == _cells(source["f"].to_pylist())
+    assert got["d"].to_pylist() == source["d"].to_pylist()
+    assert got["m"].to_pylist() == source["m"].to_pylist()
+    frame = pd.read_json(path, lines=True, dtype=False)
+    assert [None if v is None or (isinstance(v, float) and math.isnan(v)) else Decimal(v) for v in frame["d"]] == (
+        source["d"].to_pylist()
+    )
+    assert [None if isinstance(v, float) else v for v in frame["s"].tolist()[:4]] == ["x", "", None, "NaN"]

@@ -101,7 +101,8 @@ def file_schema(fmt: str, path: Path) -> pa.Schema | None:
 
 def format_dialect(fmt: str) -> dict[str, Any] | None:
     """How a text format spells values (recorded in the manifest entry); None for the others."""
-    return dict(FORMATS[fmt].dialect) if fmt in FORMATS and FORMATS[fmt].dialect is not None else None
+    dialect = FORMATS[fmt].dialect if fmt in FORMATS else None
+    return dict(dialect) if dialect is not None else None
 
 
 def unsupported_columns(fmt: str, schema: pa.Schema) -> list[pa.Field]:

@@ -65,7 +65,9 @@ class JsonlTableWriter(StreamTableWriter):
             return
         cols = [[enc(v) for v in col.to_pylist()] for (_, enc), col in zip(self._encoders, batch.columns, strict=True)]
         names = [n for n, _ in self._encoders]
-        lines = [json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False, allow_nan=False) for row in zip(*cols)]
+        lines = [
+            json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False, allow_nan=False) for row in zip(*cols, strict=True)
+        ]
         self.stream.write(("\n".join(lines) + "\n").encode("utf-8"))
 
 
@@ -110,7 +112,7 @@ def _timestamp(t: pa.TimestampType) -> Encoder:
     return enc
 
 
-def _encoder(t: pa.DataType) -> Encoder:  # noqa: PLR0911 - one branch per type family
+def _encoder(t: pa.DataType) -> Encoder:
     """How a value of type ``t`` (as ``to_pylist`` gives it) is spelled in JSON."""
     if pa.types.is_floating(t):
         return _none_or(_float)
@@ -174,7 +176,7 @@ def _array(values: list[Any], t: pa.DataType) -> pa.Array:
     return pa.array(values, type=t)
 
 
-def _decoder(t: pa.DataType) -> Encoder:  # noqa: PLR0911 - one branch per type family
+def _decoder(t: pa.DataType) -> Encoder:
     """The value ``pa.array(type=t)`` takes for the JSON spelling of :func:`_encoder` (and the
     spellings of earlier versions: bare NaN tokens, intervals as [months, days, nanoseconds])."""
     if pa.types.is_floating(t):
