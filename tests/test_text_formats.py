@@ -230,6 +230,8 @@ def test_jsonl_lines_are_valid_json(jsonl_volume) -> None:
     assert rows[0]["d"] == "0.0000000001"
     assert rows[0]["m"] == [{"key": "k1", "value": 1}, {"key": "k2", "value": 2}]
     assert rows[0]["iv"] == {"months": 1, "days": 3, "nanoseconds": 5_000_000_000}
+    dialect = manifest.tables["t"].dialect
+    assert dialect is not None and dialect["nonfinite_floats"] == ["NaN", "Infinity", "-Infinity"]
 
 
 def test_jsonl_reads_with_polars(jsonl_volume) -> None:
@@ -278,3 +280,72 @@ def test_jsonl_reads_with_duckdb_and_pandas(jsonl_volume) -> None:
         source["d"].to_pylist()
     )
     assert [None if isinstance(v, float) else v for v in frame["s"].tolist()[:4]] == ["x", "", None, "NaN"]
+
+
+# -- the formats' own round trip, for Arrow types a DuckDB source does not give ---------------------
+
+ARROW_ONLY = pa.schema(
+    [
+        ("ts_ns", pa.timestamp("ns")),
+        ("ts_ns_utc", pa.timestamp("ns", tz="UTC")),
+        ("dur", pa.duration("us")),
+        ("f32", pa.float32()),
+        ("fixed", pa.binary(2)),
+        ("big", pa.large_string()),
+        ("cat", pa.dictionary(pa.int8(), pa.string())),
+        ("deep", pa.struct([("m", pa.map_(pa.int64(), pa.list_(pa.float64()))), ("d", pa.decimal128(20, 12))])),
+    ]
+)
+
+
+def _write_read(fmt: str, path: Path, table: pa.Table) -> pa.Table:
+    from syncer.formats import open_writer, read_file
+
+    writer = open_writer(fmt, path, table.schema)
+    for batch in table.to_batches(max_chunksize=2):
+        writer.write(batch)
+    writer.close()
+    return read_file(fmt, path, table.schema)
+
+
+def test_jsonl_round_trips_arrow_types_beyond_the_source(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "ts_ns": pa.array([1_700_000_000_123_456_789, None, -1], pa.timestamp("ns")),
+            "ts_ns_utc": pa.array([1, None, 2**62], pa.timestamp("ns", tz="UTC")),
+            "dur": pa.array([2**53 + 1, None, -1], pa.duration("us")),
+            "f32": pa.array([math.nan, -math.inf, -0.0], pa.float32()),
+            "fixed": pa.array([b"\x00\xff", None, b"ab"], pa.binary(2)),
+            "big": pa.array(["", None, "😀"], pa.large_string()),
+            "cat": pa.array(["a", None, "a"]).dictionary_encode().cast(pa.dictionary(pa.int8(), pa.string())),
+            "deep": pa.array(
+                [{"m": [(1, [math.inf, None])], "d": Decimal("0.000000000001")}, None, {"m": None, "d": None}],
+                ARROW_ONLY.field("deep").type,
+            ),
+        },
+        schema=ARROW_ONLY,
+    )
+    path = tmp_path / "t.jsonl"
+    got = _write_read("jsonl", path, table)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        json.loads(line, parse_constant=_refuse)
+    for name in ARROW_ONLY.names:
+        assert _cells(got[name].to_pylist()) == _cells(table[name].to_pylist()), name
+    assert got.schema.equals(ARROW_ONLY)
+
+
+def test_text_files_of_earlier_versions_still_read_exactly(tmp_path: Path) -> None:
+    from syncer.formats import read_file
+
+    schema = pa.schema([("id", pa.int64()), ("s", pa.string()), ("d", pa.decimal128(38, 10)), ("f", pa.float64())])
+    old_csv = tmp_path / "old.csv"
+    old_csv.write_text('"id","s","d","f"\n1,"",1E-10,nan\n2,,,\n3,"NULL",-1.5000000000,inf\n', encoding="utf-8")
+    got = read_file("csv", old_csv, schema)
+    assert got["s"].to_pylist() == ["", None, "NULL"]
+    assert got["d"].to_pylist() == [Decimal("0.0000000001"), None, Decimal("-1.5")]
+    assert _cells(got["f"].to_pylist()) == ["NaN", None, "inf"]
+    old_jsonl = tmp_path / "old.jsonl"
+    old_jsonl.write_text('{"iv": [1, 2, 3], "f": NaN}\n{"iv": null, "f": -Infinity}\n', encoding="utf-8")
+    got = read_file("jsonl", old_jsonl, pa.schema([("iv", pa.month_day_nano_interval()), ("f", pa.float64())]))
+    assert got["iv"].to_pylist() == [pa.MonthDayNano([1, 2, 3]), None]
+    assert _cells(got["f"].to_pylist()) == ["NaN", "-inf"]
