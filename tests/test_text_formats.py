@@ -98,7 +98,7 @@ def csv_volume(tmp_path: Path) -> tuple[Path, Manifest, pa.Table]:
     return _sync(tmp_path, _strings_select(), "csv")
 
 
-def _csv(root: Path, manifest: Manifest, table: str = "t") -> Path:
+def _published(root: Path, manifest: Manifest, table: str = "t") -> Path:
     return root / "snapshots" / manifest.id / manifest.tables[table].file
 
 
@@ -123,7 +123,7 @@ def test_csv_manifest_records_the_dialect(csv_volume) -> None:
 
 def test_csv_writes_decimals_in_plain_digits(csv_volume) -> None:
     root, manifest, _ = csv_volume
-    text = _csv(root, manifest).read_text(encoding="utf-8")
+    text = _published(root, manifest).read_text(encoding="utf-8")
     assert '"0.0000000001"' in text
     assert '"12345678901234567890.5000000000"' in text
     assert "E-" not in text and "E+" not in text
@@ -131,7 +131,7 @@ def test_csv_writes_decimals_in_plain_digits(csv_volume) -> None:
 
 def test_csv_null_is_the_unquoted_marker_and_a_real_marker_string_is_quoted(csv_volume) -> None:
     root, manifest, _ = csv_volume
-    lines = _csv(root, manifest).read_bytes().split(b"\n")
+    lines = _published(root, manifest).read_bytes().split(b"\n")
     assert lines[0] == b'"id","s","d","f","day"'
     assert lines[2].startswith(b"1,\\N,")  # STRINGS[1] is None
     assert any(line.startswith(b'8,"\\N",') for line in lines)  # STRINGS[8] is the string \N
@@ -140,7 +140,7 @@ def test_csv_null_is_the_unquoted_marker_and_a_real_marker_string_is_quoted(csv_
 
 def test_csv_empty_table_has_its_header_line(csv_volume) -> None:
     root, manifest, _ = csv_volume
-    assert _csv(root, manifest, "e").read_bytes() == b'"id","s","d","f","day"\n'
+    assert _published(root, manifest, "e").read_bytes() == b'"id","s","d","f","day"\n'
     got = read_table("e", root=root, as_arrow=True)
     assert got.num_rows == 0 and got.schema.equals(schema_from_b64(manifest.tables["e"].arrow_schema))
 
@@ -148,7 +148,7 @@ def test_csv_empty_table_has_its_header_line(csv_volume) -> None:
 def test_csv_reads_exactly_with_pyarrow(csv_volume) -> None:
     root, manifest, source = csv_volume
     got = pcsv.read_csv(
-        _csv(root, manifest),
+        _published(root, manifest),
         parse_options=pcsv.ParseOptions(newlines_in_values=True),
         convert_options=pcsv.ConvertOptions(
             null_values=["\\N"],
@@ -164,7 +164,7 @@ def test_csv_reads_exactly_with_pyarrow(csv_volume) -> None:
 def test_csv_reads_exactly_with_duckdb(csv_volume) -> None:
     root, manifest, source = csv_volume
     got = duckdb.sql(
-        f"SELECT * FROM read_csv('{_csv(root, manifest)}', header = true, nullstr = '\\N', allow_quoted_nulls = false, "
+        f"SELECT * FROM read_csv('{_published(root, manifest)}', header = true, nullstr = '\\N', allow_quoted_nulls = false, "
         "types = {'s': 'VARCHAR', 'd': 'DECIMAL(38,10)'}) ORDER BY id"
     ).to_arrow_table()
     for name in source.schema.names:
@@ -174,7 +174,7 @@ def test_csv_reads_exactly_with_duckdb(csv_volume) -> None:
 def test_csv_reads_exactly_with_polars_except_a_string_equal_to_the_marker(csv_volume) -> None:
     root, manifest, source = csv_volume
     got = pl.read_csv(
-        _csv(root, manifest),
+        _published(root, manifest),
         null_values=["\\N"],
         schema_overrides={"s": pl.String, "d": pl.Decimal(38, 10), "f": pl.Float64, "day": pl.Date},
     ).to_arrow()
@@ -189,7 +189,7 @@ def test_csv_reads_exactly_with_pandas_except_a_string_equal_to_the_marker(csv_v
     root, manifest, source = csv_volume
     na = {name: ["\\N"] for name in source.schema.names}
     na["f"].append("nan")  # a float column's NaN; nowhere else (a string "nan" stays "nan")
-    got = pd.read_csv(_csv(root, manifest), keep_default_na=False, na_values=na, dtype={"s": str, "d": str, "f": float})
+    got = pd.read_csv(_published(root, manifest), keep_default_na=False, na_values=na, dtype={"s": str, "d": str, "f": float})
     strings = [None if isinstance(v, float) else v for v in got["s"]]
     # pandas cannot tell a quoted field from an unquoted one: the string \N reads as NaN (README)
     assert strings == [None if s == "\\N" else s for s in STRINGS]
@@ -224,7 +224,7 @@ def _refuse(token: str) -> Any:
 
 def test_jsonl_lines_are_valid_json(jsonl_volume) -> None:
     root, manifest, _ = jsonl_volume
-    lines = _csv(root, manifest).read_text(encoding="utf-8").splitlines()
+    lines = _published(root, manifest).read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line, parse_constant=_refuse) for line in lines]
     assert [r["f"] for r in rows] == [1.5, "NaN", "Infinity", "-Infinity", None]
     assert rows[0]["d"] == "0.0000000001"
@@ -236,7 +236,7 @@ def test_jsonl_lines_are_valid_json(jsonl_volume) -> None:
 
 def test_jsonl_reads_with_polars(jsonl_volume) -> None:
     root, manifest, source = jsonl_volume
-    path = _csv(root, manifest)
+    path = _published(root, manifest)
     assert pl.read_ndjson(path).height == source.num_rows
     got = pl.read_ndjson(path, schema_overrides={"f": pl.String, "d": pl.String}).with_columns(
         pl.col("f").cast(pl.Float64), pl.col("d").cast(pl.Decimal(38, 10))
@@ -267,7 +267,7 @@ def test_jsonl_empty_table_reads_with_its_schema(jsonl_volume) -> None:
 
 def test_jsonl_reads_with_duckdb_and_pandas(jsonl_volume) -> None:
     root, manifest, source = jsonl_volume
-    path = _csv(root, manifest)
+    path = _published(root, manifest)
     got = duckdb.sql(
         f"SELECT f::DOUBLE AS f, d::DECIMAL(38,10) AS d, map_from_entries(m) AS m FROM read_json('{path}', "
         "columns = {'id': 'INTEGER', 'f': 'VARCHAR', 'd': 'VARCHAR', 'm': 'STRUCT(key VARCHAR, value INTEGER)[]'}) ORDER BY id"
