@@ -31,6 +31,7 @@ from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
     TableWriter,
     WrittenFile,
+    format_dialect,
     iter_batches,
     parquet_ranges,
     remove_output,
@@ -282,6 +283,7 @@ def _entry(job: _Export, schema: pa.Schema, source_rows: int, exported_at: Any, 
         parts=tuple(Part(p.name, p.rows, p.bytes, p.sha256) for p in written.parts) if written.parts else None,
         schema=schema_contract(schema),
         arrow_schema=schema_to_b64(schema),
+        dialect=format_dialect(table.format),
         primary_key=tuple(table.primary_key),
         exported_at=iso(exported_at),
         exported_in=job.path.parent.name,  # the run (= snapshot id) whose export produced this file

@@ -5,8 +5,8 @@ streaming readers that restore the exact Arrow schema recorded in the manifest.
 |---------|-----------------|--------------------------------------------------------------------|
 | parquet | <table>.parquet | zstd by default, dictionary encoding, statistics, row groups of ``row_group_rows`` |
 |         | <table>/part-NNNNN.parquet | big tables: row groups dealt round-robin to parts encoded in parallel |
-| csv     | <table>.csv     | header row; empty field = null, "" = empty string                  |
-| jsonl   | <table>.jsonl   | one object per line; decimals as strings, times as ISO-8601        |
+| csv     | <table>.csv     | RFC 4180, header row, strings quoted, null = unquoted ``\\N``       |
+| jsonl   | <table>.jsonl   | one RFC 8259 object per line, one encoding per type (see jsonl.py) |
 | arrow   | <table>.arrow   | Arrow IPC file format, uncompressed (memory-mappable)              |
 
 Each format is one module behind :class:`~syncer.formats.base.Format`; this module is the registry
@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -42,6 +43,7 @@ __all__ = [
     "conform",
     "count_rows",
     "file_schema",
+    "format_dialect",
     "get_format",
     "iter_batches",
     "open_writer",
@@ -95,6 +97,12 @@ def file_schema(fmt: str, path: Path) -> pa.Schema | None:
     """The schema stored in the file, for formats that store one (of parts: the first that differs
     from the first part's, so a comparison sees any difference)."""
     return FORMATS[fmt].file_schema(path) if fmt in FORMATS else None
+
+
+def format_dialect(fmt: str) -> dict[str, Any] | None:
+    """How a text format spells values (recorded in the manifest entry); None for the others."""
+    dialect = FORMATS[fmt].dialect if fmt in FORMATS else None
+    return dict(dialect) if dialect is not None else None
 
 
 def unsupported_columns(fmt: str, schema: pa.Schema) -> list[pa.Field]:

@@ -7,6 +7,7 @@ import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -64,6 +65,8 @@ class Format(abc.ABC):
     """A file format: how a table is written to ``<table>.<name>`` and read back in source order."""
 
     name: str
+    #: how the file spells values, recorded in the manifest entry (text formats); None: the format's own
+    dialect: dict[str, Any] | None = None
 
     @abc.abstractmethod
     def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:

@@ -1,10 +1,24 @@
-"""CSV: a header row; an empty field is null, "" the empty string; binary columns as base64 text."""
+"""CSV in one explicit dialect (:data:`DIALECT`, recorded in the manifest entry):
+
+* RFC 4180 quoting: fields separated by ``,``, rows end in ``\\n``, a quote inside a quoted field is
+  doubled; UTF-8 without a byte-order mark; a header line always (an empty table too).
+* Every string value is quoted (``"007"``, ``""``, ``"NULL"``, ``"\\N"``); NULL is the unquoted
+  marker ``\\N``, so no real string can collide with it in a reader that tells quoted from unquoted
+  fields (DuckDB, pyarrow, polars). pandas cannot: there a string equal to ``\\N`` reads as NaN.
+* Decimals are plain digits at the column's scale (``0.0000000001``, never ``1E-10``), quoted;
+  floats ``nan``/``inf``/``-inf``; booleans ``true``/``false``; timestamps ISO-8601 with a space,
+  ``Z`` when the column has a time zone; binary values base64 text.
+
+Files of earlier versions (NULL an unquoted empty field) read the same way: the reader takes both an
+unquoted empty field and unquoted ``\\N`` as NULL, and neither occurs as a value in the other dialect.
+"""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -12,26 +26,43 @@ import pyarrow.csv as pcsv
 from syncer.formats.base import Format, TableWriter, conform, selected
 from syncer.formats.files import StreamTableWriter
 
-__all__ = ["CsvFormat", "CsvTableWriter"]
+__all__ = ["DIALECT", "NULL", "CsvFormat", "CsvTableWriter"]
+
+#: the unquoted field that means NULL
+NULL = "\\N"
+
+#: what the manifest records about a CSV file (``dialect``)
+DIALECT: dict[str, Any] = {
+    "delimiter": ",",
+    "quote": '"',
+    "escape": "doubled quote",
+    "line_terminator": "\n",
+    "encoding": "utf-8",
+    "header": True,
+    "null": NULL,
+    "strings_quoted": True,
+    "decimal": "plain digits, quoted",
+    "binary": "base64",
+}
 
 
 class CsvTableWriter(StreamTableWriter):
-    """CSV text; binary columns are written base64-encoded (CSV holds text only)."""
+    """CSV text; binary columns base64, decimal columns plain-digit text (CSV holds text only)."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         super().__init__(path, schema)
-        self._binary = [i for i, f in enumerate(schema) if _is_binary(f.type)]
+        self._text = [i for i, f in enumerate(schema) if _as_text(f.type)]
         text_schema = _csv_schema(schema)
-        self._writer = pcsv.CSVWriter(self.stream, text_schema, write_options=pcsv.WriteOptions(quoting_style="needed"))
+        options = pcsv.WriteOptions(quoting_style="needed", null_string=NULL, include_header=True)
+        # The header is written when the writer is made: an empty table is still a header line.
+        self._writer = pcsv.CSVWriter(self.stream, text_schema, write_options=options)
         self._text_schema = text_schema
 
     def _write(self, batch: pa.RecordBatch) -> None:
-        if self._binary:
+        if self._text:
             cols = list(batch.columns)
-            for i in self._binary:
-                cols[i] = pa.array(
-                    [None if v is None else base64.b64encode(v).decode("ascii") for v in cols[i].to_pylist()], pa.string()
-                )
+            for i in self._text:
+                cols[i] = pa.array([_text(v) for v in cols[i].to_pylist()], pa.string())
             batch = pa.RecordBatch.from_arrays(cols, schema=self._text_schema)
         self._writer.write_batch(batch)
 
@@ -39,8 +70,17 @@ class CsvTableWriter(StreamTableWriter):
         self._writer.close()
 
 
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode("ascii")
+    return format(v, "f")  # a Decimal in plain digits
+
+
 class CsvFormat(Format):
     name = "csv"
+    dialect = DIALECT
 
     def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:
         return CsvTableWriter(path, schema)
@@ -50,37 +90,49 @@ class CsvFormat(Format):
         reader = pcsv.open_csv(
             path,
             read_options=pcsv.ReadOptions(block_size=16 << 20),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True),
             convert_options=pcsv.ConvertOptions(
                 column_types={f.name: f.type for f in _csv_schema(schema)},
                 include_columns=list(target.names),
-                # The writer leaves nulls empty and quotes every string, so only an unquoted empty field
-                # is null; the default null spellings would turn a float NaN ("nan") into null.
-                null_values=[""],
+                # Only an unquoted \N (or, in files of earlier versions, an unquoted empty field) is
+                # null; the default null spellings would turn a float NaN ("nan") into null.
+                null_values=[NULL, ""],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
             ),
         )
-        has_binary = any(_is_binary(f.type) for f in target)
+        has_text = any(_as_text(f.type) for f in target)
         for b in reader:
-            yield _decode_csv_binary(b, target) if has_binary else conform(b, target)
+            yield _decode_text(b, target) if has_text else conform(b, target)
 
     def unsupported_columns(self, schema: pa.Schema) -> list[pa.Field]:
-        """Nested and dictionary columns: CSV has no way to write them."""
-        return [f for f in schema if pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type)]
+        """Nested, dictionary and interval columns: this dialect has no spelling for them."""
+        return [
+            f
+            for f in schema
+            if pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type) or f.type == pa.month_day_nano_interval()
+        ]
 
 
 def _is_binary(t: pa.DataType) -> bool:
     return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
 
 
+def _as_text(t: pa.DataType) -> bool:
+    """Columns written as text of our own spelling: binary (base64) and decimals (plain digits)."""
+    return _is_binary(t) or pa.types.is_decimal(t)
+
+
 def _csv_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema as CSV holds it: binary columns become base64 text."""
-    return pa.schema([f.with_type(pa.string()) if _is_binary(f.type) else f for f in schema])
+    """The schema as CSV holds it: binary and decimal columns become text."""
+    return pa.schema([f.with_type(pa.string()) if _as_text(f.type) else f for f in schema])
 
 
-def _decode_csv_binary(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+def _decode_text(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
     cols = list(batch.columns)
     for i, f in enumerate(target):
         if _is_binary(f.type):
             cols[i] = pa.array([None if v is None else base64.b64decode(v) for v in cols[i].to_pylist()], f.type)
+        elif pa.types.is_decimal(f.type):
+            cols[i] = cols[i].cast(f.type)  # exact: the text has the column's scale
     return pa.RecordBatch.from_arrays(cols, schema=target)

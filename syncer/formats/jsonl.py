@@ -1,4 +1,24 @@
-"""JSON Lines: one object per line; decimals as strings, times as ISO-8601, binary as base64."""
+"""JSON Lines: one JSON object per line (RFC 8259: no NaN/Infinity tokens), one encoding per type.
+
+| Arrow type                    | JSON value                                                        |
+|-------------------------------|-------------------------------------------------------------------|
+| null                          | ``null`` (a key is never left out)                                |
+| bool, integers                | ``true``/``false``, numbers                                       |
+| float                         | numbers (shortest round-trip form, ``-0.0`` kept); NaN, +inf, -inf as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` |
+| decimal                       | a string of plain digits at the column's scale (``"0.0000000001"``, never ``1E-10``) |
+| string (JSON, UUID text too)  | a string                                                          |
+| binary, fixed-size binary     | a string: standard base64 with padding                            |
+| date / time                   | ``"YYYY-MM-DD"`` / ``"HH:MM:SS[.ffffff]"``                       |
+| timestamp                     | ISO-8601 ``"YYYY-MM-DDTHH:MM:SS[.fraction]"``; with a time zone in UTC with ``Z`` |
+| duration                      | an integer count of the column's unit                             |
+| interval (month_day_nano)     | ``{"months": m, "days": d, "nanoseconds": n}``                    |
+| list                          | an array of its elements, each encoded by its type                |
+| struct                        | an object of its fields                                           |
+| map                           | an array of ``{"key": k, "value": v}`` objects, in order          |
+
+An empty table is an empty file: its schema is the manifest's ``arrow_schema``. :data:`DIALECT` is
+recorded in the manifest entry.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +26,8 @@ import base64
 import datetime as dt
 import decimal
 import json
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +36,45 @@ import pyarrow as pa
 from syncer.formats.base import READ_BATCH, Format, TableWriter, selected
 from syncer.formats.files import StreamTableWriter
 
-__all__ = ["JsonlFormat", "JsonlTableWriter", "json_default"]
+__all__ = ["DIALECT", "JsonlFormat", "JsonlTableWriter", "json_default"]
+
+#: what the manifest records about a JSONL file (``dialect``)
+DIALECT: dict[str, Any] = {
+    "json": "RFC 8259, UTF-8, one object per line, every column present",
+    "nonfinite_floats": ["NaN", "Infinity", "-Infinity"],
+    "decimal": "string, plain digits",
+    "binary": "base64",
+    "timestamp": "ISO-8601, UTC with Z when the column has a time zone",
+    "duration": "integer count of the column's unit",
+    "interval": "object: months, days, nanoseconds",
+    "map": "array of {key, value} objects",
+    "empty_table": "empty file; the schema is the manifest's arrow_schema",
+}
+
+Encoder = Callable[[Any], Any]
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 class JsonlTableWriter(StreamTableWriter):
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        super().__init__(path, schema)
+        self._encoders = [(f.name, _encoder(f.type)) for f in schema]
+
     def _write(self, batch: pa.RecordBatch) -> None:
-        lines = [json.dumps(row, default=json_default, ensure_ascii=False) for row in batch.to_pylist()]
-        if lines:
-            self.stream.write(("\n".join(lines) + "\n").encode("utf-8"))
+        if not batch.num_rows:
+            return
+        cols = [[enc(v) for v in col.to_pylist()] for (_, enc), col in zip(self._encoders, batch.columns, strict=True)]
+        names = [n for n, _ in self._encoders]
+        lines = [
+            json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False, allow_nan=False) for row in zip(*cols, strict=True)
+        ]
+        self.stream.write(("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def json_default(value: Any) -> Any:
-    """The JSON spelling of a value ``json`` has none for (the reader parses it back by column type)."""
+    """The JSON spelling of a scalar ``json`` has none for (decimals plain, times ISO-8601, bytes base64)."""
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        return _plain(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
@@ -42,40 +88,124 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+def _plain(value: decimal.Decimal) -> str:
+    return format(value, "f")
+
+
+def _float(v: float) -> Any:
+    if math.isfinite(v):
+        return v
+    return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+
+
+def _none_or(fn: Encoder) -> Encoder:
+    return lambda v: None if v is None else fn(v)
+
+
+def _timestamp(t: pa.TimestampType) -> Encoder:
+    def enc(v: Any) -> str:
+        text = v.isoformat()  # a pandas Timestamp (unit ns) keeps its nanoseconds here
+        if t.tz is not None:
+            text = v.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        return text
+
+    return enc
+
+
+def _encoder(t: pa.DataType) -> Encoder:
+    """How a value of type ``t`` (as ``to_pylist`` gives it) is spelled in JSON."""
+    if pa.types.is_floating(t):
+        return _none_or(_float)
+    if pa.types.is_decimal(t):
+        return _none_or(_plain)
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return _none_or(lambda v: base64.b64encode(v).decode("ascii"))
+    if pa.types.is_timestamp(t):
+        return _none_or(_timestamp(t))
+    if pa.types.is_date(t) or pa.types.is_time(t):
+        return _none_or(lambda v: v.isoformat())
+    if pa.types.is_duration(t):
+        return _none_or(lambda v: int(v.value) if hasattr(v, "value") else _units(v, t.unit))
+    if t == pa.month_day_nano_interval():
+        return _none_or(lambda v: {"months": v.months, "days": v.days, "nanoseconds": v.nanoseconds})
+    if pa.types.is_dictionary(t):
+        return _encoder(t.value_type)
+    if pa.types.is_map(t):
+        k, item = _encoder(t.key_type), _encoder(t.item_type)
+        return _none_or(lambda v: [{"key": k(a), "value": item(b)} for a, b in v])
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        inner = _encoder(t.value_type)
+        return _none_or(lambda v: [inner(x) for x in v])
+    if pa.types.is_struct(t):
+        fields = [(t.field(i).name, _encoder(t.field(i).type)) for i in range(t.num_fields)]
+        return _none_or(lambda v: {n: e(v[n]) for n, e in fields})
+    return lambda v: v
+
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _units(v: dt.timedelta, unit: str) -> int:
+    micros = (v.days * 86_400 + v.seconds) * 1_000_000 + v.microseconds
+    return micros * _PER_SECOND[unit] // 1_000_000
+
+
 class JsonlFormat(Format):
     name = "jsonl"
+    dialect = DIALECT
 
     def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:
         return JsonlTableWriter(path, schema)
 
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
         target = selected(schema, columns)
-        parsers = [_jsonl_parser(f.type) for f in target]
+        parsers = [_decoder(f.type) for f in target]
         with open(path, encoding="utf-8") as fh:
             while True:
                 rows = [json.loads(line) for _, line in zip(range(READ_BATCH // 4), fh, strict=False) if line.strip()]
                 if not rows:
                     return
-                arrays = [pa.array([p(r.get(f.name)) for r in rows], type=f.type) for f, p in zip(target, parsers, strict=True)]
+                arrays = [_array([p(r.get(f.name)) for r in rows], f.type) for f, p in zip(target, parsers, strict=True)]
                 yield pa.RecordBatch.from_arrays(arrays, schema=target)
 
 
-def _jsonl_parser(t: pa.DataType) -> Any:
-    def none_or(fn: Any) -> Any:
-        return lambda v: None if v is None else fn(v)
+def _array(values: list[Any], t: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(t) and t.unit == "ns":
+        # Python datetimes stop at microseconds: Arrow parses the ISO-8601 text itself.
+        return pa.array(values, pa.string()).cast(t)
+    return pa.array(values, type=t)
 
+
+def _decoder(t: pa.DataType) -> Encoder:
+    """The value ``pa.array(type=t)`` takes for the JSON spelling of :func:`_encoder` (and the
+    spellings of earlier versions: bare NaN tokens, intervals as [months, days, nanoseconds])."""
+    if pa.types.is_floating(t):
+        return _none_or(lambda v: _NONFINITE[v] if isinstance(v, str) else float(v))
     if pa.types.is_decimal(t):
-        return none_or(decimal.Decimal)
+        return _none_or(decimal.Decimal)
     if pa.types.is_timestamp(t):
-        return none_or(lambda v: dt.datetime.fromisoformat(v))
+        if t.unit == "ns":
+            return lambda v: v
+        return _none_or(lambda v: dt.datetime.fromisoformat(v))
     if pa.types.is_date(t):
-        return none_or(dt.date.fromisoformat)
+        return _none_or(dt.date.fromisoformat)
     if pa.types.is_time(t):
-        return none_or(dt.time.fromisoformat)
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return none_or(base64.b64decode)
+        return _none_or(dt.time.fromisoformat)
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return _none_or(base64.b64decode)
     if pa.types.is_duration(t):
-        return none_or(lambda v: dt.timedelta(seconds=v))
+        return _none_or(lambda v: v if isinstance(v, int) else dt.timedelta(seconds=v))
     if t == pa.month_day_nano_interval():
-        return none_or(lambda v: pa.MonthDayNano(v))
+        return _none_or(lambda v: pa.MonthDayNano([v["months"], v["days"], v["nanoseconds"]] if isinstance(v, dict) else v))
+    if pa.types.is_dictionary(t):
+        return _decoder(t.value_type)
+    if pa.types.is_map(t):
+        k, item = _decoder(t.key_type), _decoder(t.item_type)
+        return _none_or(lambda v: [(k(e["key"]), item(e["value"])) for e in v])
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        inner = _decoder(t.value_type)
+        return _none_or(lambda v: [inner(x) for x in v])
+    if pa.types.is_struct(t):
+        fields = [(t.field(i).name, _decoder(t.field(i).type)) for i in range(t.num_fields)]
+        return _none_or(lambda v: {n: d(v.get(n)) for n, d in fields})
     return lambda v: v

@@ -159,6 +159,8 @@ class ManifestEntry(Record):
     schema: tuple[Column, ...] = ()
     parts: tuple[Part, ...] | None = None
     arrow_schema: str | None = None
+    #: how a text format (csv, jsonl) spells values: quoting, the NULL marker, encodings
+    dialect: dict[str, Any] | None = None
     primary_key: tuple[str, ...] = ()
     exported_in: str | None = None
     source_rows: int | None = None
@@ -178,6 +180,7 @@ class ManifestEntry(Record):
         {
             "parts",
             "arrow_schema",
+            "dialect",
             "exported_in",
             "source_rows",
             "source",
