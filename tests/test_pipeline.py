@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,8 +87,13 @@ def test_the_first_error_wins_and_later_ones_are_attached(no_leftover_threads: N
         later.put(0)  # now inside fails_later, waiting
         first = stages.worker(fails_first)
         first.put(0)
+        # Once the stage has failed, put raises its error instead of taking more (or waiting). Under
+        # load the worker may not have reached item 0 yet: keep offering, for at most 10 s.
+        deadline = time.monotonic() + 10
         with pytest.raises(LookupError):
-            first.put(1)  # the stage failed: put raises its error instead of waiting
+            while time.monotonic() < deadline:
+                first.put(1)
+                time.sleep(0.005)
         first_raised.set()
         raise RuntimeError("and the block's own error, last")
     assert str(info.value) == "the first failure"
