@@ -3,7 +3,7 @@ streaming readers that restore the exact Arrow schema recorded in the manifest.
 
 | format  | file            | notes                                                              |
 |---------|-----------------|--------------------------------------------------------------------|
-| parquet | <table>.parquet | zstd by default, dictionary encoding, statistics, row groups of ``row_group_rows`` |
+| parquet | <table>.parquet | zstd by default, PLAIN + dictionary encodings, statistics, row groups of ``row_group_rows`` |
 |         | <table>/part-NNNNN.parquet | big tables: row groups dealt round-robin to parts encoded in parallel |
 | csv     | <table>.csv     | header row; empty field = null, "" = empty string                  |
 | jsonl   | <table>.jsonl   | one object per line; decimals as strings, times as ISO-8601        |
@@ -54,6 +54,7 @@ __all__ = [
     "schema_from_b64",
     "schema_to_b64",
     "sha256_file",
+    "stored_schema",
     "unsupported_columns",
 ]
 
@@ -95,6 +96,11 @@ def file_schema(fmt: str, path: Path) -> pa.Schema | None:
     """The schema stored in the file, for formats that store one (of parts: the first that differs
     from the first part's, so a comparison sees any difference)."""
     return FORMATS[fmt].file_schema(path) if fmt in FORMATS else None
+
+
+def stored_schema(fmt: str, schema: pa.Schema) -> pa.Schema:
+    """The schema a file of ``fmt`` written with ``schema`` stores (the re-open check expects it)."""
+    return FORMATS[fmt].stored_schema(schema) if fmt in FORMATS else schema
 
 
 def unsupported_columns(fmt: str, schema: pa.Schema) -> list[pa.Field]:
