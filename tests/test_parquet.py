@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import syncer
-from syncer.formats import parquet_files
+from syncer.formats import file_schema, open_writer, parquet_files, read_file, stored_schema
 from syncer.volume.layout import Volume
 from tests._cells import cell
 from tests.conftest import write_config
@@ -286,7 +286,7 @@ def test_every_timestamp_unit_passes_the_reopen_check_and_reads_back_exactly(
     con = duckdb.connect(str(db))
     con.execute(f"CREATE TABLE edge (id BIGINT PRIMARY KEY, t {ddl})")
     con.execute(
-        f"INSERT INTO edge VALUES (1, '1970-01-01 00:00:01'), (2, NULL), (3, '2262-04-11 23:47:16'), (4, '1677-09-22 00:00:00')"
+        "INSERT INTO edge VALUES (1, '1970-01-01 00:00:01'), (2, NULL), (3, '2262-04-11 23:47:16'), (4, '1677-09-22 00:00:00')"
     )
     con.close()
     cfg = syncer.load_config(write_config(tmp_path / "cfg", db, tables=TABLES))
@@ -304,7 +304,9 @@ def test_an_enum_column_is_exported_as_a_dictionary_and_its_profile_validates(tm
     con = duckdb.connect(str(db))
     con.execute("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')")
     con.execute("CREATE TABLE edge (id BIGINT PRIMARY KEY, m mood)")
-    con.execute("INSERT INTO edge SELECT i, CASE WHEN i % 5 = 0 THEN NULL ELSE ['happy', 'sad', 'ok'][i % 3 + 1] END FROM range(50) r(i)")
+    con.execute(
+        "INSERT INTO edge SELECT i, CASE WHEN i % 5 = 0 THEN NULL ELSE ['happy', 'sad', 'ok'][i % 3 + 1] END FROM range(50) r(i)"
+    )
     con.close()
     cfg = syncer.load_config(write_config(tmp_path / "cfg", db, tables=TABLES))
     report = syncer.sync(cfg)
@@ -318,7 +320,43 @@ def test_an_enum_column_is_exported_as_a_dictionary_and_its_profile_validates(tm
     man = vol.current_manifest()
     path = vol.snapshot_dir(man.id) / man.tables["edge"].file
     assert pl.read_parquet(path).sort("id")["m"].cast(pl.String).to_list()[:4] == [None, "sad", "ok", "happy"]
-    assert duckdb.sql(f"SELECT m FROM read_parquet('{path}') ORDER BY id LIMIT 4").fetchall() == [(None,), ("sad",), ("ok",), ("happy",)]
+    assert duckdb.sql(f"SELECT m FROM read_parquet('{path}') ORDER BY id LIMIT 4").fetchall() == [
+        (None,),
+        ("sad",),
+        ("ok",),
+        ("happy",),
+    ]
     for engine in ("fastparquet", "pandas"):
         assert by_id(fastparquet_cells(engine, [path]))[3]["m"] == "happy"
     assert {"RLE_DICTIONARY"} <= set(pq.ParquetFile(path).metadata.row_group(0).column(1).encodings)
+
+
+def test_types_parquet_stores_in_another_unit_are_expected_by_the_reopen_check_and_read_back(tmp_path: Path) -> None:
+    schema = pa.schema(
+        [
+            ("t_s", pa.timestamp("s", "UTC")),
+            ("tod", pa.time32("s")),
+            ("d64", pa.date64()),
+            ("nested", pa.struct([("at", pa.timestamp("s"))])),
+            ("many", pa.list_(pa.timestamp("s"))),
+        ]
+    )
+    at = dt.datetime(2026, 12, 1, 10, 0, 1)
+    table = pa.table(
+        {
+            "t_s": [at.replace(tzinfo=dt.UTC), None],
+            "tod": [dt.time(23, 59, 59), None],
+            "d64": [dt.date(9999, 12, 31), None],
+            "nested": [{"at": at}, None],
+            "many": [[at, None], []],
+        },
+        schema=schema,
+    )
+    path = tmp_path / "t.parquet"
+    writer = open_writer("parquet", path, schema)
+    writer.write(table.to_batches()[0])
+    writer.close()
+    assert file_schema("parquet", path).equals(stored_schema("parquet", schema))
+    assert stored_schema("parquet", schema).field("t_s").type == pa.timestamp("ms", "UTC")
+    back = read_file("parquet", path, schema)
+    assert back.schema.equals(schema) and back.equals(table)
