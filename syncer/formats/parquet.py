@@ -170,14 +170,26 @@ class ParquetTableWriter(TableWriter):
         self._close_fds()
         for w in self._writers:
             if w is not None:
-                with contextlib.suppress(Exception):  # the output is being thrown away
-                    w.close()
+                _discard(w)
 
     def _close_fds(self) -> None:
         for i, fd in enumerate(self._fds):
             if fd is not None:
                 os.close(fd)
                 self._fds[i] = None
+
+
+def _discard(w: pq.ParquetWriter) -> None:
+    """Close a writer whose output is being thrown away, whatever fails. A ``close()`` that raises
+    leaves pyarrow's writer open, and its ``__del__`` would close (and raise) again at some later
+    garbage collection, in whatever code runs then."""
+    with contextlib.suppress(Exception):
+        w.close()
+    if getattr(w, "is_open", False):
+        with contextlib.suppress(Exception):
+            if w.file_handle is not None:
+                w.file_handle.close()
+        w.is_open = False
 
 
 def parquet_options(schema: pa.Schema, sample: pa.RecordBatch | None, ratio: float) -> dict[str, Any]:
