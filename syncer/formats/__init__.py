@@ -3,7 +3,7 @@ streaming readers that restore the exact Arrow schema recorded in the manifest.
 
 | format  | file            | notes                                                              |
 |---------|-----------------|--------------------------------------------------------------------|
-| parquet | <table>.parquet | zstd by default, dictionary encoding, statistics, row groups of ``row_group_rows`` |
+| parquet | <table>.parquet | zstd by default, PLAIN + dictionary encodings, statistics, row groups of ``row_group_rows`` |
 |         | <table>/part-NNNNN.parquet | big tables: row groups dealt round-robin to parts encoded in parallel |
 | csv     | <table>.csv     | RFC 4180, header row, strings quoted, null = unquoted ``\\N``       |
 | jsonl   | <table>.jsonl   | one RFC 8259 object per line, one encoding per type (see jsonl.py) |
@@ -56,6 +56,7 @@ __all__ = [
     "schema_from_b64",
     "schema_to_b64",
     "sha256_file",
+    "stored_schema",
     "unsupported_columns",
 ]
 
@@ -103,6 +104,11 @@ def format_dialect(fmt: str) -> dict[str, Any] | None:
     """How a text format spells values (recorded in the manifest entry); None for the others."""
     dialect = FORMATS[fmt].dialect if fmt in FORMATS else None
     return dict(dialect) if dialect is not None else None
+
+
+def stored_schema(fmt: str, schema: pa.Schema) -> pa.Schema:
+    """The schema a file of ``fmt`` written with ``schema`` stores (the re-open check expects it)."""
+    return FORMATS[fmt].stored_schema(schema) if fmt in FORMATS else schema
 
 
 def unsupported_columns(fmt: str, schema: pa.Schema) -> list[pa.Field]:

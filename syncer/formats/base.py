@@ -88,6 +88,12 @@ class Format(abc.ABC):
         """The schema stored in the file, for formats that store one."""
         return None
 
+    def stored_schema(self, schema: pa.Schema) -> pa.Schema:
+        """What :meth:`file_schema` gives for a file written with ``schema``: the same schema, but
+        where the format stores a type as another that holds the same values (Parquet has no
+        seconds unit); readers cast back to ``schema``."""
+        return schema
+
     def unsupported_columns(self, schema: pa.Schema) -> list[pa.Field]:
         """Columns the format cannot hold faithfully."""
         return []

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from syncer.config import TableConfig
 from syncer.export.quarantine import Quarantine
-from syncer.formats import WrittenFile, count_rows, file_schema, output_size
+from syncer.formats import WrittenFile, count_rows, file_schema, output_size, stored_schema
 from syncer.sources.base import quote_ident
 from syncer.validate.keys import DupResult
 from syncer.validate.profile import ProfileAccumulator, profile_differences
@@ -166,8 +166,9 @@ def _reopen(ev: Evidence) -> Check:
     problems = []
     if reread != rows:
         problems.append(f"re-opened file has {reread:,} rows, {rows:,} were written")
-    if stored is not None and not stored.equals(ev.schema, check_metadata=False):
-        problems.append(f"stored schema differs: {stored} vs {ev.schema}")
+    expected = stored_schema(fmt, ev.schema)  # Parquet stores timestamp[s] in ms; read_table casts back
+    if stored is not None and not stored.equals(expected, check_metadata=False):
+        problems.append(f"stored schema differs: {stored} vs {expected}")
     return check("reopen", not problems, "; ".join(problems) or f"re-opened {path.name}: {reread:,} rows")
 
 
