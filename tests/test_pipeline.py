@@ -1,4 +1,4 @@
-"""The stage helper (syncer.export.pipeline): bounded queues, cancellation, the first error wins, and
+"""The stage helper (syncer._stage): bounded queues, cancellation, the first error wins, and
 every thread is joined before anything goes on, in the helper itself and in a real export (DuckDB
 source, real files) whose reader, profiler or encoder fails."""
 
@@ -14,11 +14,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from syncer import _stage as pipeline
 from syncer import load_config
 from syncer._exceptions import SourceError
+from syncer._stage import Cancelled, Pipeline
 from syncer.config import Config, SourceConfig, TableConfig
-from syncer.export import pipeline
-from syncer.export.pipeline import Cancelled, Pipeline
 from syncer.export.table import export_table
 from syncer.formats import open_writer, read_file
 from syncer.formats.csv import CsvTableWriter

@@ -23,10 +23,10 @@ import tenacity
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
+from syncer._stage import Pipeline, Stage
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
 from syncer.export.failures import abandon, open_table_writer, remove_outputs
-from syncer.export.pipeline import KeyOrder, Pipeline, Stage
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
     TableWriter,
@@ -40,7 +40,7 @@ from syncer.formats import (
 )
 from syncer.sources.base import Source
 from syncer.validate.checks import Evidence, check, schema_contract, validate_table
-from syncer.validate.keys import scan_duplicate_keys
+from syncer.validate.keys import KeyOrder, scan_duplicate_keys
 from syncer.validate.profile import ProfileAccumulator
 from syncer.volume.manifest import Check, ManifestEntry, Part
 

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from syncer.export.pipeline import Pipeline, Stage
+from syncer._stage import Pipeline, Stage
 from syncer.formats.base import READ_BATCH, Format, TableWriter, WrittenFile, WrittenPart, conform, selected
 from syncer.formats.files import fsync, parts_digest
 
@@ -36,7 +36,7 @@ class ParquetTableWriter(TableWriter):
     """Parquet with statistics, row groups of ``row_group_rows``, PLAIN encoding and dictionaries
     for columns with few distinct values (:func:`parquet_options`).
 
-    Encoding runs on one worker stage per part (see ``syncer.export.pipeline``), at most one row
+    Encoding runs on one worker stage per part (see ``syncer._stage``), at most one row
     group given to a part and not yet encoded (memory grows with the row group, not the table); the
     first encoder error stops every part. Each part goes to a native file; after every row group its
     thread hashes the new bytes from the page cache (see ``_follow``), which costs less than handing

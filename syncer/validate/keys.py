@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from syncer._exceptions import ValidationError
 from syncer.config import TableConfig
-from syncer.export.pipeline import KeyOrder
 from syncer.formats import WrittenFile, iter_batches, parquet_files
 from syncer.sources.base import quote_ident
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 
-__all__ = ["DupResult", "scan_duplicate_keys"]
+__all__ = ["DupResult", "KeyOrder", "scan_duplicate_keys"]
 
 
 @dataclass
@@ -103,3 +103,41 @@ def _scan(table: TableConfig, schema: pa.Schema, written: WrittenFile, spill_dir
         ) from exc
     finally:
         con.close()
+
+
+class KeyOrder:
+    """Proves a single-column key unique while it streams, in O(1) memory, when the keys arrive in
+    strictly increasing order (the common case: tables scanned in key order). Any strict order
+    proves distinctness. When the order breaks, ``proven`` turns False and the caller falls back to
+    an exact scan of the written file."""
+
+    def __init__(self, schema: pa.Schema, keys: tuple[str, ...]) -> None:
+        self.column = keys[0] if len(keys) == 1 else None
+        t = schema.field(self.column).type if self.column else None
+        orderable = t is not None and (
+            pa.types.is_integer(t)
+            or pa.types.is_decimal(t)
+            or pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_date(t)
+            or pa.types.is_timestamp(t)
+        )
+        self.proven = bool(orderable)
+        self._last: Any = None
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        if not self.proven or batch.num_rows == 0:
+            return
+        arr = batch.column(self.column)
+        if arr.null_count:
+            self.proven = False  # nulls are reported by primary_key_not_null; the exact scan decides the rest
+            return
+        n = len(arr)
+        if n > 1 and not pc.all(pc.less(arr.slice(0, n - 1), arr.slice(1))).as_py():
+            self.proven = False
+            return
+        first = arr[0].as_py()
+        if self._last is not None and not self._last < first:
+            self.proven = False
+            return
+        self._last = arr[n - 1].as_py()

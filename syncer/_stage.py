@@ -1,5 +1,5 @@
-"""Streaming plumbing for the export: bounded, cancellable stages on threads of their own, and
-proving key order on the fly.
+"""The one stage helper: bounded, cancellable stages on threads of their own (the export's read-ahead,
+its batch profile and writer thread, the Parquet writer's part encoders).
 
 The two cores are used by overlapping work, never by holding more data: the source produces the
 next batch (a reader stage) while the writer encodes the current one (worker stages, one per
@@ -26,10 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-__all__ = ["Cancelled", "KeyOrder", "Pipeline", "Stage"]
+__all__ = ["Cancelled", "Pipeline", "Stage"]
 
 log = logging.getLogger("syncer")
 
@@ -266,41 +263,3 @@ class Stage(Generic[T]):
                 fn(item)
             finally:
                 self._done()
-
-
-class KeyOrder:
-    """Proves a single-column key unique while it streams, in O(1) memory, when the keys arrive in
-    strictly increasing order (the common case: tables scanned in key order). Any strict order
-    proves distinctness. When the order breaks, ``proven`` turns False and the caller falls back to
-    an exact scan of the written file."""
-
-    def __init__(self, schema: pa.Schema, keys: tuple[str, ...]) -> None:
-        self.column = keys[0] if len(keys) == 1 else None
-        t = schema.field(self.column).type if self.column else None
-        orderable = t is not None and (
-            pa.types.is_integer(t)
-            or pa.types.is_decimal(t)
-            or pa.types.is_string(t)
-            or pa.types.is_large_string(t)
-            or pa.types.is_date(t)
-            or pa.types.is_timestamp(t)
-        )
-        self.proven = bool(orderable)
-        self._last: Any = None
-
-    def update(self, batch: pa.RecordBatch) -> None:
-        if not self.proven or batch.num_rows == 0:
-            return
-        arr = batch.column(self.column)
-        if arr.null_count:
-            self.proven = False  # nulls are reported by primary_key_not_null; the exact scan decides the rest
-            return
-        n = len(arr)
-        if n > 1 and not pc.all(pc.less(arr.slice(0, n - 1), arr.slice(1))).as_py():
-            self.proven = False
-            return
-        first = arr[0].as_py()
-        if self._last is not None and not self._last < first:
-            self.proven = False
-            return
-        self._last = arr[n - 1].as_py()
