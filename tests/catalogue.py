@@ -126,7 +126,7 @@ CATALOGUE: tuple[Entry, ...] = (
             ("'nan'", math.nan),
             ("'inf'", math.inf),
             ("'-inf'", -math.inf),
-            ("-0.0", -0.0),
+            ("'-0.0'", -0.0),
             ("1.5", 1.5),
             ("1e-45", 1.401298464324817e-45),  # the smallest float32 subnormal, as float32 holds it
             _null(),
@@ -139,7 +139,7 @@ CATALOGUE: tuple[Entry, ...] = (
             ("'nan'", math.nan),
             ("'inf'", math.inf),
             ("'-inf'", -math.inf),
-            ("-0.0", -0.0),
+            ("'-0.0'", -0.0),
             ("0.1", 0.1),
             ("5e-324", 5e-324),
             ("1.7976931348623157e308", 1.7976931348623157e308),
