@@ -190,7 +190,7 @@ class Published:
     entry: str
     fmt: str
     table: str
-    status: str  # published | refused | fails validation | engine crash
+    status: str  # published | refused | write error | fails validation (checks) | engine crash
     detail: str = ""
     path: str = ""
 
@@ -230,14 +230,24 @@ def sync_all(folder: Path, entries: tuple[Entry, ...]) -> tuple[Path, dict[tuple
             elif result.status in ("fresh", "quarantined"):
                 out[(e.name, fmt)] = Published(e.name, fmt, name, "published")
             else:
-                failed = any(not c.ok and c.severity == "error" for c in result.checks)
-                out[(e.name, fmt)] = Published(e.name, fmt, name, "fails validation" if failed else "refused", result.error or "")
+                out[(e.name, fmt)] = Published(e.name, fmt, name, _why_not(result), result.error or "")
     manifest = syncer.current_snapshot(config=cfg)
     snap = cfg.root / "snapshots" / manifest.id
     for key, pub in list(out.items()):
         if pub.status == "published":
             out[key] = Published(pub.entry, pub.fmt, pub.table, pub.status, path=str(snap / manifest.tables[pub.table].file))
     return cfg.root, out
+
+
+def _why_not(result: Any) -> str:
+    """refused (the format cannot hold the type, by design) | write error | fails validation (checks)."""
+    error = result.error or ""
+    if "cannot hold column" in error:
+        return "refused"
+    if "cannot be written" in error:
+        return "write error"
+    failed = [c.name for c in result.checks if not c.ok and c.severity == "error"]
+    return f"fails validation ({', '.join(failed)})" if failed else "refused"
 
 
 def _sync_one(cfg: Any, name: str) -> Any:
@@ -309,7 +319,8 @@ def _assemble(entries: tuple[Entry, ...], published: dict, cells: dict, seconds:
                 row = {r: cells.get((fmt, e.name), {}).get(r, {"result": "error", "detail": "no result"}) for r in READERS[fmt]}
             else:
                 kind = "crash" if pub.status == "engine crash" else "refused"
-                row = {r: {"result": kind, "detail": f"{pub.status}: {pub.detail}"[:200]} for r in READERS[fmt]}
+                detail = pub.detail if pub.status == "refused" else f"{pub.status}: {pub.detail}"
+                row = {r: {"result": kind, "detail": detail[:200]} for r in READERS[fmt]}
             count.update(c["result"] for c in row.values())
             rows[e.name] = {
                 "sql_type": e.sql_type or ", ".join(t for t, _ in e.all_columns().values()),
@@ -368,7 +379,9 @@ def to_markdown(m: dict[str, Any]) -> str:
         "* **differs**: a value is lost or changed (the first one is shown, `source → read`): `''` read as null, "
         "2^53 + 1 read as a float, a time-zone offset dropped.",
         "* **error**: the reader raised; **crash**: the reader's process died (e.g. a segmentation fault); "
-        "**refused**: the engine did not publish the table (refused or failed validation, with its message).",
+        "**refused**: the engine did not publish the table: the format cannot hold the type "
+        "(refused), the writer failed cleanly (write error) or a check failed (fails validation), with its message; an engine "
+        "traceback would be a **crash** with the message.",
         "",
         f"**Summary** ({sum(s.values())} cells): "
         + ", ".join(f"{s[k]} {k}" for k in KINDS)
@@ -388,7 +401,11 @@ def to_markdown(m: dict[str, Any]) -> str:
         lines.append("|---|---|" + "---|" * len(data["readers"]))
         for name, row in data["rows"].items():
             t = f"`{row['sql_type']}`".replace("|", "\\|")
-            cells = " | ".join(_cell(row["cells"][r]) for r in data["readers"])
+            if row["sync"] == "published":
+                cells = " | ".join(_cell(row["cells"][r]) for r in data["readers"])
+            else:  # the engine's message once; every reader has nothing to read
+                first = row["cells"][data["readers"][0]]
+                cells = " | ".join([_cell(first)] + [first["result"]] * (len(data["readers"]) - 1))
             lines.append(f"| {name} {t} | {'yes' if row['promised_by_catalogue'] else ''} | {cells} |")
     return "\n".join(lines) + "\n"
 
