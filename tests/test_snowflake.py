@@ -946,3 +946,67 @@ def test_describe_of_a_source_names_local_testing_and_snowpark(local_session: Se
     with use_session_factory(factory), SnowflakeSource(SourceConfig(kind="snowflake")) as src:
         d = src.describe()
     assert d["kind"] == "snowflake" and d["local_testing"] is True and d["snowpark_version"].startswith("1.56")
+
+
+# --- the type catalogue through the Snowflake source ---------------------------------------------------
+#
+# The catalogue's entries (tests/catalogue.py) that a Snowflake type holds, built in local testing with
+# the same values, synced and read back; each cell judged as in the reader matrix (scripts/reader_matrix.py).
+
+CATALOGUE_IN_SNOWFLAKE: dict[str, T.DataType] = {
+    "tinyint": T.LongType(),
+    "smallint": T.LongType(),
+    "integer": T.LongType(),
+    "bigint": T.LongType(),
+    "decimal_4_2": T.DecimalType(4, 2),
+    "double": T.DoubleType(),
+    "boolean": T.BooleanType(),
+    "date": T.DateType(),
+    "time": T.TimeType(),
+    "timestamp": T.TimestampType(T.TimestampTimeZone.NTZ),
+    "timestamp_ms": T.TimestampType(T.TimestampTimeZone.NTZ),
+    "timestamptz": T.TimestampType(T.TimestampTimeZone.TZ),
+    "varchar": T.StringType(),
+    "blob": T.BinaryType(),
+}
+CATALOGUE_NOT_IN_LOCAL_TESTING = {
+    "decimal_18_4": LOCAL_TESTING_GAPS["NUMBER beyond 15 significant digits"],
+    "decimal_38_10": LOCAL_TESTING_GAPS["NUMBER beyond 15 significant digits"],
+    "ubigint": "beyond int64: the Snowflake source refuses it (test_a_value_beyond_int64_fails_the_table_naming_column_and_value)",
+    "hugeint": "beyond int64: the Snowflake source refuses it",
+    "uhugeint": "beyond int64: the Snowflake source refuses it",
+}
+
+
+def _catalogue_params() -> list[Any]:
+    from tests.catalogue import CATALOGUE
+
+    names = [e.name for e in CATALOGUE]
+    params = [pytest.param(n, id=n) for n in CATALOGUE_IN_SNOWFLAKE]
+    params += [pytest.param(n, id=n, marks=pytest.mark.skip(reason=why)) for n, why in CATALOGUE_NOT_IN_LOCAL_TESTING.items()]
+    assert set(CATALOGUE_IN_SNOWFLAKE) | set(CATALOGUE_NOT_IN_LOCAL_TESTING) <= set(names)
+    return params
+
+
+@pytest.mark.parametrize("name", _catalogue_params())
+def test_catalogue_types_go_through_the_snowflake_source_exactly(local_session: Session, tmp_path: Path, name: str) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from reader_matrix import judge
+
+    from tests.catalogue import entry
+
+    e = entry(name)
+    expected = e.expected()
+    rows = list(zip(expected["k"], expected["v"], strict=True))
+    schema = T.StructType([T.StructField("K", T.LongType(), nullable=False), T.StructField("V", CATALOGUE_IN_SNOWFLAKE[name])])
+    save(local_session, e.table.upper(), rows, schema)
+    tables = f'[[tables]]\nname = "{name}"\nsource = "{e.table}"\nprimary_key = ["K"]\nformat = "parquet"\n'
+    cfg = load_config(write_config(tmp_path, tables))
+    with use_session_factory(lambda: local_session):
+        report = syncer.sync(cfg)
+    assert report["status"] == "ok", report.get("error")
+    got = syncer.read_table(name, as_arrow=True, config=cfg).to_pydict()
+    kind, detail = judge(expected, {k.lower(): v for k, v in got.items()})
+    assert kind == "exact", detail

@@ -1,0 +1,113 @@
+"""The reader matrix (scripts/reader_matrix.py) as a contract: docs/compatibility.json is the bar.
+
+Every cell the committed docs call ``exact`` must still be exact today; a cell that got better is
+not a failure (regenerate the docs to raise the bar: the command is in docs/compatibility.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from compare_values import converted, exact  # noqa: E402
+
+from tests.catalogue import CATALOGUE, FORMATS  # noqa: E402
+
+DOCS = ROOT / "docs" / "compatibility.json"
+
+
+@pytest.mark.parametrize(
+    ("source", "read", "is_exact", "is_converted"),
+    [
+        pytest.param(9007199254740993, 9007199254740992.0, False, False, id="2^53+1-as-float-differs"),
+        pytest.param(9007199254740992, 9007199254740992.0, False, True, id="2^53-as-float-is-converted"),
+        pytest.param(1, 1.0, False, True, id="int-as-float-is-not-exact"),
+        pytest.param(math.nan, math.nan, True, True, id="nan-equals-nan"),
+        pytest.param(math.nan, None, False, False, id="nan-is-not-null"),
+        pytest.param(None, math.nan, False, True, id="null-as-nan-is-converted"),
+        pytest.param("", None, False, False, id="empty-string-is-not-null"),
+        pytest.param(None, "", False, False, id="null-is-not-empty-string"),
+        pytest.param("007", 7, False, False, id="text-007-is-not-7"),
+        pytest.param(-0.0, 0.0, False, True, id="minus-zero-as-zero-is-converted"),
+        pytest.param(-0.0, -0.0, True, True, id="minus-zero-exact"),
+        pytest.param(
+            dt.datetime(2026, 1, 2, 3, 4, 5, 6),
+            pd.Timestamp("2026-01-02 03:04:05.000006"),
+            True,
+            True,
+            id="timestamp-vs-datetime",
+        ),
+        pytest.param(dt.datetime(2026, 1, 2), pd.Timestamp("2026-01-02", tz="UTC"), False, True, id="naive-read-as-utc"),
+        pytest.param(dt.date(1, 1, 1), "0001-01-01", False, True, id="date-as-text"),
+        pytest.param(decimal.Decimal("99.99"), 99.99, False, True, id="decimal-as-float-shortest"),
+        pytest.param(decimal.Decimal("99999999999999.9999"), 100000000000000.0, False, False, id="decimal-rounded"),
+        pytest.param(b"\x00\xff", "AP8=", False, True, id="bytes-as-base64"),
+        pytest.param([("a", 1)], [{"key": "a", "value": 1}], False, True, id="map-as-key-value-structs"),
+        pytest.param(dt.time(12, tzinfo=dt.timezone(dt.timedelta(hours=2))), dt.time(12), False, False, id="offset-dropped"),
+    ],
+)
+def test_the_comparison_tells_exact_converted_and_different_values(source, read, is_exact, is_converted):
+    assert exact(source, read) is is_exact
+    assert converted(source, read) is is_converted
+
+
+def test_the_committed_matrix_covers_the_catalogue():
+    data = json.loads(DOCS.read_text(encoding="utf-8"))
+    assert set(data["formats"]) == set(FORMATS)
+    for fmt in FORMATS:
+        assert list(data["formats"][fmt]["rows"]) == [e.name for e in CATALOGUE]
+
+
+@pytest.mark.slow
+def test_every_cell_the_docs_promise_exact_is_still_exact():
+    import reader_matrix
+
+    promised = json.loads(DOCS.read_text(encoding="utf-8"))
+    now = reader_matrix.run_matrix()
+    lost = [
+        f"{fmt} / {name} / {reader}: {now['formats'][fmt]['rows'][name]['cells'][reader]}"
+        for fmt, data in promised["formats"].items()
+        for name, row in data["rows"].items()
+        for reader, cell in row["cells"].items()
+        if cell["result"] == "exact" and now["formats"][fmt]["rows"][name]["cells"][reader]["result"] != "exact"
+    ]
+    assert not lost, "cells docs/compatibility.md promises exact are not exact any more:\n" + "\n".join(lost)
+
+
+# DuckDB's Python values have no exact kind for these: a UUID object, INTERVAL as timedelta, ...
+LOOSE_IN_DUCKDB_PYTHON = {"uuid", "map"}
+
+
+def test_the_catalogue_warehouse_holds_the_declared_values(tmp_path):
+    """The SQL literals build what each entry says (DuckDB's own Python values, compared loosely
+    only where DuckDB's Python conversion has no exact kind: INTERVAL as timedelta, BIT as text)."""
+    import duckdb
+
+    from tests.catalogue import build_catalogue
+
+    con = duckdb.connect(str(build_catalogue(tmp_path / "c.duckdb")))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for e in CATALOGUE:
+            rel = con.sql(f"SELECT * FROM {e.table} ORDER BY k")
+            names = [d[0] for d in rel.description]
+            rows = rel.fetchall()
+            for col, values in e.expected().items():
+                got = [r[names.index(col)] for r in rows]
+                if e.name in ("timestamp_ns", "interval"):  # DuckDB's Python values round ns to us, months to 30 days
+                    got = rel.to_arrow_table().column(col).to_pylist()
+                same = converted if e.name in LOOSE_IN_DUCKDB_PYTHON else exact
+                bad = [(w, g) for w, g in zip(values, got, strict=True) if not same(w, g)]
+                assert not bad, f"{e.name}.{col}: {bad}"
+    finally:
+        con.close()
