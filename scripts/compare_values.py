@@ -55,7 +55,10 @@ def _scalar(v: Any) -> Any:
 def _ns(v: dt.datetime) -> tuple[bool, int]:
     """(zone-aware?, nanoseconds since the epoch, UTC for aware values)."""
     if type(v).__name__ == "Timestamp":
-        return v.tzinfo is not None, int(v.value)
+        # Timestamp.value is in nanoseconds and overflows outside 1677-2262 for a coarser unit:
+        # count in the Timestamp's own unit, then scale (exact, whatever the year)
+        per = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[v.unit]
+        return v.tzinfo is not None, int(v.asm8.view("i8")) * per
     aware = v.tzinfo is not None
     naive = v.astimezone(dt.UTC).replace(tzinfo=None) if aware else v
     return aware, (naive - EPOCH) // dt.timedelta(microseconds=1) * 1000
