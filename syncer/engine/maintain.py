@@ -8,7 +8,6 @@ rollback, or a sync killed between publishing and the swap, and either way it is
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 
@@ -61,25 +60,25 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> R
     actions = _restore_layout_access(vol)
     vol.ensure()
     info = {"trigger": "repair", "user": user, "started_at": iso(clock.utcnow())}
-    with contextlib.ExitStack() as held:
+    try:
+        with volume_lock(vol.lock_path, info):
+            return _repair_locked(vol, actions, user, reason)
+    except LockHeldError:
+        # A sync is running: it owns staging; only report, change nothing. (Nothing inside raises it.)
+        return RepairResult(skipped="a sync is running; nothing repaired", current=vol.current_id())
+
+
+def _repair_locked(vol: Volume, actions: list[str], user: str | None, reason: str) -> RepairResult:
+    hist = History(vol.db_path)
+    actions = [*actions, *_sweep(vol, hist), *_reseal_snapshots(vol), *_fix_current(vol)]
+    for a in actions:
+        log.warning("repair: %s", a, extra={"step": "repair"})
+    if actions:
         try:
-            held.enter_context(volume_lock(vol.lock_path, info))
-        except LockHeldError:
-            # A sync is running: it owns staging; only report, change nothing.
-            return RepairResult(skipped="a sync is running; nothing repaired", current=vol.current_id())
-        hist = History(vol.db_path)
-        actions += _sweep(vol, hist)
-        actions += _reseal_snapshots(vol)
-        actions += _fix_current(vol)
-        for a in actions:
-            log.warning("repair: %s", a, extra={"step": "repair"})
-        if actions:
-            try:
-                hist.event("repair", iso(clock.utcnow()), user=user, reason=reason, actions=actions)
-            except HistoryError as exc:
-                log.warning("repair: not recorded in the run history: %s", exc, extra={"step": "repair"})
-        return RepairResult(actions=tuple(actions), current=vol.current_id())
-    raise AssertionError("unreachable")  # pragma: no cover - the with block always returns
+            hist.event("repair", iso(clock.utcnow()), user=user, reason=reason, actions=actions)
+        except HistoryError as exc:
+            log.warning("repair: not recorded in the run history: %s", exc, extra={"step": "repair"})
+    return RepairResult(actions=tuple(actions), current=vol.current_id())
 
 
 def _sweep(vol: Volume, hist: History) -> list[str]:
