@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= sync.toml
 
-.PHONY: run check test test-fast lint lock clean demo bench
+.PHONY: run check test test-fast lint lock clean demo bench bench-matrix
 
 # Create the virtualenv from the pinned locks (only when missing or when a lock changed).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -48,6 +48,10 @@ test-fast: check
 ## make bench: the performance benchmark (5M and 20M rows; not part of `make test`).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+## make bench-matrix: every table shape x every format against DuckDB's COPY (see README; long).
+bench-matrix: $(STAMP)
+	$(BIN)/python benchmarks/matrix.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,62 @@
+"""The benchmark scripts run end to end (tiny sizes): what they print and write is what they measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_matrix_runs_every_case_of_a_cell_and_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "matrix.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "matrix.py"),
+            "--shapes",
+            "nested",
+            "--formats",
+            "parquet",
+            "arrow",
+            "--scale",
+            "0.0005",
+            "--repeat",
+            "1",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode in (0, 1), proc.stderr  # 1 = a target missed (expected at this size), never a crash
+    assert "Traceback" not in proc.stderr
+    data = json.loads(out.read_text())
+    cells = {c["format"]: c for c in data["cells"]}
+    assert set(cells) == {"parquet", "arrow"}
+    assert set(cells["parquet"]["median"]) == {"syncer sync", "duckdb COPY", "naive pandas", "polars"}
+    assert set(cells["arrow"]["median"]) == {"syncer sync", "pyarrow stream"}
+    for c in cells.values():
+        for m in c["median"].values():
+            assert m["wall_s"] > 0 and m["rss_mib"] > 10  # real processes, measured by the OS
+        assert c["ratio"] == pytest.approx(
+            c["median"]["syncer sync"]["wall_s"]
+            / min(m["wall_s"] for k, m in c["median"].items() if k in ("duckdb COPY", "pyarrow stream"))
+        )
+    assert any(t["target"] == "nested/parquet: peak RSS ≤ 400 MiB" for t in data["targets"])
+    assert "| nested (1,000) | parquet |" in proc.stdout
+    # the published snapshot of the last sync holds every row the generator made
+    import pyarrow.parquet as pq
+
+    vol = tmp_path / "work" / "vol-nested-parquet" / "current"
+    entry = json.loads((vol / "manifest.json").read_text())["tables"]["t000"]
+    assert entry["rows"] == 1000
+    assert pq.read_table(vol / entry["file"]).num_rows == 1000  # one file or the folder of its parts
