@@ -1,0 +1,172 @@
+"""Memory budget of one export, derived from the table and the container instead of constants.
+
+Three numbers bound what a sync holds, whatever the table's shape:
+
+* **the ceiling** — what this process may use for an export: a fraction of the container's memory
+  limit (cgroup v2 ``memory.max``, cgroup v1 ``memory.limit_in_bytes``, else the machine's RAM).
+  In SPCS the container's limit is the spec's ``resources.limits.memory``; the admin app's server
+  runs in the same process, hence the fraction and not all of it;
+* **the batch** — rows per Arrow batch from a byte target and the schema's row width, so a
+  300-column table gets fewer rows per batch than an 8-column one (never more than the configured
+  ``batch_rows``, never fewer than ``MIN_BATCH_ROWS``);
+* **DuckDB's buffer cache** (``memory_limit = "auto"``) — what a scan of these columns needs (DuckDB
+  pins about one 256 KiB block per column it scans, measured: 300 columns need ~97 MB, 8 need < 4 MB),
+  with room to spare, and never above the ceiling.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+__all__ = [
+    "MIN_BATCH_ROWS",
+    "batch_rows_for",
+    "container_limit",
+    "duckdb_limit_for",
+    "parse_size",
+    "row_bytes",
+]
+
+#: fewer rows than this per batch costs more in per-batch overhead than it saves in memory
+MIN_BATCH_ROWS = 1024
+#: bytes assumed per value of a variable-width column before any is read (the batch target keeps
+#: headroom for longer ones; a table of long strings should set a smaller ``batch_bytes``)
+VARIABLE_WIDTH_GUESS = 48
+#: DuckDB's buffer cache for a scan: a floor, plus this much per column scanned (a pinned block of
+#: 256 KiB and its bookkeeping, measured 0.2-0.35 MB per column; doubled for headroom)
+DUCKDB_BASE = 16 * 2**20
+DUCKDB_PER_COLUMN = 640 * 2**10
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """``"16MB"`` / ``"1.5GiB"`` / ``"4096"`` as bytes (DuckDB's units: KB = 1000, KiB = 1024);
+    ``ValueError`` with the accepted forms otherwise."""
+    m = _SIZE.match(text)
+    unit = m.group(2).upper() if m else ""
+    value = float(m.group(1)) * _UNITS[unit] if m and unit in _UNITS else 0.0
+    if value < 1:
+        raise ValueError(f'{text!r} is not a size; write a number and a unit, e.g. "16MB", "512MiB" or "2GB"')
+    return int(value)
+
+
+def container_limit(cgroup_root: Path = Path("/sys/fs/cgroup"), proc: Path = Path("/proc")) -> int:
+    """The memory this process's container may use: the tightest of its cgroup's limit (v2 or v1,
+    walking up from the process's own cgroup) and the machine's RAM."""
+    limits = [_mem_total(proc)]
+    for rel in _own_cgroups(proc):
+        for base in (cgroup_root / rel.lstrip("/"), cgroup_root / "memory" / rel.lstrip("/")):
+            limits.extend(_walk_up_limits(base, cgroup_root))
+    limits.extend(
+        v for v in (_read_limit(cgroup_root / "memory.max"), _read_limit(cgroup_root / "memory" / "memory.limit_in_bytes")) if v
+    )
+    return min(limits)
+
+
+def _walk_up_limits(start: Path, root: Path) -> list[int]:
+    found = []
+    here = start
+    while True:
+        for name in ("memory.max", "memory.limit_in_bytes"):
+            v = _read_limit(here / name)
+            if v:
+                found.append(v)
+        if here == root or root not in here.parents:
+            return found
+        here = here.parent
+
+
+def _read_limit(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None  # "max": no limit at this level
+    value = int(text)
+    return value if 0 < value < 2**62 else None  # cgroup v1 writes a huge number for "no limit"
+
+
+def _own_cgroups(proc: Path) -> list[str]:
+    try:
+        lines = (proc / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) == 3 and (parts[1] in ("", "memory") or "memory" in parts[1].split(",")):
+            out.append(parts[2])
+    return out
+
+
+def _mem_total(proc: Path) -> int:
+    try:
+        for line in (proc / "meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def row_bytes(schema: pa.Schema) -> int:
+    """Estimated in-memory bytes of one row in Arrow (values, offsets and validity)."""
+    return max(1, sum(_field_bytes(f.type) for f in schema))
+
+
+def _field_bytes(t: pa.DataType) -> int:
+    if pa.types.is_boolean(t):
+        return 1
+    if pa.types.is_dictionary(t):
+        return _field_bytes(t.index_type)
+    if pa.types.is_struct(t):
+        return 1 + sum(_field_bytes(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        return 8 + 4 * _field_bytes(t.value_type if not pa.types.is_map(t) else t.item_type)  # a few items
+    try:
+        width = t.bit_width
+    except ValueError:
+        width = 0
+    if width:
+        return max(1, width // 8) + 1
+    return VARIABLE_WIDTH_GUESS + 8  # strings, binary: the guess plus its offset and validity
+
+
+def batch_rows_for(schema: pa.Schema, batch_bytes: int, max_rows: int) -> int:
+    """Rows per batch so one batch holds about ``batch_bytes``, within [MIN_BATCH_ROWS, max_rows]."""
+    rows = batch_bytes // row_bytes(schema)
+    return int(min(max_rows, max(MIN_BATCH_ROWS, rows)))
+
+
+def duckdb_limit_for(schema: pa.Schema, ceiling: int, floor: int = DUCKDB_BASE) -> int:
+    """DuckDB's memory_limit for scanning these columns: what the scan needs, never above ceiling."""
+    columns = sum(_leaves(f.type) for f in schema)
+    return int(min(ceiling, max(floor, DUCKDB_BASE + DUCKDB_PER_COLUMN * columns)))
+
+
+def _leaves(t: pa.DataType) -> int:
+    if pa.types.is_struct(t):
+        return sum(_leaves(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return 1 + _leaves(t.value_type)
+    if pa.types.is_map(t):
+        return 1 + _leaves(t.key_type) + _leaves(t.item_type)
+    return 1
