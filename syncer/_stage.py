@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Cancelled", "Pipeline", "Stage"]
+__all__ = ["Cancelled", "Pipeline", "Stage", "inline"]
 
 log = logging.getLogger("syncer")
 
@@ -39,6 +39,22 @@ _END: Any = object()
 
 #: ``pipeline``: the pipeline whose stage runs on this thread (a stage may drive another pipeline)
 _here = threading.local()
+#: ``on``: pipelines made on this thread run their stages on it, in order, without threads
+_inline = threading.local()
+
+
+@contextlib.contextmanager
+def inline(enabled: bool = True) -> Iterator[None]:
+    """Within the block, every :class:`Pipeline` made on this thread runs its stages inline: a
+    reader is iterated by its consumer, a worker's ``fn`` runs inside ``put``. For work too small to
+    overlap (a table of one batch), starting and joining threads would cost more than it saves;
+    the order of the work, the bounds and the first-error rule are the same."""
+    before = getattr(_inline, "on", False)
+    _inline.on = enabled
+    try:
+        yield
+    finally:
+        _inline.on = before
 
 
 class Cancelled(Exception):
@@ -59,6 +75,8 @@ class Pipeline:
         self._error: BaseException | None = None
         self._cancelled = False
         self.stages: list[Stage[Any]] = []
+        #: stages run on the thread that uses them (see :func:`inline`), fixed when it is made
+        self.inline: bool = getattr(_inline, "on", False)
 
     @property
     def error(self) -> BaseException | None:
@@ -164,9 +182,13 @@ class Stage(Generic[T]):
         self._drain = False  # hand out the queued items despite the cancel (see _guard)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._inline_arg: Any = None
         pipeline.stages.append(self)
 
     def start(self, target: Callable[[Any], None], arg: Any) -> None:
+        if self.pipeline.inline:
+            self._inline_arg = arg  # the items to iterate, or the fn to call, on the user's thread
+            return
         self._thread = threading.Thread(target=self._guard, args=(target, arg), name=self.name, daemon=True)
         self._thread.start()
 
@@ -186,6 +208,11 @@ class Stage(Generic[T]):
     def put(self, item: T) -> None:
         """Wait for room (at most ``bound`` items held), then queue ``item``; raises the pipeline's
         first error (or :class:`Cancelled`) instead of waiting once it is cancelled."""
+        if self.pipeline.inline:
+            self.pipeline.check()
+            self.peak = max(self.peak, 1)
+            self._inline_arg(item)  # a worker's fn, here and now
+            return
         with self._cond:
             while True:
                 self.pipeline.check()
@@ -217,6 +244,9 @@ class Stage(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         """A reader stage's items, in order; raises the pipeline's first error where it happened."""
+        if self.pipeline.inline:
+            yield from self._iterate_inline()
+            return
         while (item := self._take()) is not _END:
             self._done()
             yield item
@@ -244,6 +274,19 @@ class Stage(Generic[T]):
                 "still waiting for thread %s to return from its current call; nothing reuses what it holds (a source connection, a file) before it does",
                 self.name,
             )
+
+    def _iterate_inline(self) -> Iterator[T]:
+        it = iter(self._inline_arg)
+        try:
+            for item in it:
+                self.pipeline.check()
+                self.peak = max(self.peak, 1)
+                yield item
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
 
     def _produce(self, items: Iterable[T]) -> None:
         it = iter(items)

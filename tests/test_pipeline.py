@@ -266,6 +266,80 @@ def test_an_encoder_error_stops_every_part_and_abort_joins_them(
     writer.abort()
 
 
+# --- inline stages: the same rules on the calling thread (a table of one batch) --------------------
+
+
+@pytest.fixture
+def no_thread_started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    started: list[str] = []
+    real = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    yield started
+    assert not started, f"threads started: {started}"
+
+
+def test_inline_stages_run_on_the_calling_thread_in_order(no_thread_started: list[str]) -> None:
+    seen: list[tuple[int, int]] = []
+    with pipeline.inline(), Pipeline() as stages:
+        work = stages.worker(lambda i: seen.append((i, threading.get_ident())), bound=3)
+        for item in stages.reader(numbers(100), bound=2):
+            work.put(item)
+    assert [i for i, _ in seen] == list(range(100))
+    assert {t for _, t in seen} == {threading.get_ident()}
+
+
+def test_inline_errors_follow_the_same_rules(no_thread_started: list[str]) -> None:
+    got: list[int] = []
+    with pytest.raises(ValueError, match=r"^item 3 cannot be read$"), pipeline.inline(), Pipeline() as stages:
+        got.extend(stages.reader(numbers(10, fail_at=3)))
+    assert got == [0, 1, 2]
+
+    def profile(i: int) -> None:
+        if i == 5:
+            raise ArithmeticError("cannot profile item 5")
+
+    with pytest.raises(ArithmeticError, match=r"^cannot profile item 5$"), pipeline.inline(), Pipeline() as stages:
+        work = stages.worker(profile)
+        for item in stages.reader(numbers(10_000)):
+            work.put(item)
+    assert stages.error is not None and str(stages.error) == "cannot profile item 5"
+
+
+def test_inline_leaving_early_closes_the_source_iterator(no_thread_started: list[str]) -> None:
+    closed = []
+
+    def items() -> Iterator[int]:
+        try:
+            yield from range(1000)
+        finally:
+            closed.append(True)
+
+    with pytest.raises(KeyError), pipeline.inline(), Pipeline() as stages:
+        for item in stages.reader(items()):
+            if item == 7:
+                raise KeyError("stop")
+    assert closed == [True]
+
+
+def test_inline_is_scoped_to_its_block_and_thread() -> None:
+    with pipeline.inline():
+        assert Pipeline().inline
+        other: list[bool] = []
+        t = threading.Thread(target=lambda: other.append(Pipeline().inline))
+        t.start()
+        t.join()
+        assert other == [False]
+        with pipeline.inline(False):
+            assert not Pipeline().inline
+        assert Pipeline().inline
+    assert not Pipeline().inline
+
+
 # --- a real export whose reader, profiler or encoder fails ------------------------------------------
 
 TABLES = """
@@ -433,3 +507,39 @@ def test_an_export_does_not_return_while_the_reader_is_still_inside_the_source(
         source.release.set()
     monkeypatch.undo()
     assert_the_source_works_again(source, cfg, "enrollments", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["courses", "courses_csv"])
+def test_a_table_of_one_batch_is_exported_without_a_thread_and_its_errors_still_reported(
+    tmp_path: Path, demo_db: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    tables = TABLES + '\n[[tables]]\nname = "courses"\nsource = "courses"\nprimary_key = ["course_id"]\n'
+    tables += '\n[[tables]]\nname = "courses_csv"\nsource = "courses"\nprimary_key = ["course_id"]\nformat = "csv"\n'
+    cfg = load_config(write_config(tmp_path, demo_db, tables=tables))
+    src = DuckDBSource(cfg.source)
+    try:
+        assert src.count(cfg.table(name)) <= cfg.batch_rows
+        started: list[str] = []
+        real = threading.Thread.start
+
+        def start(self: threading.Thread) -> None:
+            started.append(self.name)
+            real(self)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        out = export_table(src, cfg.table(name), cfg, staging, None)
+        assert (out.ok, out.error, started) == (True, None, [])
+        assert out.rows == src.count(cfg.table(name))
+        cls, method = (ParquetTableWriter, "_encode") if name == "courses" else (CsvTableWriter, "_write")
+        monkeypatch.setattr(
+            cls, method, _fails_on_call(1, OSError(errno.ENOSPC, "No space left on device"), getattr(cls, method))
+        )
+        (tmp_path / "staging2").mkdir()
+        again = export_table(src, cfg.table(name), cfg, tmp_path / "staging2", None)
+        assert not again.ok and started == []
+        assert again.error is not None and "No space left on device" in again.error
+        assert not any((tmp_path / "staging2").iterdir()), "the partial output is removed"
+    finally:
+        src.close()

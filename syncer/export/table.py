@@ -23,7 +23,7 @@ import tenacity
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
-from syncer._stage import Pipeline, Stage
+from syncer._stage import Pipeline, Stage, inline
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
 from syncer.export.failures import abandon, open_table_writer, remove_outputs
@@ -206,12 +206,15 @@ def _stream_and_profile(
     """Stream the table into its writer while the source profiles the same pinned data (on its own
     connection when it can, else first). A value the source cannot read: re-read by key ranges."""
     source, table, cfg, q = job.source, job.table, job.cfg, job.q
-    with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool:
+    # A table of one batch has nothing to overlap: its stages run on this thread (no thread to
+    # start and join per table, which is most of a small table's cost).
+    small = source_rows <= cfg.batch_rows
+    with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool, inline(small):
         t_prof = time.perf_counter()
         profile_future: Future[dict[str, Any]] | None = None
         source_profile: dict[str, Any] | None = None
         profile_error: BadRowsError | None = None
-        if source.concurrent_profile:
+        if source.concurrent_profile and not small:
             profile_future = pool.submit(source.profile, table, schema)
         else:
             try:
