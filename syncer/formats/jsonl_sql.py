@@ -1,0 +1,194 @@
+"""JSON Lines at native speed: each batch spelled by DuckDB's JSON functions, column by column in C++.
+
+The spellings are those of :mod:`syncer.formats.jsonl` (its table of types is the contract): non-finite
+floats as strings, decimals as plain-digit strings, bytes as base64, times and timestamps ISO-8601 with
+``Z`` for a time zone, maps as ``[{"key", "value"}]``, every key present. :func:`plan` turns a schema
+into one SQL expression per column; a column it has no exact expression for (intervals, durations,
+time or zoned timestamps in nanoseconds, timestamps in s or ms, 38-digit and 256-bit decimals, float16, a field without a name) makes it
+return ``None`` and the table is written by the row-wise encoder instead; so is a batch DuckDB cannot take (a map with a
+repeated key) or a value outside years 1-9999 (refused here, then named by the row-wise encoder). ``tests/test_jsonl_sql.py`` holds the two encoders to the same parsed
+values on the type catalogue and on generated batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["SqlLines", "count_objects", "plan"]
+
+_NUMERIC = (pa.types.is_boolean, pa.types.is_integer)
+_TEXT = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _float(ref: str) -> str:
+    return (
+        f"CASE WHEN isnan({ref}) THEN '\"NaN\"'::JSON "
+        f"WHEN isinf({ref}) AND {ref} > 0 THEN '\"Infinity\"'::JSON "
+        f"WHEN isinf({ref}) THEN '\"-Infinity\"'::JSON ELSE to_json({ref}::DOUBLE) END"
+    )
+
+
+def _in_years(ref: str, body: str, column: str) -> str:
+    """``body`` for values in years 1-9999 (what ISO-8601 with four digits and Python can spell)."""
+    msg = _literal(f"column {column!r} holds a date outside years 1-9999, which JSON Lines cannot spell")
+    return f"CASE WHEN {ref} IS NULL THEN NULL WHEN year({ref}) BETWEEN 1 AND 9999 THEN {body} ELSE error({msg}) END"
+
+
+def _fraction(sub_unit: str, digits: int) -> str:
+    """'' or '.' and the sub-second part, as Python's isoformat spells it (6 digits, or 9 for ns)."""
+    if digits == 6:
+        return f"CASE WHEN {sub_unit} = 0 THEN '' ELSE '.' || printf('%06d', {sub_unit}) END"
+    return (
+        f"CASE WHEN {sub_unit} = 0 THEN '' WHEN {sub_unit} % 1000 = 0 THEN '.' || printf('%06d', {sub_unit} // 1000) "
+        f"ELSE '.' || printf('%09d', {sub_unit}) END"
+    )
+
+
+def _timestamp(t: pa.TimestampType, ref: str, column: str) -> str | None:
+    if t.unit in ("s", "ms"):
+        return None  # DuckDB's seconds and milliseconds reach years a microsecond cast cannot
+    if t.unit == "ns":
+        if t.tz is not None:
+            return None  # DuckDB's zoned timestamps stop at microseconds
+        sub = f"(nanosecond({ref}) % 1000000000)"
+        body = f"strftime(date_trunc('second', {ref})::TIMESTAMP, '%Y-%m-%dT%H:%M:%S') || {_fraction(sub, 9)}"
+    else:
+        sub = f"(date_part('microseconds', {ref}) % 1000000)"
+        body = f"strftime({ref}, '%Y-%m-%dT%H:%M:%S') || {_fraction(sub, 6)}"
+    if t.tz is not None:
+        body += " || 'Z'"
+    return _in_years(ref, body, column)
+
+
+def _time(t: pa.DataType, ref: str) -> str | None:
+    if getattr(t, "unit", "") == "ns":
+        return None
+    sub = f"(date_part('microseconds', {ref}) % 1000000)"
+    return f"printf('%02d:%02d:%02d', hour({ref}), minute({ref}), second({ref})) || {_fraction(sub, 6)}"
+
+
+def _nested(t: pa.DataType, ref: str, column: str, depth: int) -> str | None:
+    var = f"x{depth}"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = expression(t.value_type, var, column, depth + 1)
+        return None if inner is None else f"list_transform({ref}, lambda {var}: {inner})"
+    if pa.types.is_map(t):
+        key = expression(t.key_type, f"{var}.key", column, depth + 1)
+        value = expression(t.item_type, f"{var}.value", column, depth + 1)
+        if key is None or value is None:
+            return None
+        pair = f"struct_pack(key := {key}, value := {value})"
+        return f"CASE WHEN {ref} IS NULL THEN NULL ELSE list_transform(map_entries({ref}), lambda {var}: {pair}) END"
+    if pa.types.is_struct(t):
+        parts = []
+        for i in range(t.num_fields):
+            f = t.field(i)
+            inner = expression(f.type, f"{ref}.{quote(f.name)}", column, depth + 1) if f.name else None
+            if inner is None:
+                return None
+            parts.append(f"{quote(f.name)} := {inner}")
+        if not parts:
+            return None
+        return f"CASE WHEN {ref} IS NULL THEN NULL ELSE struct_pack({', '.join(parts)}) END"
+    return None
+
+
+def expression(t: pa.DataType, ref: str, column: str, depth: int = 0) -> str | None:
+    """The SQL spelling of a value of type ``t`` at ``ref`` (JSON, or text JSON quotes), or None."""
+    if pa.types.is_null(t):
+        return "NULL"
+    if any(is_(t) for is_ in _NUMERIC) or any(is_(t) for is_ in _TEXT):
+        return ref
+    if pa.types.is_float32(t) or pa.types.is_float64(t):
+        return _float(ref)
+    if pa.types.is_decimal128(t) and t.precision < 38:
+        # decimal128(38, 0) may hold a 39-digit HUGEINT, which DuckDB's DECIMAL(38) cannot cast
+        return f"CAST({ref} AS VARCHAR)"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return f"to_base64({ref}::BLOB)"
+    if pa.types.is_date32(t):
+        return _in_years(ref, f"strftime({ref}, '%Y-%m-%d')", column)
+    if pa.types.is_time32(t) or pa.types.is_time64(t):
+        return _time(t, ref)
+    if pa.types.is_timestamp(t):
+        return _timestamp(t, ref, column)
+    if pa.types.is_dictionary(t):
+        return ref if any(is_(t.value_type) for is_ in _TEXT) else None
+    return _nested(t, ref, column, depth)
+
+
+def plan(schema: pa.Schema) -> str | None:
+    """The SELECT expression giving one JSON object per row, or None (the row-wise encoder writes it)."""
+    if not len(schema):
+        return None
+    fields = []
+    for f in schema:
+        expr = expression(f.type, quote(f.name), f.name) if f.name else None
+        if expr is None:
+            return None
+        fields.append(f"{quote(f.name)} := {expr}")
+    return f"to_json(struct_pack({', '.join(fields)}))"
+
+
+class SqlLines:
+    """Encodes batches of one schema into JSON Lines bytes on a private in-memory DuckDB."""
+
+    def __init__(self, select: str) -> None:
+        import duckdb  # the engine's extra; the reader never imports this module
+
+        self._select = select
+        self._con = duckdb.connect(config={"threads": 1})
+        self._con.execute("SET TimeZone = 'UTC'")
+
+    def encode(self, batch: pa.RecordBatch) -> bytes:
+        """The batch's rows, one JSON object and a newline each. Raises (a DuckDB error, or
+        ValueError for what DuckDB cannot hold: a map with a repeated key) for a batch it cannot
+        spell exactly; the caller then writes that batch row-wise, which spells it or names the
+        value it cannot."""
+        lines = self._con.from_arrow(batch).project(f"{self._select} AS j").to_arrow_table().column(0)
+        out = []
+        for chunk in lines.chunks:
+            if not len(chunk):
+                continue
+            if not pa.types.is_string(chunk.type):
+                chunk = chunk.cast(pa.string())
+            listed = pa.ListArray.from_arrays(pa.array([0, len(chunk)], pa.int32()), chunk)
+            out.append(pc.binary_join(listed, "\n")[0].as_buffer().to_pybytes())
+            out.append(b"\n")
+        return b"".join(out)
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def count_objects(path: Path) -> int:
+    """Lines of the file holding one JSON object each (blank lines skipped), parsed by DuckDB's
+    JSON reader in C++: the re-open check of a JSONL file at native speed. ValueError naming the
+    file and the line for a line that is not JSON or not an object."""
+    import duckdb
+
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        rows, others = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE json_type(json) <> 'OBJECT') FROM read_ndjson_objects(?)",
+            [str(path)],
+        ).fetchall()[0]
+    except duckdb.Error as exc:
+        first = str(exc).split("\n")[0].removeprefix("Invalid Input Error: ")
+        raise ValueError(f"{path.name} is not valid JSON Lines: {first}") from None
+    finally:
+        con.close()
+    if others:
+        raise ValueError(f"{path.name}: {others:,} line(s) hold JSON that is not an object")
+    return int(rows)
