@@ -36,6 +36,12 @@ _PROFILE_RETRY_LIMIT = "2GB"
 
 
 class DuckDBSource(Source):
+    """One read-only connection for the whole run, opened once. DuckDB lets either one process
+    open a database file read-write or any number open it read-only, never both (its file lock):
+    while a sync holds the file, a writer process cannot open it, and one that holds it keeps the
+    sync out (the sync fails to open the source and keeps the published data). So every query of
+    every table of the run reads the file as it was when the run opened it: one consistent cut."""
+
     kind = "duckdb"
     # The file is opened read-only, so no writer can exist while we hold it: a second connection
     # (cursor) sees exactly the data the streaming transaction sees.
@@ -62,6 +68,8 @@ class DuckDBSource(Source):
             self.con.execute("SET TimeZone = 'UTC'")
         except duckdb.Error as exc:
             raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
+        # From here until close no writer can open the file: this is the moment every table is read at.
+        self.run_moment = clock.utcnow()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "duckdb_version": duckdb.__version__}
@@ -69,11 +77,13 @@ class DuckDBSource(Source):
     @contextlib.contextmanager
     def pinned(self, table: TableConfig) -> Iterator[dict[str, Any]]:
         # The file is open read-only and DuckDB's file lock keeps any writer out while it is, so
-        # every query of this sync (count, profile, stream, key ranges) sees the same data. No
-        # transaction is needed -- and none is wanted: a failed query would abort it, and isolating
-        # bad rows runs queries that are expected to fail.
+        # every query of this sync (count, profile, stream, key ranges; every table) sees the data
+        # as of the run's moment. No transaction is needed -- and none is wanted: a failed query
+        # would abort it, and isolating bad rows runs queries that are expected to fail.
+        assert self.run_moment is not None
         yield {
-            "as_of": clock.utcnow().isoformat(timespec="seconds"),
+            "as_of": clock.iso(self.run_moment),
+            "pinned": True,
             "isolation": "read-only database file",
         }
 
