@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from syncer._clock import iso, parse_iso
 from syncer.volume.manifest import Consistency, CutDifference, ManifestEntry
 
-__all__ = ["entry_moment", "entry_pinned", "snapshot_cut"]
+__all__ = ["REASON_TEXT", "cut_summary", "entry_moment", "entry_pinned", "offset_text", "snapshot_cut"]
 
 
 def entry_moment(entry: ManifestEntry) -> str | None:
@@ -67,3 +67,36 @@ def _difference(name: str, e: ManifestEntry, moment: dt.datetime | None, run_id:
     if offset:
         return CutDifference(name, "other_moment", as_of, offset, "read at a different moment than the run's")
     return None
+
+
+REASON_TEXT = {
+    "carried_over": "carried over",
+    "earlier_run": "from an earlier run",
+    "unpinned": "unpinned",
+    "not_recorded": "moment not recorded",
+    "other_moment": "another moment",
+}
+
+
+def offset_text(seconds: float | None) -> str:
+    """``"1.5 s older"``, ``"3.2 h older"``, ``"same moment"`` or ``""`` (unknown)."""
+    if seconds is None:
+        return ""
+    if seconds == 0:
+        return "same moment"
+    size = abs(seconds)
+    amount = f"{size:.1f} s" if size < 120 else f"{size / 60:.1f} min" if size < 7200 else f"{size / 3600:.1f} h"
+    return f"{amount} {'older' if seconds < 0 else 'newer'}"
+
+
+def cut_summary(c: Consistency | None) -> str:
+    """One line: one consistent cut, or mixed and which tables differ by how much."""
+    if c is None:
+        return "not recorded (this snapshot was written before consistency was recorded)"
+    if c.consistent:
+        return f"one consistent cut: every table as of {c.as_of}"
+    parts = []
+    for d in c.differ:
+        off = offset_text(d.offset_seconds)
+        parts.append(f"{d.table} {REASON_TEXT.get(d.reason, d.reason)}{f' ({off})' if off else ''}")
+    return f"mixed: {len(c.differ)} table(s) not at {c.as_of}: {', '.join(parts)}"
