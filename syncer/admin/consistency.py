@@ -102,7 +102,7 @@ def show_consistency(cfg: Config) -> None:
     if c is not None and c.consistent:
         st.success(text, icon=":material/check_circle:")
     else:
-        st.warning(text, icon=":material/call_split:")
+        st.info(text, icon=":material/call_split:")  # information, not a fault: a per-table sync mixes by design
     rows = cut_rows(c)
     if rows:
         st.dataframe([r.to_json() for r in rows], hide_index=True, key="consistency_table")
