@@ -91,13 +91,15 @@ primary_key = ["enrollment_id"]
             "pairs 2 column(s) with 1; list as many on each side",
             id="composite-count-mismatch",
         ),
-        pytest.param('references = { participant_id = "participants" }', 'must name the target as "table.column"', id="no-column"),
+        pytest.param(
+            'references = { participant_id = "participants" }', 'must name the target as "table.column"', id="no-column"
+        ),
         pytest.param('references = { participant_id = "participants." }', "has an empty column or table name", id="empty-column"),
         pytest.param('references = { "a,a" = "participants.x,y" }', "lists a column twice", id="column-twice"),
         pytest.param('references = "participants.participant_id"', "references must be an inline table", id="not-a-table"),
         pytest.param(
             'references = { participant_id = "participants.participant_id" }\nreferences_severity = "fatal"',
-            "references_severity = 'fatal' is not one of \"error\", \"warn\"",
+            'references_severity = \'fatal\' is not one of "error", "warn"',
             id="bad-severity",
         ),
     ],
@@ -126,7 +128,10 @@ def test_the_shipped_configs_declare_the_demo_relationships() -> None:
     root = Path(__file__).resolve().parents[1]
     for path, pid in ((root / "sync.toml", "participant_id"), (root / "spcs" / "sync.toml", "PARTICIPANT_ID")):
         refs = load_config(path).table("enrollments").references
-        assert {(r.columns, r.target) for r in refs} == {((pid,), "participants"), ((pid.replace("PARTICIPANT", "COURSE").replace("participant", "course"),), "courses")}
+        assert {(r.columns, r.target) for r in refs} == {
+            ((pid,), "participants"),
+            ((pid.replace("PARTICIPANT", "COURSE").replace("participant", "course"),), "courses"),
+        }
 
 
 # --- orphans in the written files -------------------------------------------------------------------------
@@ -248,7 +253,9 @@ def test_the_demo_makes_orphans_on_request_and_the_shipped_config_catches_them(
     db = tmp_path / "w.duckdb"
     build_demo(db, 2_000, orphans=4)
     root = Path(__file__).resolve().parents[1]
-    text = (root / "sync.toml").read_text(encoding="utf-8").replace('path = "var/warehouse.duckdb"', f"path = {json.dumps(str(db))}")
+    text = (
+        (root / "sync.toml").read_text(encoding="utf-8").replace('path = "var/warehouse.duckdb"', f"path = {json.dumps(str(db))}")
+    )
     (tmp_path / "sync.toml").write_text(text, encoding="utf-8")
     cfg = load_config(tmp_path / "sync.toml")
     report = syncer.sync(cfg)
