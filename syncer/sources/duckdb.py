@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,8 @@ log = logging.getLogger("syncer")
 #: memory_limit for one retry of a query that ran out of the configured one (a value of many MB,
 #: a big sort): the configured limit bounds the buffer cache, which is what a plain scan uses.
 _PROFILE_RETRY_LIMIT = "2GB"
+#: how long opening the warehouse waits for a writer process to release DuckDB's file lock
+_LOCK_WAIT_S = 2.0
 
 
 class DuckDBSource(Source):
@@ -58,18 +61,33 @@ class DuckDBSource(Source):
             raise SourceUnavailableError(
                 f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
             )
-        try:
-            # read_only: many readers may share the file, and a sync can never change the source.
-            self.con = duckdb.connect(
-                str(self.path),
-                read_only=True,
-                config={"threads": cfg.threads, "memory_limit": cfg.memory_limit},
-            )
-            self.con.execute("SET TimeZone = 'UTC'")
-        except duckdb.Error as exc:
-            raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
+        self.con = self._connect(cfg)
         # From here until close no writer can open the file: this is the moment every table is read at.
         self.run_moment = clock.utcnow()
+
+    def _connect(self, cfg: SourceConfig) -> Any:
+        """The run's read-only connection. A writer process holding the file (DuckDB's lock) is
+        waited for up to ``_LOCK_WAIT_S``: a writer's transactions are short, and the sync gets in
+        between two of them; a writer that keeps the file open fails the open with the way out."""
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        pause = 0.005
+        while True:
+            try:
+                # read_only: many readers may share the file, and a sync can never change the source.
+                con = duckdb.connect(
+                    str(self.path),
+                    read_only=True,
+                    config={"threads": cfg.threads, "memory_limit": cfg.memory_limit},
+                )
+                con.execute("SET TimeZone = 'UTC'")
+                return con
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+                    raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
+            except duckdb.Error as exc:
+                raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "duckdb_version": duckdb.__version__}
