@@ -265,3 +265,38 @@ def test_the_demo_makes_orphans_on_request_and_the_shipped_config_catches_them(
     assert next(c for c in report.table("enrollments").checks if c.name == "references:course_id").ok
     with pytest.raises(ConfigError, match="--orphans must be an integer from 0"):
         build_demo(db, 100, orphans=101)
+
+
+def test_the_validation_page_lists_each_reference_with_its_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from syncer.admin import server
+
+    db = make_db(tmp_path / "w.duckdb", [(1, "a")], [(10, 1)])
+    path = write_config(
+        tmp_path / "cfg", db, tables=PARENTS_CHILDREN.format(parent_format="parquet", child_format="csv", extra="")
+    )
+    monkeypatch.setattr(server, "STEP", server.StartupStep())
+    monkeypatch.setenv("SYNCER_CONFIG", str(path))
+    syncer.sync(load_config(path))
+    make_db(db, [(1, "a")], [(10, 1), (11, 5), (12, 6)])
+    syncer.sync(load_config(path))  # children fails on its orphans and keeps its first data
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "streamlit_app.py"), default_timeout=30).run()
+    at.switch_page("pages/validation.py").run()
+    assert not at.exception, at.exception
+    assert any("1 reference check(s) found orphans: children.parent_id -> parents.id (last attempt)" in e.value for e in at.error)
+    table = next(d.value for d in at.dataframe if "orphans" in d.value.columns)
+    rows = table.to_dict("records")
+    # the kept (first) data passes against this snapshot's parents; the failed attempt is listed too
+    assert [(r["result"], r["severity"], r["orphans"]) for r in rows] == [("pass", "warning", 0), ("FAIL", "error", 2)]
+    assert rows[1] | {"detail": None, "target": None} == {
+        "table": "children",
+        "reference": "parent_id -> parents.id (last attempt)",
+        "result": "FAIL",
+        "severity": "error",
+        "orphans": 2,
+        "sample": "5; 6",
+        "target": None,
+        "detail": None,
+    }
