@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -70,7 +71,7 @@ class DuckDBSource(Source):
         waited for up to ``_LOCK_WAIT_S``: a writer's transactions are short, and the sync gets in
         between two of them; a writer that keeps the file open fails the open with the way out."""
         deadline = time.monotonic() + _LOCK_WAIT_S
-        pause = 0.005
+        pause = 0.001
         while True:
             try:
                 # read_only: many readers may share the file, and a sync can never change the source.
@@ -86,8 +87,9 @@ class DuckDBSource(Source):
                     raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
             except duckdb.Error as exc:
                 raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
+            # short pauses: a writer that commits in a loop leaves only brief gaps between transactions
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 0.005)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "duckdb_version": duckdb.__version__}
