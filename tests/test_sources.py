@@ -126,7 +126,7 @@ def test_opening_waits_for_a_writer_that_releases_the_file_then_reads_one_moment
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
         with DuckDBSource(SourceConfig(kind="duckdb", path=db)) as src:  # waits out the writer's lock
-            a, b = cfg.table("participants"), cfg.table("courses")
+            a, b = cfg.tables[0], cfg.tables[1]
             with src.pinned(a) as pa_, src.pinned(b) as pb:
                 assert pa_["as_of"] == pb["as_of"] and pa_["pinned"] is True
     finally:
