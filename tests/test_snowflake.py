@@ -513,6 +513,36 @@ def test_the_sql_sent_for_every_table_names_the_run_moment(warehouse_session: Se
     assert clause not in sent["q"][0] and sent["q"][2]["pinned"] is False and sent["q"][2]["as_of"] == sent["too_big"][2]["as_of"]
 
 
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        pytest.param("Time travel data is not available for table ALL_TYPES.", 707, id="no-time-travel-data"),
+        # any other refusal of AT(...) (the wording here is ours: the point is that it names no Time Travel)
+        pytest.param("SQL compilation error: AT/BEFORE is not supported for view 'ALL_TYPES'", 2212, id="a-view"),
+    ],
+)
+def test_a_table_that_refuses_time_travel_is_read_unpinned_and_says_so(
+    warehouse_session: Session, monkeypatch: pytest.MonkeyPatch, message: str, code: int
+) -> None:
+    from snowflake.snowpark.exceptions import SnowparkSQLException
+
+    real = warehouse_session.table
+
+    def table(name: str, **kw: Any) -> Any:  # what a real account answers for AT(...) on such an object
+        if kw.get("time_travel_mode"):
+            raise SnowparkSQLException(message, sql_error_code=code)
+        return real(name)
+
+    monkeypatch.setattr(warehouse_session, "table", table)
+    with use_session_factory(lambda: warehouse_session), SnowflakeSource(SourceConfig(kind="snowflake")) as src:
+        t = table_config()
+        with src.pinned(t) as pin:
+            rows = src.count(t)
+    assert rows == len(ALL_ROWS)
+    assert pin["pinned"] is False and pin["isolation"] == "none"
+    assert pin["reason"] == f"Time Travel is not available for this table: {message}"
+
+
 def test_excluded_columns_are_never_read(warehouse_session: Session, tmp_path: Path) -> None:
     tables = ALL_TYPES_TABLE.format(fmt="parquet") + 'exclude_columns = ["TEXT", "BLOB"]\n'
     cfg = load_config(write_config(tmp_path, tables))

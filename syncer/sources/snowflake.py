@@ -231,9 +231,13 @@ class SnowflakeSource(Source):
         try:
             self._frame(session, table).limit(1).collect()
         except Exception as exc:
-            if _sql_code(exc) == _NO_TIME_TRAVEL or "time travel" in str(exc).lower():
-                return scrub(_first_line(exc))
-            raise
+            # A missing object, a dropped connection or an expired session are what they are; any
+            # other refusal of AT(...) -- no Time Travel data (707), a view, an external table --
+            # means the table cannot be pinned: it is read unpinned and says so (a table that is
+            # broken otherwise fails on that read, with its own message).
+            if _sql_code(exc) == _NOT_FOUND or _transient(exc) or _session_gone(exc):
+                raise
+            return scrub(_first_line(exc))
         return None
 
     def _frame(self, session: Any, table: TableConfig, where: RowFilter | None = None) -> Any:
