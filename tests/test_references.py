@@ -176,8 +176,8 @@ def test_an_orphan_at_severity_warn_publishes_and_records(tmp_path: Path) -> Non
     assert syncer.read_table("children", config=cfg)["parent_id"].tolist() == [1, 5]
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl", "arrow"])
-def test_composite_references_in_text_and_arrow_files(tmp_path: Path, fmt: str) -> None:
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl", "arrow"])
+def test_composite_references_in_every_format(tmp_path: Path, fmt: str) -> None:
     db = tmp_path / "w.duckdb"
     with duckdb.connect(str(db)) as con:
         con.execute("CREATE TABLE offerings (course_id INTEGER, term VARCHAR, title VARCHAR)")
@@ -300,3 +300,29 @@ def test_the_validation_page_lists_each_reference_with_its_orphans(tmp_path: Pat
         "target": None,
         "detail": None,
     }
+
+
+def test_a_parted_target_is_read_whole(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "w.duckdb", [(i, f"p{i}") for i in range(1, 2001)], [(1, 1999), (2, 2000), (3, 2001)])
+    tables = PARENTS_CHILDREN.format(parent_format="parquet", child_format="parquet", extra="")
+    extra = "writers = 2\nrow_group_rows = 200\n"  # parents: 2 part files of 5 row groups each
+    cfg = load_config(write_config(tmp_path / "cfg", db, tables=tables, extra=extra))
+    report = syncer.sync(cfg)
+    check = next(c for c in report.table("children").checks if c.name == "references:parent_id")
+    assert check.extra["sample"] == [[2001]] and check.extra["orphans"] == 1
+    assert (Path(cfg.root) / "snapshots" / report.snapshot_id / "parents").is_dir()
+
+
+def test_key_types_that_cannot_be_compared_fail_the_check_with_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE parents (id BIGINT, name VARCHAR)")
+        con.execute("INSERT INTO parents VALUES (1, 'a')")
+        con.execute("CREATE TABLE children (id BIGINT, parent_id BLOB)")
+        con.execute("INSERT INTO children VALUES (1, '\\x01'::BLOB)")
+    cfg = config_for(tmp_path, db)
+    report = syncer.sync(cfg)
+    check = next(c for c in report.table("children").checks if c.name == "references:parent_id")
+    assert not check.ok and check.severity == "error" and check.extra["orphans"] is None
+    assert "the orphan scan failed" in check.detail and "check that the key types match" in check.detail
+    assert "\n" not in check.detail
