@@ -326,3 +326,18 @@ def test_key_types_that_cannot_be_compared_fail_the_check_with_one_line(tmp_path
     assert not check.ok and check.severity == "error" and check.extra["orphans"] is None
     assert "the orphan scan failed" in check.detail and "check that the key types match" in check.detail
     assert "\n" not in check.detail
+
+
+def test_a_nan_key_is_an_orphan_and_its_sample_stays_strict_json(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE parents (id DOUBLE, name VARCHAR)")
+        con.execute("INSERT INTO parents VALUES (1.5, 'a')")
+        con.execute("CREATE TABLE children (id BIGINT, parent_id DOUBLE)")
+        con.execute("INSERT INTO children VALUES (1, 1.5), (2, 'NaN'::DOUBLE)")
+    cfg = config_for(tmp_path, db, extra='references_severity = "warn"')
+    syncer.sync(cfg)
+    check = ref_check(syncer.current_snapshot(config=cfg).tables["children"])
+    assert check.extra["orphans"] == 1 and check.extra["sample"] == [["nan"]]
+    text = (Path(cfg.root) / "current" / "manifest.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the manifest"))

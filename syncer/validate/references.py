@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +219,8 @@ def _relation(con: Any, alias: str, held: Holding, cols: tuple[str, ...]) -> tup
 
 def _plain(v: Any) -> Any:
     """A sample value as JSON can hold it."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # NaN never matches a key; the manifest is strict JSON
     if v is None or isinstance(v, bool | int | float | str):
         return v
     if isinstance(v, dt.datetime | dt.date | dt.time):
