@@ -66,6 +66,7 @@ st.dataframe(
     },
     key="freshness_table",
 )
+syncer.admin.show_consistency(cfg)
 
 left, right = st.columns(2)
 with left:

@@ -39,6 +39,7 @@ order = checks.assign(_fail=checks["result"] != "FAIL", _warn=checks["severity"]
     ["_fail", "_warn", "table", "check"], kind="stable"
 )
 st.dataframe(order.drop(columns=["_fail", "_warn"]), hide_index=True, key="checks_table")
+syncer.admin.show_references(manifest)
 
 st.subheader("Quarantined records")
 files = syncer.admin.quarantined(cfg, manifest.id)

@@ -44,6 +44,8 @@ _FACE: dict[str, str] = {
     "load_config": "syncer.config",
     # records
     "Check": "syncer.volume.manifest",
+    "Consistency": "syncer.volume.manifest",
+    "cut_summary": "syncer.volume.consistency",
     "Manifest": "syncer.volume.manifest",
     "ManifestEntry": "syncer.volume.manifest",
     "RunReport": "syncer.volume.manifest",
@@ -92,8 +94,9 @@ if TYPE_CHECKING:  # for type checkers and editors; tests/test_packaging.py chec
     from syncer.reader import QuarantinedRowsWarning, SnapshotFallbackWarning, StaleDataWarning, current_snapshot, read_table
     from syncer.schedule.scheduler import run_scheduler
     from syncer.sources.demo import build_demo
+    from syncer.volume.consistency import cut_summary
     from syncer.volume.history import History
-    from syncer.volume.manifest import Check, Manifest, ManifestEntry, RunReport, TableResult
+    from syncer.volume.manifest import Check, Consistency, Manifest, ManifestEntry, RunReport, TableResult
 
 
 def __getattr__(name: str) -> Any:
@@ -114,6 +117,7 @@ __all__ = [
     "Check",
     "Config",
     "ConfigError",
+    "Consistency",
     "History",
     "HistoryError",
     "LockHeldError",
@@ -140,6 +144,7 @@ __all__ = [
     "build_demo",
     "configure_logging",
     "current_snapshot",
+    "cut_summary",
     "load_config",
     "next_run",
     "read_table",

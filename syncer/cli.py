@@ -137,15 +137,18 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 
 @main.command()
 @click.option("--rows", type=int, default=None, help="Rows in the enrollments table (default 200,000).")
+@click.option("--orphans", type=int, default=0, help="Enrollments whose participant does not exist (to see references fail).")
 @click.pass_context
 @handle_errors
-def demo(ctx: click.Context, rows: int | None) -> None:
+def demo(ctx: click.Context, rows: int | None, orphans: int) -> None:
     """Create or refresh the embedded DuckDB demo warehouse."""
     cfg = _config(ctx)
     if cfg.source.kind != "duckdb" or cfg.source.path is None:
         raise SyncError('the demo warehouse is a DuckDB file; this config\'s [source] is not kind = "duckdb"')
-    counts = syncer.build_demo(cfg.source.path) if rows is None else syncer.build_demo(cfg.source.path, rows)
+    counts = syncer.build_demo(cfg.source.path, *(() if rows is None else (rows,)), orphans=orphans)
     click.echo(f"demo warehouse {cfg.source.path}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+    if orphans:
+        click.echo(f"{orphans:,} enrollment(s) reference a participant that does not exist (orphans)")
 
 
 @main.command()
@@ -227,6 +230,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         rows = f"{t['rows']:,}" if t["rows"] is not None else "-"
         fresh = click.style("stale", fg="red") if t["stale"] else click.style("fresh", fg="green")
         click.echo(f"{t['name']:<18} {t['status']:<13} {rows:>12}  {age:>8}  {fresh}")
+    if snap:
+        click.echo(f"cut       {syncer.cut_summary(st.consistency)}")
     last = st["last_run"]
     if last:
         click.echo(f"last run  {last['id']} {last['status']} ({last['trigger']}, {last.get('duration_s') or 0:.1f}s)")

@@ -445,6 +445,104 @@ def test_manifest_records_the_source_and_the_moment_read(warehouse_session: Sess
     assert pin["isolation"] == "none" and "local testing" in pin["reason"]
 
 
+TWO_TABLES = """
+[[tables]]
+name = "all_types"
+source = "all_types"
+primary_key = ["ID"]
+
+[[tables]]
+name = "second"
+source = "second"
+primary_key = ["ID"]
+references = { ID = "all_types.ID" }
+"""
+
+
+def test_every_table_of_a_run_is_read_at_one_moment_from_one_server_clock_read(
+    warehouse_session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import syncer.sources.snowflake as sf
+
+    save(
+        warehouse_session,
+        "SECOND",
+        [(100, "a"), (101, "b")],
+        T.StructType([T.StructField("ID", T.LongType()), T.StructField("S", T.StringType())]),
+    )
+    reads: list[dt.datetime] = []
+    real = sf._server_now
+    monkeypatch.setattr(
+        sf, "_server_now", lambda session: reads.append(real(session)) or reads[-1]
+    )  # counts, then the real clock
+    cfg = load_config(write_config(tmp_path, TWO_TABLES))
+    with use_session_factory(lambda: warehouse_session):
+        report = syncer.sync(cfg)
+    assert report.status == "ok", report.error
+    assert len(reads) == 1, "the server clock is read once per run, not per table"
+    man = syncer.current_snapshot(config=cfg)
+    moments = {n: e.consistency["as_of"] for n, e in man.tables.items()}
+    assert set(moments.values()) == {reads[0].isoformat().replace("+00:00", "Z")}
+    assert dt.datetime.fromisoformat(man.consistency.as_of) == reads[0]
+    # Local testing ignores Time Travel: the manifest says so per table, and calls the cut mixed.
+    assert man.consistency.cut == "mixed"
+    assert {d.table: d.reason for d in man.consistency.differ} == {"all_types": "unpinned", "second": "unpinned"}
+    assert next(c for c in man.tables["second"].checks if c.name == "references:ID").ok
+
+
+def test_the_sql_sent_for_every_table_names_the_run_moment(warehouse_session: Session) -> None:
+    # Local testing cannot run SQL text: the statements a real account gets are checked instead.
+    schema = pa.schema([pa.field("ID", pa.int64())])
+    one, two = table_config(), table_config(name="too_big", source="too_big")
+    query = TableConfig(name="q", query="select ID from all_types", primary_key=("ID",))
+    sent = {}
+    with use_session_factory(lambda: warehouse_session), SnowflakeSource(SourceConfig(kind="snowflake")) as src:
+        for t in (one, two, query):
+            with src.pinned(t) as pin:
+                sent[t.name] = (
+                    range_sql(t, schema, src._as_of, None)[0],
+                    precision_guard_sql(t, pa.schema([pa.field("TS", pa.timestamp("us"))]), src._as_of),
+                    pin,
+                )
+        moment = src.run_moment
+    assert moment is not None
+    clause = time_travel_clause(moment)
+    assert sent["all_types"][0] == f'SELECT "ID" FROM "ALL_TYPES" {clause}'
+    assert sent["too_big"][0] == f'SELECT "ID" FROM "TOO_BIG" {clause}'
+    assert f'FROM "TOO_BIG" {clause}' in (sent["too_big"][1] or "")
+    assert clause not in sent["q"][0] and sent["q"][2]["pinned"] is False and sent["q"][2]["as_of"] == sent["too_big"][2]["as_of"]
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        pytest.param("Time travel data is not available for table ALL_TYPES.", 707, id="no-time-travel-data"),
+        # any other refusal of AT(...) (the wording here is ours: the point is that it names no Time Travel)
+        pytest.param("SQL compilation error: AT/BEFORE is not supported for view 'ALL_TYPES'", 2212, id="a-view"),
+    ],
+)
+def test_a_table_that_refuses_time_travel_is_read_unpinned_and_says_so(
+    warehouse_session: Session, monkeypatch: pytest.MonkeyPatch, message: str, code: int
+) -> None:
+    from snowflake.snowpark.exceptions import SnowparkSQLException
+
+    real = warehouse_session.table
+
+    def table(name: str, **kw: Any) -> Any:  # what a real account answers for AT(...) on such an object
+        if kw.get("time_travel_mode"):
+            raise SnowparkSQLException(message, sql_error_code=code)
+        return real(name)
+
+    monkeypatch.setattr(warehouse_session, "table", table)
+    with use_session_factory(lambda: warehouse_session), SnowflakeSource(SourceConfig(kind="snowflake")) as src:
+        t = table_config()
+        with src.pinned(t) as pin:
+            rows = src.count(t)
+    assert rows == len(ALL_ROWS)
+    assert pin["pinned"] is False and pin["isolation"] == "none"
+    assert pin["reason"] == f"Time Travel is not available for this table: {message}"
+
+
 def test_excluded_columns_are_never_read(warehouse_session: Session, tmp_path: Path) -> None:
     tables = ALL_TYPES_TABLE.format(fmt="parquet") + 'exclude_columns = ["TEXT", "BLOB"]\n'
     cfg = load_config(write_config(tmp_path, tables))

@@ -102,3 +102,33 @@ def test_relation_and_select_sql_quote_every_part(cfg) -> None:
     assert relation_sql(table) == '"participants"'
     schema = pa.schema([("participant_id", pa.int64()), ("e mail", pa.string())])
     assert select_sql(table, schema) == 'SELECT "participant_id", "e mail" FROM "participants"'
+
+
+def test_opening_waits_for_a_writer_that_releases_the_file_then_reads_one_moment(cfg, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from syncer.config import SourceConfig
+    from syncer.sources.duckdb import DuckDBSource
+
+    db = tmp_path / "w.duckdb"
+    shutil.copy(cfg.source.path, db)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('open', flush=True); time.sleep(0.5); c.close()",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with DuckDBSource(SourceConfig(kind="duckdb", path=db)) as src:  # waits out the writer's lock
+            a, b = cfg.tables[0], cfg.tables[1]
+            with src.pinned(a) as pa_, src.pinned(b) as pb:
+                assert pa_["as_of"] == pb["as_of"] and pa_["pinned"] is True
+    finally:
+        holder.wait(10)
+        holder.stdout.close()  # type: ignore[union-attr]

@@ -6,7 +6,9 @@
 * actions: :func:`request_sync`, :func:`request_rollback`, the job runner (:mod:`.actions`, :mod:`.jobs`);
 * read models for the pages: :func:`freshness`, :func:`rollback_preview`, :func:`validation_rows`,
   :func:`quarantined`, :func:`read_quarantined`, :func:`open_history` (:mod:`.models`), and
-  :func:`history_view` with :class:`RunRow`, :class:`StepTime`, :class:`AuditRow` (:mod:`.history_models`).
+  :func:`history_view` with :class:`RunRow`, :class:`StepTime`, :class:`AuditRow` (:mod:`.history_models`);
+* consistency and references: :func:`show_consistency` (Freshness), :func:`show_references`
+  (Validation), their rows :func:`cut_rows`, :func:`reference_rows` (:mod:`.consistency`).
 
 Importing it loads the engine and Streamlit's server pieces on demand; an app that only reads the
 volume imports :mod:`syncer` (the reader) and never this.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from syncer.admin.actions import request_rollback, request_sync
 from syncer.admin.auth import USER_HEADER, Identity, identify, record_event, require_operator
+from syncer.admin.consistency import CutRow, ReferenceRow, cut_rows, reference_rows, show_consistency, show_references
 from syncer.admin.history_models import AuditRow, HistoryView, RunRow, StepTime, history_view
 from syncer.admin.jobs import Job, JobRunner, job_runner
 from syncer.admin.models import (
@@ -50,6 +53,7 @@ __all__ = [
     "USER_HEADER",
     "AuditRow",
     "CheckRow",
+    "CutRow",
     "FreshnessRow",
     "FreshnessView",
     "HistoryView",
@@ -58,6 +62,7 @@ __all__ = [
     "JobRunner",
     "PreviewRow",
     "QuarantineFile",
+    "ReferenceRow",
     "RollbackPreview",
     "RunRow",
     "StartupGate",
@@ -65,6 +70,7 @@ __all__ = [
     "StepTime",
     "app_config_path",
     "begin_startup",
+    "cut_rows",
     "freshness",
     "history_view",
     "identify",
@@ -75,11 +81,14 @@ __all__ = [
     "readiness",
     "ready_endpoint",
     "record_event",
+    "reference_rows",
     "request_rollback",
     "request_sync",
     "require_operator",
     "rollback_preview",
     "serving_lifespan",
+    "show_consistency",
+    "show_references",
     "startup_state",
     "validation_rows",
     "wait_for_startup",

@@ -179,6 +179,7 @@ def readiness(cfg: Config | None) -> tuple[int, dict[str, Any]]:
         },
         "startup": (state.get("result") or {}).get("action"),
         "next_run": next_run_of(cfg),
+        "consistency": st.consistency.to_json() if st.consistency else None,
     }
 
 

@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
-from syncer.config.model import FORMATS, SNOWFLAKE_KEYS, Config, SourceConfig, TableConfig
+from syncer.config.model import FORMATS, SNOWFLAKE_KEYS, Config, Reference, SourceConfig, TableConfig
 from syncer.config.parse import default_config_path, load_config, parse_config
 
 __all__ = [
     "FORMATS",
     "SNOWFLAKE_KEYS",
     "Config",
+    "Reference",
     "SourceConfig",
     "TableConfig",
     "default_config_path",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from syncer._exceptions import ConfigError
 
-__all__ = ["FORMATS", "SNOWFLAKE_KEYS", "Config", "SourceConfig", "TableConfig", "suggest"]
+__all__ = ["FORMATS", "SNOWFLAKE_KEYS", "Config", "Reference", "SourceConfig", "TableConfig", "suggest"]
 
 #: format name -> file extension
 FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "arrow": "arrow"}
@@ -58,6 +58,23 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A declared relationship: every non-null ``columns`` tuple of the table must appear as
+    ``target_columns`` in table ``target`` of the same snapshot (checked in the written files)."""
+
+    columns: tuple[str, ...]
+    target: str
+    target_columns: tuple[str, ...]
+    #: "error" fails the referencing table (its old data is kept); "warn" publishes and records
+    severity: str = "error"
+
+    @property
+    def label(self) -> str:
+        """``participant_id -> participants.participant_id`` (composite keys comma-separated)."""
+        return f"{','.join(self.columns)} -> {self.target}.{','.join(self.target_columns)}"
+
+
+@dataclass(frozen=True)
 class TableConfig:
     name: str
     source: str | None = None
@@ -68,6 +85,7 @@ class TableConfig:
     not_null: tuple[str, ...] = ()
     allow_empty: bool = False
     max_bad_rows: int = 0
+    references: tuple[Reference, ...] = ()
 
     @property
     def extension(self) -> str:

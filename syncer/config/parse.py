@@ -16,6 +16,7 @@ from typing import Any
 
 from syncer._exceptions import ConfigError
 from syncer.config.model import FORMATS, SNOWFLAKE_KEYS, Config, SourceConfig, TableConfig, suggest
+from syncer.config.references import check_references, parse_references
 from syncer.schedule.cron import check_crontab
 
 __all__ = ["default_config_path", "load_config", "parse_config"]
@@ -46,6 +47,8 @@ _TABLE_KEYS = {
     "not_null",
     "allow_empty",
     "max_bad_rows",
+    "references",
+    "references_severity",
 }
 _TOP_KEYS = set(_SECTIONS) | {"tables"}
 _SOURCE_KINDS = ("duckdb", "snowflake")
@@ -230,6 +233,7 @@ def _tables(data: dict[str, Any], where: str) -> tuple[TableConfig, ...]:
             raise ConfigError(f"{where}: duplicate table {t.name!r}; each [[tables]] name must be unique")
         seen.add(t.name.lower())
         tables.append(t)
+    check_references(tables, where)
     return tuple(tables)
 
 
@@ -266,6 +270,7 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
         not_null=not_null,
         allow_empty=allow_empty,
         max_bad_rows=max_bad_rows,
+        references=parse_references(raw, name, where),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from syncer.volume.manifest import Record, RunReport
+from syncer.volume.manifest import Consistency, Record, RunReport
 
 __all__ = [
     "RepairResult",
@@ -128,6 +128,8 @@ class StatusReport(Record):
     running: dict[str, Any] | None
     next_run: str | None
     warnings: tuple[str, ...] = ()
+    #: the current snapshot's consistency: one cut or mixed (None: not recorded, or nothing published)
+    consistency: Consistency | None = None
 
     def table(self, name: str) -> TableStatus | None:
         return next((t for t in self.tables if t.name == name), None)

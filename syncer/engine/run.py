@@ -28,6 +28,8 @@ from syncer.config import Config
 from syncer.export.table import TableOutcome, export_table
 from syncer.sources import open_source
 from syncer.validate.checks import check
+from syncer.validate.references import check_references, with_reference_checks
+from syncer.volume.consistency import snapshot_cut
 from syncer.volume.files import carry_over
 from syncer.volume.history import History
 from syncer.volume.layout import Volume, remove_tree
@@ -92,6 +94,8 @@ class _Run:
     snapshot_id: str | None = None
     #: what went wrong after the snapshot was published (it stays published)
     warnings: list[str] = field(default_factory=list)
+    #: the run's one moment: every table of this run is read as of it (from the source)
+    moment: Any = None
 
     @property
     def staging(self) -> Path:
@@ -107,8 +111,10 @@ class _Run:
             self.staging.mkdir(parents=True)
             self._previous()
             self._export_all()
+            kept_checks = self._check_references()
             t_pub = time.perf_counter()
             entries, results = self._assemble()
+            entries = with_reference_checks(entries, kept_checks)
             failed = [n for n, o in self.outcomes.items() if not o.ok]
             if len(failed) == len(self.outcomes):
                 why = "; ".join(f"{n}: {self.outcomes[n].error}" for n in failed)
@@ -186,6 +192,7 @@ class _Run:
                         spill_dir=self.spill,
                         quarantine_dir=self.vol.quarantine / self.run_id,
                     )
+                    self.moment = self.moment or source.run_moment
                     self.outcomes[name] = out
                     log.info(
                         "table %s: %s, %s rows in %.2fs",
@@ -196,6 +203,14 @@ class _Run:
                         extra={"run_id": self.run_id, "table": name, "step": "export"},
                     )
         self.steps["export_validate_s"] = time.perf_counter() - t_exp
+
+    def _check_references(self) -> dict[str, Any]:
+        """Declared references, in the files about to be published (fails ``error`` ones' tables)."""
+        t0 = time.perf_counter()
+        prev_dir = self.vol.snapshot_dir(self.prev_id) if self.prev and self.prev_id else None
+        kept = check_references(self.cfg, self.outcomes, self.staging, self.prev, prev_dir, self.spill)
+        self.steps["references_s"] = time.perf_counter() - t0
+        return kept
 
     def _assemble(self) -> tuple[dict[str, ManifestEntry], list[TableResult]]:
         """The new snapshot's tables (exported, hard-linked or carried over) and a result per exported table."""
@@ -229,6 +244,7 @@ class _Run:
             sla_hours=self.cfg.sla_hours,
             tables=entries,
             run_checks=(_budget_check(self.cfg, time.perf_counter() - self.t0),),
+            consistency=snapshot_cut(entries, self.moment, self.run_id),
         )
         self.vol.write_manifest(self.staging, manifest)
         self.vol.publish(self.run_id)

@@ -66,6 +66,7 @@ def status(cfg: Config) -> StatusReport:
         running=holder if last and last["status"] == "running" and holder else None,
         next_run=next_run(cfg),
         warnings=tuple(warnings),
+        consistency=man.consistency if man else None,
     )
 
 

@@ -1,7 +1,9 @@
 """The source interface: what the export needs from a warehouse.
 
 A source answers four questions about one configured table (or query), all describing the same
-moment (see :meth:`Source.pinned`):
+moment (see :meth:`Source.pinned`), and that moment is the run's: one sync uses one source, and
+every table of the run is read as of :attr:`Source.run_moment`, taken once when the run starts
+reading (not per table), so the tables of a snapshot agree with each other:
 
 * ``schema(table)``   the Arrow schema of the full relation (before exclusions)
 * ``count(table)``    the row count
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -111,13 +114,20 @@ class Source(abc.ABC):
     #: still describing the pinned moment); the export then overlaps the two.
     concurrent_profile: bool = False
 
+    #: the run's one moment (aware, UTC): every table of the run is read as of it. Set when the
+    #: run starts reading (DuckDB: when the file is opened; Snowflake: the server clock, read once,
+    #: at the first table); None before.
+    run_moment: dt.datetime | None = None
+
     def describe(self) -> dict[str, Any]:
         """What the manifest records about the source (never secrets)."""
         return {"kind": self.kind}
 
     @contextlib.contextmanager
     def pinned(self, table: TableConfig) -> Iterator[dict[str, Any]]:
-        """Make count, profile and stream of ``table`` describe one moment; yields what to record."""
+        """Make count, profile and stream of ``table`` describe the run's moment; yields what to
+        record (``as_of``, ``pinned``: whether the table is really read at that moment, ``isolation``
+        and, when it is not pinned, ``reason``)."""
         yield {}
 
     @abc.abstractmethod

@@ -12,7 +12,9 @@ Everything is generated in DuckDB SQL from ``range()`` with integer arithmetic (
 multiply/xor-shift hash of the row number and the seed), so the same ``rows`` and ``seed`` always
 give the same table contents -- no ``random()``, no UUIDs, no wall clock.  Foreign keys
 (``enrollments.participant_id`` / ``course_id``), ``completed_at`` vs ``status`` and
-``updated_at >= created_at`` hold by construction.  The foreign keys are deliberately not declared:
+``updated_at >= created_at`` hold by construction -- unless ``orphans = N`` asks for N enrollments
+whose participant does not exist (so the declared references of ``sync.toml`` can be seen failing).
+The foreign keys are deliberately not declared:
 in DuckDB they cost an extra index per column (5M rows: 2x the build time, 2.3x the file size) and
 would forbid dropping/replacing the referenced tables.
 
@@ -390,7 +392,15 @@ def _remove(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int = 14) -> dict[str, int]:
+def _orphans_sql(rows: int, seed: int, orphans: object) -> str:
+    """The last ``orphans`` enrollments, pointed at participant ids past the last participant."""
+    if isinstance(orphans, bool) or not isinstance(orphans, int) or not 0 <= orphans <= rows:
+        raise ConfigError(f"--orphans must be an integer from 0 to the number of rows ({rows:,}), got {orphans!r}")
+    n = _Shape.of(rows, seed).n_participants
+    return f"UPDATE enrollments SET participant_id = {n} + enrollment_id WHERE enrollment_id > {rows - orphans}"
+
+
+def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int = 14, orphans: int = 0) -> dict[str, int]:
     """Create/refresh the embedded demo DuckDB warehouse at `path`; return {table: row_count}.
 
     The warehouse is built under a temporary name in the same folder and moved onto ``path`` in
@@ -401,6 +411,7 @@ def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int =
     (or the file system) fails; the temporary file is removed in both cases.
     """
     rows, seed = _validate(rows, seed)
+    orphan_sql = _orphans_sql(rows, seed, orphans)
     path = Path(os.fspath(path))
     try:
         import duckdb
@@ -416,6 +427,9 @@ def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int =
         try:
             for statement in _statements(rows, seed):
                 con.execute(statement)
+            if orphans:
+                con.execute(orphan_sql)
+                con.execute("CHECKPOINT")
             counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]) for table in DEMO_TABLES}
         finally:
             con.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,9 +35,17 @@ log = logging.getLogger("syncer")
 #: memory_limit for one retry of a query that ran out of the configured one (a value of many MB,
 #: a big sort): the configured limit bounds the buffer cache, which is what a plain scan uses.
 _PROFILE_RETRY_LIMIT = "2GB"
+#: how long opening the warehouse waits for a writer process to release DuckDB's file lock
+_LOCK_WAIT_S = 2.0
 
 
 class DuckDBSource(Source):
+    """One read-only connection for the whole run, opened once. DuckDB lets either one process
+    open a database file read-write or any number open it read-only, never both (its file lock):
+    while a sync holds the file, a writer process cannot open it, and one that holds it keeps the
+    sync out (the sync fails to open the source and keeps the published data). So every query of
+    every table of the run reads the file as it was when the run opened it: one consistent cut."""
+
     kind = "duckdb"
     # The file is opened read-only, so no writer can exist while we hold it: a second connection
     # (cursor) sees exactly the data the streaming transaction sees.
@@ -52,16 +62,34 @@ class DuckDBSource(Source):
             raise SourceUnavailableError(
                 f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
             )
-        try:
-            # read_only: many readers may share the file, and a sync can never change the source.
-            self.con = duckdb.connect(
-                str(self.path),
-                read_only=True,
-                config={"threads": cfg.threads, "memory_limit": cfg.memory_limit},
-            )
-            self.con.execute("SET TimeZone = 'UTC'")
-        except duckdb.Error as exc:
-            raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
+        self.con = self._connect(cfg)
+        # From here until close no writer can open the file: this is the moment every table is read at.
+        self.run_moment = clock.utcnow()
+
+    def _connect(self, cfg: SourceConfig) -> Any:
+        """The run's read-only connection. A writer process holding the file (DuckDB's lock) is
+        waited for up to ``_LOCK_WAIT_S``: a writer's transactions are short, and the sync gets in
+        between two of them; a writer that keeps the file open fails the open with the way out."""
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        pause = 0.001
+        while True:
+            try:
+                # read_only: many readers may share the file, and a sync can never change the source.
+                con = duckdb.connect(
+                    str(self.path),
+                    read_only=True,
+                    config={"threads": cfg.threads, "memory_limit": cfg.memory_limit},
+                )
+                con.execute("SET TimeZone = 'UTC'")
+                return con
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+                    raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
+            except duckdb.Error as exc:
+                raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
+            # short pauses: a writer that commits in a loop leaves only brief gaps between transactions
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 0.005)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "duckdb_version": duckdb.__version__}
@@ -69,11 +97,13 @@ class DuckDBSource(Source):
     @contextlib.contextmanager
     def pinned(self, table: TableConfig) -> Iterator[dict[str, Any]]:
         # The file is open read-only and DuckDB's file lock keeps any writer out while it is, so
-        # every query of this sync (count, profile, stream, key ranges) sees the same data. No
-        # transaction is needed -- and none is wanted: a failed query would abort it, and isolating
-        # bad rows runs queries that are expected to fail.
+        # every query of this sync (count, profile, stream, key ranges; every table) sees the data
+        # as of the run's moment. No transaction is needed -- and none is wanted: a failed query
+        # would abort it, and isolating bad rows runs queries that are expected to fail.
+        assert self.run_moment is not None
         yield {
-            "as_of": clock.utcnow().isoformat(timespec="seconds"),
+            "as_of": clock.iso(self.run_moment),
+            "pinned": True,
             "isolation": "read-only database file",
         }
 

@@ -21,9 +21,11 @@
   dropped connection, a timeout or an expired session :class:`~syncer._exceptions.TransientSourceError`
   (retried), anything else :class:`~syncer._exceptions.SourceError`; a session that cannot be opened is
   :class:`~syncer._exceptions.SourceUnavailableError`.
-* **Consistency**: :meth:`SnowflakeSource.pinned` reads the server clock once and every query of the
-  table runs ``AT(TIMESTAMP => that moment)`` (Time Travel); the moment is recorded in the manifest.
-  Query tables (``query = "select ..."``) cannot be pinned and say so in the manifest.
+* **Consistency**: the server clock is read once per run (at the first table's
+  :meth:`SnowflakeSource.pinned`, kept as :attr:`~syncer.sources.base.Source.run_moment`), and every
+  query of every table runs ``AT(TIMESTAMP => that moment)`` (Time Travel), so the tables of a
+  snapshot are one cut; the moment is recorded in the manifest. Query tables (``query = "select ..."``),
+  views and tables without Time Travel cannot be pinned and say so per table (``pinned: false``).
 """
 
 from __future__ import annotations
@@ -193,8 +195,11 @@ class SnowflakeSource(Source):
 
     @contextlib.contextmanager
     def pinned(self, table: TableConfig) -> Iterator[dict[str, Any]]:
-        now = self._run(table, "pin", _server_now)
-        info: dict[str, Any] = {"as_of": now.isoformat().replace("+00:00", "Z")}
+        if self.run_moment is None:
+            # Once per run: every table reads AT this moment, so the snapshot is one cut.
+            self.run_moment = self._run(table, "pin", _server_now)
+        now = self.run_moment
+        info: dict[str, Any] = {"as_of": now.isoformat().replace("+00:00", "Z"), "pinned": False}
         self._as_of = None
         if table.query is not None:
             info.update(
@@ -216,7 +221,7 @@ class SnowflakeSource(Source):
             elif self.local_testing:
                 info.update(isolation="none", reason="Snowpark local testing ignores Time Travel (nothing writes concurrently)")
             else:
-                info.update(isolation="time_travel", clause=time_travel_clause(now))
+                info.update(isolation="time_travel", pinned=True, clause=time_travel_clause(now))
         try:
             yield info
         finally:
@@ -226,9 +231,13 @@ class SnowflakeSource(Source):
         try:
             self._frame(session, table).limit(1).collect()
         except Exception as exc:
-            if _sql_code(exc) == _NO_TIME_TRAVEL or "time travel" in str(exc).lower():
-                return scrub(_first_line(exc))
-            raise
+            # A missing object, a dropped connection or an expired session are what they are; any
+            # other refusal of AT(...) -- no Time Travel data (707), a view, an external table --
+            # means the table cannot be pinned: it is read unpinned and says so (a table that is
+            # broken otherwise fails on that read, with its own message).
+            if _sql_code(exc) == _NOT_FOUND or _transient(exc) or _session_gone(exc):
+                raise
+            return scrub(_first_line(exc))
         return None
 
     def _frame(self, session: Any, table: TableConfig, where: RowFilter | None = None) -> Any:

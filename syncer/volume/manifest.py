@@ -11,6 +11,8 @@ Records here:
 * :class:`Part`, :class:`Column` — a part file of a parted table; one column of the schema contract.
 * :class:`ManifestEntry` — one table of a snapshot (file, rows, bytes, sha256, schema, checks, ...).
 * :class:`Manifest` — the snapshot: id, times, source, tables.
+* :class:`Consistency`, :class:`CutDifference` — whether the snapshot's tables are one cut of the
+  source (all read at the run's moment) or mixed, and which tables differ by how much.
 
 Each is a frozen dataclass with ``to_json()`` / ``from_json()``; keys this version does not know are
 kept in ``extra`` and written back, so a round trip never loses what a newer writer added. For code
@@ -25,7 +27,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-__all__ = ["FORMAT_VERSION", "Check", "Column", "Manifest", "ManifestEntry", "Part", "Record"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Check",
+    "Column",
+    "Consistency",
+    "CutDifference",
+    "Manifest",
+    "ManifestEntry",
+    "Part",
+    "Record",
+]
 
 #: the manifest format this version writes (1: the first release, without the field)
 FORMAT_VERSION = 2
@@ -219,6 +231,44 @@ class ManifestEntry(Record):
 
 
 @dataclass(frozen=True)
+class CutDifference(Record):
+    """A table of a snapshot that is not at the snapshot's moment, and why."""
+
+    table: str
+    #: carried_over (its export failed: the previous data), earlier_run (not re-exported: a
+    #: per-table sync), unpinned (read without a pinned moment), not_recorded (an older manifest)
+    reason: str
+    as_of: str | None = None
+    #: the table's moment minus the snapshot's, in seconds (negative: older); None when unknown
+    offset_seconds: float | None = None
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Consistency(Record):
+    """Whether a snapshot is one consistent cut (``cut`` = ``consistent``: every table read at
+    ``as_of``, pinned) or ``mixed`` (``differ`` lists the tables that are not)."""
+
+    cut: str
+    as_of: str | None
+    #: each table's moment (its ``consistency.as_of``; None when not recorded)
+    tables: dict[str, str | None] = field(default_factory=dict)
+    differ: tuple[CutDifference, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def _convert(cls, values: dict[str, Any]) -> dict[str, Any]:
+        v = dict(values)
+        v["differ"] = tuple(CutDifference.from_json(d) for d in v.get("differ") or ())
+        return v
+
+    @property
+    def consistent(self) -> bool:
+        return self.cut == "consistent"
+
+
+@dataclass(frozen=True)
 class Manifest(Record):
     """A snapshot: what ``manifest.json`` holds."""
 
@@ -231,12 +281,14 @@ class Manifest(Record):
     sla_hours: float | None = None
     run_checks: tuple[Check, ...] = ()
     format_version: int = 1
+    #: one cut or mixed (absent in manifests written before it was recorded)
+    consistency: Consistency | None = None
     #: set by the reader's ``current_snapshot``: True when the newest intact snapshot is served
     #: because ``current`` is broken (never written to disk)
     fallback: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    _optional: ClassVar[frozenset[str]] = frozenset({"sla_hours", "fallback"})
+    _optional: ClassVar[frozenset[str]] = frozenset({"sla_hours", "fallback", "consistency"})
 
     @classmethod
     def _convert(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -247,6 +299,8 @@ class Manifest(Record):
         v["tables"] = {name: _entry(name, t) for name, t in tables.items()}
         v["run_checks"] = tuple(Check.from_json(c) for c in v.get("run_checks") or ())
         v["format_version"] = int(v.get("format_version", 1))
+        if v.get("consistency") is not None:
+            v["consistency"] = Consistency.from_json(v["consistency"])
         return v
 
     def to_json(self) -> dict[str, Any]:
