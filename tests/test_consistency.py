@@ -63,6 +63,7 @@ WRITER = textwrap.dedent(
         finally:
             con.close()
         commits.append([k, time.time()])
+        pathlib.Path(log + ".first").touch()  # the test starts syncing once one commit is in
         time.sleep(0.003)
     pathlib.Path(log).write_text(json.dumps({"commits": commits, "blocked": blocked}))
     """
@@ -111,7 +112,11 @@ def test_a_writer_changing_the_source_during_syncs_never_splits_a_snapshot(tmp_p
     db = related_db(tmp_path / "w.duckdb", n)
     cfg = load_config(write_config(tmp_path / "cfg", db, tables=RELATED))
     stop = writer(db, n)
-    time.sleep(0.2)  # the writer is committing before the first sync starts
+    first = tmp_path / "writer.json.first"
+    deadline = time.monotonic() + 60
+    while not first.exists():  # the writer is committing before the first sync starts
+        assert time.monotonic() < deadline, "the writer process never committed"
+        time.sleep(0.01)
     held = []  # (snapshot id, parents, children, parent_refs, manifest), read before retention removes it
     for _ in range(4):
         r = syncer.sync(cfg)
