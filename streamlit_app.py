@@ -74,5 +74,6 @@ else:
         st.Page("pages/history.py", title="History", icon=":material/history:"),
         st.Page("pages/controls.py", title="Controls", icon=":material/tune:"),
         st.Page("pages/data_preview.py", title="Data preview", icon=":material/table_view:"),
+        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     ]
     st.navigation(pages).run()

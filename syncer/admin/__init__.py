@@ -4,6 +4,8 @@
   :func:`begin_startup`, :func:`startup_state`, :func:`app_config_path` (:mod:`.server`);
 * who may act: :func:`identify`, :func:`require_operator`, :data:`USER_HEADER` (:mod:`.auth`);
 * actions: :func:`request_sync`, :func:`request_rollback`, the job runner (:mod:`.actions`, :mod:`.jobs`);
+* alerts: :func:`recent_alerts`, :class:`AlertRow` (:mod:`syncer.alerts`); metrics: :func:`metrics_endpoint`
+  (:mod:`.metrics`);
 * read models for the pages: :func:`freshness`, :func:`rollback_preview`, :func:`validation_rows`,
   :func:`quarantined`, :func:`read_quarantined`, :func:`open_history` (:mod:`.models`), and
   :func:`history_view` with :class:`RunRow`, :class:`StepTime`, :class:`AuditRow` (:mod:`.history_models`).
@@ -44,10 +46,12 @@ from syncer.admin.server import (
     startup_state,
     wait_for_startup,
 )
+from syncer.alerts import AlertRow, recent_alerts
 
 __all__ = [
     "STEP",
     "USER_HEADER",
+    "AlertRow",
     "AuditRow",
     "CheckRow",
     "FreshnessRow",
@@ -74,6 +78,7 @@ __all__ = [
     "read_quarantined",
     "readiness",
     "ready_endpoint",
+    "recent_alerts",
     "record_event",
     "request_rollback",
     "request_sync",
