@@ -38,7 +38,14 @@ if __name__ != "__main__":
     app = st.App(
         __file__,
         lifespan=syncer.admin.serving_lifespan(CONFIG_PATH),
-        routes=[Route("/ready", syncer.admin.ready_endpoint(CONFIG_PATH), methods=["GET"])],
+        routes=[
+            Route("/ready", syncer.admin.ready_endpoint(CONFIG_PATH), methods=["GET"]),
+            Route(
+                "/metrics",
+                syncer.admin.metrics_endpoint(CONFIG_PATH, lambda: syncer.admin.startup_state()["phase"]),
+                methods=["GET"],
+            ),
+        ],
         middleware=[Middleware(syncer.admin.StartupGate)],
     )
 else:

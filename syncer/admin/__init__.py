@@ -20,6 +20,7 @@ from syncer.admin.actions import request_rollback, request_sync
 from syncer.admin.auth import USER_HEADER, Identity, identify, record_event, require_operator
 from syncer.admin.history_models import AuditRow, HistoryView, RunRow, StepTime, history_view
 from syncer.admin.jobs import Job, JobRunner, job_runner
+from syncer.admin.metrics import metrics_endpoint, serve_metrics_port
 from syncer.admin.models import (
     CheckRow,
     FreshnessRow,
@@ -73,6 +74,7 @@ __all__ = [
     "history_view",
     "identify",
     "job_runner",
+    "metrics_endpoint",
     "open_history",
     "quarantined",
     "read_quarantined",
@@ -84,6 +86,7 @@ __all__ = [
     "request_sync",
     "require_operator",
     "rollback_preview",
+    "serve_metrics_port",
     "serving_lifespan",
     "startup_state",
     "validation_rows",
