@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import stat
 import threading
 import time
@@ -194,13 +195,18 @@ def test_verify_mismatch_alerts_once_and_recovers(alerting: Callable[..., syncer
     assert [(k, s) for k, s, _ in receiver.subjects()] == [("problem", "verify"), ("recovered", "verify")]
 
 
-def test_startup_that_cannot_serve_alerts(tmp_path: Path, receiver: Receiver) -> None:
-    cfg = syncer.load_config(write_config(tmp_path / "cfg", tmp_path / "no-such.duckdb", extra=alerts_toml(receiver.url)))
+def test_startup_that_cannot_serve_alerts_once_and_recovers(tmp_path: Path, demo_db: Path, receiver: Receiver) -> None:
+    db = tmp_path / "later.duckdb"
+    cfg = syncer.load_config(write_config(tmp_path / "cfg", db, extra=alerts_toml(receiver.url)))
     assert not syncer.startup(cfg).servable
     assert not syncer.startup(cfg).servable
     assert flush(10)
-    subjects = [(k, s, st) for k, s, st in receiver.subjects() if not s.startswith("table:")]
-    assert subjects == [("problem", "run", "failed"), ("problem", "startup", "unservable")]
+    # nothing is served: one alert for the run and one for startup, not one more per table
+    assert receiver.subjects() == [("problem", "run", "failed"), ("problem", "startup", "unservable")]
+    shutil.copy(demo_db, db)
+    assert syncer.startup(cfg).servable
+    assert flush(10)
+    assert receiver.subjects()[2:] == [("recovered", "run", "ok"), ("recovered", "startup", "servable")]
 
 
 # --- delivery ----------------------------------------------------------------------------------------

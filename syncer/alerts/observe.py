@@ -100,13 +100,15 @@ def _observe(cfg: Config, observations: Sequence[Observation]) -> None:
 def _tables(cfg: Config) -> list[Observation]:
     """Freshness and quarantine of every configured table in what ``current`` serves."""
     man = Volume(cfg.root).current_manifest()
+    if man is None:
+        return []  # nothing served at all: the run and startup alerts say so, not one alert per table
     now = clock.utcnow()
     out: list[Observation] = []
     for t in cfg.tables:
-        entry = man.tables.get(t.name) if man else None
+        entry = man.tables.get(t.name)
         if entry is None:
-            where = f"snapshot {man.id}" if man else "no snapshot is served"
-            out.append(Observation(f"table:{t.name}:freshness", "missing", True, f"table {t.name!r} is not published ({where})"))
+            msg = f"table {t.name!r} is not in the served snapshot {man.id}"
+            out.append(Observation(f"table:{t.name}:freshness", "missing", True, msg))
             continue
         age = (now - parse_iso(entry.exported_at)).total_seconds()
         if entry.status == "future" or age < -FUTURE_TOLERANCE_SECONDS:
@@ -118,7 +120,7 @@ def _tables(cfg: Config) -> list[Observation]:
         out.append(Observation(f"table:{t.name}:freshness", state, state != "fresh", msg))
         rows = int((entry.quarantine or {}).get("rows") or 0)
         if entry.status == "quarantined" or rows:
-            qmsg = f"table {t.name!r}: {rows} row(s) quarantined in snapshot {man.id if man else '?'}"
+            qmsg = f"table {t.name!r}: {rows} row(s) quarantined in snapshot {man.id}"
             out.append(Observation(f"table:{t.name}:quarantine", "quarantined", True, qmsg))
         else:
             out.append(Observation(f"table:{t.name}:quarantine", "clean", False, f"table {t.name!r}: no quarantined rows"))
