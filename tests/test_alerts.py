@@ -11,6 +11,8 @@ import logging
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -370,7 +372,7 @@ def test_snowflake_channel_runs_on_a_snowpark_session_and_records_its_error(tmp_
         pytest.param("[alerts]\nretries = -1\n", "[alerts] retries must be a whole number from 0 to 20, got -1", id="retries"),
         pytest.param(
             '[[alerts.webhooks]]\nurl = "ftp://x/y"\n',
-            "[[alerts.webhooks]] #1: url is not an http(s) URL with a host ('ftp://x/y')",
+            "[[alerts.webhooks]] #1: url is not an http(s) URL with a host (scheme 'ftp', host 'x')",
             id="url-scheme",
         ),
         pytest.param('[[alerts.webhooks]]\nurl = "https:///path"\n', "url is not an http(s) URL with a host", id="url-no-host"),
@@ -403,6 +405,11 @@ def test_webhook_url_from_the_environment_is_never_echoed(tmp_path: Path, demo_d
     with pytest.raises(syncer.ConfigError) as err:
         syncer.load_config(write_config(tmp_path / "cfg", demo_db, extra='[[alerts.webhooks]]\nurl_env = "SYNCER_TEST_HOOK"\n'))
     assert "$SYNCER_TEST_HOOK is not an http(s) URL" in str(err.value) and "secret-123" not in str(err.value)
+    with pytest.raises(syncer.ConfigError) as err:
+        syncer.load_config(
+            write_config(tmp_path / "cfg", demo_db, extra='[[alerts.webhooks]]\nurl = "htps://hooks.example.com/T0/B0/s3cret"\n')
+        )
+    assert "(scheme 'htps', host 'hooks.example.com')" in str(err.value) and "s3cret" not in str(err.value)
     monkeypatch.setenv("SYNCER_TEST_HOOK", "https://hooks.example.com/T000/B000/secret")
     cfg = syncer.load_config(write_config(tmp_path / "cfg", demo_db, extra='[[alerts.webhooks]]\nurl_env = "SYNCER_TEST_HOOK"\n'))
     assert cfg.alerts.webhooks[0].url == "https://hooks.example.com/T000/B000/secret"
@@ -437,3 +444,45 @@ def test_alerts_page_says_when_there_is_nothing_yet(config: syncer.Config) -> No
     at.run()
     assert not at.exception
     assert any("No alerts yet" in i.value for i in at.info)
+
+
+# --- a process that ends: `syncer sync` from cron ----------------------------------------------------
+
+
+def cli_sync(config: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")} | {"SYNCER_LOG_FORMAT": "text"}
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "syncer", "--config", str(config), "sync"], capture_output=True, text=True, env=env, timeout=120
+    )
+    return done, time.monotonic() - t0
+
+
+def test_the_cli_delivers_its_alerts_before_it_exits(
+    alerting: Callable[..., syncer.Config], warehouse: Path, receiver: Receiver
+) -> None:
+    cfg = alerting()
+    assert cfg.path is not None
+    assert cli_sync(cfg.path)[0].returncode == 0
+    break_codes(warehouse, True)
+    done, _ = cli_sync(cfg.path)
+    assert receiver.subjects() == [("problem", "run", "partial")], done.stderr  # received before the process ended
+    (row,) = rows(cfg)
+    assert row.delivered is True
+
+
+def test_a_hanging_receiver_delays_the_cli_exit_by_the_deadline_at_most(
+    alerting: Callable[..., syncer.Config], warehouse: Path, receiver: Receiver
+) -> None:
+    cfg = alerting(retries=5, timeout=20, backoff=1)
+    assert cfg.path is not None
+    cli_sync(cfg.path)
+    break_codes(warehouse, True)
+    receiver.hang_seconds = 60
+    text = cfg.path.read_text(encoding="utf-8").replace("exit_deadline_seconds = 5", "exit_deadline_seconds = 1")
+    cfg.path.write_text(text, encoding="utf-8")
+    done, elapsed = cli_sync(cfg.path)
+    assert elapsed < 20, elapsed  # 6 attempts of 20 s each would be two minutes
+    assert "1 alert(s) not delivered within the 1s exit deadline; they stay listed as pending" in done.stderr + done.stdout
+    (row,) = rows(cfg)
+    assert row.delivered is None

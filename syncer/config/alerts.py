@@ -106,10 +106,9 @@ def _webhook(raw: dict[str, Any], i: int, where: str, env: Any) -> WebhookConfig
     else:
         url, shown = raw["url"], "url"
     if not isinstance(url, str) or not _http_url(url):
-        # the value of an environment variable is never echoed (it holds a secret)
-        what = repr(url) if shown == "url" else "its value"
+        # never the whole value: the path of a webhook URL is often its secret
         raise ConfigError(
-            f"{where}: {label}: {shown} is not an http(s) URL with a host ({what}); e.g. https://alerts.example.com/hook"
+            f"{where}: {label}: {shown} is not an http(s) URL with a host ({_outline(url)}); e.g. https://alerts.example.com/hook"
         )
     fmt = raw.get("format", "json")
     if fmt not in _WEBHOOK_FORMATS:
@@ -121,6 +120,17 @@ def _webhook(raw: dict[str, Any], i: int, where: str, env: Any) -> WebhookConfig
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}: {label}: name must be a non-empty string, got {name!r}")
     return WebhookConfig(url=url, format=fmt, name=name)
+
+
+def _outline(url: object) -> str:
+    """What is wrong with ``url`` without echoing it: its scheme and host only."""
+    if not isinstance(url, str):
+        return f"got a {type(url).__name__}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return f"scheme {parts.scheme!r}, host {parts.hostname or ''!r}"
+    except ValueError:
+        return "not parseable"
 
 
 def _http_url(url: str) -> bool:
