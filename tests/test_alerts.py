@@ -486,3 +486,26 @@ def test_a_hanging_receiver_delays_the_cli_exit_by_the_deadline_at_most(
     assert "1 alert(s) not delivered within the 1s exit deadline; they stay listed as pending" in done.stderr + done.stdout
     (row,) = rows(cfg)
     assert row.delivered is None
+
+
+def test_the_alerts_page_is_in_the_admin_apps_navigation(
+    tmp_path: Path, warehouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from syncer.admin import server
+
+    monkeypatch.setattr(server, "STEP", server.StartupStep())
+    break_codes(warehouse, True)
+    path = write_config(tmp_path / "cfg", warehouse, tables=TABLES)
+    monkeypatch.setenv("SYNCER_CONFIG", str(path))
+    syncer.sync(syncer.load_config(path))  # a first run that fails one table: the run, and the table never published
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=30).run()
+    at.switch_page("pages/alerts.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Alerts"
+    (table,) = at.dataframe
+    assert sorted(zip(table.value["subject"], table.value["state"], strict=True)) == [
+        ("run", "partial"),
+        ("table:codes:freshness", "missing"),
+    ]
