@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -65,6 +66,22 @@ def test_the_example_imports_only_the_reader() -> None:
                 others.add(node.module)
     assert ours and ours <= READER_NAMES, f"takes {sorted(ours - READER_NAMES)} from syncer"
     assert others <= {"__future__", "warnings", "pandas", "streamlit"}, others
+
+
+def test_running_the_example_loads_none_of_the_engine(tmp_path: Path, demo_db: Path) -> None:
+    root = published(tmp_path / "v", demo_db)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")} | {"SYNCER_ROOT": str(root)}
+    # Bare mode: without a server Streamlit's calls do nothing and the script runs top to bottom;
+    # then every module the process holds is listed.
+    code = f"import json, runpy, sys; runpy.run_path({str(APP)!r}, run_name='__main__'); print(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert {"syncer.reader", "pandas", "streamlit"} <= modules
+    engine = ("syncer.engine", "syncer.admin", "syncer.sources", "syncer.export", "syncer.alerts", "syncer.config")
+    assert not sorted(m for m in modules if m.startswith(engine))
+    # (Streamlit itself imports the empty `snowflake` namespace package; the driver is another matter)
+    assert not sorted(m for m in modules if m.startswith(("duckdb", "apscheduler", "snowflake.snowpark", "snowflake.connector")))
 
 
 # --- AppTest: fresh, stale, nothing published ----------------------------------------------------------
