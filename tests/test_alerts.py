@@ -292,6 +292,26 @@ def test_a_broken_alert_log_is_one_warning_and_the_sync_goes_on(
     assert receiver.bodies == []
 
 
+def test_a_corrupt_run_history_database_is_one_warning_and_verify_answers(
+    alerting: Callable[..., syncer.Config], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = alerting()
+    report = syncer.sync(cfg)
+    db = cfg.root / "syncer.db"
+    for extra in (db.with_name("syncer.db-wal"), db.with_name("syncer.db-shm")):
+        extra.unlink(missing_ok=True)
+    db.write_bytes(b"this is not a database" * 100)
+    target = cfg.root / "snapshots" / str(report.snapshot_id) / "codes.parquet"
+    os.chmod(target, stat.S_IRUSR | stat.S_IWUSR)
+    target.write_bytes(b"tampered")
+    with caplog.at_level(logging.WARNING, logger="syncer"):
+        verdict = syncer.verify(cfg)
+    assert not verdict.ok and any("codes.parquet" in p for p in verdict.problems)  # the answer is unchanged
+    skipped = [r.getMessage() for r in caplog.records if "alerting skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "file is not a database" in skipped[0]
+    assert flush(5) and receiver.bodies == []
+
+
 def test_without_channels_alerts_are_still_listed(tmp_path: Path, warehouse: Path) -> None:
     break_codes(warehouse, False)
     cfg = syncer.load_config(write_config(tmp_path / "cfg", warehouse, tables=TABLES))
