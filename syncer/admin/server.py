@@ -252,9 +252,8 @@ def serving_lifespan(config_path: Path) -> Callable[[Any], contextlib.AbstractAs
             yield {"config": None}
             return
         begin_startup(cfg)
-        serve_metrics_port(
-            config_path, lambda: STEP.state()["phase"]
-        )  # $SYNCER_METRICS_PORT: /metrics on a port of its own (SPCS private endpoint)
+        # $SYNCER_METRICS_PORT: /metrics on a port of its own too (the SPCS private endpoint)
+        serve_metrics_port(config_path, lambda: STEP.state()["phase"])
         # Started now, not after the startup sync: a scheduled run that meets the startup sync
         # steps aside (one writer), and the next run time is known from the first page view.
         start_scheduler(cfg)
