@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= sync.toml
 
-.PHONY: run check test test-fast lint lock clean demo bench bench-matrix
+.PHONY: run run-example check test test-fast lint lock clean demo bench bench-matrix
 
 # Create the virtualenv from the pinned locks (only when missing or when a lock changed).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -24,8 +24,17 @@ demo: $(STAMP)
 
 ## make run: environment + demo warehouse if missing, then the admin app at http://localhost:8501.
 ## The startup sync (repair; sync unless the data is fresh) runs inside the app's lifespan, before the UI.
+## EXAMPLE=1 make run also starts the end-user example app (examples/dashboard) on EXAMPLE_PORT (8502).
+EXAMPLE_PORT ?= 8502
+RUN_EXAMPLE = SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run \
+	examples/dashboard/app.py --server.port $(EXAMPLE_PORT) --server.headless true
 run: $(STAMP) var/warehouse.duckdb
+	@if [ -n "$(EXAMPLE)" ]; then echo "example app: http://localhost:$(EXAMPLE_PORT)"; $(RUN_EXAMPLE) & fi; \
 	SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run streamlit_app.py --server.port 8501
+
+## make run-example: only the example app, reading the volume of $(CONFIG) through read_table (port EXAMPLE_PORT).
+run-example: $(STAMP)
+	$(RUN_EXAMPLE)
 
 ## make check: lint, format, the engine's structure (module and function sizes, no import cycle), types.
 check: $(STAMP)

@@ -38,7 +38,14 @@ if __name__ != "__main__":
     app = st.App(
         __file__,
         lifespan=syncer.admin.serving_lifespan(CONFIG_PATH),
-        routes=[Route("/ready", syncer.admin.ready_endpoint(CONFIG_PATH), methods=["GET"])],
+        routes=[
+            Route("/ready", syncer.admin.ready_endpoint(CONFIG_PATH), methods=["GET"]),
+            Route(
+                "/metrics",
+                syncer.admin.metrics_endpoint(CONFIG_PATH, lambda: syncer.admin.startup_state()["phase"]),
+                methods=["GET"],
+            ),
+        ],
         middleware=[Middleware(syncer.admin.StartupGate)],
     )
 else:
@@ -74,5 +81,6 @@ else:
         st.Page("pages/history.py", title="History", icon=":material/history:"),
         st.Page("pages/controls.py", title="Controls", icon=":material/tune:"),
         st.Page("pages/data_preview.py", title="Data preview", icon=":material/table_view:"),
+        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     ]
     st.navigation(pages).run()

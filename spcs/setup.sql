@@ -11,6 +11,7 @@
 --   warehouse                       SYNC_WH             block volume      "data" (mounted at /data)
 --   owner role                      SYNC_SERVICE_ROLE   operators' role   SYNC_OPERATOR
 --   source tables                   APP_DB.PUBLIC.PARTICIPANTS, COURSES, ENROLLMENTS, DAILY_METRICS
+--   alert integrations              SYNC_ALERTS_EMAIL (and SYNC_ALERTS_WEBHOOK)   dashboard users' role  SYNC_VIEWER
 
 ------------------------------------------------------------------------------------------------
 -- 1. Roles, database, warehouse, compute pool
@@ -74,6 +75,10 @@ SHOW IMAGE REPOSITORIES IN SCHEMA SYNC_DB.SYNC;
 --   docker login <org>-<account>.registry.snowflakecomputing.com -u <user>   (or: snow spcs image-registry login)
 --   docker tag volume-data-sync:0.1.0 <repository_url>/volume-data-sync:0.1.0
 --   docker push <repository_url>/volume-data-sync:0.1.0
+-- and the example app's image (the second container, spec.yaml "dashboard"):
+--   docker build --platform linux/amd64 -f examples/dashboard/Dockerfile -t volume-data-sync-dashboard:0.1.0 .
+--   docker tag volume-data-sync-dashboard:0.1.0 <repository_url>/volume-data-sync-dashboard:0.1.0
+--   docker push <repository_url>/volume-data-sync-dashboard:0.1.0
 SHOW IMAGES IN IMAGE REPOSITORY SYNC_DB.SYNC.IMAGES;
 
 CREATE STAGE IF NOT EXISTS SPECS DIRECTORY = (ENABLE = TRUE) COMMENT = 'service specification';
@@ -140,3 +145,48 @@ SELECT timestamp,
 -- Upgrade to a new image: build and push it with a new tag, change `image:` in spec.yaml, PUT the
 -- spec again, then (the block volume and its published data survive the upgrade):
 --   ALTER SERVICE VOLUME_DATA_SYNC FROM @SYNC_DB.SYNC.SPECS SPECIFICATION_FILE = 'spec.yaml';
+
+------------------------------------------------------------------------------------------------
+-- 8. Alerts through Snowflake's notification integrations, and the dashboard's users
+------------------------------------------------------------------------------------------------
+-- The service sends alerts with CALL SYSTEM$SEND_SNOWFLAKE_NOTIFICATION(...) on its own session
+-- (sync.toml [[alerts.snowflake]]): Snowflake delivers them, the container needs no outbound
+-- network. Integrations are account objects: created as ACCOUNTADMIN, then USAGE for the service.
+USE ROLE ACCOUNTADMIN;
+
+-- E-mail: recipients must be verified e-mail addresses of users in this account. Replace the
+-- placeholder address, and keep it in step with spcs/sync.toml [[alerts.snowflake]] recipients.
+CREATE NOTIFICATION INTEGRATION IF NOT EXISTS SYNC_ALERTS_EMAIL
+  TYPE = EMAIL
+  ENABLED = TRUE
+  ALLOWED_RECIPIENTS = ('ops@example.com')
+  DEFAULT_SUBJECT = 'Volume Data Sync alert'
+  COMMENT = 'Volume Data Sync: run failures, stale tables, quarantined rows, verify mismatches';
+GRANT USAGE ON INTEGRATION SYNC_ALERTS_EMAIL TO ROLE SYNC_SERVICE_ROLE;
+
+-- A webhook (Slack, Teams, PagerDuty): the secret part of its URL lives in a SECRET object, never
+-- in a file. Uncomment, put the secret in, then add to sync.toml:
+--   [[alerts.snowflake]]  integration = "SYNC_ALERTS_WEBHOOK"  type = "webhook"
+--   CREATE SECRET IF NOT EXISTS SYNC_DB.SYNC.SYNC_ALERTS_WEBHOOK_SECRET
+--     TYPE = GENERIC_STRING SECRET_STRING = 'T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX';
+--   CREATE NOTIFICATION INTEGRATION IF NOT EXISTS SYNC_ALERTS_WEBHOOK
+--     TYPE = WEBHOOK
+--     ENABLED = TRUE
+--     WEBHOOK_URL = 'https://hooks.slack.com/services/SNOWFLAKE_WEBHOOK_SECRET'
+--     WEBHOOK_SECRET = SYNC_DB.SYNC.SYNC_ALERTS_WEBHOOK_SECRET
+--     WEBHOOK_BODY_TEMPLATE = '{"text": "SNOWFLAKE_WEBHOOK_MESSAGE"}'
+--     WEBHOOK_HEADERS = ('Content-Type' = 'application/json');
+--   GRANT USAGE ON INTEGRATION SYNC_ALERTS_WEBHOOK TO ROLE SYNC_SERVICE_ROLE;
+--   GRANT READ ON SECRET SYNC_DB.SYNC.SYNC_ALERTS_WEBHOOK_SECRET TO ROLE SYNC_SERVICE_ROLE;
+
+-- Check the e-mail integration by hand (the same statement the service runs):
+--   CALL SYSTEM$SEND_SNOWFLAKE_NOTIFICATION(
+--     SNOWFLAKE.NOTIFICATION.TEXT_PLAIN('Volume Data Sync: test alert'),
+--     SNOWFLAKE.NOTIFICATION.INTEGRATION('SYNC_ALERTS_EMAIL'));
+
+-- The example dashboard's users reach its endpoint (spec.yaml service role "viewer"), not the admin app.
+CREATE ROLE IF NOT EXISTS SYNC_VIEWER COMMENT = 'end users of the Volume Data Sync example dashboard';
+GRANT ROLE SYNC_VIEWER TO ROLE SYSADMIN;
+USE ROLE SYNC_SERVICE_ROLE;
+GRANT SERVICE ROLE VOLUME_DATA_SYNC!VIEWER TO ROLE SYNC_VIEWER;
+-- The dashboard's address: ingress_url of the endpoint "dashboard" (SHOW ENDPOINTS IN SERVICE VOLUME_DATA_SYNC).

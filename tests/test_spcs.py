@@ -32,8 +32,21 @@ def spec() -> dict:
 
 @pytest.fixture(scope="module")
 def container(spec: dict) -> dict:
-    (only,) = spec["spec"]["containers"]
-    return only
+    """The service's main container: the admin app with the engine."""
+    names = [c["name"] for c in spec["spec"]["containers"]]
+    assert names == ["syncer", "dashboard"]
+    return spec["spec"]["containers"][0]
+
+
+@pytest.fixture(scope="module")
+def dashboard(spec: dict) -> dict:
+    """The end-user example app's container."""
+    return spec["spec"]["containers"][1]
+
+
+def endpoint(spec: dict, name: str) -> dict:
+    (found,) = [e for e in spec["spec"]["endpoints"] if e["name"] == name]
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +90,8 @@ def test_volume_is_a_block_volume_mounted_at_the_configured_root(spec: dict, con
 
 def test_readiness_probe_and_public_endpoint_on_the_app_port(spec: dict, container: dict, dockerfile: str) -> None:
     assert container["readinessProbe"] == {"port": PORT, "path": "/ready"}
-    (endpoint,) = spec["spec"]["endpoints"]
-    assert (endpoint["port"], endpoint["public"], endpoint["protocol"]) == (PORT, True, "HTTP")
+    app = endpoint(spec, "app")
+    assert (app["port"], app["public"], app["protocol"]) == (PORT, True, "HTTP")
     assert container["env"]["SYNCER_PORT"] == str(PORT)
     assert re.search(rf"^EXPOSE {PORT}$", dockerfile, re.MULTILINE)
     streamlit = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
@@ -93,8 +106,8 @@ def test_container_runs_the_production_config_with_json_logs(container: dict, do
 
 
 def test_operators_have_a_service_role_on_the_endpoint(spec: dict, setup_sql: str, prod: syncer.Config) -> None:
-    (role,) = spec["serviceRoles"]
-    assert role["endpoints"] == [e["name"] for e in spec["spec"]["endpoints"]]
+    role, _viewer = spec["serviceRoles"]
+    assert role["endpoints"] == ["app"]  # the admin app only: not the dashboard, not the private metrics
     assert f"GRANT SERVICE ROLE VOLUME_DATA_SYNC!{role['name'].upper()} TO ROLE SYNC_OPERATOR;" in sql_statements(setup_sql)
     # the same people are named in the app's [admin] operators and granted the operators' role
     for user in prod.operators:
@@ -113,6 +126,72 @@ def test_image_is_the_repository_setup_sql_creates_at_the_package_version(contai
     sql = sql_statements(setup_sql)
     assert "CREATE SCHEMA IF NOT EXISTS SYNC_DB.SYNC;" in sql and "CREATE IMAGE REPOSITORY IF NOT EXISTS IMAGES;" in sql
     assert f"-t volume-data-sync:{version} ." in setup_sql
+
+
+def test_metrics_are_served_on_a_private_endpoint_of_their_own(spec: dict, container: dict, config_path: Path) -> None:
+    metrics = endpoint(spec, "metrics")
+    assert (metrics["public"], metrics["protocol"]) == (False, "HTTP")  # service-to-service only
+    assert container["env"]["SYNCER_METRICS_PORT"] == str(metrics["port"]) != str(PORT)
+    # the same variable really serves /metrics on that port (here on a free one)
+    from syncer.admin.metrics import serve_metrics_port
+    from tests._net import free_port, get
+
+    port = free_port()
+    srv = serve_metrics_port(config_path, port=str(port))
+    try:
+        status, body = get(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert status == 200 and "syncer_scrape_error 0.0" in body
+
+
+def test_the_dashboard_is_a_second_container_reading_the_volume_on_its_own_endpoint(
+    spec: dict, container: dict, dashboard: dict, prod: syncer.Config
+) -> None:
+    (mount,) = dashboard["volumeMounts"]
+    assert mount == container["volumeMounts"][0] and Path(mount["mountPath"]) == prod.root
+    assert dashboard["env"]["SYNCER_ROOT"] == mount["mountPath"]
+    assert "SYNCER_CONFIG" not in dashboard["env"]  # no config, no source, no credentials
+    port = int(dashboard["env"]["DASHBOARD_PORT"])
+    assert dashboard["readinessProbe"] == {"port": port, "path": "/_stcore/health"}
+    ep = endpoint(spec, "dashboard")
+    assert (ep["port"], ep["public"], ep["protocol"]) == (port, True, "HTTP")
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert dashboard["image"] == f"/sync_db/sync/images/volume-data-sync-dashboard:{version}"
+    viewer = [r for r in spec["serviceRoles"] if r["name"] == "viewer"]
+    assert viewer == [{"name": "viewer", "endpoints": ["dashboard"]}]
+
+
+def test_the_dashboard_image_has_the_reader_only_and_runs_as_another_user() -> None:
+    text = (ROOT / "examples" / "dashboard" / "Dockerfile").read_text(encoding="utf-8")
+    assert "pip install --constraint requirements.lock . streamlit" in text  # no extras: no engine, no driver
+    (user,) = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    assert user.split(":")[0] not in ("root", "0", "10001")  # not the writer of the volume
+    assert re.search(r"^EXPOSE 8502$", text, re.MULTILINE) and "examples/dashboard/app.py" in text
+    copied = {p.rstrip("/") for src in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE) for p in src.split()}
+    assert all((ROOT / p).exists() for p in copied)
+    lines = (ROOT / "examples" / "dashboard" / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules[0] == "*" and {r[1:].rstrip("/") for r in rules if r.startswith("!")} == copied
+
+
+def test_setup_sql_creates_the_alert_integration_the_production_config_names(setup_sql: str, prod: syncer.Config) -> None:
+    sql = sql_statements(setup_sql)
+    assert prod.alerts.snowflake, "production alerts go through Snowflake (no outbound network)"
+    for target in prod.alerts.snowflake:
+        name = target.integration.upper()
+        assert f"CREATE NOTIFICATION INTEGRATION IF NOT EXISTS {name} TYPE = {target.type.upper()} ENABLED = TRUE" in sql
+        assert f"GRANT USAGE ON INTEGRATION {name} TO ROLE SYNC_SERVICE_ROLE;" in sql
+        allowed = re.search(rf"INTEGRATION IF NOT EXISTS {name} .*?ALLOWED_RECIPIENTS = \(([^)]*)\)", sql)
+        assert allowed and {r.upper() for r in target.recipients} <= {a.strip(" '") for a in allowed.group(1).split(",")}
+    # the webhook integration is a commented template (its secret must be put in by hand)
+    book = runbook(setup_sql)
+    assert "CREATE NOTIFICATION INTEGRATION IF NOT EXISTS SYNC_ALERTS_WEBHOOK TYPE = WEBHOOK" in book
+    assert "GRANT READ ON SECRET SYNC_DB.SYNC.SYNC_ALERTS_WEBHOOK_SECRET TO ROLE SYNC_SERVICE_ROLE;" in book
+    assert "WEBHOOK_SECRET = SYNC_DB.SYNC.SYNC_ALERTS_WEBHOOK_SECRET" in book
+    assert "SYNC_ALERTS_WEBHOOK" not in sql
+    assert "GRANT SERVICE ROLE VOLUME_DATA_SYNC!VIEWER TO ROLE SYNC_VIEWER;" in sql
 
 
 # --- setup.sql ------------------------------------------------------------------------------------

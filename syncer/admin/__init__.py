@@ -4,6 +4,8 @@
   :func:`begin_startup`, :func:`startup_state`, :func:`app_config_path` (:mod:`.server`);
 * who may act: :func:`identify`, :func:`require_operator`, :data:`USER_HEADER` (:mod:`.auth`);
 * actions: :func:`request_sync`, :func:`request_rollback`, the job runner (:mod:`.actions`, :mod:`.jobs`);
+* alerts: :func:`recent_alerts`, :class:`AlertRow` (:mod:`syncer.alerts`); metrics: :func:`metrics_endpoint`
+  (:mod:`.metrics`);
 * read models for the pages: :func:`freshness`, :func:`rollback_preview`, :func:`validation_rows`,
   :func:`quarantined`, :func:`read_quarantined`, :func:`open_history` (:mod:`.models`), and
   :func:`history_view` with :class:`RunRow`, :class:`StepTime`, :class:`AuditRow` (:mod:`.history_models`);
@@ -21,6 +23,7 @@ from syncer.admin.auth import USER_HEADER, Identity, identify, record_event, req
 from syncer.admin.consistency import CutRow, ReferenceRow, cut_rows, reference_rows, show_consistency, show_references
 from syncer.admin.history_models import AuditRow, HistoryView, RunRow, StepTime, history_view
 from syncer.admin.jobs import Job, JobRunner, job_runner
+from syncer.admin.metrics import metrics_endpoint, serve_metrics_port
 from syncer.admin.models import (
     CheckRow,
     FreshnessRow,
@@ -47,10 +50,12 @@ from syncer.admin.server import (
     startup_state,
     wait_for_startup,
 )
+from syncer.alerts import AlertRow, recent_alerts
 
 __all__ = [
     "STEP",
     "USER_HEADER",
+    "AlertRow",
     "AuditRow",
     "CheckRow",
     "CutRow",
@@ -75,17 +80,20 @@ __all__ = [
     "history_view",
     "identify",
     "job_runner",
+    "metrics_endpoint",
     "open_history",
     "quarantined",
     "read_quarantined",
     "readiness",
     "ready_endpoint",
+    "recent_alerts",
     "record_event",
     "reference_rows",
     "request_rollback",
     "request_sync",
     "require_operator",
     "rollback_preview",
+    "serve_metrics_port",
     "serving_lifespan",
     "show_consistency",
     "show_references",

@@ -30,6 +30,7 @@ from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import ConfigError, SyncError
 from syncer._log import configure_logging
+from syncer.admin.metrics import serve_metrics_port
 from syncer.admin.models import next_run_of
 from syncer.config import Config, load_config
 from syncer.engine import startup, status
@@ -186,7 +187,7 @@ def readiness(cfg: Config | None) -> tuple[int, dict[str, Any]]:
 # --- the ASGI pieces handed to st.App --------------------------------------------------------------------
 
 #: requests that pass the startup gate: probes must answer while the startup step runs
-_OPEN_PATHS = ("/ready", "/_stcore/health")
+_OPEN_PATHS = ("/ready", "/metrics", "/_stcore/health")
 
 _STARTING_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
 <title>Volume Data Sync — starting</title></head>
@@ -252,6 +253,8 @@ def serving_lifespan(config_path: Path) -> Callable[[Any], contextlib.AbstractAs
             yield {"config": None}
             return
         begin_startup(cfg)
+        # $SYNCER_METRICS_PORT: /metrics on a port of its own too (the SPCS private endpoint)
+        serve_metrics_port(config_path, lambda: STEP.state()["phase"])
         # Started now, not after the startup sync: a scheduled run that meets the startup sync
         # steps aside (one writer), and the next run time is known from the first page view.
         start_scheduler(cfg)

@@ -12,7 +12,18 @@ from pathlib import Path
 
 from syncer._exceptions import ConfigError
 
-__all__ = ["FORMATS", "SNOWFLAKE_KEYS", "Config", "Reference", "SourceConfig", "TableConfig", "suggest"]
+__all__ = [
+    "FORMATS",
+    "SNOWFLAKE_KEYS",
+    "AlertsConfig",
+    "Config",
+    "Reference",
+    "SnowflakeNotifyConfig",
+    "SourceConfig",
+    "TableConfig",
+    "WebhookConfig",
+    "suggest",
+]
 
 #: format name -> file extension
 FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "arrow": "arrow"}
@@ -96,6 +107,46 @@ class TableConfig:
         return f"{self.name}.{self.extension}"
 
 
+# --- [alerts] (parsed by syncer.config.alerts) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """One ``[[alerts.webhooks]]``: a JSON POST (``format = "slack"``: Slack's ``{"text": ...}``)."""
+
+    url: str
+    format: str = "json"
+    name: str = "webhook"
+
+
+@dataclass(frozen=True)
+class SnowflakeNotifyConfig:
+    """One ``[[alerts.snowflake]]``: ``SYSTEM$SEND_SNOWFLAKE_NOTIFICATION`` through a notification integration."""
+
+    integration: str
+    type: str = "email"  # email | webhook | queue
+    subject: str = "Volume Data Sync alert"
+    recipients: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"snowflake:{self.integration}"
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """``[alerts]``: where alerts go and how hard delivery tries (never on the sync's critical path)."""
+
+    enabled: bool = True
+    timeout_seconds: float = 5.0
+    retries: int = 3
+    backoff_seconds: float = 1.0
+    exit_deadline_seconds: float = 10.0
+    queue_size: int = 100
+    webhooks: tuple[WebhookConfig, ...] = ()
+    snowflake: tuple[SnowflakeNotifyConfig, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None
@@ -118,6 +169,7 @@ class Config:
     retry_backoff_seconds: float = 1.0
     retry_max_backoff_seconds: float = 30.0
     tables: tuple[TableConfig, ...] = field(default_factory=tuple)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def parquet_parts(self, rows: int) -> int:
         """How many part files a Parquet table of ``rows`` rows is written as: one per encoder

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from syncer._exceptions import ConfigError
+from syncer.config.alerts import ALERTS_KEYS, parse_alerts
 from syncer.config.model import FORMATS, SNOWFLAKE_KEYS, Config, SourceConfig, TableConfig, suggest
 from syncer.config.references import check_references, parse_references
 from syncer.schedule.cron import check_crontab
@@ -36,6 +37,7 @@ _SECTIONS: dict[str, set[str]] = {
     "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds", "writers"},
     "admin": {"operators", "allow_local_operator"},
     "retry": {"attempts", "backoff_seconds", "max_backoff_seconds"},
+    "alerts": ALERTS_KEYS,
 }
 _TABLE_KEYS = {
     "name",
@@ -105,9 +107,10 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
 
 def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> Config:
     sections = _sections(data, where)
+    source = _source(sections["source"], base, where)
     return Config(
         path=path,
-        source=_source(sections["source"], base, where),
+        source=source,
         **_volume(sections["volume"], base, where),
         **_freshness(sections["freshness"], where),
         **_schedule(sections["schedule"], where),
@@ -115,6 +118,7 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
         **_admin(sections["admin"]),
         **_retry(sections["retry"]),
         tables=_tables(data, where),
+        alerts=parse_alerts(sections["alerts"], where, source.kind),
     )
 
 

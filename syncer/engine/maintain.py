@@ -14,6 +14,7 @@ import os
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import HistoryError, LockHeldError, NoSnapshotError, PublishError, VolumeError
+from syncer.alerts import after_verify
 from syncer.config import Config
 from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, VerifyReport
 from syncer.volume.history import History
@@ -170,6 +171,12 @@ def _why_broken(vol: Volume, cur: str | None, info: SnapshotInfo | None) -> str:
 
 def verify(cfg: Config) -> VerifyReport:
     """Re-check every file of ``current`` against its manifest: presence, size, sha256, permissions, extra files."""
+    report = _verify(cfg)
+    after_verify(cfg, report)  # a mismatch (and its end) alerts once; never raises
+    return report
+
+
+def _verify(cfg: Config) -> VerifyReport:
     vol = Volume(cfg.root)
     cur = vol.current_id()
     if cur is None:

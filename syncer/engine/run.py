@@ -24,6 +24,7 @@ from typing import Any
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
 from syncer._exceptions import HistoryError, SourceError, VolumeError
+from syncer.alerts import after_run
 from syncer.config import Config
 from syncer.export.table import TableOutcome, export_table
 from syncer.sources import open_source
@@ -312,6 +313,7 @@ class _Run:
             self._warn(f"the run history could not record run {self.run_id}: {exc}")
             report = dataclasses.replace(report, warnings=tuple(self.warnings))
         log.info("run %s %s in %.2fs", self.run_id, status, duration, extra={"run_id": self.run_id, "step": "run"})
+        after_run(self.cfg, report)  # state changes alert once; never raises, never waits on a channel
         return report
 
     def _record(self, report: RunReport, results: list[TableResult]) -> None:

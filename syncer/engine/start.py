@@ -12,6 +12,7 @@ import logging
 from syncer import _clock as clock
 from syncer._clock import parse_iso
 from syncer._exceptions import LockHeldError, SyncError
+from syncer.alerts import after_startup
 from syncer.config import Config
 from syncer.engine.maintain import repair
 from syncer.engine.results import RepairResult, StartupResult
@@ -38,7 +39,7 @@ def startup(cfg: Config, *, user: str | None = None, progress: Progress | None =
     served, fallback = _served(vol)
     stale = _stale_tables(cfg, served)
     reason = _reason(cfg, action, failure, fixed, served, fallback, stale)
-    return StartupResult(
+    result = StartupResult(
         action=action,
         repair=fixed,
         run=run,
@@ -49,6 +50,8 @@ def startup(cfg: Config, *, user: str | None = None, progress: Progress | None =
         stale=bool(stale),
         stale_tables=tuple(stale),
     )
+    after_startup(cfg, result)  # "could not serve" and stale tables alert once per change; never raises
+    return result
 
 
 def _repair_first(cfg: Config, user: str | None) -> RepairResult:
