@@ -340,6 +340,7 @@ def test_an_unprivileged_reader_falls_back_until_repair_restores_the_modes(
 
     before = read_as_nobody(public_runtime, v.cfg.root)
 
+    assert "rows" in before, before
     assert before["rows"] == len(v.v1) and before["v2"] is False  # the older snapshot's data
     assert len(before["warnings"]) == 1 and before["warnings"][0].startswith("SnapshotFallbackWarning: ")
     assert f"reading the newest intact snapshot {v.old} instead" in before["warnings"][0]

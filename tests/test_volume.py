@@ -255,23 +255,24 @@ def test_retention_keeps_the_newest_n(config_path):
     assert vol.current_id() == ids[3]
 
 
-def test_retention_never_deletes_current_nor_the_snapshot_before_it(config_path):
+def test_retention_keeps_the_last_served_and_never_current_nor_the_snapshot_served_before_it(config_path):
     cfg = _config_with(config_path, retain=10)
     s1, s2, s3, s4, s5 = _sync_n(cfg, 5)
-    syncer.rollback(cfg, to=s2)
+    syncer.rollback(cfg, to=s2)  # served: s1 s2 s3 s4 s5 s2 -- rollback from here goes to s1
     vol = Volume(cfg.root)
     assert vol.current_id() == s2
 
-    assert vol.retention(2) == [s3]
-    assert {i.id for i in vol.list_snapshots()} == {s1, s2, s4, s5}
-
-    assert vol.retention(1) == [s4]
+    # the two served last are s2 and s5; s1 is where rollback goes
+    assert vol.retention(2) == [s3, s4]
     assert {i.id for i in vol.list_snapshots()} == {s1, s2, s5}
+
+    # s5 was served just before current, s1 is rollback's target: nothing goes
+    assert vol.retention(1) == []
     assert vol.current_id() == s2
 
-    syncer.rollback(cfg, to=s1)
-    assert vol.retention(1) == [s2]
-    assert {i.id for i in vol.list_snapshots()} == {s1, s5}
+    syncer.rollback(cfg, to=s1)  # served just before current: s2; s5 is now only history
+    assert vol.retention(1) == [s5]
+    assert {i.id for i in vol.list_snapshots()} == {s1, s2}
     assert all(i.ok for i in vol.list_snapshots())
 
 
@@ -407,6 +408,10 @@ def test_list_snapshots_orders_by_created_at_not_by_id(two_snapshots):
     path.write_text(json.dumps(manifest), encoding="utf-8")
 
     assert [i.id for i in vol.list_snapshots()] == [new, old]
+    # "previous" follows the order they were served in, not created_at ...
+    assert vol.previous_of(new) == old and vol.previous_of(old) is None
+    # ... except on a volume of the first release (no served log): there created_at decides
+    vol.served_log.path.unlink()
     assert vol.previous_of(old) == new
 
 

@@ -43,7 +43,7 @@ def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> 
             raise NoSnapshotError(f"snapshot {target} does not exist; retained snapshots: {known}")
         if not t.ok:
             raise PublishError(f"snapshot {target} is not intact ({t.error or '; '.join(t.problems)}); choose another")
-        vol.point_current(target)
+        vol.point_current(target, why="rollback", user=user)
         log.info("rolled back current from %s to %s", cur, target, extra={"step": "rollback"})
         try:
             History(vol.db_path).event("rollback", iso(clock.utcnow()), user=user, **{"from": cur, "to": target})
@@ -56,8 +56,10 @@ def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> 
 def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> RepairResult:
     """Sweep staging, restore read-only permissions, re-point a broken ``current`` at the newest intact snapshot."""
     vol = Volume(cfg.root)
-    # Layout folders someone made unusable to their owner: give access back first, or nothing below works.
+    # Layout folders someone made unusable to their owner: give access back first, or nothing below works;
+    # a layout folder replaced by a file, or by a link out of the volume, is moved aside (not ours to delete).
     actions = _restore_layout_access(vol)
+    actions += _move_aside_bad_layout(vol)
     vol.ensure()
     info = {"trigger": "repair", "user": user, "started_at": iso(clock.utcnow())}
     try:
@@ -116,6 +118,28 @@ def _restore_layout_access(vol: Volume) -> list[str]:
     return actions
 
 
+def _move_aside_bad_layout(vol: Volume) -> list[str]:
+    """``snapshots``/``staging``/``quarantine`` that are not folders of this volume; ``staging`` (scratch
+    only) also when its owner cannot use it. ``ensure`` then makes fresh folders."""
+    actions = []
+    stamp = clock.utcnow().strftime("%Y%m%dT%H%M%SZ")
+    for d in (vol.snapshots, vol.staging, vol.quarantine):
+        problem = vol.layout_problem(d)
+        usable = os.access(d, os.R_OK | os.W_OK | os.X_OK)
+        if problem is None and d == vol.staging and d.is_dir() and not d.is_symlink() and not usable:
+            st = os.lstat(d)
+            problem = f"{d} cannot be used by this user (mode {st.st_mode & 0o7777:o}, owner uid {st.st_uid})"
+        if problem is None:
+            continue
+        try:
+            aside = vol.move_aside(d, f"{d.name}.moved-aside-{stamp}")
+        except VolumeError as exc:
+            actions.append(f"{problem}, and it could not be moved aside: {exc}")
+            continue
+        actions.append(f"{problem}; moved it to {aside.name} and made a new {d.name}/")
+    return actions
+
+
 def _reseal_snapshots(vol: Volume) -> list[str]:
     """Every snapshot folder, intact or not: a manifest made unreadable is exactly what this fixes."""
     try:
@@ -152,7 +176,7 @@ def _fix_current(vol: Volume) -> list[str]:
     why = _why_broken(vol, cur, cur_info)
     best = vol.newest_intact()
     if best is not None:
-        vol.point_current(best.id)
+        vol.point_current(best.id, why="repair")
         actions.append(f"current was {why}; now points at {best.id}")
     elif cur is not None or vol.current.is_symlink():
         actions.append(f"current is {why} and no intact snapshot is left; a sync is needed")
@@ -161,7 +185,7 @@ def _fix_current(vol: Volume) -> list[str]:
 
 def _why_broken(vol: Volume, cur: str | None, info: SnapshotInfo | None) -> str:
     if cur is None:
-        return "missing"
+        return vol.current_problem() or "missing"
     if not vol.snapshot_dir(cur).is_dir():
         return f"pointing at {cur}, which does not exist"
     problems = (info.error or "; ".join(info.problems)) if info else "unknown"
@@ -173,9 +197,9 @@ def verify(cfg: Config) -> VerifyReport:
     vol = Volume(cfg.root)
     cur = vol.current_id()
     if cur is None:
-        what = "is not a symbolic link" if vol.current.exists() else "is missing"
+        what = vol.current_problem() or "missing"
         return VerifyReport(
-            False, None, (f"no current snapshot under {cfg.root} (current {what}); run `syncer repair` or `syncer sync`",)
+            False, None, (f"no current snapshot under {cfg.root} (current is {what}); run `syncer repair` or `syncer sync`",)
         )
     if not vol.snapshot_dir(cur).is_dir():
         return VerifyReport(False, cur, (f"current points at snapshot {cur}, which does not exist; run `syncer repair`",))
