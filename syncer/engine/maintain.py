@@ -19,6 +19,7 @@ from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, Ve
 from syncer.volume.history import History
 from syncer.volume.layout import SnapshotInfo, Volume, fsync_dir, permission_problems, seal, unexpected_files
 from syncer.volume.lock import volume_lock
+from syncer.volume.verify import check_contents
 
 __all__ = ["repair", "rollback", "verify"]
 
@@ -193,7 +194,8 @@ def _why_broken(vol: Volume, cur: str | None, info: SnapshotInfo | None) -> str:
 
 
 def verify(cfg: Config) -> VerifyReport:
-    """Re-check every file of ``current`` against its manifest: presence, size, sha256, permissions, extra files."""
+    """Re-check every file of ``current`` against its manifest: presence, size, sha256, permissions, extra
+    files, and what the files hold (rows, schema, parts)."""
     vol = Volume(cfg.root)
     cur = vol.current_id()
     if cur is None:
@@ -213,7 +215,11 @@ def verify(cfg: Config) -> VerifyReport:
         problems += permission_problems(info.path)
         problems += unexpected_files(info.path, man.to_json())
         problems += [f"configured table {t.name!r} is not in snapshot {cur}" for t in cfg.tables if t.name not in man.tables]
+        # the manifest held against what the files hold (rows, schema, parts): a hash says nothing of an edit
+        contents = check_contents(info.path, man, skip=set(info.table_problems))
+        problems += [p for ps in contents.values() for p in ps]
         for name, t in man.tables.items():
             # a table's verdict comes from the checks of its own files, not from matching messages
-            tables[name] = TableVerdict(t.file, t.rows, t.sha256, ok=not info.table_problems.get(name))
+            ok = not info.table_problems.get(name) and not contents.get(name)
+            tables[name] = TableVerdict(t.file, t.rows, t.sha256, ok=ok)
     return VerifyReport(not problems, cur, tuple(problems), tables)
