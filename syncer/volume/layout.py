@@ -327,12 +327,12 @@ class Volume:
 
     def _log_serving(self, snapshot_id: str, why: str, user: str | None) -> None:
         now = clock.iso(clock.utcnow())
-        entries = []
-        if not self.served_log.exists():
+        entries, cur = [], self.current_id()
+        if cur is not None and not self.served_log.exists():
             # An older volume: write down the order it was served in by the first release's rule first.
             seq = self.serving_order().sequence
             entries = [ServedEntry(sid, now, seq[k - 1] if k else None, "seed") for k, sid in enumerate(seq)]
-        entries.append(ServedEntry(snapshot_id, now, self.current_id(), why, user))
+        entries.append(ServedEntry(snapshot_id, now, cur, why, user))
         try:
             self.served_log.append(entries)
         except OSError as exc:
