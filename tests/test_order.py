@@ -17,7 +17,7 @@ import pytest
 
 import syncer
 from syncer import Config, PublishError, StaleDataWarning
-from syncer._clock import frozen
+from syncer._clock import FrozenClock, frozen
 from syncer.volume.layout import MANIFEST, Volume
 from syncer.volume.served import SERVED_LOG, ServedEntry, serving_order
 
@@ -38,7 +38,7 @@ def small(make_config: Callable[..., Config]) -> Callable[[int], Config]:
     return lambda retain=5: dataclasses.replace(make_config(tables=COURSES), retain=retain)
 
 
-def _sync_at(cfg: Config, clock, at: dt.datetime) -> str:  # noqa: ANN001 - the FrozenClock of `frozen`
+def _sync_at(cfg: Config, clock: FrozenClock, at: dt.datetime) -> str:
     clock.set(at)
     report = syncer.sync(cfg)
     assert report["status"] == "ok", report
@@ -66,7 +66,7 @@ def test_after_the_clock_moved_back_rollback_goes_to_the_snapshot_served_before(
 def test_after_the_clock_moved_back_retention_keeps_the_snapshot_served_before_current(small):
     cfg = small(1)
     with frozen(T0) as clock:
-        a = _sync_at(cfg, clock, T0)
+        _sync_at(cfg, clock, T0)
         b = _sync_at(cfg, clock, T0 - dt.timedelta(days=1))
         c = _sync_at(cfg, clock, T0 - dt.timedelta(days=2))
     vol = Volume(cfg.root)
@@ -209,7 +209,9 @@ def test_a_sync_with_the_clock_30_days_ahead_is_future_never_fresh(small):
         (t,) = st["tables"]
         assert t["status"] == "future" and t["stale"] is True and t["age_seconds"] == -30 * 86400
         assert st["stale"] is True
-        assert any("exported_at is 2592000 s in the future: the clock moved or the manifest was edited" in w for w in st["warnings"])
+        assert any(
+            "exported_at is 2592000 s in the future: the clock moved or the manifest was edited" in w for w in st["warnings"]
+        )
         with pytest.warns(StaleDataWarning, match="2592000 s in the future"):
             syncer.read_table("courses", root=cfg.root)
         # startup does not skip a sync because the data looks "young"
