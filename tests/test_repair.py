@@ -615,7 +615,7 @@ def test_a_layout_folder_linked_out_of_the_volume_is_never_written_through_and_r
     os.symlink(foreign, inside)
     before = sorted(p.name for p in foreign.iterdir())
 
-    with pytest.raises(syncer.SyncError, match=f"{folder} is a symbolic link to .*outside the volume.*syncer repair"):
+    with pytest.raises(syncer.SyncError, match=rf"{folder} is a symbolic link to .*outside the volume.*syncer repair"):
         syncer.sync(v.cfg)
     assert sorted(p.name for p in foreign.iterdir()) == before  # nothing written through the link
     if folder == "snapshots":
@@ -658,7 +658,7 @@ def test_repair_recovers_a_broken_staging_and_the_next_sync_succeeds(versions: V
     v = versions
     breakage(v)
     if breakage is not _staging_000:  # root (this suite) may write a 000 folder anyway
-        with pytest.raises(syncer.SyncError, match="staging.*syncer repair"):
+        with pytest.raises(syncer.SyncError, match=r"staging.*syncer repair"):
             syncer.sync(v.cfg)
         assert v.vol.current_id() == v.new  # nothing published is lost or changed
 
