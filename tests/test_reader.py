@@ -377,3 +377,47 @@ def test_a_reader_whose_snapshot_retention_removes_mid_read_reads_the_new_curren
     if pause_at == "read":
         (w,) = out["warnings"]
         assert w.startswith("SnapshotFallbackWarning: ") and f"snapshot {first} was removed" in w and last in w
+
+
+READ_LOOP = """
+import json, sys, time, warnings
+import syncer
+root, seconds = sys.argv[1], float(sys.argv[2])
+reads, errors, removed = 0, [], 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        try:
+            syncer.read_table("enrollments", root=root, as_arrow=True)
+            reads += 1
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    removed += sum("was removed" in str(w.message) for w in rec)
+print(json.dumps({"reads": reads, "errors": errors, "removed": removed}))
+"""
+
+
+@pytest.mark.slow
+def test_readers_in_other_processes_never_fail_while_syncs_and_retention_run(make_config, tmp_path):
+    """No hooks: two reader processes read a parted table in a loop while syncs (retain 1) replace it."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    tables = '[[tables]]\nname = "enrollments"\nsource = "enrollments"\nprimary_key = ["enrollment_id"]\n'
+    cfg = dataclasses.replace(make_config(tables=tables, extra="row_group_rows = 400\nwriters = 2\n"), retain=1)
+    assert syncer.sync(cfg)["status"] == "ok"
+    root = Path(__file__).resolve().parents[1]
+    readers = [
+        subprocess.Popen([sys.executable, "-c", READ_LOOP, str(cfg.root), "8"], stdout=subprocess.PIPE, text=True, cwd=root)
+        for _ in range(2)
+    ]
+    syncs = 0
+    while any(p.poll() is None for p in readers):
+        assert syncer.sync(cfg)["status"] == "ok"
+        syncs += 1
+    results = [json.loads(p.communicate()[0]) for p in readers]
+    assert syncs >= 3 and all(r["reads"] > 0 for r in results), (syncs, results)
+    assert [e for r in results for e in r["errors"]] == []
