@@ -158,7 +158,7 @@ def test_the_log_is_fsynced_before_current_is_swapped(small, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = trace.read_text().splitlines()
-    opened = next(i for i, line in enumerate(lines) if SERVED_LOG in line and "openat" in line)
+    opened = next(i for i, line in enumerate(lines) if SERVED_LOG in line and "O_APPEND" in line)
     fd = lines[opened].rsplit("=", 1)[1].strip()
     synced = next(i for i, line in enumerate(lines[opened:], opened) if f"fsync({fd})" in line)
     swapped = next(i for i, line in enumerate(lines) if "rename" in line and '/current"' in line)

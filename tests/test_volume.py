@@ -462,3 +462,19 @@ def test_retention_that_cannot_remove_a_snapshot_is_a_volume_error_naming_it(con
     assert isinstance(err.value.__cause__, OSError)
     assert vol.current_id() == new and vol.inspect(new).ok
     assert vol.inspect(old).ok  # kept whole
+
+
+def test_sweep_and_retention_never_delete_through_a_staging_link_out_of_the_volume(two_snapshots, tmp_path):
+    vol, old, new = two_snapshots
+    foreign = tmp_path / "someone-elses"
+    (foreign / "20990101T000000Z-beef").mkdir(parents=True)
+    (foreign / "keep.txt").write_text("not ours", encoding="utf-8")
+    vol.staging.rmdir()
+    os.symlink(foreign, vol.staging)
+
+    with pytest.raises(syncer.SyncError, match=r"staging is a symbolic link to .*outside the volume.*syncer repair"):
+        vol.sweep()
+    with pytest.raises(syncer.SyncError, match="retention removes nothing"):
+        vol.retention(1)
+    assert sorted(p.name for p in foreign.iterdir()) == ["20990101T000000Z-beef", "keep.txt"]
+    assert {i.id for i in vol.list_snapshots()} == {old, new}

@@ -344,6 +344,9 @@ class Volume:
     def sweep(self) -> list[str]:
         """Remove leftovers of interrupted runs: staging folders and temporary links."""
         removed: list[str] = []
+        problem = self.layout_problem(self.staging)
+        if problem:  # never delete through a link out of the volume
+            raise VolumeError(f"cannot sweep staging: {problem}; run `syncer repair` (moves it aside)")
         try:
             if self.staging.is_dir():
                 for p in self.staging.iterdir():
@@ -391,7 +394,7 @@ class Volume:
 
         Raises :class:`VolumeError` at the first snapshot it cannot remove (those before it are gone).
         It runs after the swap: what is published is complete either way."""
-        problem = self.layout_problem(self.snapshots)
+        problem = self.layout_problem(self.snapshots) or self.layout_problem(self.staging)
         if problem:
             raise VolumeError(f"retention removes nothing: {problem}; run `syncer repair`")
         infos = [i for i in self.list_snapshots() if not os.path.islink(i.path)]  # a planted link is not ours
