@@ -737,3 +737,24 @@ def test_a_hand_edited_part_row_count_fails_verify(make_config):
     res = syncer.verify(cfg)
     assert res["ok"] is False
     assert [p for p in res["problems"] if "part part-" in p and "holds" in p], res["problems"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl", "arrow"])
+def test_a_manifest_whose_arrow_schema_names_other_columns_fails_verify(make_config, fmt):
+    import pyarrow as pa
+
+    from syncer.formats import schema_from_b64, schema_to_b64
+
+    cfg = make_config(tables=f'[[tables]]\nname = "courses"\nprimary_key = ["course_id"]\nformat = "{fmt}"\n')
+    assert syncer.sync(cfg)["status"] == "ok"
+
+    def rename_first_column(t: dict) -> None:
+        schema = schema_from_b64(t["arrow_schema"])
+        renamed = pa.schema([schema.field(0).with_name("renamed"), *list(schema)[1:]], metadata=schema.metadata)
+        t["arrow_schema"] = schema_to_b64(renamed)
+        t["schema"][0]["name"] = "renamed"  # edited consistently: only the file can tell
+
+    _edit_manifest(Volume(cfg.root), rename_first_column)
+    res = syncer.verify(cfg)
+    assert res["ok"] is False and len(res["problems"]) == 1, res["problems"]
+    assert res["problems"][0].startswith(f"table 'courses': courses.{fmt} ") and "renamed" in res["problems"][0]

@@ -219,8 +219,8 @@ def _schema_problems(folder: Path, name: str, entry: ManifestEntry) -> list[str]
         out.append(f"table {name!r}: the manifest's schema {_cols(contract)} differs from its arrow_schema {_cols(recorded)}")
     path = folder / entry.file
     try:
-        stored = file_schema(entry.format, path) if entry.format != "csv" else None
-        header = _csv_header(path) if entry.format == "csv" else None
+        stored = file_schema(entry.format, path) if entry.format not in ("csv", "jsonl") else None
+        header = _csv_header(path) if entry.format == "csv" else _jsonl_keys(path) if entry.format == "jsonl" else None
     except (OSError, ValueError, pa.ArrowException) as exc:
         return [*out, f"table {name!r}: cannot read the schema stored in {entry.file} ({exc})"]
     expected = stored_schema(entry.format, schema)
@@ -240,6 +240,16 @@ def _cols(schema: Any) -> str:
     pairs = [(f.name, str(f.type)) for f in schema] if not isinstance(schema, list) else schema
     text = ", ".join(f"{n} {t}" for n, t in pairs)
     return f"({text[:200]}{'...' if len(text) > 200 else ''})"
+
+
+def _jsonl_keys(path: Path) -> list[str] | None:
+    """The keys of the first line (every line has every column), None for an empty file."""
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline()
+    data = json.loads(first) if first.strip() else None
+    return list(data) if isinstance(data, dict) else None
 
 
 def _csv_header(path: Path) -> list[str]:
