@@ -394,7 +394,8 @@ class Volume:
 
         Raises :class:`VolumeError` at the first snapshot it cannot remove (those before it are gone).
         It runs after the swap: what is published is complete either way."""
-        problem = self.layout_problem(self.snapshots) or self.layout_problem(self.staging)
+        # the trash goes into staging: never through a link out of the volume (a file there fails below)
+        problem = self.layout_problem(self.snapshots) or (self.staging.is_symlink() and self.layout_problem(self.staging))
         if problem:
             raise VolumeError(f"retention removes nothing: {problem}; run `syncer repair`")
         infos = [i for i in self.list_snapshots() if not os.path.islink(i.path)]  # a planted link is not ours
