@@ -237,3 +237,17 @@ def test_an_exported_at_edited_into_the_future_shows_in_syncer_status(make_confi
     row = next(line for line in res.stdout.splitlines() if line.startswith("courses"))
     assert "future" in row and "stale" in row and "fresh" not in row.replace("fresh?", "")
     assert "s in the future: the clock moved or the manifest was edited" in res.stdout
+
+
+def test_each_line_says_who_served_what_and_why(small):
+    cfg = small(5)
+    a = syncer.sync(cfg, trigger="manual", user="alice")["snapshot_id"]
+    b = syncer.sync(cfg, trigger="schedule")["snapshot_id"]
+    syncer.rollback(cfg, user="bob")
+    rows = [(e["id"], e["previous"], e["why"], e["user"], e["trigger"]) for e in _log(cfg)]
+    assert rows == [
+        (a, None, "sync", "alice", "manual"),
+        (b, a, "sync", None, "schedule"),
+        (a, b, "rollback", "bob", "rollback"),
+    ]
+    assert all(e["at"].endswith("Z") for e in _log(cfg))

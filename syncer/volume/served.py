@@ -5,7 +5,7 @@ the newest snapshot by id is not the one served last. So "previous", rollback an
 the order in which snapshots were actually served, kept in this log at the volume root::
 
     {"id": "<snapshot id>", "at": "ISO-8601 UTC", "previous": "<id current named before> | null",
-     "why": "sync | rollback | repair | seed", "user": "... | null"}
+     "why": "sync | rollback | repair | seed", "user": "... | null", "trigger": "cli | schedule | ... | null"}
 
 One JSON object per line, appended (``O_APPEND``) and fsynced by the writer (under the volume lock)
 *before* ``current`` is swapped. The recovery rule, when the log and ``current`` disagree:
@@ -51,9 +51,18 @@ class ServedEntry:
     previous: str | None = None
     why: str = "sync"
     user: str | None = None
+    #: what started the writer (a sync's trigger: cli, schedule, startup, manual), when known
+    trigger: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at, "previous": self.previous, "why": self.why, "user": self.user}
+        return {
+            "id": self.id,
+            "at": self.at,
+            "previous": self.previous,
+            "why": self.why,
+            "user": self.user,
+            "trigger": self.trigger,
+        }
 
     @classmethod
     def parse(cls, line: str) -> ServedEntry | None:
@@ -71,6 +80,7 @@ class ServedEntry:
             previous=prev if isinstance(prev, str) and prev else None,
             why=str(data.get("why") or "sync"),
             user=data.get("user") if isinstance(data.get("user"), str) else None,
+            trigger=data.get("trigger") if isinstance(data.get("trigger"), str) else None,
         )
 
 
