@@ -37,7 +37,6 @@ from typing import Any
 from syncer import _clock as clock
 from syncer._exceptions import NoSnapshotError, PublishError, VolumeError
 from syncer.volume.files import DIR_MODE, FILE_MODE, fsync_dir, fsync_tree, os_reason, permission_problems, remove_tree, seal
-from syncer.volume.lock import lock_holder
 from syncer.volume.manifest import Manifest
 from syncer.volume.served import SERVED_LOG, ServedEntry, ServedLog, ServingOrder, serving_order
 from syncer.volume.verify import MANIFEST, check_files, check_files_by_table, is_plain_file_name, unexpected_files
@@ -333,7 +332,10 @@ class Volume:
             # An older volume: write down the order it was served in by the first release's rule first.
             seq = self.serving_order().sequence
             entries = [ServedEntry(sid, now, seq[k - 1] if k else None, "seed") for k, sid in enumerate(seq)]
-        # who and why: what this process's lock record says (the writer holds the lock while it swaps)
+        # who and why: what this process's lock record says (the writer holds the lock while it swaps);
+        # imported here: the lock needs filelock, which readers (who never swap) do not install
+        from syncer.volume.lock import lock_holder
+
         holder = lock_holder(self.lock_path)
         mine = holder.get("pid") == os.getpid()
         user = user or (holder.get("user") if mine else None)
