@@ -478,3 +478,25 @@ def test_sweep_and_retention_never_delete_through_a_staging_link_out_of_the_volu
         vol.retention(1)
     assert sorted(p.name for p in foreign.iterdir()) == ["20990101T000000Z-beef", "keep.txt"]
     assert {i.id for i in vol.list_snapshots()} == {old, new}
+
+
+def test_a_manifest_that_is_a_link_is_not_trusted(two_snapshots, tmp_path):
+    vol, old, new = two_snapshots
+    foreign = tmp_path / "foreign-manifest.json"
+    foreign.write_text((vol.snapshot_dir(new) / MANIFEST).read_text(encoding="utf-8"), encoding="utf-8")
+    os.chmod(vol.snapshot_dir(new), 0o755)
+    (vol.snapshot_dir(new) / MANIFEST).unlink()
+    os.symlink(foreign, vol.snapshot_dir(new) / MANIFEST)
+    info = vol.inspect(new)
+    assert not info.ok and "is a symbolic link, not the published file" in (info.error or "")
+    assert vol.newest_intact().id == old
+
+
+@pytest.mark.parametrize("target", ["../../foreign/snapshots/x", "/etc", ".."])
+def test_rollback_to_a_path_is_refused_without_reading_it(config, target):
+    syncer.sync(config)
+    before = Volume(config.root).current_id()
+    with pytest.raises(syncer.SyncError, match=r"not a snapshot id|does not exist"):
+        syncer.rollback(config, target)
+    assert Volume(config.root).current_id() == before
+    assert not Volume(config.root).inspect(target).ok

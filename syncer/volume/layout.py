@@ -191,6 +191,9 @@ class Volume:
         """Load a snapshot's manifest and check its files (size always; sha256 when ``deep``)."""
         d = self.snapshot_dir(snapshot_id)
         info = SnapshotInfo(snapshot_id, d)
+        if not is_plain_file_name(snapshot_id):
+            info.error = f"{snapshot_id!r} is not a snapshot id (a path would lead outside {self.snapshots})"
+            return info
         outside = self.layout_problem(self.snapshots) or (
             f"{d} is a symbolic link, not a snapshot folder" if os.path.islink(d) else None
         )
