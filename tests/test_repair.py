@@ -758,3 +758,33 @@ def test_a_manifest_whose_arrow_schema_names_other_columns_fails_verify(make_con
     res = syncer.verify(cfg)
     assert res["ok"] is False and len(res["problems"]) == 1, res["problems"]
     assert res["problems"][0].startswith(f"table 'courses': courses.{fmt} ") and "renamed" in res["problems"][0]
+
+
+def test_csv_values_with_line_breaks_are_counted_as_rows_not_lines(make_config):
+    tables = (
+        '[[tables]]\nname = "notes"\nformat = "csv"\nprimary_key = ["id"]\n'
+        "query = \"select i as id, 'line one' || chr(10) || 'line two' as note from range(5) t(i)\"\n"
+    )
+    cfg = make_config(tables=tables)
+    assert syncer.sync(cfg)["status"] == "ok"
+    vol = Volume(cfg.root)
+    path = vol.snapshot_dir(vol.current_id()) / "notes.csv"
+    assert path.read_bytes().count(b"\n") > 6  # more lines than rows + header
+    assert syncer.verify(cfg)["ok"], syncer.verify(cfg)["problems"]
+    (t,) = syncer.status(cfg)["tables"]
+    assert (t["status"], t["rows"]) == ("fresh", 5)
+    for edited in (6, 10):  # 10: as many as the file has lines after the header
+        _edit_manifest_of(vol, "notes", rows=edited)
+        problems = syncer.verify(cfg)["problems"]
+        assert problems == [f"table 'notes': the manifest says {edited} rows, notes.csv holds 5 (edited?)"]
+
+
+def _edit_manifest_of(vol: Volume, table: str, **values: object) -> None:
+    path = vol.snapshot_dir(vol.current_id()) / MANIFEST
+    os.chmod(path.parent, 0o755)
+    os.chmod(path, 0o644)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["tables"][table].update(values)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    os.chmod(path, 0o444)
+    os.chmod(path.parent, 0o555)

@@ -123,33 +123,36 @@ def unexpected_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
 _ROWS: dict[tuple[Any, ...], int] = {}
 
 
-def held_rows(folder: Path, entry: ManifestEntry) -> int | None:
-    """Rows the table's file (or parts) holds, or None when it cannot be read (the file checks say why)."""
+def held_rows(folder: Path, entry: ManifestEntry, *, exact: bool = False) -> int | None:
+    """Rows the table's file (or parts) holds, or None when it cannot be read (the file checks say why).
+
+    A CSV file whose lines match the manifest's count is taken at its word unless ``exact`` (verify):
+    then it is parsed, since quoted line breaks could make an edited count match the lines."""
     import pyarrow as pa
 
     path = folder / entry.file
     try:
         files = [path / p.name for p in entry.parts] if entry.parts else [path]
-        key = tuple((str(f), st.st_ino, st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
+        key = (exact, *((str(f), st.st_ino, st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),)))
         if key not in _ROWS:
             if len(_ROWS) > 1024:
                 _ROWS.clear()
-            _ROWS[key] = _count(entry, path)
+            _ROWS[key] = _count(entry, path, exact)
         return _ROWS[key]
     except (OSError, ValueError, ArithmeticError, pa.ArrowException):
         return None
 
 
-def _count(entry: ManifestEntry, path: Path) -> int:
+def _count(entry: ManifestEntry, path: Path, exact: bool) -> int:
     from syncer.formats import count_rows, schema_from_b64
 
     if entry.format in ("jsonl", "csv"):
         lines = _lines(path)
         rows = lines - (1 if entry.format == "csv" else 0)  # the CSV header
-        if entry.format == "jsonl" or rows == entry.rows or not entry.arrow_schema:
+        if entry.format == "jsonl" or (rows == entry.rows and not exact):
             return rows  # JSON escapes line breaks: one line, one row
-        # A quoted CSV value may hold a line break: parse to be sure before calling it a mismatch.
-        return count_rows(entry.format, path, schema_from_b64(entry.arrow_schema))
+        # A quoted CSV value may hold a line break: count records (RFC 4180), whatever the columns say.
+        return _csv_records(path) - 1
     import pyarrow as pa
 
     return count_rows(entry.format, path, schema_from_b64(entry.arrow_schema) if entry.arrow_schema else pa.schema([]))
@@ -178,7 +181,7 @@ def check_contents(folder: Path, manifest: Manifest, skip: set[str] | frozenset[
 
 
 def _row_problems(folder: Path, name: str, entry: ManifestEntry) -> list[str]:
-    held = held_rows(folder, entry)
+    held = held_rows(folder, entry, exact=True)
     if held is None:
         return [f"table {name!r}: {entry.file} cannot be read to count its rows (run `syncer repair`)"]
     out = []
@@ -189,7 +192,7 @@ def _row_problems(folder: Path, name: str, entry: ManifestEntry) -> list[str]:
         if listed != entry.rows:
             out.append(f"table {name!r}: its parts list {listed:,} rows in all, the manifest says {entry.rows:,}")
         for p in entry.parts:
-            n = held_rows(folder / entry.file, _part_entry(entry, p.name))
+            n = held_rows(folder / entry.file, _part_entry(entry, p.name), exact=True)
             if n is not None and n != p.rows:
                 out.append(f"table {name!r}: part {p.name} holds {n:,} rows, the manifest says {p.rows:,}")
     return out
@@ -250,6 +253,17 @@ def _jsonl_keys(path: Path) -> list[str] | None:
         first = fh.readline()
     data = json.loads(first) if first.strip() else None
     return list(data) if isinstance(data, dict) else None
+
+
+def _csv_records(path: Path) -> int:
+    import csv
+
+    old = csv.field_size_limit(1 << 30)  # a value of 10 MB is legal
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return sum(1 for _ in csv.reader(fh))
+    finally:
+        csv.field_size_limit(old)
 
 
 def _csv_header(path: Path) -> list[str]:
