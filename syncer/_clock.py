@@ -16,7 +16,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["FrozenClock", "frozen", "iso", "parse_iso", "utcnow"]
+__all__ = ["FUTURE", "FrozenClock", "age_seconds", "frozen", "future_message", "iso", "parse_iso", "utcnow"]
+
+#: the status of data whose ``exported_at`` is after now: an error state, never fresh (the clock moved
+#: back since the export, the export ran with the clock ahead, or the manifest was edited)
+FUTURE = "future"
 
 _lock = threading.Lock()
 _frozen: FrozenClock | None = None
@@ -67,3 +71,13 @@ def iso(t: dt.datetime) -> str:
 
 def parse_iso(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def age_seconds(exported_at: str, now: dt.datetime | None = None) -> float:
+    """Seconds from ``exported_at`` to now (negative: "in the future", see :data:`FUTURE`)."""
+    return ((now or utcnow()) - parse_iso(exported_at)).total_seconds()
+
+
+def future_message(age: float) -> str:
+    """What a negative age means, in the words ``status`` and the reader use."""
+    return f"exported_at is {-age:.0f} s in the future: the clock moved or the manifest was edited"

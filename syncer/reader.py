@@ -2,8 +2,12 @@
 
 ``read_table`` resolves ``current`` once per call, reads the table file named by that snapshot's
 manifest with the exact schema recorded there, warns (:class:`StaleDataWarning`) when the table is
-older than the freshness SLA or was carried over after a failed export, and falls back to the newest
-intact snapshot (with :class:`SnapshotFallbackWarning`) when ``current`` is missing or broken.
+older than the freshness SLA, was carried over after a failed export or was exported "in the future"
+(its ``exported_at`` after now: the clock moved or the manifest was edited), and falls back to the
+intact snapshot served most recently (with :class:`SnapshotFallbackWarning`) when ``current`` is
+missing, broken or points outside the volume. A snapshot that retention removes while it is being
+read (a slow reader, two syncs meanwhile) is not an error: the read starts again from the new
+``current``, with a :class:`SnapshotFallbackWarning`.
 
 To pandas, no value is changed on the way (``dtype_backend``, README "Reader API"): a column keeps
 the NumPy dtype pandas would give it wherever that dtype holds every value exactly, and gets an
@@ -24,7 +28,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from syncer import _clock as clock
-from syncer._clock import parse_iso
+from syncer._clock import age_seconds, future_message
 from syncer._exceptions import NoSnapshotError, PublishError
 from syncer.formats import read_file, schema_from_b64
 from syncer.volume.layout import Volume
@@ -87,17 +91,21 @@ def current_snapshot(root: str | os.PathLike | None = None, *, config: Any = Non
     return dataclasses.replace(manifest, fallback=fell_back)
 
 
-def _resolve(vol: Volume) -> tuple[Manifest, bool]:
-    cid = vol.current_id()
-    reason = "missing"
-    if cid is not None:
+def _resolve(vol: Volume, stacklevel: int = 3) -> tuple[Manifest, bool]:
+    for _ in range(_ATTEMPTS):
+        cid = vol.current_id()
+        reason = vol.current_problem() or "missing"
+        if cid is None:
+            break
         info = vol.inspect(cid)
         if info.ok:
             assert info.manifest is not None
             return info.manifest, False
-        reason = info.error or "; ".join(info.problems)
-        if not vol.snapshot_dir(cid).is_dir():
-            reason = f"points at {cid}, which does not exist"
+        if vol.current_id() == cid:  # not swapped meanwhile (a sync and its retention): really broken
+            reason = info.error or "; ".join(info.problems)
+            if not vol.snapshot_dir(cid).is_dir():
+                reason = f"points at {cid}, which does not exist"
+            break
     best = vol.newest_intact(exclude={cid} if cid else None)
     if best is None or best.manifest is None:
         raise NoSnapshotError(f"no intact snapshot under {vol.root} (current is {reason}); run `syncer sync` or `syncer repair`")
@@ -105,7 +113,7 @@ def _resolve(vol: Volume) -> tuple[Manifest, bool]:
         f"current snapshot under {vol.root} is {reason}; reading the newest intact snapshot {best.id} instead "
         "(run `syncer repair`)",
         SnapshotFallbackWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
     return best.manifest, True
 
@@ -127,7 +135,42 @@ def read_table(
     if dtype_backend not in _BACKENDS:
         raise ValueError(f"dtype_backend must be one of {', '.join(map(repr, _BACKENDS))}, not {dtype_backend!r}")
     vol = Volume(resolve_root(root, config))
-    manifest, _ = _resolve(vol)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            manifest, entry, table = _read_once(vol, name, columns)
+        except _Vanished as gone:
+            if attempt == _ATTEMPTS:
+                raise PublishError(
+                    f"cannot read table {name!r}: snapshot {gone.snapshot_id} was removed while it was read, "
+                    f"{_ATTEMPTS} times in a row (syncs and retention faster than this reader); try again"
+                ) from gone.__cause__
+            warnings.warn(
+                f"snapshot {gone.snapshot_id} was removed (or current moved on) while table {name!r} was read from it; "
+                f"reading the new current {vol.current_id() or '(none)'} instead",
+                SnapshotFallbackWarning,
+                stacklevel=2,
+            )
+            continue
+        break
+    _warn_if_stale(name, entry, manifest)
+    return table if as_arrow else to_pandas(table, dtype_backend)
+
+
+#: how often a read starts again when its snapshot is removed under it
+_ATTEMPTS = 3
+
+
+class _Vanished(Exception):
+    """The snapshot being read was removed by retention, or ``current`` moved on, during the read."""
+
+    def __init__(self, snapshot_id: str) -> None:
+        super().__init__(snapshot_id)
+        self.snapshot_id = snapshot_id
+
+
+def _read_once(vol: Volume, name: str, columns: list[str] | None) -> tuple[Manifest, ManifestEntry, pa.Table]:
+    current_before = vol.current_id()
+    manifest, _ = _resolve(vol, stacklevel=4)
     entry = manifest.tables.get(name)
     if entry is None:
         known = ", ".join(sorted(manifest.tables)) or "none"
@@ -141,6 +184,8 @@ def read_table(
     try:
         table = read_file(entry.format, path, schema, columns)
     except _READ_ERRORS as exc:
+        if not vol.snapshot_dir(manifest.id).is_dir() or vol.current_id() != current_before:
+            raise _Vanished(manifest.id) from exc
         # The manifest and the file's size were fine, yet the bytes do not parse (modified in place,
         # or unreadable to this user): an older snapshot that holds this table in another file still
         # serves it, with a warning, rather than nothing at all.
@@ -155,10 +200,9 @@ def read_table(
             f"table {name!r} in snapshot {path.parent.name} cannot be read ({_short(exc)}); reading it from the "
             f"older intact snapshot {manifest.id} instead (run `syncer verify`, then `syncer repair`)",
             SnapshotFallbackWarning,
-            stacklevel=2,
+            stacklevel=3,  # read_table's caller
         )
-    _warn_if_stale(name, entry, manifest)
-    return table if as_arrow else to_pandas(table, dtype_backend)
+    return manifest, entry, table
 
 
 def to_pandas(table: pa.Table, dtype_backend: DtypeBackend = "exact") -> Any:
@@ -218,7 +262,7 @@ def _read_from_older(
         failed_ino = os.stat(failed_path).st_ino
     except OSError:
         failed_ino = None
-    for info in reversed(vol.list_snapshots()):
+    for info in vol.ranked():
         if info.id == failed_id or not info.ok or info.manifest is None:
             continue
         entry = info.manifest.tables.get(name)
@@ -239,8 +283,10 @@ def _read_from_older(
 
 def _warn_if_stale(name: str, entry: ManifestEntry, manifest: Manifest) -> None:
     sla_hours = float(manifest.sla_hours if manifest.sla_hours is not None else 24)
-    age = (clock.utcnow() - parse_iso(entry.exported_at)).total_seconds() / 3600
-    if entry.carried_over:
+    age = age_seconds(entry.exported_at, clock.utcnow()) / 3600
+    if age < 0:  # an error state, never fresh
+        warnings.warn(f"table {name!r} is not fresh: {future_message(age * 3600)}", StaleDataWarning, stacklevel=3)
+    elif entry.carried_over:
         warnings.warn(
             f"table {name!r} holds data exported {age:.1f} h ago: the last export failed ({entry.error})",
             StaleDataWarning,

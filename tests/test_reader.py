@@ -288,3 +288,136 @@ def test_no_intact_snapshot_tells_to_run_sync(config, setup):
         read_table("courses", config=config)
     with pytest.raises(NoSnapshotError, match="run `syncer sync`"):
         current_snapshot(config=config)
+
+
+# --- a snapshot removed while it is being read ------------------------------------------------------------
+
+SLOW_READER = """
+import json, sys, time, warnings
+from pathlib import Path
+import syncer
+import syncer.reader as reader
+from syncer.volume.layout import Volume
+
+root, signals, pause_at = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+
+def pausing(real):
+    calls = []
+    def slow(*args, **kwargs):
+        if not calls:  # the first call only: the reader has resolved `current`, then stalls
+            calls.append(1)
+            (signals / "resolved").touch()
+            while not (signals / "go").exists():
+                time.sleep(0.01)
+        return real(*args, **kwargs)
+    return slow
+
+if pause_at == "read":
+    reader.read_file = pausing(reader.read_file)
+else:
+    Volume.inspect = pausing(Volume.inspect)
+with warnings.catch_warnings(record=True) as rec:
+    warnings.simplefilter("always")
+    try:
+        table = syncer.read_table("courses", root=root, as_arrow=True)
+        out = {"rows": table.num_rows, "title": table.column("title")[0].as_py()}
+    except Exception as exc:
+        out = {"error": f"{type(exc).__name__}: {exc}"}
+out["warnings"] = [f"{type(w.message).__name__}: {w.message}" for w in rec]
+print(json.dumps(out))
+"""
+
+COURSES_ONLY = '[[tables]]\nname = "courses"\nsource = "courses"\nprimary_key = ["course_id"]\n'
+
+
+def _sync_tagged(cfg: syncer.Config, db: Path, tag: str) -> str:
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE courses SET title = ? WHERE course_id = (SELECT min(course_id) FROM courses)", [tag])
+    con.close()
+    report = syncer.sync(cfg)
+    assert report["status"] == "ok", report
+    return report["snapshot_id"]
+
+
+@pytest.mark.parametrize("pause_at", ["resolve", "read"])
+def test_a_reader_whose_snapshot_retention_removes_mid_read_reads_the_new_current(make_config, warehouse, tmp_path, pause_at):
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+    import time
+
+    cfg = dataclasses.replace(make_config(db=warehouse, tables=COURSES_ONLY), retain=1)
+    first = _sync_tagged(cfg, warehouse, "v0")
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_READER, str(cfg.root), str(signals), pause_at],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (signals / "resolved").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.01)
+        # two syncs while the reader stalls: retention (retain 1, current and the one before) removes `first`
+        _sync_tagged(cfg, warehouse, "v1")
+        last = _sync_tagged(cfg, warehouse, "v2")
+        assert not Volume(cfg.root).snapshot_dir(first).exists()
+        (signals / "go").touch()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    out = json.loads(stdout)
+    assert "error" not in out, out
+    assert out["title"] == "v2", out  # the new current's data (rows in key order: the tagged one first)
+    assert not [w for w in out["warnings"] if "repair" in w or "broken" in w], out["warnings"]  # nothing is broken
+    if pause_at == "read":
+        (w,) = out["warnings"]
+        assert w.startswith("SnapshotFallbackWarning: ") and f"snapshot {first} was removed" in w and last in w
+
+
+READ_LOOP = """
+import json, sys, time, warnings
+import syncer
+root, seconds = sys.argv[1], float(sys.argv[2])
+reads, errors, removed = 0, [], 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        try:
+            syncer.read_table("enrollments", root=root, as_arrow=True)
+            reads += 1
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    removed += sum("was removed" in str(w.message) for w in rec)
+print(json.dumps({"reads": reads, "errors": errors, "removed": removed}))
+"""
+
+
+@pytest.mark.slow
+def test_readers_in_other_processes_never_fail_while_syncs_and_retention_run(make_config, tmp_path):
+    """No hooks: two reader processes read a parted table in a loop while syncs (retain 1) replace it."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    tables = '[[tables]]\nname = "enrollments"\nsource = "enrollments"\nprimary_key = ["enrollment_id"]\n'
+    cfg = dataclasses.replace(make_config(tables=tables, extra="row_group_rows = 400\nwriters = 2\n"), retain=1)
+    assert syncer.sync(cfg)["status"] == "ok"
+    root = Path(__file__).resolve().parents[1]
+    readers = [
+        subprocess.Popen([sys.executable, "-c", READ_LOOP, str(cfg.root), "8"], stdout=subprocess.PIPE, text=True, cwd=root)
+        for _ in range(2)
+    ]
+    syncs = 0
+    while any(p.poll() is None for p in readers):
+        assert syncer.sync(cfg)["status"] == "ok"
+        syncs += 1
+    results = [json.loads(p.communicate()[0]) for p in readers]
+    assert syncs >= 3 and all(r["reads"] > 0 for r in results), (syncs, results)
+    assert [e for r in results for e in r["errors"]] == []

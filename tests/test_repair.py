@@ -340,6 +340,7 @@ def test_an_unprivileged_reader_falls_back_until_repair_restores_the_modes(
 
     before = read_as_nobody(public_runtime, v.cfg.root)
 
+    assert "rows" in before, before
     assert before["rows"] == len(v.v1) and before["v2"] is False  # the older snapshot's data
     assert len(before["warnings"]) == 1 and before["warnings"][0].startswith("SnapshotFallbackWarning: ")
     assert f"reading the newest intact snapshot {v.old} instead" in before["warnings"][0]
@@ -538,3 +539,252 @@ def test_startup_cli_with_the_source_down_exits_0_and_prints_the_reason(make_con
     assert "startup: failed (the startup sync did not publish (" in proc.stdout
     assert "DuckDB warehouse not found" in proc.stdout
     assert "serving snapshot" in proc.stdout
+
+
+# --- nothing outside the volume is trusted -----------------------------------------------------------------
+
+
+def _foreign_copy(v: Versions, sid: str) -> Path:
+    """A copy of snapshot ``sid`` outside the volume, its courses titles changed (someone else's data)."""
+    dst = Path(v.cfg.root).parent.parent / "foreign" / "snapshots" / sid
+    shutil.copytree(v.vol.snapshot_dir(sid), dst, symlinks=True)
+    os.chmod(dst, 0o755)
+    man = dst / MANIFEST
+    os.chmod(man, 0o644)
+    data = json.loads(man.read_text(encoding="utf-8"))
+    data["source"] = {"kind": "foreign"}
+    man.write_text(json.dumps(data), encoding="utf-8")
+    return dst
+
+
+def _relink(v: Versions, target: str) -> None:
+    v.vol.current.unlink()
+    os.symlink(target, v.vol.current)
+
+
+def _current_relative_outside(v: Versions) -> None:
+    _foreign_copy(v, v.new)
+    _relink(v, f"../../foreign/snapshots/{v.new}")
+
+
+def _current_absolute(v: Versions) -> None:
+    _relink(v, str(_foreign_copy(v, v.new)))
+
+
+def _current_through_a_planted_link(v: Versions) -> None:
+    folder = os.path.join(str(v.vol.snapshots), DEAD)
+    os.chmod(v.vol.snapshots, 0o755)
+    os.symlink(_foreign_copy(v, v.new), folder)
+    _relink(v, f"snapshots/{DEAD}")
+
+
+OUTSIDE = [
+    pytest.param(_current_relative_outside, "outside the volume", id="relative-path-out-of-the-volume"),
+    pytest.param(_current_absolute, "outside the volume", id="absolute-path"),
+    pytest.param(_current_through_a_planted_link, "a symbolic link", id="link-inside-snapshots"),
+]
+
+
+@pytest.mark.parametrize(("breakage", "words"), OUTSIDE)
+def test_current_pointing_outside_the_volume_fails_verify_is_not_read_and_repair_fixes_it(versions: Versions, breakage, words):
+    v = versions
+    breakage(v)
+
+    report = syncer.verify(v.cfg)
+    assert report["ok"] is False and len(report["problems"]) == 1
+    assert words in report["problems"][0] and "syncer repair" in report["problems"][0]
+
+    with pytest.warns(SnapshotFallbackWarning, match=words):
+        snap = syncer.current_snapshot(v.cfg.root)
+    assert snap["id"] == v.new and snap["source"]["kind"] != "foreign"  # the volume's own copy, not the foreign one
+    with pytest.warns(SnapshotFallbackWarning):
+        pd.testing.assert_frame_equal(_sorted(read_table("courses", root=v.cfg.root)), v.v2)
+
+    fixed = syncer.repair(v.cfg)
+    assert any(words in a and f"now points at {v.new}" in a for a in fixed["actions"]), fixed["actions"]
+    assert os.readlink(v.vol.current) == f"snapshots/{v.new}"
+    assert syncer.verify(v.cfg)["ok"]
+
+
+@pytest.mark.parametrize("folder", ["snapshots", "staging"])
+def test_a_layout_folder_linked_out_of_the_volume_is_never_written_through_and_repair_moves_it_aside(versions: Versions, folder):
+    v = versions
+    inside = Path(v.cfg.root) / folder
+    foreign = Path(v.cfg.root).parent.parent / f"foreign-{folder}"
+    shutil.move(inside, foreign)  # the volume's own folder now lives outside, and a link leads there
+    os.symlink(foreign, inside)
+    before = sorted(p.name for p in foreign.iterdir())
+
+    with pytest.raises(syncer.SyncError, match=rf"{folder} is a symbolic link to .*outside the volume.*syncer repair"):
+        syncer.sync(v.cfg)
+    assert sorted(p.name for p in foreign.iterdir()) == before  # nothing written through the link
+    if folder == "snapshots":
+        assert not syncer.verify(v.cfg)["ok"]
+        with pytest.raises(syncer.NoSnapshotError):
+            read_table("courses", root=v.cfg.root)
+
+    fixed = syncer.repair(v.cfg)
+    assert any(f"moved it to {folder}.moved-aside-" in a for a in fixed["actions"]), fixed["actions"]
+    assert inside.is_dir() and not inside.is_symlink()
+    report = syncer.sync(v.cfg)
+    assert report["status"] == "ok", report
+    assert syncer.verify(v.cfg)["ok"]
+    assert sorted(p.name for p in foreign.iterdir()) == before
+
+
+def _staging_file(v: Versions) -> None:
+    v.vol.staging.rmdir()
+    v.vol.staging.write_text("not a folder", encoding="utf-8")
+
+
+def _staging_dangling_link(v: Versions) -> None:
+    v.vol.staging.rmdir()
+    os.symlink("/nonexistent/staging", v.vol.staging)
+
+
+def _staging_000(v: Versions) -> None:
+    os.chmod(v.vol.staging, 0o000)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        pytest.param(_staging_file, id="a-file"),
+        pytest.param(_staging_dangling_link, id="a-dangling-link"),
+        pytest.param(_staging_000, id="a-folder-without-permissions"),
+    ],
+)
+def test_repair_recovers_a_broken_staging_and_the_next_sync_succeeds(versions: Versions, breakage):
+    v = versions
+    breakage(v)
+    if breakage is not _staging_000:  # root (this suite) may write a 000 folder anyway
+        with pytest.raises(syncer.SyncError, match=r"staging.*syncer repair"):
+            syncer.sync(v.cfg)
+        assert v.vol.current_id() == v.new  # nothing published is lost or changed
+
+    fixed = syncer.repair(v.cfg)
+    assert fixed["actions"], "repair found nothing to do"
+    assert v.vol.staging.is_dir() and not v.vol.staging.is_symlink() and os.access(v.vol.staging, os.W_OK)
+    report = syncer.sync(v.cfg)
+    assert report["status"] == "ok", report
+    assert syncer.verify(v.cfg)["ok"]
+
+
+# --- verify holds the manifest against the files -----------------------------------------------------------
+
+
+def _edit_manifest(vol: Volume, edit) -> None:
+    path = vol.snapshot_dir(vol.current_id()) / MANIFEST
+    os.chmod(path.parent, 0o755)
+    os.chmod(path, 0o644)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    edit(data["tables"]["courses"])
+    path.write_text(json.dumps(data), encoding="utf-8")
+    os.chmod(path, 0o444)
+    os.chmod(path.parent, 0o555)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl", "arrow"])
+def test_a_hand_edited_row_count_fails_verify_and_status_does_not_call_it_healthy(make_config, fmt):
+    tables = f'[[tables]]\nname = "courses"\nprimary_key = ["course_id"]\nformat = "{fmt}"\n'
+    cfg = make_config(tables=tables)
+    assert syncer.sync(cfg)["status"] == "ok"
+    assert syncer.verify(cfg)["ok"]
+    vol = Volume(cfg.root)
+    rows = Volume.read_manifest(vol.snapshot_dir(vol.current_id())).tables["courses"].rows
+    _edit_manifest(vol, lambda t: t.update(rows=99_999))
+
+    res = syncer.verify(cfg)
+    assert res["ok"] is False and res["tables"]["courses"]["ok"] is False
+    assert res["problems"] == [f"table 'courses': the manifest says 99,999 rows, courses.{fmt} holds {rows:,} (edited?)"]
+
+    (t,) = syncer.status(cfg)["tables"]
+    assert t["status"] == "mismatch" and t["stale"] is True and t["rows"] == rows
+    assert any("99,999" in w and "syncer verify" in w for w in syncer.status(cfg)["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        pytest.param(lambda t: t["schema"][1].update(type="int64"), "the manifest's schema", id="schema-type"),
+        pytest.param(lambda t: t["schema"].reverse(), "the manifest's schema", id="schema-order"),
+    ],
+)
+def test_a_hand_edited_schema_fails_verify_naming_the_table(make_config, edit, words):
+    cfg = make_config(tables='[[tables]]\nname = "courses"\nprimary_key = ["course_id"]\n')
+    assert syncer.sync(cfg)["status"] == "ok"
+    _edit_manifest(Volume(cfg.root), edit)
+    res = syncer.verify(cfg)
+    assert res["ok"] is False and len(res["problems"]) == 1
+    assert res["problems"][0].startswith("table 'courses': ") and words in res["problems"][0]
+
+
+def test_a_hand_edited_part_row_count_fails_verify(make_config):
+    # as tests/test_parts.py: 5,000 enrollments in row groups of 400, dealt to 2 parts
+    parted = "row_group_rows = 400\nwriters = 2\n"
+    cfg = make_config(tables='[[tables]]\nname = "enrollments"\nprimary_key = ["enrollment_id"]\n', extra=parted)
+    assert syncer.sync(cfg)["status"] == "ok"
+    vol = Volume(cfg.root)
+    path = vol.snapshot_dir(vol.current_id()) / MANIFEST
+    entry = json.loads(path.read_text(encoding="utf-8"))["tables"]["enrollments"]
+    assert len(entry["parts"]) == 2 and syncer.verify(cfg)["ok"]
+    os.chmod(path.parent, 0o755)
+    os.chmod(path, 0o644)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    parts = data["tables"]["enrollments"]["parts"]
+    parts[0]["rows"], parts[1]["rows"] = parts[0]["rows"] + 1, parts[1]["rows"] - 1  # same total
+    path.write_text(json.dumps(data), encoding="utf-8")
+    res = syncer.verify(cfg)
+    assert res["ok"] is False
+    assert [p for p in res["problems"] if "part part-" in p and "holds" in p], res["problems"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl", "arrow"])
+def test_a_manifest_whose_arrow_schema_names_other_columns_fails_verify(make_config, fmt):
+    import pyarrow as pa
+
+    from syncer.formats import schema_from_b64, schema_to_b64
+
+    cfg = make_config(tables=f'[[tables]]\nname = "courses"\nprimary_key = ["course_id"]\nformat = "{fmt}"\n')
+    assert syncer.sync(cfg)["status"] == "ok"
+
+    def rename_first_column(t: dict) -> None:
+        schema = schema_from_b64(t["arrow_schema"])
+        renamed = pa.schema([schema.field(0).with_name("renamed"), *list(schema)[1:]], metadata=schema.metadata)
+        t["arrow_schema"] = schema_to_b64(renamed)
+        t["schema"][0]["name"] = "renamed"  # edited consistently: only the file can tell
+
+    _edit_manifest(Volume(cfg.root), rename_first_column)
+    res = syncer.verify(cfg)
+    assert res["ok"] is False and len(res["problems"]) == 1, res["problems"]
+    assert res["problems"][0].startswith(f"table 'courses': courses.{fmt} ") and "renamed" in res["problems"][0]
+
+
+def test_csv_values_with_line_breaks_are_counted_as_rows_not_lines(make_config):
+    tables = (
+        '[[tables]]\nname = "notes"\nformat = "csv"\nprimary_key = ["id"]\n'
+        "query = \"select i as id, 'line one' || chr(10) || 'line two' as note from range(5) t(i)\"\n"
+    )
+    cfg = make_config(tables=tables)
+    assert syncer.sync(cfg)["status"] == "ok"
+    vol = Volume(cfg.root)
+    path = vol.snapshot_dir(vol.current_id()) / "notes.csv"
+    assert path.read_bytes().count(b"\n") > 6  # more lines than rows + header
+    assert syncer.verify(cfg)["ok"], syncer.verify(cfg)["problems"]
+    (t,) = syncer.status(cfg)["tables"]
+    assert (t["status"], t["rows"]) == ("fresh", 5)
+    for edited in (6, 10):  # 10: as many as the file has lines after the header
+        _edit_manifest_of(vol, "notes", rows=edited)
+        problems = syncer.verify(cfg)["problems"]
+        assert problems == [f"table 'notes': the manifest says {edited} rows, notes.csv holds 5 (edited?)"]
+
+
+def _edit_manifest_of(vol: Volume, table: str, **values: object) -> None:
+    path = vol.snapshot_dir(vol.current_id()) / MANIFEST
+    os.chmod(path.parent, 0o755)
+    os.chmod(path, 0o644)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["tables"][table].update(values)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    os.chmod(path, 0o444)
+    os.chmod(path.parent, 0o555)

@@ -255,23 +255,24 @@ def test_retention_keeps_the_newest_n(config_path):
     assert vol.current_id() == ids[3]
 
 
-def test_retention_never_deletes_current_nor_the_snapshot_before_it(config_path):
+def test_retention_keeps_the_last_served_and_never_current_nor_the_snapshot_served_before_it(config_path):
     cfg = _config_with(config_path, retain=10)
     s1, s2, s3, s4, s5 = _sync_n(cfg, 5)
-    syncer.rollback(cfg, to=s2)
+    syncer.rollback(cfg, to=s2)  # served: s1 s2 s3 s4 s5 s2 -- rollback from here goes to s1
     vol = Volume(cfg.root)
     assert vol.current_id() == s2
 
-    assert vol.retention(2) == [s3]
-    assert {i.id for i in vol.list_snapshots()} == {s1, s2, s4, s5}
-
-    assert vol.retention(1) == [s4]
+    # the two served last are s2 and s5; s1 is where rollback goes
+    assert vol.retention(2) == [s3, s4]
     assert {i.id for i in vol.list_snapshots()} == {s1, s2, s5}
+
+    # s5 was served just before current, s1 is rollback's target: nothing goes
+    assert vol.retention(1) == []
     assert vol.current_id() == s2
 
-    syncer.rollback(cfg, to=s1)
-    assert vol.retention(1) == [s2]
-    assert {i.id for i in vol.list_snapshots()} == {s1, s5}
+    syncer.rollback(cfg, to=s1)  # served just before current: s2; s5 is now only history
+    assert vol.retention(1) == [s5]
+    assert {i.id for i in vol.list_snapshots()} == {s1, s2}
     assert all(i.ok for i in vol.list_snapshots())
 
 
@@ -407,6 +408,10 @@ def test_list_snapshots_orders_by_created_at_not_by_id(two_snapshots):
     path.write_text(json.dumps(manifest), encoding="utf-8")
 
     assert [i.id for i in vol.list_snapshots()] == [new, old]
+    # "previous" follows the order they were served in, not created_at ...
+    assert vol.previous_of(new) == old and vol.previous_of(old) is None
+    # ... except on a volume of the first release (no served log): there created_at decides
+    vol.served_log.path.unlink()
     assert vol.previous_of(old) == new
 
 
@@ -457,3 +462,41 @@ def test_retention_that_cannot_remove_a_snapshot_is_a_volume_error_naming_it(con
     assert isinstance(err.value.__cause__, OSError)
     assert vol.current_id() == new and vol.inspect(new).ok
     assert vol.inspect(old).ok  # kept whole
+
+
+def test_sweep_and_retention_never_delete_through_a_staging_link_out_of_the_volume(two_snapshots, tmp_path):
+    vol, old, new = two_snapshots
+    foreign = tmp_path / "someone-elses"
+    (foreign / "20990101T000000Z-beef").mkdir(parents=True)
+    (foreign / "keep.txt").write_text("not ours", encoding="utf-8")
+    vol.staging.rmdir()
+    os.symlink(foreign, vol.staging)
+
+    with pytest.raises(syncer.SyncError, match=r"staging is a symbolic link to .*outside the volume.*syncer repair"):
+        vol.sweep()
+    with pytest.raises(syncer.SyncError, match="retention removes nothing"):
+        vol.retention(1)
+    assert sorted(p.name for p in foreign.iterdir()) == ["20990101T000000Z-beef", "keep.txt"]
+    assert {i.id for i in vol.list_snapshots()} == {old, new}
+
+
+def test_a_manifest_that_is_a_link_is_not_trusted(two_snapshots, tmp_path):
+    vol, old, new = two_snapshots
+    foreign = tmp_path / "foreign-manifest.json"
+    foreign.write_text((vol.snapshot_dir(new) / MANIFEST).read_text(encoding="utf-8"), encoding="utf-8")
+    os.chmod(vol.snapshot_dir(new), 0o755)
+    (vol.snapshot_dir(new) / MANIFEST).unlink()
+    os.symlink(foreign, vol.snapshot_dir(new) / MANIFEST)
+    info = vol.inspect(new)
+    assert not info.ok and "is a symbolic link, not the published file" in (info.error or "")
+    assert vol.newest_intact().id == old
+
+
+@pytest.mark.parametrize("target", ["../../foreign/snapshots/x", "/etc", ".."])
+def test_rollback_to_a_path_is_refused_without_reading_it(config, target):
+    syncer.sync(config)
+    before = Volume(config.root).current_id()
+    with pytest.raises(syncer.SyncError, match=r"not a snapshot id|does not exist"):
+        syncer.rollback(config, target)
+    assert Volume(config.root).current_id() == before
+    assert not Volume(config.root).inspect(target).ok

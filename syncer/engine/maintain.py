@@ -20,6 +20,7 @@ from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, Ve
 from syncer.volume.history import History
 from syncer.volume.layout import SnapshotInfo, Volume, fsync_dir, permission_problems, seal, unexpected_files
 from syncer.volume.lock import volume_lock
+from syncer.volume.verify import check_contents
 
 __all__ = ["repair", "rollback", "verify"]
 
@@ -44,7 +45,7 @@ def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> 
             raise NoSnapshotError(f"snapshot {target} does not exist; retained snapshots: {known}")
         if not t.ok:
             raise PublishError(f"snapshot {target} is not intact ({t.error or '; '.join(t.problems)}); choose another")
-        vol.point_current(target)
+        vol.point_current(target, why="rollback", user=user)
         log.info("rolled back current from %s to %s", cur, target, extra={"step": "rollback"})
         try:
             History(vol.db_path).event("rollback", iso(clock.utcnow()), user=user, **{"from": cur, "to": target})
@@ -57,8 +58,10 @@ def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> 
 def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> RepairResult:
     """Sweep staging, restore read-only permissions, re-point a broken ``current`` at the newest intact snapshot."""
     vol = Volume(cfg.root)
-    # Layout folders someone made unusable to their owner: give access back first, or nothing below works.
+    # Layout folders someone made unusable to their owner: give access back first, or nothing below works;
+    # a layout folder replaced by a file, or by a link out of the volume, is moved aside (not ours to delete).
     actions = _restore_layout_access(vol)
+    actions += _move_aside_bad_layout(vol)
     vol.ensure()
     info = {"trigger": "repair", "user": user, "started_at": iso(clock.utcnow())}
     try:
@@ -117,6 +120,28 @@ def _restore_layout_access(vol: Volume) -> list[str]:
     return actions
 
 
+def _move_aside_bad_layout(vol: Volume) -> list[str]:
+    """``snapshots``/``staging``/``quarantine`` that are not folders of this volume; ``staging`` (scratch
+    only) also when its owner cannot use it. ``ensure`` then makes fresh folders."""
+    actions = []
+    stamp = clock.utcnow().strftime("%Y%m%dT%H%M%SZ")
+    for d in (vol.snapshots, vol.staging, vol.quarantine):
+        problem = vol.layout_problem(d)
+        usable = os.access(d, os.R_OK | os.W_OK | os.X_OK)
+        if problem is None and d == vol.staging and d.is_dir() and not d.is_symlink() and not usable:
+            st = os.lstat(d)
+            problem = f"{d} cannot be used by this user (mode {st.st_mode & 0o7777:o}, owner uid {st.st_uid})"
+        if problem is None:
+            continue
+        try:
+            aside = vol.move_aside(d, f"{d.name}.moved-aside-{stamp}")
+        except VolumeError as exc:
+            actions.append(f"{problem}, and it could not be moved aside: {exc}")
+            continue
+        actions.append(f"{problem}; moved it to {aside.name} and made a new {d.name}/")
+    return actions
+
+
 def _reseal_snapshots(vol: Volume) -> list[str]:
     """Every snapshot folder, intact or not: a manifest made unreadable is exactly what this fixes."""
     try:
@@ -153,7 +178,7 @@ def _fix_current(vol: Volume) -> list[str]:
     why = _why_broken(vol, cur, cur_info)
     best = vol.newest_intact()
     if best is not None:
-        vol.point_current(best.id)
+        vol.point_current(best.id, why="repair")
         actions.append(f"current was {why}; now points at {best.id}")
     elif cur is not None or vol.current.is_symlink():
         actions.append(f"current is {why} and no intact snapshot is left; a sync is needed")
@@ -162,7 +187,7 @@ def _fix_current(vol: Volume) -> list[str]:
 
 def _why_broken(vol: Volume, cur: str | None, info: SnapshotInfo | None) -> str:
     if cur is None:
-        return "missing"
+        return vol.current_problem() or "missing"
     if not vol.snapshot_dir(cur).is_dir():
         return f"pointing at {cur}, which does not exist"
     problems = (info.error or "; ".join(info.problems)) if info else "unknown"
@@ -170,7 +195,8 @@ def _why_broken(vol: Volume, cur: str | None, info: SnapshotInfo | None) -> str:
 
 
 def verify(cfg: Config) -> VerifyReport:
-    """Re-check every file of ``current`` against its manifest: presence, size, sha256, permissions, extra files."""
+    """Re-check every file of ``current`` against its manifest: presence, size, sha256, permissions, extra
+    files, and what the files hold (rows, schema, parts)."""
     report = _verify(cfg)
     after_verify(cfg, report)  # a mismatch (and its end) alerts once; never raises
     return report
@@ -180,9 +206,9 @@ def _verify(cfg: Config) -> VerifyReport:
     vol = Volume(cfg.root)
     cur = vol.current_id()
     if cur is None:
-        what = "is not a symbolic link" if vol.current.exists() else "is missing"
+        what = vol.current_problem() or "missing"
         return VerifyReport(
-            False, None, (f"no current snapshot under {cfg.root} (current {what}); run `syncer repair` or `syncer sync`",)
+            False, None, (f"no current snapshot under {cfg.root} (current is {what}); run `syncer repair` or `syncer sync`",)
         )
     if not vol.snapshot_dir(cur).is_dir():
         return VerifyReport(False, cur, (f"current points at snapshot {cur}, which does not exist; run `syncer repair`",))
@@ -196,7 +222,11 @@ def _verify(cfg: Config) -> VerifyReport:
         problems += permission_problems(info.path)
         problems += unexpected_files(info.path, man.to_json())
         problems += [f"configured table {t.name!r} is not in snapshot {cur}" for t in cfg.tables if t.name not in man.tables]
+        # the manifest held against what the files hold (rows, schema, parts): a hash says nothing of an edit
+        contents = check_contents(info.path, man, skip=set(info.table_problems))
+        problems += [p for ps in contents.values() for p in ps]
         for name, t in man.tables.items():
             # a table's verdict comes from the checks of its own files, not from matching messages
-            tables[name] = TableVerdict(t.file, t.rows, t.sha256, ok=not info.table_problems.get(name))
+            ok = not info.table_problems.get(name) and not contents.get(name)
+            tables[name] = TableVerdict(t.file, t.rows, t.sha256, ok=ok)
     return VerifyReport(not problems, cur, tuple(problems), tables)

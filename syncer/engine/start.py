@@ -17,7 +17,7 @@ from syncer.config import Config
 from syncer.engine.maintain import repair
 from syncer.engine.results import RepairResult, StartupResult
 from syncer.engine.run import Progress, sync
-from syncer.engine.state import table_ages
+from syncer.engine.state import is_stale, table_ages
 from syncer.volume.layout import Volume
 from syncer.volume.manifest import Manifest, RunReport
 
@@ -70,7 +70,8 @@ def _sync_unless_fresh(
     man = vol.current_manifest()
     ages = table_ages(man) if man else {}
     window = cfg.skip_startup_if_younger_than_hours * 3600
-    if man and ages and all(t.name in ages for t in cfg.tables) and max(ages.values()) < window:
+    # data "from the future" (negative ages: the clock moved) is never young enough to skip the sync
+    if man and ages and all(t.name in ages for t in cfg.tables) and min(ages.values()) >= 0 and max(ages.values()) < window:
         return "skipped", None, None
     try:
         run = sync(cfg, trigger="startup", user=user, progress=progress)
@@ -101,7 +102,7 @@ def _stale_tables(cfg: Config, served: Manifest | None) -> list[str]:
     return [
         t.name
         for t in cfg.tables
-        if t.name not in served.tables or served.tables[t.name].carried_over or ages[t.name] > cfg.sla_hours * 3600
+        if t.name not in served.tables or served.tables[t.name].carried_over or is_stale(ages[t.name], cfg.sla_hours)
     ]
 
 

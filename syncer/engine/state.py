@@ -1,9 +1,17 @@
-"""What is published and how fresh: ``status``, ``snapshots``, ``next_run``."""
+"""What is published and how fresh: ``status``, ``snapshots``, ``next_run``.
+
+A table's age is now minus its ``exported_at`` by the engine's clock. A negative age (the clock was
+ahead at the export, moved back since, or the manifest was edited) is the status ``"future"``: an
+error state, stale, never fresh. A table whose file holds another row count than the manifest says
+(an edited manifest) is ``"mismatch"``, stale, with the file's count.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from syncer import _clock as clock
-from syncer._clock import iso, parse_iso
+from syncer._clock import FUTURE, age_seconds, future_message, iso
 from syncer._exceptions import HistoryError
 from syncer.config import Config, TableConfig
 from syncer.engine.results import SnapshotRef, SnapshotSummary, StatusReport, TableStatus
@@ -11,14 +19,23 @@ from syncer.volume.history import History
 from syncer.volume.layout import Volume
 from syncer.volume.lock import lock_holder
 from syncer.volume.manifest import Manifest, ManifestEntry
+from syncer.volume.verify import held_rows
 
-__all__ = ["next_run", "snapshots", "status", "table_ages"]
+__all__ = ["MISMATCH", "is_stale", "next_run", "snapshots", "status", "table_ages"]
+
+#: the status of a table whose file does not hold what the manifest says (rows, schema, parts)
+MISMATCH = "mismatch"
 
 
 def table_ages(manifest: Manifest) -> dict[str, float]:
-    """Seconds since each table of the snapshot was exported (by the engine's clock)."""
+    """Seconds since each table of the snapshot was exported (by the engine's clock; negative: future)."""
     now = clock.utcnow()
-    return {n: (now - parse_iso(t.exported_at)).total_seconds() for n, t in manifest.tables.items()}
+    return {n: age_seconds(t.exported_at, now) for n, t in manifest.tables.items()}
+
+
+def is_stale(age: float, sla_hours: float) -> bool:
+    """Older than the SLA, or from the future (an error state, never fresh)."""
+    return age < 0 or age > sla_hours * 3600
 
 
 def next_run(cfg: Config) -> str | None:
@@ -42,9 +59,11 @@ def status(cfg: Config) -> StatusReport:
     tables = []
     for t in cfg.tables:
         entry = man.tables.get(t.name) if man else None
-        row = _missing(t) if entry is None else _table_status(cfg, t, entry)
+        row = _missing(t) if entry is None or info is None else _table_status(cfg, t, entry, info.path)
         tables.append(row)
-        if entry is not None and row.stale:
+        if entry is not None and row.status in (FUTURE, MISMATCH):
+            warnings.append(f"table {t.name!r}: {row.error}")
+        elif entry is not None and row.stale:
             warnings.append(
                 f"table {t.name!r} is stale: exported {(row.age_seconds or 0) / 3600:.1f} h ago (SLA {cfg.sla_hours:g} h)"
             )
@@ -74,21 +93,28 @@ def _missing(t: TableConfig) -> TableStatus:
     return TableStatus(name=t.name, status="missing", stale=True, format=t.format)
 
 
-def _table_status(cfg: Config, t: TableConfig, entry: ManifestEntry) -> TableStatus:
-    age = (clock.utcnow() - parse_iso(entry.exported_at)).total_seconds()
+def _table_status(cfg: Config, t: TableConfig, entry: ManifestEntry, folder: Path) -> TableStatus:
+    age = age_seconds(entry.exported_at)
+    status, rows, error = entry.status, entry.rows, entry.error
+    held = held_rows(folder, entry)
+    if age < 0:
+        status, error = FUTURE, future_message(age)
+    elif held is not None and held != entry.rows:
+        status, rows = MISMATCH, held
+        error = f"the manifest says {entry.rows:,} rows, {entry.file} holds {held:,} (edited?); run `syncer verify`"
     return TableStatus(
         name=t.name,
-        rows=entry.rows,
+        rows=rows,
         exported_at=entry.exported_at,
         age_seconds=round(age, 1),
-        stale=age > cfg.sla_hours * 3600,
-        status=entry.status,
+        stale=is_stale(age, cfg.sla_hours) or status == MISMATCH,
+        status=status,
         exported_in=entry.exported_in,
         format=entry.format,
         file=entry.file,
         bytes=entry.bytes,
         checks_failed=tuple(c.name for c in entry.checks if not c.ok),
-        error=entry.error,
+        error=error,
     )
 
 

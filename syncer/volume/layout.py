@@ -6,11 +6,18 @@ Layout under ``root`` (see ARCHITECTURE.md)::
     snapshots/<id>/manifest.json   written last, before the folder is renamed into snapshots/
     staging/<id>/                  work in progress, swept at start
     quarantine/<id>/               isolated bad records
+    served.jsonl                   the serving order: one line per swap of ``current`` (served.py)
     syncer.db                      run history
     .lock                          one writer at a time
 
 Published files are 0444 and snapshot folders 0555. Nothing here deletes a published snapshot except
-retention, which never touches ``current`` or the snapshot before it.
+retention, which never touches ``current``, the snapshot served before it, nor the one rollback
+goes to. "Previous", rollback and retention follow the serving order (:mod:`syncer.volume.served`),
+not snapshot ids: the clock can jump.
+
+Nothing outside the volume is trusted: ``current`` must be the link ``snapshots/<id>`` to a real
+folder, and a ``snapshots``, ``staging`` or ``quarantine`` that is a link out of the root (or not a
+folder) is refused -- never read from, never written through -- until ``repair`` moves it aside.
 
 The OS's errors are raised as :class:`VolumeError` (publishing: :class:`PublishError`) naming the
 path and the way out; reading helpers report problems as text instead of raising.
@@ -31,7 +38,8 @@ from syncer import _clock as clock
 from syncer._exceptions import NoSnapshotError, PublishError, VolumeError
 from syncer.volume.files import DIR_MODE, FILE_MODE, fsync_dir, fsync_tree, os_reason, permission_problems, remove_tree, seal
 from syncer.volume.manifest import Manifest
-from syncer.volume.verify import MANIFEST, check_files, check_files_by_table, unexpected_files
+from syncer.volume.served import SERVED_LOG, ServedEntry, ServedLog, ServingOrder, serving_order
+from syncer.volume.verify import MANIFEST, check_files, check_files_by_table, is_plain_file_name, unexpected_files
 
 __all__ = [
     "DIR_MODE",
@@ -73,10 +81,15 @@ class Volume:
         self.current = self.root / "current"
         self.db_path = self.root / "syncer.db"
         self.lock_path = self.root / ".lock"
+        self.served_log = ServedLog(self.root / SERVED_LOG)
 
     # --- set-up ----------------------------------------------------------------------------------
 
     def ensure(self) -> None:
+        for d in (self.snapshots, self.staging, self.quarantine):
+            problem = self.layout_problem(d)
+            if problem:
+                raise VolumeError(f"{problem}: nothing is read from or written through it; run `syncer repair` (moves it aside)")
         try:
             created = False
             for d in (self.root, self.snapshots, self.staging, self.quarantine):
@@ -94,6 +107,19 @@ class Volume:
                 "check [volume] root in the config, the mount and its permissions"
             ) from exc
 
+    def layout_problem(self, d: Path) -> str | None:
+        """Why the layout folder ``d`` cannot be used (a link out of the volume, not a folder), or None."""
+        try:
+            if d.is_symlink():
+                real = d.resolve()
+                if not real.is_relative_to(self.root.resolve()):
+                    return f"{d} is a symbolic link to {real}, outside the volume {self.root}"
+            if os.path.lexists(d) and not d.is_dir():
+                return f"{d} is not a folder (a file or a broken link took its place)"
+        except (OSError, RuntimeError) as exc:  # a loop of links, an unreadable parent
+            return f"{d} cannot be resolved ({exc})"
+        return None
+
     @staticmethod
     def new_snapshot_id(now: dt.datetime | None = None) -> str:
         now = now or clock.utcnow()
@@ -105,15 +131,32 @@ class Volume:
     # --- reading ---------------------------------------------------------------------------------
 
     def current_id(self) -> str | None:
-        """The id ``current`` names, or None when it is missing or not a link into snapshots/."""
+        """The id ``current`` names, or None when it is missing or not a link to a folder of snapshots/
+        inside the volume (:meth:`current_problem` says why)."""
+        return self._read_current()[0]
+
+    def current_problem(self) -> str | None:
+        """Why ``current`` names no snapshot of this volume ("missing", "pointing outside ..."), or None."""
+        return self._read_current()[1]
+
+    def _read_current(self) -> tuple[str | None, str | None]:
         try:
             target = os.readlink(self.current)
-        except (FileNotFoundError, OSError):
-            return None
-        p = Path(target)
-        if p.parent.name != "snapshots" or not p.name:
-            return None
-        return p.name
+        except FileNotFoundError:
+            return None, "missing"
+        except OSError:
+            return None, "not a symbolic link" if os.path.lexists(self.current) else "unreadable"
+        parts = Path(target).parts
+        # Exactly the relative link `snapshots/<id>` this engine writes: an absolute path or any `..`
+        # could lead out of the volume, and nothing outside it is served.
+        if os.path.isabs(target) or len(parts) != 2 or parts[0] != "snapshots" or not is_plain_file_name(parts[1]):
+            return None, f"pointing outside the volume's snapshots folder ({target})"
+        problem = self.layout_problem(self.snapshots)
+        if problem:
+            return None, f"pointing at {parts[1]} through {problem}"
+        if os.path.islink(self.snapshot_dir(parts[1])):
+            return None, f"pointing at snapshots/{parts[1]}, a symbolic link, not a snapshot folder"
+        return parts[1], None
 
     @staticmethod
     def read_manifest(snapshot_dir: Path) -> Manifest:
@@ -124,6 +167,8 @@ class Volume:
     def read_manifest_json(snapshot_dir: Path) -> dict[str, Any]:
         """The manifest as JSON, checked only for its outline (id and tables)."""
         path = snapshot_dir / MANIFEST
+        if os.path.islink(path):
+            raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is a symbolic link, not the published file")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -146,6 +191,15 @@ class Volume:
         """Load a snapshot's manifest and check its files (size always; sha256 when ``deep``)."""
         d = self.snapshot_dir(snapshot_id)
         info = SnapshotInfo(snapshot_id, d)
+        if not is_plain_file_name(snapshot_id):
+            info.error = f"{snapshot_id!r} is not a snapshot id (a path would lead outside {self.snapshots})"
+            return info
+        outside = self.layout_problem(self.snapshots) or (
+            f"{d} is a symbolic link, not a snapshot folder" if os.path.islink(d) else None
+        )
+        if outside:
+            info.error = f"snapshot {snapshot_id} is not served: {outside}"
+            return info
         try:
             raw = self.read_manifest_json(d)
             info.manifest = _manifest_record(d, raw)
@@ -169,8 +223,24 @@ class Volume:
         infos.sort(key=lambda i: (i.created_at or "", i.id))
         return infos
 
+    def serving_order(self, infos: list[SnapshotInfo] | None = None) -> ServingOrder:
+        """The order snapshots were served in: the served log, else (an older volume) by creation."""
+        cur = self.current_id()
+        if self.served_log.exists():
+            return serving_order(self.served_log.entries(), cur)
+        return serving_order(None, cur, [i.id for i in (self.list_snapshots() if infos is None else infos)])
+
+    def ranked(self, infos: list[SnapshotInfo] | None = None) -> list[SnapshotInfo]:
+        """The snapshots, most recently served first, then the never served ones, newest first."""
+        infos = self.list_snapshots() if infos is None else infos
+        by_id = {i.id: i for i in infos}
+        recency = [by_id[s] for s in self.serving_order(infos).recency if s in by_id]
+        seen = {i.id for i in recency}
+        return recency + [i for i in reversed(infos) if i.id not in seen]
+
     def newest_intact(self, exclude: set[str] | None = None) -> SnapshotInfo | None:
-        for info in reversed(self.list_snapshots()):
+        """The intact snapshot served most recently (a never served one only when none was)."""
+        for info in self.ranked():
             if info.ok and info.id not in (exclude or set()):
                 return info
         return None
@@ -211,6 +281,9 @@ class Volume:
         """staging/<id> -> snapshots/<id> (read-only, durable), then swap ``current`` to it."""
         src = self.staging / snapshot_id
         dst = self.snapshot_dir(snapshot_id)
+        problem = self.layout_problem(self.snapshots) or self.layout_problem(self.staging)
+        if problem:
+            raise PublishError(f"snapshot {snapshot_id} is not published: {problem}; run `syncer repair`")
         try:
             # Files 0444 and sub-folders 0555 now; the folder itself only once it has moved: Linux lets
             # a folder move to another parent only if its owner may write it (its ".." entry changes;
@@ -233,10 +306,18 @@ class Volume:
         self.point_current(snapshot_id)
         return dst
 
-    def point_current(self, snapshot_id: str) -> None:
-        """Atomically make ``current`` name snapshots/<id> (readers see old or new, never neither)."""
-        if not self.snapshot_dir(snapshot_id).is_dir():
+    def point_current(self, snapshot_id: str, *, why: str = "sync", user: str | None = None) -> None:
+        """Atomically make ``current`` name snapshots/<id> (readers see old or new, never neither).
+
+        The swap is first appended to the served log (fsynced): a crash before the swap leaves an entry
+        the log's recovery rule reads as never served (:mod:`syncer.volume.served`)."""
+        d = self.snapshot_dir(snapshot_id)
+        if not is_plain_file_name(snapshot_id) or os.path.islink(d) or not d.is_dir():
             raise NoSnapshotError(f"snapshot {snapshot_id} does not exist under {self.snapshots}")
+        problem = self.layout_problem(self.snapshots)
+        if problem:
+            raise PublishError(f"current is not pointed at {snapshot_id}: {problem}; run `syncer repair`")
+        self._log_serving(snapshot_id, why, user)
         tmp = self.root / f".current.tmp-{os.getpid()}-{secrets.token_hex(3)}"
         try:
             os.symlink(os.path.join("snapshots", snapshot_id), tmp)
@@ -247,9 +328,35 @@ class Volume:
                 os.unlink(tmp)
             raise PublishError(f"could not point current at {snapshot_id}: {exc}") from exc
 
+    def _log_serving(self, snapshot_id: str, why: str, user: str | None) -> None:
+        now = clock.iso(clock.utcnow())
+        entries, cur = [], self.current_id()
+        if cur is not None and not self.served_log.exists():
+            # An older volume: write down the order it was served in by the first release's rule first.
+            seq = self.serving_order().sequence
+            entries = [ServedEntry(sid, now, seq[k - 1] if k else None, "seed") for k, sid in enumerate(seq)]
+        # who and why: what this process's lock record says (the writer holds the lock while it swaps);
+        # imported here: the lock needs filelock, which readers (who never swap) do not install
+        from syncer.volume.lock import lock_holder
+
+        holder = lock_holder(self.lock_path)
+        mine = holder.get("pid") == os.getpid()
+        user = user or (holder.get("user") if mine else None)
+        entries.append(ServedEntry(snapshot_id, now, cur, why, user, holder.get("trigger") if mine else None))
+        try:
+            self.served_log.append(entries)
+        except OSError as exc:
+            raise PublishError(
+                f"could not record serving snapshot {snapshot_id} in {self.served_log.path}: {os_reason(exc)}; "
+                "the current snapshot is unchanged"
+            ) from exc
+
     def sweep(self) -> list[str]:
         """Remove leftovers of interrupted runs: staging folders and temporary links."""
         removed: list[str] = []
+        problem = self.layout_problem(self.staging)
+        if problem:  # never delete through a link out of the volume
+            raise VolumeError(f"cannot sweep staging: {problem}; run `syncer repair` (moves it aside)")
         try:
             if self.staging.is_dir():
                 for p in self.staging.iterdir():
@@ -292,21 +399,22 @@ class Volume:
             ) from exc
 
     def retention(self, retain: int) -> list[str]:
-        """Keep the newest ``retain`` snapshots, plus always ``current`` and the one before it.
+        """Keep the ``retain`` snapshots served last (then never served ones, newest first), plus always
+        ``current``, the snapshot served just before it and the one rollback goes to.
 
         Raises :class:`VolumeError` at the first snapshot it cannot remove (those before it are gone).
         It runs after the swap: what is published is complete either way."""
-        infos = self.list_snapshots()
-        order = [i.id for i in infos]
-        keep = set(order[-retain:])
+        # the trash goes into staging: never through a link out of the volume (a file there fails below)
+        problem = self.layout_problem(self.snapshots) or (self.staging.is_symlink() and self.layout_problem(self.staging))
+        if problem:
+            raise VolumeError(f"retention removes nothing: {problem}; run `syncer repair`")
+        infos = [i for i in self.list_snapshots() if not os.path.islink(i.path)]  # a planted link is not ours
+        ranked = [i.id for i in self.ranked(infos)]
         cid = self.current_id()
-        if cid in order:
-            keep.add(cid)
-            idx = order.index(cid)
-            if idx > 0:
-                keep.add(order[idx - 1])
+        keep = set(ranked[:retain]) | {cid, self.previous_of(cid)}
+        keep |= set([s for s in ranked if s != cid][:1])  # served just before current (or the newest other)
         removed = []
-        for sid in order:
+        for sid in [i.id for i in infos]:
             if sid not in keep:
                 self.remove_snapshot(sid)
                 removed.append(sid)
@@ -324,13 +432,12 @@ class Volume:
         return aside
 
     def previous_of(self, snapshot_id: str | None) -> str | None:
-        """The intact snapshot published just before ``snapshot_id``."""
-        infos = [i for i in self.list_snapshots() if i.ok]
-        ids = [i.id for i in infos]
-        if snapshot_id in ids:
-            idx = ids.index(snapshot_id)
-            return ids[idx - 1] if idx > 0 else None
-        return ids[-1] if ids else None
+        """The intact snapshot served before ``snapshot_id`` in the serving chain: where rollback goes."""
+        infos = self.list_snapshots()
+        intact = {i.id for i in infos if i.ok}
+        chain = list(self.serving_order(infos).chain)
+        below = chain[: chain.index(snapshot_id)] if snapshot_id in chain else chain
+        return next((s for s in reversed(below) if s in intact and s != snapshot_id), None)
 
 
 def _manifest_record(snapshot_dir: Path, data: dict[str, Any]) -> Manifest:
