@@ -349,3 +349,37 @@ def test_text_files_of_earlier_versions_still_read_exactly(tmp_path: Path) -> No
     got = read_file("jsonl", old_jsonl, pa.schema([("iv", pa.month_day_nano_interval()), ("f", pa.float64())]))
     assert got["iv"].to_pylist() == [pa.MonthDayNano([1, 2, 3]), None]
     assert _cells(got["f"].to_pylist()) == ["NaN", "-inf"]
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "why"),
+    [
+        pytest.param('{"id": 2, "s": "cut off', "line 2 is not valid JSON", id="truncated-line"),
+        pytest.param('{"id": 2, "s": "b"', "line 2 is not valid JSON", id="unclosed-object"),
+        pytest.param("[2, null]", "line 2 is not a JSON object", id="array-not-object"),
+    ],
+)
+def test_the_reopen_check_fails_naming_a_jsonl_line_that_does_not_parse(tmp_path: Path, bad_line: str, why: str) -> None:
+    """A JSONL line that does not parse is a failed ``reopen`` check with the line, not an exception."""
+    from syncer.config import TableConfig
+    from syncer.export.quarantine import Quarantine
+    from syncer.formats import open_writer
+    from syncer.validate.checks import Evidence, validate_table
+    from syncer.validate.keys import DupResult
+    from syncer.validate.profile import ProfileAccumulator
+
+    schema = pa.schema([("id", pa.int64()), ("s", pa.string())])
+    batch = pa.record_batch([pa.array([1, 3]), pa.array(["a", "c"])], schema=schema)
+    path = tmp_path / "t.jsonl"
+    writer = open_writer("jsonl", path, schema)
+    writer.write(batch)
+    written = writer.close()
+    first, last = path.read_text(encoding="utf-8").splitlines()
+    path.write_text(f"{first}\n{bad_line}\n{last}\n", encoding="utf-8")  # the file changed under the check
+    acc = ProfileAccumulator(schema)
+    acc.update(batch)
+    table = TableConfig("t", source="t", primary_key=("id",), format="jsonl")
+    ev = Evidence(table, schema, 2, acc.result(), acc, DupResult(), Quarantine(tmp_path / "q", table), written, None, False)
+    reopen = next(c for c in validate_table(ev) if c.name == "reopen")
+    assert not reopen.ok
+    assert reopen.detail.startswith("cannot re-open t.jsonl: ") and why in reopen.detail, reopen.detail

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -161,12 +162,24 @@ class JsonlFormat(Format):
         target = selected(schema, columns)
         parsers = [_decoder(f.type) for f in target]
         with open(path, encoding="utf-8") as fh:
+            numbered = enumerate(fh, 1)
             while True:
-                rows = [json.loads(line) for _, line in zip(range(READ_BATCH // 4), fh, strict=False) if line.strip()]
+                rows = [_parse(path, n, line) for n, line in itertools.islice(numbered, READ_BATCH // 4) if line.strip()]
                 if not rows:
                     return
                 arrays = [_array([p(r.get(f.name)) for r in rows], f.type) for f, p in zip(target, parsers, strict=True)]
                 yield pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+def _parse(path: Path, n: int, line: str) -> dict[str, Any]:
+    """One line as a JSON object; ValueError naming the file, the line and what is wrong with it."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name} line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{path.name} line {n} is not a JSON object (found {type(row).__name__})")
+    return row
 
 
 def _array(values: list[Any], t: pa.DataType) -> pa.Array:

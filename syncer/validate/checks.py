@@ -161,7 +161,9 @@ def _reopen(ev: Evidence) -> Check:
     try:
         reread = count_rows(fmt, path, ev.schema)
         stored = file_schema(fmt, path)
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, pa.ArrowException, ValueError, ArithmeticError) as exc:
+        # ValueError: a JSONL line that does not parse (or a value that is not its column's
+        # spelling: bad base64, a bad date); ArithmeticError: a decimal that is not digits
         return check("reopen", False, f"cannot re-open {path.name}: {exc}")
     problems = []
     if reread != rows:
