@@ -383,3 +383,42 @@ def test_the_reopen_check_fails_naming_a_jsonl_line_that_does_not_parse(tmp_path
     reopen = next(c for c in validate_table(ev) if c.name == "reopen")
     assert not reopen.ok
     assert reopen.detail.startswith("cannot re-open t.jsonl: ") and why in reopen.detail, reopen.detail
+
+
+def test_the_quarantine_file_is_strict_json_spelled_as_the_jsonl_format(tmp_path: Path) -> None:
+    """Quarantined rows are spelled as a JSONL table file spells them: no bare NaN/Infinity tokens
+    (which polars and every RFC 8259 parser refuse), decimals as plain digits, bytes base64."""
+    from syncer.config import TableConfig
+    from syncer.export.quarantine import Quarantine
+    from syncer.formats import open_writer
+
+    batch = pa.record_batch(
+        {
+            "id": pa.array([None, None, None], pa.int64()),
+            "f": pa.array([math.nan, math.inf, -math.inf]),
+            "d": pa.array([Decimal("0.0000000001"), None, Decimal("-1.5")], pa.decimal128(38, 10)),
+            "b": pa.array([b"\x00\xff", None, b""]),
+            "m": pa.array([[("a", math.nan)], None, []], pa.map_(pa.string(), pa.float64())),
+        }
+    )
+    table = TableConfig("t", source="t", primary_key=("id",), format="parquet", max_bad_rows=10)
+    q = Quarantine(tmp_path / "q", table)
+    q.add_rows(batch, ["null primary key id"] * 3, "check")
+    q.add({"id": 7, "f": math.nan, "at": pa.MonthDayNano([1, 2, 3])}, "cannot read", "read", (7,))
+    q.close()
+    lines = q.path.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line, parse_constant=_refuse) for line in lines]  # strict: a NaN token raises
+    writer = open_writer("jsonl", tmp_path / "same.jsonl", batch.schema)
+    writer.write(batch)
+    writer.close()
+    as_format = [json.loads(line) for line in (tmp_path / "same.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows[:3]] == as_format
+    assert rows[0]["f"] == "NaN" and rows[1]["f"] == "Infinity" and rows[0]["d"] == "0.0000000001"
+    assert rows[3] == {
+        "id": 7,
+        "f": "NaN",
+        "at": {"months": 1, "days": 2, "nanoseconds": 3},
+        "_reason": "cannot read",
+        "_stage": "read",
+    }
+    assert pl.read_ndjson(q.path).height == 4  # polars refused the whole file while it held bare NaN

@@ -37,7 +37,7 @@ import pyarrow as pa
 from syncer.formats.base import READ_BATCH, Format, TableWriter, selected
 from syncer.formats.files import StreamTableWriter
 
-__all__ = ["DIALECT", "JsonlFormat", "JsonlTableWriter", "json_default"]
+__all__ = ["DIALECT", "JsonlFormat", "JsonlTableWriter", "dumps", "encode_rows", "json_default"]
 
 #: what the manifest records about a JSONL file (``dialect``)
 DIALECT: dict[str, Any] = {
@@ -64,12 +64,39 @@ class JsonlTableWriter(StreamTableWriter):
     def _write(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
             return
-        cols = [[enc(v) for v in col.to_pylist()] for (_, enc), col in zip(self._encoders, batch.columns, strict=True)]
-        names = [n for n, _ in self._encoders]
-        lines = [
-            json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False, allow_nan=False) for row in zip(*cols, strict=True)
-        ]
+        lines = [json.dumps(row, ensure_ascii=False, allow_nan=False) for row in _rows(self._encoders, batch)]
         self.stream.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def _rows(encoders: list[tuple[str, Encoder]], batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    cols = [[enc(v) for v in col.to_pylist()] for (_, enc), col in zip(encoders, batch.columns, strict=True)]
+    names = [n for n, _ in encoders]
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
+
+
+def encode_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """The rows of ``batch`` spelled as a JSONL file spells them (one JSON-ready dict per row), for
+    other JSONL files the engine writes (the quarantine)."""
+    return _rows([(f.name, _encoder(f.type)) for f in batch.schema], batch)
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """One RFC 8259 line for a record: values :func:`encode_rows` made pass through; other Python
+    values get the same spellings by their kind (non-finite floats as strings, decimals plain,
+    times ISO-8601, bytes base64), since no column type says more."""
+    return json.dumps(_finite(record), ensure_ascii=False, allow_nan=False, default=json_default)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, pa.MonthDayNano):
+        return {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def json_default(value: Any) -> Any:
