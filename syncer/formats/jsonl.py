@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncer.formats.base import READ_BATCH, Format, TableWriter, selected
+from syncer.formats.base import READ_BATCH, Format, TableWriter, decimal_array, selected
 from syncer.formats.files import StreamTableWriter
 
 __all__ = ["DIALECT", "JsonlFormat", "JsonlTableWriter", "dumps", "encode_rows", "json_default"]
@@ -213,6 +213,8 @@ def _array(values: list[Any], t: pa.DataType) -> pa.Array:
     if pa.types.is_timestamp(t) and t.unit == "ns":
         # Python datetimes stop at microseconds: Arrow parses the ISO-8601 text itself.
         return pa.array(values, pa.string()).cast(t)
+    if pa.types.is_decimal(t):
+        return decimal_array(values, t)
     return pa.array(values, type=t)
 
 

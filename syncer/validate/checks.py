@@ -20,7 +20,7 @@ from syncer.export.quarantine import Quarantine
 from syncer.formats import WrittenFile, count_rows, file_schema, output_size, stored_schema
 from syncer.sources.base import quote_ident
 from syncer.validate.keys import DupResult
-from syncer.validate.profile import ProfileAccumulator, profile_differences
+from syncer.validate.profile import CONVERTED, ProfileAccumulator, profile_differences
 from syncer.volume.manifest import Check, Column, ManifestEntry
 
 __all__ = ["Evidence", "check", "schema_contract", "schema_drift", "validate_table"]
@@ -31,7 +31,13 @@ def check(name: str, ok: bool, detail: str, severity: str = "error") -> Check:
 
 
 def schema_contract(schema: pa.Schema) -> tuple[Column, ...]:
-    return tuple(Column(f.name, _type_name(f), f.nullable) for f in schema)
+    """The manifest's columns; a column the source converted on the way says how (``converted``)."""
+    return tuple(Column(f.name, _type_name(f), f.nullable, extra=_converted(f)) for f in schema)
+
+
+def _converted(f: pa.Field) -> dict[str, Any]:
+    note = (f.metadata or {}).get(CONVERTED)
+    return {"converted": note.decode()} if note else {}
 
 
 def _type_name(f: pa.Field) -> str:
