@@ -149,6 +149,8 @@ def _loose(exp: Any, got: Any) -> bool:
             and got.utcoffset() == exp.utcoffset()
         )
     if type(exp).__name__ == "MonthDayNano":
+        if isinstance(got, dict) and list(got) == ["months", "days", "nanoseconds"]:  # JSONL's spelling, as a struct
+            return (got["months"], got["days"], got["nanoseconds"]) == (exp.months, exp.days, exp.nanoseconds)
         if isinstance(got, dt.timedelta) and exp.months == 0:
             return canon(got) == ("dur", exp.days * 86_400 * 10**9 + exp.nanoseconds)
         if isinstance(got, int | float) and exp.months == 0 and exp.days == 0:

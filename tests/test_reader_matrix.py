@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,10 @@ DOCS = ROOT / "docs" / "compatibility.json"
         pytest.param(b"\x00\xff", "AP8=", False, True, id="bytes-as-base64"),
         pytest.param([("a", 1)], [{"key": "a", "value": 1}], False, True, id="map-as-key-value-structs"),
         pytest.param(dt.time(12, tzinfo=dt.timezone(dt.timedelta(hours=2))), dt.time(12), False, False, id="offset-dropped"),
+        pytest.param(
+            pa.MonthDayNano([1, 2, 3]), {"months": 1, "days": 2, "nanoseconds": 3}, False, True, id="interval-as-jsonl-struct"
+        ),
+        pytest.param(pa.MonthDayNano([1, 2, 3]), {"months": 1, "days": 2, "nanoseconds": 4}, False, False, id="interval-changed"),
     ],
 )
 def test_the_comparison_tells_exact_converted_and_different_values(source, read, is_exact, is_converted):
@@ -66,6 +71,44 @@ def test_the_committed_matrix_covers_the_catalogue():
     assert set(data["formats"]) == set(FORMATS)
     for fmt in FORMATS:
         assert list(data["formats"][fmt]["rows"]) == [e.name for e in CATALOGUE]
+
+
+def test_the_readme_gives_the_options_the_documented_readers_use():
+    from documented_readers import README_SPELLINGS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert [s for s in README_SPELLINGS if s not in readme] == []
+
+
+def test_the_committed_matrix_has_documented_columns_for_the_text_formats():
+    data = json.loads(DOCS.read_text(encoding="utf-8"))
+    for fmt in ("csv", "jsonl"):
+        readers = data["formats"][fmt]["readers"]
+        assert {"pyarrow (documented)", "pandas (documented)", "polars (documented)", "duckdb (documented)"} <= set(readers)
+        exact = sum(r["cells"]["duckdb (documented)"]["result"] == "exact" for r in data["formats"][fmt]["rows"].values())
+        assert exact > sum(r["cells"]["duckdb"]["result"] == "exact" for r in data["formats"][fmt]["rows"].values())
+
+
+def test_a_reader_that_kills_its_process_is_a_crash_cell_and_the_others_are_still_read(tmp_path):
+    """polars panics on an INTERVAL in an Arrow file: that table is a crash, the next one is judged."""
+    import pyarrow.ipc as ipc
+    import reader_matrix
+
+    from tests.catalogue import entry
+
+    jobs = []
+    for name in ("interval", "integer"):
+        e = entry(name)
+        values = e.expected()
+        arrow_type = pa.month_day_nano_interval() if name == "interval" else pa.int32()
+        table = pa.table({"k": pa.array(values["k"], pa.int32()), "v": pa.array(values["v"], arrow_type)})
+        path = tmp_path / f"{name}.arrow"
+        with ipc.new_file(str(path), table.schema) as w:
+            w.write_table(table)
+        jobs.append({"entry": name, "table": name, "path": str(path), "root": str(tmp_path)})
+    got = reader_matrix._run_worker("polars", "arrow", jobs, tmp_path, timeout=120)
+    assert got["interval"]["result"] == "crash" and "PanicException" in got["interval"]["detail"], got
+    assert got["integer"] == {"result": "exact", "detail": ""}
 
 
 @pytest.mark.slow

@@ -422,3 +422,84 @@ def test_the_quarantine_file_is_strict_json_spelled_as_the_jsonl_format(tmp_path
         "_stage": "read",
     }
     assert pl.read_ndjson(q.path).height == 4  # polars refused the whole file while it held bare NaN
+
+
+# -- the README's reader options, run as written ------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_block(after: str) -> str:
+    """The first ```python block of README.md after the line starting with ``after``."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index(after)) + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+def _run_statements(code: str, folder: Path) -> list[dict[str, list[Any]]]:
+    """Each top-level expression of ``code``, evaluated in ``folder`` (where t.csv / t.jsonl are), as columns."""
+    import ast
+    import os
+
+    import pyarrow.json  # noqa: F401 - the README's pyarrow.json.read_json
+
+    names = {"duckdb": duckdb, "pa": pa, "pyarrow": pa, "pl": pl, "pd": pd}
+    results = []
+    old = Path.cwd()
+    os.chdir(folder)
+    try:
+        for node in ast.parse(code).body:
+            assert isinstance(node, ast.Expr), ast.unparse(node)
+            results.append(_columns(eval(compile(ast.Expression(node.value), "README.md", "eval"), names)))
+    finally:
+        os.chdir(old)
+    return results
+
+
+def _columns(result: Any) -> dict[str, list[Any]]:
+    if isinstance(result, duckdb.DuckDBPyRelation):
+        return result.to_arrow_table().to_pydict()
+    if isinstance(result, pa.Table):
+        return result.to_pydict()
+    if isinstance(result, pl.DataFrame):
+        return result.to_dict(as_series=False)
+    return {str(c): result[c].tolist() for c in result.columns}
+
+
+def test_the_readme_csv_options_read_every_value(tmp_path: Path) -> None:
+    select = (
+        "SELECT * FROM (VALUES (1, '007', 0.0000000001::DECIMAL(38,10), 'NaN'::DOUBLE, '\\x00\\xff'::BLOB),"
+        " (2, '', NULL, NULL, NULL), (3, 'NULL', -1.5, 1.5, ''::BLOB)) v(id, code, amount, score, payload)"
+    )
+    root, manifest, _ = _sync(tmp_path, select, "csv")
+    (tmp_path / "t.csv").write_bytes(_published(root, manifest).read_bytes())
+    got = _run_statements(_readme_block("**CSV** — one dialect"), tmp_path)
+    assert len(got) == 4  # DuckDB, pyarrow, polars, pandas
+    for cols in got:
+        assert cols["code"] == ["007", "", "NULL"], cols
+        assert cols["id"] == [1, 2, 3]
+    duck, arrow, polars, pandas = got
+    for cols in (duck, arrow, polars):
+        assert cols["amount"] == [Decimal("0.0000000001"), None, Decimal("-1.5")]
+    assert duck["payload"] == [b"\x00\xff", None, b""]
+    assert arrow["payload"] == polars["payload"] == ["AP8=", None, ""]  # base64, decoded by the app
+    assert pandas["amount"][0] == "0.0000000001" and math.isnan(pandas["score"][0]) and pandas["score"][2] == 1.5
+
+
+def test_the_readme_jsonl_options_read_every_value(tmp_path: Path) -> None:
+    select = (
+        # no NaN here: pyarrow's JSON reader refuses a float column of strings and numbers (README)
+        "SELECT * FROM (VALUES (1, -0.0::DOUBLE, 0.0000000001::DECIMAL(38,10), '\\x00\\xff'::BLOB, MAP {'a': 1},"
+        " INTERVAL 1 MONTH + INTERVAL 2 DAY, 18446744073709551615::UBIGINT),"
+        " (2, 1.5, NULL, NULL, NULL, NULL, NULL)) v(id, score, amount, payload, m, span, n)"
+    )
+    root, manifest, _ = _sync(tmp_path, select, "jsonl")
+    (tmp_path / "t.jsonl").write_bytes(_published(root, manifest).read_bytes())
+    polars, duck, arrow, pandas = _run_statements(_readme_block("An empty table is an empty file"), tmp_path)
+    for cols in (polars, duck):
+        assert _cells(cols["score"]) == _cells([-0.0, 1.5])
+        assert cols["amount"] == [Decimal("0.0000000001"), None]
+    assert duck["payload"] == [b"\x00\xff", None] and duck["m"] == [[("a", 1)], None]
+    assert duck["span"] == [{"months": 1, "days": 2, "nanoseconds": 0}, None]
+    assert arrow["n"] == [2**64 - 1, None] and arrow["amount"] == ["0.0000000001", None]
+    assert pandas["amount"][0] == "0.0000000001" and _cells(pandas["score"]) == _cells([-0.0, 1.5])
