@@ -59,6 +59,12 @@ DOCS = ROOT / "docs" / "compatibility.json"
             pa.MonthDayNano([1, 2, 3]), {"months": 1, "days": 2, "nanoseconds": 3}, False, True, id="interval-as-jsonl-struct"
         ),
         pytest.param(pa.MonthDayNano([1, 2, 3]), {"months": 1, "days": 2, "nanoseconds": 4}, False, False, id="interval-changed"),
+        pytest.param(
+            pa.MonthDayNano([1, 2, 3]), pd.DateOffset(months=1, days=2, nanoseconds=3), False, True, id="interval-as-dateoffset"
+        ),
+        pytest.param(
+            pa.MonthDayNano([1, 2, 3]), pd.DateOffset(months=1, days=3, nanoseconds=3), False, False, id="dateoffset-changed"
+        ),
         pytest.param('{"a": [1, 2]}', '{"a":[1,2]}', False, True, id="json-text-respaced"),
         pytest.param('{"a": [1, 2]}', '{"a":[1,3]}', False, False, id="json-text-changed"),
     ],
