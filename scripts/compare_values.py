@@ -230,6 +230,37 @@ def _parse_datetime(text: str) -> Any:
         return dt.datetime.fromisoformat(text.replace(" ", "T"))
 
 
+def arrow_columns(table: Any) -> dict[str, list[Any]]:
+    """A pyarrow Table as Python values per column; a time64[ns] column as its ISO text with the
+    nanoseconds (``12:00:00.123456789``: a Python time stops at microseconds)."""
+    return {
+        name: _ns_text(col) if str(col.type) == "time64[ns]" else col.to_pylist()
+        for name, col in zip(table.column_names, table.columns, strict=True)
+    }
+
+
+def frame_columns(df: Any) -> dict[str, list[Any]]:
+    """A pandas DataFrame as Python values per column, Arrow-backed time64[ns] columns as ISO text."""
+    out = {}
+    for c in df.columns:
+        pa_type = getattr(df[c].dtype, "pyarrow_dtype", None)
+        out[str(c)] = _ns_text(df[c].array.__arrow_array__()) if str(pa_type) == "time64[ns]" else df[c].tolist()
+    return out
+
+
+def _ns_text(col: Any) -> list[Any]:
+    import pyarrow as pa
+
+    out = []
+    for v in col.cast(pa.int64()).to_pylist():
+        if v is None:
+            out.append(None)
+            continue
+        seconds, ns = divmod(v, 10**9)
+        out.append(f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" + (f".{ns:09d}" if ns else ""))
+    return out
+
+
 def show(v: Any, width: int = 48) -> str:
     """A short, one-line spelling of a value for a matrix cell."""
     v = _scalar(v)

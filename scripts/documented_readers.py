@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from compare_values import arrow_columns
 
 NULL = "\\N"
 
@@ -41,6 +42,9 @@ KNOWN_DIFFERENCES = {
     ("csv", "timestamp_ns", "duckdb"): "Python datetimes of ns timestamps hold microseconds",
     ("csv", "odd_names", "polars"): "polars keeps the doubled quote of a header name",
     ("jsonl", "timestamp_ns", "duckdb"): "Python datetimes of ns timestamps hold microseconds",
+    ("csv", "time_ns", "polars"): "Python times of ns times hold microseconds",
+    ("csv", "time_ns", "duckdb"): "Python times of ns times hold microseconds",
+    ("jsonl", "time_ns", "duckdb"): "Python times of ns times hold microseconds",
     ("jsonl", "bigint", "pandas"): "read_json: integers of a column with nulls become float64",
     ("jsonl", "ubigint", "pandas"): "read_json: integers of a column with nulls become float64",
     ("jsonl", "double", "pandas"): "read_json(precise_float=True) refuses a subnormal double",
@@ -154,7 +158,7 @@ def csv_pyarrow(path: Path, schema: pa.Schema, converted: dict[str, str]) -> dic
             null_values=[NULL], strings_can_be_null=True, quoted_strings_can_be_null=False, column_types=types
         ),
     )
-    return _after(got.to_pydict(), schema, converted)
+    return _after(arrow_columns(got), schema, converted)
 
 
 def _polars_types(schema: pa.Schema, text: set[str]) -> dict[str, Any]:
@@ -272,7 +276,7 @@ def jsonl_pyarrow(path: Path, schema: pa.Schema, converted: dict[str, str]) -> d
     tbl = pjson.read_json(path, parse_options=opts)
     for name in decimals:
         tbl = tbl.set_column(tbl.schema.get_field_index(name), name, tbl.column(name).cast(schema.field(name).type))
-    return _after(tbl.to_pydict(), schema, converted)
+    return _after(arrow_columns(tbl), schema, converted)
 
 
 READERS = {

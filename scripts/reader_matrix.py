@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from compare_values import converted, exact, show  # noqa: E402
+from compare_values import arrow_columns, converted, exact, frame_columns, show  # noqa: E402
 
 from tests.catalogue import CATALOGUE, FORMATS, Entry, build_catalogue, entry  # noqa: E402
 
@@ -91,8 +91,9 @@ READER_LIMITS = (
     "`month_day_nano_interval`); the matrix runs each reader in a process of its own and records it as a **crash**. "
     "Workaround: `POLARS_IMPORT_INTERVAL_AS_STRUCT=1` in the environment (a struct of months, days, nanoseconds; "
     "unstable in polars), or read with pyarrow and drop or convert the column before `pl.from_arrow`.",
-    "DuckDB's and polars' Python values (`fetchall()`, `to_dict()`) of nanosecond timestamps are microsecond "
-    "datetimes: the columns hold nanoseconds (`TIMESTAMP_NS`, `Datetime('ns')`); fetch them as Arrow to keep them.",
+    "DuckDB's and polars' Python values (`fetchall()`, `to_dict()`) of nanosecond timestamps and times are microsecond "
+    "datetimes and times: the columns hold nanoseconds (`TIMESTAMP_NS`, `TIME_NS`, `Datetime('ns')`, `Time`); fetch "
+    "them as Arrow to keep them (the matrix shows a time64[ns] read through pyarrow as its ISO text).",
     "pyarrow's JSON reader refuses a float column holding NaN or ±inf (JSONL spells them as strings among numbers).",
     "pandas `read_json` makes integers of a column with nulls `float64` (exact only within ±2^53); with "
     "`precise_float=True` it refuses a subnormal double (`5e-324`), without it rounds such values.",
@@ -106,7 +107,7 @@ READER_LIMITS = (
 
 
 def _frame(df: Any) -> dict[str, list[Any]]:
-    return {str(c): df[c].tolist() for c in df.columns}
+    return frame_columns(df)
 
 
 def _duck(sql: str, arrow: Any = None) -> dict[str, list[Any]]:
@@ -128,7 +129,7 @@ def read_with(reader: str, fmt: str, path: Path, root: Path, table: str) -> dict
         import syncer
 
         got = syncer.read_table(table, root=root, as_arrow=reader.endswith("arrow"))
-        return got.to_pydict() if reader.endswith("arrow") else _frame(got)
+        return arrow_columns(got) if reader.endswith("arrow") else _frame(got)
     if reader.endswith(" (documented)"):
         from documented_readers import read_documented
 
@@ -153,7 +154,7 @@ def read_with(reader: str, fmt: str, path: Path, root: Path, table: str) -> dict
             "jsonl": lambda: pjson.read_json(p),
             "arrow": lambda: ipc.open_file(pa.memory_map(p)).read_all(),
         }[fmt]()
-        return tbl.to_pydict()
+        return arrow_columns(tbl)
     if reader.startswith("pandas"):
         import pandas as pd
 

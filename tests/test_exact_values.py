@@ -290,6 +290,7 @@ def test_every_catalogue_type_is_exact_converted_and_recorded_or_refused_with_th
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from compare_values import arrow_columns, frame_columns
     from reader_matrix import judge
 
     from tests.catalogue import entry
@@ -302,7 +303,7 @@ def test_every_catalogue_type_is_exact_converted_and_recorded_or_refused_with_th
         assert f"table '{pub.table}'" in pub.detail and "'v'" in pub.detail, pub.detail
         assert 'exclude_columns = ["v"]' in pub.detail and 'CAST("v" AS VARCHAR)' in pub.detail, pub.detail
         return
-    got = read_table(pub.table, root=root, as_arrow=True).to_pydict()
+    got = arrow_columns(read_table(pub.table, root=root, as_arrow=True))
     kind, detail = judge(e.expected(), got)
     columns = {c.name: c for c in syncer.current_snapshot(root).tables[pub.table].schema}
     if kind == "converted":
@@ -315,4 +316,4 @@ def test_every_catalogue_type_is_exact_converted_and_recorded_or_refused_with_th
         assert not any("converted" in c.extra for c in columns.values())
     # to pandas, no value is lost either (a null may become NaN, an INTERVAL a DateOffset: converted)
     frame = read_table(pub.table, root=root)
-    assert judge(e.expected(), {str(c): frame[c].tolist() for c in frame.columns})[0] in ("exact", "converted")
+    assert judge(e.expected(), frame_columns(frame))[0] in ("exact", "converted")

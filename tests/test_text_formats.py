@@ -503,3 +503,17 @@ def test_the_readme_jsonl_options_read_every_value(tmp_path: Path) -> None:
     assert duck["span"] == [{"months": 1, "days": 2, "nanoseconds": 0}, None]
     assert arrow["n"] == [2**64 - 1, None] and arrow["amount"] == ["0.0000000001", None]
     assert pandas["amount"][0] == "0.0000000001" and _cells(pandas["score"]) == _cells([-0.0, 1.5])
+
+
+def test_jsonl_keeps_the_nanoseconds_of_a_time64_ns_column(tmp_path: Path) -> None:
+    """A Python time stops at microseconds: the writer spells time64[ns] from its integer value."""
+    table = pa.table({"t": pa.array([43_200_123_456_789, None, 0, 86_399_999_999_999], pa.time64("ns"))})
+    path = tmp_path / "t.jsonl"
+    got = _write_read("jsonl", path, table)
+    assert [json.loads(line)["t"] for line in path.read_text(encoding="utf-8").splitlines()] == [
+        "12:00:00.123456789",
+        None,
+        "00:00:00",
+        "23:59:59.999999999",
+    ]
+    assert got.column("t").cast(pa.int64()).to_pylist() == table.column("t").cast(pa.int64()).to_pylist()

@@ -8,7 +8,7 @@
 | decimal                       | a string of plain digits at the column's scale (``"0.0000000001"``, never ``1E-10``) |
 | string (JSON, UUID text too)  | a string                                                          |
 | binary, fixed-size binary     | a string: standard base64 with padding                            |
-| date / time                   | ``"YYYY-MM-DD"`` / ``"HH:MM:SS[.ffffff]"``                       |
+| date / time                   | ``"YYYY-MM-DD"`` / ``"HH:MM:SS[.ffffff]"`` (nine digits for time64[ns]) |
 | timestamp                     | ISO-8601 ``"YYYY-MM-DDTHH:MM:SS[.fraction]"``; with a time zone in UTC with ``Z`` |
 | duration                      | an integer count of the column's unit                             |
 | interval (month_day_nano)     | ``{"months": m, "days": d, "nanoseconds": n}``                    |
@@ -69,9 +69,31 @@ class JsonlTableWriter(StreamTableWriter):
 
 
 def _rows(encoders: list[tuple[str, Encoder]], batch: pa.RecordBatch) -> list[dict[str, Any]]:
-    cols = [[enc(v) for v in col.to_pylist()] for (_, enc), col in zip(encoders, batch.columns, strict=True)]
+    cols = [[enc(v) for v in _values(col)] for (_, enc), col in zip(encoders, batch.columns, strict=True)]
     names = [n for n, _ in encoders]
     return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
+
+
+def _values(col: pa.Array) -> list[Any]:
+    """The column as Python values; a time64[ns] as integer nanoseconds (a Python time stops at
+    microseconds: its last three digits would be lost on the way)."""
+    if col.type == pa.time64("ns"):
+        return [None if v is None else _NanoTime(v) for v in col.cast(pa.int64()).to_pylist()]
+    return col.to_pylist()
+
+
+class _NanoTime(int):
+    """Nanoseconds since midnight, spelled ``HH:MM:SS.fffffffff`` (as Arrow spells a time64[ns])."""
+
+    def isoformat(self) -> str:
+        seconds, ns = divmod(int(self), 10**9)
+        return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" + (f".{ns:09d}" if ns else "")
+
+
+def _nano_time(text: str) -> int:
+    clock, _, frac = text.partition(".")
+    h, m, sec = (int(x) for x in clock.split(":"))
+    return ((h * 60 + m) * 60 + sec) * 10**9 + int((frac + "000000000")[:9])
 
 
 def encode_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
@@ -210,6 +232,8 @@ def _parse(path: Path, n: int, line: str) -> dict[str, Any]:
 
 
 def _array(values: list[Any], t: pa.DataType) -> pa.Array:
+    if t == pa.time64("ns"):
+        return pa.array([None if v is None else _nano_time(v) for v in values], pa.int64()).cast(t)
     if pa.types.is_timestamp(t) and t.unit == "ns":
         # Python datetimes stop at microseconds: Arrow parses the ISO-8601 text itself.
         return pa.array(values, pa.string()).cast(t)
@@ -231,6 +255,8 @@ def _decoder(t: pa.DataType) -> Encoder:
         return _none_or(lambda v: dt.datetime.fromisoformat(v))
     if pa.types.is_date(t):
         return _none_or(dt.date.fromisoformat)
+    if t == pa.time64("ns"):
+        return lambda v: v  # parsed with its nine digits in _array
     if pa.types.is_time(t):
         return _none_or(dt.time.fromisoformat)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):

@@ -307,6 +307,8 @@ _INEXACT = {
     "uhugeint": "DuckDB's Arrow export turns UHUGEINT into decimal128(38, 0), wrapping values above 2^127",
     "time with time zone": "DuckDB's Arrow export drops the UTC offset of TIMETZ",
     "bit": "DuckDB's Arrow export hands BIT over as its internal bytes (a padding byte, then the bits)",
+    "bignum": "DuckDB's Arrow export hands BIGNUM (VARINT) over as its internal bytes",
+    "union": "DuckDB's Arrow export of a UNION has no NULL of its own, and Parquet, CSV and JSONL hold no union",
 }
 
 #: DuckDB types its Arrow export hands over as another type holding the same values: each such
