@@ -517,3 +517,33 @@ def test_jsonl_keeps_the_nanoseconds_of_a_time64_ns_column(tmp_path: Path) -> No
         "23:59:59.999999999",
     ]
     assert got.column("t").cast(pa.int64()).to_pylist() == table.column("t").cast(pa.int64()).to_pylist()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_the_reopen_check_fails_when_a_value_reads_back_changed(tmp_path: Path, fmt: str) -> None:
+    """A spelling that loses digits (as JSONL once did with a time64[ns]) is caught: the re-read
+    text file is profiled and held against the profile of the batches that were written."""
+    from syncer.config import TableConfig
+    from syncer.export.quarantine import Quarantine
+    from syncer.formats import open_writer
+    from syncer.validate.checks import Evidence, validate_table
+    from syncer.validate.keys import DupResult
+    from syncer.validate.profile import ProfileAccumulator
+
+    schema = pa.schema([("id", pa.int64()), ("t", pa.time64("ns"))])
+    batch = pa.record_batch([pa.array([1, 2]), pa.array([43_200_123_456_789, 1], pa.time64("ns"))], schema=schema)
+    path = tmp_path / f"t.{fmt}"
+    writer = open_writer(fmt, path, schema)
+    writer.write(batch)
+    written = writer.close()
+    text = path.read_text(encoding="utf-8")
+    assert "12:00:00.123456789" in text
+    path.write_text(text.replace("12:00:00.123456789", "12:00:00.123456"), encoding="utf-8")  # six digits kept
+    acc = ProfileAccumulator(schema)
+    acc.update(batch)
+    table = TableConfig("t", source="t", primary_key=("id",), format=fmt)
+    ev = Evidence(table, schema, 2, acc.result(), acc, DupResult(), Quarantine(tmp_path / "q", table), written, None, False)
+    checks = {c.name: c for c in validate_table(ev)}
+    assert checks["profile"].ok  # the batches were right: only the re-read sees the change
+    assert not checks["reopen"].ok
+    assert "values read back differ from the values written: t.max" in checks["reopen"].detail, checks["reopen"].detail
