@@ -57,24 +57,27 @@ CALLS = {
         "polars": "pl.read_csv",
         "duckdb": "read_csv(...).fetchall()",
         "pyarrow (documented)": r"pa.csv.read_csv(ParseOptions(newlines_in_values=True), ConvertOptions(null_values=['\N'], "
-        "strings_can_be_null=True, quoted_strings_can_be_null=False, column_types={strings, decimals}))",
+        "strings_can_be_null=True, quoted_strings_can_be_null=False, column_types={every column: its type; binary, "
+        "HUGEINT: pa.string()}))",
         "pandas (documented)": r"pd.read_csv(keep_default_na=False, na_values={every column: ['\N'], floats: ['\N', 'nan']}, "
-        "dtype={strings, decimals: str}), then Decimal(...)",
-        "polars (documented)": r"pl.read_csv(null_values=['\N'], schema_overrides={strings: pl.String, decimals: pl.Decimal(p, s)})",
+        "dtype={integers: 'Int64'/'UInt64'..., booleans: 'boolean', floats: their width, others: str}), then Decimal(...)",
+        "polars (documented)": r"pl.read_csv(null_values=['\N'], schema_overrides={every column: its type; binary, HUGEINT: pl.String})",
         "duckdb (documented)": r"read_csv(header = true, nullstr = '\N', allow_quoted_nulls = false, "
-        "types = {strings: 'VARCHAR', decimals: 'DECIMAL(p,s)'})",
+        "types = {every column: its type; binary: 'VARCHAR', HUGEINT: 'HUGEINT'}), from_base64(binary)",
     },
     "jsonl": {
         "pyarrow": "pa.json.read_json",
         "pandas": "pd.read_json(lines=True)",
         "polars": "pl.read_ndjson",
         "duckdb": "read_json(...).fetchall()",
-        "pyarrow (documented)": "pa.json.read_json(ParseOptions(explicit_schema={floats, decimals: pa.string()}, "
-        'unexpected_field_behavior="infer")), then .cast(type)',
-        "pandas (documented)": "pd.read_json(lines=True, dtype=False), then float(...) / Decimal(...)",
-        "polars (documented)": "pl.read_ndjson(schema_overrides={floats, decimals: pl.String}), then .cast(pl.Float64 / pl.Decimal(p, s))",
-        "duckdb (documented)": "read_json(columns = {every column; floats, decimals: 'VARCHAR'; MAP: 'STRUCT(key K, value V)[]'}), "
-        "then ::DOUBLE / ::DECIMAL(p,s) / map_from_entries(m)",
+        "pyarrow (documented)": "pa.json.read_json(ParseOptions(explicit_schema={decimals, HUGEINT: pa.string(); unsigned: "
+        'their type}, unexpected_field_behavior="infer")), then .cast(decimal type)',
+        "pandas (documented)": "pd.read_json(lines=True, dtype=False, precise_float=True), then float(...) / Decimal(...)",
+        "polars (documented)": "pl.read_ndjson(schema_overrides={floats, decimals, HUGEINT: pl.String}), then "
+        ".cast(pl.Float64 / pl.Decimal(p, s))",
+        "duckdb (documented)": "read_json(columns = {every column: its type; floats, decimals, binary: 'VARCHAR'; MAP: "
+        "'STRUCT(key K, value V)[]'; INTERVAL: 'STRUCT(months INTEGER, days INTEGER, nanoseconds BIGINT)'}), then "
+        "::DOUBLE / ::DECIMAL(p,s) / from_base64 / map_from_entries",
     },
     "arrow": {
         "pyarrow": "pa.ipc.open_file",
@@ -442,7 +445,8 @@ def to_markdown(m: dict[str, Any]) -> str:
         "",
         "The plain reader columns use each reader's defaults. The CSV and JSONL columns marked **(documented)** read with "
         'exactly the options README "Reading CSV and JSONL with other tools" gives (`scripts/documented_readers.py`; '
-        "`tests/test_text_formats.py` runs the README's own code): what a user following our docs gets.",
+        "`tests/test_text_formats.py` runs the README's own code), binary columns decoded from base64 and HUGEINT text made "
+        "`int` afterwards as README says: what a user following our docs gets.",
         "",
         "**Known reader limits** (not the files'; workarounds in README):",
         "",
