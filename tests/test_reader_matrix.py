@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from compare_values import converted, exact  # noqa: E402
+from compare_values import arrow_columns, converted, exact  # noqa: E402
 
 from tests.catalogue import CATALOGUE, FORMATS  # noqa: E402
 
@@ -54,6 +55,18 @@ DOCS = ROOT / "docs" / "compatibility.json"
         pytest.param(b"\x00\xff", "AP8=", False, True, id="bytes-as-base64"),
         pytest.param([("a", 1)], [{"key": "a", "value": 1}], False, True, id="map-as-key-value-structs"),
         pytest.param(dt.time(12, tzinfo=dt.timezone(dt.timedelta(hours=2))), dt.time(12), False, False, id="offset-dropped"),
+        pytest.param(
+            pa.MonthDayNano([1, 2, 3]), {"months": 1, "days": 2, "nanoseconds": 3}, False, True, id="interval-as-jsonl-struct"
+        ),
+        pytest.param(pa.MonthDayNano([1, 2, 3]), {"months": 1, "days": 2, "nanoseconds": 4}, False, False, id="interval-changed"),
+        pytest.param(
+            pa.MonthDayNano([1, 2, 3]), pd.DateOffset(months=1, days=2, nanoseconds=3), False, True, id="interval-as-dateoffset"
+        ),
+        pytest.param(
+            pa.MonthDayNano([1, 2, 3]), pd.DateOffset(months=1, days=3, nanoseconds=3), False, False, id="dateoffset-changed"
+        ),
+        pytest.param('{"a": [1, 2]}', '{"a":[1,2]}', False, True, id="json-text-respaced"),
+        pytest.param('{"a": [1, 2]}', '{"a":[1,3]}', False, False, id="json-text-changed"),
     ],
 )
 def test_the_comparison_tells_exact_converted_and_different_values(source, read, is_exact, is_converted):
@@ -66,6 +79,60 @@ def test_the_committed_matrix_covers_the_catalogue():
     assert set(data["formats"]) == set(FORMATS)
     for fmt in FORMATS:
         assert list(data["formats"][fmt]["rows"]) == [e.name for e in CATALOGUE]
+
+
+def test_the_readme_gives_the_options_the_documented_readers_use():
+    from documented_readers import README_SPELLINGS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert [s for s in README_SPELLINGS if s not in readme] == []
+
+
+def test_the_committed_matrix_has_documented_columns_for_the_text_formats():
+    data = json.loads(DOCS.read_text(encoding="utf-8"))
+    for fmt in ("csv", "jsonl"):
+        readers = data["formats"][fmt]["readers"]
+        assert {"pyarrow (documented)", "pandas (documented)", "polars (documented)", "duckdb (documented)"} <= set(readers)
+        exact = sum(r["cells"]["duckdb (documented)"]["result"] == "exact" for r in data["formats"][fmt]["rows"].values())
+        assert exact > sum(r["cells"]["duckdb"]["result"] == "exact" for r in data["formats"][fmt]["rows"].values())
+
+
+def test_with_the_documented_options_every_cell_is_exact_or_converted_but_the_documented_differences():
+    """What README promises a user following its options: a value is exact or converted, except the
+    differences it lists (``KNOWN_DIFFERENCES``); a difference that went away must leave the list too."""
+    from documented_readers import KNOWN_DIFFERENCES
+
+    data = json.loads(DOCS.read_text(encoding="utf-8"))
+    found = {
+        (fmt, name, reader.split(" ")[0])
+        for fmt in ("csv", "jsonl")
+        for name, row in data["formats"][fmt]["rows"].items()
+        for reader, cell in row["cells"].items()
+        if reader.endswith("(documented)") and row["sync"] == "published" and cell["result"] not in ("exact", "converted")
+    }
+    assert found == set(KNOWN_DIFFERENCES)
+
+
+def test_a_reader_that_kills_its_process_is_a_crash_cell_and_the_others_are_still_read(tmp_path):
+    """polars panics on an INTERVAL in an Arrow file: that table is a crash, the next one is judged."""
+    import pyarrow.ipc as ipc
+    import reader_matrix
+
+    from tests.catalogue import entry
+
+    jobs = []
+    for name in ("interval", "integer"):
+        e = entry(name)
+        values = e.expected()
+        arrow_type = pa.month_day_nano_interval() if name == "interval" else pa.int32()
+        table = pa.table({"k": pa.array(values["k"], pa.int32()), "v": pa.array(values["v"], arrow_type)})
+        path = tmp_path / f"{name}.arrow"
+        with ipc.new_file(str(path), table.schema) as w:
+            w.write_table(table)
+        jobs.append({"entry": name, "table": name, "path": str(path), "root": str(tmp_path)})
+    got = reader_matrix._run_worker("polars", "arrow", jobs, tmp_path, timeout=120)
+    assert got["interval"]["result"] == "crash" and "PanicException" in got["interval"]["detail"], got
+    assert got["integer"] == {"result": "exact", "detail": ""}
 
 
 @pytest.mark.slow
@@ -82,10 +149,22 @@ def test_every_cell_the_docs_promise_exact_is_still_exact():
         if cell["result"] == "exact" and now["formats"][fmt]["rows"][name]["cells"][reader]["result"] != "exact"
     ]
     assert not lost, "cells docs/compatibility.md promises exact are not exact any more:\n" + "\n".join(lost)
+    from documented_readers import KNOWN_DIFFERENCES
+
+    worse = [
+        f"{fmt} / {name} / {reader}: {cell}"
+        for fmt in ("csv", "jsonl")
+        for name, row in now["formats"][fmt]["rows"].items()
+        for reader, cell in row["cells"].items()
+        if reader.endswith("(documented)")
+        and cell["result"] not in ("exact", "converted", "refused")
+        and (fmt, name, reader.split(" ")[0]) not in KNOWN_DIFFERENCES
+    ]
+    assert not worse, "README's options no longer give these values:\n" + "\n".join(worse)
 
 
 # DuckDB's Python values have no exact kind for these: a UUID object, INTERVAL as timedelta, ...
-LOOSE_IN_DUCKDB_PYTHON = {"uuid", "map"}
+LOOSE_IN_DUCKDB_PYTHON = {"uuid", "map", "bignum"}  # BIGNUM as its decimal text
 
 
 def test_the_catalogue_warehouse_holds_the_declared_values(tmp_path):
@@ -104,8 +183,8 @@ def test_the_catalogue_warehouse_holds_the_declared_values(tmp_path):
             rows = rel.fetchall()
             for col, values in e.expected().items():
                 got = [r[names.index(col)] for r in rows]
-                if e.name in ("timestamp_ns", "interval"):  # DuckDB's Python values round ns to us, months to 30 days
-                    got = rel.to_arrow_table().column(col).to_pylist()
+                if e.name in ("timestamp_ns", "interval", "time_ns"):  # DuckDB's Python values round ns to us, months to 30 days
+                    got = arrow_columns(rel.to_arrow_table())[col]
                 same = converted if e.name in LOOSE_IN_DUCKDB_PYTHON else exact
                 bad = [(w, g) for w, g in zip(values, got, strict=True) if not same(w, g)]
                 assert not bad, f"{e.name}.{col}: {bad}"

@@ -349,3 +349,201 @@ def test_text_files_of_earlier_versions_still_read_exactly(tmp_path: Path) -> No
     got = read_file("jsonl", old_jsonl, pa.schema([("iv", pa.month_day_nano_interval()), ("f", pa.float64())]))
     assert got["iv"].to_pylist() == [pa.MonthDayNano([1, 2, 3]), None]
     assert _cells(got["f"].to_pylist()) == ["NaN", "-inf"]
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "why"),
+    [
+        pytest.param('{"id": 2, "s": "cut off', "line 2 is not valid JSON", id="truncated-line"),
+        pytest.param('{"id": 2, "s": "b"', "line 2 is not valid JSON", id="unclosed-object"),
+        pytest.param("[2, null]", "line 2 is not a JSON object", id="array-not-object"),
+    ],
+)
+def test_the_reopen_check_fails_naming_a_jsonl_line_that_does_not_parse(tmp_path: Path, bad_line: str, why: str) -> None:
+    """A JSONL line that does not parse is a failed ``reopen`` check with the line, not an exception."""
+    from syncer.config import TableConfig
+    from syncer.export.quarantine import Quarantine
+    from syncer.formats import open_writer
+    from syncer.validate.checks import Evidence, validate_table
+    from syncer.validate.keys import DupResult
+    from syncer.validate.profile import ProfileAccumulator
+
+    schema = pa.schema([("id", pa.int64()), ("s", pa.string())])
+    batch = pa.record_batch([pa.array([1, 3]), pa.array(["a", "c"])], schema=schema)
+    path = tmp_path / "t.jsonl"
+    writer = open_writer("jsonl", path, schema)
+    writer.write(batch)
+    written = writer.close()
+    first, last = path.read_text(encoding="utf-8").splitlines()
+    path.write_text(f"{first}\n{bad_line}\n{last}\n", encoding="utf-8")  # the file changed under the check
+    acc = ProfileAccumulator(schema)
+    acc.update(batch)
+    table = TableConfig("t", source="t", primary_key=("id",), format="jsonl")
+    ev = Evidence(table, schema, 2, acc.result(), acc, DupResult(), Quarantine(tmp_path / "q", table), written, None, False)
+    reopen = next(c for c in validate_table(ev) if c.name == "reopen")
+    assert not reopen.ok
+    assert reopen.detail.startswith("cannot re-open t.jsonl: ") and why in reopen.detail, reopen.detail
+
+
+def test_the_quarantine_file_is_strict_json_spelled_as_the_jsonl_format(tmp_path: Path) -> None:
+    """Quarantined rows are spelled as a JSONL table file spells them: no bare NaN/Infinity tokens
+    (which polars and every RFC 8259 parser refuse), decimals as plain digits, bytes base64."""
+    from syncer.config import TableConfig
+    from syncer.export.quarantine import Quarantine
+    from syncer.formats import open_writer
+
+    batch = pa.record_batch(
+        {
+            "id": pa.array([None, None, None], pa.int64()),
+            "f": pa.array([math.nan, math.inf, -math.inf]),
+            "d": pa.array([Decimal("0.0000000001"), None, Decimal("-1.5")], pa.decimal128(38, 10)),
+            "b": pa.array([b"\x00\xff", None, b""]),
+            "m": pa.array([[("a", math.nan)], None, []], pa.map_(pa.string(), pa.float64())),
+        }
+    )
+    table = TableConfig("t", source="t", primary_key=("id",), format="parquet", max_bad_rows=10)
+    q = Quarantine(tmp_path / "q", table)
+    q.add_rows(batch, ["null primary key id"] * 3, "check")
+    q.add({"id": 7, "f": math.nan, "at": pa.MonthDayNano([1, 2, 3])}, "cannot read", "read", (7,))
+    q.close()
+    lines = q.path.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line, parse_constant=_refuse) for line in lines]  # strict: a NaN token raises
+    writer = open_writer("jsonl", tmp_path / "same.jsonl", batch.schema)
+    writer.write(batch)
+    writer.close()
+    as_format = [json.loads(line) for line in (tmp_path / "same.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows[:3]] == as_format
+    assert rows[0]["f"] == "NaN" and rows[1]["f"] == "Infinity" and rows[0]["d"] == "0.0000000001"
+    assert rows[3] == {
+        "id": 7,
+        "f": "NaN",
+        "at": {"months": 1, "days": 2, "nanoseconds": 3},
+        "_reason": "cannot read",
+        "_stage": "read",
+    }
+    assert pl.read_ndjson(q.path).height == 4  # polars refused the whole file while it held bare NaN
+
+
+# -- the README's reader options, run as written ------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_block(after: str) -> str:
+    """The first ```python block of README.md after the line starting with ``after``."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index(after)) + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+def _run_statements(code: str, folder: Path) -> list[dict[str, list[Any]]]:
+    """Each top-level expression of ``code``, evaluated in ``folder`` (where t.csv / t.jsonl are), as columns."""
+    import ast
+    import os
+
+    import pyarrow.json  # noqa: F401 - the README's pyarrow.json.read_json
+
+    names = {"duckdb": duckdb, "pa": pa, "pyarrow": pa, "pl": pl, "pd": pd}
+    results = []
+    old = Path.cwd()
+    os.chdir(folder)
+    try:
+        for node in ast.parse(code).body:
+            assert isinstance(node, ast.Expr), ast.unparse(node)
+            results.append(_columns(eval(compile(ast.Expression(node.value), "README.md", "eval"), names)))
+    finally:
+        os.chdir(old)
+    return results
+
+
+def _columns(result: Any) -> dict[str, list[Any]]:
+    if isinstance(result, duckdb.DuckDBPyRelation):
+        return result.to_arrow_table().to_pydict()
+    if isinstance(result, pa.Table):
+        return result.to_pydict()
+    if isinstance(result, pl.DataFrame):
+        return result.to_dict(as_series=False)
+    return {str(c): result[c].tolist() for c in result.columns}
+
+
+def test_the_readme_csv_options_read_every_value(tmp_path: Path) -> None:
+    select = (
+        "SELECT * FROM (VALUES (1, '007', 0.0000000001::DECIMAL(38,10), 'NaN'::DOUBLE, '\\x00\\xff'::BLOB),"
+        " (2, '', NULL, NULL, NULL), (3, 'NULL', -1.5, 1.5, ''::BLOB)) v(id, code, amount, score, payload)"
+    )
+    root, manifest, _ = _sync(tmp_path, select, "csv")
+    (tmp_path / "t.csv").write_bytes(_published(root, manifest).read_bytes())
+    got = _run_statements(_readme_block("**CSV** — one dialect"), tmp_path)
+    assert len(got) == 4  # DuckDB, pyarrow, polars, pandas
+    for cols in got:
+        assert cols["code"] == ["007", "", "NULL"], cols
+        assert cols["id"] == [1, 2, 3]
+    duck, arrow, polars, pandas = got
+    for cols in (duck, arrow, polars):
+        assert cols["amount"] == [Decimal("0.0000000001"), None, Decimal("-1.5")]
+    assert duck["payload"] == [b"\x00\xff", None, b""]
+    assert arrow["payload"] == polars["payload"] == ["AP8=", None, ""]  # base64, decoded by the app
+    assert pandas["amount"][0] == "0.0000000001" and math.isnan(pandas["score"][0]) and pandas["score"][2] == 1.5
+
+
+def test_the_readme_jsonl_options_read_every_value(tmp_path: Path) -> None:
+    select = (
+        # no NaN here: pyarrow's JSON reader refuses a float column of strings and numbers (README)
+        "SELECT * FROM (VALUES (1, -0.0::DOUBLE, 0.0000000001::DECIMAL(38,10), '\\x00\\xff'::BLOB, MAP {'a': 1},"
+        " INTERVAL 1 MONTH + INTERVAL 2 DAY, 18446744073709551615::UBIGINT),"
+        " (2, 1.5, NULL, NULL, NULL, NULL, NULL)) v(id, score, amount, payload, m, span, n)"
+    )
+    root, manifest, _ = _sync(tmp_path, select, "jsonl")
+    (tmp_path / "t.jsonl").write_bytes(_published(root, manifest).read_bytes())
+    polars, duck, arrow, pandas = _run_statements(_readme_block("An empty table is an empty file"), tmp_path)
+    for cols in (polars, duck):
+        assert _cells(cols["score"]) == _cells([-0.0, 1.5])
+        assert cols["amount"] == [Decimal("0.0000000001"), None]
+    assert duck["payload"] == [b"\x00\xff", None] and duck["m"] == [[("a", 1)], None]
+    assert duck["span"] == [{"months": 1, "days": 2, "nanoseconds": 0}, None]
+    assert arrow["n"] == [2**64 - 1, None] and arrow["amount"] == ["0.0000000001", None]
+    assert pandas["amount"][0] == "0.0000000001" and _cells(pandas["score"]) == _cells([-0.0, 1.5])
+
+
+def test_jsonl_keeps_the_nanoseconds_of_a_time64_ns_column(tmp_path: Path) -> None:
+    """A Python time stops at microseconds: the writer spells time64[ns] from its integer value."""
+    table = pa.table({"t": pa.array([43_200_123_456_789, None, 0, 86_399_999_999_999], pa.time64("ns"))})
+    path = tmp_path / "t.jsonl"
+    got = _write_read("jsonl", path, table)
+    assert [json.loads(line)["t"] for line in path.read_text(encoding="utf-8").splitlines()] == [
+        "12:00:00.123456789",
+        None,
+        "00:00:00",
+        "23:59:59.999999999",
+    ]
+    assert got.column("t").cast(pa.int64()).to_pylist() == table.column("t").cast(pa.int64()).to_pylist()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_the_reopen_check_fails_when_a_value_reads_back_changed(tmp_path: Path, fmt: str) -> None:
+    """A spelling that loses digits (as JSONL once did with a time64[ns]) is caught: the re-read
+    text file is profiled and held against the profile of the batches that were written."""
+    from syncer.config import TableConfig
+    from syncer.export.quarantine import Quarantine
+    from syncer.formats import open_writer
+    from syncer.validate.checks import Evidence, validate_table
+    from syncer.validate.keys import DupResult
+    from syncer.validate.profile import ProfileAccumulator
+
+    schema = pa.schema([("id", pa.int64()), ("t", pa.time64("ns"))])
+    batch = pa.record_batch([pa.array([1, 2]), pa.array([43_200_123_456_789, 1], pa.time64("ns"))], schema=schema)
+    path = tmp_path / f"t.{fmt}"
+    writer = open_writer(fmt, path, schema)
+    writer.write(batch)
+    written = writer.close()
+    text = path.read_text(encoding="utf-8")
+    assert "12:00:00.123456789" in text
+    path.write_text(text.replace("12:00:00.123456789", "12:00:00.123456"), encoding="utf-8")  # six digits kept
+    acc = ProfileAccumulator(schema)
+    acc.update(batch)
+    table = TableConfig("t", source="t", primary_key=("id",), format=fmt)
+    ev = Evidence(table, schema, 2, acc.result(), acc, DupResult(), Quarantine(tmp_path / "q", table), written, None, False)
+    checks = {c.name: c for c in validate_table(ev)}
+    assert checks["profile"].ok  # the batches were right: only the re-read sees the change
+    assert not checks["reopen"].ok
+    assert "values read back differ from the values written: t.max" in checks["reopen"].detail, checks["reopen"].detail

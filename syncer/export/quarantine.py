@@ -16,7 +16,6 @@ published (status ``quarantined``) or the table fails and keeps its previous dat
 from __future__ import annotations
 
 import collections
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import pyarrow.compute as pc
 from syncer._exceptions import BadRowsError, ValidationError, WriteError
 from syncer.config import TableConfig
 from syncer.formats import conform
-from syncer.formats.jsonl import json_default
+from syncer.formats.jsonl import dumps, encode_rows
 from syncer.sources.base import Exclusion, KeyRange, Source
 
 __all__ = ["Quarantine", "convert", "ranged_batches", "screen"]
@@ -63,7 +62,7 @@ class Quarantine:
             line = {**record, "_reason": reason, "_stage": stage}
             if n > 1:
                 line["_rows"] = n
-            text = json.dumps(line, default=json_default, ensure_ascii=False) + "\n"
+            text = dumps(line) + "\n"  # the JSONL format's spellings: RFC 8259, no bare NaN
             try:
                 if self._fh is None:
                     self.folder.mkdir(parents=True, exist_ok=True)
@@ -74,8 +73,8 @@ class Quarantine:
 
     def add_rows(self, batch: pa.RecordBatch, reasons: list[str], stage: str) -> None:
         keys = self.table.primary_key
-        for row, reason in zip(batch.to_pylist(), reasons, strict=True):
-            self.add(row, reason, stage, tuple(row.get(k) for k in keys))
+        for row, line, reason in zip(batch.to_pylist(), encode_rows(batch), reasons, strict=True):
+            self.add(line, reason, stage, tuple(row.get(k) for k in keys))
 
     def exclusion(self) -> Exclusion:
         return Exclusion(self.table.primary_key, tuple(sorted(self.keys, key=repr)))

@@ -34,6 +34,7 @@ from syncer.formats import (
     format_dialect,
     iter_batches,
     parquet_ranges,
+    refusal,
     remove_output,
     schema_to_b64,
     unsupported_columns,
@@ -315,11 +316,7 @@ def _stream_into(
     file is closed here, or thrown away on any error."""
     unwritable = unsupported_columns(table.format, schema)
     if unwritable:
-        raise ValidationError(
-            f"table {table.name!r}: format {table.format!r} cannot hold column(s) "
-            + ", ".join(f"{f.name} ({f.type})" for f in unwritable)
-            + '; choose format = "parquet" or "arrow", or exclude/convert them in a query'
-        )
+        raise ValidationError(refusal(table.format, table.name, unwritable))
     acc = ProfileAccumulator(schema, footer_ranges=table.format == "parquet")
     keys = KeyOrder(schema, table.primary_key)
     writer = open_table_writer(table, path, schema, cfg, parts)

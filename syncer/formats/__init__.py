@@ -18,6 +18,7 @@ Shared file helpers are in :mod:`syncer.formats.files`, Parquet footer statistic
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ __all__ = [
     "parquet_ranges",
     "parts_digest",
     "read_file",
+    "refusal",
     "remove_output",
     "schema_from_b64",
     "schema_to_b64",
@@ -112,8 +114,23 @@ def stored_schema(fmt: str, schema: pa.Schema) -> pa.Schema:
 
 
 def unsupported_columns(fmt: str, schema: pa.Schema) -> list[pa.Field]:
-    """Columns a text format cannot hold faithfully (nested types in CSV)."""
+    """Columns a format cannot hold faithfully (nested types in CSV, intervals in Parquet)."""
     return FORMATS[fmt].unsupported_columns(schema) if fmt in FORMATS else []
+
+
+def refusal(fmt: str, table: str, fields: Sequence[pa.Field]) -> str:
+    """The one line that refuses ``fields`` of ``table`` in ``fmt``: the columns, the formats that
+    hold them, and the config that fixes it (``exclude_columns``, or a cast in a ``query``)."""
+    holders = [f'"{name}"' for name, f in FORMATS.items() if not f.unsupported_columns(pa.schema(fields))]
+    names = [f.name for f in fields]
+    col = '"' + names[0].replace('"', '""') + '"'
+    return (
+        f"table {table!r}: format {fmt!r} cannot hold column(s) "
+        + ", ".join(f"{f.name!r} ({f.type})" for f in fields)
+        + (f"; choose format = {' or '.join(holders)}, " if holders else "; ")
+        + f"exclude them (exclude_columns = {json.dumps(names)}) "
+        + f"or convert them in a query (e.g. SELECT ..., CAST({col} AS VARCHAR) AS {col})"
+    )
 
 
 def schema_to_b64(schema: pa.Schema) -> str:

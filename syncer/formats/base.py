@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["Format", "TableWriter", "WrittenFile", "WrittenPart", "conform", "selected"]
+__all__ = ["Format", "TableWriter", "WrittenFile", "WrittenPart", "conform", "decimal_array", "selected"]
 
 #: rows per batch when reading a file back
 READ_BATCH = 131_072
@@ -112,3 +112,25 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     for arr, field in zip(batch.columns, schema, strict=True):
         arrays.append(arr if arr.type == field.type else arr.cast(field.type, safe=True))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def decimal_array(values: pa.Array | list[Any], t: pa.DataType) -> pa.Array:
+    """Decimal text (or ``Decimal`` values) as an array of decimal type ``t``. A decimal128(38, s)
+    column may hold 39-digit values: DuckDB hands a HUGEINT (up to 2^127 - 1) over as
+    decimal128(38, 0), whose 128 bits hold them, and Parquet and Arrow files keep them; text is
+    parsed into the same 128 bits (any value past 128 bits still fails)."""
+    arr = values if isinstance(values, pa.Array) else pa.array(values, pa.string() if _texts(values) else None)
+    try:
+        return arr.cast(t)
+    except pa.ArrowInvalid:
+        if not (pa.types.is_decimal128(t) and t.precision == 38):
+            raise
+        wide = arr.cast(pa.decimal256(39, t.scale))
+        out = wide.cast(t, safe=False)
+        if not out.cast(wide.type).equals(wide):  # wrapped: the value needs more than 128 bits
+            raise
+        return out
+
+
+def _texts(values: list[Any]) -> bool:
+    return any(isinstance(v, str) for v in values)

@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from syncer.formats.base import Format, TableWriter, conform, selected
+from syncer.formats.base import Format, TableWriter, conform, decimal_array, selected
 from syncer.formats.files import StreamTableWriter
 
 __all__ = ["DIALECT", "NULL", "CsvFormat", "CsvTableWriter"]
@@ -134,5 +134,5 @@ def _decode_text(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
         if _is_binary(f.type):
             cols[i] = pa.array([None if v is None else base64.b64decode(v) for v in cols[i].to_pylist()], f.type)
         elif pa.types.is_decimal(f.type):
-            cols[i] = cols[i].cast(f.type)  # exact: the text has the column's scale
+            cols[i] = decimal_array(cols[i], f.type)  # exact: the text has the column's scale
     return pa.RecordBatch.from_arrays(cols, schema=target)

@@ -8,7 +8,7 @@
 | decimal                       | a string of plain digits at the column's scale (``"0.0000000001"``, never ``1E-10``) |
 | string (JSON, UUID text too)  | a string                                                          |
 | binary, fixed-size binary     | a string: standard base64 with padding                            |
-| date / time                   | ``"YYYY-MM-DD"`` / ``"HH:MM:SS[.ffffff]"``                       |
+| date / time                   | ``"YYYY-MM-DD"`` / ``"HH:MM:SS[.ffffff]"`` (nine digits for time64[ns]) |
 | timestamp                     | ISO-8601 ``"YYYY-MM-DDTHH:MM:SS[.fraction]"``; with a time zone in UTC with ``Z`` |
 | duration                      | an integer count of the column's unit                             |
 | interval (month_day_nano)     | ``{"months": m, "days": d, "nanoseconds": n}``                    |
@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -33,10 +34,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncer.formats.base import READ_BATCH, Format, TableWriter, selected
+from syncer.formats.base import READ_BATCH, Format, TableWriter, decimal_array, selected
 from syncer.formats.files import StreamTableWriter
 
-__all__ = ["DIALECT", "JsonlFormat", "JsonlTableWriter", "json_default"]
+__all__ = ["DIALECT", "JsonlFormat", "JsonlTableWriter", "dumps", "encode_rows", "json_default"]
 
 #: what the manifest records about a JSONL file (``dialect``)
 DIALECT: dict[str, Any] = {
@@ -63,12 +64,61 @@ class JsonlTableWriter(StreamTableWriter):
     def _write(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
             return
-        cols = [[enc(v) for v in col.to_pylist()] for (_, enc), col in zip(self._encoders, batch.columns, strict=True)]
-        names = [n for n, _ in self._encoders]
-        lines = [
-            json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False, allow_nan=False) for row in zip(*cols, strict=True)
-        ]
+        lines = [json.dumps(row, ensure_ascii=False, allow_nan=False) for row in _rows(self._encoders, batch)]
         self.stream.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def _rows(encoders: list[tuple[str, Encoder]], batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    cols = [[enc(v) for v in _values(col)] for (_, enc), col in zip(encoders, batch.columns, strict=True)]
+    names = [n for n, _ in encoders]
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
+
+
+def _values(col: pa.Array) -> list[Any]:
+    """The column as Python values; a time64[ns] as integer nanoseconds (a Python time stops at
+    microseconds: its last three digits would be lost on the way)."""
+    if col.type == pa.time64("ns"):
+        return [None if v is None else _NanoTime(v) for v in col.cast(pa.int64()).to_pylist()]
+    return col.to_pylist()
+
+
+class _NanoTime(int):
+    """Nanoseconds since midnight, spelled ``HH:MM:SS.fffffffff`` (as Arrow spells a time64[ns])."""
+
+    def isoformat(self) -> str:
+        seconds, ns = divmod(int(self), 10**9)
+        return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" + (f".{ns:09d}" if ns else "")
+
+
+def _nano_time(text: str) -> int:
+    clock, _, frac = text.partition(".")
+    h, m, sec = (int(x) for x in clock.split(":"))
+    return ((h * 60 + m) * 60 + sec) * 10**9 + int((frac + "000000000")[:9])
+
+
+def encode_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """The rows of ``batch`` spelled as a JSONL file spells them (one JSON-ready dict per row), for
+    other JSONL files the engine writes (the quarantine)."""
+    return _rows([(f.name, _encoder(f.type)) for f in batch.schema], batch)
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """One RFC 8259 line for a record: values :func:`encode_rows` made pass through; other Python
+    values get the same spellings by their kind (non-finite floats as strings, decimals plain,
+    times ISO-8601, bytes base64), since no column type says more."""
+    return json.dumps(_finite(record), ensure_ascii=False, allow_nan=False, default=json_default)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, pa.MonthDayNano):
+        return {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def json_default(value: Any) -> Any:
@@ -161,18 +211,34 @@ class JsonlFormat(Format):
         target = selected(schema, columns)
         parsers = [_decoder(f.type) for f in target]
         with open(path, encoding="utf-8") as fh:
+            numbered = enumerate(fh, 1)
             while True:
-                rows = [json.loads(line) for _, line in zip(range(READ_BATCH // 4), fh, strict=False) if line.strip()]
+                rows = [_parse(path, n, line) for n, line in itertools.islice(numbered, READ_BATCH // 4) if line.strip()]
                 if not rows:
                     return
                 arrays = [_array([p(r.get(f.name)) for r in rows], f.type) for f, p in zip(target, parsers, strict=True)]
                 yield pa.RecordBatch.from_arrays(arrays, schema=target)
 
 
+def _parse(path: Path, n: int, line: str) -> dict[str, Any]:
+    """One line as a JSON object; ValueError naming the file, the line and what is wrong with it."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name} line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{path.name} line {n} is not a JSON object (found {type(row).__name__})")
+    return row
+
+
 def _array(values: list[Any], t: pa.DataType) -> pa.Array:
+    if t == pa.time64("ns"):
+        return pa.array([None if v is None else _nano_time(v) for v in values], pa.int64()).cast(t)
     if pa.types.is_timestamp(t) and t.unit == "ns":
         # Python datetimes stop at microseconds: Arrow parses the ISO-8601 text itself.
         return pa.array(values, pa.string()).cast(t)
+    if pa.types.is_decimal(t):
+        return decimal_array(values, t)
     return pa.array(values, type=t)
 
 
@@ -189,6 +255,8 @@ def _decoder(t: pa.DataType) -> Encoder:
         return _none_or(lambda v: dt.datetime.fromisoformat(v))
     if pa.types.is_date(t):
         return _none_or(dt.date.fromisoformat)
+    if t == pa.time64("ns"):
+        return lambda v: v  # parsed with its nine digits in _array
     if pa.types.is_time(t):
         return _none_or(dt.time.fromisoformat)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):

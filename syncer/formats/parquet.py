@@ -279,10 +279,26 @@ class ParquetFormat(Format):
     def stored_schema(self, schema: pa.Schema) -> pa.Schema:
         return pa.schema([f.with_type(parquet_type(f.type)) for f in schema], metadata=schema.metadata)
 
+    def unsupported_columns(self, schema: pa.Schema) -> list[pa.Field]:
+        """Interval columns (also inside a LIST or STRUCT): Parquet's INTERVAL is months, days and
+        milliseconds, which cannot hold nanoseconds, and pyarrow writes none."""
+        return [f for f in schema if _holds(f.type, lambda t: t == pa.month_day_nano_interval())]
+
     def file_schema(self, path: Path) -> pa.Schema | None:
         """Of parts: the first schema that differs from the first part's, so a comparison sees any difference."""
         schemas = [pq.read_schema(f) for f in parquet_files(path)]
         return next((s for s in schemas[1:] if not s.equals(schemas[0])), schemas[0])
+
+
+def _holds(t: pa.DataType, test: Any) -> bool:
+    """``t`` or a type nested in it passes ``test``."""
+    if test(t):
+        return True
+    if pa.types.is_map(t):
+        return _holds(t.key_type, test) or _holds(t.item_type, test)
+    if pa.types.is_nested(t):
+        return any(_holds(t.field(i).type, test) for i in range(t.num_fields))
+    return False
 
 
 def _read_parts(files: list[Path], cols: list[str] | None) -> pa.Table:

@@ -26,7 +26,7 @@ from syncer._exceptions import (
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
-from syncer.validate.profile import JSON_META, build_profile, plan_for
+from syncer.validate.profile import CONVERTED, JSON_META, build_profile, plan_for
 
 __all__ = ["DuckDBSource"]
 
@@ -108,15 +108,20 @@ class DuckDBSource(Source):
         }
 
     def schema(self, table: TableConfig) -> pa.Schema:
-        rel = relation_sql(table)
-        described = self._run(f"DESCRIBE SELECT * FROM {rel}", table).fetchall()
-        arrow = self._run(f"SELECT * FROM {rel} LIMIT 0", table, arrow=True).schema
-        json_cols = {row[0] for row in described if str(row[1]).upper() == "JSON"}
-        _refuse_inexact(table, [(str(r[0]), str(r[1])) for r in described])
+        try:
+            rel = self.con.sql(f"SELECT * FROM {relation_sql(table)} LIMIT 0")
+            types = dict(zip(rel.columns, rel.types, strict=True))
+            arrow = rel.to_arrow_table().schema
+        except (duckdb.Error, RuntimeError) as exc:
+            raise self._error(exc, table) from exc
+        _refuse_inexact(table, types)
         fields = []
         for f in arrow:
-            if f.name in json_cols:
+            t = types.get(f.name)
+            if t is not None and str(t) == "JSON":
                 f = f.with_metadata(JSON_META)
+            elif t is not None and _type_ids(t) & _CONVERTED:  # recorded in the manifest
+                f = f.with_metadata({CONVERTED: f"{t} -> {f.type}".encode()})
             fields.append(f)
         return pa.schema(fields)
 
@@ -326,27 +331,44 @@ class DuckDBSource(Source):
         return map_duckdb_error(exc, ctx)
 
 
-#: DuckDB types its Arrow export cannot hand over exactly: what goes wrong, found in the DESCRIBE
-#: type (so UHUGEINT[] and STRUCT(t TIMETZ) are caught too).
+#: DuckDB types (by type id) its Arrow export cannot hand over exactly, and what goes wrong; found
+#: anywhere in a column's type (so UHUGEINT[] and STRUCT(t TIMETZ) are caught too).
 _INEXACT = {
-    "UHUGEINT": "DuckDB's Arrow export turns UHUGEINT into decimal128(38, 0), wrapping values above 2^127",
-    "TIME WITH TIME ZONE": "DuckDB's Arrow export drops the UTC offset of TIMETZ",
+    "uhugeint": "DuckDB's Arrow export turns UHUGEINT into decimal128(38, 0), wrapping values above 2^127",
+    "time with time zone": "DuckDB's Arrow export drops the UTC offset of TIMETZ",
+    "bit": "DuckDB's Arrow export hands BIT over as its internal bytes (a padding byte, then the bits)",
+    "bignum": "DuckDB's Arrow export hands BIGNUM (VARINT) over as its internal bytes",
+    "union": "DuckDB's Arrow export of a UNION has no NULL of its own, and Parquet, CSV and JSONL hold no union",
 }
 
+#: DuckDB types its Arrow export hands over as another type holding the same values: each such
+#: column's manifest entry says so (``"converted": "UUID -> string"``).
+_CONVERTED = frozenset({"hugeint", "uuid"})
 
-def _refuse_inexact(table: TableConfig, described: list[tuple[str, str]]) -> None:
+
+def _type_ids(t: Any) -> set[str]:
+    """The ids of a DuckDB type and of every type nested in it (field names are not types: a STRUCT
+    field called "bit" is no BIT)."""
+    ids = {t.id}
+    if t.id in ("struct", "union", "map", "list", "array"):
+        for _, child in t.children:
+            if hasattr(child, "id"):
+                ids |= _type_ids(child)
+    return ids
+
+
+def _refuse_inexact(table: TableConfig, types: dict[str, Any]) -> None:
     """A column the export cannot write exactly is refused up front, with the config that fixes it."""
-    for name, type_ in described:
+    for name, t in types.items():
         if name in table.exclude_columns:
             continue
-        for word, why in _INEXACT.items():
-            if word in type_.upper():
-                col = quote_ident(name)
-                raise ValidationError(
-                    f"table {table.name!r}: column {name!r} is {type_}, which cannot be exported exactly ({why}); "
-                    f"exclude it (exclude_columns = [{json.dumps(name)}]) or convert it in a query "
-                    f"(e.g. SELECT ..., CAST({col} AS VARCHAR) AS {col})"
-                )
+        for word in sorted(_type_ids(t) & set(_INEXACT)):
+            col = quote_ident(name)
+            raise ValidationError(
+                f"table {table.name!r}: column {name!r} is {t}, which cannot be exported exactly ({_INEXACT[word]}); "
+                f"exclude it (exclude_columns = [{json.dumps(name)}]) or convert it in a query "
+                f"(e.g. SELECT ..., CAST({col} AS VARCHAR) AS {col})"
+            )
 
 
 def _where(where: RowFilter | None) -> tuple[str, list[Any]]:

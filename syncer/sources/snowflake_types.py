@@ -18,6 +18,10 @@ connector alone would hand out ``int8`` in one batch and ``int64`` in the next, 
 | TIMESTAMP_LTZ, TIMESTAMP_TZ                     | timestamp[us, tz=UTC]          |
 | VARIANT, OBJECT, ARRAY, MAP                     | string (JSON text), marked json|
 
+Columns whose values change kind on the way are marked in the manifest's schema (``converted``):
+VARIANT / OBJECT / ARRAY become JSON text, TIMESTAMP_TZ the same instant in UTC (its offset is not
+kept).
+
 A value that does not fit (a NUMBER(38,0) beyond int64, a sub-microsecond timestamp) is an error
 naming the table, the column and the value: never a silent change. Other types (GEOGRAPHY,
 GEOMETRY, VECTOR, DECFLOAT, FILE) are refused with a way out (cast them in a ``query``).
@@ -39,7 +43,7 @@ from snowflake.snowpark import types as T
 from syncer._exceptions import BadRowsError, SourceError
 from syncer.config import TableConfig
 from syncer.sources.base import quote_ident
-from syncer.validate.profile import JSON_META, ColumnPlan, is_json
+from syncer.validate.profile import CONVERTED, JSON_META, ColumnPlan, is_json
 
 __all__ = [
     "aggregates",
@@ -110,8 +114,17 @@ def arrow_schema(table: TableConfig, struct: T.StructType) -> pa.Schema:
                 "or add it to exclude_columns"
             )
         typ, json_text = mapped
-        fields.append(pa.field(name, typ, nullable=f.nullable, metadata=JSON_META if json_text else None))
+        meta = {**JSON_META, CONVERTED: f"{_sf_name(f.datatype)} -> string (JSON text)".encode()} if json_text else {}
+        if isinstance(f.datatype, T.TimestampType) and f.datatype.tz == T.TimestampTimeZone.TZ:
+            meta[CONVERTED] = f"TIMESTAMP_TZ -> {typ} (the same instant; the offset is not kept)".encode()
+        fields.append(pa.field(name, typ, nullable=f.nullable, metadata=meta or None))
     return pa.schema(fields)
+
+
+def _sf_name(dtype: T.DataType) -> str:
+    """The Snowflake name of a semi-structured type (Snowpark's MapType is an OBJECT unless structured)."""
+    names = {T.VariantType: "VARIANT", T.ArrayType: "ARRAY", T.MapType: "OBJECT", T.StructType: "OBJECT"}
+    return next((n for t, n in names.items() if isinstance(dtype, t)), dtype.simple_string().upper())
 
 
 def unquote(name: str) -> str:

@@ -17,10 +17,10 @@ import pyarrow as pa
 
 from syncer.config import TableConfig
 from syncer.export.quarantine import Quarantine
-from syncer.formats import WrittenFile, count_rows, file_schema, output_size, stored_schema
+from syncer.formats import WrittenFile, count_rows, file_schema, iter_batches, output_size, stored_schema
 from syncer.sources.base import quote_ident
 from syncer.validate.keys import DupResult
-from syncer.validate.profile import ProfileAccumulator, profile_differences
+from syncer.validate.profile import CONVERTED, ProfileAccumulator, profile_differences
 from syncer.volume.manifest import Check, Column, ManifestEntry
 
 __all__ = ["Evidence", "check", "schema_contract", "schema_drift", "validate_table"]
@@ -31,7 +31,13 @@ def check(name: str, ok: bool, detail: str, severity: str = "error") -> Check:
 
 
 def schema_contract(schema: pa.Schema) -> tuple[Column, ...]:
-    return tuple(Column(f.name, _type_name(f), f.nullable) for f in schema)
+    """The manifest's columns; a column the source converted on the way says how (``converted``)."""
+    return tuple(Column(f.name, _type_name(f), f.nullable, extra=_converted(f)) for f in schema)
+
+
+def _converted(f: pa.Field) -> dict[str, Any]:
+    note = (f.metadata or {}).get(CONVERTED)
+    return {"converted": note.decode()} if note else {}
 
 
 def _type_name(f: pa.Field) -> str:
@@ -158,18 +164,40 @@ def _sha256(written: WrittenFile) -> Check:
 
 def _reopen(ev: Evidence) -> Check:
     fmt, path, rows = ev.table.format, ev.written.path, ev.written_profile.rows
+    changed: list[str] = []
     try:
-        reread = count_rows(fmt, path, ev.schema)
+        if fmt in TEXT_FORMATS:
+            reread, changed = _reread_text(ev)
+        else:
+            reread = count_rows(fmt, path, ev.schema)
         stored = file_schema(fmt, path)
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, pa.ArrowException, ValueError, ArithmeticError) as exc:
+        # ValueError: a JSONL line that does not parse (or a value that is not its column's
+        # spelling: bad base64, a bad date); ArithmeticError: a decimal that is not digits
         return check("reopen", False, f"cannot re-open {path.name}: {exc}")
     problems = []
+    if changed:
+        problems.append("values read back differ from the values written: " + "; ".join(changed[:5]))
     if reread != rows:
         problems.append(f"re-opened file has {reread:,} rows, {rows:,} were written")
     expected = stored_schema(fmt, ev.schema)  # Parquet stores timestamp[s] in ms; read_table casts back
     if stored is not None and not stored.equals(expected, check_metadata=False):
         problems.append(f"stored schema differs: {stored} vs {expected}")
     return check("reopen", not problems, "; ".join(problems) or f"re-opened {path.name}: {reread:,} rows")
+
+
+#: formats whose every value is spelled as text by our own encoders: the re-read is profiled too
+TEXT_FORMATS = ("csv", "jsonl")
+
+
+def _reread_text(ev: Evidence) -> tuple[int, list[str]]:
+    """Parse a text file back (every value, as the reader does) and profile what comes back: a
+    spelling that loses a digit (a time's nanoseconds, a float's last bit) shows as a difference
+    from the profile of the batches that were written, which the profile check cannot see."""
+    acc = ProfileAccumulator(ev.schema)
+    for batch in iter_batches(ev.table.format, ev.written.path, ev.schema):
+        acc.update(batch)
+    return acc.rows, [line for _, line in profile_differences(ev.written_profile.result(), acc.result(), ev.schema)]
 
 
 def _null_check(name: str, columns: tuple[str, ...], label: str, q: Quarantine, cols: dict[str, Any], within: bool) -> Check:

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
+    "CONVERTED",
     "JSON_META",
     "TEXT_BOUND",
     "ColumnPlan",
@@ -40,6 +41,10 @@ __all__ = [
 
 #: Field metadata key/value that marks a string column holding JSON text.
 JSON_META = {b"syncer.logical_type": b"json"}
+
+#: Field metadata key whose value says how a source type was converted on its way to Arrow
+#: (``"UUID -> string"``); the manifest's schema records it per column as ``converted``.
+CONVERTED = b"syncer.converted"
 
 # Decimal arithmetic rounds to its context precision (28 digits by default), but decimal128(38, s)
 # values and their sums carry up to 38 digits: under this context normalize() and + never round.
