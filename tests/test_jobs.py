@@ -83,7 +83,8 @@ def test_progress_fraction_counts_finished_tables_and_rows_of_the_current_one() 
 
     job = runner.submit("sync", work, label="re-sync", user="bob", tables_total=2)
     assert job.wait(10)
-    assert seen == {"half_of_first": 0.25, "first_done": 0.5, "all_done_while_running": 1.0}
+    # never 100 % before the job has finished: validating and publishing come after the last row
+    assert seen == {"half_of_first": 0.25, "first_done": 0.5, "all_done_while_running": 0.99}
     assert job.state == "partial" and job.tables_failed == ["b"]
     assert "b kept their previous data" in job.message
 

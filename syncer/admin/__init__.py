@@ -14,24 +14,39 @@ volume imports :mod:`syncer` (the reader) and never this.
 
 from __future__ import annotations
 
-from syncer.admin.actions import request_rollback, request_sync
+from syncer.admin import fmt
+from syncer.admin.actions import CurrentMovedError, request_repair, request_rollback, request_sync
 from syncer.admin.auth import USER_HEADER, Identity, identify, record_event, require_operator
+from syncer.admin.detail import (
+    GridCell,
+    RunCheck,
+    RunDetail,
+    RunTable,
+    SchemaChange,
+    TableDetail,
+    TableRun,
+    TableSnapshot,
+    run_detail,
+    runs_grid,
+    table_detail,
+)
+from syncer.admin.frame import load_app_config, startup_banner
+from syncer.admin.freshness_model import STATES, FreshnessRow, FreshnessView, Served, collapse_error, freshness, served
 from syncer.admin.history_models import AuditRow, HistoryView, RunRow, StepTime, history_view
 from syncer.admin.jobs import Job, JobRunner, job_runner
 from syncer.admin.models import (
     CheckRow,
-    FreshnessRow,
-    FreshnessView,
     PreviewRow,
     QuarantineFile,
     RollbackPreview,
-    freshness,
     open_history,
     quarantined,
     read_quarantined,
+    rollback_default,
     rollback_preview,
     validation_rows,
 )
+from syncer.admin.preview import TablePreview, preview_table
 from syncer.admin.server import (
     STEP,
     StartupGate,
@@ -46,12 +61,15 @@ from syncer.admin.server import (
 )
 
 __all__ = [
+    "STATES",
     "STEP",
     "USER_HEADER",
     "AuditRow",
     "CheckRow",
+    "CurrentMovedError",
     "FreshnessRow",
     "FreshnessView",
+    "GridCell",
     "HistoryView",
     "Identity",
     "Job",
@@ -59,28 +77,48 @@ __all__ = [
     "PreviewRow",
     "QuarantineFile",
     "RollbackPreview",
+    "RunCheck",
+    "RunDetail",
     "RunRow",
+    "RunTable",
+    "SchemaChange",
+    "Served",
     "StartupGate",
     "StartupStep",
     "StepTime",
+    "TableDetail",
+    "TablePreview",
+    "TableRun",
+    "TableSnapshot",
     "app_config_path",
     "begin_startup",
+    "collapse_error",
+    "fmt",
     "freshness",
     "history_view",
     "identify",
     "job_runner",
+    "load_app_config",
     "open_history",
+    "preview_table",
     "quarantined",
     "read_quarantined",
     "readiness",
     "ready_endpoint",
     "record_event",
+    "request_repair",
     "request_rollback",
     "request_sync",
     "require_operator",
+    "rollback_default",
     "rollback_preview",
+    "run_detail",
+    "runs_grid",
+    "served",
     "serving_lifespan",
+    "startup_banner",
     "startup_state",
+    "table_detail",
     "validation_rows",
     "wait_for_startup",
 ]
