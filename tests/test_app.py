@@ -153,9 +153,9 @@ def test_history_shows_runs_and_the_audit_trail_with_users(app_config: Callable[
     assert list(runs["snapshot_id"]) == [second, first]
     assert set(runs["trigger"]) == {"cli"}
     assert any("time budget" in c.value for c in at.caption)
-    audit = at.dataframe[1].value
+    audit = at.dataframe[2].value
     assert (audit.iloc[0]["action"], audit.iloc[0]["user"]) == ("rollback", "alice")
-    assert first in audit.iloc[0]["detail"]
+    assert audit.iloc[0]["detail"] == f"from {second} to {first}", "the details in words, not raw JSON"
 
 
 def test_data_preview_shows_what_read_table_returns_and_the_app_code(app_config: Callable[..., Config]) -> None:
