@@ -97,7 +97,7 @@ def _resolve(vol: Volume) -> tuple[Manifest, bool]:
             return info.manifest, False
         reason = info.error or "; ".join(info.problems)
         if not vol.snapshot_dir(cid).is_dir():
-            reason = f"points at {cid}, which does not exist"
+            reason = f"a link that points at {cid}, which does not exist"
     best = vol.newest_intact(exclude={cid} if cid else None)
     if best is None or best.manifest is None:
         raise NoSnapshotError(f"no intact snapshot under {vol.root} (current is {reason}); run `syncer sync` or `syncer repair`")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from syncer._exceptions import ConfigError, SourceError
 from syncer.sources import demo_words as words
+from syncer.sources.demo_progress import DemoProgress, run_with_progress
 
 __all__ = ["DEFAULT_ROWS", "DEMO_TABLES", "build_demo"]
 
@@ -385,12 +386,23 @@ def _statements(rows: int, seed: int) -> list[str]:
     ]
 
 
+def _weights(rows: int, seed: int) -> list[tuple[str, int]]:
+    """Per statement of :func:`_statements`: the table it fills and its rows (``("", 0)`` for the others)."""
+    s = _Shape.of(rows, seed)
+    fills = {"participants": s.n_participants, "courses": s.n_courses, "enrollments": s.rows, "daily_metrics": s.n_days}
+    return [
+        next(((t, n) for t, n in fills.items() if q.startswith(f"INSERT INTO {t}")), ("", 0)) for q in _statements(rows, seed)
+    ]
+
+
 def _remove(path: Path) -> None:
     for p in (path, path.with_name(path.name + ".wal")):
         p.unlink(missing_ok=True)
 
 
-def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int = 14) -> dict[str, int]:
+def build_demo(
+    path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int = 14, progress: DemoProgress | None = None
+) -> dict[str, int]:
     """Create/refresh the embedded demo DuckDB warehouse at `path`; return {table: row_count}.
 
     The warehouse is built under a temporary name in the same folder and moved onto ``path`` in
@@ -398,7 +410,8 @@ def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int =
     whole.  The same ``rows`` and ``seed`` always give the same table contents.
 
     Raises :class:`ConfigError` for a bad ``rows``/``seed`` and :class:`SourceError` when DuckDB
-    (or the file system) fails; the temporary file is removed in both cases.
+    (or the file system) fails; the temporary file is removed in both cases. ``progress`` (the CLI's
+    bar) is called with the table being filled, the rows filled so far and the rows in all.
     """
     rows, seed = _validate(rows, seed)
     path = Path(os.fspath(path))
@@ -414,8 +427,11 @@ def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int =
         _remove(tmp)  # leftovers of a crashed build with a recycled pid
         con = duckdb.connect(str(tmp), config={"threads": 2})
         try:
-            for statement in _statements(rows, seed):
-                con.execute(statement)
+            if progress is None:
+                for statement in _statements(rows, seed):
+                    con.execute(statement)
+            else:
+                run_with_progress(con, _statements(rows, seed), _weights(rows, seed), progress)
             counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]) for table in DEMO_TABLES}
         finally:
             con.close()
