@@ -57,6 +57,7 @@ else:
     # The startup step's own banner, only while it is news: once a later run has published, or the
     # data is being served (the pages then say what is wrong, each thing once), it is gone.
     banner = syncer.admin.startup_banner(cfg)
+    st.session_state["startup_banner"] = banner
     if banner:
         st.error(banner, icon=":material/error:")
 

@@ -94,13 +94,20 @@ else:
     # The default is the snapshot before the current one, every time (as `syncer rollback`): a pick
     # made before `current` moved is forgotten, and so is a preview made before.
     ids = [s.id for s in choices]
-    if st.session_state.get("rollback_for") != current_id:
+    seen = st.session_state.get("rollback_for", current_id)
+    if seen != current_id:
         st.session_state["rollback_for"] = current_id
         st.session_state.pop("rollback_target", None)
-        st.session_state.pop("rollback_pending", None)
-        again = st.session_state.pop("rollback_repreview", None)
-        if again in ids:  # a confirm refused because current moved: preview the same target afresh
+        again = st.session_state.pop("rollback_pending", None) or st.session_state.pop("rollback_repreview", None)
+        if again in ids:
+            # A preview was open when current moved: whatever was clicked is not acted on; the same
+            # target is previewed afresh, against the new current, to be confirmed again.
             st.session_state["rollback_pending"] = again
+            st.session_state["controls_flash_error"] = (
+                f"Current moved from {seen or 'nothing'} to {current_id or 'nothing'} since the preview (another sync "
+                f"or rollback published); nothing was rolled back. Review the rollback to {again} again below."
+            )
+    st.session_state["rollback_for"] = current_id
     default = syncer.admin.rollback_default(cfg)
     created = {s.id: s.created_at for s in choices}
     target = st.selectbox(
@@ -114,12 +121,15 @@ else:
     )
     if st.button("Review rollback…", key="rollback_review", icon=":material/undo:"):
         st.session_state["rollback_pending"] = target
+        st.session_state.pop("rollback_seen_current", None)
 
     moved = st.session_state.pop("controls_flash_error", None)
     if moved:
         st.error(moved, icon=":material/block:")
     pending = st.session_state.get("rollback_pending")
     if pending:
+        # What `current` was when the operator saw the preview they may be confirming now.
+        seen_before = st.session_state.get("rollback_seen_current")
         try:
             preview = syncer.admin.rollback_preview(cfg, pending)
         except syncer.SyncError as exc:
@@ -152,9 +162,7 @@ else:
             c1, c2 = st.columns(2)
             if c1.button(f"Confirm rollback to {pending}", type="primary", key="rollback_confirm"):
                 try:
-                    res = syncer.admin.request_rollback(
-                        cfg, st.context.headers, pending, seen_current=st.session_state.get("rollback_seen_current")
-                    )
+                    res = syncer.admin.request_rollback(cfg, st.context.headers, pending, seen_current=seen_before)
                 except syncer.admin.CurrentMovedError as exc:
                     # The rerun previews the same target against the new current, to confirm again.
                     st.session_state["rollback_repreview"] = pending

@@ -133,7 +133,11 @@ def rows_chart(snaps: list[syncer.engine.results.SnapshotSummary]) -> None:
 
 def body() -> None:
     f, snaps = load()
-    ui.show_banners(f.banners)
+    banners = f.banners
+    if st.session_state.get("startup_banner"):
+        # The frame already says why startup published nothing: the same run's error once is enough.
+        banners = tuple(b for b in banners if not b[1].startswith("The last run (startup,"))
+    ui.show_banners(banners)
     if f.running:
         r = f.running
         st.info(

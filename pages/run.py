@@ -53,9 +53,7 @@ def body() -> None:
     if r.error:
         st.error(fmt.sentence(r.error))
     if r.steps:
-        st.markdown(
-            "**Steps:** " + " · ".join(f"{k.removesuffix('_s').replace('_', ' ')} {fmt.duration(v)}" for k, v in r.steps.items())
-        )
+        st.markdown("**Steps:** " + " · ".join(f"{syncer.admin.step_name(k)} {fmt.duration(v)}" for k, v in r.steps.items()))
 
     st.subheader("Tables")
     if not d.tables:

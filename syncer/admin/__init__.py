@@ -32,7 +32,7 @@ from syncer.admin.detail import (
 )
 from syncer.admin.frame import load_app_config, startup_banner
 from syncer.admin.freshness_model import STATES, FreshnessRow, FreshnessView, Served, collapse_error, freshness, served
-from syncer.admin.history_models import AuditRow, HistoryView, RunRow, StepTime, history_view
+from syncer.admin.history_models import AuditRow, HistoryView, RunRow, StepTime, history_view, step_name
 from syncer.admin.jobs import Job, JobRunner, job_runner
 from syncer.admin.models import (
     CheckRow,
@@ -118,6 +118,7 @@ __all__ = [
     "serving_lifespan",
     "startup_banner",
     "startup_state",
+    "step_name",
     "table_detail",
     "validation_rows",
     "wait_for_startup",

@@ -37,8 +37,9 @@ def load_app_config(path: Path) -> tuple[Config | None, str | None]:
             last = _last_good.get(key)
         if last is None:
             return None, fmt.sentence(str(exc))
+        text = fmt.sentence(str(exc)).rstrip(".")
         return last, (
-            f"{fmt.sentence(str(exc))}. The app goes on with the configuration that loaded last; "
+            f"{text}{'' if text.endswith('?') else '.'} The app goes on with the configuration that loaded last; "
             "fix the file and reload the page (syncs started now use the last good configuration)."
         )
     with _lock:

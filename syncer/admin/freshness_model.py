@@ -12,6 +12,7 @@ clock skew or an edited manifest — an error, never fresh), ``failed``, ``missi
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -195,7 +196,9 @@ def collapse_error(text: str | None, tables: list[str]) -> str:
     if not text:
         return ""
     head, sep, rest = text.partition(": ")
-    parts = rest.split("; ") if sep else []
+    # an error may hold "; " itself: split only where the next table's name follows
+    names = "|".join(re.escape(t) for t in sorted(tables, key=len, reverse=True))
+    parts = re.split(f"; (?=(?:{names}): )", rest) if sep and names else []
     per: dict[str, list[str]] = {}
     for part in parts:
         name, colon, err = part.partition(": ")
