@@ -4,8 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= sync.toml
+PORT    ?= 8501
 
-.PHONY: run check test test-fast lint lock clean demo bench
+.PHONY: run check test test-fast lint lock clean demo bench screenshots
 
 # Create the virtualenv from the pinned locks (only when missing or when a lock changed).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -22,10 +23,11 @@ var/warehouse.duckdb: | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/syncer --config $(CONFIG) demo
 
-## make run: environment + demo warehouse if missing, then the admin app at http://localhost:8501.
+## make run: environment + demo warehouse if missing, then the admin app at http://localhost:$(PORT)
+## (8501 unless `make run PORT=8600`).
 ## The startup sync (repair; sync unless the data is fresh) runs inside the app's lifespan, before the UI.
 run: $(STAMP) var/warehouse.duckdb
-	SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run streamlit_app.py --server.port 8501
+	SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
 
 ## make check: lint, format, the engine's structure (module and function sizes, no import cycle), types.
 check: $(STAMP)
@@ -44,6 +46,11 @@ test: check
 test-fast: check
 	@$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+## make screenshots: refresh the README's screenshots of every admin page (docs/*.png) on a throw-away
+## demo, through the browser test's proxy and Chromium (/usr/bin/chromium).
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 ## make bench: the performance benchmark (5M and 20M rows; not part of `make test`).
 bench: $(STAMP)

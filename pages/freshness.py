@@ -55,6 +55,7 @@ def table_frame(f: syncer.admin.FreshnessView) -> pd.DataFrame:
     rows = pd.DataFrame([r.to_json() for r in f.tables], columns=[*syncer.admin.FreshnessRow.__dataclass_fields__])
     rows["page"] = [ui.table_url(n) for n in rows["table"]]
     rows["exported"] = [fmt.when(t, tz) for t in rows["exported_at"]]
+    rows["quarantined"] = [fmt.number(n) if n == n and n else "" for n in rows["quarantined"]]
     return rows
 
 
@@ -68,7 +69,7 @@ def freshness_table(rows: pd.DataFrame) -> None:
         column_config={
             "page": st.column_config.LinkColumn("details", display_text="open", help="the table's page"),
             "rows": st.column_config.NumberColumn("rows", format="localized"),
-            "quarantined": st.column_config.NumberColumn("quarantined rows", format="localized"),
+            "quarantined": st.column_config.TextColumn("quarantined rows", help="source rows set aside by the export"),
             "exported": st.column_config.TextColumn("exported", help=f"in your timezone ({tz or 'UTC'})"),
             "age": st.column_config.TextColumn("age"),
             "sla": st.column_config.TextColumn(f"SLA ({cfg.sla_hours:g} h)"),
@@ -94,7 +95,7 @@ def age_chart(rows: pd.DataFrame) -> None:
     colour = alt.Color(
         "status:N",
         scale=alt.Scale(domain=list(states), range=[c for c, _ in states.values()]),
-        legend=alt.Legend(orient="bottom", title="state", values=list(states)),
+        legend=alt.Legend(orient="bottom", title="state", values=list(states), columns=4),
     )
     bars = base.mark_bar().encode(color=colour)
     # A point at the end of each bar: a table exported a minute ago is a visible dot, not a 0-pixel bar.

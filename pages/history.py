@@ -17,10 +17,10 @@ tz = ui.viewer_tz()
 st.title("History")
 
 #: a table's status in a run, as the grid writes it
-GRID_MARKS = {"fresh": "✅ ok", "quarantined": "🟨 quarantined", "carried_over": "🟧 carried over", "failed": "🟥 failed"}
+GRID_MARKS = {"fresh": "ok", "quarantined": "ok, quarantined", "carried_over": "CARRIED OVER", "failed": "FAILED"}
 
 
-def over_time(df: pd.DataFrame, field: str, title: str, tooltip: list[str]) -> alt.Chart:
+def over_time(df: pd.DataFrame, field: str, title: str, tooltip: list[str], fmt_: str = ",.0f") -> alt.Chart:
     """One line per scope (all tables, one table, ...): a one-table run does not zig-zag the
     line of full runs. The point's shape says the trigger."""
     return (
@@ -28,7 +28,7 @@ def over_time(df: pd.DataFrame, field: str, title: str, tooltip: list[str]) -> a
         .mark_line(point=True)
         .encode(
             x=alt.X("started:T", title=None, axis=alt.Axis(format="%m-%d %H:%M")),
-            y=alt.Y(f"{field}:Q", title=title, axis=alt.Axis(format=",")),
+            y=alt.Y(f"{field}:Q", title=title, axis=alt.Axis(format=fmt_)),
             color=alt.Color("scope:N", title="tables", scale=alt.Scale(range=["#1f77b4", "#9467bd", "#17becf", "#8c564b"])),
             shape=alt.Shape("trigger:N"),
             tooltip=tooltip,
@@ -142,7 +142,9 @@ else:
         left, right = st.columns(2)
         with left:
             st.subheader("Duration")
-            st.altair_chart(over_time(done, "duration_s", "seconds", ["id", "scope", "status", "duration_s"]), width="stretch")
+            st.altair_chart(
+                over_time(done, "duration_s", "seconds", ["id", "scope", "status", "duration_s"], ",.2f"), width="stretch"
+            )
         with right:
             st.subheader("Rows per second")
             chart = over_time(done.fillna({"rows_per_s": 0}), "rows_per_s", "rows/s", ["id", "scope", "rows", "rows_per_s"])
