@@ -62,6 +62,8 @@ def body() -> None:
         frame = pd.DataFrame([t.to_json() for t in d.tables]).drop(columns=["attempt_log"])
         frame.insert(1, "page", [ui.table_url(t.table) for t in d.tables])
         frame["size"] = [fmt.bytes_text(t.bytes) for t in d.tables]
+        frame["error"] = frame["error"].fillna("")
+        frame["rows_per_s"] = [fmt.number(v) if v else "" for v in frame["rows_per_s"]]
         st.dataframe(
             frame[
                 [
@@ -86,7 +88,7 @@ def body() -> None:
                 "export_s": st.column_config.NumberColumn("export (s)", format="%.2f"),
                 "validate_s": st.column_config.NumberColumn("validate (s)", format="%.2f"),
                 "total_s": st.column_config.NumberColumn("total (s)", format="%.2f"),
-                "rows_per_s": st.column_config.NumberColumn("rows/s", format="localized"),
+                "rows_per_s": st.column_config.TextColumn("rows/s"),
                 "quarantined": st.column_config.NumberColumn("quarantined", format="localized"),
                 "error": st.column_config.TextColumn("error", width="large"),
             },

@@ -68,7 +68,7 @@ else:
 
 runs = pd.DataFrame([x.to_json() for x in d.runs], columns=[*syncer.admin.TableRun.__dataclass_fields__])
 if not runs.empty:
-    runs["started"] = pd.to_datetime(runs["started_at"], utc=True)
+    runs["started"] = pd.to_datetime(runs["started_at"], utc=True).dt.tz_convert(str(fmt.zone(tz)))
     left, right = st.columns(2)
     with left:
         st.subheader("Rows over time")
@@ -77,8 +77,8 @@ if not runs.empty:
             alt.Chart(ok)
             .mark_line(point=True, color="#1f77b4")
             .encode(
-                x=alt.X("started:T", title=None),
-                y=alt.Y("rows:Q", title="rows", axis=alt.Axis(format=",")),
+                x=alt.X("started:T", title=None, axis=alt.Axis(format="%m-%d %H:%M")),
+                y=alt.Y("rows:Q", title="rows", axis=alt.Axis(format=",.0f")),
                 tooltip=["run", alt.Tooltip("rows:Q", format=","), "status"],
             )
         )
@@ -93,8 +93,8 @@ if not runs.empty:
             alt.Chart(checks)
             .mark_bar()
             .encode(
-                x=alt.X("started:T", title=None),
-                y=alt.Y("checks:Q", stack="zero"),
+                x=alt.X("started:T", title=None, axis=alt.Axis(format="%m-%d %H:%M")),
+                y=alt.Y("checks:Q", stack="zero", axis=alt.Axis(format="d")),
                 color=alt.Color("result:N", scale=alt.Scale(domain=["passed", "failed"], range=["#2e7d32", "#c62828"])),
                 tooltip=["run", "result", "checks"],
             )
@@ -107,6 +107,7 @@ if runs.empty:
 else:
     runs["page"] = [ui.run_url(r) for r in runs["run"]]
     runs["when"] = [fmt.when(t, tz) for t in runs["started_at"]]
+    runs["error"] = runs["error"].fillna("")
     st.dataframe(
         runs[["when", "page", "trigger", "status", "rows", "total_s", "attempts", "quarantined", "checks_failed", "error"]],
         hide_index=True,
