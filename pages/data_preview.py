@@ -11,8 +11,7 @@ import streamlit as st
 
 import syncer
 import syncer.admin
-import syncer.admin.ui as ui
-from syncer.admin import fmt
+from syncer.admin import fmt, ui
 
 cfg = st.session_state["syncer_config"]
 st.title("Data preview")

@@ -120,6 +120,17 @@ __all__ = [
     "startup_state",
     "step_name",
     "table_detail",
+    "ui",
     "validation_rows",
     "wait_for_startup",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``syncer.admin.ui`` (the pages' Streamlit helpers) on first use: importing :mod:`syncer.admin`
+    for ``/ready`` or a test does not load Streamlit's script-runner pieces."""
+    if name == "ui":
+        import importlib
+
+        return importlib.import_module("syncer.admin.ui")
+    raise AttributeError(f"module 'syncer.admin' has no attribute {name!r}")
