@@ -388,3 +388,56 @@ def test_the_job_result_banner_is_for_the_session_that_started_it(app_config: Ca
     other = app("pages/controls.py")
     assert not [s for s in texts(other.success) if "published snapshot" in s]
     assert any("Last re-sync from this app: ok" in c for c in texts(other.caption))
+
+
+# --- rough edges in the charts (their Vega-Lite specs, as the browser receives them) -------------
+
+
+def chart_specs(at: object) -> list[dict]:
+    import json
+
+    def walk(node: object) -> Iterator[object]:
+        yield node
+        for child in getattr(node, "children", {}).values():
+            yield from walk(child)
+
+    return [json.loads(e.proto.spec) for e in walk(at.main) if "vega" in str(getattr(e, "type", ""))]  # type: ignore[attr-defined]
+
+
+def layers(spec: dict) -> list[dict]:
+    return spec.get("layer") or [spec]
+
+
+def test_the_age_chart_marks_every_table_with_the_tables_own_age_text_and_no_red_sla(app_config: Callable[..., Config]) -> None:
+    cfg = app_config()
+    sync(cfg)
+    at = app()
+    age, rows = chart_specs(at)
+    marks = [layer["mark"]["type"] for layer in layers(age)]
+    assert "point" in marks, "a point per table: visible at any age"
+    (text,) = [layer for layer in layers(age) if layer["mark"]["type"] == "text"]
+    assert text["encoding"]["text"]["field"] == "age", "the label is the table's own age text"
+    (rule,) = [layer for layer in layers(age) if layer["mark"]["type"] == "rule"]
+    stale_red = syncer.admin.STATES["stale"][0]
+    assert rule["mark"]["color"] != stale_red, "red means stale, not the SLA line"
+    colour = layers(rows)[0]["encoding"]["color"]["scale"]["range"]
+    assert stale_red not in colour and "#c62828" not in colour, "ordinary series are never the stale red"
+
+
+def test_history_charts_have_a_line_per_scope_and_label_every_run(app_config: Callable[..., Config]) -> None:
+    cfg = app_config()
+    two_snapshots(cfg)  # a full run and a one-table run
+    at = app("pages/history.py")
+    duration, _speed, steps = chart_specs(at)
+    assert layers(duration)[0]["encoding"]["color"]["field"] == "scope"
+    y = layers(steps)[0]["encoding"]["y"]
+    assert y["field"] == "run" and y["axis"]["labelOverlap"] is False, "every run keeps its label"
+
+
+def test_make_run_takes_the_port_from_PORT() -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["make", "-n", "run", "PORT=8612"], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert "--server.port 8612" in out
+    assert "--server.port 8501" in subprocess.run(["make", "-n", "run"], cwd=root, capture_output=True, text=True).stdout
