@@ -295,7 +295,7 @@ def test_every_page_opens_through_the_proxy_as_operator_and_as_viewer(
         page.close()
 
 
-def test_freshness_refreshes_itself_while_a_cli_sync_runs_and_after_it_ends(
+def test_freshness_controls_and_the_run_page_refresh_themselves_while_a_cli_sync_runs(
     server: AppServer, proxy: Ingress, browser: Browser, tmp_path: Path
 ) -> None:
     import subprocess
@@ -303,8 +303,13 @@ def test_freshness_refreshes_itself_while_a_cli_sync_runs_and_after_it_ends(
 
     import syncer
 
-    config = Path(server.log).parent / "sync.toml"
-    cfg = syncer.load_config(config)
+    cfg = syncer.load_config(Path(server.log).parent / "sync.toml")
+    # The CLI syncs a bigger warehouse into the app's volume, one row per batch: ~10 s, long
+    # enough to open three pages while it runs.
+    db = tmp_path / "bigger.duckdb"
+    syncer.build_demo(db, 25_000)
+    config = tmp_path / "cli.toml"
+    config.write_text(CONFIG.format(db=db).replace('root = "data"', f'root = "{cfg.root}"') + DEFAULT_TABLES, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "SYNCER_CONFIG"}
     cli = subprocess.Popen(
         [sys.executable, "-m", "syncer", "--config", str(config), "sync"],
@@ -313,21 +318,34 @@ def test_freshness_refreshes_itself_while_a_cli_sync_runs_and_after_it_ends(
         env=env,
     )
     page = browser.new_page()
+    controls = browser.new_page()
+    run_page = browser.new_page()
     try:
         deadline = time.monotonic() + 30
         while syncer.status(cfg).running is None:  # the CLI holds the volume now
             assert cli.poll() is None and time.monotonic() < deadline, "the CLI sync did not start"
             time.sleep(0.05)
+        last = syncer.status(cfg).last_run
+        assert last is not None and last["status"] == "running"
         open_page(page, proxy.urls["viewer"], "Freshness")
         expect(page.get_by_text(re.compile("A sync is running now: trigger cli"))).to_be_visible()
-        # No reload from here on: the page must notice by itself that the sync ended.
+        open_page(controls, f"{proxy.urls['operator']}/controls", "Controls")
+        expect(controls.get_by_text(re.compile("A sync is running outside this page: trigger cli"))).to_be_visible()
+        open_page(run_page, f"{proxy.urls['operator']}/run?id={last['id']}", "Run")
+        expect(run_page.get_by_text("running…")).to_be_visible()
+        # No reload from here on: each page must notice by itself that the sync ended.
         expect(page.get_by_text(re.compile("A sync is running now"))).to_have_count(0, timeout=60_000)
         assert cli.wait(30) == 0
         new = syncer.status(cfg).snapshot
         assert new is not None
         expect(page.get_by_text(re.compile(f"Serving snapshot {new.id}"))).to_be_visible(timeout=15_000)
+        expect(controls.get_by_text(re.compile("A sync is running outside this page"))).to_have_count(0, timeout=15_000)
+        expect(controls.get_by_text(f"Current snapshot: {new.id}")).to_be_visible(timeout=15_000)
+        expect(run_page.get_by_text("running…")).to_have_count(0, timeout=15_000)
+        expect(run_page.get_by_text(f"Published snapshot {new.id}", exact=False)).to_be_visible(timeout=15_000)
     finally:
-        page.close()
+        for p in (page, controls, run_page):
+            p.close()
         if cli.poll() is None:
             cli.wait(60)
 
