@@ -157,12 +157,15 @@ if audit.empty:
     st.caption("Nothing recorded yet.")
 else:
     audit["at"] = [fmt.when(t, tz) for t in audit["at"]]
-    audit["run"] = audit["run"].fillna("-")
+    audit["run"] = [ui.run_url(r) if isinstance(r, str) and r else None for r in audit["run"]]
     audit["user"] = audit["user"].fillna("-")
     st.dataframe(
         audit,
         hide_index=True,
-        column_config={"detail": st.column_config.TextColumn("detail", width="large")},
+        column_config={
+            "run": st.column_config.LinkColumn("run", display_text=r"run\?id=(.*)"),
+            "detail": st.column_config.TextColumn("detail", width="large"),
+        },
         key="audit_table",
     )
     longest = max(audit["detail"], key=len)

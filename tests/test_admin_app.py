@@ -319,7 +319,9 @@ def test_the_table_page_shows_snapshots_runs_last_success_and_failure(app_config
 
 def test_every_table_and_run_named_links_to_its_page(app_config: Callable[..., Config]) -> None:
     cfg = app_config()
-    _first, _second = two_snapshots(cfg)
+    two_snapshots(cfg)
+    job = syncer.admin.request_sync(cfg, {}, ["courses"])  # audited as manual_sync, with its run
+    assert job.wait(60) and job.state == "ok", job.error
     at = app()
     assert list(at.dataframe[0].value["page"]) == [f"table?name={t.name}" for t in cfg.tables]
     last = History(Path(cfg.root) / "syncer.db").last_run()
@@ -329,6 +331,13 @@ def test_every_table_and_run_named_links_to_its_page(app_config: Callable[..., C
     assert runs["page"].iloc[0] == f"run?id={last['id']}"
     assert "None" not in set(runs["error"]) and set(runs["error"]) == {""}, "no 'None' for a run without error"
     assert all(s.endswith(("bytes", "KiB", "MiB", "GiB")) for s in runs["size"])
+    audit = at.dataframe[2].value
+    assert list(audit["run"]) == [f"run?id={job.result['run_id']}"], "the audit trail links its run"
+    at.switch_page("pages/validation.py").run()
+    checks = at.dataframe[0].value
+    assert {p for t, p in zip(checks["table"], checks["page"], strict=True) if t != "(run)"} == {
+        f"table?name={t.name}" for t in cfg.tables
+    }
 
 
 def test_history_has_a_runs_by_tables_grid(app_config: Callable[..., Config]) -> None:
