@@ -450,3 +450,25 @@ def test_make_run_takes_the_port_from_PORT() -> None:
     out = subprocess.run(["make", "-n", "run", "PORT=8612"], cwd=root, capture_output=True, text=True, check=True).stdout
     assert "--server.port 8612" in out
     assert "--server.port 8501" in subprocess.run(["make", "-n", "run"], cwd=root, capture_output=True, text=True).stdout
+
+
+def test_the_run_page_lists_every_retry_attempt_with_its_error(
+    tmp_path: Path, demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_quarantine import RETRY_FAST, flaky
+
+    path = write_config(tmp_path / "cfg", demo_db, extra=LOCAL_OPERATOR + RETRY_FAST)
+    monkeypatch.setenv("SYNCER_CONFIG", str(path))
+    flaky(monkeypatch, failures=2)  # the source drops the connection twice, then answers
+    report = sync(syncer.load_config(path))
+    assert report["status"] == "ok"
+    at = app()
+    at.query_params["id"] = report["run_id"]
+    at.switch_page("pages/run.py").run()
+    tables = at.dataframe[0].value.set_index("table")
+    assert tables.loc["courses", "attempts"] == 3 and tables.loc["participants", "attempts"] == 1
+    (expander,) = [e for e in at.expander if e.label.startswith("courses")]
+    assert expander.label == "courses: fresh, 3 attempt(s)"
+    lines = [m.value for m in expander.markdown]
+    assert lines[0].startswith("- attempt 1: failed; retried after") and lines[-1] == "- attempt 3: ok"
+    assert any("connection reset by peer" in c.value for c in expander.code)
