@@ -472,3 +472,12 @@ def test_the_run_page_lists_every_retry_attempt_with_its_error(
     lines = [m.value for m in expander.markdown]
     assert lines[0].startswith("- attempt 1: failed; retried after") and lines[-1] == "- attempt 3: ok"
     assert any("connection reset by peer" in c.value for c in expander.code)
+
+
+def test_ready_is_200_and_says_why_when_the_config_cannot_be_loaded() -> None:
+    # The lifespan could not load the config: the app still serves the error, so the probe lets it.
+    server.STEP.update(phase="error", error="sync.toml: unknown key 'freshnes'; did you mean 'freshness'?")
+    code, body = syncer.admin.readiness(None)
+    assert code == 200 and body["data"] == "unknown" and "freshnes" in body["reason"]
+    server.STEP.update(phase="starting")
+    assert syncer.admin.readiness(None)[0] == 503, "503 only while the startup step runs"
