@@ -141,6 +141,7 @@ def freshness(cfg: Config, tz: str | None = None) -> FreshnessView:
             results = []
         failed_last = {r["table_name"] for r in results if r["status"] == "failed"}
     man = srv.manifest
+    snaps: list[Any] = []  # the retained snapshots, read once and only if an origin needs them
     rows = []
     for t in cfg.tables:
         entry = man.tables.get(t.name) if man else None
@@ -156,7 +157,7 @@ def freshness(cfg: Config, tz: str | None = None) -> FreshnessView:
                 age_hours=round(age_h, 2) if age_h is not None else None,
                 age=fmt.age(ts.age_seconds),
                 sla="n/a" if age_h is None else ("over SLA" if ts.stale else "within SLA"),
-                snapshot=_origin(cfg, man, t.name),
+                snapshot=_origin(cfg, man, t.name, snaps),
                 quarantined=int(q) if q else None,
                 error=ts.error,
             )
@@ -176,7 +177,7 @@ def freshness(cfg: Config, tz: str | None = None) -> FreshnessView:
     )
 
 
-def _origin(cfg: Config, man: Manifest | None, name: str) -> str | None:
+def _origin(cfg: Config, man: Manifest | None, name: str, snaps: list[Any]) -> str | None:
     """The snapshot whose export produced ``name``'s data: the manifest's ``exported_in``, else the
     oldest retained snapshot with the same ``exported_at`` (hard links carry the entry over)."""
     if man is None or name not in man.tables:
@@ -184,7 +185,9 @@ def _origin(cfg: Config, man: Manifest | None, name: str) -> str | None:
     entry = man.tables[name]
     if entry.exported_in:
         return entry.exported_in
-    for info in Volume(cfg.root).list_snapshots():  # oldest first
+    if not snaps:
+        snaps.extend(Volume(cfg.root).list_snapshots())  # oldest first
+    for info in snaps:
         other = info.manifest.tables.get(name) if info.manifest else None
         if other is not None and other.exported_at == entry.exported_at:
             return info.id
