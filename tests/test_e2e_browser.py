@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,9 +119,11 @@ def test_startup_runs_before_the_ui_and_ready_says_when(server: AppServer) -> No
     assert server.seen_before_ready, "the startup step (a ~2 s sync) should have been observed running"
     starting = [(s, b, p) for s, b, p in server.seen_before_ready if s is not None]
     assert starting, "the server answered before startup finished"
-    for status, body, page_status in starting:
+    for i, (status, body, page_status) in enumerate(starting):
         assert status == 503 and body["ready"] is False and body["phase"] == "starting"
-        assert page_status == 503, "pages are not served before the startup step has finished"
+        # (the last poll's page request may land just after the step finished: then 200 is right)
+        if i < len(starting) - 1:
+            assert page_status == 503, "pages are not served before the startup step has finished"
     body = server.ready()
     assert body["startup"] == "synced" and body["stale"] is False
     assert sorted(body["tables"]) == sorted(TABLES)
@@ -304,8 +307,8 @@ def test_freshness_controls_and_the_run_page_refresh_themselves_while_a_cli_sync
     import syncer
 
     cfg = syncer.load_config(Path(server.log).parent / "sync.toml")
-    # The CLI syncs a bigger warehouse into the app's volume, one row per batch: ~10 s, long
-    # enough to open three pages while it runs.
+    # The CLI syncs a bigger warehouse into the app's volume, one row per batch (seconds); it is
+    # paused (SIGSTOP) while the three pages are opened, so a slow machine cannot let it finish first.
     db = tmp_path / "bigger.duckdb"
     syncer.build_demo(db, 25_000)
     config = tmp_path / "cli.toml"
@@ -327,13 +330,15 @@ def test_freshness_controls_and_the_run_page_refresh_themselves_while_a_cli_sync
             time.sleep(0.05)
         last = syncer.status(cfg).last_run
         assert last is not None and last["status"] == "running"
+        os.kill(cli.pid, signal.SIGSTOP)
+        open_page(run_page, f"{proxy.urls['operator']}/run?id={last['id']}", "Run")
+        expect(run_page.get_by_text("running…")).to_be_visible()
         open_page(page, proxy.urls["viewer"], "Freshness")
         expect(page.get_by_text(re.compile("A sync is running now: trigger cli"))).to_be_visible()
         open_page(controls, f"{proxy.urls['operator']}/controls", "Controls")
         expect(controls.get_by_text(re.compile("A sync is running outside this page: trigger cli"))).to_be_visible()
-        open_page(run_page, f"{proxy.urls['operator']}/run?id={last['id']}", "Run")
-        expect(run_page.get_by_text("running…")).to_be_visible()
         # No reload from here on: each page must notice by itself that the sync ended.
+        os.kill(cli.pid, signal.SIGCONT)
         expect(page.get_by_text(re.compile("A sync is running now"))).to_have_count(0, timeout=60_000)
         assert cli.wait(30) == 0
         new = syncer.status(cfg).snapshot
@@ -344,6 +349,8 @@ def test_freshness_controls_and_the_run_page_refresh_themselves_while_a_cli_sync
         expect(run_page.get_by_text("running…")).to_have_count(0, timeout=15_000)
         expect(run_page.get_by_text(f"Published snapshot {new.id}", exact=False)).to_be_visible(timeout=15_000)
     finally:
+        if cli.poll() is None:
+            os.kill(cli.pid, signal.SIGCONT)  # never leave it stopped
         for p in (page, controls, run_page):
             p.close()
         if cli.poll() is None:
