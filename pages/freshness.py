@@ -84,7 +84,9 @@ def age_chart(rows: pd.DataFrame) -> None:
     if ages.empty:
         st.caption("No table has been published yet.")
         return
-    states = syncer.admin.STATES
+    states = dict(syncer.admin.STATES)
+    for extra in sorted(set(ages["status"]) - set(states)):  # a state newer than this page: an error colour
+        states[extra] = ("#4a148c", True)
     top = max(cfg.sla_hours, float(ages["age_hours"].max() or 0)) * 1.1
     base = alt.Chart(ages).encode(
         x=alt.X("age_hours:Q", title="age (hours)", scale=alt.Scale(domainMin=0, domainMax=top)),

@@ -481,3 +481,14 @@ def test_ready_is_200_and_says_why_when_the_config_cannot_be_loaded() -> None:
     assert code == 200 and body["data"] == "unknown" and "freshnes" in body["reason"]
     server.STEP.update(phase="starting")
     assert syncer.admin.readiness(None)[0] == 503, "503 only while the startup step runs"
+
+
+@pytest.mark.parametrize("status", ["mismatch", "some_new_state"])
+def test_an_engine_status_the_page_does_not_know_is_an_error_state_never_fresh(status: str) -> None:
+    from syncer.admin.freshness_model import _state_of
+    from syncer.engine.results import TableStatus
+
+    row = TableStatus(name="courses", status=status, stale=True, format="parquet", rows=3, age_seconds=60.0)
+    assert _state_of(row, set()) == status
+    assert syncer.admin.STATES["mismatch"][1] is True
+    assert _state_of(TableStatus(name="c", status="future", stale=True, format="parquet"), set()) == "future"

@@ -6,7 +6,8 @@ one (with one banner saying so), instead of Freshness claiming nothing is publis
 pages show data.
 
 The per-table states, in the order of attention (:data:`STATES`): ``future`` (exported after "now":
-clock skew or an edited manifest — an error, never fresh), ``failed``, ``missing``, ``stale``,
+clock skew or an edited manifest — an error, never fresh), ``mismatch`` (the manifest's rows
+disagree with the file), ``failed``, ``missing``, ``stale``,
 ``carried over``, ``quarantined`` (fresh, but some source rows were set aside), ``fresh``.
 """
 
@@ -40,6 +41,7 @@ STATES: dict[str, tuple[str, bool]] = {
     "missing": ("#616161", True),
     "failed": ("#b71c1c", True),
     "future": ("#6a1b9a", True),
+    "mismatch": ("#880e4f", True),
 }
 
 
@@ -116,9 +118,15 @@ class FreshnessView(Record):
     banners: tuple[tuple[str, str], ...]
 
 
+#: the engine's table statuses this page knows; any other is shown as it is, as an error
+_ENGINE_STATUSES = ("fresh", "quarantined", "carried_over", "missing")
+
+
 def _state_of(t: TableStatus, failed_last_run: set[str]) -> str:
     if t.status == "future" or (t.age_seconds is not None and t.age_seconds < -300):
         return "future"
+    if t.status not in _ENGINE_STATUSES:
+        return t.status  # "mismatch" (the manifest's rows disagree with the file), or newer ones
     if t.status == "missing":
         return "failed" if t.name in failed_last_run else "missing"
     if t.status == "carried_over":
@@ -232,6 +240,11 @@ def _banners(
         out.append(("warning", f"The last run ({last['trigger']}, {started}) {last['status']}" + (f": {err}" if err else ".")))
     if future := _names(rows, "future"):
         out.append(("error", f"Exported in the future (clock skew or an edited manifest): {', '.join(future)}."))
+    # error states the engine names itself ("mismatch", or one newer than this page): said once each
+    for state in sorted({r.status for r in rows if r.status == "mismatch" or r.status not in STATES}):
+        bad = [r for r in rows if r.status == state]
+        detail = "; ".join(f"{r.table}: {r.error}" for r in bad if r.error) or ", ".join(r.table for r in bad)
+        out.append(("error", f"Tables in state {state!r}: {detail}."))
     if stale := _names(rows, "stale"):
         out.append(("warning", f"Over the {cfg.sla_hours:g} h freshness SLA: {', '.join(stale)}."))
     carried = [r for r in rows if r.status == "carried over"]
