@@ -4,8 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= sync.toml
+PORT    ?= 8501
 
-.PHONY: run run-example check test test-fast lint lock clean demo bench bench-matrix
+.PHONY: run run-example check test test-fast lint lock clean demo bench bench-matrix screenshots
 
 # Create the virtualenv from the pinned locks (only when missing or when a lock changed).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -22,7 +23,8 @@ var/warehouse.duckdb: | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/syncer --config $(CONFIG) demo
 
-## make run: environment + demo warehouse if missing, then the admin app at http://localhost:8501.
+## make run: environment + demo warehouse if missing, then the admin app at http://localhost:$(PORT)
+## (8501 unless `make run PORT=8600`).
 ## The startup sync (repair; sync unless the data is fresh) runs inside the app's lifespan, before the UI.
 ## EXAMPLE=1 make run also starts the end-user example app (examples/dashboard) on EXAMPLE_PORT (8502).
 EXAMPLE_PORT ?= 8502
@@ -30,7 +32,7 @@ RUN_EXAMPLE = SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=syste
 	examples/dashboard/app.py --server.port $(EXAMPLE_PORT) --server.headless true
 run: $(STAMP) var/warehouse.duckdb
 	@if [ -n "$(EXAMPLE)" ]; then echo "example app: http://localhost:$(EXAMPLE_PORT)"; $(RUN_EXAMPLE) & fi; \
-	SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run streamlit_app.py --server.port 8501
+	SYNCER_CONFIG=$(abspath $(CONFIG)) ARROW_DEFAULT_MEMORY_POOL=system $(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
 
 ## make run-example: only the example app, reading the volume of $(CONFIG) through read_table (port EXAMPLE_PORT).
 run-example: $(STAMP)
@@ -53,6 +55,11 @@ test: check
 test-fast: check
 	@$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+## make screenshots: refresh the README's screenshots of every admin page (docs/*.png) on a throw-away
+## demo, through the browser test's proxy and Chromium (/usr/bin/chromium).
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 ## make bench: the performance benchmark (5M and 20M rows; not part of `make test`).
 bench: $(STAMP)

@@ -51,29 +51,28 @@ if __name__ != "__main__":
 else:
     # Executed for every rerun of every browser session: shared frame + navigation.
     st.set_page_config(page_title="Volume Data Sync", page_icon=":material/sync:", layout="wide")
-    try:
-        cfg = syncer.load_config(CONFIG_PATH)
-    except syncer.ConfigError as exc:
-        st.error(str(exc))
+    cfg, config_error = syncer.admin.load_app_config(CONFIG_PATH)
+    if cfg is None:
+        st.error(config_error)
         st.stop()
+    if config_error:
+        # A typo made while the server runs: keep the app usable on the config that last loaded.
+        st.error(config_error, icon=":material/settings_alert:")
     st.session_state["syncer_config"] = cfg
     who = syncer.admin.identify(cfg, st.context.headers)
 
-    start = syncer.admin.startup_state()
-    result = start.get("result") or {}
-    if start["phase"] == "unservable":
-        st.error(
-            f"Startup could not publish any data ({result.get('action')}: {result.get('reason')}). Operators can re-sync from Controls."
-        )
-    elif start["phase"] == "error":
-        st.error(f"Startup failed: {start.get('error')}")
-    elif start["phase"] == "done" and (result.get("action") in ("failed", "busy") or result.get("run_status") == "partial"):
-        st.warning(f"Startup sync {result.get('run_status') or result['action']}: {result.get('reason')}")
+    # The startup step's own banner, only while it is news: once a later run has published, or the
+    # data is being served (the pages then say what is wrong, each thing once), it is gone.
+    banner = syncer.admin.startup_banner(cfg)
+    st.session_state["startup_banner"] = banner
+    if banner:
+        st.error(banner, icon=":material/error:")
 
     with st.sidebar:
         st.markdown(f"**{who.user or 'unknown user'}** · {'operator' if who.operator else 'viewer'}")
         st.caption(who.reason)
         st.caption(f"Config: `{cfg.path}` · volume `{cfg.root}`")
+        st.caption(f"Times in {st.context.timezone or 'UTC'}.")
 
     pages = [
         st.Page("pages/freshness.py", title="Freshness", icon=":material/schedule:", default=True),
@@ -82,5 +81,8 @@ else:
         st.Page("pages/controls.py", title="Controls", icon=":material/tune:"),
         st.Page("pages/data_preview.py", title="Data preview", icon=":material/table_view:"),
         st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
+        # Reached from every place that names a run or a table (links carry ?id= / ?name=).
+        st.Page("pages/run.py", title="Run", icon=":material/play_circle:", url_path="run", visibility="hidden"),
+        st.Page("pages/table.py", title="Table", icon=":material/table_chart:", url_path="table", visibility="hidden"),
     ]
     st.navigation(pages).run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 import traceback
@@ -94,27 +95,92 @@ def _user() -> str | None:
 
 
 class _Progress:
-    """A tqdm bar per table on a terminal; silent otherwise."""
+    """On a terminal: one bar per table and, for several tables, a total bar weighted by rows with
+    an ETA (expected rows: the last published counts, replaced by the source's as each table
+    starts). A table's bar says "validating" once its rows are in, and the total waits at
+    "publishing" until the run has published; silent when stderr is not a terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: dict[str, int] | None = None) -> None:
         self.enabled = sys.stderr.isatty()
         self.bar: Any = None
+        self.total: Any = None
+        self.expected = dict(expected or {})
+        self.finished = 0
+
+    def _overall(self, tqdm: Any) -> None:
+        if self.total is None and len(self.expected) > 1:
+            self.total = tqdm(
+                total=sum(self.expected.values()), desc=f"{'all tables':<16}", unit=" rows", unit_scale=True, file=sys.stderr
+            )
 
     def __call__(self, ev: dict[str, Any]) -> None:
         if not self.enabled:
             return
         from tqdm import tqdm
 
-        if ev["event"] == "table_start":
+        self._overall(tqdm)
+        kind = ev["event"]
+        if kind == "table_start":
+            if self.total is not None and ev.get("total") is not None:
+                self.expected[ev["table"]] = int(ev["total"])
+                self.total.total = sum(self.expected.values())
             self.bar = tqdm(
                 total=ev["total"], desc=f"{ev['table']:<16}", unit=" rows", unit_scale=True, leave=True, file=sys.stderr
             )
-        elif ev["event"] == "rows" and self.bar is not None:
+        elif kind == "rows" and self.bar is not None:
             self.bar.update(ev["done"] - self.bar.n)
-        elif ev["event"] == "table_done" and self.bar is not None:
+            if self.total is not None:
+                self.total.update(self.finished + ev["done"] - self.total.n)
+            if ev.get("total") and ev["done"] >= ev["total"]:
+                self.bar.set_postfix_str("validating…")
+        elif kind == "table_done" and self.bar is not None:
             self.bar.set_postfix_str("ok" if ev["ok"] else "FAILED")
             self.bar.close()
             self.bar = None
+            self.finished += self.expected.get(ev["table"], 0)
+            if self.total is not None:
+                self.total.update(self.finished - self.total.n)
+                if self.finished >= (self.total.total or 0):
+                    self.total.set_postfix_str("publishing…")
+
+    def close(self) -> None:
+        if self.total is not None:
+            self.total.set_postfix_str("done")
+            self.total.close()
+            self.total = None
+
+
+def _expected_rows(cfg: Config, names: list[str] | None) -> dict[str, int]:
+    """Rows each table to sync is expected to have: its count in the current snapshot (0 if none)."""
+    wanted = names or [t.name for t in cfg.tables]
+    try:
+        current = next((s for s in syncer.snapshots(cfg) if s.current), None)
+    except (SyncError, OSError):  # only a hint for the bar: the sync itself reports what is wrong
+        current = None
+    rows = {n: int(t["rows"]) for n, t in current.tables.items()} if current else {}
+    return {n: rows.get(n, 0) for n in wanted}
+
+
+class _DemoProgress:
+    """``syncer demo``: one bar over every row of the demo warehouse, naming the table being filled."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.bar: Any = None
+
+    def __call__(self, table: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="demo warehouse", unit=" rows", unit_scale=True, file=sys.stderr)
+        self.bar.set_postfix_str(table)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -145,7 +211,11 @@ def demo(ctx: click.Context, rows: int | None, orphans: int) -> None:
     cfg = _config(ctx)
     if cfg.source.kind != "duckdb" or cfg.source.path is None:
         raise SyncError('the demo warehouse is a DuckDB file; this config\'s [source] is not kind = "duckdb"')
-    counts = syncer.build_demo(cfg.source.path, *(() if rows is None else (rows,)), orphans=orphans)
+    bar = _DemoProgress()
+    try:
+        counts = syncer.build_demo(cfg.source.path, *(() if rows is None else (rows,)), orphans=orphans, progress=bar)
+    finally:
+        bar.close()
     click.echo(f"demo warehouse {cfg.source.path}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
     if orphans:
         click.echo(f"{orphans:,} enrollment(s) reference a participant that does not exist (orphans)")
@@ -161,22 +231,44 @@ def demo(ctx: click.Context, rows: int | None, orphans: int) -> None:
 def sync(ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_schema_change: bool, trigger: str) -> None:
     """Export -> validate -> publish (only TABLES if given; the others are carried over)."""
     cfg = _config(ctx)
-    report = syncer.sync(
-        cfg, list(tables) or None, trigger=trigger, user=_user(), progress=_Progress(), accept_schema_change=accept_schema_change
-    )
+    bar = _Progress(_expected_rows(cfg, list(tables) or None))
+    try:
+        report = syncer.sync(
+            cfg, list(tables) or None, trigger=trigger, user=_user(), progress=bar, accept_schema_change=accept_schema_change
+        )
+    finally:
+        bar.close()
     if as_json:
         _emit_json(report)
     else:
-        _print_run(report)
+        _print_run(report, cfg)
     if report["status"] != "ok":
         sys.exit(1)
 
 
-def _print_run(report: RunReport) -> None:
+#: the status column of the run summary: (text, colour); padded before colouring, so it lines up
+_MARKS = {"fresh": ("ok", "green"), "quarantined": ("ok", "green"), "carried_over": ("CARRIED_OVER", "yellow")}
+
+
+def _published_rows(cfg: Config | None, snapshot_id: str | None) -> dict[str, int]:
+    """Rows per table in the snapshot a run published (what apps read, not what the source sent)."""
+    if cfg is None or not snapshot_id:
+        return {}
+    snap = next((s for s in syncer.snapshots(cfg) if s.id == snapshot_id), None)
+    return {n: int(t["rows"]) for n, t in snap.tables.items()} if snap else {}
+
+
+def _print_run(report: RunReport, cfg: Config | None = None) -> None:
+    published = _published_rows(cfg, report.get("snapshot_id"))
     for t in report["tables"]:
-        mark = click.style("ok", fg="green") if t["ok"] else click.style(t["status"].upper(), fg="red")
-        rate = f"{t['rows_per_s']:,.0f} rows/s" if t.get("rows_per_s") else ""
-        click.echo(f"  {t['table']:<18} {mark:<8} {t['rows']:>12,} rows  {t['bytes'] / 1048576:>9.1f} MiB  {rate}")
+        text, colour = _MARKS.get(t["status"], (t["status"].upper(), "red"))
+        mark = click.style(f"{text:<12}", fg=colour)
+        # A carried-over table serves its previous rows: show those, not the failed attempt's.
+        rows = published.get(t["table"], t["rows"]) if t["status"] == "carried_over" else t["rows"]
+        rate = f"{t['rows_per_s']:,.0f} rows/s" if t.get("rows_per_s") and t["ok"] else ""
+        extra = f"  {t['quarantined']:,} row(s) quarantined" if t.get("quarantined") else ""
+        size = f"{t['bytes'] / 1048576:>9.1f} MiB" if t["ok"] else " " * 13
+        click.echo(f"  {t['table']:<18} {mark} {rows:>12,} rows  {size}  {rate}{extra}".rstrip())
         if not t["ok"]:
             for c in t["checks"]:
                 if not c["ok"]:
@@ -198,6 +290,7 @@ def _print_run(report: RunReport) -> None:
 def startup(ctx: click.Context, as_json: bool) -> None:
     """Repair, then sync unless the data is fresher than the skip window."""
     cfg = _config(ctx)
+    _quiet_repair_log()
     res = syncer.startup(cfg, user=_user(), progress=_Progress())
     if as_json:
         _emit_json(res)
@@ -206,30 +299,39 @@ def startup(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"repair: {a}")
         click.echo(f"startup: {res['action']}" + (f" ({res['reason']})" if res.get("reason") else ""))
         if res.get("run"):
-            _print_run(res["run"])
+            _print_run(res["run"], cfg)
         click.echo(f"serving snapshot {res['snapshot_id']}" if res["servable"] else "no data can be served yet")
     if not res["servable"]:
         sys.exit(1)
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help='Print the status as JSON (errors too: {"error": ...}).')
 @click.pass_context
 @handle_errors
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Current snapshot, per-table freshness and checks, last and next run."""
-    st = syncer.status(_config(ctx))
+    """Current snapshot; per table: status, rows, age, freshness and failed checks; last and next run."""
+    try:
+        st = syncer.status(_config(ctx))
+    except SyncError as exc:
+        if not as_json:
+            raise
+        # A script that asked for JSON gets JSON, a config error included (and the error's exit code).
+        _emit_json({"error": str(exc), "exit_code": exc.exit_code})
+        sys.exit(exc.exit_code)
     if as_json:
         _emit_json(st)
         return
     snap = st["snapshot"]
     click.echo(f"snapshot  {snap['id']} (created {snap['created_at']})" if snap else "snapshot  none")
-    click.echo(f"{'table':<18} {'status':<13} {'rows':>12}  {'age':>8}  fresh?")
+    click.echo(f"{'table':<18} {'status':<13} {'rows':>12}  {'age':>8}  {'fresh?':<6}  checks")
     for t in st["tables"]:
         age = f"{t['age_seconds'] / 3600:.1f} h" if t["age_seconds"] is not None else "-"
         rows = f"{t['rows']:,}" if t["rows"] is not None else "-"
-        fresh = click.style("stale", fg="red") if t["stale"] else click.style("fresh", fg="green")
-        click.echo(f"{t['name']:<18} {t['status']:<13} {rows:>12}  {age:>8}  {fresh}")
+        fresh = click.style(f"{'stale':<6}", fg="red") if t["stale"] else click.style(f"{'fresh':<6}", fg="green")
+        failed = t.get("checks_failed") or ()
+        checks = click.style("FAILED: " + ", ".join(failed), fg="red") if failed else ("ok" if t["rows"] is not None else "-")
+        click.echo(f"{t['name']:<18} {t['status']:<13} {rows:>12}  {age:>8}  {fresh}  {checks}")
     if snap:
         click.echo(f"cut       {syncer.cut_summary(st.consistency)}")
     last = st["last_run"]
@@ -289,13 +391,21 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 @handle_errors
 def repair(ctx: click.Context) -> None:
     """Fix current, sweep staging, reset permissions."""
-    res = syncer.repair(_config(ctx), user=_user())
+    cfg = _config(ctx)
+    _quiet_repair_log()
+    res = syncer.repair(cfg, user=_user())
     if res.get("skipped"):
         click.echo(res["skipped"])
     for a in res["actions"]:
         click.echo(a)
     if not res["actions"] and not res.get("skipped"):
         click.echo(f"nothing to repair; current is {res['current']}")
+
+
+def _quiet_repair_log() -> None:
+    """The repair's log lines are what this command prints itself: without -v, say each once."""
+    if not _verbose():
+        logging.getLogger("syncer").setLevel(logging.ERROR)
 
 
 @main.command()

@@ -104,7 +104,7 @@ def _resolve(vol: Volume, stacklevel: int = 3) -> tuple[Manifest, bool]:
         if vol.current_id() == cid:  # not swapped meanwhile (a sync and its retention): really broken
             reason = info.error or "; ".join(info.problems)
             if not vol.snapshot_dir(cid).is_dir():
-                reason = f"points at {cid}, which does not exist"
+                reason = f"a link that points at {cid}, which does not exist"
             break
     best = vol.newest_intact(exclude={cid} if cid else None)
     if best is None or best.manifest is None:

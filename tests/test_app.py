@@ -17,7 +17,7 @@ import syncer
 import syncer.admin
 from syncer import Config, History, NotAuthorizedError, sync
 from syncer._clock import frozen
-from syncer.admin import server
+from syncer.admin import fmt, server
 from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,8 +91,8 @@ def test_freshness_metrics_and_rows_equal_the_manifest(app_config: Callable[...,
     table = at.dataframe[0].value
     assert list(table["table"]) == list(manifest["tables"])
     assert dict(zip(table["table"], table["rows"], strict=True)) == {n: t["rows"] for n, t in manifest["tables"].items()}
-    assert dict(zip(table["table"], table["exported_at"], strict=True)) == {
-        n: t["exported_at"] for n, t in manifest["tables"].items()
+    assert dict(zip(table["table"], table["exported"], strict=True)) == {
+        n: fmt.when(t["exported_at"]) for n, t in manifest["tables"].items()
     }
     assert set(table["status"]) == {"fresh"}
     assert dict(zip(table["table"], table["snapshot"], strict=True)) == {
@@ -112,7 +112,7 @@ def test_freshness_shows_a_banner_when_the_last_run_failed(
     broken = write_config(tmp_path / "cfg", tmp_path / "gone.duckdb", extra=LOCAL_OPERATOR)
     assert sync(syncer.load_config(broken))["status"] == "failed"
     at = app()
-    assert any("the last run" in w.value and "failed" in w.value for w in at.warning)
+    assert any(w.value.startswith("The last run (cli, ") and "failed" in w.value for w in at.warning)
 
 
 def test_validation_lists_every_check_of_the_manifest_failing_first(app_config: Callable[..., Config]) -> None:
@@ -153,9 +153,9 @@ def test_history_shows_runs_and_the_audit_trail_with_users(app_config: Callable[
     assert list(runs["snapshot_id"]) == [second, first]
     assert set(runs["trigger"]) == {"cli"}
     assert any("time budget" in c.value for c in at.caption)
-    audit = at.dataframe[1].value
+    audit = at.dataframe[2].value
     assert (audit.iloc[0]["action"], audit.iloc[0]["user"]) == ("rollback", "alice")
-    assert first in audit.iloc[0]["detail"]
+    assert audit.iloc[0]["detail"] == f"from {second} to {first}", "the details in words, not raw JSON"
 
 
 def test_data_preview_shows_what_read_table_returns_and_the_app_code(app_config: Callable[..., Config]) -> None:
@@ -191,7 +191,7 @@ def test_a_non_operator_sees_no_actions_and_the_handlers_refuse_them(app_config:
     first, second = two_snapshots(cfg)
     at = app("pages/controls.py")
     assert not at.button and not at.multiselect and not at.selectbox
-    assert "Only operators can re-sync or roll back" in at.info[0].value
+    assert "Only operators can re-sync, roll back or repair: local run" in at.info[0].value
     assert "allow_local_operator" in at.info[0].value
     with pytest.raises(NotAuthorizedError):
         syncer.admin.request_rollback(cfg, {}, first)

@@ -446,3 +446,97 @@ def test_ctrl_c_during_a_query_exits_130_with_one_line(tmp_path: Path, demo_db: 
     assert proc.returncode == 130, err
     assert "interrupted" in assert_one_clean_error_line(err)
     assert not (volume(cfg) / "current").exists()
+
+
+# --- display: status, the run summary, repair, progress (issue 15) ---------------------------------
+
+
+def test_status_json_on_a_config_error_prints_json_with_the_exit_code(tmp_path: Path) -> None:
+    res = syncer(tmp_path / "nope.toml", "status", "--json")
+    assert res.returncode == 2
+    body = json.loads(res.stdout)
+    assert "nope.toml not found" in body["error"] and body["exit_code"] == 2
+
+
+def test_status_prints_the_checks_column_its_help_promises(config_path: Path) -> None:
+    assert "failed checks" in ok(config_path, "status", "--help").stdout
+    ok(config_path, "sync")
+    lines = ok(config_path, "status").stdout.splitlines()
+    assert lines[1].split() == ["table", "status", "rows", "age", "fresh?", "checks"]
+    assert all(line.split()[-1] == "ok" for line in lines[2:6])
+
+
+def test_repair_prints_each_change_once(config_path: Path) -> None:
+    ok(config_path, "sync")
+    snap = current_id(config_path)
+    (volume(config_path) / "current").unlink()
+    os.symlink("snapshots/20260101T000000Z-dead", volume(config_path) / "current")
+    res = ok(config_path, "repair")
+    out = res.stdout + res.stderr
+    assert out.count(f"now points at {snap}") == 1, out
+
+
+def test_the_run_summary_lines_up_and_a_carried_over_table_shows_its_published_rows(tmp_path: Path, demo_db: Path) -> None:
+    good = write_config(tmp_path / "cfg", demo_db)
+    ok(good, "sync")
+    published = {n: t["rows"] for n, t in syncer_json(good, "snapshots")[0]["tables"].items()}
+    bad = write_config(tmp_path / "cfg", demo_db, tables=DEFAULT_TABLES.replace('source = "courses"', 'source = "nope"'))
+    res = syncer(bad, "sync")
+    assert res.returncode == 1
+    rows = [line for line in res.stdout.splitlines() if line.startswith("  ") and " rows" in line]
+    assert len(rows) == 4
+    assert len({line.index(" rows") for line in rows}) == 1, "the rows column lines up:\n" + "\n".join(rows)
+    (courses,) = [line for line in rows if line.split()[0] == "courses"]
+    assert courses.split()[1] == "CARRIED_OVER"
+    assert courses.split()[2] == f"{published['courses']:,}", "the rows apps read, not the failed attempt's"
+
+
+def test_the_run_summary_counts_quarantined_rows(tmp_path: Path, warehouse: Path) -> None:
+    from tests.test_engine import unconstrain
+    from tests.test_quarantine import with_max_bad_rows
+
+    unconstrain(warehouse, "participants", "UPDATE participants SET email = NULL WHERE participant_id IN (3, 7, 11)")
+    cfg = write_config(tmp_path / "cfg", warehouse, tables=with_max_bad_rows(DEFAULT_TABLES, "participants", 10))
+    (line,) = [x for x in ok(cfg, "sync").stdout.splitlines() if x.split()[:1] == ["participants"]]
+    assert line.split()[1] == "ok" and line.endswith("3 row(s) quarantined")
+
+
+def on_a_terminal(*args: str) -> str:
+    """Run the CLI with stderr on a pseudo-terminal (progress bars are drawn only there); its output."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))  # a new pty is 0 columns wide
+    env = {k: v for k, v in os.environ.items() if k != "SYNCER_CONFIG"} | {"SYNCER_LOG_FORMAT": "text"}
+    proc = subprocess.Popen([sys.executable, "-m", "syncer", *args], stdout=subprocess.DEVNULL, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(leader)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_sync_on_a_terminal_shows_a_total_bar_weighted_by_rows_and_the_phases(config_path: Path) -> None:
+    ok(config_path, "sync")  # the second sync knows every table's rows beforehand
+    out = on_a_terminal("--config", str(config_path), "sync")
+    assert "all tables" in out and "validating…" in out and "publishing…" in out
+    for table in TABLES:
+        assert table in out
+
+
+def test_demo_on_a_terminal_shows_its_progress(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "cfg", tmp_path / "demo.duckdb")
+    out = on_a_terminal("--config", str(cfg), "demo", "--rows", "3000")
+    assert "demo warehouse" in out and "enrollments" in out and "rows" in out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,9 +119,11 @@ def test_startup_runs_before_the_ui_and_ready_says_when(server: AppServer) -> No
     assert server.seen_before_ready, "the startup step (a ~2 s sync) should have been observed running"
     starting = [(s, b, p) for s, b, p in server.seen_before_ready if s is not None]
     assert starting, "the server answered before startup finished"
-    for status, body, page_status in starting:
+    for i, (status, body, page_status) in enumerate(starting):
         assert status == 503 and body["ready"] is False and body["phase"] == "starting"
-        assert page_status == 503, "pages are not served before the startup step has finished"
+        # (the last poll's page request may land just after the step finished: then 200 is right)
+        if i < len(starting) - 1:
+            assert page_status == 503, "pages are not served before the startup step has finished"
     body = server.ready()
     assert body["startup"] == "synced" and body["stale"] is False
     assert sorted(body["tables"]) == sorted(TABLES)
@@ -139,7 +142,7 @@ def test_a_first_visit_straight_to_a_page_by_a_non_operator_shows_it_without_act
         for title in ("Freshness", "Validation", "History", "Controls", "Data preview"):
             expect(nav.get_by_text(title, exact=True)).to_be_visible()
         expect(
-            page.get_by_text("Only operators can re-sync or roll back. mallory is not listed in [admin] operators.")
+            page.get_by_text("Only operators can re-sync, roll back or repair: mallory is not listed in [admin] operators.")
         ).to_be_visible()
         expect(page.get_by_role("button", name="Re-sync now")).to_have_count(0)
         expect(page.get_by_role("button", name="Review rollback…")).to_have_count(0)
@@ -217,7 +220,7 @@ def test_an_operator_resyncs_and_rolls_back_in_the_browser(
     page.get_by_role("button", name="Re-sync now").click()
     expect(page.locator("[data-testid=stProgress]")).to_be_visible(timeout=15_000)
     expect(page.get_by_text(re.compile(r"re-sync of all tables: table \w+ \(\d of 4\)"))).to_be_visible()
-    done = page.get_by_text(re.compile(r"re-sync of all tables: published snapshot \S+"))
+    done = page.get_by_text(re.compile(r"Re-sync of all tables: published snapshot \S+"))
     expect(done).to_be_visible(timeout=60_000)
     new = re.search(r"published snapshot (\S+)", done.inner_text()).group(1)
     assert new != old
@@ -237,7 +240,7 @@ def test_an_operator_resyncs_and_rolls_back_in_the_browser(
     open_page(page, f"{app}/history", "History")
     runs = grid_cells(page, 0)
     assert "startup" in runs and "manual" in runs and new in runs
-    audit = grid_cells(page, 1)
+    audit = grid_cells(page, 2)  # 0: runs, 1: the runs x tables grid
     assert "rollback" in audit and "manual_sync" in audit
     assert "alice" in audit, "the audit trail names the user the proxy passed on"
 
@@ -252,3 +255,114 @@ def test_an_operator_resyncs_and_rolls_back_in_the_browser(
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     page.close()
+
+
+# --- every page, as operator and as viewer; links; auto-refresh; the viewer's timezone (issue 15) ---
+
+#: (path under the app, its heading); the run page is added with a real run id
+PAGES = [
+    ("", "Freshness"),
+    ("validation", "Validation"),
+    ("history", "History"),
+    ("controls", "Controls"),
+    ("data_preview", "Data preview"),
+    ("table?name=courses", "Table"),
+]
+
+
+@pytest.mark.parametrize("identity", ["operator", "viewer"])
+def test_every_page_opens_through_the_proxy_as_operator_and_as_viewer(
+    server: AppServer, proxy: Ingress, browser: Browser, identity: str
+) -> None:
+    app = proxy.urls[identity]
+    run_id = server.ready()["snapshot"]  # a run's id is its snapshot's id
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    try:
+        for path, title in [*PAGES, (f"run?id={run_id}", "Run")]:
+            open_page(page, f"{app}/{path}", title)
+            expect(page.get_by_text("alice · operator" if identity == "operator" else "mallory · viewer")).to_be_visible()
+        open_page(page, f"{app}/controls", "Controls")
+        repair = page.get_by_role("button", name="Repair the volume")
+        expect(repair).to_have_count(1 if identity == "operator" else 0)
+        # Links: Freshness -> the last run's page; Data preview -> the table's page.
+        open_page(page, app, "Freshness")
+        page.get_by_role("link", name=re.compile(r"^Last run: ")).click()
+        expect(page.get_by_role("heading", name="Run", level=1)).to_be_visible()
+        expect(page.get_by_role("heading", name=re.compile(r"^\d{8}T\d{6}Z-\w+$"))).to_be_visible()
+        open_page(page, f"{app}/data_preview", "Data preview")
+        page.get_by_role("link", name=re.compile(r"snapshots, runs and checks over time")).click()
+        expect(page.get_by_role("heading", name="Table", level=1)).to_be_visible()
+        expect(page.get_by_role("heading", name="participants")).to_be_visible()
+    finally:
+        page.close()
+
+
+def test_freshness_controls_and_the_run_page_refresh_themselves_while_a_cli_sync_runs(
+    server: AppServer, proxy: Ingress, browser: Browser, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    import syncer
+
+    cfg = syncer.load_config(Path(server.log).parent / "sync.toml")
+    # The CLI syncs a bigger warehouse into the app's volume, one row per batch (seconds); it is
+    # paused (SIGSTOP) while the three pages are opened, so a slow machine cannot let it finish first.
+    db = tmp_path / "bigger.duckdb"
+    syncer.build_demo(db, 25_000)
+    config = tmp_path / "cli.toml"
+    config.write_text(CONFIG.format(db=db).replace('root = "data"', f'root = "{cfg.root}"') + DEFAULT_TABLES, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "SYNCER_CONFIG"}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "syncer", "--config", str(config), "sync"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    page = browser.new_page()
+    controls = browser.new_page()
+    run_page = browser.new_page()
+    try:
+        deadline = time.monotonic() + 30
+        while syncer.status(cfg).running is None:  # the CLI holds the volume now
+            assert cli.poll() is None and time.monotonic() < deadline, "the CLI sync did not start"
+            time.sleep(0.05)
+        last = syncer.status(cfg).last_run
+        assert last is not None and last["status"] == "running"
+        os.kill(cli.pid, signal.SIGSTOP)
+        open_page(run_page, f"{proxy.urls['operator']}/run?id={last['id']}", "Run")
+        expect(run_page.get_by_text("running…")).to_be_visible()
+        open_page(page, proxy.urls["viewer"], "Freshness")
+        expect(page.get_by_text(re.compile("A sync is running now: trigger cli"))).to_be_visible()
+        open_page(controls, f"{proxy.urls['operator']}/controls", "Controls")
+        expect(controls.get_by_text(re.compile("A sync is running outside this page: trigger cli"))).to_be_visible()
+        # No reload from here on: each page must notice by itself that the sync ended.
+        os.kill(cli.pid, signal.SIGCONT)
+        expect(page.get_by_text(re.compile("A sync is running now"))).to_have_count(0, timeout=60_000)
+        assert cli.wait(30) == 0
+        new = syncer.status(cfg).snapshot
+        assert new is not None
+        expect(page.get_by_text(re.compile(f"Serving snapshot {new.id}"))).to_be_visible(timeout=15_000)
+        expect(controls.get_by_text(re.compile("A sync is running outside this page"))).to_have_count(0, timeout=15_000)
+        expect(controls.get_by_text(f"Current snapshot: {new.id}")).to_be_visible(timeout=15_000)
+        expect(run_page.get_by_text("running…")).to_have_count(0, timeout=15_000)
+        expect(run_page.get_by_text(f"Published snapshot {new.id}", exact=False)).to_be_visible(timeout=15_000)
+    finally:
+        if cli.poll() is None:
+            os.kill(cli.pid, signal.SIGCONT)  # never leave it stopped
+        for p in (page, controls, run_page):
+            p.close()
+        if cli.poll() is None:
+            cli.wait(60)
+
+
+def test_times_are_shown_in_the_viewers_timezone(proxy: Ingress, browser: Browser) -> None:
+    context = browser.new_context(timezone_id="Asia/Tokyo")
+    try:
+        page = context.new_page()
+        open_page(page, proxy.urls["viewer"], "Freshness")
+        expect(page.get_by_text(re.compile(r"created \d{4}-\d\d-\d\d \d\d:\d\d:\d\d JST \("))).to_be_visible()
+        expect(page.get_by_text("Times in Asia/Tokyo.")).to_be_visible()
+    finally:
+        context.close()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,8 @@ def test_progress_fraction_counts_finished_tables_and_rows_of_the_current_one() 
 
     job = runner.submit("sync", work, label="re-sync", user="bob", tables_total=2)
     assert job.wait(10)
-    assert seen == {"half_of_first": 0.25, "first_done": 0.5, "all_done_while_running": 1.0}
+    # never 100 % before the job has finished: validating and publishing come after the last row
+    assert seen == {"half_of_first": 0.25, "first_done": 0.5, "all_done_while_running": 0.99}
     assert job.state == "partial" and job.tables_failed == ["b"]
     assert "b kept their previous data" in job.message
 
@@ -140,3 +142,40 @@ def test_a_failing_job_is_reported_and_the_runner_keeps_working(exc: Exception, 
     assert str(exc.args[0]) in (job.error or "")
     again = runner.submit("sync", lambda _p: {"status": "ok", "snapshot_id": "x"}, label="retry", user="alice", tables_total=1)
     assert again.wait(10) and again.state == "ok"
+
+
+def test_progress_is_weighted_by_rows_with_an_eta_and_never_100_before_the_end() -> None:
+    runner = JobRunner()
+    seen: dict[str, Any] = {}
+
+    def work(progress: Any) -> dict[str, Any]:
+        job = runner.active()
+        assert job is not None
+        progress({"event": "table_start", "table": "small", "total": 100})
+        progress({"event": "table_done", "table": "small", "ok": True, "rows": 100})
+        seen["small_done"] = job.fraction  # 100 of 1,000 expected rows: 10 %, not 50 %
+        progress({"event": "table_start", "table": "big", "total": 900})
+        time.sleep(0.05)
+        progress({"event": "rows", "table": "big", "done": 450, "total": 900})
+        seen["half_of_big"], seen["eta"], seen["message"] = job.fraction, job.eta_s, job.message
+        progress({"event": "table_done", "table": "big", "ok": True, "rows": 900})
+        seen["publishing"] = job.message
+        return {"status": "ok", "snapshot_id": "s1"}
+
+    job = runner.submit("sync", work, label="re-sync", user="bob", tables_total=2, weights={"small": 100, "big": 900})
+    assert job.wait(10)
+    assert seen["small_done"] == pytest.approx(0.1)
+    assert seen["half_of_big"] == pytest.approx(0.55)
+    assert seen["eta"] is not None and seen["eta"] > 0
+    assert "(55%)" in seen["message"] and "left" in seen["message"]
+    assert seen["publishing"].startswith("re-sync: validating and publishing (99%)")
+
+
+def test_a_resync_weighs_tables_by_their_last_published_rows(config: Config) -> None:
+    from syncer.admin.actions import expected_rows
+
+    assert expected_rows(config, ["courses"]) == {}, "nothing published: tables count equally"
+    sync(config)
+    manifest = current_snapshot(config=config)
+    weights = expected_rows(config, [t.name for t in config.tables])
+    assert weights == {n: t["source_rows"] or t["rows"] for n, t in manifest["tables"].items()}

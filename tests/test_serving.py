@@ -85,12 +85,14 @@ def test_the_startup_step_runs_once_per_process(config: Config) -> None:
     assert [r["trigger"] for r in History(Path(config.root) / "syncer.db").runs()] == ["startup"]
 
 
-def test_nothing_to_serve_keeps_ready_at_503_and_says_why(make_config: Callable[..., Config], tmp_path: Path) -> None:
+def test_nothing_to_serve_keeps_ready_at_200_and_says_why(make_config: Callable[..., Config], tmp_path: Path) -> None:
+    # 503 would take the only instance out of the SPCS endpoint, locking operators out of the app
+    # that can fix it: ready answers 200 and its body carries the data's state.
     cfg = make_config(db=tmp_path / "missing.duckdb")
     state = start_and_wait(cfg)
     assert state["phase"] == "unservable"
     code, body = readiness(cfg)
-    assert code == 503 and body["snapshot"] is None
+    assert code == 200 and body["snapshot"] is None and body["data"] == "missing"
     assert "missing.duckdb" in body["reason"]
 
 
@@ -292,8 +294,9 @@ primary_key = ["metric_date"]
     )
     f = freshness(cfg)
     assert f["fresh"] == 1 and f["total"] == 3
-    assert f["banners"][0].startswith("the last run (cli,") and "partial" in f["banners"][0]
-    assert any("courses" in b and "kept its previous data" in b for b in f["banners"])
+    texts = [text for _, text in f["banners"]]
+    assert texts[0].startswith("The last run (cli,") and "partial" in texts[0]
+    assert any("courses" in b and "Kept their previous data" in b for b in texts)
 
 
 def test_freshness_marks_tables_older_than_the_sla_stale(make_config: Callable[..., Config]) -> None:
@@ -304,7 +307,7 @@ def test_freshness_marks_tables_older_than_the_sla_stale(make_config: Callable[.
         f = freshness(cfg)
     assert f["fresh"] == 0 and {r["status"] for r in f["tables"]} == {"stale"}
     assert {r["sla"] for r in f["tables"]} == {"over SLA"}
-    assert any("is stale" in b for b in f["banners"])
+    assert any("Over the 24 h freshness SLA" in text for _, text in f["banners"])
 
 
 def test_quarantined_records_are_listed_and_readable(config: Config) -> None:

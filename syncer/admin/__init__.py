@@ -18,26 +18,41 @@ volume imports :mod:`syncer` (the reader) and never this.
 
 from __future__ import annotations
 
-from syncer.admin.actions import request_rollback, request_sync
+from syncer.admin import fmt
+from syncer.admin.actions import CurrentMovedError, request_repair, request_rollback, request_sync
 from syncer.admin.auth import USER_HEADER, Identity, identify, record_event, require_operator
 from syncer.admin.consistency import CutRow, ReferenceRow, cut_rows, reference_rows, show_consistency, show_references
-from syncer.admin.history_models import AuditRow, HistoryView, RunRow, StepTime, history_view
+from syncer.admin.detail import (
+    GridCell,
+    RunCheck,
+    RunDetail,
+    RunTable,
+    SchemaChange,
+    TableDetail,
+    TableRun,
+    TableSnapshot,
+    run_detail,
+    runs_grid,
+    table_detail,
+)
+from syncer.admin.frame import load_app_config, startup_banner
+from syncer.admin.freshness_model import STATES, FreshnessRow, FreshnessView, Served, collapse_error, freshness, served
+from syncer.admin.history_models import AuditRow, HistoryView, RunRow, StepTime, history_view, step_name
 from syncer.admin.jobs import Job, JobRunner, job_runner
 from syncer.admin.metrics import metrics_endpoint, serve_metrics_port
 from syncer.admin.models import (
     CheckRow,
-    FreshnessRow,
-    FreshnessView,
     PreviewRow,
     QuarantineFile,
     RollbackPreview,
-    freshness,
     open_history,
     quarantined,
     read_quarantined,
+    rollback_default,
     rollback_preview,
     validation_rows,
 )
+from syncer.admin.preview import TablePreview, preview_table
 from syncer.admin.server import (
     STEP,
     StartupGate,
@@ -53,14 +68,17 @@ from syncer.admin.server import (
 from syncer.alerts import AlertRow, recent_alerts
 
 __all__ = [
+    "STATES",
     "STEP",
     "USER_HEADER",
     "AlertRow",
     "AuditRow",
     "CheckRow",
+    "CurrentMovedError",
     "CutRow",
     "FreshnessRow",
     "FreshnessView",
+    "GridCell",
     "HistoryView",
     "Identity",
     "Job",
@@ -69,19 +87,32 @@ __all__ = [
     "QuarantineFile",
     "ReferenceRow",
     "RollbackPreview",
+    "RunCheck",
+    "RunDetail",
     "RunRow",
+    "RunTable",
+    "SchemaChange",
+    "Served",
     "StartupGate",
     "StartupStep",
     "StepTime",
+    "TableDetail",
+    "TablePreview",
+    "TableRun",
+    "TableSnapshot",
     "app_config_path",
     "begin_startup",
+    "collapse_error",
     "cut_rows",
+    "fmt",
     "freshness",
     "history_view",
     "identify",
     "job_runner",
+    "load_app_config",
     "metrics_endpoint",
     "open_history",
+    "preview_table",
     "quarantined",
     "read_quarantined",
     "readiness",
@@ -89,15 +120,34 @@ __all__ = [
     "recent_alerts",
     "record_event",
     "reference_rows",
+    "request_repair",
     "request_rollback",
     "request_sync",
     "require_operator",
+    "rollback_default",
     "rollback_preview",
+    "run_detail",
+    "runs_grid",
     "serve_metrics_port",
+    "served",
     "serving_lifespan",
     "show_consistency",
     "show_references",
+    "startup_banner",
     "startup_state",
+    "step_name",
+    "table_detail",
+    "ui",
     "validation_rows",
     "wait_for_startup",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``syncer.admin.ui`` (the pages' Streamlit helpers) on first use: importing :mod:`syncer.admin`
+    for ``/ready`` or a test does not load Streamlit's script-runner pieces."""
+    if name == "ui":
+        import importlib
+
+        return importlib.import_module("syncer.admin.ui")
+    raise AttributeError(f"module 'syncer.admin' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The operator actions of the admin app: re-sync and rollback.
+"""The operator actions of the admin app: re-sync, rollback and repair.
 
 Each checks the operator itself (never trusting that the page hid the button), then runs through
 the process-wide job runner or the engine's rollback; each is audited with the user.
@@ -9,15 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from syncer._exceptions import LockHeldError
+from syncer._exceptions import LockHeldError, PublishError
 from syncer.admin.auth import record_event, require_operator
 from syncer.admin.jobs import Job, job_runner
 from syncer.config import Config
-from syncer.engine import rollback, sync
-from syncer.engine.results import RollbackResult
+from syncer.engine import repair, rollback, sync
+from syncer.engine.results import RepairResult, RollbackResult
+from syncer.volume.layout import Volume
 from syncer.volume.manifest import RunReport
 
-__all__ = ["request_rollback", "request_sync"]
+__all__ = ["CurrentMovedError", "request_repair", "request_rollback", "request_sync"]
+
+
+class CurrentMovedError(PublishError):
+    """``current`` is no longer what the operator's rollback preview showed: review it again."""
 
 
 def request_sync(cfg: Config, headers: Any, tables: Sequence[str] | None = None) -> Job:
@@ -38,17 +43,58 @@ def request_sync(cfg: Config, headers: Any, tables: Sequence[str] | None = None)
             raise
 
     label = "re-sync of " + (", ".join(names) if names else "all tables")
+    weights = expected_rows(cfg, names or [t.name for t in cfg.tables])
     try:
-        return job_runner().submit("sync", work, label=label, user=who.user, tables_total=len(names or cfg.tables))
+        return job_runner().submit(
+            "sync", work, label=label, user=who.user, tables_total=len(names or cfg.tables), weights=weights
+        )
     except LockHeldError as exc:
         record_event(cfg, "busy", user=who.user, action="sync", reason=str(exc))
         raise
 
 
-def request_rollback(cfg: Config, headers: Any, to: str) -> RollbackResult:
-    """Point ``current`` at snapshot ``to``, as the operator in ``headers`` (audited by the engine)."""
+def expected_rows(cfg: Config, names: Sequence[str]) -> dict[str, int]:
+    """Rows each table is expected to have, for progress weighted by rows: the source's count at
+    the last export (the published count without one); a table never exported counts as the mean
+    of the others. Empty when nothing is published (then tables count equally)."""
+    manifest = Volume(cfg.root).current_manifest()
+    if manifest is None:
+        return {}
+    known = {n: int(e.source_rows if e.source_rows is not None else e.rows) for n, e in manifest.tables.items() if n in names}
+    if not known:
+        return {}
+    mean = sum(known.values()) // len(known)
+    return {n: known.get(n, mean) for n in names}
+
+
+def request_rollback(cfg: Config, headers: Any, to: str, *, seen_current: str | object | None = ...) -> RollbackResult:
+    """Point ``current`` at snapshot ``to``, as the operator in ``headers`` (audited by the engine).
+
+    ``seen_current`` is the ``current`` the operator's preview showed: when ``current`` has moved
+    since (a sync or another rollback published in between), nothing changes and
+    :class:`CurrentMovedError` says so, so a snapshot the operator never saw is not dropped.
+    """
     who = require_operator(cfg, headers, "rollback", to=to)
     running = job_runner().active()
     if running is not None:
         raise LockHeldError(f"{running.label} started by {running.user} is still running; roll back after it finishes")
+    if seen_current is not ...:
+        now = Volume(cfg.root).current_id()
+        if now != seen_current:
+            record_event(
+                cfg, "refused", user=who.user, action="rollback", to=to, reason=f"current moved from {seen_current} to {now}"
+            )
+            raise CurrentMovedError(
+                f"current moved from {seen_current or 'nothing'} to {now or 'nothing'} since the preview "
+                f"(another sync or rollback published); nothing was rolled back — review the rollback to {to} again"
+            )
     return rollback(cfg, to, user=who.user)
+
+
+def request_repair(cfg: Config, headers: Any) -> RepairResult:
+    """Run the engine's repair (fix ``current``, sweep staging, reset permissions) as the operator in ``headers``."""
+    who = require_operator(cfg, headers, "repair")
+    running = job_runner().active()
+    if running is not None:
+        raise LockHeldError(f"{running.label} started by {running.user} is still running; repair after it finishes")
+    return repair(cfg, user=who.user, reason="admin app")

@@ -7,7 +7,6 @@ page renders them and never walks the history's rows itself. A history that cann
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +20,10 @@ __all__ = [
     "HistoryView",
     "RunRow",
     "StepTime",
+    "audit_text",
     "history_view",
     "run_row",
+    "step_name",
 ]
 
 
@@ -47,6 +48,8 @@ class RunRow(Record):
     finished_at: str | None = None
     #: seconds per step of the run (export_validate_s, publish_s, ...), in the order the run took them
     steps: dict[str, float] | None = None
+    #: "all tables", or the tables asked for ("courses"; "2 tables")
+    scope: str = "all tables"
 
     @property
     def finished(self) -> bool:
@@ -71,7 +74,7 @@ class AuditRow(Record):
     action: str
     user: str | None
     run: str | None
-    #: the event's details as JSON text
+    #: the event's details in words, in full ("from A to B, reason: ...")
     detail: str
 
 
@@ -101,7 +104,7 @@ def history_view(cfg: Config, *, limit: int = 200, audit_limit: int = 300) -> Hi
     runs = tuple(run_row(r) for r in hist.runs(limit=limit))
     audit = tuple(_audit_row(e) for e in hist.events(limit=audit_limit))
     steps = tuple(
-        StepTime(r.id, step, float(seconds))
+        StepTime(r.id, step_name(step), float(seconds))
         for r in reversed(runs)
         if r.finished and r.steps
         for step, seconds in r.steps.items()
@@ -137,7 +140,38 @@ def run_row(r: dict[str, Any]) -> RunRow:
         rows_per_s=rows / duration if duration else None,
         finished_at=r.get("finished_at"),
         steps={str(k): float(v) for k, v in steps.items()} if isinstance(steps, dict) else None,
+        scope=_scope(r.get("tables_requested")),
     )
+
+
+def _scope(requested: Any) -> str:
+    if not requested:
+        return "all tables"
+    names = list(requested)
+    return names[0] if len(names) == 1 else f"{len(names)} tables"
+
+
+#: how the pages name the run's steps (the history stores them as export_validate_s, publish_s, ...)
+STEP_NAMES = {"export_validate_s": "export + validate", "publish_s": "publish", "retention_s": "retention"}
+
+
+def step_name(key: str) -> str:
+    return STEP_NAMES.get(key, key.removesuffix("_s").replace("_", " "))
+
+
+def audit_text(detail: dict[str, Any]) -> str:
+    """An audit entry's details in words, in full: ``from X to Y``, then ``key: value`` pairs."""
+    d = dict(detail)
+    parts = []
+    if "from" in d or "to" in d:
+        parts.append(f"from {d.pop('from', None) or 'nothing'} to {d.pop('to', None) or '-'}")
+    for key, value in d.items():
+        if value is None or value == "" or value == []:
+            continue
+        if isinstance(value, list | tuple):
+            value = "; ".join(str(v) for v in value)
+        parts.append(f"{key.replace('_', ' ')}: {value}")
+    return ", ".join(parts)
 
 
 def _audit_row(e: dict[str, Any]) -> AuditRow:
@@ -146,5 +180,5 @@ def _audit_row(e: dict[str, Any]) -> AuditRow:
         action=e["kind"],
         user=e.get("user"),
         run=e.get("run_id"),
-        detail=json.dumps(e.get("detail") or {}, default=str),
+        detail=audit_text(e.get("detail") or {}),
     )

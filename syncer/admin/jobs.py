@@ -55,6 +55,11 @@ class Job:
     rows_total: int = 0
     tables_done: int = 0
     tables_failed: list[str] = field(default_factory=list)
+    #: expected rows per table (the last published counts); replaced by the source's count when a table starts
+    weights: dict[str, int] = field(default_factory=dict)
+    #: rows of the tables already finished
+    rows_finished: int = 0
+    started_monotonic: float = field(default_factory=time.monotonic, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -63,13 +68,34 @@ class Job:
 
     @property
     def fraction(self) -> float:
-        """Share of the work done, 0..1: whole tables plus the rows of the one being exported."""
+        """Share of the work done, 0..1, weighted by rows: a 20M-row table counts for 20M, a
+        100-row one for 100 (without any counts, tables count equally). Never 1 before the
+        job has finished: validating and publishing come after the last row."""
         if self.finished:
             return 1.0
         if not self.tables_total:
             return 0.0
-        part = (self.rows_done / self.rows_total) if self.rows_total else 0.0
-        return min(1.0, (self.tables_done + part) / self.tables_total)
+        total = self.expected_rows
+        if total <= 0:
+            part = (self.rows_done / self.rows_total) if self.rows_total else 0.0
+            return min(0.99, (self.tables_done + part) / self.tables_total)
+        return min(0.99, (self.rows_finished + self.rows_done) / total)
+
+    @property
+    def expected_rows(self) -> int:
+        """Every table's expected rows (each at least 1, so an empty table still counts a little)."""
+        if not self.weights:
+            return 0
+        return sum(max(1, int(n)) for n in self.weights.values())
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left, from the rate so far; None until there is a rate to go by."""
+        f = self.fraction
+        if self.finished or f < 0.02:
+            return None
+        elapsed = time.monotonic() - self.started_monotonic
+        return max(0.0, elapsed * (1 - f) / f)
 
     @property
     def message(self) -> str:
@@ -77,9 +103,13 @@ class Job:
         if self.state == "running":
             if self.table is None:
                 return f"{self.label}: starting…"
+            eta = self.eta_s
+            left = f", about {_short_duration(eta)} left" if eta is not None else ""
+            if self.tables_done >= self.tables_total:
+                return f"{self.label}: validating and publishing ({self.fraction:.0%}){left}"
             return (
                 f"{self.label}: table {self.table} ({self.tables_done + 1} of {self.tables_total}), "
-                f"{self.rows_done:,} of {self.rows_total:,} rows"
+                f"{self.rows_done:,} of {self.rows_total:,} rows ({self.fraction:.0%}){left}"
             )
         if self.state in ("ok", "partial"):
             snap = (self.result or {}).get("snapshot_id")
@@ -95,11 +125,15 @@ class Job:
         kind = ev.get("event")
         if kind == "table_start":
             self.table, self.rows_done, self.rows_total = ev["table"], 0, int(ev.get("total") or 0)
+            if self.weights and ev.get("total") is not None:
+                self.weights[ev["table"]] = int(ev["total"])  # the source's count beats last time's
         elif kind == "rows":
             self.rows_done, self.rows_total = int(ev["done"]), int(ev.get("total") or self.rows_total)
         elif kind == "table_done":
             self.tables_done += 1
-            self.rows_done = int(ev.get("rows") or self.rows_done)
+            if self.weights:
+                self.rows_finished += max(1, self.weights.get(ev["table"], 0))
+            self.rows_done = 0
             if not ev.get("ok", True):
                 self.tables_failed.append(ev["table"])
 
@@ -141,7 +175,16 @@ class JobRunner:
                     return job
         return None
 
-    def submit(self, kind: str, work: Callable[[Progress], Any], *, label: str, user: str | None, tables_total: int) -> Job:
+    def submit(
+        self,
+        kind: str,
+        work: Callable[[Progress], Any],
+        *,
+        label: str,
+        user: str | None,
+        tables_total: int,
+        weights: dict[str, int] | None = None,
+    ) -> Job:
         """Start ``work(progress)`` on a thread; raises :class:`LockHeldError` while another job runs."""
         with self._lock:
             for jid in self._order:
@@ -159,6 +202,7 @@ class JobRunner:
                 user=user,
                 tables_total=tables_total,
                 submitted_at=iso(clock.utcnow()),
+                weights=dict(weights or {}),
             )
             self._jobs[job.id] = job
             self._order.append(job.id)
@@ -201,6 +245,14 @@ class JobRunner:
     def jobs(self) -> list[Job]:
         with self._lock:
             return [self._jobs[j] for j in reversed(self._order)]
+
+
+def _short_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 _RUNNER = JobRunner()

@@ -14,27 +14,22 @@ from typing import Any
 from syncer import _clock as clock
 from syncer._clock import parse_iso
 from syncer._exceptions import ConfigError
-from syncer.admin.history_models import RunRow, run_row
 from syncer.config import Config
-from syncer.engine import snapshots, status
-from syncer.engine.results import SnapshotSummary, StatusReport, TableStatus
-from syncer.schedule.scheduler import next_fire, scheduler_info
+from syncer.engine import snapshots
+from syncer.engine.results import SnapshotSummary
 from syncer.volume.history import History
 from syncer.volume.layout import Volume
 from syncer.volume.manifest import Check, Manifest, Record
 
 __all__ = [
     "CheckRow",
-    "FreshnessRow",
-    "FreshnessView",
     "PreviewRow",
     "QuarantineFile",
     "RollbackPreview",
-    "freshness",
-    "next_run_of",
     "open_history",
     "quarantined",
     "read_quarantined",
+    "rollback_default",
     "rollback_preview",
     "validation_rows",
 ]
@@ -42,115 +37,6 @@ __all__ = [
 
 def open_history(cfg: Config) -> History:
     return History(Volume(cfg.root).db_path)
-
-
-def next_run_of(cfg: Config) -> str | None:
-    """The running scheduler's next fire time; without one (CLI, AppTest), the cron's."""
-    info = scheduler_info()
-    if info is not None:
-        return info["next_run"]
-    return next_fire(cfg)
-
-
-# --- Freshness ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FreshnessRow(Record):
-    table: str
-    #: fresh | stale | carried over | missing | failed
-    status: str
-    rows: int | None
-    exported_at: str | None
-    age_hours: float | None
-    #: within SLA | over SLA | n/a
-    sla: str
-    #: the snapshot whose export produced this data
-    snapshot: str | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class FreshnessView(Record):
-    snapshot: dict[str, Any] | None
-    sla_hours: float
-    tables: tuple[FreshnessRow, ...]
-    fresh: int
-    total: int
-    last_run: RunRow | None
-    #: who holds the volume lock while a sync runs (pid, host, trigger, user, started_at)
-    running: dict[str, Any] | None
-    next_run: str | None
-    scheduler: dict[str, Any] | None
-    banners: tuple[str, ...]
-
-
-def _state_of(t: TableStatus, failed_last_run: set[str]) -> str:
-    if t.status == "missing":
-        return "failed" if t.name in failed_last_run else "missing"
-    if t.status == "carried_over":
-        return "carried over"
-    return "stale" if t.stale else "fresh"
-
-
-def freshness(cfg: Config) -> FreshnessView:
-    """Everything the Freshness page shows, one row per configured table."""
-    st = status(cfg)
-    last = st.last_run
-    failed_last: set[str] = set()
-    if last is not None:
-        failed_last = {r["table_name"] for r in open_history(cfg).table_results(last["id"]) if r["status"] == "failed"}
-    origin = _origins(cfg, st)
-    rows = []
-    for t in st.tables:
-        age_h = t.age_seconds / 3600 if t.age_seconds is not None else None
-        rows.append(
-            FreshnessRow(
-                table=t.name,
-                status=_state_of(t, failed_last),
-                rows=t.rows,
-                exported_at=t.exported_at,
-                age_hours=round(age_h, 2) if age_h is not None else None,
-                sla="n/a" if age_h is None else ("over SLA" if t.stale else "within SLA"),
-                snapshot=origin.get(t.name),
-                error=t.error,
-            )
-        )
-    banners = list(st.warnings)
-    if last is not None and last["status"] in ("failed", "aborted", "partial"):
-        banners.insert(
-            0, f"the last run ({last['trigger']}, {last['started_at']}) {last['status']}: {last.get('error') or ''}".rstrip(": ")
-        )
-    return FreshnessView(
-        snapshot=st.snapshot.to_json() if st.snapshot else None,
-        sla_hours=cfg.sla_hours,
-        tables=tuple(rows),
-        fresh=sum(1 for r in rows if r.status == "fresh"),
-        total=len(rows),
-        last_run=run_row(last) if last else None,
-        running=st.running,
-        next_run=next_run_of(cfg),
-        scheduler=scheduler_info(),
-        banners=tuple(banners),
-    )
-
-
-def _origins(cfg: Config, st: StatusReport) -> dict[str, str]:
-    """For each table, the snapshot whose export produced the data ``current`` holds.
-
-    A table that was not re-exported is hard-linked into the next snapshot with its manifest entry,
-    so the origin is the oldest retained snapshot with the same ``exported_at``; if that one was
-    removed by retention, the oldest retained one that still has it.
-    """
-    if st.snapshot is None:
-        return {}
-    out: dict[str, str] = {t.name: t.exported_in for t in st.tables if t.exported_in}
-    want = {t.name: t.exported_at for t in st.tables if t.exported_at}
-    for snap in snapshots(cfg):  # oldest first
-        for name, t in snap.tables.items():
-            if name in want and name not in out and t["exported_at"] == want[name]:
-                out[name] = snap.id
-    return out
 
 
 # --- Controls: rollback preview -------------------------------------------------------------------------
@@ -171,16 +57,26 @@ class PreviewRow(Record):
 
 @dataclass(frozen=True)
 class RollbackPreview(Record):
+    #: what ``current`` names now (None: nothing, or a link to a missing folder; see ``current_note``)
     previous: str | None
     to: str
     to_created_at: str | None
     ok: bool
     problems: tuple[str, ...]
     tables: tuple[PreviewRow, ...]
+    #: what ``current`` is when it names no intact snapshot ("points at X, which does not exist")
+    current_note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()
         return {"from": data.pop("previous"), **data}
+
+    @property
+    def from_text(self) -> str:
+        """How the preview names the snapshot it moves away from (never "None")."""
+        if self.previous and not self.current_note:
+            return self.previous
+        return self.current_note or "nothing (no snapshot is published)"
 
     @property
     def changed(self) -> tuple[PreviewRow, ...]:
@@ -217,7 +113,20 @@ def rollback_preview(cfg: Config, to: str) -> RollbackPreview:
             )
         )
     target = snaps[to]
-    return RollbackPreview(cur.id if cur else None, to, target.created_at, target.ok, target.problems, tuple(rows))
+    cid = Volume(cfg.root).current_id()
+    note = None
+    if cid is not None and cur is None:
+        note = f"a broken current (it points at {cid}, which does not exist)"
+    elif cur is not None and not cur.ok:
+        note = f"the broken snapshot {cur.id}"
+    return RollbackPreview(cid, to, target.created_at, target.ok, target.problems, tuple(rows), note)
+
+
+def rollback_default(cfg: Config) -> str | None:
+    """The snapshot a rollback goes to unless the operator picks another: the one before the
+    current one, as ``syncer rollback`` without an id (the newest intact one if ``current`` is broken)."""
+    vol = Volume(cfg.root)
+    return vol.previous_of(vol.current_id())
 
 
 # --- Validation ---------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@
   daily scheduler. :class:`StartupGate` answers page and websocket requests with 503 until that
   step has finished, so nobody sees a half-started app, while ``/ready`` and ``/_stcore/health``
   keep answering. If the startup sync fails the previous snapshot is served and the pages say so.
-* **Readiness.** :func:`readiness` backs ``GET /ready``: 200 with the snapshot, staleness and tables
-  once data is served; 503 with the reason before.
+* **Readiness.** :func:`readiness` backs ``GET /ready``: 503 while the startup step runs, then 200
+  with the data's state (ok, stale, degraded, missing) and why, so operators can always reach the
+  app to fix what is wrong.
 
 The operator actions are in :mod:`syncer.admin.actions`, the pages' read models in
 :mod:`syncer.admin.models`.
@@ -30,10 +31,10 @@ from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import ConfigError, SyncError
 from syncer._log import configure_logging
+from syncer.admin.freshness_model import FreshnessView, freshness
 from syncer.admin.metrics import serve_metrics_port
-from syncer.admin.models import next_run_of
 from syncer.config import Config, load_config
-from syncer.engine import startup, status
+from syncer.engine import startup
 from syncer.engine.results import StartupResult
 from syncer.schedule.scheduler import start_scheduler, stop_scheduler
 
@@ -154,34 +155,71 @@ def startup_finished() -> bool:
 
 
 def readiness(cfg: Config | None) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON body) for ``GET /ready``: 200 once data is served, 503 before."""
+    """(HTTP status, JSON body) for ``GET /ready``: 503 only while the startup step runs.
+
+    Once it has finished the answer is 200 whatever state the data is in, and the body says which
+    (``data``: ``ok``, ``stale``, ``degraded``, ``missing``; ``reason`` in one sentence). In SPCS the
+    readiness probe decides whether the endpoint sends traffic to the (only) instance: a 503 for
+    missing or broken data would lock the operators out of the very app that repairs it.
+    """
     state = startup_state()
     if state["phase"] in ("idle", "starting"):
         return 503, {"ready": False, "phase": state["phase"], "reason": "the startup step has not finished"}
+    start = (state.get("result") or {}).get("action")
     if cfg is None:
-        return 503, {"ready": False, "phase": state["phase"], "reason": state.get("error") or "no configuration"}
+        why = state.get("error") or "the configuration cannot be loaded"
+        return 200, {"ready": True, "phase": state["phase"], "data": "unknown", "snapshot": None, "stale": True, "reason": why}
     try:
-        st = status(cfg)
+        view = freshness(cfg)
     except SyncError as exc:
-        return 503, {"ready": False, "phase": state["phase"], "reason": str(exc)}
-    if st.snapshot is None:
-        reason = "; ".join(st.warnings) or "no snapshot is published"
-        start = state.get("result") or {}
-        if start.get("reason"):
-            reason = f"{reason} (startup {start['action']}: {start['reason']})"
-        return 503, {"ready": False, "phase": state["phase"], "snapshot": None, "reason": reason}
+        return 200, {
+            "ready": True,
+            "phase": state["phase"],
+            "data": "unknown",
+            "snapshot": None,
+            "stale": True,
+            "reason": str(exc),
+        }
+    data, reason = _data_state(view)
+    start_reason = (state.get("result") or {}).get("reason")
+    if data == "missing" and start_reason:
+        reason = f"{reason} (startup {start}: {start_reason})"
     return 200, {
         "ready": True,
-        "snapshot": st.snapshot.id,
-        "created_at": st.snapshot.created_at,
-        "stale": st.stale,
+        "phase": state["phase"],
+        "data": data,
+        "reason": reason,
+        "snapshot": view.snapshot["id"] if view.snapshot else None,
+        "created_at": view.snapshot["created_at"] if view.snapshot else None,
+        "fallback": view.fallback,
+        "stale": any(t.sla != "within SLA" or t.status == "future" for t in view.tables),
         "tables": {
-            t.name: {"rows": t.rows, "age_seconds": t.age_seconds, "stale": t.stale, "status": t.status} for t in st.tables
+            t.table: {
+                "rows": t.rows,
+                "age_seconds": round(t.age_hours * 3600, 1) if t.age_hours is not None else None,
+                "stale": t.sla != "within SLA" or t.status == "future",
+                "status": t.status,
+            }
+            for t in view.tables
         },
-        "startup": (state.get("result") or {}).get("action"),
-        "next_run": next_run_of(cfg),
-        "consistency": st.consistency.to_json() if st.consistency else None,
+        "startup": start,
+        "next_run": view.next_run,
+        "consistency": view.consistency,
     }
+
+
+def _data_state(view: FreshnessView) -> tuple[str, str]:
+    """(``ok`` | ``stale`` | ``degraded`` | ``missing``, why) for the body of ``/ready``."""
+    if view.snapshot is None:
+        return "missing", next((text for _, text in view.banners), "nothing is published yet")
+    errors = [t.table for t in view.tables if t.status in ("failed", "missing", "future")]
+    if view.fallback or errors:
+        why = next((text for sev, text in view.banners if sev == "error"), "")
+        return "degraded", why or f"table(s) without servable data: {', '.join(errors)}"
+    stale = [t.table for t in view.tables if t.status == "stale"]
+    if stale:
+        return "stale", f"over the {view.sla_hours:g} h freshness SLA: {', '.join(stale)}"
+    return "ok", f"snapshot {view.snapshot['id']}: {view.fresh} of {view.total} tables fresh"
 
 
 # --- the ASGI pieces handed to st.App --------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from syncer._exceptions import ConfigError, SourceError
 from syncer.sources import demo_words as words
+from syncer.sources.demo_progress import DemoProgress, run_with_progress
 
 __all__ = ["DEFAULT_ROWS", "DEMO_TABLES", "build_demo"]
 
@@ -387,6 +388,15 @@ def _statements(rows: int, seed: int) -> list[str]:
     ]
 
 
+def _weights(rows: int, seed: int) -> list[tuple[str, int]]:
+    """Per statement of :func:`_statements`: the table it fills and its rows (``("", 0)`` for the others)."""
+    s = _Shape.of(rows, seed)
+    fills = {"participants": s.n_participants, "courses": s.n_courses, "enrollments": s.rows, "daily_metrics": s.n_days}
+    return [
+        next(((t, n) for t, n in fills.items() if q.startswith(f"INSERT INTO {t}")), ("", 0)) for q in _statements(rows, seed)
+    ]
+
+
 def _remove(path: Path) -> None:
     for p in (path, path.with_name(path.name + ".wal")):
         p.unlink(missing_ok=True)
@@ -400,7 +410,14 @@ def _orphans_sql(rows: int, seed: int, orphans: object) -> str:
     return f"UPDATE enrollments SET participant_id = {n} + enrollment_id WHERE enrollment_id > {rows - orphans}"
 
 
-def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int = 14, orphans: int = 0) -> dict[str, int]:
+def build_demo(
+    path: str | os.PathLike,
+    rows: int = DEFAULT_ROWS,
+    *,
+    seed: int = 14,
+    orphans: int = 0,
+    progress: DemoProgress | None = None,
+) -> dict[str, int]:
     """Create/refresh the embedded demo DuckDB warehouse at `path`; return {table: row_count}.
 
     The warehouse is built under a temporary name in the same folder and moved onto ``path`` in
@@ -408,7 +425,8 @@ def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int =
     whole.  The same ``rows`` and ``seed`` always give the same table contents.
 
     Raises :class:`ConfigError` for a bad ``rows``/``seed`` and :class:`SourceError` when DuckDB
-    (or the file system) fails; the temporary file is removed in both cases.
+    (or the file system) fails; the temporary file is removed in both cases. ``progress`` (the CLI's
+    bar) is called with the table being filled, the rows filled so far and the rows in all.
     """
     rows, seed = _validate(rows, seed)
     orphan_sql = _orphans_sql(rows, seed, orphans)
@@ -425,8 +443,11 @@ def build_demo(path: str | os.PathLike, rows: int = DEFAULT_ROWS, *, seed: int =
         _remove(tmp)  # leftovers of a crashed build with a recycled pid
         con = duckdb.connect(str(tmp), config={"threads": 2})
         try:
-            for statement in _statements(rows, seed):
-                con.execute(statement)
+            if progress is None:
+                for statement in _statements(rows, seed):
+                    con.execute(statement)
+            else:
+                run_with_progress(con, _statements(rows, seed), _weights(rows, seed), progress)
             if orphans:
                 con.execute(orphan_sql)
                 con.execute("CHECKPOINT")
