@@ -44,9 +44,9 @@ def test_runs_steps_and_audit_of_real_syncs_and_a_rollback(config: Config) -> No
     assert view.runs[0].rows == second["rows"] < view.runs[1].rows == first["rows"]
 
     # steps: the finished runs' steps, oldest run first, in the order each run took them
-    # (named in words: "export + validate", "publish", "retention")
+    # (named in words: "export + validate", "reference checks", "publish", "retention")
     expected = [(r.id, step_name(k), v) for r in reversed(view.runs) for k, v in r.steps.items()]
-    assert {s.step for s in view.steps} == {"export + validate", "publish", "retention"}
+    assert {s.step for s in view.steps} == {"export + validate", "reference checks", "publish", "retention"}
     assert [(s.run, s.step, s.seconds) for s in view.steps] == expected
     assert all(isinstance(s, StepTime) for s in view.steps)
     totals = [sum(r.steps.values()) for r in view.runs]

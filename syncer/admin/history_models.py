@@ -152,7 +152,12 @@ def _scope(requested: Any) -> str:
 
 
 #: how the pages name the run's steps (the history stores them as export_validate_s, publish_s, ...)
-STEP_NAMES = {"export_validate_s": "export + validate", "publish_s": "publish", "retention_s": "retention"}
+STEP_NAMES = {
+    "export_validate_s": "export + validate",
+    "references_s": "reference checks",
+    "publish_s": "publish",
+    "retention_s": "retention",
+}
 
 
 def step_name(key: str) -> str:
