@@ -16,14 +16,14 @@ import pyarrow as pa
 import pytest
 
 from syncer.formats.jsonl import JsonlTableWriter
-from syncer.formats.jsonl_sql import SqlLines, count_objects, plan
+from syncer.formats.jsonl_sql import SqlLines, count_objects, plan, read_plan
 from syncer.sources.duckdb import DuckDBSource
 from tests.catalogue import CATALOGUE, build_catalogue
 
 
 def reference_lines(batch: pa.RecordBatch, tmp: Path) -> list[str]:
     path = tmp / f"ref-{random.random()}.jsonl"
-    w = JsonlTableWriter(path, batch.schema)
+    w = JsonlTableWriter(path, batch.schema, vectorised=False)
     w.write(batch)
     w.close()
     return path.read_text(encoding="utf-8").split("\n")[:-1]
@@ -222,3 +222,67 @@ def test_count_objects_agrees_with_the_encoder(seed: int, tmp_path: Path) -> Non
     path = tmp_path / "x.jsonl"
     path.write_bytes(SqlLines(plan(batch.schema)).encode(batch))  # type: ignore[arg-type]
     assert count_objects(path) == 500
+
+
+def test_the_writer_goes_row_wise_from_a_batch_the_sql_path_refuses(tmp_path: Path) -> None:
+    schema = pa.schema([("k", pa.int64()), ("m", pa.map_(pa.string(), pa.int64()))])
+    good = pa.RecordBatch.from_pydict({"k": [1], "m": [[("a", 1)]]}, schema=schema)
+    repeated = pa.RecordBatch.from_pydict({"k": [2], "m": [[("a", 1), ("a", 2)]]}, schema=schema)
+    w = JsonlTableWriter(tmp_path / "t.jsonl", schema)
+    assert w._sql is not None  # the vectorised path is taken while it can be
+    for b in (good, repeated, good):
+        w.write(b)
+    w.close()
+    assert w._sql is None
+    lines = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text(encoding="utf-8").split("\n")[:-1]]
+    assert lines == [
+        {"k": 1, "m": [{"key": "a", "value": 1}]},
+        {"k": 2, "m": [{"key": "a", "value": 1}, {"key": "a", "value": 2}]},
+        {"k": 1, "m": [{"key": "a", "value": 1}]},
+    ]
+
+
+def test_a_schema_without_an_sql_spelling_is_written_row_wise(tmp_path: Path) -> None:
+    schema = pa.schema([("d", pa.duration("s"))])
+    w = JsonlTableWriter(tmp_path / "d.jsonl", schema)
+    assert w._sql is None
+    w.write(pa.RecordBatch.from_pydict({"d": [5]}, schema=schema))
+    w.close()
+    assert json.loads((tmp_path / "d.jsonl").read_text()) == {"d": 5}
+
+
+def _same_tables(a: pa.Table, b: pa.Table) -> None:
+    assert a.schema.equals(b.schema, check_metadata=False)
+    assert a.num_rows == b.num_rows
+    for name in a.column_names:
+        for i, (x, y) in enumerate(zip(a.column(name).to_pylist(), b.column(name).to_pylist(), strict=True)):
+            assert same(x, y) if isinstance(x, float) or isinstance(y, float) else x == y, (name, i, x, y)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_engines_reread_gives_the_readers_batches(seed: int, tmp_path: Path) -> None:
+    from syncer.formats import iter_batches, reread_batches
+
+    batch = _random_batch(seed).drop_columns(["lst", "st", "m"])  # nested columns are re-read row-wise
+    path = tmp_path / "x.jsonl"
+    w = JsonlTableWriter(path, batch.schema)
+    w.write(batch)
+    w.close()
+    assert read_plan(batch.schema) is not None
+    fast = pa.Table.from_batches(list(reread_batches("jsonl", path, batch.schema)), batch.schema)
+    slow = pa.Table.from_batches(list(iter_batches("jsonl", path, batch.schema)), batch.schema)
+    _same_tables(fast, slow)
+    _same_tables(fast, pa.Table.from_batches([batch]))
+
+
+def test_the_reread_of_a_changed_value_fails_or_differs(tmp_path: Path) -> None:
+    from syncer.formats import reread_batches
+
+    schema = pa.schema([("k", pa.int64()), ("d", pa.decimal128(9, 2)), ("b", pa.binary())])
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"k": 1, "d": "1.50", "b": "AAE="}\n{"k": "x", "d": "2.00", "b": "AA=="}\n', encoding="utf-8")
+    with pytest.raises((ValueError, pa.ArrowInvalid)):
+        list(reread_batches("jsonl", path, schema))
+    path.write_text('{"k": 1}\n[2]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="not a JSON object"):
+        list(reread_batches("jsonl", path, pa.schema([("k", pa.int64())])))

@@ -55,6 +55,7 @@ __all__ = [
     "read_file",
     "refusal",
     "remove_output",
+    "reread_batches",
     "schema_from_b64",
     "schema_to_b64",
     "sha256_file",
@@ -83,6 +84,11 @@ def open_writer(
 def iter_batches(fmt: str, path: Path, schema: pa.Schema, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
     """Stream a written file back as batches of ``schema`` (optionally only ``columns``)."""
     yield from get_format(fmt).iter_batches(path, schema, columns)
+
+
+def reread_batches(fmt: str, path: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Every row of a written file parsed back for the engine's re-open check (see :meth:`Format.reread`)."""
+    yield from get_format(fmt).reread(path, schema)
 
 
 def read_file(fmt: str, path: Path, schema: pa.Schema, columns: Sequence[str] | None = None) -> pa.Table:

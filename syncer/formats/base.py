@@ -76,6 +76,11 @@ class Format(abc.ABC):
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
         """The written rows as batches of ``schema`` (or of only ``columns``), in source order."""
 
+    def reread(self, path: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Every written row, parsed back as the engine's re-open check parses it: the reader's own
+        parse (:meth:`iter_batches`), or one that gives the same batches at native speed."""
+        return self.iter_batches(path, schema, None)
+
     def read_table(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> pa.Table:
         """The whole written file as one table of ``schema`` (or of only ``columns``)."""
         return pa.Table.from_batches(list(self.iter_batches(path, schema, columns)), selected(schema, columns))

@@ -27,6 +27,7 @@ import datetime as dt
 import decimal
 import itertools
 import json
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ import pyarrow as pa
 
 from syncer.formats.base import READ_BATCH, Format, TableWriter, decimal_array, selected
 from syncer.formats.files import StreamTableWriter
+from syncer.formats.jsonl_sql import SqlLines, plan, read_batches, read_plan
 
 __all__ = ["DIALECT", "JsonlFormat", "JsonlTableWriter", "dumps", "encode_rows", "json_default"]
 
@@ -52,20 +54,44 @@ DIALECT: dict[str, Any] = {
     "empty_table": "empty file; the schema is the manifest's arrow_schema",
 }
 
+log = logging.getLogger("syncer")
+
 Encoder = Callable[[Any], Any]
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 class JsonlTableWriter(StreamTableWriter):
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    """Batches spelled by DuckDB's JSON functions (:mod:`syncer.formats.jsonl_sql`, native speed)
+    when every column has an exact SQL spelling, else row by row in Python; a batch the SQL path
+    refuses (a map with a repeated key, a value outside years 1-9999) goes row by row, which
+    spells it or names the value it cannot, and so does every batch after it."""
+
+    def __init__(self, path: Path, schema: pa.Schema, *, vectorised: bool = True) -> None:
         super().__init__(path, schema)
         self._encoders = [(f.name, _encoder(f.type)) for f in schema]
+        select = plan(schema) if vectorised else None
+        self._sql: SqlLines | None = SqlLines(select) if select is not None else None
 
     def _write(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
             return
+        if self._sql is not None:
+            try:
+                self.stream.write(self._sql.encode(batch))
+                return
+            except Exception as exc:  # any refusal: the row-wise encoder decides
+                log.debug("JSONL: the SQL encoder refused a batch (%s); writing row by row", exc)
+                self._drop_sql()
         lines = [json.dumps(row, ensure_ascii=False, allow_nan=False) for row in _rows(self._encoders, batch)]
         self.stream.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+    def _drop_sql(self) -> None:
+        if self._sql is not None:
+            self._sql.close()
+            self._sql = None
+
+    def _finish(self) -> None:
+        self._drop_sql()  # (abort calls it too)
 
 
 def _rows(encoders: list[tuple[str, Encoder]], batch: pa.RecordBatch) -> list[dict[str, Any]]:
@@ -206,6 +232,21 @@ class JsonlFormat(Format):
 
     def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:
         return JsonlTableWriter(path, schema)
+
+    def reread(self, path: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Parsed by DuckDB and cast by Arrow when every column allows it (the engine has DuckDB;
+        the reader, :meth:`iter_batches`, stays pure Python and pyarrow): the same batches."""
+        select = read_plan(schema)
+        if select is None:
+            yield from self.iter_batches(path, schema, None)
+            return
+        try:
+            yield from read_batches(path, schema, select, READ_BATCH)
+        except (ValueError, pa.ArrowException):
+            # a file that does not read back: the reader's own parse names the line and the value
+            for _ in self.iter_batches(path, schema, None):
+                pass
+            raise
 
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
         target = selected(schema, columns)

@@ -12,12 +12,13 @@ values on the type catalogue and on generated batches.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["SqlLines", "count_objects", "plan"]
+__all__ = ["SqlLines", "count_objects", "plan", "read_batches", "read_plan"]
 
 _NUMERIC = (pa.types.is_boolean, pa.types.is_integer)
 _TEXT = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
@@ -192,3 +193,66 @@ def count_objects(path: Path) -> int:
     if others:
         raise ValueError(f"{path.name}: {others:,} line(s) hold JSON that is not an object")
     return int(rows)
+
+
+def _pointer(name: str) -> str:
+    """The JSON Pointer (RFC 6901) of a top-level key, as a SQL literal."""
+    return _literal("/" + name.replace("~", "~0").replace("/", "~1"))
+
+
+def _reading(t: pa.DataType, ref: str) -> str | None:
+    """SQL giving the text (or bytes, or TIME) of a top-level value of type ``t``, for Arrow to cast."""
+    text = f"json_extract_string(json, {ref})"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return f"from_base64({text})"
+    if pa.types.is_time32(t) or pa.types.is_time64(t):
+        return None if getattr(t, "unit", "") == "ns" else f"CAST({text} AS TIME)"
+    scalar = (
+        pa.types.is_boolean(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_float32(t)
+        or pa.types.is_float64(t)
+        or (pa.types.is_decimal128(t) and t.precision < 38)
+        or any(is_(t) for is_ in _TEXT)
+        or pa.types.is_date32(t)
+        or (pa.types.is_timestamp(t) and t.unit in ("us", "ns") and not (t.unit == "ns" and t.tz is not None))
+        or (pa.types.is_dictionary(t) and any(is_(t.value_type) for is_ in _TEXT))
+    )
+    return text if scalar else None
+
+
+def read_plan(schema: pa.Schema) -> str | None:
+    """The SELECT list reading ``schema``'s columns of a JSONL file, or None (read row by row)."""
+    parts = []
+    for f in schema:
+        expr = _reading(f.type, _pointer(f.name))
+        if expr is None:
+            return None
+        parts.append(f"{expr} AS {quote(f.name)}")
+    return ", ".join(parts) if parts else None
+
+
+def read_batches(path: Path, schema: pa.Schema, select: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The file's rows as batches of ``schema``, parsed by DuckDB and cast by Arrow (strictly: a value
+    that is not its column's spelling raises). ValueError for a line that is not a JSON object."""
+    import duckdb
+
+    from syncer.formats.base import decimal_array
+
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        try:
+            objects = f"SELECT json FROM read_ndjson_objects({_literal(str(path))})"
+            if con.execute(f"SELECT count(*) FROM ({objects}) WHERE json_type(json) <> 'OBJECT'").fetchall()[0][0]:
+                raise ValueError(f"{path.name} holds a line that is not a JSON object")
+            reader = con.sql(f"SELECT {select} FROM ({objects})").to_arrow_reader(batch_rows)
+            for raw in reader:
+                cols = []
+                for f, col in zip(schema, raw.columns, strict=True):
+                    cols.append(decimal_array(col, f.type) if pa.types.is_decimal(f.type) else col.cast(f.type))
+                yield pa.RecordBatch.from_arrays(cols, schema=schema)
+        except duckdb.Error as exc:
+            first = str(exc).split("\n")[0].removeprefix("Invalid Input Error: ")
+            raise ValueError(f"{path.name} is not valid JSON Lines: {first}") from None
+    finally:
+        con.close()

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from syncer.config import TableConfig
 from syncer.export.quarantine import Quarantine
-from syncer.formats import WrittenFile, count_rows, file_schema, iter_batches, output_size, stored_schema
+from syncer.formats import WrittenFile, count_rows, file_schema, output_size, reread_batches, stored_schema
 from syncer.sources.base import quote_ident
 from syncer.validate.keys import DupResult
 from syncer.validate.profile import CONVERTED, ProfileAccumulator, profile_differences
@@ -195,7 +195,7 @@ def _reread_text(ev: Evidence) -> tuple[int, list[str]]:
     spelling that loses a digit (a time's nanoseconds, a float's last bit) shows as a difference
     from the profile of the batches that were written, which the profile check cannot see."""
     acc = ProfileAccumulator(ev.schema)
-    for batch in iter_batches(ev.table.format, ev.written.path, ev.schema):
+    for batch in reread_batches(ev.table.format, ev.written.path, ev.schema):
         acc.update(batch)
     return acc.rows, [line for _, line in profile_differences(ev.written_profile.result(), acc.result(), ev.schema)]
 
