@@ -57,6 +57,7 @@ _FACE: dict[str, str] = {
     "ValidationError": "syncer._exceptions",
     "PublishError": "syncer._exceptions",
     "LockHeldError": "syncer._exceptions",
+    "CurrentMovedError": "syncer._exceptions",
     "NoSnapshotError": "syncer._exceptions",
     "NotAuthorizedError": "syncer._exceptions",
     "BadRowsError": "syncer._exceptions",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # for type checkers and editors; tests/test_packaging.py chec
     from syncer._exceptions import (
         BadRowsError,
         ConfigError,
+        CurrentMovedError,
         HistoryError,
         LockHeldError,
         NoSnapshotError,
@@ -118,6 +120,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Consistency",
+    "CurrentMovedError",
     "History",
     "HistoryError",
     "LockHeldError",

@@ -23,7 +23,8 @@ do about a failure is decided by its class, never by a flag on it::
         │                          read-only volume): that table fails, its old data is kept
         ├── HistoryError           the run history (syncer.db) cannot be opened, read or written
         └── PublishError           a snapshot could not be published, or a published one is broken
-            └── NoSnapshotError    nothing is published yet (or nothing intact is left)
+            ├── NoSnapshotError    nothing is published yet (or nothing intact is left)
+            └── CurrentMovedError  a rollback's preview is out of date: `current` moved since
 
 Messages name the culprit (table, column, snapshot id, path) and the way out.
 """
@@ -33,6 +34,7 @@ from __future__ import annotations
 __all__ = [
     "BadRowsError",
     "ConfigError",
+    "CurrentMovedError",
     "HistoryError",
     "LockHeldError",
     "NoSnapshotError",
@@ -133,3 +135,7 @@ class PublishError(VolumeError):
 
 class NoSnapshotError(PublishError):
     """There is no (intact) published snapshot to read from."""
+
+
+class CurrentMovedError(PublishError):
+    """``current`` is no longer what the rollback's preview showed: nothing changed; review it again."""

@@ -788,3 +788,15 @@ def _edit_manifest_of(vol: Volume, table: str, **values: object) -> None:
     path.write_text(json.dumps(data), encoding="utf-8")
     os.chmod(path, 0o444)
     os.chmod(path.parent, 0o555)
+
+
+def test_rollback_with_an_out_of_date_expectation_changes_nothing(config: syncer.Config) -> None:
+    """The check is made under the volume lock: whatever published between a preview and its
+    confirm, the swap does not happen (the admin app's confirm passes what its preview showed)."""
+    first = syncer.sync(config).snapshot_id
+    second = syncer.sync(config).snapshot_id
+    with pytest.raises(syncer.CurrentMovedError, match=f"current moved from {first} to {second} since the preview"):
+        syncer.rollback(config, first, expect_current=first)
+    assert Volume(config.root).current_id() == second
+    assert syncer.rollback(config, first, expect_current=second).to == first
+    assert Volume(config.root).current_id() == first

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from syncer._exceptions import LockHeldError, PublishError
+from syncer._exceptions import CurrentMovedError, LockHeldError
 from syncer.admin.auth import record_event, require_operator
 from syncer.admin.jobs import Job, job_runner
 from syncer.config import Config
@@ -19,10 +19,6 @@ from syncer.volume.layout import Volume
 from syncer.volume.manifest import RunReport
 
 __all__ = ["CurrentMovedError", "request_repair", "request_rollback", "request_sync"]
-
-
-class CurrentMovedError(PublishError):
-    """``current`` is no longer what the operator's rollback preview showed: review it again."""
 
 
 def request_sync(cfg: Config, headers: Any, tables: Sequence[str] | None = None) -> Job:
@@ -78,17 +74,15 @@ def request_rollback(cfg: Config, headers: Any, to: str, *, seen_current: str | 
     running = job_runner().active()
     if running is not None:
         raise LockHeldError(f"{running.label} started by {running.user} is still running; roll back after it finishes")
-    if seen_current is not ...:
+    try:
+        # the engine compares under the volume lock, so nothing can publish between check and swap
+        return rollback(cfg, to, user=who.user, expect_current=seen_current)
+    except CurrentMovedError:
         now = Volume(cfg.root).current_id()
-        if now != seen_current:
-            record_event(
-                cfg, "refused", user=who.user, action="rollback", to=to, reason=f"current moved from {seen_current} to {now}"
-            )
-            raise CurrentMovedError(
-                f"current moved from {seen_current or 'nothing'} to {now or 'nothing'} since the preview "
-                f"(another sync or rollback published); nothing was rolled back — review the rollback to {to} again"
-            )
-    return rollback(cfg, to, user=who.user)
+        record_event(
+            cfg, "refused", user=who.user, action="rollback", to=to, reason=f"current moved from {seen_current} to {now}"
+        )
+        raise
 
 
 def request_repair(cfg: Config, headers: Any) -> RepairResult:

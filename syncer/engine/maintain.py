@@ -13,7 +13,7 @@ import os
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._exceptions import HistoryError, LockHeldError, NoSnapshotError, PublishError, VolumeError
+from syncer._exceptions import CurrentMovedError, HistoryError, LockHeldError, NoSnapshotError, PublishError, VolumeError
 from syncer.alerts import after_verify
 from syncer.config import Config
 from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, VerifyReport
@@ -27,13 +27,22 @@ __all__ = ["repair", "rollback", "verify"]
 log = logging.getLogger("syncer")
 
 
-def rollback(cfg: Config, to: str | None = None, *, user: str | None = None) -> RollbackResult:
-    """Point ``current`` at snapshot ``to`` (default: the one before the current one)."""
+def rollback(
+    cfg: Config, to: str | None = None, *, user: str | None = None, expect_current: str | object | None = ...
+) -> RollbackResult:
+    """Point ``current`` at snapshot ``to`` (default: the one before the current one). With
+    ``expect_current`` (what a preview showed), refuse with :class:`CurrentMovedError` when
+    ``current`` is another snapshot by the time the volume lock is held."""
     vol = Volume(cfg.root)
     vol.ensure()
     info = {"trigger": "rollback", "user": user, "started_at": iso(clock.utcnow())}
     with volume_lock(vol.lock_path, info):
         cur = vol.current_id()
+        if expect_current is not ... and cur != expect_current:
+            raise CurrentMovedError(
+                f"current moved from {expect_current or 'nothing'} to {cur or 'nothing'} since the preview "
+                f"(another sync or rollback published); nothing was rolled back — review the rollback to {to} again"
+            )
         target = to or vol.previous_of(cur)
         if target is None:
             raise NoSnapshotError("there is no earlier snapshot to roll back to; see `syncer snapshots`")
