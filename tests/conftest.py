@@ -161,3 +161,33 @@ def every_written_manifest_matches_the_schema(
     monkeypatch.setattr(Volume, "write_manifest", checked)
     yield
     assert not bad, "manifests that do not match docs/manifest.schema.json:\n" + "\n".join(bad[:20])
+
+
+# --- the admin app's tests (test_app, test_admin_app) -----------------------------------------------
+
+LOCAL_OPERATOR = "\n[admin]\nallow_local_operator = true\n"
+
+
+@pytest.fixture
+def no_jobs_left_behind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh startup step, as in a new server process; a job the test started is waited for."""
+    import syncer.admin
+    from syncer.admin import server
+
+    monkeypatch.setattr(server, "STEP", server.StartupStep())
+    yield
+    job = syncer.admin.job_runner().active()
+    if job is not None:
+        job.wait(60)
+
+
+@pytest.fixture
+def app_config(tmp_path: Path, demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
+    """Write a config (volume under tmp_path) and point the app at it with $SYNCER_CONFIG."""
+
+    def make(extra: str = LOCAL_OPERATOR) -> Config:
+        path = write_config(tmp_path / "cfg", demo_db, extra=extra)
+        monkeypatch.setenv("SYNCER_CONFIG", str(path))
+        return load_config(path)
+
+    return make

@@ -22,31 +22,12 @@ from syncer import Config, History, sync
 from syncer._clock import frozen, iso
 from syncer.admin import fmt, server
 from syncer.volume.layout import Volume
-from tests.conftest import DEFAULT_TABLES, write_config
-from tests.test_app import LOCAL_OPERATOR, app, two_snapshots
+from tests.conftest import DEFAULT_TABLES, LOCAL_OPERATOR, write_config
+from tests.test_app import app, two_snapshots
 from tests.test_engine import unconstrain
 from tests.test_quarantine import with_max_bad_rows
 
-
-@pytest.fixture(autouse=True)
-def no_jobs_left_behind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(server, "STEP", server.StartupStep())  # as in a new server process
-    yield
-    job = syncer.admin.job_runner().active()
-    if job is not None:
-        job.wait(60)
-
-
-@pytest.fixture
-def app_config(tmp_path: Path, demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
-    """Write a config (volume under tmp_path) and point the app at it with $SYNCER_CONFIG."""
-
-    def make(extra: str = LOCAL_OPERATOR) -> Config:
-        path = write_config(tmp_path / "cfg", demo_db, extra=extra)
-        monkeypatch.setenv("SYNCER_CONFIG", str(path))
-        return syncer.load_config(path)
-
-    return make
+pytestmark = pytest.mark.usefixtures("no_jobs_left_behind")  # (tests/conftest.py)
 
 
 def dangle_current(cfg: Config, target: str = "20260101T000000Z-dead") -> str:

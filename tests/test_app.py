@@ -7,7 +7,7 @@ request headers, so these runs are "local": operator only when ``allow_local_ope
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,34 +17,14 @@ import syncer
 import syncer.admin
 from syncer import Config, History, NotAuthorizedError, sync
 from syncer._clock import frozen
-from syncer.admin import fmt, server
-from tests.conftest import write_config
+from syncer.admin import fmt
+from tests.conftest import LOCAL_OPERATOR, write_config
+
+pytestmark = pytest.mark.usefixtures("no_jobs_left_behind")  # (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("pages/freshness.py", "pages/validation.py", "pages/history.py", "pages/controls.py", "pages/data_preview.py")
-LOCAL_OPERATOR = "\n[admin]\nallow_local_operator = true\n"
 NOBODY = '\n[admin]\noperators = ["alice"]\n'
-
-
-@pytest.fixture(autouse=True)
-def no_jobs_left_behind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(server, "STEP", server.StartupStep())  # as in a new server process
-    yield
-    job = syncer.admin.job_runner().active()
-    if job is not None:
-        job.wait(60)
-
-
-@pytest.fixture
-def app_config(tmp_path: Path, demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
-    """Write a config (volume under tmp_path) and point the app at it with $SYNCER_CONFIG."""
-
-    def make(extra: str = LOCAL_OPERATOR) -> Config:
-        path = write_config(tmp_path / "cfg", demo_db, extra=extra)
-        monkeypatch.setenv("SYNCER_CONFIG", str(path))
-        return syncer.load_config(path)
-
-    return make
 
 
 def app(page: str | None = None) -> AppTest:

@@ -511,7 +511,7 @@ def test_an_export_does_not_return_while_the_reader_is_still_inside_the_source(
 
 @pytest.mark.parametrize("name", ["courses", "courses_csv"])
 def test_a_table_of_one_batch_is_exported_without_a_thread_and_its_errors_still_reported(
-    tmp_path: Path, demo_db: Path, monkeypatch: pytest.MonkeyPatch, name: str
+    tmp_path: Path, demo_db: Path, monkeypatch: pytest.MonkeyPatch, name: str, no_thread_started: list[str]
 ) -> None:
     tables = TABLES + '\n[[tables]]\nname = "courses"\nsource = "courses"\nprimary_key = ["course_id"]\n'
     tables += '\n[[tables]]\nname = "courses_csv"\nsource = "courses"\nprimary_key = ["course_id"]\nformat = "csv"\n'
@@ -519,14 +519,7 @@ def test_a_table_of_one_batch_is_exported_without_a_thread_and_its_errors_still_
     src = DuckDBSource(cfg.source)
     try:
         assert src.count(cfg.table(name)) <= cfg.batch_rows
-        started: list[str] = []
-        real = threading.Thread.start
-
-        def start(self: threading.Thread) -> None:
-            started.append(self.name)
-            real(self)
-
-        monkeypatch.setattr(threading.Thread, "start", start)
+        started = no_thread_started  # the fixture also asserts it is still empty at the end
         staging = tmp_path / "staging"
         staging.mkdir()
         out = export_table(src, cfg.table(name), cfg, staging, None)
