@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from syncer._exceptions import HistoryError
+from syncer.volume.manifest import strict_dumps
 
 __all__ = ["History"]
 
@@ -141,7 +142,7 @@ class History:
                 run.get("user"),
                 run.get("host"),
                 run.get("pid"),
-                json.dumps(run.get("tables_requested")),
+                strict_dumps(run.get("tables_requested")),
                 run["started_at"],
                 "running",
             ),
@@ -149,7 +150,7 @@ class History:
 
     def finish_run(self, run_id: str, **fields: Any) -> None:
         if "steps" in fields:
-            fields["steps"] = json.dumps(fields["steps"])
+            fields["steps"] = strict_dumps(fields["steps"])
         cols = ", ".join(f"{k} = ?" for k in fields)
         self._write(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
 
@@ -179,7 +180,7 @@ class History:
                     result.get("total_s"),
                     result.get("rows_per_s"),
                     result.get("error"),
-                    json.dumps(result.get("attempts") or []),
+                    strict_dumps(result.get("attempts") or []),
                     result.get("quarantined") or 0,
                 ),
             )
@@ -202,7 +203,7 @@ class History:
     def event(self, kind: str, at: str, *, user: str | None = None, run_id: str | None = None, **detail: Any) -> None:
         self._write(
             "INSERT INTO events (at, kind, user, run_id, detail) VALUES (?,?,?,?,?)",
-            (at, kind, user, run_id, json.dumps(detail, default=str)),
+            (at, kind, user, run_id, strict_dumps(detail, default=str)),
         )
 
     # --- reading ----------------------------------------------------------------------------------

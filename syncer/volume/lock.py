@@ -21,6 +21,7 @@ from typing import Any
 import filelock
 
 from syncer._exceptions import LockHeldError, VolumeError
+from syncer.volume.manifest import strict_dumps
 
 __all__ = ["lock_holder", "volume_lock"]
 
@@ -64,7 +65,7 @@ def _describe_self(lock_path: Path, info: dict[str, Any]) -> None:
     side = lock_path.with_name(lock_path.name + ".json")
     tmp = side.with_name(side.name + f".tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(record), encoding="utf-8")
+        tmp.write_text(strict_dumps(record), encoding="utf-8")
         os.replace(tmp, side)
     except OSError as exc:
         log.warning("cannot record the lock holder in %s: %s", side, exc.strerror or exc, extra={"step": "lock"})
