@@ -8,6 +8,7 @@ volume, freshness, schedule, export, admin, retry, tables), so the first mistake
 
 from __future__ import annotations
 
+import grp
 import math
 import os
 import re
@@ -30,7 +31,7 @@ _SOURCE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}\Z")
 
 _SECTIONS: dict[str, set[str]] = {
     "source": {"kind", "path", "memory_limit", "threads"} | set(SNOWFLAKE_KEYS),
-    "volume": {"root", "retain"},
+    "volume": {"root", "retain", "quarantine_group"},
     "freshness": {"sla_hours", "skip_startup_if_younger_than_hours"},
     "schedule": {"cron", "timezone", "misfire_grace_seconds"},
     "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds", "writers"},
@@ -175,7 +176,17 @@ def _volume(vol: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
     retain = _positive_int(vol, "retain", 7, "[volume] retain")
     if retain < 2:
         raise ConfigError(f"{where}: [volume] retain = {retain} is too small; keep at least 2 snapshots so rollback works")
-    return {"root": _resolve(base, root), "retain": retain}
+    group = _nonempty_str(vol, "quarantine_group", "[volume] quarantine_group")
+    gid = None
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(
+                f"{where}: [volume] quarantine_group = {group!r} is not a group on this machine; create it, or remove "
+                "the key (then only the syncing user may read quarantined rows)"
+            ) from None
+    return {"root": _resolve(base, root), "retain": retain, "quarantine_group": group, "quarantine_gid": gid}
 
 
 def _freshness(fr: dict[str, Any], where: str) -> dict[str, Any]:
@@ -363,13 +374,10 @@ def _refuse_non_finite(value: Any, key: str) -> None:
     """nan and inf are valid TOML but no valid setting: ``sla_hours = nan`` would turn staleness off."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key} = {value} is not a finite number; write a plain number (nan and inf are not allowed)")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            # top level: "[freshness] sla_hours"; deeper: "[[tables]] #2 max_bad_rows"
-            _refuse_non_finite(v, f"{key} {k}" if key else (f"[{k}]" if isinstance(v, dict) else str(k)))
-    elif isinstance(value, list):
-        for i, v in enumerate(value, 1):
-            _refuse_non_finite(v, f"[[{key}]] #{i}" if key == "tables" else f"{key}[{i}]")
+    for k, v in value.items() if isinstance(value, dict) else enumerate(value, 1) if isinstance(value, list) else ():
+        # named as the messages name keys: "[freshness] sla_hours", "[[tables]] #2 max_bad_rows"
+        sub = f"[[{key}]] #{k}" if key == "tables" else f"{key}[{k}]" if isinstance(k, int) else f"{key} {k}".strip()
+        _refuse_non_finite(v, f"[{k}]" if not key and isinstance(v, dict) else sub)
 
 
 def _refuse_secrets(src: dict[str, Any], where: str) -> None:
