@@ -304,6 +304,8 @@ def test_a_lock_folder_opened_up_by_hand_is_closed_again(tmp_path):
 def test_something_else_in_place_of_the_lock_folder_is_one_clear_error(tmp_path):
     lock_path = tmp_path / ".lock"
     (tmp_path / ".writer").write_text("not a folder")
-    with pytest.raises(syncer.VolumeError, match=r"cannot take the volume lock .*\.writer.*not a folder"):
-        with volume_lock(lock_path, {"trigger": "cli"}):
-            pass
+    with (
+        pytest.raises(syncer.VolumeError, match=r"cannot take the volume lock .*\.writer.*not a folder"),
+        volume_lock(lock_path, {"trigger": "cli"}),
+    ):
+        pass
