@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
-from syncer._exceptions import HistoryError, SourceError, VolumeError
+from syncer._exceptions import HistoryError, PublishError, SourceError, VolumeError
 from syncer.config import Config
 from syncer.export.table import TableOutcome, export_table
 from syncer.sources import open_source
@@ -92,6 +93,8 @@ class _Run:
     snapshot_id: str | None = None
     #: what went wrong after the snapshot was published (it stays published)
     warnings: list[str] = field(default_factory=list)
+    #: the run history failed once: the run goes on without it (it is a record, not a gate)
+    history_lost: bool = False
 
     @property
     def staging(self) -> Path:
@@ -133,14 +136,26 @@ class _Run:
 
     # --- the steps ---------------------------------------------------------------------------------
 
+    def _history(self, what: str, write: Callable[[], object]) -> None:
+        """Write to the run history; once it fails, warn (one line) and go on without it."""
+        if self.history_lost:
+            return
+        try:
+            write()
+        except HistoryError as exc:
+            self.history_lost = True
+            self._warn(f"the run history could not record run {self.run_id} ({what}); the run goes on without it: {exc}")
+
     def _begin(self) -> None:
-        self.hist.abort_running("the process running it stopped before it finished (killed or crashed)", iso(clock.utcnow()))
+        why = "the process running it stopped before it finished (killed or crashed)"
+        self._history("how earlier runs ended", lambda: self.hist.abort_running(why, iso(clock.utcnow()), self.vol.current))
         swept = self.vol.sweep()
         if swept:
             log.info(
                 "swept leftovers of an interrupted run: %s", ", ".join(swept), extra={"run_id": self.run_id, "step": "sweep"}
             )
-        self.hist.start_run(
+        start = functools.partial(
+            self.hist.start_run,
             {
                 "id": self.run_id,
                 "trigger": self.trigger,
@@ -149,10 +164,16 @@ class _Run:
                 "pid": os.getpid(),
                 "tables_requested": self.selected,
                 "started_at": iso(self.started),
-            }
+            },
         )
+        self._history("the start", start)
         if self.trigger == "manual":
-            self.hist.event("manual_sync", iso(self.started), user=self.user, run_id=self.run_id, tables=self.selected)
+            self._history(
+                "the manual sync",
+                lambda: self.hist.event(
+                    "manual_sync", iso(self.started), user=self.user, run_id=self.run_id, tables=self.selected
+                ),
+            )
 
     def _previous(self) -> None:
         """The snapshot to carry over from and hold schema drift against: current, else the newest intact."""
@@ -231,7 +252,13 @@ class _Run:
             run_checks=(_budget_check(self.cfg, time.perf_counter() - self.t0),),
         )
         self.vol.write_manifest(self.staging, manifest)
-        self.vol.publish(self.run_id)
+        try:
+            self.vol.publish(self.run_id)
+        except PublishError as exc:
+            if self.vol.current_id() != self.run_id:
+                raise
+            # `current` moved (a step after the swap failed, e.g. its fsync): what is served is the truth
+            self._warn(f"snapshot {self.run_id} is published and current, but a step after the swap failed: {exc}")
         self.snapshot_id = self.run_id
         self.steps["publish_s"] = time.perf_counter() - t_pub
         # Published: from here on nothing may turn the run into a failure; what goes wrong is a warning.
@@ -246,8 +273,10 @@ class _Run:
         return tuple(removed)
 
     def _warn(self, message: str) -> None:
+        # The report carries it (the CLI prints it as its one warning line); the log says it once more
+        # at INFO, so a terminal at the CLI's WARNING level does not show it twice.
         self.warnings.append(message)
-        log.warning("%s", message, extra={"run_id": self.run_id, "step": "run"})
+        log.info("warning: %s", message, extra={"run_id": self.run_id, "step": "run"})
 
     def _record_crash(self, exc: BaseException) -> None:
         """Nothing was published (or the swap already happened and only bookkeeping failed): either
@@ -255,6 +284,10 @@ class _Run:
         with contextlib.suppress(Exception):
             if self.snapshot_id is None:
                 remove_tree(self.staging)
+                if self.vol.current_id() != self.run_id and self.vol.snapshot_dir(self.run_id).exists():
+                    remove_tree(self.vol.snapshot_dir(self.run_id))  # moved into snapshots/, never served
+            if self.history_lost:
+                return
             failed = any(not o.ok for o in self.outcomes.values())
             # published before the crash: the history says what is served, and that the run did not end well
             status = "failed" if self.snapshot_id is None else ("partial" if failed else "ok")
@@ -289,12 +322,10 @@ class _Run:
         )
         if status == "failed":
             remove_tree(self.staging)
-        try:
-            self._record(report, results)
-        except HistoryError as exc:
-            # The snapshot (if any) is published; only the bookkeeping is lost. Say so, do not fail.
-            self._warn(f"the run history could not record run {self.run_id}: {exc}")
-            report = dataclasses.replace(report, warnings=tuple(self.warnings))
+        # The snapshot (if any) is published; only the bookkeeping can be lost. Say so, do not fail: a
+        # row left `running` is closed with the truth (published or not) by the next run or `repair`.
+        self._history("the outcome", lambda: self._record(report, results))
+        report = dataclasses.replace(report, warnings=tuple(self.warnings))
         log.info("run %s %s in %.2fs", self.run_id, status, duration, extra={"run_id": self.run_id, "step": "run"})
         return report
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from syncer._exceptions import HistoryError
+from syncer._exceptions import HistoryCorruptError, HistoryError
 from syncer.volume.manifest import strict_dumps
 
 __all__ = ["History"]
@@ -87,40 +89,65 @@ class History:
         try:
             con = self._open(write)
         except (sqlite3.Error, OSError) as exc:
-            raise HistoryError(
-                f"run history {self.path} cannot be opened: {exc}; check the volume, or move the file aside "
-                "(a new, empty history is created; published snapshots are not affected)"
-            ) from exc
+            raise self._error(exc, "opened") from exc
         try:
             yield con
         except sqlite3.Error as exc:
-            what = "written" if write else "read"
-            raise HistoryError(
-                f"run history {self.path} cannot be {what}: {exc}; check free space and permissions on the volume, "
-                "or move the file aside (published snapshots are not affected)"
-            ) from exc
+            raise self._error(exc, "written" if write else "read") from exc
         finally:
             con.close()
+
+    def _error(self, exc: BaseException, what: str) -> HistoryError:
+        if _corrupt(exc) or self.path.is_dir():
+            return HistoryCorruptError(
+                f"run history {self.path} cannot be {what}: {_reason(exc, self.path)}; run `syncer repair` (it keeps "
+                "the broken file aside and starts a new history; published snapshots are not affected)"
+            )
+        return HistoryError(
+            f"run history {self.path} cannot be {what}: {_reason(exc, self.path)}; check free space and permissions "
+            "on the volume (published snapshots are not affected)"
+        )
 
     def _open(self, write: bool) -> sqlite3.Connection:
         if not write and not self.path.exists():
             # Reading never creates the database (a status on an empty volume stays empty).
             con = sqlite3.connect(":memory:")
             con.executescript(_SCHEMA)
+        elif not write:
+            con = _open_read_only(self.path)
         else:
             con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             try:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
                 con.execute("PRAGMA busy_timeout=30000")
-                if write:
-                    con.executescript(_SCHEMA)
-                    _migrate(con)
+                con.executescript(_SCHEMA)
+                _migrate(con)
             except BaseException:
                 con.close()
                 raise
         con.row_factory = sqlite3.Row
         return con
+
+    def move_aside(self, at: str) -> Path | None:
+        """Keep a broken history as ``syncer.db.broken-<at>`` (with its -wal/-shm); the next write starts a new one.
+
+        Returns where it went (None when there was nothing); raises :class:`HistoryError`."""
+        if not os.path.lexists(self.path):
+            return None
+        aside = self.path.with_name(f"{self.path.name}.broken-{at}")
+        try:
+            for suffix in ("-wal", "-shm", "-journal"):
+                side = self.path.with_name(self.path.name + suffix)
+                if os.path.lexists(side):
+                    os.replace(side, aside.with_name(aside.name + suffix))
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise HistoryError(
+                f"cannot move the broken run history {self.path} aside to {aside}: {exc.strerror or exc}; "
+                "move or remove it by hand"
+            ) from exc
+        return aside
 
     def _write(self, sql: str, params: tuple[Any, ...] | list[tuple[Any, ...]], many: bool = False) -> None:
         with self._connect(write=True) as con:
@@ -154,14 +181,28 @@ class History:
         cols = ", ".join(f"{k} = ?" for k in fields)
         self._write(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
 
-    def abort_running(self, reason: str, finished_at: str) -> int:
-        """Runs still marked running when the lock is free were killed: mark them aborted."""
+    def abort_running(self, reason: str, finished_at: str, current: Path | None = None) -> int:
+        """Close the runs still marked running (call it holding the volume lock: their process is gone).
+
+        A run whose snapshot ``current`` (the volume's link) names published it (snapshot id = run id)
+        and only its own record was not finished: it is closed as ``ok`` (``partial`` when a table it
+        asked for kept its previous data) with its snapshot id. The others are ``aborted``, ``reason``."""
         with self._connect(write=True) as con:
-            cur = con.execute(
-                "UPDATE runs SET status = 'aborted', error = ?, finished_at = ? WHERE status = 'running'",
-                (reason, finished_at),
-            )
-            return cur.rowcount
+            rows = con.execute("SELECT id, tables_requested FROM runs WHERE status = 'running'").fetchall()
+            for run_id, requested in rows:
+                published = _published_status(current, run_id, requested)
+                if published is None:
+                    con.execute(
+                        "UPDATE runs SET status = 'aborted', error = ?, finished_at = ? WHERE id = ?",
+                        (reason, finished_at, run_id),
+                    )
+                else:
+                    note = f"published snapshot {run_id}; the run's own record was not finished (the history was not writable)"
+                    con.execute(
+                        "UPDATE runs SET status = ?, snapshot_id = ?, error = ?, finished_at = ? WHERE id = ?",
+                        (published, run_id, note, finished_at, run_id),
+                    )
+            return len(rows)
 
     def record_table(self, run_id: str, result: dict[str, Any], checks: list[dict[str, Any]]) -> None:
         with self._connect(write=True) as con:
@@ -238,6 +279,64 @@ class History:
         with self._connect(write=False) as con:
             rows = con.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"] or "{}")} for r in rows]
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """Read without writing anything: ``mode=ro``, and ``immutable=1`` where even that needs a write
+    (a WAL database on a read-only volume cannot create its ``-shm`` file)."""
+    uri = "file:" + urllib.parse.quote(str(path.resolve()))
+    for flags in ("?mode=ro", "?immutable=1"):
+        con = sqlite3.connect(uri + flags, uri=True, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA busy_timeout=30000")
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if not {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= _TABLES:
+                con.executescript(_SCHEMA.replace("CREATE TABLE IF NOT EXISTS ", "CREATE TEMP TABLE IF NOT EXISTS "))
+            return con
+        except sqlite3.OperationalError as exc:
+            con.close()
+            if flags == "?immutable=1" or _corrupt(exc):
+                raise
+        except BaseException:
+            con.close()
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_TABLES = {"runs", "table_results", "checks", "events"}
+
+
+def _corrupt(exc: BaseException) -> bool:
+    """Is this the file itself (not space, permissions or a busy writer)?"""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and any(
+        w in text for w in ("not a database", "malformed", "file is encrypted", "disk image")
+    )
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    if path.is_dir():
+        return "it is a folder, not a database file"
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def _published_status(current: Path | None, run_id: str, requested: str | None) -> str | None:
+    """``ok`` or ``partial`` if ``current`` names the run's snapshot, else None (a snapshot folder alone
+    is no proof: a run killed between the rename and the swap leaves one that was never served)."""
+    if current is None:
+        return None
+    try:
+        if os.path.basename(os.readlink(current)) != run_id:
+            return None
+        manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
+        tables = manifest["tables"]
+        wanted = json.loads(requested) if requested else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if manifest.get("id") != run_id or not isinstance(tables, dict):
+        return None
+    kept = [n for n, t in tables.items() if isinstance(t, dict) and t.get("status") == "carried_over" and t.get("failed_at")]
+    return "partial" if any(wanted is None or n in wanted for n in kept) else "ok"
 
 
 def _migrate(con: sqlite3.Connection) -> None:
