@@ -360,8 +360,7 @@ def test_a_run_left_running_whose_snapshot_is_served_is_closed_as_published(conf
     con.execute("UPDATE runs SET status = 'running', snapshot_id = NULL, finished_at = NULL WHERE id = ?", (first["run_id"],))
     con.commit()
     con.close()
-    repair = syncer.repair(config)
-    assert "marked 1 interrupted run(s) as aborted" in "; ".join(repair["actions"]) or repair["actions"]
+    syncer.repair(config)
     (run,) = history.runs()
     assert run["status"] == "ok" and run["snapshot_id"] == first["run_id"], run
     assert "published snapshot" in run["error"]

@@ -24,7 +24,7 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
-from syncer._exceptions import HistoryError, PublishError, SourceError, VolumeError
+from syncer._exceptions import HistoryCorruptError, HistoryError, PublishError, SourceError, VolumeError
 from syncer.config import Config
 from syncer.export.table import TableOutcome, export_table
 from syncer.sources import open_source
@@ -93,8 +93,11 @@ class _Run:
     snapshot_id: str | None = None
     #: what went wrong after the snapshot was published (it stays published)
     warnings: list[str] = field(default_factory=list)
-    #: the run history failed once: the run goes on without it (it is a record, not a gate)
+    #: the run history failed (warned once): the run goes on without it (it is a record, not a gate)
     history_lost: bool = False
+    history_writes_off: bool = False
+    #: the run's row as it started (recorded again at the end if the start could not be)
+    start_record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def staging(self) -> Path:
@@ -136,13 +139,25 @@ class _Run:
 
     # --- the steps ---------------------------------------------------------------------------------
 
-    def _history(self, what: str, write: Callable[[], object]) -> None:
-        """Write to the run history; once it fails, warn (one line) and go on without it."""
-        if self.history_lost:
-            return
+    def _history(self, what: str, write: Callable[[], object]) -> bool:
+        """Write to the run history; a failure is one warning line (the first), never a failed run.
+
+        A broken file is given up on; any other failure (a full disk, an I/O error) may pass, so the
+        later writes still try: the outcome that lands is the truth, whatever came before it."""
+        if self.history_writes_off:
+            return False
         try:
             write()
+            return True
+        except HistoryCorruptError as exc:
+            self._history_warn(what, exc)
+            self.history_writes_off = True
         except HistoryError as exc:
+            self._history_warn(what, exc)
+        return False
+
+    def _history_warn(self, what: str, exc: HistoryError) -> None:
+        if not self.history_lost:
             self.history_lost = True
             self._warn(f"the run history could not record run {self.run_id} ({what}); the run goes on without it: {exc}")
 
@@ -154,19 +169,16 @@ class _Run:
             log.info(
                 "swept leftovers of an interrupted run: %s", ", ".join(swept), extra={"run_id": self.run_id, "step": "sweep"}
             )
-        start = functools.partial(
-            self.hist.start_run,
-            {
-                "id": self.run_id,
-                "trigger": self.trigger,
-                "user": self.user,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "tables_requested": self.selected,
-                "started_at": iso(self.started),
-            },
-        )
-        self._history("the start", start)
+        self.start_record = {
+            "id": self.run_id,
+            "trigger": self.trigger,
+            "user": self.user,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "tables_requested": self.selected,
+            "started_at": iso(self.started),
+        }
+        self._history("the start", functools.partial(self.hist.start_run, self.start_record))
         if self.trigger == "manual":
             self._history(
                 "the manual sync",
@@ -286,11 +298,12 @@ class _Run:
                 remove_tree(self.staging)
                 if self.vol.current_id() != self.run_id and self.vol.snapshot_dir(self.run_id).exists():
                     remove_tree(self.vol.snapshot_dir(self.run_id))  # moved into snapshots/, never served
-            if self.history_lost:
+            if self.history_writes_off:
                 return
             failed = any(not o.ok for o in self.outcomes.values())
             # published before the crash: the history says what is served, and that the run did not end well
             status = "failed" if self.snapshot_id is None else ("partial" if failed else "ok")
+            self.hist.start_run(self.start_record, exists_ok=True)
             self.hist.finish_run(
                 self.run_id,
                 status=status,
@@ -324,12 +337,16 @@ class _Run:
             remove_tree(self.staging)
         # The snapshot (if any) is published; only the bookkeeping can be lost. Say so, do not fail: a
         # row left `running` is closed with the truth (published or not) by the next run or `repair`.
-        self._history("the outcome", lambda: self._record(report, results))
+        if not self.history_writes_off:
+            self._history("the outcome", lambda: self._record(report, results))
         report = dataclasses.replace(report, warnings=tuple(self.warnings))
         log.info("run %s %s in %.2fs", self.run_id, status, duration, extra={"run_id": self.run_id, "step": "run"})
         return report
 
     def _record(self, report: RunReport, results: list[TableResult]) -> None:
+        if self.history_writes_off:
+            return
+        self.hist.start_run(self.start_record, exists_ok=True)  # the start may not have made it
         for tr in results:
             self.hist.record_table(self.run_id, tr.to_json(), [c.to_json() for c in tr.checks])
         self.hist.record_checks(self.run_id, None, [report.budget.to_json()] if report.budget else [])

@@ -160,9 +160,11 @@ class History:
 
     # --- runs -------------------------------------------------------------------------------------
 
-    def start_run(self, run: dict[str, Any]) -> None:
+    def start_run(self, run: dict[str, Any], *, exists_ok: bool = False) -> None:
+        """Record a run as running (``exists_ok``: keep the row if it is there already)."""
+        verb = "INSERT OR IGNORE" if exists_ok else "INSERT"
         self._write(
-            "INSERT INTO runs (id, trigger, user, host, pid, tables_requested, started_at, status) VALUES (?,?,?,?,?,?,?,?)",
+            f"{verb} INTO runs (id, trigger, user, host, pid, tables_requested, started_at, status) VALUES (?,?,?,?,?,?,?,?)",
             (
                 run["id"],
                 run["trigger"],
