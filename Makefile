@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= sync.toml
 
-.PHONY: run check test test-fast lint lock clean demo bench
+.PHONY: run check test test-fast lint lock clean demo bench faults
 
 # Create the virtualenv from the pinned locks (only when missing or when a lock changed).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -48,6 +48,11 @@ test-fast: check
 ## make bench: the performance benchmark (5M and 20M rows; not part of `make test`).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+## make faults: the long fault-injection sweep (strace syscall faults at several positions per syscall,
+## random libfiu I/O faults; needs the Debian packages strace and fiu-utils). Figures in README.
+faults: $(STAMP)
+	$(BIN)/python scripts/faults.py $(FAULTS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

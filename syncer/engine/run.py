@@ -24,12 +24,12 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._clock import iso, parse_iso
-from syncer._exceptions import HistoryCorruptError, HistoryError, PublishError, SourceError, VolumeError
+from syncer._exceptions import HistoryCorruptError, HistoryError, PublishError, SourceError, VolumeError, WriteError
 from syncer.config import Config
 from syncer.export.table import TableOutcome, export_table
 from syncer.sources import open_source
 from syncer.validate.checks import check
-from syncer.volume.files import carry_over
+from syncer.volume.files import carry_over, os_reason
 from syncer.volume.history import History
 from syncer.volume.layout import Volume, remove_tree
 from syncer.volume.lock import volume_lock
@@ -110,7 +110,7 @@ class _Run:
     def execute(self) -> RunReport:
         self._begin()
         try:
-            self.staging.mkdir(parents=True)
+            self._make_staging()
             self._previous()
             self._export_all()
             t_pub = time.perf_counter()
@@ -186,6 +186,15 @@ class _Run:
                     "manual_sync", iso(self.started), user=self.user, run_id=self.run_id, tables=self.selected
                 ),
             )
+
+    def _make_staging(self) -> None:
+        try:
+            self.staging.mkdir(parents=True)
+        except OSError as exc:
+            raise WriteError(
+                f"cannot create the staging folder {self.staging}: {os_reason(exc)}; nothing was exported, "
+                "the current snapshot is unchanged"
+            ) from exc
 
     def _previous(self) -> None:
         """The snapshot to carry over from and hold schema drift against: current, else the newest intact."""
