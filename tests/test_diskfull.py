@@ -313,7 +313,9 @@ def test_read_table_under_io_faults_raises_the_library_s_errors(tmp_path: Path, 
     )
     for inject in ("openat:error=EIO", "read:error=EIO", "fstat:error=EIO", "newfstatat:error=EIO"):
         argv = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(target.resolve()), "-e", f"inject={inject}"]
-        proc = subprocess.run([*argv, sys.executable, "-c", code, str(cfg.path), cfg.tables[0].name], capture_output=True, text=True)
+        proc = subprocess.run(
+            [*argv, sys.executable, "-c", code, str(cfg.path), cfg.tables[0].name], capture_output=True, text=True
+        )
         assert "Traceback" not in proc.stderr, (inject, proc.stderr)
         assert proc.stdout.split()[0] in ("ours", "read"), (inject, proc.stdout, proc.stderr)
     # a snapshots folder replaced by a file, current gone: NotADirectoryError inside, ours outside
