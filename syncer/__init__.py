@@ -59,6 +59,7 @@ _FACE: dict[str, str] = {
     "NotAuthorizedError": "syncer._exceptions",
     "BadRowsError": "syncer._exceptions",
     "HistoryError": "syncer._exceptions",
+    "HistoryCorruptError": "syncer._exceptions",
     "SourceNotFoundError": "syncer._exceptions",
     "SourceOutOfMemoryError": "syncer._exceptions",
     "SourceUnavailableError": "syncer._exceptions",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # for type checkers and editors; tests/test_packaging.py chec
     from syncer._exceptions import (
         BadRowsError,
         ConfigError,
+        HistoryCorruptError,
         HistoryError,
         LockHeldError,
         NoSnapshotError,
@@ -115,6 +117,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "History",
+    "HistoryCorruptError",
     "HistoryError",
     "LockHeldError",
     "Manifest",
