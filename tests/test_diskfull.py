@@ -325,3 +325,25 @@ def test_read_table_under_io_faults_raises_the_library_s_errors(tmp_path: Path, 
     vol.snapshots.write_text("not a folder")
     with pytest.raises(syncer.SyncError):
         read_table(cfg.tables[0].name, config=cfg)
+
+
+def test_emfile_while_sweeping_the_volume_is_one_line_naming_it(tmp_path: Path, demo_db) -> None:
+    import shutil as _shutil
+
+    from tests.conftest import write_config
+
+    if _shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    path = write_config(tmp_path / "cfg", demo_db)
+    cfg = load_config(path)
+    syncer.sync(cfg)
+    served = Volume(cfg.root).current_id()
+    (Volume(cfg.root).staging / "leftover").mkdir()
+    # every open of the staging folder fails with EMFILE (too many open files): the sweep cannot list it
+    staging = str(Volume(cfg.root).root.resolve())
+    argv = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", staging, "-e", "inject=openat:error=EMFILE"]
+    proc = subprocess.run([*argv, sys.executable, "-m", "syncer", "--config", str(path), "sync"], capture_output=True, text=True)
+    line = _one_clean_line(proc)
+    assert "Too many open files" in line and staging in line and "unexpected" not in line, line
+    assert Volume(cfg.root).current_id() == served and syncer.verify(cfg)["ok"]
+    assert syncer.sync(cfg)["status"] == "ok"

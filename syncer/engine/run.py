@@ -67,7 +67,10 @@ def sync(
     info = {"trigger": trigger, "user": user, "started_at": iso(started), "run_id": run_id}
     with volume_lock(vol.lock_path, info):
         run = _Run(cfg, vol, History(vol.db_path), run_id, started, selected, trigger, user, progress, accept_schema_change)
-        return run.execute()
+        try:
+            return run.execute()
+        except OSError as exc:  # the one choke point for what no step wrapped: what failed, where, what to do
+            raise _volume_error(exc, run) from exc
 
 
 @dataclass
@@ -169,23 +172,13 @@ class _Run:
             log.info(
                 "swept leftovers of an interrupted run: %s", ", ".join(swept), extra={"run_id": self.run_id, "step": "sweep"}
             )
-        self.start_record = {
-            "id": self.run_id,
-            "trigger": self.trigger,
-            "user": self.user,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "tables_requested": self.selected,
-            "started_at": iso(self.started),
-        }
+        me = {"id": self.run_id, "trigger": self.trigger, "user": self.user, "host": socket.gethostname()}
+        self.start_record = {**me, "pid": os.getpid(), "tables_requested": self.selected, "started_at": iso(self.started)}
         self._history("the start", functools.partial(self.hist.start_run, self.start_record))
         if self.trigger == "manual":
-            self._history(
-                "the manual sync",
-                lambda: self.hist.event(
-                    "manual_sync", iso(self.started), user=self.user, run_id=self.run_id, tables=self.selected
-                ),
-            )
+            at, who = iso(self.started), self.user
+            event = functools.partial(self.hist.event, "manual_sync", at, user=who, run_id=self.run_id, tables=self.selected)
+            self._history("the manual sync", event)
 
     def _make_staging(self) -> None:
         try:
@@ -373,6 +366,19 @@ class _Run:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def _volume_error(exc: OSError, run: _Run) -> VolumeError:
+    where = exc.filename or run.vol.root
+    served = (
+        f"snapshot {run.snapshot_id} is published and current"
+        if run.snapshot_id and run.vol.current_id() == run.snapshot_id
+        else "the current snapshot is unchanged"
+    )
+    return VolumeError(
+        f"sync run {run.run_id} stopped: {os_reason(exc)} ({where}); {served}; fix the cause and sync again "
+        "(`syncer repair` sweeps what the run left in staging)"
+    )
 
 
 def _carried_over(old: ManifestEntry, out: TableOutcome) -> ManifestEntry:
