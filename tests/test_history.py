@@ -309,7 +309,12 @@ def test_sync_status_and_repair_go_on_without_a_broken_history(config_path: Path
     again = syncer.sync(cfg)
     assert again["status"] == "ok" and not again["warnings"]
     runs = History(db).runs()
-    assert [r["status"] for r in runs] == ["ok"] and runs[0]["snapshot_id"] == again["snapshot_id"]
+    # the new history misses nothing served: the run that published while it was broken is added
+    assert [(r["id"], r["status"], r["snapshot_id"]) for r in runs] == [
+        (again["run_id"], "ok", again["snapshot_id"]),
+        (served, "ok", served),
+    ]
+    assert "recorded by a later run" in runs[1]["error"]
 
 
 @pytest.fixture
@@ -373,3 +378,27 @@ def test_a_run_left_running_that_never_swapped_current_is_closed_as_aborted(conf
     syncer.sync(config)  # the next run closes it: it holds the lock, so nobody else is running
     runs = {r["id"]: r for r in history.runs()}
     assert runs["20990101T000000Z-dead"]["status"] == "aborted" and runs["20990101T000000Z-dead"]["snapshot_id"] is None
+
+
+def test_a_sync_whose_every_history_write_fails_is_published_and_recorded_by_the_next(config_path: Path) -> None:
+    # issue 13, item 13: the WAL cannot grow (pwrite64 ENOSPC, as on a full volume) for the whole run
+    import shutil
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    cfg = syncer.load_config(config_path)
+    assert syncer.sync(cfg)["status"] == "ok"
+    wal = Volume(cfg.root).db_path.with_name("syncer.db-wal").resolve()
+    argv = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(wal), "-e", "inject=pwrite64:error=ENOSPC"]
+    proc = subprocess.run(
+        [*argv, sys.executable, "-m", "syncer", "--config", str(config_path), "sync"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    (warning,) = [x for x in proc.stderr.splitlines() if x.startswith("warning: ")]
+    assert "database or disk is full" in warning or "No space" in warning, warning
+    served = Volume(cfg.root).current_id()
+    assert f"published snapshot {served}" in proc.stdout
+    assert syncer.sync(cfg)["status"] == "ok"
+    runs = {r["id"]: r for r in History(Volume(cfg.root).db_path).runs()}
+    assert runs[served]["status"] == "ok" and runs[served]["snapshot_id"] == served
+    assert not [r for r in runs.values() if r["status"] == "running"]

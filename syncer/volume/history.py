@@ -204,6 +204,7 @@ class History:
                         "UPDATE runs SET status = ?, snapshot_id = ?, error = ?, finished_at = ? WHERE id = ?",
                         (published, run_id, note, finished_at, run_id),
                     )
+            _record_unrecorded_current(con, current)
             return len(rows)
 
     def record_table(self, run_id: str, result: dict[str, Any], checks: list[dict[str, Any]]) -> None:
@@ -320,6 +321,40 @@ def _reason(exc: BaseException, path: Path) -> str:
     if path.is_dir():
         return "it is a folder, not a database file"
     return str(getattr(exc, "strerror", None) or exc)
+
+
+def _record_unrecorded_current(con: sqlite3.Connection, current: Path | None) -> None:
+    """A run that published while the history could not be written at all has no row: add it from its
+    manifest (snapshot id = run id), so the history never misses what is served."""
+    if current is None:
+        return
+    try:
+        sid = os.path.basename(os.readlink(current))
+        manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(manifest, dict) or manifest.get("id") != sid:
+        return
+    if con.execute("SELECT 1 FROM runs WHERE id = ?", (sid,)).fetchone():
+        return
+    run: dict[str, Any] = manifest["run"] if isinstance(manifest.get("run"), dict) else {}
+    requested = run.get("tables_requested")
+    status = _published_status(current, sid, strict_dumps(requested) if requested else None) or "ok"
+    con.execute(
+        "INSERT INTO runs (id, snapshot_id, trigger, user, tables_requested, started_at, finished_at, status, error)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            sid,
+            sid,
+            str(run.get("trigger") or "unknown"),
+            run.get("user"),
+            strict_dumps(requested),
+            str(manifest.get("created_at") or ""),
+            manifest.get("created_at"),
+            status,
+            f"published snapshot {sid}; recorded by a later run (the run itself could not write the history)",
+        ),
+    )
 
 
 def _published_status(current: Path | None, run_id: str, requested: str | None) -> str | None:
