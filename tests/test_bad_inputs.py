@@ -35,6 +35,7 @@ import syncer
 from syncer import ConfigError, History, SnapshotFallbackWarning, StaleDataWarning, load_config, read_table
 from syncer.volume.audit import record_event
 from syncer.volume.layout import MANIFEST, Volume, remove_tree
+from syncer.volume.lock import lock_file
 from tests.conftest import write_config
 
 FORMATS = ["parquet", "csv", "jsonl", "arrow"]
@@ -555,7 +556,7 @@ def test_the_lock_file_left_by_a_killed_process_does_not_block_the_next_sync(tmp
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL
     side = vol.lock_path.with_name(".lock.json")
-    assert vol.lock_path.exists() and side.exists()  # both files outlive the killed holder
+    assert lock_file(vol.lock_path).exists() and side.exists()  # both files outlive the killed holder
     dead_pid = json.loads(side.read_text(encoding="utf-8"))["pid"]
     assert dead_pid != os.getpid()
 
