@@ -154,7 +154,10 @@ class Env:
             capture_output=True,
         )
         self.config.write_text(
-            f'[source]\nkind = "duckdb"\npath = "w.duckdb"\n\n[volume]\nroot = "data"\nretain = 3\n{TABLES}', encoding="utf-8"
+            # fast retries: a transient error under random faults is retried without minutes of backoff
+            f'[source]\nkind = "duckdb"\npath = "w.duckdb"\n\n[volume]\nroot = "data"\nretain = 3\n\n'
+            f"[retry]\nattempts = 2\nbackoff_seconds = 0.01\nmax_backoff_seconds = 0.05\n{TABLES}",
+            encoding="utf-8",
         )
         for _ in range(2):
             self.cli("sync", check=True)
