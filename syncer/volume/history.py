@@ -293,7 +293,8 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         try:
             con.execute("PRAGMA busy_timeout=30000")
             con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            if not {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= _TABLES:
+            # an empty database (0 bytes, never written) reads as empty; a missing table is damage: it fails
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone():
                 con.executescript(_SCHEMA.replace("CREATE TABLE IF NOT EXISTS ", "CREATE TEMP TABLE IF NOT EXISTS "))
             return con
         except sqlite3.OperationalError as exc:
@@ -304,9 +305,6 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
             con.close()
             raise
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-_TABLES = {"runs", "table_results", "checks", "events"}
 
 
 def _corrupt(exc: BaseException) -> bool:
