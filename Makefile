@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 CONFIG  ?= sync.toml
 PORT    ?= 8501
 
-.PHONY: run run-example check test test-fast lint lock clean demo bench bench-matrix screenshots
+.PHONY: run run-example check test test-fast lint lock clean demo bench bench-matrix screenshots faults
 
 # Create the virtualenv from the pinned locks (only when missing or when a lock changed).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -68,6 +68,10 @@ bench: $(STAMP)
 ## make bench-matrix: every table shape x every format against DuckDB's COPY (see README; long).
 bench-matrix: $(STAMP)
 	$(BIN)/python benchmarks/matrix.py $(BENCH_ARGS)
+## make faults: the long fault-injection sweep (strace syscall faults at several positions per syscall,
+## random libfiu I/O faults; needs the Debian packages strace and fiu-utils). Figures in README.
+faults: $(STAMP)
+	$(BIN)/python scripts/faults.py $(FAULTS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

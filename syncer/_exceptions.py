@@ -22,6 +22,8 @@ do about a failure is decided by its class, never by a flag on it::
         ├── WriteError             a table's file could not be written in staging (disk full,
         │                          read-only volume): that table fails, its old data is kept
         ├── HistoryError           the run history (syncer.db) cannot be opened, read or written
+        │   └── HistoryCorruptError    it is not a usable SQLite database (garbage, truncated, a
+        │                              folder in its place): `syncer repair` moves it aside
         └── PublishError           a snapshot could not be published, or a published one is broken
             ├── NoSnapshotError    nothing is published yet (or nothing intact is left)
             └── CurrentMovedError  a rollback's preview is out of date: `current` moved since
@@ -35,6 +37,7 @@ __all__ = [
     "BadRowsError",
     "ConfigError",
     "CurrentMovedError",
+    "HistoryCorruptError",
     "HistoryError",
     "LockHeldError",
     "NoSnapshotError",
@@ -127,6 +130,10 @@ class WriteError(VolumeError):
 
 class HistoryError(VolumeError):
     """The run history database cannot be opened, read or written."""
+
+
+class HistoryCorruptError(HistoryError):
+    """The run history file is not a usable SQLite database; ``repair`` keeps it aside and starts a new one."""
 
 
 class PublishError(VolumeError):

@@ -86,8 +86,9 @@ def _config(ctx: click.Context) -> Config:
 
 
 def _emit_json(data: Any) -> None:
-    # records print as their JSON form (the manifest's, the run report's); anything else as text
-    click.echo(json.dumps(data, indent=2, default=lambda o: o.to_json() if hasattr(o, "to_json") else str(o)))
+    # records print as their JSON form (the manifest's, the run report's; nan/inf already null); anything
+    # else as text. Strict JSON: a NaN here would be a bug to see, not a file other parsers choke on.
+    click.echo(json.dumps(data, indent=2, allow_nan=False, default=lambda o: o.to_json() if hasattr(o, "to_json") else str(o)))
 
 
 def _user() -> str | None:

@@ -20,10 +20,12 @@ and NaN, ``pd.ArrowDtype`` for nested values and nanosecond times. ``"pyarrow"``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 
@@ -33,6 +35,8 @@ from syncer._exceptions import NoSnapshotError, PublishError
 from syncer.formats import read_file, schema_from_b64
 from syncer.volume.layout import Volume
 from syncer.volume.manifest import Manifest, ManifestEntry
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = [
     "DtypeBackend",
@@ -83,6 +87,23 @@ def resolve_root(root: str | os.PathLike | None = None, config: Any = None) -> P
     )
 
 
+def _os_errors_as_ours(fn: _F) -> _F:
+    """The OS's errors (EIO, a folder replaced by a file, ...) as the library's own: one class to catch."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            raise PublishError(
+                f"cannot read the published data ({exc.filename or 'the volume'}): {exc.strerror or exc}; "
+                "check the volume and its mount, then run `syncer verify` (and `syncer repair`)"
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_os_errors_as_ours
 def current_snapshot(root: str | os.PathLike | None = None, *, config: Any = None) -> Manifest:
     """The manifest of the snapshot apps read now (after any fallback), with ``fallback`` set:
     True when ``current`` is broken and the newest intact snapshot is served instead."""
@@ -118,6 +139,7 @@ def _resolve(vol: Volume, stacklevel: int = 3) -> tuple[Manifest, bool]:
     return best.manifest, True
 
 
+@_os_errors_as_ours
 def read_table(
     name: str,
     *,

@@ -16,10 +16,12 @@ corrupt, a LIST column in CSV, an INTERVAL in JSONL); they now pass.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -31,7 +33,9 @@ import pytest
 
 import syncer
 from syncer import ConfigError, History, SnapshotFallbackWarning, StaleDataWarning, load_config, read_table
+from syncer.volume.audit import record_event
 from syncer.volume.layout import MANIFEST, Volume, remove_tree
+from syncer.volume.lock import lock_file
 from tests.conftest import write_config
 
 FORMATS = ["parquet", "csv", "jsonl", "arrow"]
@@ -552,7 +556,7 @@ def test_the_lock_file_left_by_a_killed_process_does_not_block_the_next_sync(tmp
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL
     side = vol.lock_path.with_name(".lock.json")
-    assert vol.lock_path.exists() and side.exists()  # both files outlive the killed holder
+    assert lock_file(vol.lock_path).exists() and side.exists()  # both files outlive the killed holder
     dead_pid = json.loads(side.read_text(encoding="utf-8"))["pid"]
     assert dead_pid != os.getpid()
 
@@ -604,3 +608,65 @@ def test_interval_column_in_jsonl_is_readable_or_refused(tmp_path):
         assert read_table("t", config=cfg, as_arrow=True).num_rows == 2
     else:
         assert "i" in report["tables"][0]["error"] and "jsonl" in report["tables"][0]["error"]
+
+
+# --- strict JSON everywhere (issue 13, item 11) -------------------------------------------------------------
+
+
+def _strict(text: str) -> object:
+    """Parse as every JSON parser must: NaN, Infinity and -Infinity are not JSON."""
+
+    def refuse(name: str) -> object:
+        raise AssertionError(f"non-standard JSON constant {name} written")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_json_the_engine_writes_is_strict_even_with_nan_in_the_data(tmp_path):
+    db = make_warehouse(
+        tmp_path / "warehouse.duckdb",
+        "CREATE TABLE t (id INTEGER, d DOUBLE)",
+        "INSERT INTO t VALUES (1, 'nan'), (2, 'inf'), (3, '-inf')",
+    )
+    cfg = config(tmp_path, db, table_toml("t"))
+    vol = Volume(cfg.root)
+    lock_records: list[str] = []
+
+    def progress(ev: dict) -> None:  # while the lock is held, its record must be strict JSON too
+        side = vol.lock_path.with_name(".lock.json")
+        if side.exists():
+            lock_records.append(side.read_text(encoding="utf-8"))
+
+    report = syncer.sync(cfg, progress=progress)
+    assert report["status"] == "ok"
+    assert lock_records, "the lock record was never seen during the run"
+    for text in lock_records:
+        _strict(text)
+    _strict((vol.current / MANIFEST).read_text(encoding="utf-8"))
+    # a nan in an audit entry and in a manifest's extra keys is written as null, never as NaN
+    record_event(cfg, "test", user="ops", ratio=float("nan"), limit=float("inf"))
+    con = sqlite3.connect(vol.db_path)
+    texts = [r[0] for r in con.execute("SELECT detail FROM events UNION ALL SELECT steps FROM runs WHERE steps IS NOT NULL")]
+    texts += [r[0] for r in con.execute("SELECT attempts FROM table_results")]
+    con.close()
+    assert any('"ratio": null' in t for t in texts)
+    for text in texts:
+        _strict(text)
+    man = vol.current_manifest()
+    assert man is not None
+    odd = dataclasses.replace(man, extra={**man.extra, "weird": [float("-inf"), float("nan")]})
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    vol.write_manifest(folder, odd)
+    data = _strict((folder / MANIFEST).read_text(encoding="utf-8"))
+    assert data["weird"] == [None, None]
+
+
+def test_status_json_on_the_cli_is_strict(tmp_path):
+    db = make_warehouse(tmp_path / "warehouse.duckdb", "CREATE TABLE t (id INTEGER, d DOUBLE)", "INSERT INTO t VALUES (1, 'nan')")
+    cfg = config(tmp_path, db, table_toml("t"))
+    sync_ok(cfg)
+    for cmd in (["status", "--json"], ["snapshots", "--json"], ["verify", "--json"]):
+        proc = subprocess.run([sys.executable, "-m", "syncer", "--config", str(cfg.path), *cmd], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        _strict(proc.stdout)

@@ -386,17 +386,17 @@ def test_a_corrupt_run_history_is_one_line_naming_it(config_path: Path) -> None:
         leftover.unlink(missing_ok=True)
     db.write_bytes(b"this is not a database" * 100)
 
-    # sync cannot record its run: one line, exit 1, nothing published
+    # the history is a record, not a gate (issue 13): sync publishes, with one warning line naming it
     res = syncer(config_path, "sync")
-    assert res.returncode == 1
-    line = assert_one_clean_error_line(res.stderr)
-    assert str(db) in line and "move the file aside" in line, line
+    assert res.returncode == 0 and "Traceback" not in res.stdout + res.stderr, res.stderr
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("warning: ")]
+    assert str(db) in line and "syncer repair" in line, line
 
     # status still says what is published (that is on the volume), and warns about the history
     res = syncer(config_path, "status")
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stdout + res.stderr
-    assert str(db) in res.stdout + res.stderr and "move the file aside" in res.stdout + res.stderr
+    assert str(db) in res.stdout + res.stderr and "syncer repair" in res.stdout + res.stderr
     assert "fresh" in res.stdout
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -349,6 +351,56 @@ ERRORS = [
         r"tables must be written as \[\[tables\]\] sections",
         id="tables-not-a-list",
     ),
+    pytest.param(
+        HEAD + "\n[freshness]\nsla_hours = nan\n" + TABLE,
+        r"\[freshness\] sla_hours = nan is not a finite number",
+        id="sla-hours-nan",
+    ),
+    pytest.param(
+        HEAD + "\n[freshness]\nsla_hours = inf\n" + TABLE,
+        r"\[freshness\] sla_hours = inf is not a finite number",
+        id="sla-hours-inf",
+    ),
+    pytest.param(
+        HEAD + "\n[freshness]\nskip_startup_if_younger_than_hours = -inf\n" + TABLE,
+        r"\[freshness\] skip_startup_if_younger_than_hours = -inf is not a finite number",
+        id="skip-window-minus-inf",
+    ),
+    pytest.param(
+        HEAD + "\n[export]\ntime_budget_seconds = inf\n" + TABLE,
+        r"\[export\] time_budget_seconds = inf is not a finite number",
+        id="time-budget-inf",
+    ),
+    pytest.param(
+        HEAD + "\n[retry]\nbackoff_seconds = nan\n" + TABLE,
+        r"\[retry\] backoff_seconds = nan is not a finite number",
+        id="retry-backoff-nan",
+    ),
+    pytest.param(
+        _table('name = "t"\nprimary_key = ["id"]\nmax_bad_rows = nan\n'),
+        r"\[\[tables\]\] #1 max_bad_rows = nan is not a finite number",
+        id="table-key-nan",
+    ),
+    pytest.param(
+        HEAD.replace('path = "warehouse.duckdb"', 'path = "warehouse.duckdb"\nmemory_limit = "16"') + TABLE,
+        r"\[source\] memory_limit = '16' is not a memory size DuckDB accepts",
+        id="memory-limit-no-unit",
+    ),
+    pytest.param(
+        HEAD.replace('path = "warehouse.duckdb"', 'path = "warehouse.duckdb"\nmemory_limit = "lots"') + TABLE,
+        r"\[source\] memory_limit = 'lots' is not a memory size",
+        id="memory-limit-not-a-number",
+    ),
+    pytest.param(
+        HEAD.replace('path = "warehouse.duckdb"', 'path = "warehouse.duckdb"\nmemory_limit = "16MBx"') + TABLE,
+        r"\[source\] memory_limit = '16MBx' is not a memory size",
+        id="memory-limit-bad-unit",
+    ),
+    pytest.param(
+        HEAD.replace('path = "warehouse.duckdb"', 'path = "warehouse.duckdb"\nmemory_limit = "100KB"') + TABLE,
+        r"\[source\] memory_limit = '100KB' is not a memory size DuckDB accepts; write a number and a unit of at least 1 MB",
+        id="memory-limit-too-small",
+    ),
     pytest.param(HEAD + "[[tables]\n", r"invalid TOML", id="invalid-toml"),
     pytest.param(HEAD + 'root = "twice"\n' + TABLE, r"invalid TOML", id="duplicate-key"),
 ]
@@ -392,3 +444,28 @@ def test_invalid_toml_names_the_file_and_the_line(tmp_path):
     path = _write(tmp_path, HEAD + "[[tables]\n")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: invalid TOML: .*line \d+"):
         load_config(path)
+
+
+@pytest.mark.parametrize("limit", ["16MB", "16 mb", "1.5GiB", "512MiB", "2 GB", "1MB"])
+def test_memory_limit_in_duckdb_syntax_is_accepted(tmp_path, limit):
+    text = HEAD.replace('path = "warehouse.duckdb"', f'path = "warehouse.duckdb"\nmemory_limit = "{limit}"') + TABLE
+    assert load_config(_write(tmp_path, text)).source.memory_limit == limit
+
+
+def test_memory_limit_accepted_at_load_is_accepted_by_duckdb(tmp_path):
+    # what the load-time check lets through, DuckDB opens (the check is no looser than the warehouse)
+    import duckdb
+
+    for limit in ("1MB", "1.5GiB", "16 mb"):
+        text = HEAD.replace('path = "warehouse.duckdb"', f'path = "warehouse.duckdb"\nmemory_limit = "{limit}"') + TABLE
+        cfg = load_config(_write(tmp_path, text))
+        duckdb.connect(config={"memory_limit": cfg.source.memory_limit}).close()
+
+
+def test_cli_refuses_an_invalid_memory_limit_before_touching_the_volume(tmp_path):
+    text = HEAD.replace('path = "warehouse.duckdb"', 'path = "warehouse.duckdb"\nmemory_limit = "16"') + TABLE
+    path = _write(tmp_path, text)
+    proc = subprocess.run([sys.executable, "-m", "syncer", "--config", str(path), "sync"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "memory_limit = '16'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists(), "refused at load: the sync never started"

@@ -24,7 +24,7 @@ import pytest
 
 import syncer
 from syncer import PublishError, StaleDataWarning, load_config, read_table
-from syncer.volume.layout import Volume
+from syncer.volume.layout import Volume, remove_tree
 from syncer.volume.manifest import Manifest
 
 SMALL_ROWS = 100
@@ -195,3 +195,155 @@ def test_a_manifest_that_does_not_fit_is_a_publish_error_and_leaves_no_partial_f
     filler.unlink()
     vol.write_manifest(folder, manifest)  # with space back, it is written whole
     assert Volume.read_manifest(folder) == manifest
+
+
+# --- every OS error on the sync path is one line (issue 13, items 6 and 14) ---------------------------------------
+
+
+def _one_clean_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout and 'File "' not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def inode_starved(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs with plenty of bytes but almost no inodes: file creation fails with ENOSPC."""
+    mnt = tmp_path / "vol"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m,nr_inodes=24,mode=0755", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"this sandbox does not allow mounting a tmpfs ({proc.stderr.strip()})")
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_volume_out_of_inodes_is_one_line_and_the_served_data_stays(tmp_path: Path, inode_starved: Path, demo_db) -> None:
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path / "cfg", demo_db)
+    path.write_text(path.read_text().replace('root = "data"', f'root = "{inode_starved}"'))
+    cfg = load_config(path)
+    first = syncer.sync(cfg)
+    served = Volume(cfg.root).current_id()
+    # use up what is left: the next sync cannot create its files (ENOSPC with free bytes)
+    n = 0
+    while True:
+        try:
+            (inode_starved / f"filler-{n}").touch()
+        except OSError:
+            break
+        n += 1
+    proc = subprocess.run([sys.executable, "-m", "syncer", "--config", str(path), "sync"], capture_output=True, text=True)
+    line = _one_clean_line(proc) if proc.returncode != 0 and "error: " in proc.stderr else proc.stderr
+    assert "no space left on device" in line.lower() or "No space left" in line, proc.stderr
+    assert Volume(cfg.root).current_id() == (served or first["snapshot_id"])
+    assert syncer.verify(cfg)["ok"]
+    for f in inode_starved.glob("filler-*"):
+        f.unlink()
+    assert syncer.sync(cfg)["status"] == "ok"
+    assert not any((inode_starved / "staging").iterdir())
+
+
+def test_a_volume_root_made_read_only_is_one_line_for_sync_status_and_repair(public_runtime, production_user, demo_db):
+    """As the production user (root ignores the mode): the root 0555, so `.lock.json.tmp` and the rest fail."""
+    import shutil
+    import tempfile
+
+    from tests.conftest import write_config
+
+    uid, gid = production_user
+    base = Path(tempfile.mkdtemp(prefix="vds-ro-root-"))
+    try:
+        os.chmod(base, 0o755)
+        db = base / "warehouse.duckdb"
+        shutil.copy(demo_db, db)
+        path = write_config(base / "cfg", db)
+        for p in (base, db, base / "cfg", path):
+            os.chown(p, uid, gid)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            argv = [public_runtime.python, "-m", "syncer", "--config", str(path), *args]
+            return public_runtime.run(uid, gid, argv, cwd=base, timeout=300)
+
+        assert cli("sync").returncode == 0
+        root = base / "cfg" / "data"
+        os.chmod(root, 0o555)
+        line = _one_clean_line(cli("sync"))
+        assert str(root) in line and ("permission denied" in line.lower() or "read-only" in line), line
+        status = cli("status")
+        assert status.returncode == 0 and "Traceback" not in status.stderr + status.stdout
+        repair = cli("repair")
+        assert "Traceback" not in repair.stderr + repair.stdout
+        os.chmod(root, 0o755)
+        assert cli("verify").returncode == 0
+        assert cli("sync").returncode == 0
+    finally:
+        for dirpath, _dirs, _files in os.walk(base):
+            os.chmod(dirpath, 0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_read_table_under_io_faults_raises_the_library_s_errors(tmp_path: Path, demo_db) -> None:
+    import shutil as _shutil
+
+    from tests.conftest import write_config
+
+    if _shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    cfg = load_config(write_config(tmp_path / "cfg", demo_db))
+    syncer.sync(cfg)
+    target = Volume(cfg.root).current / cfg.tables[0].file_name
+    code = (
+        "import sys, syncer\n"
+        "try:\n"
+        "    syncer.read_table(sys.argv[2], config=syncer.load_config(sys.argv[1]))\n"
+        "    print('read')\n"
+        "except syncer.SyncError as exc:\n"
+        "    print('ours', type(exc).__name__)\n"
+    )
+    for inject in ("openat:error=EIO", "read:error=EIO", "fstat:error=EIO", "newfstatat:error=EIO"):
+        argv = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(target.resolve()), "-e", f"inject={inject}"]
+        proc = subprocess.run(
+            [*argv, sys.executable, "-c", code, str(cfg.path), cfg.tables[0].name], capture_output=True, text=True
+        )
+        assert "Traceback" not in proc.stderr, (inject, proc.stderr)
+        assert proc.stdout.split()[0] in ("ours", "read"), (inject, proc.stdout, proc.stderr)
+    # a snapshots folder replaced by a file, current gone: NotADirectoryError inside, ours outside
+    vol = Volume(cfg.root)
+    vol.current.unlink()
+    remove_tree(vol.snapshots)
+    vol.snapshots.write_text("not a folder")
+    with pytest.raises(syncer.SyncError):
+        read_table(cfg.tables[0].name, config=cfg)
+
+
+def test_emfile_while_sweeping_the_volume_is_one_line_naming_it(tmp_path: Path, demo_db) -> None:
+    import shutil as _shutil
+
+    from tests.conftest import write_config
+
+    if _shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    path = write_config(tmp_path / "cfg", demo_db)
+    cfg = load_config(path)
+    syncer.sync(cfg)
+    served = Volume(cfg.root).current_id()
+    (Volume(cfg.root).staging / "leftover").mkdir()
+    # every open of the staging folder fails with EMFILE (too many open files): the sweep cannot list it
+    staging = str(Volume(cfg.root).root.resolve())
+    argv = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", staging, "-e", "inject=openat:error=EMFILE"]
+    proc = subprocess.run([*argv, sys.executable, "-m", "syncer", "--config", str(path), "sync"], capture_output=True, text=True)
+    line = _one_clean_line(proc)
+    assert "Too many open files" in line and staging in line and "unexpected" not in line, line
+    assert Volume(cfg.root).current_id() == served and syncer.verify(cfg)["ok"]
+    assert syncer.sync(cfg)["status"] == "ok"

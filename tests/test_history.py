@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 import syncer
 from syncer import History
 from syncer._clock import iso, utcnow
+from syncer._exceptions import HistoryCorruptError
 from syncer.volume.layout import Volume
 
 
@@ -223,13 +226,179 @@ def test_a_corrupt_database_is_a_history_error_naming_the_file(tmp_path, call):
     path = tmp_path / "syncer.db"
     path.write_bytes(b"this is not a database" * 100)
 
-    with pytest.raises(syncer.HistoryError, match=rf"run history {path} cannot be .*move the file aside") as err:
+    with pytest.raises(
+        HistoryCorruptError, match=rf"run history {path} cannot be .*`syncer repair` \(it keeps the broken"
+    ) as err:
         call(History(path))
 
-    assert isinstance(err.value.__cause__, sqlite3.Error)
+    assert isinstance(err.value, syncer.HistoryError) and isinstance(err.value.__cause__, sqlite3.Error)
 
 
 def test_a_write_that_fails_inside_a_transaction_is_a_history_error(history):
     with pytest.raises(syncer.HistoryError, match="cannot be written"):
         # the run was recorded by the fixture: a second start of the same id breaks the primary key
         history.start_run(_run("20260101T000000Z-0000"))
+
+
+# --- the history is a record, not a gate (issue 13, items 3, 7, 8, 13) ------------------------------------------
+
+
+def _garbage(db: Path) -> None:
+    db.write_bytes(b"this is not a database" * 100)
+
+
+def _truncated(db: Path) -> None:
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 3])
+
+
+def _bad_header(db: Path) -> None:
+    data = bytearray(db.read_bytes())
+    data[0:16] = b"not SQLite at al"
+    db.write_bytes(bytes(data))
+
+
+def _a_folder(db: Path) -> None:
+    db.unlink()
+    db.mkdir()
+    (db / "someone's file").write_text("kept")
+
+
+BREAKAGES = [
+    pytest.param(_garbage, id="garbage"),
+    pytest.param(_truncated, id="truncated"),
+    pytest.param(_bad_header, id="bad-header"),
+    pytest.param(_a_folder, id="a-folder-in-its-place"),
+]
+
+
+def _cli(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "syncer", "--config", str(config_path), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_sync_status_and_repair_go_on_without_a_broken_history(config_path: Path, breakage) -> None:
+    cfg = syncer.load_config(config_path)
+    assert syncer.sync(cfg)["status"] == "ok"
+    db = Volume(cfg.root).db_path
+    for side in ("-wal", "-shm"):  # the whole database in the main file, as after a clean close
+        db.with_name(db.name + side).unlink(missing_ok=True)
+    breakage(db)
+
+    sync = _cli(config_path, "sync")
+    assert sync.returncode == 0, sync.stderr
+    assert "published snapshot" in sync.stdout and "Traceback" not in sync.stderr
+    warnings = [line for line in sync.stderr.splitlines() if "run history" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ") and "syncer repair" in warnings[0], sync.stderr
+    served = Volume(cfg.root).current_id()
+    assert served is not None and syncer.verify(cfg)["ok"]
+
+    status = _cli(config_path, "status")
+    assert status.returncode == 0 and served in status.stdout and "Traceback" not in status.stderr + status.stdout
+    assert sum("run history" in line for line in status.stdout.splitlines()) == 1
+
+    repair = _cli(config_path, "repair")
+    assert repair.returncode == 0 and "Traceback" not in repair.stderr, repair.stderr
+    (aside,) = db.parent.glob("syncer.db.broken-*")
+    assert "kept it as " + aside.name in repair.stdout
+    if aside.is_dir():
+        assert (aside / "someone's file").read_text() == "kept"
+
+    again = syncer.sync(cfg)
+    assert again["status"] == "ok" and not again["warnings"]
+    runs = History(db).runs()
+    # the new history misses nothing served: the run that published while it was broken is added
+    assert [(r["id"], r["status"], r["snapshot_id"]) for r in runs] == [
+        (again["run_id"], "ok", again["snapshot_id"]),
+        (served, "ok", served),
+    ]
+    assert "recorded by a later run" in runs[1]["error"]
+
+
+@pytest.fixture
+def read_only_mount(tmp_path: Path):
+    """(writable folder, the same folder mounted read-only): a real read-only volume."""
+    src, ro = tmp_path / "rw", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    if subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True).returncode != 0:
+        pytest.skip("this sandbox does not allow bind mounts")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], capture_output=True).returncode != 0:
+            pytest.skip("this sandbox does not allow a read-only remount")
+        yield src, ro
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+
+
+def test_status_on_a_read_only_volume_reads_the_history(read_only_mount, demo_db: Path) -> None:
+    src, ro = read_only_mount
+    from tests.conftest import write_config
+
+    rw_cfg = syncer.load_config(write_config(src / "cfg", demo_db))
+    report = syncer.sync(rw_cfg)
+    assert report["status"] == "ok"
+    # the history as a running app finds it: WAL mode, its -wal and -shm files present or not
+    ro_path = ro / "cfg" / "sync.toml"
+    with pytest.raises(OSError):
+        (ro / "cfg" / "probe").write_text("x")  # control: the volume really is read-only
+    st = syncer.status(syncer.load_config(ro_path))
+    assert st["last_run"] is not None and st["last_run"]["id"] == report["run_id"], st["warnings"]
+    assert not any("run history" in w for w in st["warnings"])
+    for side in ("-wal", "-shm"):
+        (src / "cfg" / "data" / f"syncer.db{side}").unlink(missing_ok=True)
+    st = syncer.status(syncer.load_config(ro_path))
+    assert st["last_run"]["id"] == report["run_id"]
+    proc = _cli(ro_path, "status")
+    assert proc.returncode == 0 and report["run_id"] in proc.stdout, proc.stderr
+
+
+def test_a_run_left_running_whose_snapshot_is_served_is_closed_as_published(config) -> None:
+    first = syncer.sync(config)
+    history = History(Volume(config.root).db_path)
+    # what a sync that published and then lost its history leaves behind: its row still running
+    con = sqlite3.connect(history.path)
+    con.execute("UPDATE runs SET status = 'running', snapshot_id = NULL, finished_at = NULL WHERE id = ?", (first["run_id"],))
+    con.commit()
+    con.close()
+    syncer.repair(config)
+    (run,) = history.runs()
+    assert run["status"] == "ok" and run["snapshot_id"] == first["run_id"], run
+    assert "published snapshot" in run["error"]
+
+
+def test_a_run_left_running_that_never_swapped_current_is_closed_as_aborted(config) -> None:
+    syncer.sync(config)
+    history = History(Volume(config.root).db_path)
+    history.start_run(_run("20990101T000000Z-dead"))
+    syncer.sync(config)  # the next run closes it: it holds the lock, so nobody else is running
+    runs = {r["id"]: r for r in history.runs()}
+    assert runs["20990101T000000Z-dead"]["status"] == "aborted" and runs["20990101T000000Z-dead"]["snapshot_id"] is None
+
+
+def test_a_sync_whose_every_history_write_fails_is_published_and_recorded_by_the_next(config_path: Path) -> None:
+    # issue 13, item 13: the WAL cannot grow (pwrite64 ENOSPC, as on a full volume) for the whole run
+    import shutil
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    cfg = syncer.load_config(config_path)
+    assert syncer.sync(cfg)["status"] == "ok"
+    wal = Volume(cfg.root).db_path.with_name("syncer.db-wal").resolve()
+    argv = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(wal), "-e", "inject=pwrite64:error=ENOSPC"]
+    proc = subprocess.run(
+        [*argv, sys.executable, "-m", "syncer", "--config", str(config_path), "sync"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    (warning,) = [x for x in proc.stderr.splitlines() if x.startswith("warning: ")]
+    assert "database or disk is full" in warning or "No space" in warning, warning
+    served = Volume(cfg.root).current_id()
+    assert f"published snapshot {served}" in proc.stdout
+    assert syncer.sync(cfg)["status"] == "ok"
+    runs = {r["id"]: r for r in History(Volume(cfg.root).db_path).runs()}
+    assert runs[served]["status"] == "ok" and runs[served]["snapshot_id"] == served
+    assert not [r for r in runs.values() if r["status"] == "running"]

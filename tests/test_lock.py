@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -14,14 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import filelock
 import pytest
 
 import syncer
 from syncer import History, LockHeldError, load_config
 from syncer._clock import iso, utcnow
 from syncer.volume.layout import Volume
-from syncer.volume.lock import lock_holder, volume_lock
+from syncer.volume.lock import lock_file, lock_holder, volume_lock
 from syncer.volume.manifest import RunReport
 
 STARTED = "2026-01-02T03:04:05Z"
@@ -258,8 +259,9 @@ def test_a_holder_that_has_only_just_taken_the_lock_is_still_named(tmp_path):
     # The holder writes .lock.json a moment after flock succeeds; a contender arriving in between
     # must still name it rather than "another process".
     lock_path = tmp_path / ".lock"
-    raw = filelock.FileLock(str(lock_path), timeout=0, thread_local=False)
-    raw.acquire()
+    lock_file(lock_path).parent.mkdir(mode=0o700)
+    raw = os.open(lock_file(lock_path), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(raw, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         sidecar = tmp_path / ".lock.json"
         details = {"trigger": "schedule", "started_at": STARTED, "pid": 4242, "host": "elsewhere"}
@@ -277,4 +279,33 @@ def test_a_holder_that_has_only_just_taken_the_lock_is_still_named(tmp_path):
             pass
         assert time.monotonic() - t < 1.0
     finally:
-        raw.release()
+        os.close(raw)
+
+
+def test_the_lock_file_is_private_to_the_syncing_user(tmp_path):
+    lock_path = tmp_path / ".lock"
+    with volume_lock(lock_path, {"trigger": "cli"}):
+        assert stat.S_IMODE(os.stat(lock_file(lock_path)).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(lock_file(lock_path).parent).st_mode) == 0o700
+
+
+def test_a_lock_folder_opened_up_by_hand_is_closed_again(tmp_path):
+    lock_path = tmp_path / ".lock"
+    folder = lock_file(lock_path).parent
+    folder.mkdir()
+    os.chmod(folder, 0o755)
+    lock_file(lock_path).touch(mode=0o644)
+    os.chmod(lock_file(lock_path), 0o644)
+    with volume_lock(lock_path, {"trigger": "cli"}):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(lock_file(lock_path)).st_mode) == 0o600
+
+
+def test_something_else_in_place_of_the_lock_folder_is_one_clear_error(tmp_path):
+    lock_path = tmp_path / ".lock"
+    (tmp_path / ".writer").write_text("not a folder")
+    with (
+        pytest.raises(syncer.VolumeError, match=r"cannot take the volume lock .*\.writer.*not a folder"),
+        volume_lock(lock_path, {"trigger": "cli"}),
+    ):
+        pass

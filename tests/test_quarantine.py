@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -15,7 +20,7 @@ from syncer import History
 from syncer.config import TableConfig
 from syncer.export.quarantine import Quarantine, convert, screen
 from syncer.volume.layout import Volume
-from tests.conftest import DEFAULT_TABLES
+from tests.conftest import DEFAULT_TABLES, write_config
 from tests.test_engine import unconstrain
 
 RETRY_FAST = "[retry]\nattempts = 3\nbackoff_seconds = 0.01\nmax_backoff_seconds = 0.02\n"
@@ -105,7 +110,7 @@ def test_null_rows_within_budget_are_quarantined_and_the_rest_published(make_con
     assert "quarantined 3" in checks["row_count"]["detail"]
     assert "without the quarantined rows" in checks["profile"]["detail"]
     lines = quarantine_lines(cfg, report, "participants")
-    assert sorted(r["participant_id"] for r in lines) == [3, 7, 11]
+    assert sorted(r["row"]["participant_id"] for r in lines) == [3, 7, 11]
     assert all(r["_reason"] == "null in not_null column email" and r["_stage"] == "check" for r in lines)
     with pytest.warns(syncer.QuarantinedRowsWarning, match=r"3 source row\(s\) were set aside .*null in not_null column email"):
         df = syncer.read_table("participants", config=cfg)
@@ -186,7 +191,7 @@ def test_unreadable_values_are_isolated_by_halving_key_ranges(make_config, wareh
     assert entry["status"] == "quarantined" and entry["rows"] == 40_000 - 2
     assert all(c["ok"] for c in entry["checks"]), entry["checks"]
     lines = quarantine_lines(cfg, report, "codes")
-    assert sorted(r["id"] for r in lines) == [777, 31_337]
+    assert sorted(r["row"]["id"] for r in lines) == [777, 31_337]
     assert all(r["_stage"] == "read" and "Could not convert string" in r["_reason"] for r in lines)
     assert "x777" in {r["_reason"].split("'")[1] for r in lines}
     with pytest.warns(syncer.QuarantinedRowsWarning, match="quarantine/"):
@@ -202,7 +207,7 @@ def test_unreadable_value_with_no_budget_fails_naming_the_value(make_config, war
     assert report["status"] == "failed"
     err = report["tables"][0]["error"]
     assert "'codes'" in err and "x123" in err and "max_bad_rows = 0" in err
-    assert quarantine_lines(cfg, report, "codes")[0]["id"] == 123
+    assert quarantine_lines(cfg, report, "codes")[0]["row"]["id"] == 123
 
 
 # --- the building blocks, directly -------------------------------------------------------------------------
@@ -223,7 +228,7 @@ def test_convert_halves_a_batch_down_to_the_rows_that_cannot_be_cast(tmp_path: P
     assert q.count == 2 and q.keys == {("2",), ("7",)}
     q.close()
     lines = [json.loads(x) for x in q.path.read_text().splitlines()]
-    assert [r["n"] for r in lines] == ["x", "y"] and all(r["_stage"] == "convert" for r in lines)
+    assert [r["row"]["n"] for r in lines] == ["x", "y"] and all(r["_stage"] == "convert" for r in lines)
 
 
 def test_screen_splits_off_null_keys_and_not_null_violations(tmp_path: Path, table_cfg) -> None:
@@ -243,3 +248,103 @@ def test_quarantine_file_is_capped_past_the_budget(tmp_path: Path, table_cfg) ->
         q.add({"id": i}, "bad", "check", (i,))
     q.close()
     assert q.count == 500 and len(q.path.read_text().splitlines()) == 100
+
+
+# --- the quarantine file's columns and who may read it (issue 13, items 12 and 16) ------------------------------
+
+META_NAMED = """
+[[tables]]
+name = "people"
+primary_key = ["id"]
+not_null = ["email"]
+max_bad_rows = 5
+"""
+
+
+def _people(db: Path) -> None:
+    con = duckdb.connect(str(db))
+    con.execute(
+        "CREATE TABLE people AS SELECT i AS id, CASE WHEN i = 3 THEN NULL ELSE 'p' || i || '@x.org' END AS email, "
+        '\'source reason \' || i AS "_reason", \'source stage\' AS "_stage", i * 10 AS "_rows", \'r\' || i AS "row" '
+        "FROM range(1, 11) r(i)"
+    )
+    con.close()
+
+
+def test_source_columns_named_like_the_quarantine_metadata_keep_their_values(make_config, tmp_path: Path) -> None:
+    db = tmp_path / "people.duckdb"
+    _people(db)
+    cfg = make_config(db=db, tables=META_NAMED)
+    report = syncer.sync(cfg)
+    assert report["status"] == "ok", report.get("error")
+    (line,) = quarantine_lines(cfg, report, "people")
+    assert line["_reason"] == "null in not_null column email" and line["_stage"] == "check"
+    assert line["row"] == {
+        "id": 3,
+        "email": None,
+        "_reason": "source reason 3",
+        "_stage": "source stage",
+        "_rows": 30,
+        "row": "r3",
+    }
+
+
+def _world_traversable() -> Path:
+    """A folder every user may enter (pytest's tmp_path is root's own), so only the file's own mode decides."""
+    folder = Path(tempfile.mkdtemp(prefix="vds-q-", dir="/tmp"))
+    os.chmod(folder, 0o755)
+    return folder
+
+
+def _read_as(uid: int, gid: int, path: Path) -> int:
+    return subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "cat", str(path)], capture_output=True
+    ).returncode
+
+
+@pytest.fixture
+def public_folder(tmp_path: Path):
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("reading as another user needs root and setpriv")
+    folder = _world_traversable()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _quarantine_run(make_config, tmp_path: Path, folder: Path, extra: str = "") -> tuple[syncer.Config, Path]:
+    db = folder / "people.duckdb"
+    _people(db)
+    cfg = make_config(db=db, tables=META_NAMED, folder=folder / "cfg", extra=extra)
+    report = syncer.sync(cfg)
+    assert report["status"] == "ok", report.get("error")
+    return cfg, Volume(cfg.root).quarantine / report["run_id"] / "people.jsonl"
+
+
+def test_quarantine_files_are_readable_by_the_syncing_user_only(make_config, tmp_path: Path, public_folder: Path) -> None:
+    cfg, qfile = _quarantine_run(make_config, tmp_path, public_folder)
+    assert stat.S_IMODE(qfile.stat().st_mode) == 0o600 and stat.S_IMODE(qfile.parent.stat().st_mode) == 0o700
+    published = Volume(cfg.root).current / "people.parquet"
+    assert _read_as(65534, 65534, published) == 0, "control: an app user reads the published data"
+    assert _read_as(65534, 65534, qfile) != 0, "an app user must not read the quarantined rows"
+
+
+def test_a_configured_quarantine_group_may_read_them_and_nobody_else(make_config, tmp_path: Path, public_folder: Path) -> None:
+    _quarantine_run(make_config, tmp_path, public_folder)
+    cfg_path = public_folder / "cfg" / "sync.toml"
+    cfg_path.write_text(cfg_path.read_text().replace("retain = 3", 'retain = 3\nquarantine_group = "users"'))
+    cfg = syncer.load_config(cfg_path)
+    assert cfg.quarantine_gid == 100
+    report = syncer.sync(cfg)
+    qfile = Volume(cfg.root).quarantine / report["run_id"] / "people.jsonl"
+    st = qfile.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_gid == 100
+    assert stat.S_IMODE(qfile.parent.stat().st_mode) == 0o750 and qfile.parent.stat().st_gid == 100
+    assert _read_as(65534, 100, qfile) == 0, "a member of the quarantine group reads them"
+    assert _read_as(65534, 65534, qfile) != 0, "an app user outside the group does not"
+
+
+def test_an_unknown_quarantine_group_is_refused_at_load(tmp_path: Path, demo_db: Path) -> None:
+    path = write_config(tmp_path / "c", demo_db)
+    path.write_text(path.read_text().replace("retain = 3", 'retain = 3\nquarantine_group = "no-such-group-x"'))
+    with pytest.raises(syncer.ConfigError, match=r"\[volume\] quarantine_group = 'no-such-group-x' is not a group"):
+        syncer.load_config(path)

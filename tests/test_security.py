@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -387,3 +388,63 @@ def test_a_manifest_pointing_outside_its_snapshot_is_never_read(make_config):
     assert len(df) > 0  # read from the intact snapshot
     with pytest.warns(SnapshotFallbackWarning):
         assert syncer.current_snapshot(config=cfg)["id"] == old
+
+
+# --- an app user cannot block the writer (issue 13, item 15) -------------------------------------------------
+
+# Run as 'nobody' (an app user who may read the volume): try every way of holding a lock on the volume
+# that the first releases allowed, report which worked, and keep holding them until told to stop.
+BLOCKER = r"""
+import fcntl, os, sys, time
+root, ready, release = sys.argv[1:4]
+held = []
+for name in (".lock", ".writer/lock", ".writer"):
+    path = os.path.join(root, name)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        print(name, "open refused:", exc.strerror, flush=True)
+        continue
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.append(fd)
+        print(name, "locked", flush=True)
+    except OSError as exc:
+        print(name, "flock refused:", exc.strerror, flush=True)
+open(ready, "w").close()
+deadline = time.monotonic() + 60
+while not os.path.exists(release) and time.monotonic() < deadline:
+    time.sleep(0.02)
+"""
+
+
+def test_an_app_user_cannot_block_a_sync_by_locking_anything_on_the_volume(public_folder, demo_db):
+    cfg = load_config(write_config(public_folder / "cfg", demo_db))
+    assert syncer.sync(cfg)["status"] == "ok"
+    root = Path(cfg.root)
+    (root / ".lock").touch()  # what the first releases left: a 0644 lock file anyone could open
+    os.chmod(root / ".lock", 0o644)
+    ready, release = public_folder / "ready", public_folder / "release"
+    os.chmod(public_folder, 0o777)  # the blocker says it is ready by creating a file here
+    blocker = subprocess.Popen(
+        [*_nobody(), "/usr/bin/python3", "-c", BLOCKER, str(root), str(ready), str(release)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert blocker.poll() is None, blocker.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        report = syncer.sync(cfg)  # must not be refused with "another sync holds the volume lock"
+        assert report["status"] == "ok", report.get("error")
+        assert syncer.repair(cfg)["skipped"] is None
+    finally:
+        release.touch()
+        out, err = blocker.communicate(timeout=30)
+    lines = out.splitlines()
+    assert lines[0] == ".lock locked", "control: the old 0644 lock file is open to app users (and no longer used)"
+    assert lines[1].startswith(".writer/lock open refused: Permission denied"), out + err
+    assert lines[2].startswith(".writer open refused: Permission denied"), out + err

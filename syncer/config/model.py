@@ -153,6 +153,9 @@ class Config:
     source: SourceConfig
     root: Path
     retain: int = 7
+    #: the group that may read quarantine files besides the syncing user (``[volume] quarantine_group``)
+    quarantine_group: str | None = None
+    quarantine_gid: int | None = None
     sla_hours: float = 24.0
     skip_startup_if_younger_than_hours: float = 20.0
     cron: str = "0 3 * * *"

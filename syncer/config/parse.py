@@ -8,6 +8,8 @@ volume, freshness, schedule, export, admin, retry, tables), so the first mistake
 
 from __future__ import annotations
 
+import grp
+import math
 import os
 import re
 import tomllib
@@ -31,7 +33,7 @@ _SOURCE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}\Z")
 
 _SECTIONS: dict[str, set[str]] = {
     "source": {"kind", "path", "memory_limit", "threads"} | set(SNOWFLAKE_KEYS),
-    "volume": {"root", "retain"},
+    "volume": {"root", "retain", "quarantine_group"},
     "freshness": {"sla_hours", "skip_startup_if_younger_than_hours"},
     "schedule": {"cron", "timezone", "misfire_grace_seconds"},
     "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds", "writers"},
@@ -68,6 +70,9 @@ _SECRET_KEYS = (
     "client_secret",
 )
 _COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "none")
+# [source] memory_limit: what DuckDB's own parser accepts, minus its odd cases ("-1", "none", "80%").
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*\Z", re.IGNORECASE)
+_MEMORY_UNITS = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def default_config_path() -> Path:
@@ -106,6 +111,7 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
 
 
 def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> Config:
+    _refuse_non_finite(data, "")
     sections = _sections(data, where)
     source = _source(sections["source"], base, where)
     return Config(
@@ -153,11 +159,23 @@ def _source(src: dict[str, Any], base: Path, where: str) -> SourceConfig:
     return SourceConfig(
         kind=kind,
         path=_resolve(base, src_path) if src_path else None,
-        memory_limit=_get(src, "memory_limit", str, "16MB", "[source] memory_limit"),
+        memory_limit=_memory_limit(src),
         threads=_positive_int(src, "threads", 1, "[source] threads"),
         private_key_file=_resolve(base, key_file) if key_file else None,
         **sf,
     )
+
+
+def _memory_limit(src: dict[str, Any]) -> str:
+    """A DuckDB memory size (``"16MB"``, ``"1.5 GiB"``) of at least 1 MB, checked here, not when the sync opens it."""
+    val = _get(src, "memory_limit", str, "16MB", "[source] memory_limit")
+    m = _MEMORY.match(val)
+    if m is None or float(m[1]) * _MEMORY_UNITS[m[2].lower()] < 1_000_000:
+        raise ConfigError(
+            f"[source] memory_limit = {val!r} is not a memory size DuckDB accepts; write a number and a unit of "
+            'at least 1 MB, e.g. memory_limit = "16MB" or "2GiB"'
+        )
+    return val
 
 
 def _volume(vol: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
@@ -165,7 +183,17 @@ def _volume(vol: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
     retain = _positive_int(vol, "retain", 7, "[volume] retain")
     if retain < 2:
         raise ConfigError(f"{where}: [volume] retain = {retain} is too small; keep at least 2 snapshots so rollback works")
-    return {"root": _resolve(base, root), "retain": retain}
+    group = _nonempty_str(vol, "quarantine_group", "[volume] quarantine_group")
+    gid = None
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(
+                f"{where}: [volume] quarantine_group = {group!r} is not a group on this machine; create it, or remove "
+                "the key (then only the syncing user may read quarantined rows)"
+            ) from None
+    return {"root": _resolve(base, root), "retain": retain, "quarantine_group": group, "quarantine_gid": gid}
 
 
 def _freshness(fr: dict[str, Any], where: str) -> dict[str, Any]:
@@ -349,6 +377,16 @@ def _check_cron(cron: str, tz: str, where: str) -> None:
             f"{where}: [schedule] cron = {cron!r} is not a valid crontab expression ({exc}); "
             'use five fields: minute hour day month weekday, e.g. "0 3 * * *"'
         ) from None
+
+
+def _refuse_non_finite(value: Any, key: str) -> None:
+    """nan and inf are valid TOML but no valid setting: ``sla_hours = nan`` would turn staleness off."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} = {value} is not a finite number; write a plain number (nan and inf are not allowed)")
+    for k, v in value.items() if isinstance(value, dict) else enumerate(value, 1) if isinstance(value, list) else ():
+        # named as the messages name keys: "[freshness] sla_hours", "[[tables]] #2 max_bad_rows"
+        sub = f"[[{key}]] #{k}" if key == "tables" else f"{key}[{k}]" if isinstance(k, int) else f"{key} {k}".strip()
+        _refuse_non_finite(v, f"[{k}]" if not key and isinstance(v, dict) else sub)
 
 
 def _refuse_secrets(src: dict[str, Any], where: str) -> None:

@@ -13,7 +13,15 @@ import os
 
 from syncer import _clock as clock
 from syncer._clock import iso
-from syncer._exceptions import CurrentMovedError, HistoryError, LockHeldError, NoSnapshotError, PublishError, VolumeError
+from syncer._exceptions import (
+    CurrentMovedError,
+    HistoryCorruptError,
+    HistoryError,
+    LockHeldError,
+    NoSnapshotError,
+    PublishError,
+    VolumeError,
+)
 from syncer.alerts import after_verify
 from syncer.config import Config
 from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, VerifyReport
@@ -101,16 +109,26 @@ def _sweep(vol: Volume, hist: History) -> list[str]:
         actions += [f"removed {p}" for p in vol.sweep()]
     except VolumeError as exc:
         actions.append(f"could not sweep staging: {exc}")
-    if vol.db_path.exists():
+    if os.path.lexists(vol.db_path):
         why = "the process running it stopped before it finished (killed or crashed)"
         try:
-            aborted = hist.abort_running(why, iso(clock.utcnow()))
+            aborted = hist.abort_running(why, iso(clock.utcnow()), vol.current)
+        except HistoryCorruptError as exc:  # a record, not a gate: keep the broken one aside, start anew
+            actions.append(_history_aside(hist, exc))
         except HistoryError as exc:
             actions.append(f"could not mark interrupted runs as aborted: {exc}")
         else:
             if aborted:
                 actions.append(f"marked {aborted} interrupted run(s) as aborted")
     return actions
+
+
+def _history_aside(hist: History, exc: HistoryCorruptError) -> str:
+    try:
+        aside = hist.move_aside(clock.utcnow().strftime("%Y%m%dT%H%M%SZ"))
+    except HistoryError as err:
+        return f"the run history is broken and could not be moved aside: {err}"
+    return f"the run history was broken ({exc}); kept it as {aside.name if aside else '-'} and started a new one"
 
 
 def _restore_layout_access(vol: Volume) -> list[str]:

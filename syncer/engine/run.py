@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -22,20 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from syncer import _clock as clock
-from syncer._clock import iso, parse_iso
-from syncer._exceptions import HistoryError, SourceError, VolumeError
+from syncer._clock import iso
+from syncer._exceptions import HistoryCorruptError, HistoryError, PublishError, SourceError, VolumeError, WriteError
 from syncer.alerts import after_run
 from syncer.config import Config
+from syncer.engine.outcomes import budget_check, carried_over, prune_quarantine, table_result
 from syncer.export.table import TableOutcome, export_table
 from syncer.sources import open_source
 from syncer.validate.checks import check
 from syncer.validate.references import check_references, with_reference_checks
 from syncer.volume.consistency import snapshot_cut
-from syncer.volume.files import carry_over
+from syncer.volume.files import carry_over, os_reason
 from syncer.volume.history import History
 from syncer.volume.layout import Volume, remove_tree
 from syncer.volume.lock import volume_lock
-from syncer.volume.manifest import FORMAT_VERSION, Check, Manifest, ManifestEntry, RunReport, TableResult
+from syncer.volume.manifest import FORMAT_VERSION, Manifest, ManifestEntry, RunReport, TableResult
 
 __all__ = ["TRIGGERS", "Progress", "sync"]
 
@@ -69,7 +71,10 @@ def sync(
     info = {"trigger": trigger, "user": user, "started_at": iso(started), "run_id": run_id}
     with volume_lock(vol.lock_path, info):
         run = _Run(cfg, vol, History(vol.db_path), run_id, started, selected, trigger, user, progress, accept_schema_change)
-        return run.execute()
+        try:
+            return run.execute()
+        except OSError as exc:  # the one choke point for what no step wrapped: what failed, where, what to do
+            raise _volume_error(exc, run) from exc
 
 
 @dataclass
@@ -97,6 +102,11 @@ class _Run:
     warnings: list[str] = field(default_factory=list)
     #: the run's one moment: every table of this run is read as of it (from the source)
     moment: Any = None
+    #: the run history failed (warned once): the run goes on without it (it is a record, not a gate)
+    history_lost: bool = False
+    history_writes_off: bool = False
+    #: the run's row as it started (recorded again at the end if the start could not be)
+    start_record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def staging(self) -> Path:
@@ -109,7 +119,7 @@ class _Run:
     def execute(self) -> RunReport:
         self._begin()
         try:
-            self.staging.mkdir(parents=True)
+            self._make_staging()
             self._previous()
             self._export_all()
             kept_checks = self._check_references()
@@ -140,26 +150,52 @@ class _Run:
 
     # --- the steps ---------------------------------------------------------------------------------
 
+    def _history(self, what: str, write: Callable[[], object]) -> bool:
+        """Write to the run history; a failure is one warning line (the first), never a failed run.
+
+        A broken file is given up on; any other failure (a full disk, an I/O error) may pass, so the
+        later writes still try: the outcome that lands is the truth, whatever came before it."""
+        if self.history_writes_off:
+            return False
+        try:
+            write()
+            return True
+        except HistoryCorruptError as exc:
+            self._history_warn(what, exc)
+            self.history_writes_off = True
+        except HistoryError as exc:
+            self._history_warn(what, exc)
+        return False
+
+    def _history_warn(self, what: str, exc: HistoryError) -> None:
+        if not self.history_lost:
+            self.history_lost = True
+            self._warn(f"the run history could not record run {self.run_id} ({what}); the run goes on without it: {exc}")
+
     def _begin(self) -> None:
-        self.hist.abort_running("the process running it stopped before it finished (killed or crashed)", iso(clock.utcnow()))
+        why = "the process running it stopped before it finished (killed or crashed)"
+        self._history("how earlier runs ended", lambda: self.hist.abort_running(why, iso(clock.utcnow()), self.vol.current))
         swept = self.vol.sweep()
         if swept:
             log.info(
                 "swept leftovers of an interrupted run: %s", ", ".join(swept), extra={"run_id": self.run_id, "step": "sweep"}
             )
-        self.hist.start_run(
-            {
-                "id": self.run_id,
-                "trigger": self.trigger,
-                "user": self.user,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "tables_requested": self.selected,
-                "started_at": iso(self.started),
-            }
-        )
+        me = {"id": self.run_id, "trigger": self.trigger, "user": self.user, "host": socket.gethostname()}
+        self.start_record = {**me, "pid": os.getpid(), "tables_requested": self.selected, "started_at": iso(self.started)}
+        self._history("the start", functools.partial(self.hist.start_run, self.start_record))
         if self.trigger == "manual":
-            self.hist.event("manual_sync", iso(self.started), user=self.user, run_id=self.run_id, tables=self.selected)
+            at, who = iso(self.started), self.user
+            event = functools.partial(self.hist.event, "manual_sync", at, user=who, run_id=self.run_id, tables=self.selected)
+            self._history("the manual sync", event)
+
+    def _make_staging(self) -> None:
+        try:
+            self.staging.mkdir(parents=True)
+        except OSError as exc:
+            raise WriteError(
+                f"cannot create the staging folder {self.staging}: {os_reason(exc)}; nothing was exported, "
+                "the current snapshot is unchanged"
+            ) from exc
 
     def _previous(self) -> None:
         """The snapshot to carry over from and hold schema drift against: current, else the newest intact."""
@@ -226,12 +262,12 @@ class _Run:
                 status = out.entry.status
             elif old is not None and prev_dir is not None:
                 carry_over(prev_dir / old.file, self.staging / old.file)
-                entries[t.name] = old if out is None else _carried_over(old, out)
+                entries[t.name] = old if out is None else carried_over(old, out)
                 status = entries[t.name].status
             else:
                 status = "failed" if out is not None else "missing"
             if out is not None:
-                results.append(_table_result(out, status if out.ok or status == "carried_over" else "failed"))
+                results.append(table_result(out, status if out.ok or status == "carried_over" else "failed"))
         return entries, results
 
     def _publish(self, entries: dict[str, ManifestEntry], t_pub: float) -> tuple[str, ...]:
@@ -244,11 +280,17 @@ class _Run:
             source=self.source_desc or _describe_source(self.cfg),
             sla_hours=self.cfg.sla_hours,
             tables=entries,
-            run_checks=(_budget_check(self.cfg, time.perf_counter() - self.t0),),
+            run_checks=(budget_check(self.cfg, time.perf_counter() - self.t0),),
             consistency=snapshot_cut(entries, self.moment, self.run_id),
         )
         self.vol.write_manifest(self.staging, manifest)
-        self.vol.publish(self.run_id)
+        try:
+            self.vol.publish(self.run_id)
+        except PublishError as exc:
+            if self.vol.current_id() != self.run_id:
+                raise
+            # `current` moved (a step after the swap failed, e.g. its fsync): what is served is the truth
+            self._warn(f"snapshot {self.run_id} is published and current, but a step after the swap failed: {exc}")
         self.snapshot_id = self.run_id
         self.steps["publish_s"] = time.perf_counter() - t_pub
         # Published: from here on nothing may turn the run into a failure; what goes wrong is a warning.
@@ -256,15 +298,17 @@ class _Run:
         removed: list[str] = []
         try:
             removed = self.vol.retention(self.cfg.retain)
-            _prune_quarantine(self.vol)
+            prune_quarantine(self.vol)
         except VolumeError as exc:
             self._warn(f"retention did not finish (snapshot {self.run_id} is published and current): {exc}")
         self.steps["retention_s"] = time.perf_counter() - t_ret
         return tuple(removed)
 
     def _warn(self, message: str) -> None:
+        # The report carries it (the CLI prints it as its one warning line); the log says it once more
+        # at INFO, so a terminal at the CLI's WARNING level does not show it twice.
         self.warnings.append(message)
-        log.warning("%s", message, extra={"run_id": self.run_id, "step": "run"})
+        log.info("warning: %s", message, extra={"run_id": self.run_id, "step": "run"})
 
     def _record_crash(self, exc: BaseException) -> None:
         """Nothing was published (or the swap already happened and only bookkeeping failed): either
@@ -272,9 +316,14 @@ class _Run:
         with contextlib.suppress(Exception):
             if self.snapshot_id is None:
                 remove_tree(self.staging)
+                if self.vol.current_id() != self.run_id and self.vol.snapshot_dir(self.run_id).exists():
+                    remove_tree(self.vol.snapshot_dir(self.run_id))  # moved into snapshots/, never served
+            if self.history_writes_off:
+                return
             failed = any(not o.ok for o in self.outcomes.values())
             # published before the crash: the history says what is served, and that the run did not end well
             status = "failed" if self.snapshot_id is None else ("partial" if failed else "ok")
+            self.hist.start_run(self.start_record, exists_ok=True)
             self.hist.finish_run(
                 self.run_id,
                 status=status,
@@ -299,24 +348,26 @@ class _Run:
             retention_removed=removed,
             duration_s=duration,
             steps=self.steps,
-            budget=_budget_check(self.cfg, duration),
+            budget=budget_check(self.cfg, duration),
             rows=sum(o.rows for o in ok),
             bytes=sum(o.bytes for o in ok),
             warnings=tuple(self.warnings),
         )
         if status == "failed":
             remove_tree(self.staging)
-        try:
-            self._record(report, results)
-        except HistoryError as exc:
-            # The snapshot (if any) is published; only the bookkeeping is lost. Say so, do not fail.
-            self._warn(f"the run history could not record run {self.run_id}: {exc}")
-            report = dataclasses.replace(report, warnings=tuple(self.warnings))
+        # The snapshot (if any) is published; only the bookkeeping can be lost. Say so, do not fail: a
+        # row left `running` is closed with the truth (published or not) by the next run or `repair`.
+        if not self.history_writes_off:
+            self._history("the outcome", lambda: self._record(report, results))
+        report = dataclasses.replace(report, warnings=tuple(self.warnings))
         log.info("run %s %s in %.2fs", self.run_id, status, duration, extra={"run_id": self.run_id, "step": "run"})
         after_run(self.cfg, report)  # state changes alert once; never raises, never waits on a channel
         return report
 
     def _record(self, report: RunReport, results: list[TableResult]) -> None:
+        if self.history_writes_off:
+            return
+        self.hist.start_run(self.start_record, exists_ok=True)  # the start may not have made it
         for tr in results:
             self.hist.record_table(self.run_id, tr.to_json(), [c.to_json() for c in tr.checks])
         self.hist.record_checks(self.run_id, None, [report.budget.to_json()] if report.budget else [])
@@ -336,58 +387,17 @@ class _Run:
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _carried_over(old: ManifestEntry, out: TableOutcome) -> ManifestEntry:
-    """The previous snapshot's entry, kept because this export failed, saying why."""
-    return dataclasses.replace(
-        old,
-        status="carried_over",
-        error=out.error,
-        failed_at=iso(clock.utcnow()),
-        failed_checks=tuple(c for c in out.checks if not c.ok),
-        failed_quarantine=out.quarantine or None,
+def _volume_error(exc: OSError, run: _Run) -> VolumeError:
+    where = exc.filename or run.vol.root
+    served = (
+        f"snapshot {run.snapshot_id} is published and current"
+        if run.snapshot_id and run.vol.current_id() == run.snapshot_id
+        else "the current snapshot is unchanged"
     )
-
-
-def _table_result(out: TableOutcome, status: str) -> TableResult:
-    export_s = out.timings.get("export_s")
-    return TableResult(
-        table=out.name,
-        status=status,
-        ok=out.ok,
-        rows=out.rows,
-        bytes=out.bytes,
-        error=out.error,
-        checks=tuple(out.checks),
-        export_s=export_s,
-        validate_s=out.timings.get("validate_s"),
-        total_s=out.timings.get("total_s"),
-        rows_per_s=(out.rows / export_s) if export_s else None,
-        attempts=tuple(out.attempts),
-        quarantined=out.quarantined,
-        quarantine=out.quarantine,
+    return VolumeError(
+        f"sync run {run.run_id} stopped: {os_reason(exc)} ({where}); {served}; fix the cause and sync again "
+        "(`syncer repair` sweeps what the run left in staging)"
     )
-
-
-def _prune_quarantine(vol: Volume) -> None:
-    """Quarantine folders older than the oldest retained snapshot go with it."""
-    infos = vol.list_snapshots()
-    if not infos or not infos[0].created_at or not vol.quarantine.is_dir():
-        return
-    kept = {i.id for i in infos}
-    oldest = parse_iso(infos[0].created_at).timestamp()
-    for folder in vol.quarantine.iterdir():
-        try:
-            old = folder.is_dir() and folder.name not in kept and folder.stat().st_mtime < oldest
-        except OSError:
-            continue  # best effort: the next run looks again
-        if old:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _budget_check(cfg: Config, seconds: float) -> Check:
-    ok = seconds <= cfg.time_budget_seconds
-    over = "" if ok else " (over budget)"
-    return check("time_budget", ok, f"run took {seconds:.1f}s of a {cfg.time_budget_seconds:g}s budget{over}", severity="warning")
 
 
 def _describe_source(cfg: Config) -> dict[str, Any]:

@@ -1,9 +1,18 @@
 """Isolating bad records: screening, bisecting and the quarantine file.
 
 Rows that cannot be published are never dropped silently: each goes to
-``quarantine/<run id>/<table>.jsonl`` with a ``_reason`` (what is wrong) and a ``_stage`` (where it was
-caught: ``read``, ``convert``, ``check``). The table's ``max_bad_rows`` decides whether the rest is
-published (status ``quarantined``) or the table fails and keeps its previous data.
+``quarantine/<run id>/<table>.jsonl`` as one JSON object per line, ``{"_reason": ..., "_stage": ...,
+"row": {...}}``: ``_reason`` says what is wrong, ``_stage`` where it was caught (``read``,
+``convert``, ``check``), ``_rows`` (when more than 1) how many rows the line stands for, and ``row``
+holds the record's own columns. The record is nested, so a source column named ``_reason`` or
+``_stage`` (or ``row``) keeps its value: no column name can collide with ours. The table's
+``max_bad_rows`` decides whether the rest is published (status ``quarantined``) or the table fails
+and keeps its previous data.
+
+Quarantined rows are exactly what was kept out of the published data (a null e-mail, a malformed
+name): the files are ``0600`` in a ``0700`` folder, readable by the syncing user only, or ``0640`` /
+``0750`` and group-owned by ``[volume] quarantine_group`` when one is configured. App users, who read
+the published snapshots, cannot read them.
 
 * **screen**: rows with a null in a key or ``not_null`` column are split off each batch;
 * **convert**: a batch that cannot be cast to the table's schema is halved until the rows that
@@ -16,6 +25,7 @@ published (status ``quarantined``) or the table fails and keeps its previous dat
 from __future__ import annotations
 
 import collections
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,9 +48,11 @@ EXAMPLES_OVER_BUDGET = 100
 class Quarantine:
     """The bad rows of one table in one run (streamed to JSONL; counts and keys kept)."""
 
-    def __init__(self, folder: Path, table: TableConfig) -> None:
+    def __init__(self, folder: Path, table: TableConfig, group: int | None = None) -> None:
         self.folder = folder
         self.table = table
+        #: the group that may read the file too (``[volume] quarantine_group``), else the owner only
+        self.group = group
         self.path = folder / f"{table.name}.jsonl"
         self.count = 0
         self.reasons: collections.Counter[str] = collections.Counter()
@@ -59,17 +71,33 @@ class Quarantine:
         if key is not None and not any(v is None for v in key):
             self.keys.add(key)
         if self.count - n < self._cap:
-            line = {**record, "_reason": reason, "_stage": stage}
+            line: dict[str, Any] = {"_reason": reason, "_stage": stage}
             if n > 1:
                 line["_rows"] = n
+            line["row"] = record
             text = dumps(line) + "\n"  # the JSONL format's spellings: RFC 8259, no bare NaN
             try:
                 if self._fh is None:
-                    self.folder.mkdir(parents=True, exist_ok=True)
-                    self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                    self._fh = self._open()
                 self._fh.write(text)
             except OSError as exc:
                 raise self._write_error(exc) from exc
+
+    def _open(self) -> Any:
+        """The file, private from its first byte: created with its final mode (no 0644 moment)."""
+        dir_mode, file_mode = (0o750, 0o640) if self.group is not None else (0o700, 0o600)
+        self.folder.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+        os.chmod(self.folder, dir_mode)  # mkdir's mode is cut by the umask, and the folder may exist
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, file_mode)
+        try:
+            os.fchmod(fd, file_mode)
+            if self.group is not None:
+                os.chown(self.folder, -1, self.group)
+                os.fchown(fd, -1, self.group)
+        except OSError:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "a", encoding="utf-8")
 
     def add_rows(self, batch: pa.RecordBatch, reasons: list[str], stage: str) -> None:
         keys = self.table.primary_key

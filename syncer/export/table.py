@@ -94,7 +94,7 @@ def export_table(
     path = staging / table.file_name
     t0 = time.perf_counter()
     emit = progress or (lambda _e: None)
-    q = Quarantine(quarantine_dir or staging / ".quarantine", table)
+    q = Quarantine(quarantine_dir or staging / ".quarantine", table, cfg.quarantine_gid)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

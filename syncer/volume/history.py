@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from syncer._exceptions import HistoryError
+from syncer._exceptions import HistoryCorruptError, HistoryError
+from syncer.volume.manifest import strict_dumps
 
 __all__ = ["History"]
 
@@ -86,40 +89,65 @@ class History:
         try:
             con = self._open(write)
         except (sqlite3.Error, OSError) as exc:
-            raise HistoryError(
-                f"run history {self.path} cannot be opened: {exc}; check the volume, or move the file aside "
-                "(a new, empty history is created; published snapshots are not affected)"
-            ) from exc
+            raise self._error(exc, "opened") from exc
         try:
             yield con
         except sqlite3.Error as exc:
-            what = "written" if write else "read"
-            raise HistoryError(
-                f"run history {self.path} cannot be {what}: {exc}; check free space and permissions on the volume, "
-                "or move the file aside (published snapshots are not affected)"
-            ) from exc
+            raise self._error(exc, "written" if write else "read") from exc
         finally:
             con.close()
+
+    def _error(self, exc: BaseException, what: str) -> HistoryError:
+        if _corrupt(exc) or self.path.is_dir():
+            return HistoryCorruptError(
+                f"run history {self.path} cannot be {what}: {_reason(exc, self.path)}; run `syncer repair` (it keeps "
+                "the broken file aside and starts a new history; published snapshots are not affected)"
+            )
+        return HistoryError(
+            f"run history {self.path} cannot be {what}: {_reason(exc, self.path)}; check free space and permissions "
+            "on the volume (published snapshots are not affected)"
+        )
 
     def _open(self, write: bool) -> sqlite3.Connection:
         if not write and not self.path.exists():
             # Reading never creates the database (a status on an empty volume stays empty).
             con = sqlite3.connect(":memory:")
             con.executescript(_SCHEMA)
+        elif not write:
+            con = _open_read_only(self.path)
         else:
             con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             try:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
                 con.execute("PRAGMA busy_timeout=30000")
-                if write:
-                    con.executescript(_SCHEMA)
-                    _migrate(con)
+                con.executescript(_SCHEMA)
+                _migrate(con)
             except BaseException:
                 con.close()
                 raise
         con.row_factory = sqlite3.Row
         return con
+
+    def move_aside(self, at: str) -> Path | None:
+        """Keep a broken history as ``syncer.db.broken-<at>`` (with its -wal/-shm); the next write starts a new one.
+
+        Returns where it went (None when there was nothing); raises :class:`HistoryError`."""
+        if not os.path.lexists(self.path):
+            return None
+        aside = self.path.with_name(f"{self.path.name}.broken-{at}")
+        try:
+            for suffix in ("-wal", "-shm", "-journal"):
+                side = self.path.with_name(self.path.name + suffix)
+                if os.path.lexists(side):
+                    os.replace(side, aside.with_name(aside.name + suffix))
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise HistoryError(
+                f"cannot move the broken run history {self.path} aside to {aside}: {exc.strerror or exc}; "
+                "move or remove it by hand"
+            ) from exc
+        return aside
 
     def _write(self, sql: str, params: tuple[Any, ...] | list[tuple[Any, ...]], many: bool = False) -> None:
         with self._connect(write=True) as con:
@@ -132,16 +160,18 @@ class History:
 
     # --- runs -------------------------------------------------------------------------------------
 
-    def start_run(self, run: dict[str, Any]) -> None:
+    def start_run(self, run: dict[str, Any], *, exists_ok: bool = False) -> None:
+        """Record a run as running (``exists_ok``: keep the row if it is there already)."""
+        verb = "INSERT OR IGNORE" if exists_ok else "INSERT"
         self._write(
-            "INSERT INTO runs (id, trigger, user, host, pid, tables_requested, started_at, status) VALUES (?,?,?,?,?,?,?,?)",
+            f"{verb} INTO runs (id, trigger, user, host, pid, tables_requested, started_at, status) VALUES (?,?,?,?,?,?,?,?)",
             (
                 run["id"],
                 run["trigger"],
                 run.get("user"),
                 run.get("host"),
                 run.get("pid"),
-                json.dumps(run.get("tables_requested")),
+                strict_dumps(run.get("tables_requested")),
                 run["started_at"],
                 "running",
             ),
@@ -149,18 +179,33 @@ class History:
 
     def finish_run(self, run_id: str, **fields: Any) -> None:
         if "steps" in fields:
-            fields["steps"] = json.dumps(fields["steps"])
+            fields["steps"] = strict_dumps(fields["steps"])
         cols = ", ".join(f"{k} = ?" for k in fields)
         self._write(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
 
-    def abort_running(self, reason: str, finished_at: str) -> int:
-        """Runs still marked running when the lock is free were killed: mark them aborted."""
+    def abort_running(self, reason: str, finished_at: str, current: Path | None = None) -> int:
+        """Close the runs still marked running (call it holding the volume lock: their process is gone).
+
+        A run whose snapshot ``current`` (the volume's link) names published it (snapshot id = run id)
+        and only its own record was not finished: it is closed as ``ok`` (``partial`` when a table it
+        asked for kept its previous data) with its snapshot id. The others are ``aborted``, ``reason``."""
         with self._connect(write=True) as con:
-            cur = con.execute(
-                "UPDATE runs SET status = 'aborted', error = ?, finished_at = ? WHERE status = 'running'",
-                (reason, finished_at),
-            )
-            return cur.rowcount
+            rows = con.execute("SELECT id, tables_requested FROM runs WHERE status = 'running'").fetchall()
+            for run_id, requested in rows:
+                published = _published_status(current, run_id, requested)
+                if published is None:
+                    con.execute(
+                        "UPDATE runs SET status = 'aborted', error = ?, finished_at = ? WHERE id = ?",
+                        (reason, finished_at, run_id),
+                    )
+                else:
+                    note = f"published snapshot {run_id}; the run's own record was not finished (the history was not writable)"
+                    con.execute(
+                        "UPDATE runs SET status = ?, snapshot_id = ?, error = ?, finished_at = ? WHERE id = ?",
+                        (published, run_id, note, finished_at, run_id),
+                    )
+            _record_unrecorded_current(con, current)
+            return len(rows)
 
     def record_table(self, run_id: str, result: dict[str, Any], checks: list[dict[str, Any]]) -> None:
         with self._connect(write=True) as con:
@@ -179,7 +224,7 @@ class History:
                     result.get("total_s"),
                     result.get("rows_per_s"),
                     result.get("error"),
-                    json.dumps(result.get("attempts") or []),
+                    strict_dumps(result.get("attempts") or []),
                     result.get("quarantined") or 0,
                 ),
             )
@@ -202,7 +247,7 @@ class History:
     def event(self, kind: str, at: str, *, user: str | None = None, run_id: str | None = None, **detail: Any) -> None:
         self._write(
             "INSERT INTO events (at, kind, user, run_id, detail) VALUES (?,?,?,?,?)",
-            (at, kind, user, run_id, json.dumps(detail, default=str)),
+            (at, kind, user, run_id, strict_dumps(detail, default=str)),
         )
 
     # --- reading ----------------------------------------------------------------------------------
@@ -237,6 +282,96 @@ class History:
         with self._connect(write=False) as con:
             rows = con.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"] or "{}")} for r in rows]
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """Read without writing anything: ``mode=ro``, and ``immutable=1`` where even that needs a write
+    (a WAL database on a read-only volume cannot create its ``-shm`` file)."""
+    uri = "file:" + urllib.parse.quote(str(path.resolve()))
+    for flags in ("?mode=ro", "?immutable=1"):
+        con = sqlite3.connect(uri + flags, uri=True, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA busy_timeout=30000")
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            # an empty database (0 bytes, never written) reads as empty; a missing table is damage: it fails
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone():
+                con.executescript(_SCHEMA.replace("CREATE TABLE IF NOT EXISTS ", "CREATE TEMP TABLE IF NOT EXISTS "))
+            return con
+        except sqlite3.OperationalError as exc:
+            con.close()
+            if flags == "?immutable=1" or _corrupt(exc):
+                raise
+        except BaseException:
+            con.close()
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _corrupt(exc: BaseException) -> bool:
+    """Is this the file itself (not space, permissions or a busy writer)?"""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and any(
+        w in text for w in ("not a database", "malformed", "file is encrypted", "disk image")
+    )
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    if path.is_dir():
+        return "it is a folder, not a database file"
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def _record_unrecorded_current(con: sqlite3.Connection, current: Path | None) -> None:
+    """A run that published while the history could not be written at all has no row: add it from its
+    manifest (snapshot id = run id), so the history never misses what is served."""
+    if current is None:
+        return
+    try:
+        sid = os.path.basename(os.readlink(current))
+        manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(manifest, dict) or manifest.get("id") != sid:
+        return
+    if con.execute("SELECT 1 FROM runs WHERE id = ?", (sid,)).fetchone():
+        return
+    run: dict[str, Any] = manifest["run"] if isinstance(manifest.get("run"), dict) else {}
+    requested = run.get("tables_requested")
+    status = _published_status(current, sid, strict_dumps(requested) if requested else None) or "ok"
+    con.execute(
+        "INSERT INTO runs (id, snapshot_id, trigger, user, tables_requested, started_at, finished_at, status, error)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            sid,
+            sid,
+            str(run.get("trigger") or "unknown"),
+            run.get("user"),
+            strict_dumps(requested),
+            str(manifest.get("created_at") or ""),
+            manifest.get("created_at"),
+            status,
+            f"published snapshot {sid}; recorded by a later run (the run itself could not write the history)",
+        ),
+    )
+
+
+def _published_status(current: Path | None, run_id: str, requested: str | None) -> str | None:
+    """``ok`` or ``partial`` if ``current`` names the run's snapshot, else None (a snapshot folder alone
+    is no proof: a run killed between the rename and the swap leaves one that was never served)."""
+    if current is None:
+        return None
+    try:
+        if os.path.basename(os.readlink(current)) != run_id:
+            return None
+        manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
+        tables = manifest["tables"]
+        wanted = json.loads(requested) if requested else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if manifest.get("id") != run_id or not isinstance(tables, dict):
+        return None
+    kept = [n for n, t in tables.items() if isinstance(t, dict) and t.get("status") == "carried_over" and t.get("failed_at")]
+    return "partial" if any(wanted is None or n in wanted for n in kept) else "ok"
 
 
 def _migrate(con: sqlite3.Connection) -> None:

@@ -23,6 +23,8 @@ written against the dict-shaped reports of the first release, records also answe
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -37,6 +39,8 @@ __all__ = [
     "ManifestEntry",
     "Part",
     "Record",
+    "finite",
+    "strict_dumps",
 ]
 
 #: the manifest format this version writes (1: the first release, without the field)
@@ -107,7 +111,28 @@ class Record:
         return iter(self.to_json())
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every nan/inf float (at any depth) replaced by None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, tuple | list):
+        return [finite(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: finite(v) for k, v in value.items()}
+    return value
+
+
+def strict_dumps(value: Any, **kwargs: Any) -> str:
+    """JSON every parser reads: never ``NaN``/``Infinity`` (``allow_nan=False``; such floats are written as null).
+
+    Every JSON file or column the engine writes goes through here: the manifest, the lock record, the
+    run history's JSON columns and audit entries, the CLI's reports."""
+    return json.dumps(finite(value), allow_nan=False, **kwargs)
+
+
 def _json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON (see strict_dumps)
     if isinstance(value, Record):
         return value.to_json()
     if isinstance(value, tuple | list):

@@ -1,0 +1,432 @@
+"""Fault injection into real syncs: syscall failures with strace, random I/O faults with libfiu.
+
+Each case runs one ``syncer sync`` (the CLI, a real process) on a small demo volume while a fault
+is injected, then checks, without faults:
+
+* the faulty sync said so in one clear line (non-zero exit) or absorbed the fault (exit 0), and
+  printed no traceback;
+* ``current`` is intact and ``syncer verify`` is clean;
+* a reader reads the served data, and it is the same data as before (nothing lost or changed);
+* the next plain sync succeeds and leaves ``staging`` empty;
+* the run history tells the truth: no run left ``running``, and a run whose snapshot became
+  ``current`` is recorded as published with that snapshot id.
+
+Syscall faults (``strace -f -e inject=SYSCALL:error=ERRNO:when=N``) go into the calls a sync makes on
+the volume: a clean run is traced first, and the positions are picked among the calls that touch
+the volume (never the interpreter's own start-up). Random faults (``fiu-run -x`` and ``fiu-ctrl``)
+are switched on once the sync holds the volume lock, with a probability per libc I/O call.
+
+    python scripts/faults.py                 # the long sweep (`make faults`), figures on stdout
+    python scripts/faults.py --quick         # the short sweep that `make test` runs (tests/test_faults.py)
+    python scripts/faults.py --json out.json # every case and its outcome, for the README's figures
+
+Needs strace and fiu-utils (Debian packages; .ci/run installs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACED = (
+    "fsync",
+    "fdatasync",
+    "rename",
+    "renameat",
+    "renameat2",
+    "openat",
+    "write",
+    "pwrite64",
+    "link",
+    "linkat",
+    "symlink",
+    "unlink",
+    "unlinkat",
+    "mkdir",
+    "chmod",
+    "fchmod",
+    "flock",
+)
+#: the errors injected into each syscall (what the kernel really answers there)
+ERRORS: dict[str, tuple[str, ...]] = {
+    "fsync": ("EIO",),
+    "fdatasync": ("EIO",),
+    "rename": ("EIO", "ENOSPC"),
+    "renameat": ("EIO",),
+    "renameat2": ("EIO",),
+    "openat": ("EMFILE", "ENOSPC", "EACCES", "EIO"),
+    "write": ("ENOSPC", "EIO"),
+    "pwrite64": ("ENOSPC", "EIO"),
+    "link": ("ENOSPC", "EMLINK"),
+    "linkat": ("ENOSPC",),
+    "symlink": ("ENOSPC", "EIO"),
+    "unlink": ("EIO", "EBUSY"),
+    "unlinkat": ("EIO",),
+    "mkdir": ("ENOSPC", "EDQUOT"),
+    "chmod": ("EIO", "EPERM"),
+    "fchmod": ("EIO",),
+    "flock": ("ENOLCK",),
+}
+TABLES = """
+[[tables]]
+name = "courses"
+primary_key = ["course_id"]
+
+[[tables]]
+name = "participants"
+primary_key = ["participant_id"]
+exclude_columns = ["password_hash"]
+format = "csv"
+
+[[tables]]
+name = "enrollments"
+primary_key = ["enrollment_id"]
+format = "jsonl"
+"""
+
+
+@dataclasses.dataclass
+class Case:
+    kind: str  # "strace" | "fiu"
+    syscall: str = ""
+    errno: str = ""
+    when: int = 0
+    probability: float = 0.0
+    #: sync only these tables (the rest are hard-linked from the previous snapshot: link(2))
+    tables: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        if self.kind == "fiu":
+            return f"fiu posix/io/* p={self.probability:g} #{self.when}"
+        return f"{self.syscall}={self.errno}@{self.when}" + (f" (sync {' '.join(self.tables)})" if self.tables else "")
+
+
+@dataclasses.dataclass
+class Outcome:
+    case: Case
+    exit_code: int
+    outcome: str  # "failed cleanly" | "published" | "published with a warning" | "absorbed"
+    message: str
+    problems: list[str]
+    seconds: float
+
+    @property
+    def traceback(self) -> bool:
+        return any(p.startswith("traceback") for p in self.problems)
+
+    @property
+    def crashed(self) -> bool:
+        return self.exit_code < 0
+
+    @property
+    def data_lost(self) -> bool:
+        return any(p.startswith("data") for p in self.problems)
+
+
+class Env:
+    """A demo warehouse and a volume with two published snapshots, in a temporary folder."""
+
+    def __init__(self, folder: Path, rows: int = 3000) -> None:
+        self.folder = folder
+        self.python = sys.executable
+        self.config = folder / "sync.toml"
+        self.root = folder / "data"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+        self.env = {**env, "PYTHONPATH": str(ROOT), "ARROW_DEFAULT_MEMORY_POOL": "system"}
+        subprocess.run(
+            [self.python, "-c", f"import syncer; syncer.build_demo({str(folder / 'w.duckdb')!r}, {rows})"],
+            check=True,
+            env=self.env,
+            capture_output=True,
+        )
+        self.config.write_text(
+            # fast retries: a transient error under random faults is retried without minutes of backoff
+            f'[source]\nkind = "duckdb"\npath = "w.duckdb"\n\n[volume]\nroot = "data"\nretain = 3\n\n'
+            f"[retry]\nattempts = 2\nbackoff_seconds = 0.01\nmax_backoff_seconds = 0.05\n{TABLES}",
+            encoding="utf-8",
+        )
+        for _ in range(2):
+            self.cli("sync", check=True)
+        self.expected = self.digests()
+
+    def cli(self, *args: str, prefix: list[str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+        argv = [*(prefix or []), self.python, "-m", "syncer", "--config", str(self.config), *args]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=300, cwd=self.folder)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    def digests(self) -> dict[str, str]:
+        """What a reader gets for each table from the served snapshot (a digest of its sorted rows)."""
+        code = (
+            "import hashlib, json, sys, warnings, syncer\n"
+            "warnings.simplefilter('ignore')\n"
+            "cfg = syncer.load_config(sys.argv[1])\n"
+            "out = {}\n"
+            "for t in cfg.tables:\n"
+            "    df = syncer.read_table(t.name, config=cfg)\n"
+            "    df = df.sort_values(list(t.primary_key)).reset_index(drop=True)\n"
+            "    out[t.name] = hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()\n"
+            "print(json.dumps(out))\n"
+        )
+        proc = subprocess.run([self.python, "-c", code, str(self.config)], capture_output=True, text=True, env=self.env)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "reader failed")
+        return json.loads(proc.stdout)
+
+    def current(self) -> str | None:
+        try:
+            return os.path.basename(os.readlink(self.root / "current"))
+        except OSError:
+            return None
+
+    def runs(self) -> dict[str, dict[str, Any]]:
+        db = self.root / "syncer.db"
+        if not db.is_file():
+            return {}
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            con.row_factory = sqlite3.Row
+            return {r["id"]: dict(r) for r in con.execute("SELECT id, status, snapshot_id FROM runs")}
+        except sqlite3.Error:
+            return {}
+        finally:
+            con.close()
+
+
+def trace_positions(env: Env, tables: tuple[str, ...] = ()) -> dict[str, list[int]]:
+    """For each syscall, the invocation numbers (per thread, as strace counts them) that touch the volume."""
+    out = env.folder / "trace.txt"
+    env.cli("sync", *tables, prefix=["strace", "-f", "-qq", "-y", "-o", str(out), "-e", f"trace={','.join(TRACED)}"], check=True)
+    counts: dict[tuple[str, str], int] = collections.Counter()
+    found: dict[str, set[int]] = collections.defaultdict(set)
+    pattern = re.compile(r"^(\d+)\s+(\w+)\(")
+    for line in out.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = pattern.match(line)
+        if not m or m[2] not in ERRORS:
+            continue
+        tid, call = m[1], m[2]
+        counts[tid, call] += 1
+        if str(env.root) in line:
+            found[call].add(counts[tid, call])
+    return {call: sorted(n) for call, n in found.items()}
+
+
+def pick(positions: list[int], k: int) -> list[int]:
+    """``k`` positions spread over the list, always the first and the last (the calls after the swap)."""
+    if len(positions) <= k:
+        return positions
+    if k == 1:
+        return [positions[-1]]
+    step = (len(positions) - 1) / (k - 1)
+    return sorted({positions[round(i * step)] for i in range(k)})
+
+
+def run_case(env: Env, case: Case) -> Outcome:
+    t0 = time.perf_counter()
+    before, runs_before = env.current(), set(env.runs())
+    if case.kind == "strace":
+        inject = f"inject={case.syscall}:error={case.errno}:when={case.when}"
+        proc = env.cli(
+            "sync", *case.tables, prefix=["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={case.syscall}", "-e", inject]
+        )
+    else:
+        proc = _fiu_sync(env, case)
+    after = env.current()
+    problems = _check_output(proc)
+    problems += _check_served(env, before, after)
+    nxt = env.cli("sync")
+    if nxt.returncode != 0:
+        problems.append(f"next sync failed ({nxt.returncode}): {nxt.stderr.strip()[-300:]}")
+    leftovers = sorted(p.name for p in (env.root / "staging").iterdir()) if (env.root / "staging").is_dir() else []
+    if leftovers:
+        problems.append(f"staging not empty after the next sync: {leftovers}")
+    problems += _check_history(env, runs_before, before, after)
+    lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
+    outcome = (
+        "crashed (native code)"
+        if proc.returncode < 0
+        else "failed cleanly"
+        if proc.returncode != 0
+        else ("published with a warning" if after != before and lines else "published" if after != before else "absorbed")
+    )
+    return Outcome(case, proc.returncode, outcome, lines[-1][:300] if lines else "", problems, time.perf_counter() - t0)
+
+
+def _fiu_sync(env: Env, case: Case) -> subprocess.CompletedProcess[str]:
+    """A sync under libfiu's preload; random faults on once it holds the volume lock (not in the start-up)."""
+    ctrl = env.folder / "fiu-ctrl"
+    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), "sync"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env.env, cwd=env.folder)
+    holder = env.root / ".lock.json"
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if holder.exists():
+            spec = f"enable_random name=posix/io/*,probability={case.probability}"
+            subprocess.run(["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)], capture_output=True, timeout=10)
+            break
+        time.sleep(0.002)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # this one process, by its own handle
+        out, err = proc.communicate(timeout=30)
+        err += "\nHUNG: killed after 120 s"
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _check_output(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    text = proc.stdout + proc.stderr
+    problems = []
+    if "Traceback" in text or "Fatal Python error" in text or re.search(r'^\s+File "', text, re.M):
+        problems.append("traceback: " + " | ".join(text.strip().splitlines()[-3:])[:400])
+    if "HUNG: killed" in proc.stderr:
+        problems.append("hung: the sync did not finish in 120 s under the faults (killed)")
+    elif proc.returncode < 0:
+        # killed by a signal: native code (DuckDB, Arrow) aborting on an I/O error it does not handle
+        problems.append(f"crash: killed by signal {-proc.returncode} ({_last_native_line(text)})")
+    elif proc.returncode != 0:
+        if not proc.stderr.strip():
+            problems.append(f"exit {proc.returncode} without a message")
+        elif sum(x.startswith("error: ") for x in proc.stderr.splitlines()) > 1:
+            problems.append("more than one error line")
+    return problems
+
+
+def _last_native_line(text: str) -> str:
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    native = [x for x in lines if "what():" in x or "terminate called" in x]
+    return (native or lines or ["no output"])[-1][:200]
+
+
+def _check_served(env: Env, before: str | None, after: str | None) -> list[str]:
+    problems = []
+    if after is None:
+        problems.append(f"data: current is gone (was {before})")
+        return problems
+    verify = env.cli("verify")
+    if verify.returncode != 0:
+        problems.append(f"data: verify failed on {after}: {verify.stderr.strip()[-300:]}")
+    try:
+        got = env.digests()
+    except RuntimeError as exc:
+        return [*problems, f"data: the reader failed: {exc}"]
+    if got != env.expected:
+        problems.append(f"data: the reader got other data ({sorted(k for k in got if got[k] != env.expected.get(k))})")
+    return problems
+
+
+def _check_history(env: Env, runs_before: set[str], before: str | None, after: str | None) -> list[str]:
+    """After the next plain sync (which closes what a faulty run left open)."""
+    runs = env.runs()
+    problems = [f"history: run {rid} left running" for rid, r in runs.items() if r["status"] == "running"]
+    if after != before and after is not None:
+        row = runs.get(after)
+        if row is None:
+            problems.append(f"history: run {after} published but is not in the history")
+        elif row["status"] not in ("ok", "partial") or row["snapshot_id"] != after:
+            problems.append(f"history: run {after} published but recorded as {row['status']}, snapshot {row['snapshot_id']}")
+    for rid in set(runs) - runs_before:
+        r = runs[rid]
+        if r["snapshot_id"] and r["snapshot_id"] != rid:
+            problems.append(f"history: run {rid} names snapshot {r['snapshot_id']}")
+    return problems
+
+
+def plan(env: Env, per_syscall: int, fiu_runs: int, quick: bool) -> list[Case]:
+    positions = trace_positions(env)
+    linked = trace_positions(env, ("courses",))
+    cases: list[Case] = []
+    for n, (call, errnos) in enumerate(ERRORS.items()):
+        pos = positions.get(call, [])
+        tables: tuple[str, ...] = ()
+        if call in ("link", "linkat") and linked.get(call):
+            pos, tables = linked[call], ("courses",)
+        if not pos:
+            continue
+        if quick:  # the short sweep: one position per syscall, the first or the last (after the swap) in turn
+            cases.append(Case("strace", call, errnos[n % len(errnos)], pos[-1] if n % 2 else pos[0], tables=tables))
+            continue
+        for when in pick(pos, per_syscall):
+            cases += [Case("strace", call, errno, when, tables=tables) for errno in errnos]
+    cases += [Case("fiu", when=i + 1, probability=0.02 if i % 2 else 0.05) for i in range(fiu_runs)]
+    return cases
+
+
+def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
+    by_call: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for o in outcomes:
+        by_call[o.case.syscall or "fiu random I/O"][o.outcome] += 1
+    return {
+        "faults": len(outcomes),
+        "per_syscall": {k: dict(v) for k, v in sorted(by_call.items())},
+        "outcomes": dict(collections.Counter(o.outcome for o in outcomes)),
+        "tracebacks": sum(o.traceback for o in outcomes),
+        "native_crashes": sum(o.crashed for o in outcomes),
+        "data_lost": sum(o.data_lost for o in outcomes),
+        "problems": sum(bool(o.problems) for o in outcomes),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the short sweep (about a minute)")
+    ap.add_argument("--positions", type=int, default=None, help="positions per syscall (default 2 quick, 4 long)")
+    ap.add_argument("--fiu", type=int, default=None, help="random-fault runs (default 2 quick, 16 long)")
+    ap.add_argument("--only", default="", help="comma-separated syscalls to inject (default: all)")
+    ap.add_argument("--json", type=Path, default=None, help="write every case and outcome here")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = ap.parse_args(argv)
+    missing = [t for t in ("strace", "fiu-run", "fiu-ctrl") if shutil.which(t) is None]
+    if missing:
+        print(f"error: {', '.join(missing)} not installed (Debian packages strace, fiu-utils)", file=sys.stderr)
+        return 2
+    folder = Path(tempfile.mkdtemp(prefix="vds-faults-"))
+    try:
+        env = Env(folder)
+        cases = plan(
+            env,
+            args.positions or (2 if args.quick else 4),
+            (2 if args.quick else 16) if args.fiu is None else args.fiu,
+            args.quick,
+        )
+        if args.only:
+            keep = set(args.only.split(","))
+            cases = [c for c in cases if c.syscall in keep or (c.kind == "fiu" and "fiu" in keep)]
+        outcomes = []
+        for n, case in enumerate(cases, 1):
+            o = run_case(env, case)
+            outcomes.append(o)
+            flag = "ok " if not o.problems else "BAD"
+            print(
+                f"[{n:3}/{len(cases)}] {flag} {case.label:<34} exit {o.exit_code}  {o.outcome:<25} {o.message[:110]}", flush=True
+            )
+            for p in o.problems:
+                print(f"          problem: {p}", flush=True)
+        summary = summarize(outcomes)
+        print(json.dumps(summary, indent=2))
+        if args.json:
+            detail = [{**dataclasses.asdict(o), "label": o.case.label} for o in outcomes]
+            args.json.write_text(json.dumps({"summary": summary, "cases": detail}, indent=2), encoding="utf-8")
+        return 0 if summary["problems"] == 0 else 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
