@@ -155,14 +155,23 @@ def demo(ctx: click.Context, rows: int | None, orphans: int) -> None:
 @click.argument("tables", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @click.option("--accept-schema-change", is_flag=True, help="Accept a changed schema as the new contract.")
+@click.option("--force", is_flag=True, help="Export every table, even those the source confirms unchanged.")
 @click.option("--trigger", type=click.Choice(["cli", "manual", "schedule", "startup"]), default="cli", hidden=True)
 @click.pass_context
 @handle_errors
-def sync(ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_schema_change: bool, trigger: str) -> None:
+def sync(
+    ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_schema_change: bool, force: bool, trigger: str
+) -> None:
     """Export -> validate -> publish (only TABLES if given; the others are carried over)."""
     cfg = _config(ctx)
     report = syncer.sync(
-        cfg, list(tables) or None, trigger=trigger, user=_user(), progress=_Progress(), accept_schema_change=accept_schema_change
+        cfg,
+        list(tables) or None,
+        trigger=trigger,
+        user=_user(),
+        progress=_Progress(),
+        accept_schema_change=accept_schema_change,
+        force=force,
     )
     if as_json:
         _emit_json(report)
@@ -174,7 +183,8 @@ def sync(ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_sche
 
 def _print_run(report: RunReport) -> None:
     for t in report["tables"]:
-        mark = click.style("ok", fg="green") if t["ok"] else click.style(t["status"].upper(), fg="red")
+        ok = "unchanged" if t["status"] == "unchanged" else "ok"
+        mark = click.style(ok, fg="green") if t["ok"] else click.style(t["status"].upper(), fg="red")
         rate = f"{t['rows_per_s']:,.0f} rows/s" if t.get("rows_per_s") else ""
         click.echo(f"  {t['table']:<18} {mark:<8} {t['rows']:>12,} rows  {t['bytes'] / 1048576:>9.1f} MiB  {rate}")
         if not t["ok"]:

@@ -130,6 +130,12 @@ class Source(abc.ABC):
         and, when it is not pinned, ``reason``)."""
         yield {}
 
+    def change_marker(self, table: TableConfig) -> str | None:
+        """A token that changes whenever the data of ``table`` may have changed (metadata only, no
+        scan), read before the table is exported; None when the source cannot tell (a query, a
+        view): the table is then always exported. See :mod:`syncer.export.unchanged`."""
+        return None
+
     @abc.abstractmethod
     def schema(self, table: TableConfig) -> pa.Schema: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -65,6 +66,7 @@ class DuckDBSource(Source):
         self.con = self._connect(cfg)
         # From here until close no writer can open the file: this is the moment every table is read at.
         self.run_moment = clock.utcnow()
+        self._file_marker = _file_identity(self.path)
 
     def _connect(self, cfg: SourceConfig) -> Any:
         """The run's read-only connection. A writer process holding the file (DuckDB's lock) is
@@ -106,6 +108,22 @@ class DuckDBSource(Source):
             "pinned": True,
             "isolation": "read-only database file",
         }
+
+    def change_marker(self, table: TableConfig) -> str | None:
+        """The database file's identity, taken while the file is open read-only (no writer can
+        change it until close): any write to any table changes it, so the granularity is the whole
+        file, not the table. None for a query, a view, or a file with a WAL beside it."""
+        if table.query is not None or self._file_marker is None or table.source is None:
+            return None
+        parts = table.source.split(".")
+        sql = (
+            "SELECT table_type FROM information_schema.tables WHERE lower(table_name) = lower(?) "
+            "AND lower(table_schema) = lower(coalesce(?, current_schema())) "
+            "AND lower(table_catalog) = lower(coalesce(?, current_database()))"
+        )
+        params = [parts[-1], parts[-2] if len(parts) > 1 else None, parts[-3] if len(parts) > 2 else None]
+        rows = self._run(sql, table, params=params).fetchall()
+        return self._file_marker if [r[0] for r in rows] == ["BASE TABLE"] else None
 
     def schema(self, table: TableConfig) -> pa.Schema:
         rel = relation_sql(table)
@@ -347,6 +365,15 @@ def _refuse_inexact(table: TableConfig, described: list[tuple[str, str]]) -> Non
                     f"exclude it (exclude_columns = [{json.dumps(name)}]) or convert it in a query "
                     f"(e.g. SELECT ..., CAST({col} AS VARCHAR) AS {col})"
                 )
+
+
+def _file_identity(path: Any) -> str | None:
+    """``file:<dev>:<inode>:<size>:<mtime_ns>:<ctime_ns>`` of the database file, or None while a
+    WAL beside it holds changes the file itself does not show."""
+    if os.path.exists(f"{path}.wal"):
+        return None
+    st = os.stat(path)
+    return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _where(where: RowFilter | None) -> tuple[str, list[Any]]:
