@@ -34,7 +34,7 @@ _SECTIONS: dict[str, set[str]] = {
     "volume": {"root", "retain"},
     "freshness": {"sla_hours", "skip_startup_if_younger_than_hours"},
     "schedule": {"cron", "timezone", "misfire_grace_seconds"},
-    "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds", "writers"},
+    "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds", "writers", "engine_min_rows"},
     "admin": {"operators", "allow_local_operator"},
     "retry": {"attempts", "backoff_seconds", "max_backoff_seconds"},
     "alerts": ALERTS_KEYS,
@@ -51,7 +51,10 @@ _TABLE_KEYS = {
     "max_bad_rows",
     "references",
     "references_severity",
+    "export",
 }
+#: [[tables]] export: the stream path, the warehouse's engine (COPY), or the engine above [export] engine_min_rows
+_EXPORT_PATHS = ("stream", "engine", "auto")
 _TOP_KEYS = set(_SECTIONS) | {"tables"}
 _SOURCE_KINDS = ("duckdb", "snowflake")
 _DUCKDB_KEYS = ("path", "memory_limit", "threads")
@@ -206,6 +209,7 @@ def _export(ex: dict[str, Any], where: str) -> dict[str, Any]:
         "compression": compression,
         "writers": writers,
         "time_budget_seconds": budget,
+        "engine_min_rows": _positive_int(ex, "engine_min_rows", 5_000_000, "[export] engine_min_rows"),
     }
 
 
@@ -264,6 +268,16 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
         )
     exclude, not_null = _table_columns(raw, name, pk, where)
     max_bad_rows, allow_empty = _table_budget(raw, name, where)
+    export = raw.get("export", "stream")
+    if export not in _EXPORT_PATHS:
+        raise ConfigError(
+            f"{where}: table {name!r}: export = {export!r} is not supported; choose one of: {', '.join(_EXPORT_PATHS)}"
+            f"{suggest(str(export), list(_EXPORT_PATHS))}"
+        )
+    if export == "engine" and fmt != "parquet":
+        raise ConfigError(
+            f'{where}: table {name!r}: export = "engine" writes Parquet only; set format = "parquet" or export = "stream"'
+        )
     return TableConfig(
         name=name,
         source=source,
@@ -275,6 +289,7 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
         allow_empty=allow_empty,
         max_bad_rows=max_bad_rows,
         references=parse_references(raw, name, where),
+        export=export,
     )
 
 

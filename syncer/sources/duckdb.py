@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -310,6 +311,42 @@ class DuckDBSource(Source):
         finally:
             self._more_memory(-1 if raised else 0)
 
+    supports_unload = True
+
+    def unload_refusal(self, table: TableConfig, schema: pa.Schema) -> str | None:
+        """DuckDB types whose Parquet form reads back as another Arrow type than its Arrow export
+        (HUGEINT as DOUBLE, UUID, ENUM, INTERVAL, TIMESTAMP_S/MS/NS, TIME, nested types, JSON ...)."""
+        wanted = set(schema.names)
+        for row in self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall():
+            name, type_ = row[0], row[1]
+            if name in wanted and not _UNLOADABLE.match(str(type_)):
+                return f"column {name!r} is {type_}, which DuckDB's Parquet writer stores as another type"
+        return None
+
+    def unload(self, table: TableConfig, schema: pa.Schema, folder: Any, *, compression: str, row_group_rows: int) -> None:
+        """``COPY (SELECT ...) TO folder`` on the run's read-only connection (its moment), one file
+        per thread. Every column is wrapped so DuckDB writes it nullable, as the stream path does."""
+        cols = ", ".join(
+            f"CASE WHEN {c} IS NULL AND {c} IS NOT NULL THEN NULL ELSE {c} END AS {c}" for c in map(quote_ident, schema.names)
+        )
+        codec = "uncompressed" if compression == "none" else compression
+        path = str(folder).replace("'", "''")
+        sql = (
+            f"COPY (SELECT {cols} FROM {relation_sql(table)}) TO '{path}' (FORMAT parquet, PER_THREAD_OUTPUT true, "
+            f"COMPRESSION {codec}, ROW_GROUP_SIZE {int(row_group_rows)}, PARQUET_VERSION V1)"
+        )
+        threads = self._run("SELECT current_setting('threads')", table).fetchall()[0][0]
+        self._more_memory(+1)
+        try:
+            self._run(f"SET threads = {max(int(threads), min(os.cpu_count() or 1, 4))}", table)
+            self._run("SET preserve_insertion_order = false", table)
+            self._run(sql, table).fetchall()
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute(f"SET threads = {int(threads)}")
+                self.con.execute("RESET preserve_insertion_order")
+            self._more_memory(-1)
+
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):
             self.con.close()
@@ -365,6 +402,13 @@ def _refuse_inexact(table: TableConfig, described: list[tuple[str, str]]) -> Non
                     f"exclude it (exclude_columns = [{json.dumps(name)}]) or convert it in a query "
                     f"(e.g. SELECT ..., CAST({col} AS VARCHAR) AS {col})"
                 )
+
+
+#: DuckDB types that DuckDB's Parquet writer stores as the same Arrow type its Arrow export gives
+_UNLOADABLE = re.compile(
+    r"^(BOOLEAN|TINYINT|SMALLINT|INTEGER|BIGINT|FLOAT|DOUBLE|VARCHAR|BLOB|DATE|TIMESTAMP|TIMESTAMP WITH TIME ZONE"
+    r"|DECIMAL\(\d+,\d+\))$"
+)
 
 
 def _file_identity(path: Any) -> str | None:

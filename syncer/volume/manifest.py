@@ -191,12 +191,15 @@ class ManifestEntry(Record):
     change_marker: dict[str, Any] | None = None
     #: status ``unchanged``: when a later run confirmed the source had not changed (its age counts from here)
     confirmed_at: str | None = None
+    #: "engine" when the warehouse wrote the files itself (absent: streamed through the container)
+    export: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     _optional: ClassVar[frozenset[str]] = frozenset(
         {
             "change_marker",
             "confirmed_at",
+            "export",
             "parts",
             "arrow_schema",
             "dialect",
