@@ -82,6 +82,12 @@ SHOW IMAGE REPOSITORIES IN SCHEMA SYNC_DB.SYNC;
 SHOW IMAGES IN IMAGE REPOSITORY SYNC_DB.SYNC.IMAGES;
 
 CREATE STAGE IF NOT EXISTS SPECS DIRECTORY = (ENABLE = TRUE) COMMENT = 'service specification';
+-- Big tables with [[tables]] export = "engine" are unloaded here by COPY INTO (a prefix per run,
+-- syncer/<run id>/<table>/), downloaded with GET and removed at once; prefixes a killed run left
+-- behind are swept by the next run. SYNC_SERVICE_ROLE creates it, so it owns it (READ and WRITE).
+-- Server-side encryption: GET of a client-side-encrypted internal stage needs the stage's key.
+CREATE STAGE IF NOT EXISTS SYNCER_UNLOAD ENCRYPTION = (TYPE = 'SNOWFLAKE_SSE')
+  COMMENT = 'Volume Data Sync: per-run unloads of big tables; emptied after every run';
 -- From the repository root, with SnowSQL or the Snowflake CLI (PUT runs client-side):
 --   PUT file://spcs/spec.yaml @SYNC_DB.SYNC.SPECS AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
 

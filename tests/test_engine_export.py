@@ -229,3 +229,106 @@ def test_the_stream_path_is_the_default(tmp_path: Path, demo_db: Path) -> None:
     report = syncer.sync(cfg)
     man = Volume(cfg.root).current_manifest()
     assert report.status == "ok" and man is not None and {e.export for e in man.tables.values()} == {None}
+
+
+# --- Snowflake: the SQL as text, and GET/check/REMOVE against a local folder standing in for the stage
+
+
+def test_the_snowflake_unload_sql() -> None:
+    import datetime as dt
+
+    from syncer.config import TableConfig
+    from syncer.sources.snowflake_unload import MAX_FILE_SIZE, unload_sql
+    from syncer.validate.profile import JSON_META
+
+    schema = pa.schema(
+        [
+            pa.field("ID", pa.int64()),
+            pa.field("AT", pa.timestamp("ns", "UTC")),
+            pa.field("DOC", pa.string(), metadata=JSON_META),
+            pa.field("NAME", pa.string()),
+        ]
+    )
+    moment = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
+    table = TableConfig(name="orders", source="db.sales.orders", primary_key=("ID",), export="engine")
+    pfx, sql = unload_sql(table, schema, moment, "20261201T030000Z-ab12")
+    assert pfx == "syncer/20261201T030000Z-ab12/orders/"
+    assert sql == (
+        'COPY INTO @SYNC_DB.SYNC.SYNCER_UNLOAD/syncer/20261201T030000Z-ab12/orders/ FROM (SELECT "ID", '
+        'CONVERT_TIMEZONE(\'UTC\', "AT")::TIMESTAMP_NTZ AS "AT", TO_JSON("DOC"::VARIANT) AS "DOC", "NAME" '
+        'FROM "DB"."SALES"."ORDERS" AT (TIMESTAMP => TO_TIMESTAMP_TZ(\'2026-12-01 03:00:00+00:00\'))) '
+        "FILE_FORMAT = (TYPE = PARQUET COMPRESSION = SNAPPY) HEADER = TRUE DETAILED_OUTPUT = TRUE "
+        f"MAX_FILE_SIZE = {MAX_FILE_SIZE}"
+    )
+    assert MAX_FILE_SIZE == 268_435_456
+
+
+def folder_stage(root: Path, rows: int, *, report_rows: int | None = None, report_size: int = 0):  # type: ignore[no-untyped-def]
+    from syncer.sources.snowflake_unload import FolderStage, UnloadedFile
+
+    def unload(sql: str, where: Path) -> list[UnloadedFile]:
+        out = []
+        for i, (lo, hi) in enumerate([(0, rows // 2), (rows // 2, rows)]):
+            f = where / f"data_0_0_{i}.snappy.parquet"
+            pq.write_table(pa.table({"id": pa.array(range(lo, hi), pa.int64())}), f)
+            out.append(UnloadedFile(f"syncer/x/{f.name}", f.stat().st_size + report_size, hi - lo))
+        if report_rows is not None:
+            out[-1] = UnloadedFile(out[-1].name, out[-1].size, out[-1].rows + report_rows - rows)
+        return out
+
+    return FolderStage(root, unload)
+
+
+def test_get_checks_and_removes_the_prefix(tmp_path: Path) -> None:
+    from syncer.sources.snowflake_unload import copy_into_sql, download
+
+    stage = folder_stage(tmp_path / "stage", 1000)
+    pfx = "syncer/run-1/t/"
+    got = download(stage, copy_into_sql("S", pfx, "SELECT 1"), pfx, tmp_path / "dest", "t", 1000)
+    assert sorted(p.name for p in got) == ["data_0_0_0.snappy.parquet", "data_0_0_1.snappy.parquet"]
+    assert sum(pq.ParquetFile(p).metadata.num_rows for p in got) == 1000
+    assert not (tmp_path / "stage" / pfx).exists(), "the prefix was not removed after the download"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        pytest.param({"report_rows": 999}, ValidationError, "the unload wrote 999 rows, count", id="row-count"),
+        pytest.param({"report_size": 7}, syncer.SourceError, "sizes differ", id="size"),
+    ],
+)
+def test_a_bad_unload_is_refused_and_its_prefix_removed(tmp_path: Path, kwargs: dict, error: type, match: str) -> None:
+    from syncer.sources.snowflake_unload import copy_into_sql, download
+
+    stage = folder_stage(tmp_path / "stage", 1000, **kwargs)
+    pfx = "syncer/run-1/t/"
+    with pytest.raises(error, match=match):
+        download(stage, copy_into_sql("S", pfx, "SELECT 1"), pfx, tmp_path / "dest", "t", 1000)
+    assert not (tmp_path / "stage" / pfx).exists()
+
+
+def test_prefixes_of_other_runs_are_swept(tmp_path: Path) -> None:
+    from syncer.sources.snowflake_unload import sweep
+
+    stage = folder_stage(tmp_path / "stage", 10)
+    for run in ("old-1", "old-2", "this"):
+        (tmp_path / "stage" / "syncer" / run / "t").mkdir(parents=True)
+    (tmp_path / "stage" / "other").mkdir()  # not ours: never touched
+    assert sweep(stage, "this") == ["syncer/old-1/", "syncer/old-2/"]
+    assert sorted(p.name for p in (tmp_path / "stage" / "syncer").iterdir()) == ["this"]
+    assert (tmp_path / "stage" / "other").is_dir()
+
+
+def test_snowpark_local_testing_streams_an_engine_table() -> None:
+    from snowflake.snowpark import Session
+
+    from syncer.config import SourceConfig
+    from syncer.sources.snowflake import SnowflakeSource
+    from syncer.sources.snowflake_connect import use_session_factory
+
+    session = Session.builder.config("local_testing", True).create()
+    try:
+        with use_session_factory(lambda: session), SnowflakeSource(SourceConfig(kind="snowflake")) as src:
+            assert src.supports_unload is False  # COPY INTO runs on a real account only
+    finally:
+        session.close()

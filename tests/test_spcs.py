@@ -241,6 +241,17 @@ def test_setup_sql_runbook_snapshots_and_restores_the_spec_volume(setup_sql: str
     assert "RESTORE VOLUME" not in live and "ALTER SERVICE VOLUME_DATA_SYNC SUSPEND" not in live
 
 
+def test_setup_sql_creates_the_unload_stage_the_engine_path_uses(setup_sql: str) -> None:
+    from syncer.sources.snowflake_unload import STAGE
+
+    live = sql_statements(setup_sql)
+    db, schema, name = STAGE.split(".")
+    assert f"CREATE STAGE IF NOT EXISTS {name} ENCRYPTION = (TYPE = 'SNOWFLAKE_SSE')" in live
+    # created by the service role (it owns it: READ and WRITE), in the schema the stage name says
+    assert live.index("USE ROLE SYNC_SERVICE_ROLE") < live.index(f"CREATE STAGE IF NOT EXISTS {name}")
+    assert f"CREATE SCHEMA IF NOT EXISTS {db}.{schema}" in live
+
+
 def test_setup_sql_snapshots_have_dated_names_and_say_how_to_list_and_drop_them(setup_sql: str) -> None:
     """A fixed name with IF NOT EXISTS keeps the first snapshot forever: every later upgrade's
     snapshot is silently skipped. Dated names, and the way to list and drop old ones."""

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from syncer._exceptions import ValidationError
 from syncer.config import Config, TableConfig
 from syncer.export.failures import remove_outputs
-from syncer.formats import WrittenFile, WrittenPart, iter_batches, parquet_ranges, parts_digest
+from syncer.formats import WrittenFile, WrittenPart, iter_batches, parquet_files, parquet_ranges, parts_digest, stored_schema
 from syncer.sources.base import Source
 from syncer.validate.keys import KeyOrder
 from syncer.validate.profile import JSON_META, ProfileAccumulator
@@ -101,6 +101,19 @@ def unload_table(source: Source, table: TableConfig, schema: pa.Schema, cfg: Con
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _type_difference(written: WrittenFile, schema: pa.Schema) -> str | None:
+    """The first column whose type in the unloaded files is not the stream path's (None: all agree)."""
+    want = stored_schema("parquet", schema)
+    for f in parquet_files(written.path):
+        got = pq.read_schema(f)
+        for field in want:
+            i = got.get_field_index(field.name)
+            if i < 0 or not got.field(i).type.equals(field.type):
+                found = got.field(i).type if i >= 0 else "missing"
+                return f"the unloaded column {field.name!r} is {found}, the stream path writes {field.type}"
+    return None
+
+
 def _check_encodings(table: TableConfig, path: Path) -> None:
     md = pq.ParquetFile(path).metadata
     for g in range(md.num_row_groups):
@@ -157,6 +170,11 @@ def unload_and_reread(
         log.info("table %s: streamed, not unloaded: %s", table.name, refusal, extra={"table": table.name, "step": "engine"})
         return None
     written = unload_table(source, table, schema, cfg, staging)
+    differs = _type_difference(written, schema)
+    if differs is not None:
+        log.warning("table %s: %s; exporting it through the stream path", table.name, differs, extra={"table": table.name})
+        remove_outputs(written.path, table)
+        return None
     acc, keys = ProfileAccumulator(schema, footer_ranges=True), KeyOrder(schema, table.primary_key)
     try:
         for batch in iter_batches(table.format, written.path, schema):

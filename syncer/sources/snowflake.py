@@ -53,7 +53,6 @@ from syncer._log import scrub
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import Exclusion, KeyRange, RowFilter, Source, quote_ident
 from syncer.sources.snowflake_connect import ConnectionPlan, connection_plan, factory_injected, session_factory
-from syncer.sources.snowflake_marker import marker_sql, marker_token
 from syncer.sources.snowflake_types import (
     aggregates,
     arrow_schema,
@@ -67,6 +66,7 @@ from syncer.sources.snowflake_types import (
     stat_value,
     time_travel_clause,
 )
+from syncer.sources.snowflake_unload import SnowflakeEngine
 from syncer.validate.profile import build_profile, plan_for
 
 __all__ = ["SnowflakeSource", "describe_config"]
@@ -99,7 +99,7 @@ def describe_config(cfg: SourceConfig, plan: ConnectionPlan | None = None) -> di
     return out
 
 
-class SnowflakeSource(Source):
+class SnowflakeSource(SnowflakeEngine, Source):  # type: ignore[override]  # supports_unload is a property here
     kind = "snowflake"
 
     def __init__(self, cfg: SourceConfig) -> None:
@@ -261,13 +261,6 @@ class SnowflakeSource(Source):
         return df
 
     # --- the Source interface ---------------------------------------------------------------------
-
-    def change_marker(self, table: TableConfig) -> str | None:
-        # Snowpark local testing runs no SQL text: nothing is confirmed there (every table exports).
-        if table.query is not None or table.source is None or self.local_testing:
-            return None
-        sql, params = marker_sql(table.source)
-        return marker_token(self._run(table, "change marker", lambda s: s.sql(sql, params=params).collect())[0])
 
     def schema(self, table: TableConfig) -> pa.Schema:
         struct = self._run(table, "schema", lambda s: self._frame(s, table).schema)
