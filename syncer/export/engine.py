@@ -14,8 +14,8 @@ nothing staged; a crash leaves only the run's staging folder, which the next run
 
 Types: the files must hold the Arrow types the stream path publishes. Only types that DuckDB's
 Parquet writer gives back unchanged are unloaded (signed integers, float32/64, bool, string,
-decimal128, date32, timestamp[us] with or without UTC, binary); a table with any other column
-(HUGEINT, UUID, ENUM, INTERVAL, TIMESTAMP_S/MS/NS, TIME, lists, structs, JSON, ...) goes through
+decimal128, date32, timestamp[us] with or without UTC, binary; DuckDB's UUID cast to text); a
+table with any other column (HUGEINT, ENUM, INTERVAL, TIMESTAMP_S/MS/NS, TIME, lists, structs, JSON, ...) goes through
 the stream path, and the log says which column. Every column is written nullable (DuckDB marks a
 column REQUIRED when its statistics show no NULL, which would change the stored schema). The
 files use only PLAIN, dictionary and RLE encodings (``PARQUET_VERSION V1``; no DELTA_*: see

@@ -315,7 +315,7 @@ class DuckDBSource(Source):
 
     def unload_refusal(self, table: TableConfig, schema: pa.Schema) -> str | None:
         """DuckDB types whose Parquet form reads back as another Arrow type than its Arrow export
-        (HUGEINT as DOUBLE, UUID, ENUM, INTERVAL, TIMESTAMP_S/MS/NS, TIME, nested types, JSON ...)."""
+        (HUGEINT as DOUBLE, ENUM, INTERVAL, TIMESTAMP_S/MS/NS, TIME, nested types, JSON ...)."""
         wanted = set(schema.names)
         for row in self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall():
             name, type_ = row[0], row[1]
@@ -326,8 +326,12 @@ class DuckDBSource(Source):
     def unload(self, table: TableConfig, schema: pa.Schema, folder: Any, *, compression: str, row_group_rows: int) -> None:
         """``COPY (SELECT ...) TO folder`` on the run's read-only connection (its moment), one file
         per thread. Every column is wrapped so DuckDB writes it nullable, as the stream path does."""
+        uuids = {r[0] for r in self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall() if r[1] == "UUID"}
+        # UUID: as text, as its Arrow export gives it (the Parquet writer would store 16 raw bytes)
+        value = {n: f"CAST({quote_ident(n)} AS VARCHAR)" if n in uuids else quote_ident(n) for n in schema.names}
         cols = ", ".join(
-            f"CASE WHEN {c} IS NULL AND {c} IS NOT NULL THEN NULL ELSE {c} END AS {c}" for c in map(quote_ident, schema.names)
+            f"CASE WHEN {value[n]} IS NULL AND {value[n]} IS NOT NULL THEN NULL ELSE {value[n]} END AS {quote_ident(n)}"
+            for n in schema.names
         )
         codec = "uncompressed" if compression == "none" else compression
         path = str(folder).replace("'", "''")
@@ -405,8 +409,9 @@ def _refuse_inexact(table: TableConfig, described: list[tuple[str, str]]) -> Non
 
 
 #: DuckDB types that DuckDB's Parquet writer stores as the same Arrow type its Arrow export gives
+#: (UUID once cast to VARCHAR in the unload's SELECT)
 _UNLOADABLE = re.compile(
-    r"^(BOOLEAN|TINYINT|SMALLINT|INTEGER|BIGINT|FLOAT|DOUBLE|VARCHAR|BLOB|DATE|TIMESTAMP|TIMESTAMP WITH TIME ZONE"
+    r"^(BOOLEAN|TINYINT|SMALLINT|INTEGER|BIGINT|FLOAT|DOUBLE|VARCHAR|BLOB|DATE|TIMESTAMP|TIMESTAMP WITH TIME ZONE|UUID"
     r"|DECIMAL\(\d+,\d+\))$"
 )
 
