@@ -198,8 +198,7 @@ def _export_once(job: _Export) -> None:
         if unloaded is None:
             written, acc, keys, source_profile, profile_error = _stream_and_profile(job, schema, source_rows, parts)
         else:
-            written, acc, keys = unloaded
-            source_profile, profile_error = source.profile(table, schema), None
+            written, acc, keys, source_profile, profile_error = unloaded
         out.timings["export_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         _validate(job, schema, source_rows, written, acc, keys, source_profile, profile_error)
@@ -311,12 +310,22 @@ def _entry(job: _Export, schema: pa.Schema, source_rows: int, exported_at: Any, 
     )
 
 
-def _unload(job: _Export, schema: pa.Schema) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder] | None:
-    """The engine's files, re-read (see :func:`syncer.export.engine.unload_and_reread`); None: stream it."""
-    got = unload_and_reread(job.source, job.table, schema, job.cfg, job.path.parent)
-    if got is not None:
+def _unload(
+    job: _Export, schema: pa.Schema
+) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder, dict[str, Any] | None, BadRowsError | None] | None:
+    """The engine's files, re-read (see :func:`syncer.export.engine.unload_and_reread`), and the
+    source's profile, taken meanwhile on its own connection when it can; None: stream it."""
+    source, table = job.source, job.table
+    with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool:
+        future = pool.submit(source.profile, table, schema) if source.concurrent_profile else None
+        got = unload_and_reread(source, table, schema, job.cfg, job.path.parent)
+        if got is None:
+            return None
         job.path, job.export = got[0].path, "engine"
-    return got
+        try:
+            return (*got, future.result() if future else source.profile(table, schema), None)
+        except BadRowsError as exc:
+            return (*got, None, exc)
 
 
 def _stream_into(
