@@ -332,3 +332,38 @@ def test_snowpark_local_testing_streams_an_engine_table() -> None:
             assert src.supports_unload is False  # COPY INTO runs on a real account only
     finally:
         session.close()
+
+
+def test_other_readers_read_the_engine_files_as_pyarrow_does(tmp_path: Path) -> None:
+    """fastparquet misreads DELTA_* pages (docs/compatibility.md): the engine's files must not need
+    them. fastparquet runs in a child process (tests/_cells.py), so a decoder crash fails this test only."""
+    import json
+
+    import polars as pl
+
+    db = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(
+        f"""CREATE TABLE big AS SELECT i AS id, md5(i::VARCHAR) AS s, CASE WHEN i % 10 = 0 THEN NULL ELSE i % 97 END AS maybe,
+        DATE '2020-01-01' + (i % 3000)::INTEGER AS day, md5(i::VARCHAR)::UUID AS token FROM range({ROWS}) t(i)"""
+    )
+    con.close()
+    cfg = config(tmp_path, db, tables='[[tables]]\nname = "big"\nprimary_key = ["id"]\nexport = "engine"\n')
+    assert syncer.sync(cfg).status == "ok"
+    man = Volume(cfg.root).current_manifest()
+    assert man is not None
+    folder = Volume(cfg.root).snapshot_dir(man.id)
+    files = [str(folder / f) for f in man.tables["big"].files]
+    assert len(files) >= 2
+    want = pa.concat_tables([pq.read_table(f) for f in files])
+    child = subprocess.run(
+        [sys.executable, "-m", "tests._cells", "fastparquet", *files], capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    got = json.loads(child.stdout)
+    for c in ("id", "maybe", "s", "token"):
+        i = got["columns"].index(c)
+        assert [r[i] for r in got["rows"]] == want[c].to_pylist(), c
+    polars = pl.read_parquet(files)
+    for c in ("id", "s", "maybe", "day", "token"):  # polars reads text as large_string: compare values
+        assert polars[c].to_list() == want[c].to_pylist(), c
