@@ -37,6 +37,9 @@ log = logging.getLogger("syncer")
 #: memory_limit for one retry of a query that ran out of the configured one (a value of many MB,
 #: a big sort): the configured limit bounds the buffer cache, which is what a plain scan uses.
 _PROFILE_RETRY_LIMIT = "2GB"
+#: memory_limit while DuckDB unloads a table (export = "engine"): its Parquet writer buffers a row
+#: group per thread. At 20M rows: 256MB peaks at 338 MiB RSS in 10.2 s, 2GB at 710 MiB in 8.1 s.
+_UNLOAD_LIMIT = "256MB"
 #: how long opening the warehouse waits for a writer process to release DuckDB's file lock
 _LOCK_WAIT_S = 2.0
 
@@ -340,7 +343,11 @@ class DuckDBSource(Source):
             f"COMPRESSION {codec}, ROW_GROUP_SIZE {int(row_group_rows)}, PARQUET_VERSION V1)"
         )
         threads = self._run("SELECT current_setting('threads')", table).fetchall()[0][0]
-        self._more_memory(+1)
+        with self._raised_lock:  # like _more_memory(+1), with the unload's own limit
+            self._raised += 1
+            if self._raised == 1:
+                self._set_limit(_UNLOAD_LIMIT)
+                self._lowered = False
         try:
             self._run(f"SET threads = {max(int(threads), min(os.cpu_count() or 1, 4))}", table)
             self._run("SET preserve_insertion_order = false", table)
