@@ -367,3 +367,16 @@ def test_other_readers_read_the_engine_files_as_pyarrow_does(tmp_path: Path) -> 
     polars = pl.read_parquet(files)
     for c in ("id", "s", "maybe", "day", "token"):  # polars reads text as large_string: compare values
         assert polars[c].to_list() == want[c].to_pylist(), c
+
+
+def test_a_stage_that_cannot_be_listed_is_not_swept_and_does_not_fail_the_run(tmp_path: Path) -> None:
+    from syncer.sources.snowflake_unload import sweep
+
+    class Unlistable:
+        def prefixes(self) -> list[str]:
+            raise RuntimeError("Stage 'SYNC_DB.SYNC.SYNCER_UNLOAD' does not exist or not authorized.")
+
+        def remove(self, pfx: str) -> None:
+            raise AssertionError("nothing may be removed")
+
+    assert sweep(Unlistable(), "run") == []  # type: ignore[arg-type]

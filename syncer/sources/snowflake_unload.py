@@ -187,8 +187,13 @@ def download(stage: StageClient, sql: str, pfx: str, dest: Path, table: str, exp
 
 def sweep(stage: StageClient, run_id: str) -> list[str]:
     """REMOVE the prefixes of other runs (a killed run leaves its unload behind)."""
-    gone = []
-    for p in stage.prefixes():
+    gone: list[str] = []
+    try:
+        found = stage.prefixes()
+    except Exception as exc:  # the stage is missing or not readable: the COPY says so, wrapped
+        log.warning("cannot list the unload stage to sweep it: %s", exc)
+        return gone
+    for p in found:
         if p != f"{ROOT}/{run_id}/":
             with contextlib.suppress(Exception):
                 stage.remove(p)
@@ -232,10 +237,15 @@ class SnowflakeEngine:
         """COPY INTO this run's stage prefix, GET into ``folder``, REMOVE (see the module docstring).
         Snowflake picks the Parquet codec and row groups; ``compression``/``row_group_rows`` are DuckDB's."""
         run_id = folder.parent.name  # staging/<run id>/.engine-<table>
-        stage = SnowparkStage(self._session)
-        if getattr(self, "_swept", None) != run_id:
-            sweep(stage, run_id)
-            self._swept = run_id
         pfx, sql = unload_sql(table, schema, self._as_of, run_id)
         rows = self.count(table)
-        self._run(table, "unload", lambda _s: download(stage, sql, pfx, folder, table.name, rows))
+
+        def unload(session: Any) -> list[Path]:
+            stage = SnowparkStage(session)
+            if getattr(self, "_swept", None) != run_id:
+                sweep(stage, run_id)
+                self._swept = run_id
+            return download(stage, sql, pfx, folder, table.name, rows)
+
+        # Snowflake's errors are wrapped once, by the source (a missing stage: "run setup.sql")
+        self._run(table, "unload (is the stage SYNC_DB.SYNC.SYNCER_UNLOAD created? see spcs/setup.sql)", unload)
