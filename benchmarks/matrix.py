@@ -39,6 +39,8 @@ from bench import run_process  # whole process: wall, CPU and peak RSS from wait
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 FORMATS = ("parquet", "csv", "jsonl", "arrow")
+#: the export paths measured (``--export engine`` adds the engine path's sync to Parquet cells)
+EXPORTS: set[str] = {"stream"}
 
 
 def _orders(n: int) -> str:
@@ -139,10 +141,10 @@ def build_warehouse(work: Path, shape: Shape, rows: int) -> Path:
     return db
 
 
-def sync_config(db: Path, root: Path, tables: dict[str, list[str]], fmt: str) -> str:
+def sync_config(db: Path, root: Path, tables: dict[str, list[str]], fmt: str, export: str = "stream") -> str:
     head = f'[source]\nkind = "duckdb"\npath = "{db}"\n\n[volume]\nroot = "{root}"\nretain = 2\n'
     body = "".join(
-        f'\n[[tables]]\nname = "{t}"\nsource = "{t}"\nformat = "{fmt}"\nprimary_key = {json.dumps(k)}\n'
+        f'\n[[tables]]\nname = "{t}"\nsource = "{t}"\nformat = "{fmt}"\nprimary_key = {json.dumps(k)}\nexport = "{export}"\n'
         for t, k in tables.items()
     )
     return head + body
@@ -204,6 +206,15 @@ def cell_cases(work: Path, db: Path, keys: dict[str, list[str]], fmt: str, tag: 
         return run_process([PY, "-m", "syncer", "--config", str(cfg), "sync"], env=env)
 
     cases: dict[str, Callable[[], dict[str, float]]] = {"syncer sync": sync}
+    if "engine" in EXPORTS and fmt == "parquet":  # --export engine: the warehouse writes the files too
+        vol_e, cfg_e = work / f"vol-{tag}-engine", work / f"sync-{tag}-engine.toml"
+        cfg_e.write_text(sync_config(db, vol_e, keys, fmt, export="engine"))
+
+        def sync_engine() -> dict[str, float]:
+            shutil.rmtree(vol_e, ignore_errors=True)
+            return run_process([PY, "-m", "syncer", "--config", str(cfg_e), "sync"], env=env)
+
+        cases["syncer engine"] = sync_engine
     if fmt == "arrow":
         cases["pyarrow stream"] = lambda: run_process([PY, "-c", ARROW_STREAM, str(db), fresh("base"), *tables])
     else:
@@ -296,7 +307,11 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vds-matrix")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "matrix.json")
     ap.add_argument("--readme", action="store_true", help="replace the matrix block in README.md with this run's table")
+    ap.add_argument(
+        "--export", choices=("stream", "engine"), default="stream", help="engine: also time export = engine (Parquet)"
+    )
     args = ap.parse_args()
+    EXPORTS.add(args.export)
     args.work.mkdir(parents=True, exist_ok=True)
     cells = []
     for name in args.shapes:

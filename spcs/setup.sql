@@ -82,6 +82,12 @@ SHOW IMAGE REPOSITORIES IN SCHEMA SYNC_DB.SYNC;
 SHOW IMAGES IN IMAGE REPOSITORY SYNC_DB.SYNC.IMAGES;
 
 CREATE STAGE IF NOT EXISTS SPECS DIRECTORY = (ENABLE = TRUE) COMMENT = 'service specification';
+-- Big tables with [[tables]] export = "engine" are unloaded here by COPY INTO (a prefix per run,
+-- syncer/<run id>/<table>/), downloaded with GET and removed at once; prefixes a killed run left
+-- behind are swept by the next run. SYNC_SERVICE_ROLE creates it, so it owns it (READ and WRITE).
+-- Server-side encryption: GET of a client-side-encrypted internal stage needs the stage's key.
+CREATE STAGE IF NOT EXISTS SYNCER_UNLOAD ENCRYPTION = (TYPE = 'SNOWFLAKE_SSE')
+  COMMENT = 'Volume Data Sync: per-run unloads of big tables; emptied after every run';
 -- From the repository root, with SnowSQL or the Snowflake CLI (PUT runs client-side):
 --   PUT file://spcs/spec.yaml @SYNC_DB.SYNC.SPECS AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
 
@@ -125,22 +131,27 @@ SELECT timestamp,
 -- 7. Runbook, one statement at a time when needed (commented out so that running this file never
 --    suspends the service or overwrites its volume): snapshot, restore, upgrade of the block volume
 ------------------------------------------------------------------------------------------------
--- Take a snapshot of instance 0's volume (before an upgrade, or on a schedule):
---   CREATE SNAPSHOT IF NOT EXISTS SYNC_DATA_SNAPSHOT FROM SERVICE VOLUME_DATA_SYNC VOLUME "data" INSTANCE 0
+-- Take a snapshot of instance 0's volume (before an upgrade, or on a schedule), named for the day
+-- (UTC) it is taken. No IF NOT EXISTS: with a fixed name it would silently keep the FIRST snapshot
+-- on every later upgrade; a dated name that already exists is an error you see, not a no-op.
+--   CREATE SNAPSHOT SYNC_DATA_SNAPSHOT_20261201 FROM SERVICE VOLUME_DATA_SYNC VOLUME "data" INSTANCE 0
 --     COMMENT = 'Volume Data Sync snapshots, run history and current pointer';
---   DESCRIBE SNAPSHOT SYNC_DATA_SNAPSHOT;   -- usable once its state is CREATED
---   SHOW SNAPSHOTS IN SCHEMA SYNC_DB.SYNC;
+--   DESCRIBE SNAPSHOT SYNC_DATA_SNAPSHOT_20261201;   -- usable once its state is CREATED
+--
+-- List the snapshots taken so far (newest first by created_on), and drop the ones no longer needed:
+--   SHOW SNAPSHOTS LIKE 'SYNC_DATA_SNAPSHOT_%' IN SCHEMA SYNC_DB.SYNC;
+--   DROP SNAPSHOT IF EXISTS SYNC_DATA_SNAPSHOT_20261101;
 --
 -- Restore it into the service's volume (suspended meanwhile; on resume the app repairs `current`
 -- and serves the restored data at once):
 --   ALTER SERVICE VOLUME_DATA_SYNC SUSPEND;
---   ALTER SERVICE VOLUME_DATA_SYNC RESTORE VOLUME "data" INSTANCES 0 FROM SNAPSHOT SYNC_DATA_SNAPSHOT;
+--   ALTER SERVICE VOLUME_DATA_SYNC RESTORE VOLUME "data" INSTANCES 0 FROM SNAPSHOT SYNC_DATA_SNAPSHOT_20261201;
 --   ALTER SERVICE VOLUME_DATA_SYNC RESUME;
 --
 -- Or start a new service from the snapshot: in spec.yaml, under the volume "data", add
 --   blockConfig:
 --     initialContents:
---       fromSnapshot: SYNC_DB.SYNC.SYNC_DATA_SNAPSHOT
+--       fromSnapshot: SYNC_DB.SYNC.SYNC_DATA_SNAPSHOT_20261201
 --
 -- Upgrade to a new image: build and push it with a new tag, change `image:` in spec.yaml, PUT the
 -- spec again, then (the block volume and its published data survive the upgrade):

@@ -226,16 +226,25 @@ def demo(ctx: click.Context, rows: int | None, orphans: int) -> None:
 @click.argument("tables", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @click.option("--accept-schema-change", is_flag=True, help="Accept a changed schema as the new contract.")
+@click.option("--force", is_flag=True, help="Export every table, even those the source confirms unchanged.")
 @click.option("--trigger", type=click.Choice(["cli", "manual", "schedule", "startup"]), default="cli", hidden=True)
 @click.pass_context
 @handle_errors
-def sync(ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_schema_change: bool, trigger: str) -> None:
+def sync(
+    ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_schema_change: bool, force: bool, trigger: str
+) -> None:
     """Export -> validate -> publish (only TABLES if given; the others are carried over)."""
     cfg = _config(ctx)
     bar = _Progress(_expected_rows(cfg, list(tables) or None))
     try:
         report = syncer.sync(
-            cfg, list(tables) or None, trigger=trigger, user=_user(), progress=bar, accept_schema_change=accept_schema_change
+            cfg,
+            list(tables) or None,
+            trigger=trigger,
+            user=_user(),
+            progress=bar,
+            accept_schema_change=accept_schema_change,
+            force=force,
         )
     finally:
         bar.close()
@@ -248,7 +257,12 @@ def sync(ctx: click.Context, tables: tuple[str, ...], as_json: bool, accept_sche
 
 
 #: the status column of the run summary: (text, colour); padded before colouring, so it lines up
-_MARKS = {"fresh": ("ok", "green"), "quarantined": ("ok", "green"), "carried_over": ("CARRIED_OVER", "yellow")}
+_MARKS = {
+    "fresh": ("ok", "green"),
+    "quarantined": ("ok", "green"),
+    "unchanged": ("unchanged", "green"),
+    "carried_over": ("CARRIED_OVER", "yellow"),
+}
 
 
 def _published_rows(cfg: Config | None, snapshot_id: str | None) -> dict[str, int]:

@@ -305,7 +305,7 @@ def _read_from_older(
 
 def _warn_if_stale(name: str, entry: ManifestEntry, manifest: Manifest) -> None:
     sla_hours = float(manifest.sla_hours if manifest.sla_hours is not None else 24)
-    age = age_seconds(entry.exported_at, clock.utcnow()) / 3600
+    age = age_seconds(entry.fresh_as_of, clock.utcnow()) / 3600  # unchanged: from its confirmation
     if age < 0:  # an error state, never fresh
         warnings.warn(f"table {name!r} is not fresh: {future_message(age * 3600)}", StaleDataWarning, stacklevel=3)
     elif entry.carried_over:

@@ -229,17 +229,39 @@ def test_setup_sql_grants_select_on_every_configured_source_table(setup_sql: str
 def test_setup_sql_runbook_snapshots_and_restores_the_spec_volume(setup_sql: str, spec: dict) -> None:
     volume = spec["spec"]["volumes"][0]["name"]
     book = runbook(setup_sql)
-    assert (
-        f'CREATE SNAPSHOT IF NOT EXISTS SYNC_DATA_SNAPSHOT FROM SERVICE VOLUME_DATA_SYNC VOLUME "{volume.upper()}" INSTANCE 0'
-        in book
+    created = re.findall(
+        rf'CREATE SNAPSHOT (SYNC_DATA_SNAPSHOT_\d{{8}}) FROM SERVICE VOLUME_DATA_SYNC VOLUME "{volume.upper()}" INSTANCE 0', book
     )
-    assert (
-        f'ALTER SERVICE VOLUME_DATA_SYNC RESTORE VOLUME "{volume.upper()}" INSTANCES 0 FROM SNAPSHOT SYNC_DATA_SNAPSHOT;' in book
-    )
+    assert len(created) == 1, "the runbook takes one snapshot, under a dated name"
+    (name,) = created
+    assert f'ALTER SERVICE VOLUME_DATA_SYNC RESTORE VOLUME "{volume.upper()}" INSTANCES 0 FROM SNAPSHOT {name};' in book
     assert book.index("SUSPEND;") < book.index("RESTORE VOLUME") < book.index("RESUME;")
     # the runbook is commented out: running the file never suspends the service or restores a volume
     live = sql_statements(setup_sql)
     assert "RESTORE VOLUME" not in live and "ALTER SERVICE VOLUME_DATA_SYNC SUSPEND" not in live
+
+
+def test_setup_sql_creates_the_unload_stage_the_engine_path_uses(setup_sql: str) -> None:
+    from syncer.sources.snowflake_unload import STAGE
+
+    live = sql_statements(setup_sql)
+    db, schema, name = STAGE.split(".")
+    assert f"CREATE STAGE IF NOT EXISTS {name} ENCRYPTION = (TYPE = 'SNOWFLAKE_SSE')" in live
+    # created by the service role (it owns it: READ and WRITE), in the schema the stage name says
+    assert live.index("USE ROLE SYNC_SERVICE_ROLE") < live.index(f"CREATE STAGE IF NOT EXISTS {name}")
+    assert f"CREATE SCHEMA IF NOT EXISTS {db}.{schema}" in live
+
+
+def test_setup_sql_snapshots_have_dated_names_and_say_how_to_list_and_drop_them(setup_sql: str) -> None:
+    """A fixed name with IF NOT EXISTS keeps the first snapshot forever: every later upgrade's
+    snapshot is silently skipped. Dated names, and the way to list and drop old ones."""
+    book = runbook(setup_sql)
+    assert "SNAPSHOT IF NOT EXISTS" not in book
+    assert not re.search(r"SNAPSHOT SYNC_DATA_SNAPSHOT\b(?!_)", book), "a snapshot named without its date"
+    assert "SHOW SNAPSHOTS LIKE 'SYNC_DATA_SNAPSHOT_%' IN SCHEMA SYNC_DB.SYNC;" in book
+    assert re.search(r"DROP SNAPSHOT IF EXISTS SYNC_DATA_SNAPSHOT_\d{8};", book)
+    fixed = [line for line in setup_sql.splitlines() if "fromSnapshot:" in line]
+    assert fixed and all(re.search(r"SYNC_DATA_SNAPSHOT_\d{8}$", line) for line in fixed)
 
 
 # --- Dockerfile (checked as text: no container engine here) ---------------------------------------

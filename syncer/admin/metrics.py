@@ -45,7 +45,7 @@ log = logging.getLogger("syncer")
 
 #: Prometheus' text exposition format, version 0.0.4
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-TABLE_STATES = ("fresh", "carried_over", "quarantined", "future", "missing")
+TABLE_STATES = ("fresh", "unchanged", "carried_over", "quarantined", "future", "missing")
 RUN_STATES = ("ok", "partial", "failed", "aborted", "running")
 STARTUP_PHASES = ("idle", "starting", "done", "unservable", "error")
 #: an export time further ahead than this is "future" (same tolerance as alerting)
@@ -200,7 +200,7 @@ def _tables(cfg: Config, man: Manifest | None) -> Iterator[tuple[str, str, dict[
         if entry is None:
             yield t.name, "missing", {"stale": 1}
             continue
-        age = (now - parse_iso(entry.exported_at)).total_seconds()
+        age = (now - parse_iso(entry.fresh_as_of)).total_seconds()
         state = "future" if entry.status == "future" or age < -_FUTURE_S else entry.status
         stale = state in ("future", "carried_over") or age > cfg.sla_hours * 3600
         yield (

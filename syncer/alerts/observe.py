@@ -110,7 +110,7 @@ def _tables(cfg: Config) -> list[Observation]:
             msg = f"table {t.name!r} is not in the served snapshot {man.id}"
             out.append(Observation(f"table:{t.name}:freshness", "missing", True, msg))
             continue
-        age = (now - parse_iso(entry.exported_at)).total_seconds()
+        age = (now - parse_iso(entry.fresh_as_of)).total_seconds()
         if entry.status == "future" or age < -FUTURE_TOLERANCE_SECONDS:
             state, msg = "future", f"table {t.name!r} was exported at {entry.exported_at}, {-age / 3600:.1f} h in the future"
         elif age > cfg.sla_hours * 3600:

@@ -97,6 +97,8 @@ class TableConfig:
     allow_empty: bool = False
     max_bad_rows: int = 0
     references: tuple[Reference, ...] = ()
+    #: stream (Arrow batches through the container) | engine (the warehouse writes the files) | auto
+    export: str = "stream"
 
     @property
     def extension(self) -> str:
@@ -166,6 +168,8 @@ class Config:
     compression: str = "zstd"
     writers: int = 0  # Parquet encoder threads per big table; 0 = one per CPU core (at most 4)
     time_budget_seconds: float = 600.0
+    #: export = "auto" tables with at least this many source rows go through the engine
+    engine_min_rows: int = 100_000_000  # above the measured range: the engine never won up to 20M rows here
     operators: tuple[str, ...] = ()
     allow_local_operator: bool = False
     retry_attempts: int = 3

@@ -20,6 +20,7 @@ from syncer._exceptions import ConfigError
 from syncer.config.alerts import ALERTS_KEYS, parse_alerts
 from syncer.config.model import FORMATS, SNOWFLAKE_KEYS, Config, SourceConfig, TableConfig, suggest
 from syncer.config.references import check_references, parse_references
+from syncer.config.values import check_keys, get, nonempty_str, number, positive_int, positive_number, str_list
 from syncer.schedule.cron import check_crontab
 
 __all__ = ["default_config_path", "load_config", "parse_config"]
@@ -36,7 +37,7 @@ _SECTIONS: dict[str, set[str]] = {
     "volume": {"root", "retain", "quarantine_group"},
     "freshness": {"sla_hours", "skip_startup_if_younger_than_hours"},
     "schedule": {"cron", "timezone", "misfire_grace_seconds"},
-    "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds", "writers"},
+    "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds", "writers", "engine_min_rows"},
     "admin": {"operators", "allow_local_operator"},
     "retry": {"attempts", "backoff_seconds", "max_backoff_seconds"},
     "alerts": ALERTS_KEYS,
@@ -53,7 +54,10 @@ _TABLE_KEYS = {
     "max_bad_rows",
     "references",
     "references_severity",
+    "export",
 }
+#: [[tables]] export: the stream path, the warehouse's engine (COPY), or the engine above [export] engine_min_rows
+_EXPORT_PATHS = ("stream", "engine", "auto")
 _TOP_KEYS = set(_SECTIONS) | {"tables"}
 _SOURCE_KINDS = ("duckdb", "snowflake")
 _DUCKDB_KEYS = ("path", "memory_limit", "threads")
@@ -130,7 +134,7 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
 
 def _sections(data: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
     """Each known section as a dict (empty when absent), after refusing unknown keys and secrets."""
-    _check_keys(data, _TOP_KEYS, where, "")
+    check_keys(data, _TOP_KEYS, where, "")
     sections: dict[str, dict[str, Any]] = {}
     for name, keys in _SECTIONS.items():
         sec = data.get(name, {})
@@ -138,29 +142,29 @@ def _sections(data: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"{where}: [{name}] must be a table (a [{name}] section)")
         if name == "source":
             _refuse_secrets(sec, where)
-        _check_keys(sec, keys, where, f"[{name}] ")
+        check_keys(sec, keys, where, f"[{name}] ")
         sections[name] = sec
     return sections
 
 
 def _source(src: dict[str, Any], base: Path, where: str) -> SourceConfig:
-    kind = _get(src, "kind", str, "duckdb", "[source] kind")
+    kind = get(src, "kind", str, "duckdb", "[source] kind")
     if kind not in _SOURCE_KINDS:
         raise ConfigError(f"{where}: [source] kind = {kind!r} is not supported; choose one of: {', '.join(_SOURCE_KINDS)}")
-    src_path = _get(src, "path", str, None, "[source] path")
+    src_path = get(src, "path", str, None, "[source] path")
     if kind == "duckdb" and not src_path:
         raise ConfigError(f'{where}: [source] path is required for kind = "duckdb" (e.g. path = "var/warehouse.duckdb")')
     for key in SNOWFLAKE_KEYS if kind != "snowflake" else _DUCKDB_KEYS:
         if key in src:
             other = "snowflake" if kind != "snowflake" else "duckdb"
             raise ConfigError(f'{where}: [source] {key} applies to kind = "{other}" only; remove it or set kind = "{other}"')
-    sf = {key: _nonempty_str(src, key, f"[source] {key}") for key in SNOWFLAKE_KEYS}
+    sf = {key: nonempty_str(src, key, f"[source] {key}") for key in SNOWFLAKE_KEYS}
     key_file = sf.pop("private_key_file")
     return SourceConfig(
         kind=kind,
         path=_resolve(base, src_path) if src_path else None,
         memory_limit=_memory_limit(src),
-        threads=_positive_int(src, "threads", 1, "[source] threads"),
+        threads=positive_int(src, "threads", 1, "[source] threads"),
         private_key_file=_resolve(base, key_file) if key_file else None,
         **sf,
     )
@@ -168,7 +172,7 @@ def _source(src: dict[str, Any], base: Path, where: str) -> SourceConfig:
 
 def _memory_limit(src: dict[str, Any]) -> str:
     """A DuckDB memory size (``"16MB"``, ``"1.5 GiB"``) of at least 1 MB, checked here, not when the sync opens it."""
-    val = _get(src, "memory_limit", str, "16MB", "[source] memory_limit")
+    val = get(src, "memory_limit", str, "16MB", "[source] memory_limit")
     m = _MEMORY.match(val)
     if m is None or float(m[1]) * _MEMORY_UNITS[m[2].lower()] < 1_000_000:
         raise ConfigError(
@@ -179,11 +183,11 @@ def _memory_limit(src: dict[str, Any]) -> str:
 
 
 def _volume(vol: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
-    root = _get(vol, "root", str, "var/data", "[volume] root")
-    retain = _positive_int(vol, "retain", 7, "[volume] retain")
+    root = get(vol, "root", str, "var/data", "[volume] root")
+    retain = positive_int(vol, "retain", 7, "[volume] retain")
     if retain < 2:
         raise ConfigError(f"{where}: [volume] retain = {retain} is too small; keep at least 2 snapshots so rollback works")
-    group = _nonempty_str(vol, "quarantine_group", "[volume] quarantine_group")
+    group = nonempty_str(vol, "quarantine_group", "[volume] quarantine_group")
     gid = None
     if group is not None:
         try:
@@ -197,30 +201,30 @@ def _volume(vol: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
 
 
 def _freshness(fr: dict[str, Any], where: str) -> dict[str, Any]:
-    sla = _positive_number(fr, "sla_hours", 24.0, "[freshness] sla_hours")
-    skip = _number(fr, "skip_startup_if_younger_than_hours", 20.0, "[freshness] skip_startup_if_younger_than_hours")
+    sla = positive_number(fr, "sla_hours", 24.0, "[freshness] sla_hours")
+    skip = number(fr, "skip_startup_if_younger_than_hours", 20.0, "[freshness] skip_startup_if_younger_than_hours")
     if skip < 0:
         raise ConfigError(f"{where}: [freshness] skip_startup_if_younger_than_hours must be >= 0 (0 = always sync at startup)")
     return {"sla_hours": sla, "skip_startup_if_younger_than_hours": skip}
 
 
 def _schedule(sch: dict[str, Any], where: str) -> dict[str, Any]:
-    cron = _get(sch, "cron", str, "0 3 * * *", "[schedule] cron")
-    tz = _get(sch, "timezone", str, "UTC", "[schedule] timezone")
+    cron = get(sch, "cron", str, "0 3 * * *", "[schedule] cron")
+    tz = get(sch, "timezone", str, "UTC", "[schedule] timezone")
     _check_cron(cron, tz, where)
-    grace = _positive_int(sch, "misfire_grace_seconds", 3600, "[schedule] misfire_grace_seconds")
+    grace = positive_int(sch, "misfire_grace_seconds", 3600, "[schedule] misfire_grace_seconds")
     return {"cron": cron, "timezone": tz, "misfire_grace_seconds": grace}
 
 
 def _export(ex: dict[str, Any], where: str) -> dict[str, Any]:
-    batch_rows = _positive_int(ex, "batch_rows", 32_768, "[export] batch_rows")
-    row_group_rows = _positive_int(ex, "row_group_rows", 131_072, "[export] row_group_rows")
-    compression = _get(ex, "compression", str, "zstd", "[export] compression")
+    batch_rows = positive_int(ex, "batch_rows", 32_768, "[export] batch_rows")
+    row_group_rows = positive_int(ex, "row_group_rows", 131_072, "[export] row_group_rows")
+    compression = get(ex, "compression", str, "zstd", "[export] compression")
     if compression not in _COMPRESSIONS:
         raise ConfigError(
             f"{where}: [export] compression = {compression!r} is not supported; choose one of: {', '.join(_COMPRESSIONS)}"
         )
-    budget = _positive_number(ex, "time_budget_seconds", 600.0, "[export] time_budget_seconds")
+    budget = positive_number(ex, "time_budget_seconds", 600.0, "[export] time_budget_seconds")
     writers = ex.get("writers", "auto")
     if writers == "auto":
         writers = 0
@@ -234,20 +238,21 @@ def _export(ex: dict[str, Any], where: str) -> dict[str, Any]:
         "compression": compression,
         "writers": writers,
         "time_budget_seconds": budget,
+        "engine_min_rows": positive_int(ex, "engine_min_rows", 100_000_000, "[export] engine_min_rows"),
     }
 
 
 def _admin(adm: dict[str, Any]) -> dict[str, Any]:
-    operators = _str_list(adm, "operators", "[admin] operators")
-    allow_local = _get(adm, "allow_local_operator", bool, False, "[admin] allow_local_operator")
+    operators = str_list(adm, "operators", "[admin] operators")
+    allow_local = get(adm, "allow_local_operator", bool, False, "[admin] allow_local_operator")
     return {"operators": operators, "allow_local_operator": allow_local}
 
 
 def _retry(rt: dict[str, Any]) -> dict[str, Any]:
     return {
-        "retry_attempts": _positive_int(rt, "attempts", 3, "[retry] attempts"),
-        "retry_backoff_seconds": _positive_number(rt, "backoff_seconds", 1.0, "[retry] backoff_seconds"),
-        "retry_max_backoff_seconds": _positive_number(rt, "max_backoff_seconds", 30.0, "[retry] max_backoff_seconds"),
+        "retry_attempts": positive_int(rt, "attempts", 3, "[retry] attempts"),
+        "retry_backoff_seconds": positive_number(rt, "backoff_seconds", 1.0, "[retry] backoff_seconds"),
+        "retry_max_backoff_seconds": positive_number(rt, "max_backoff_seconds", 30.0, "[retry] max_backoff_seconds"),
     }
 
 
@@ -272,7 +277,7 @@ def _tables(data: dict[str, Any], where: str) -> tuple[TableConfig, ...]:
 def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
     name = raw.get("name")
     label = f"[[tables]] #{i}" if not isinstance(name, str) else f"table {name!r}"
-    _check_keys(raw, _TABLE_KEYS, where, f"{label}: ")
+    check_keys(raw, _TABLE_KEYS, where, f"{label}: ")
     if not isinstance(name, str) or not name:
         raise ConfigError(f'{where}: [[tables]] #{i} has no name; add name = "..."')
     if not _TABLE_NAME.match(name):
@@ -281,7 +286,7 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
             "(it becomes a file name on the volume)"
         )
     source, query = _table_relation(raw, name, where)
-    pk = _str_list(raw, "primary_key", f"table {name!r}: primary_key")
+    pk = str_list(raw, "primary_key", f"table {name!r}: primary_key")
     if not pk:
         raise ConfigError(f'{where}: table {name!r} has no primary_key; name its key column(s), e.g. primary_key = ["id"]')
     fmt = raw.get("format", "parquet")
@@ -292,6 +297,16 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
         )
     exclude, not_null = _table_columns(raw, name, pk, where)
     max_bad_rows, allow_empty = _table_budget(raw, name, where)
+    export = raw.get("export", "stream")
+    if export not in _EXPORT_PATHS:
+        raise ConfigError(
+            f"{where}: table {name!r}: export = {export!r} is not supported; choose one of: {', '.join(_EXPORT_PATHS)}"
+            f"{suggest(str(export), list(_EXPORT_PATHS))}"
+        )
+    if export == "engine" and fmt != "parquet":
+        raise ConfigError(
+            f'{where}: table {name!r}: export = "engine" writes Parquet only; set format = "parquet" or export = "stream"'
+        )
     return TableConfig(
         name=name,
         source=source,
@@ -303,6 +318,7 @@ def _parse_table(raw: dict[str, Any], i: int, where: str) -> TableConfig:
         allow_empty=allow_empty,
         max_bad_rows=max_bad_rows,
         references=parse_references(raw, name, where),
+        export=export,
     )
 
 
@@ -332,8 +348,8 @@ def _table_relation(raw: dict[str, Any], name: str, where: str) -> tuple[str | N
 
 def _table_columns(raw: dict[str, Any], name: str, pk: tuple[str, ...], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(exclude_columns, not_null)``, neither overlapping the other lists where that makes no sense."""
-    exclude = _str_list(raw, "exclude_columns", f"table {name!r}: exclude_columns")
-    not_null = _str_list(raw, "not_null", f"table {name!r}: not_null")
+    exclude = str_list(raw, "exclude_columns", f"table {name!r}: exclude_columns")
+    not_null = str_list(raw, "not_null", f"table {name!r}: not_null")
     for col in pk:
         if col in exclude:
             raise ConfigError(
@@ -398,58 +414,6 @@ def _refuse_secrets(src: dict[str, Any], where: str) -> None:
                 "connections.toml ([source] connection_name), key-pair authentication ([source] private_key_file "
                 "with the passphrase in $SNOWFLAKE_PRIVATE_KEY_PASSPHRASE), or $SNOWFLAKE_PASSWORD"
             )
-
-
-def _nonempty_str(d: dict[str, Any], key: str, label: str) -> str | None:
-    val = _get(d, key, str, None, label)
-    if val is not None and (not val.strip() or any(ord(ch) < 32 for ch in val)):
-        raise ConfigError(f"{label} must be a non-empty name without control characters")
-    return val
-
-
-def _check_keys(d: dict[str, Any], known: set[str], where: str, prefix: str) -> None:
-    for key in d:
-        if key not in known:
-            raise ConfigError(f"{where}: {prefix}unknown key {key!r}{suggest(key, sorted(known))}")
-
-
-def _get(d: dict[str, Any], key: str, typ: type, default: Any, label: str) -> Any:
-    if key not in d:
-        return default
-    val = d[key]
-    if (typ is bool and not isinstance(val, bool)) or (typ is not bool and not isinstance(val, typ)):
-        raise ConfigError(f"{label} must be {typ.__name__}, got {val!r}")
-    return val
-
-
-def _number(d: dict[str, Any], key: str, default: float, label: str) -> float:
-    val = d.get(key, default)
-    if isinstance(val, bool) or not isinstance(val, int | float):
-        raise ConfigError(f"{label} must be a number, got {val!r}")
-    return float(val)
-
-
-def _positive_number(d: dict[str, Any], key: str, default: float, label: str) -> float:
-    val = _number(d, key, default, label)
-    if val <= 0:
-        raise ConfigError(f"{label} must be greater than 0, got {val:g}")
-    return val
-
-
-def _positive_int(d: dict[str, Any], key: str, default: int, label: str) -> int:
-    val = d.get(key, default)
-    if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
-        raise ConfigError(f"{label} must be a positive integer, got {val!r}")
-    return val
-
-
-def _str_list(d: dict[str, Any], key: str, label: str) -> tuple[str, ...]:
-    val = d.get(key, [])
-    if isinstance(val, str):
-        val = [val]
-    if not isinstance(val, list) or not all(isinstance(v, str) and v for v in val):
-        raise ConfigError(f"{label} must be a list of non-empty strings, got {val!r}")
-    return tuple(val)
 
 
 def _resolve(base: Path, p: str) -> Path:

@@ -29,6 +29,7 @@ from syncer.alerts import after_run
 from syncer.config import Config
 from syncer.engine.outcomes import budget_check, carried_over, prune_quarantine, table_result
 from syncer.export.table import TableOutcome, export_table
+from syncer.export.unchanged import confirm_unchanged, marker_for, with_marker
 from syncer.sources import open_source
 from syncer.validate.checks import check
 from syncer.validate.references import check_references, with_reference_checks
@@ -55,8 +56,12 @@ def sync(
     user: str | None = None,
     progress: Progress | None = None,
     accept_schema_change: bool = False,
+    force: bool = False,
 ) -> RunReport:
     """Export, validate and publish; returns the run report (status ``ok``, ``partial`` or ``failed``).
+
+    A table the source confirms unchanged since the published snapshot is not re-exported (its files
+    are hard-linked, its entry ``unchanged``); ``force=True`` exports every requested table.
 
     Raises :class:`LockHeldError` when another writer is busy and :class:`ConfigError` for unknown
     tables; every table-level failure is reported in the result instead, with the old data kept.
@@ -71,6 +76,7 @@ def sync(
     info = {"trigger": trigger, "user": user, "started_at": iso(started), "run_id": run_id}
     with volume_lock(vol.lock_path, info):
         run = _Run(cfg, vol, History(vol.db_path), run_id, started, selected, trigger, user, progress, accept_schema_change)
+        run.force = force
         try:
             return run.execute()
         except OSError as exc:  # the one choke point for what no step wrapped: what failed, where, what to do
@@ -107,6 +113,8 @@ class _Run:
     history_writes_off: bool = False
     #: the run's row as it started (recorded again at the end if the start could not be)
     start_record: dict[str, Any] = field(default_factory=dict)
+    #: export every requested table, even those the source confirms unchanged
+    force: bool = False
 
     @property
     def staging(self) -> Path:
@@ -217,18 +225,12 @@ class _Run:
         else:
             with source:
                 self.source_desc = source.describe()
+                # Every marker before any table is read: a change after its marker is then in the data
+                # (and a later marker), never in the marker only (see syncer.export.unchanged).
+                markers = {n: marker_for(source, self.cfg.table(n), self.cfg) for n in self.selected}
+                prev_dir = self.vol.snapshot_dir(self.prev_id) if self.prev and self.prev_id else None
                 for name in self.selected:
-                    out = export_table(
-                        source,
-                        self.cfg.table(name),
-                        self.cfg,
-                        self.staging,
-                        prev_tables.get(name),
-                        accept_schema_change=self.accept_schema_change,
-                        progress=self.progress,
-                        spill_dir=self.spill,
-                        quarantine_dir=self.vol.quarantine / self.run_id,
-                    )
+                    out = self._export_one(source, name, markers[name], prev_tables.get(name), prev_dir)
                     self.moment = self.moment or source.run_moment
                     self.outcomes[name] = out
                     log.info(
@@ -240,6 +242,27 @@ class _Run:
                         extra={"run_id": self.run_id, "table": name, "step": "export"},
                     )
         self.steps["export_validate_s"] = time.perf_counter() - t_exp
+
+    def _export_one(
+        self, source: Any, name: str, marker: dict[str, Any] | None, old: ManifestEntry | None, prev_dir: Path | None
+    ) -> TableOutcome:
+        """Keep the previous files of a table the source confirms unchanged (unless forced), else export it."""
+        table = self.cfg.table(name)
+        kept = None if self.force else confirm_unchanged(source, table, marker, old, prev_dir, self.staging)
+        if kept is not None:
+            return kept
+        out = export_table(
+            source,
+            table,
+            self.cfg,
+            self.staging,
+            old,
+            accept_schema_change=self.accept_schema_change,
+            progress=self.progress,
+            spill_dir=self.spill,
+            quarantine_dir=self.vol.quarantine / self.run_id,
+        )
+        return with_marker(out, marker)
 
     def _check_references(self) -> dict[str, Any]:
         """Declared references, in the files about to be published (fails ``error`` ones' tables)."""

@@ -1,6 +1,7 @@
 """What is published and how fresh: ``status``, ``snapshots``, ``next_run``.
 
-A table's age is now minus its ``exported_at`` by the engine's clock. A negative age (the clock was
+A table's age is now minus its ``exported_at`` by the engine's clock (for a table confirmed
+``unchanged``, minus its ``confirmed_at``: the source had not changed then, so its data was current). A negative age (the clock was
 ahead at the export, moved back since, or the manifest was edited) is the status ``"future"``: an
 error state, stale, never fresh. A table whose file holds another row count than the manifest says
 (an edited manifest) is ``"mismatch"``, stale, with the file's count.
@@ -30,7 +31,7 @@ MISMATCH = "mismatch"
 def table_ages(manifest: Manifest) -> dict[str, float]:
     """Seconds since each table of the snapshot was exported (by the engine's clock; negative: future)."""
     now = clock.utcnow()
-    return {n: age_seconds(t.exported_at, now) for n, t in manifest.tables.items()}
+    return {n: age_seconds(t.fresh_as_of, now) for n, t in manifest.tables.items()}
 
 
 def is_stale(age: float, sla_hours: float) -> bool:
@@ -94,7 +95,7 @@ def _missing(t: TableConfig) -> TableStatus:
 
 
 def _table_status(cfg: Config, t: TableConfig, entry: ManifestEntry, folder: Path) -> TableStatus:
-    age = age_seconds(entry.exported_at)
+    age = age_seconds(entry.fresh_as_of)  # an unchanged table: from its confirmation
     status, rows, error = entry.status, entry.rows, entry.error
     held = held_rows(folder, entry)
     if age < 0:

@@ -26,14 +26,13 @@ from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, Va
 from syncer._stage import Pipeline, Stage, inline
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
+from syncer.export.engine import ranges_from_footer, unload_and_reread, wants_engine
 from syncer.export.failures import abandon, open_table_writer, remove_outputs
 from syncer.export.quarantine import Quarantine, convert, ranged_batches, screen
 from syncer.formats import (
     TableWriter,
     WrittenFile,
     format_dialect,
-    iter_batches,
-    parquet_ranges,
     refusal,
     remove_output,
     schema_to_b64,
@@ -48,6 +47,9 @@ from syncer.volume.manifest import Check, ManifestEntry, Part
 __all__ = ["TableOutcome", "export_table"]
 
 log = logging.getLogger("syncer")
+
+#: the footer-range helper moved to syncer.export.engine (both paths use it); its old name stays
+_ranges_from_footer = ranges_from_footer
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -175,6 +177,8 @@ class _Export:
     #: set by _validate: the file as published (rewritten without duplicated keys, if any) and its profile
     written: WrittenFile = field(init=False)
     acc: ProfileAccumulator = field(init=False)
+    #: "engine" when the warehouse wrote the files (None: streamed)
+    export: str | None = None
 
 
 def _export_once(job: _Export) -> None:
@@ -190,7 +194,12 @@ def _export_once(job: _Export) -> None:
         if parts > 1:
             job.path = job.path.with_name(table.name)  # a folder of part files
         emit({"event": "table_start", "table": table.name, "total": source_rows})
-        written, acc, keys, source_profile, profile_error = _stream_and_profile(job, schema, source_rows, parts)
+        # the warehouse writes the files (syncer.export.engine) when asked to and able; else the stream
+        unloaded = _unload(job, schema) if source_rows and wants_engine(source, table, cfg, source_rows) else None
+        if unloaded is None:
+            written, acc, keys, source_profile, profile_error = _stream_and_profile(job, schema, source_rows, parts)
+        else:
+            written, acc, keys, source_profile, profile_error = unloaded
         out.timings["export_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         _validate(job, schema, source_rows, written, acc, keys, source_profile, profile_error)
@@ -298,7 +307,26 @@ def _entry(job: _Export, schema: pa.Schema, source_rows: int, exported_at: Any, 
         checks=tuple(job.out.checks),
         profile=acc.result(),
         quarantine=q.summary(q.folder.parent.parent) if q.count else None,
+        export=job.export,
     )
+
+
+def _unload(
+    job: _Export, schema: pa.Schema
+) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder, dict[str, Any] | None, BadRowsError | None] | None:
+    """The engine's files, re-read (see :func:`syncer.export.engine.unload_and_reread`), and the
+    source's profile, taken meanwhile on its own connection when it can; None: stream it."""
+    source, table = job.source, job.table
+    with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool:
+        future = pool.submit(source.profile, table, schema) if source.concurrent_profile else None
+        got = unload_and_reread(source, table, schema, job.cfg, job.path.parent)
+        if got is None:
+            return None
+        job.path, job.export = got[0].path, "engine"
+        try:
+            return (*got, future.result() if future else source.profile(table, schema), None)
+        except BadRowsError as exc:
+            return (*got, None, exc)
 
 
 def _stream_into(
@@ -324,7 +352,7 @@ def _stream_into(
         _pump(batches, writer, acc, keys, table, schema, q, emit, total)
         written = writer.close()
         if acc.deferred:
-            _ranges_from_footer(acc, table, schema, written)
+            ranges_from_footer(acc, table, schema, written)
     except BaseException as exc:
         abandon(writer, path, table, exc)
     return written, acc, keys
@@ -363,20 +391,6 @@ def _pump(
                     profile.put(batch)
                     write(batch)
             emit({"event": "rows", "table": table.name, "done": seen, "total": total})
-
-
-def _ranges_from_footer(acc: ProfileAccumulator, table: TableConfig, schema: pa.Schema, written: WrittenFile) -> None:
-    """min/max of the deferred columns from the written file's footer statistics; a column the
-    footer has no statistics for (values too long for them) is read back and computed."""
-    names = [schema.field(i).name for i in sorted(acc.deferred)]
-    for name, rng in parquet_ranges(written.path, names).items():
-        i = schema.get_field_index(name)
-        if rng is None:
-            again = ProfileAccumulator(pa.schema([schema.field(i)]))
-            for batch in iter_batches(table.format, written.path, schema, [name]):
-                again.update(batch)
-            rng = again.column_range(0)
-        acc.merge_range(i, *rng)
 
 
 def _project(table: TableConfig, full: pa.Schema) -> pa.Schema:

@@ -24,6 +24,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -130,6 +131,12 @@ class Source(abc.ABC):
         and, when it is not pinned, ``reason``)."""
         yield {}
 
+    def change_marker(self, table: TableConfig) -> str | None:
+        """A token that changes whenever the data of ``table`` may have changed (metadata only, no
+        scan), read before the table is exported; None when the source cannot tell (a query, a
+        view): the table is then always exported. See :mod:`syncer.export.unchanged`."""
+        return None
+
     @abc.abstractmethod
     def schema(self, table: TableConfig) -> pa.Schema: ...
 
@@ -157,6 +164,18 @@ class Source(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]: ...
+
+    #: True when the source implements ``unload`` (see :mod:`syncer.export.engine`)
+    supports_unload: bool = False
+
+    def unload_refusal(self, table: TableConfig, schema: pa.Schema) -> str | None:
+        """Why ``unload`` would not give back the stream path's types for ``schema`` (None: it would)."""
+        return None
+
+    def unload(self, table: TableConfig, schema: pa.Schema, folder: Path, *, compression: str, row_group_rows: int) -> None:
+        """Write the columns of ``schema`` of ``table`` as Parquet files into the new ``folder``,
+        in the warehouse's engine, at the pinned moment."""
+        raise SourceError(f"table {table.name!r}: this source cannot unload")
 
     def close(self) -> None:  # noqa: B027 - optional hook, most sources have something to close
         """Release connections."""

@@ -66,6 +66,7 @@ from syncer.sources.snowflake_types import (
     stat_value,
     time_travel_clause,
 )
+from syncer.sources.snowflake_unload import SnowflakeEngine
 from syncer.validate.profile import build_profile, plan_for
 
 __all__ = ["SnowflakeSource", "describe_config"]
@@ -98,7 +99,7 @@ def describe_config(cfg: SourceConfig, plan: ConnectionPlan | None = None) -> di
     return out
 
 
-class SnowflakeSource(Source):
+class SnowflakeSource(SnowflakeEngine, Source):  # type: ignore[override]  # supports_unload is a property here
     kind = "snowflake"
 
     def __init__(self, cfg: SourceConfig) -> None:

@@ -55,7 +55,8 @@ def _difference(name: str, e: ManifestEntry, moment: dt.datetime | None, run_id:
     if e.carried_over:
         why = f"its export failed, so the data of run {e.exported_in or '?'} is kept"
         return CutDifference(name, "carried_over", as_of, offset, f"{why}: {e.error or 'see its checks'}")
-    if e.exported_in is not None and e.exported_in != run_id:
+    # an unchanged table was confirmed at this run's moment: its files are older, its data is this cut
+    if e.exported_in is not None and e.exported_in != run_id and e.status != "unchanged":
         return CutDifference(
             name, "earlier_run", as_of, offset, f"not re-exported by this run; its files are from run {e.exported_in}"
         )

@@ -211,10 +211,20 @@ class ManifestEntry(Record):
     failed_at: str | None = None
     failed_checks: tuple[Check, ...] | None = None
     failed_quarantine: dict[str, Any] | None = None
+    #: what the source said about the table at this export (``source``: its change marker,
+    #: ``config``: the table's config fingerprint); None when the source cannot confirm it (a query, a view)
+    change_marker: dict[str, Any] | None = None
+    #: status ``unchanged``: when a later run confirmed the source had not changed (its age counts from here)
+    confirmed_at: str | None = None
+    #: "engine" when the warehouse wrote the files itself (absent: streamed through the container)
+    export: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     _optional: ClassVar[frozenset[str]] = frozenset(
         {
+            "change_marker",
+            "confirmed_at",
+            "export",
             "parts",
             "arrow_schema",
             "dialect",
@@ -246,6 +256,12 @@ class ManifestEntry(Record):
     @property
     def carried_over(self) -> bool:
         return self.status == "carried_over"
+
+    @property
+    def fresh_as_of(self) -> str:
+        """When the data was last known to match the source: the export, or the later confirmation
+        that the source had not changed (status ``unchanged``). Ages and the SLA count from here."""
+        return self.confirmed_at or self.exported_at
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -346,7 +362,7 @@ class TableResult(Record):
     """What a sync did with one table it was asked to export (the run history keeps one per table)."""
 
     table: str
-    #: fresh | quarantined (published), carried_over (failed, old data kept), failed (nothing to keep)
+    #: fresh | quarantined | unchanged (published; unchanged: confirmed, not re-exported), carried_over (failed, old data kept), failed (nothing to keep)
     status: str
     ok: bool
     rows: int = 0
