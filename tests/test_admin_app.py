@@ -149,7 +149,7 @@ def test_a_broken_current_shows_the_fallback_everywhere_and_an_operator_repairs_
     at = app()
     assert any(f"Apps read the fallback snapshot **{second}**" in c for c in texts(at.caption))
     table = at.dataframe[0].value
-    assert set(table["status"]) == {"fresh"}, "Freshness shows what apps read, not 'missing'"
+    assert set(table["status"]) <= {"fresh", "unchanged"}, "Freshness shows what apps read, not 'missing'"
     (banner,) = [e for e in texts(at.error) if dead in e]
     assert "repair it on Controls" in banner and "is points at" not in banner
     server.STEP.update(phase="done")
@@ -238,7 +238,7 @@ def test_quarantined_rows_are_a_state_of_their_own_on_freshness(
     assert table.loc["courses", "quarantined"] == ""
     assert table.loc["courses", "status"] == "fresh"
     assert any("participants: 3 source row(s) set aside in quarantine" in w for w in texts(at.warning))
-    assert list(syncer.admin.STATES)[:2] == ["fresh", "quarantined"], "the legend has the quarantined state"
+    assert "quarantined" in list(syncer.admin.STATES)[:3], "the legend has the quarantined state, among the good ones"
 
 
 def test_data_exported_in_the_future_is_an_error_state_never_fresh(app_config: Callable[..., Config]) -> None:

@@ -38,7 +38,7 @@ def app(page: str | None = None) -> AppTest:
 
 def two_snapshots(cfg: Config) -> tuple[str, str]:
     first = sync(cfg)["snapshot_id"]
-    second = sync(cfg, ["courses"])["snapshot_id"]
+    second = sync(cfg, ["courses"], force=True)["snapshot_id"]  # a real re-export, not "unchanged"
     return first, second
 
 

@@ -8,7 +8,8 @@ pages show data.
 The per-table states, in the order of attention (:data:`STATES`): ``future`` (exported after "now":
 clock skew or an edited manifest — an error, never fresh), ``mismatch`` (the manifest's rows
 disagree with the file), ``failed``, ``missing``, ``stale``,
-``carried over``, ``quarantined`` (fresh, but some source rows were set aside), ``fresh``.
+``carried over``, ``quarantined`` (fresh, but some source rows were set aside), ``unchanged`` (the
+source confirmed it did not change since its export: fresh, aged from that confirmation), ``fresh``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = ["STATES", "FreshnessRow", "FreshnessView", "Served", "collapse_error"
 #: every state a table can be in -> (colour, is it an error); the legend lists them in this order
 STATES: dict[str, tuple[str, bool]] = {
     "fresh": ("#2e7d32", False),
+    "unchanged": ("#43a047", False),
     "quarantined": ("#f9a825", False),
     "carried over": ("#ef6c00", False),
     "stale": ("#c62828", True),
@@ -121,7 +123,7 @@ class FreshnessView(Record):
 
 
 #: the engine's table statuses this page knows; any other is shown as it is, as an error
-_ENGINE_STATUSES = ("fresh", "quarantined", "carried_over", "missing")
+_ENGINE_STATUSES = ("fresh", "unchanged", "quarantined", "carried_over", "missing")
 
 
 def _state_of(t: TableStatus, failed_last_run: set[str]) -> str:
@@ -135,7 +137,7 @@ def _state_of(t: TableStatus, failed_last_run: set[str]) -> str:
         return "carried over"
     if t.stale:
         return "stale"
-    return "quarantined" if t.status == "quarantined" else "fresh"
+    return t.status if t.status in ("quarantined", "unchanged") else "fresh"
 
 
 def freshness(cfg: Config, tz: str | None = None) -> FreshnessView:
@@ -177,7 +179,7 @@ def freshness(cfg: Config, tz: str | None = None) -> FreshnessView:
         fallback=srv.fallback,
         sla_hours=cfg.sla_hours,
         tables=tuple(rows),
-        fresh=sum(1 for r in rows if r.status in ("fresh", "quarantined")),
+        fresh=sum(1 for r in rows if r.status in ("fresh", "unchanged", "quarantined")),
         total=len(rows),
         last_run=run_row(last) if last else None,
         running=st.running,
