@@ -112,7 +112,7 @@ def current_snapshot(root: str | os.PathLike | None = None, *, config: Any = Non
     return dataclasses.replace(manifest, fallback=fell_back)
 
 
-def _resolve(vol: Volume, stacklevel: int = 3) -> tuple[Manifest, bool]:
+def _resolve(vol: Volume, stacklevel: int = 4) -> tuple[Manifest, bool]:
     for _ in range(_ATTEMPTS):
         cid = vol.current_id()
         reason = vol.current_problem() or "missing"
@@ -170,7 +170,7 @@ def read_table(
                 f"snapshot {gone.snapshot_id} was removed (or current moved on) while table {name!r} was read from it; "
                 f"reading the new current {vol.current_id() or '(none)'} instead",
                 SnapshotFallbackWarning,
-                stacklevel=2,
+                stacklevel=3,  # read_table's caller (past the OS-error wrapper)
             )
             continue
         break
@@ -192,7 +192,7 @@ class _Vanished(Exception):
 
 def _read_once(vol: Volume, name: str, columns: list[str] | None) -> tuple[Manifest, ManifestEntry, pa.Table]:
     current_before = vol.current_id()
-    manifest, _ = _resolve(vol, stacklevel=4)
+    manifest, _ = _resolve(vol, stacklevel=5)
     entry = manifest.tables.get(name)
     if entry is None:
         known = ", ".join(sorted(manifest.tables)) or "none"
@@ -222,7 +222,7 @@ def _read_once(vol: Volume, name: str, columns: list[str] | None) -> tuple[Manif
             f"table {name!r} in snapshot {path.parent.name} cannot be read ({_short(exc)}); reading it from the "
             f"older intact snapshot {manifest.id} instead (run `syncer verify`, then `syncer repair`)",
             SnapshotFallbackWarning,
-            stacklevel=3,  # read_table's caller
+            stacklevel=4,  # read_table's caller (past the OS-error wrapper)
         )
     return manifest, entry, table
 
@@ -307,18 +307,18 @@ def _warn_if_stale(name: str, entry: ManifestEntry, manifest: Manifest) -> None:
     sla_hours = float(manifest.sla_hours if manifest.sla_hours is not None else 24)
     age = age_seconds(entry.fresh_as_of, clock.utcnow()) / 3600  # unchanged: from its confirmation
     if age < 0:  # an error state, never fresh
-        warnings.warn(f"table {name!r} is not fresh: {future_message(age * 3600)}", StaleDataWarning, stacklevel=3)
+        warnings.warn(f"table {name!r} is not fresh: {future_message(age * 3600)}", StaleDataWarning, stacklevel=4)
     elif entry.carried_over:
         warnings.warn(
             f"table {name!r} holds data exported {age:.1f} h ago: the last export failed ({entry.error})",
             StaleDataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     elif age > sla_hours:
         warnings.warn(
             f"table {name!r} is stale: exported {age:.1f} h ago, the freshness SLA is {sla_hours:g} h",
             StaleDataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     q = entry.quarantine
     if entry.status == "quarantined" and q:
@@ -327,5 +327,5 @@ def _warn_if_stale(name: str, entry: ManifestEntry, manifest: Manifest) -> None:
             f"table {name!r}: {q.get('rows', 0):,} source row(s) were set aside in quarantine by its export "
             f"({reasons}){'; see ' + q['file'] if q.get('file') else ''}",
             QuarantinedRowsWarning,
-            stacklevel=3,
+            stacklevel=4,
         )

@@ -412,14 +412,12 @@ def test_the_quarantine_file_is_strict_json_spelled_as_the_jsonl_format(tmp_path
     writer.write(batch)
     writer.close()
     as_format = [json.loads(line) for line in (tmp_path / "same.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows[:3]] == as_format
-    assert rows[0]["f"] == "NaN" and rows[1]["f"] == "Infinity" and rows[0]["d"] == "0.0000000001"
+    assert [r["row"] for r in rows[:3]] == as_format  # the record nested under "row", as the format spells it
+    assert rows[0]["row"]["f"] == "NaN" and rows[1]["row"]["f"] == "Infinity" and rows[0]["row"]["d"] == "0.0000000001"
     assert rows[3] == {
-        "id": 7,
-        "f": "NaN",
-        "at": {"months": 1, "days": 2, "nanoseconds": 3},
         "_reason": "cannot read",
         "_stage": "read",
+        "row": {"id": 7, "f": "NaN", "at": {"months": 1, "days": 2, "nanoseconds": 3}},
     }
     assert pl.read_ndjson(q.path).height == 4  # polars refused the whole file while it held bare NaN
 

@@ -51,7 +51,7 @@ def _first_table_file(vol: Volume, snapshot_id: str) -> Path:
 def _sync_n(cfg: syncer.Config, n: int) -> list[str]:
     ids = []
     for _ in range(n):
-        report = syncer.sync(cfg)
+        report = syncer.sync(cfg, force=True)  # every sync a real export (an unchanged source would be linked)
         assert report["status"] == "ok", report
         ids.append(report["snapshot_id"])
     return ids
