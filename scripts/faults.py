@@ -32,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -268,24 +267,15 @@ def run_case(env: Env, case: Case) -> Outcome:
     return Outcome(case, proc.returncode, outcome, lines[-1][:300] if lines else "", problems, time.perf_counter() - t0)
 
 
-def _held_by(holder: Path, pid: int) -> bool:
-    try:
-        return json.loads(holder.read_text()).get("pid") == pid
-    except (OSError, ValueError):
-        return False
-
-
 def _fiu_sync(env: Env, case: Case) -> subprocess.CompletedProcess[str]:
     """A sync under libfiu's preload; random faults on once it holds the volume lock (not in the start-up)."""
     ctrl = env.folder / "fiu-ctrl"
-    # faulthandler on SIGUSR1 only: a hang is dumped, a native abort is not dressed up as a traceback
-    dump = "import faulthandler, signal, runpy; faulthandler.register(signal.SIGUSR1, all_threads=True); runpy.run_module('syncer', run_name='__main__')"
-    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-c", dump, "--config", str(env.config), "sync"]
+    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), "sync"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env.env, cwd=env.folder)
     holder = env.root / ".lock.json"
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        if _held_by(holder, proc.pid):  # this sync holds the lock (a stale record of another run does not count)
+        if holder.exists():
             spec = f"enable_random name=posix/io/*,probability={case.probability}"
             subprocess.run(["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)], capture_output=True, timeout=10)
             break
@@ -293,8 +283,6 @@ def _fiu_sync(env: Env, case: Case) -> subprocess.CompletedProcess[str]:
     try:
         out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGUSR1)  # faulthandler (enabled below) prints every thread's stack
-        time.sleep(2)
         proc.kill()  # this one process, by its own handle
         out, err = proc.communicate(timeout=30)
         err += "\nHUNG: killed after 120 s"

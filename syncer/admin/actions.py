@@ -33,7 +33,8 @@ def request_sync(cfg: Config, headers: Any, tables: Sequence[str] | None = None)
 
     def work(progress: Callable[[dict[str, Any]], None]) -> RunReport:
         try:
-            return sync(cfg, names, trigger="manual", user=who.user, progress=progress)
+            # an operator's re-sync exports again, also what the source confirms unchanged
+            return sync(cfg, names, trigger="manual", user=who.user, progress=progress, force=True)
         except LockHeldError as exc:
             record_event(cfg, "busy", user=who.user, action="sync", reason=str(exc))
             raise
