@@ -16,6 +16,7 @@ Three numbers bound what a sync holds, whatever the table's shape:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -118,12 +119,11 @@ def _own_cgroups(proc: Path) -> list[str]:
 
 
 def _mem_total(proc: Path) -> int:
-    try:
+    """MemTotal from /proc/meminfo; when it cannot be read, the RAM sysconf reports."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
         for line in (proc / "meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 

@@ -12,6 +12,7 @@ no outbound network from the container is needed, Snowflake sends the e-mail or 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.parse
@@ -115,7 +116,5 @@ class SnowflakeChannel:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise DeliveryError(f"SYSTEM$SEND_SNOWFLAKE_NOTIFICATION via {self.cfg.integration} failed: {first}") from None
         finally:
-            try:
+            with contextlib.suppress(Exception):  # the notification is sent (or not) either way
                 session.close()
-            except Exception:
-                pass  # the notification is sent (or not) either way

@@ -23,6 +23,7 @@ recorded in the manifest entry.
 from __future__ import annotations
 
 import base64
+import collections
 import datetime as dt
 import decimal
 import itertools
@@ -244,8 +245,8 @@ class JsonlFormat(Format):
             yield from read_batches(path, schema, select, READ_BATCH)
         except (ValueError, pa.ArrowException):
             # a file that does not read back: the reader's own parse names the line and the value
-            for _ in self.iter_batches(path, schema, None):
-                pass
+            # (it raises that message; if it reads the file after all, DuckDB's error stands)
+            collections.deque(self.iter_batches(path, schema, None), maxlen=0)
             raise
 
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
