@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from syncer.formats.jsonl import JsonlTableWriter
-from syncer.formats.jsonl_sql import SqlLines, count_objects, plan, read_plan
+from syncer.formats.jsonl_sql import SqlLines, plan, read_batches, read_plan
 from syncer.sources.duckdb import DuckDBSource
 from tests.catalogue import CATALOGUE, build_catalogue
 
@@ -199,29 +199,54 @@ def test_a_map_with_a_repeated_key_is_refused_for_the_row_wise_encoder() -> None
         SqlLines(plan(batch.schema)).encode(batch)  # type: ignore[arg-type]
 
 
-def test_count_objects_counts_lines_of_objects_and_names_a_bad_line(tmp_path: Path) -> None:
+def _read_back(path: Path, schema: pa.Schema) -> pa.Table:
+    select = read_plan(schema)
+    assert select is not None
+    return pa.Table.from_batches(list(read_batches(path, schema, select, 1000)), schema=schema)
+
+
+def test_the_re_read_parses_each_line_once_and_names_a_bad_line(tmp_path: Path) -> None:
+    schema = pa.schema([("a", pa.string())])
     good = tmp_path / "good.jsonl"
-    good.write_text('{"a": 1}\n\n{"a": "x\\u2028y"}\n{"b": [1, {"c": null}]}\n', encoding="utf-8")
-    assert count_objects(good) == 3
-    cut = tmp_path / "cut.jsonl"
-    cut.write_text('{"a": 1}\n{"a": 2}\n{"a": \n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"^cut.jsonl is not valid JSON Lines: Malformed JSON"):
-        count_objects(cut)
-    arr = tmp_path / "arr.jsonl"
-    arr.write_text('{"a": 1}\n[1, 2]\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"^arr.jsonl: 1 line\(s\) hold JSON that is not an object$"):
-        count_objects(arr)
+    good.write_text('{"a": "1"}\n{"a": "x\\u2028y"}\n{"b": [1, {"c": null}]}\n', encoding="utf-8")
+    assert _read_back(good, schema).column("a").to_pylist() == ["1", "x\u2028y", None]
+    cases = {
+        "cut": ('{"a": "1"}\n{"a": "2"}\n{"a": \n', r"Malformed JSON .*cut.jsonl.*line"),
+        "arr": ('{"a": "1"}\n[1, 2]\n', r"line 2: Expected OBJECT, but got ARRAY"),
+        "scalar": ('{"a": "1"}\n5\n', r"line 2: Expected OBJECT"),
+        "scalars": ('"x"\n"y"\n', r"line 1: Expected OBJECT"),  # never read as one text column
+        "repeated": ('{"a": "1", "a": "2"}\n', r"line 1: .*duplicate key"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match=rf"^{name}.jsonl is not valid JSON Lines: .*{message}"):
+            _read_back(path, schema)
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
-    assert count_objects(empty) == 0
+    assert _read_back(empty, schema).num_rows == 0
+
+
+def test_names_the_reader_cannot_hold_apart_are_read_row_wise() -> None:
+    assert read_plan(pa.schema([("Name", pa.string()), ("name", pa.string())])) is None
+    assert read_plan(pa.schema([("", pa.int64())])) is None
+    assert read_plan(pa.schema([("a.b", pa.int64()), ("c/d", pa.string()), ("it's", pa.bool_())])) is not None
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_count_objects_agrees_with_the_encoder(seed: int, tmp_path: Path) -> None:
-    batch = _random_batch(seed, rows=500)
+def test_the_re_read_gives_back_what_the_encoder_wrote(seed: int, tmp_path: Path) -> None:
+    whole = _random_batch(seed, rows=500)
+    kept = [i for i, f in enumerate(whole.schema) if read_plan(pa.schema([f])) is not None]
+    batch = whole.select(kept)
+    assert batch.num_columns >= 5, batch.schema
+    select = read_plan(batch.schema)
+    assert select is not None
     path = tmp_path / "x.jsonl"
     path.write_bytes(SqlLines(plan(batch.schema)).encode(batch))  # type: ignore[arg-type]
-    assert count_objects(path) == 500
+    back = pa.Table.from_batches(list(read_batches(path, batch.schema, select, 128)), schema=batch.schema)
+    for name in batch.schema.names:  # repr: NaN equals NaN, -0.0 differs from 0.0, floats bit for bit
+        got, want = back.column(name).to_pylist(), batch.column(name).to_pylist()
+        assert [repr(v) for v in got] == [repr(v) for v in want], name
 
 
 def test_the_writer_goes_row_wise_from_a_batch_the_sql_path_refuses(tmp_path: Path) -> None:

@@ -12,13 +12,14 @@ values on the type catalogue and on generated batches.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["SqlLines", "count_objects", "plan", "read_batches", "read_plan"]
+__all__ = ["SqlLines", "plan", "read_batches", "read_plan"]
 
 _NUMERIC = (pa.types.is_boolean, pa.types.is_integer)
 _TEXT = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
@@ -173,40 +174,14 @@ class SqlLines:
         self._con.close()
 
 
-def count_objects(path: Path) -> int:
-    """Lines of the file holding one JSON object each (blank lines skipped), parsed by DuckDB's
-    JSON reader in C++: the re-open check of a JSONL file at native speed. ValueError naming the
-    file and the line for a line that is not JSON or not an object."""
-    import duckdb
-
-    con = duckdb.connect(config={"threads": 1})
-    try:
-        rows, others = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE json_type(json) <> 'OBJECT') FROM read_ndjson_objects(?)",
-            [str(path)],
-        ).fetchall()[0]
-    except duckdb.Error as exc:
-        first = str(exc).split("\n")[0].removeprefix("Invalid Input Error: ")
-        raise ValueError(f"{path.name} is not valid JSON Lines: {first}") from None
-    finally:
-        con.close()
-    if others:
-        raise ValueError(f"{path.name}: {others:,} line(s) hold JSON that is not an object")
-    return int(rows)
-
-
-def _pointer(name: str) -> str:
-    """The JSON Pointer (RFC 6901) of a top-level key, as a SQL literal."""
-    return _literal("/" + name.replace("~", "~0").replace("/", "~1"))
-
-
 def _reading(t: pa.DataType, ref: str) -> str | None:
-    """SQL giving the text (or bytes, or TIME) of a top-level value of type ``t``, for Arrow to cast."""
-    text = f"json_extract_string(json, {ref})"
+    """SQL giving the text (or bytes, or TIME) of a top-level value of type ``t`` read as VARCHAR at
+    ``ref`` (DuckDB's JSON reader gives a string's text, a number's or a boolean's spelling, a nested
+    value's JSON), for Arrow to cast."""
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return f"from_base64({text})"
+        return f"from_base64({ref})"
     if pa.types.is_time32(t) or pa.types.is_time64(t):
-        return None if getattr(t, "unit", "") == "ns" else f"CAST({text} AS TIME)"
+        return None if getattr(t, "unit", "") == "ns" else f"CAST({ref} AS TIME)"
     scalar = (
         pa.types.is_boolean(t)
         or pa.types.is_integer(t)
@@ -218,18 +193,33 @@ def _reading(t: pa.DataType, ref: str) -> str | None:
         or (pa.types.is_timestamp(t) and t.unit in ("us", "ns") and not (t.unit == "ns" and t.tz is not None))
         or (pa.types.is_dictionary(t) and any(is_(t.value_type) for is_ in _TEXT))
     )
-    return text if scalar else None
+    return ref if scalar else None
 
 
 def read_plan(schema: pa.Schema) -> str | None:
-    """The SELECT list reading ``schema``'s columns of a JSONL file, or None (read row by row)."""
+    """The SELECT list reading ``schema``'s columns of a JSONL file, or None (read row by row): also
+    for names DuckDB's reader cannot hold apart (empty, or equal but for case)."""
+    names = [f.name for f in schema]
+    if not names or "" in names or len({n.casefold() for n in names}) < len(names):
+        return None
     parts = []
     for f in schema:
-        expr = _reading(f.type, _pointer(f.name))
+        expr = _reading(f.type, quote(f.name))
         if expr is None:
             return None
         parts.append(f"{expr} AS {quote(f.name)}")
-    return ", ".join(parts) if parts else None
+    return ", ".join(parts)
+
+
+def _read_json(path: Path, schema: pa.Schema) -> str:
+    """DuckDB's newline-delimited JSON reader with every column read as text: one parse per line, in
+    parallel; a line that is not JSON, not an object or repeats a key raises, naming the line."""
+    columns = ", ".join(f"{_literal(f.name)}: 'VARCHAR'" for f in schema)
+    return f"read_json({_literal(str(path))}, columns = {{{columns}}}, format = 'newline_delimited', records = true)"
+
+
+#: threads DuckDB parses a JSONL file back with (the re-open check)
+READ_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def read_batches(path: Path, schema: pa.Schema, select: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -239,13 +229,10 @@ def read_batches(path: Path, schema: pa.Schema, select: str, batch_rows: int) ->
 
     from syncer.formats.base import decimal_array
 
-    con = duckdb.connect(config={"threads": 1})
+    con = duckdb.connect(config={"threads": READ_THREADS})
     try:
         try:
-            objects = f"SELECT json FROM read_ndjson_objects({_literal(str(path))})"
-            if con.execute(f"SELECT count(*) FROM ({objects}) WHERE json_type(json) <> 'OBJECT'").fetchall()[0][0]:
-                raise ValueError(f"{path.name} holds a line that is not a JSON object")
-            reader = con.sql(f"SELECT {select} FROM ({objects})").to_arrow_reader(batch_rows)
+            reader = con.sql(f"SELECT {select} FROM {_read_json(path, schema)}").to_arrow_reader(batch_rows)
             for raw in reader:
                 cols = []
                 for f, col in zip(schema, raw.columns, strict=True):
