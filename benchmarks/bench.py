@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -104,6 +105,12 @@ def run_process(argv: list[str], *, env: dict[str, str] | None = None) -> dict[s
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}):\n{err[-2000:]}")
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if floor > 200:  # a child's ru_maxrss starts at this process's peak (kept across fork + exec)
+        print(
+            f"warning: the benchmark process itself peaked at {floor:.0f} MiB: peak RSS below that is not measured",
+            file=sys.stderr,
+        )
     return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024}
 
 
