@@ -311,3 +311,61 @@ def test_the_reread_of_a_changed_value_fails_or_differs(tmp_path: Path) -> None:
     path.write_text('{"k": 1}\n[2]\n', encoding="utf-8")
     with pytest.raises(ValueError, match="not a JSON object"):
         list(reread_batches("jsonl", path, pa.schema([("k", pa.int64())])))
+
+
+def test_lists_and_structs_are_read_back_through_duckdb_exactly(tmp_path: Path) -> None:
+    r = random.Random(7)
+    rows = 400
+    point = pa.struct([("x", pa.float64()), ("y", pa.int32()), ("d", pa.decimal128(9, 3)), ("at", pa.timestamp("us"))])
+    inner = pa.struct([("name", pa.string()), ("tags", pa.list_(pa.string()))])
+    floats = [0.0, -0.0, math.nan, math.inf, -math.inf, 5e-324, 0.1, 1e300]
+
+    def maybe(v: Any) -> Any:
+        return None if r.random() < 0.2 else v
+
+    cols = {
+        "ints": pa.array([maybe([maybe(r.randint(-(2**63), 2**63 - 1)) for _ in range(r.randint(0, 4))]) for _ in range(rows)]),
+        "deep": pa.array(
+            [
+                maybe([maybe([maybe(r.choice(["", 'a"b', "é", "\n"])) for _ in range(r.randint(0, 3))]) for _ in range(2)])
+                for _ in range(rows)
+            ],
+            pa.list_(pa.list_(pa.string())),
+        ),
+        "point": pa.array(
+            [
+                maybe(
+                    {
+                        "x": maybe(r.choice(floats)),
+                        "y": maybe(r.randint(-(2**31), 2**31 - 1)),
+                        "d": maybe(decimal.Decimal(r.randint(-(10**8), 10**8)).scaleb(-3)),
+                        "at": maybe(dt.datetime(1, 1, 1) + dt.timedelta(microseconds=r.randint(0, 315537897599999999))),
+                    }
+                )
+                for _ in range(rows)
+            ],
+            point,
+        ),
+        "people": pa.array(
+            [
+                maybe([maybe({"name": maybe("p"), "tags": maybe(["x", None])}) for _ in range(r.randint(0, 2))])
+                for _ in range(rows)
+            ],
+            pa.list_(inner),
+        ),
+    }
+    batch = pa.RecordBatch.from_pydict(cols)
+    select = read_plan(batch.schema)
+    assert select is not None, "lists and structs of exact leaves are read by DuckDB"
+    path = tmp_path / "n.jsonl"
+    path.write_bytes(SqlLines(plan(batch.schema)).encode(batch))  # type: ignore[arg-type]
+    back = pa.Table.from_batches(list(read_batches(path, batch.schema, select, 100)), schema=batch.schema)
+    for name in batch.schema.names:
+        assert [repr(v) for v in back.column(name).to_pylist()] == [repr(v) for v in batch.column(name).to_pylist()], name
+    # a value that is not its leaf's spelling is refused, not read as something else
+    path.write_text('{"ints":[1.5],"deep":null,"point":null,"people":null}\n', encoding="utf-8")
+    with pytest.raises(pa.ArrowInvalid):
+        list(read_batches(path, batch.schema, select, 100))
+    assert read_plan(pa.schema([("m", pa.map_(pa.string(), pa.int64()))])) is None
+    assert read_plan(pa.schema([("s", pa.struct([("A", pa.int64()), ("a", pa.int64())]))])) is None
+    assert read_plan(pa.schema([("l", pa.list_(pa.binary()))])) is None

@@ -174,15 +174,9 @@ class SqlLines:
         self._con.close()
 
 
-def _reading(t: pa.DataType, ref: str) -> str | None:
-    """SQL giving the text (or bytes, or TIME) of a top-level value of type ``t`` read as VARCHAR at
-    ``ref`` (DuckDB's JSON reader gives a string's text, a number's or a boolean's spelling, a nested
-    value's JSON), for Arrow to cast."""
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return f"from_base64({ref})"
-    if pa.types.is_time32(t) or pa.types.is_time64(t):
-        return None if getattr(t, "unit", "") == "ns" else f"CAST({ref} AS TIME)"
-    scalar = (
+def _leaf(t: pa.DataType) -> bool:
+    """A type Arrow casts from its JSON Lines text exactly (strictly: other text raises)."""
+    return (
         pa.types.is_boolean(t)
         or pa.types.is_integer(t)
         or pa.types.is_float32(t)
@@ -191,30 +185,66 @@ def _reading(t: pa.DataType, ref: str) -> str | None:
         or any(is_(t) for is_ in _TEXT)
         or pa.types.is_date32(t)
         or (pa.types.is_timestamp(t) and t.unit in ("us", "ns") and not (t.unit == "ns" and t.tz is not None))
-        or (pa.types.is_dictionary(t) and any(is_(t.value_type) for is_ in _TEXT))
     )
-    return ref if scalar else None
+
+
+def _distinct_names(names: list[str]) -> bool:
+    """Names DuckDB can hold apart: none empty, none equal to another but for case."""
+    return bool(names) and "" not in names and len({n.casefold() for n in names}) == len(names)
+
+
+def _nested_type(t: pa.DataType) -> str | None:
+    """The DuckDB type a nested value of type ``t`` is read as: its shape, with text leaves (Arrow
+    casts the whole value to ``t`` afterwards), or None (read row by row)."""
+    if _leaf(t):
+        return "VARCHAR"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _nested_type(t.value_type)
+        return None if inner is None else f"{inner}[]"
+    if pa.types.is_struct(t):
+        fields = [t.field(i) for i in range(t.num_fields)]
+        if not _distinct_names([f.name for f in fields]):
+            return None
+        kinds = [_nested_type(f.type) for f in fields]
+        if any(k is None for k in kinds):
+            return None
+        return "STRUCT(" + ", ".join(f"{quote(f.name)} {k}" for f, k in zip(fields, kinds, strict=True)) + ")"
+    return None
+
+
+def _reading(t: pa.DataType, ref: str) -> tuple[str, str] | None:
+    """The DuckDB type a top-level column of type ``t`` is read as and the SQL giving its value for
+    Arrow to cast: text (DuckDB's JSON reader gives a string's text, a number's or a boolean's
+    spelling), bytes, TIME, or a list/struct with text leaves; None: read row by row."""
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "VARCHAR", f"from_base64({ref})"
+    if pa.types.is_time32(t) or pa.types.is_time64(t):
+        return None if getattr(t, "unit", "") == "ns" else ("VARCHAR", f"CAST({ref} AS TIME)")
+    if _leaf(t) or (pa.types.is_dictionary(t) and any(is_(t.value_type) for is_ in _TEXT)):
+        return "VARCHAR", ref
+    nested = _nested_type(t) if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t)) else None
+    return None if nested is None else (nested, ref)
 
 
 def read_plan(schema: pa.Schema) -> str | None:
     """The SELECT list reading ``schema``'s columns of a JSONL file, or None (read row by row): also
     for names DuckDB's reader cannot hold apart (empty, or equal but for case)."""
-    names = [f.name for f in schema]
-    if not names or "" in names or len({n.casefold() for n in names}) < len(names):
+    if not _distinct_names([f.name for f in schema]):
         return None
     parts = []
     for f in schema:
-        expr = _reading(f.type, quote(f.name))
-        if expr is None:
+        reading = _reading(f.type, quote(f.name))
+        if reading is None:
             return None
-        parts.append(f"{expr} AS {quote(f.name)}")
+        parts.append(f"{reading[1]} AS {quote(f.name)}")
     return ", ".join(parts)
 
 
 def _read_json(path: Path, schema: pa.Schema) -> str:
-    """DuckDB's newline-delimited JSON reader with every column read as text: one parse per line, in
-    parallel; a line that is not JSON, not an object or repeats a key raises, naming the line."""
-    columns = ", ".join(f"{_literal(f.name)}: 'VARCHAR'" for f in schema)
+    """DuckDB's newline-delimited JSON reader with every column read as text (or a list/struct of
+    text): one parse per line, in parallel; a line that is not JSON, not an object or repeats a key
+    raises, naming the line."""
+    columns = ", ".join(f"{_literal(f.name)}: {_literal(_reading(f.type, '')[0])}" for f in schema)  # type: ignore[index]
     return f"read_json({_literal(str(path))}, columns = {{{columns}}}, format = 'newline_delimited', records = true)"
 
 
