@@ -78,11 +78,14 @@ class JsonlTableWriter(StreamTableWriter):
             return
         if self._sql is not None:
             try:
-                self.stream.write(self._sql.encode(batch))
-                return
+                buffers = self._sql.encode_buffers(batch)
             except Exception as exc:  # any refusal: the row-wise encoder decides
                 log.debug("JSONL: the SQL encoder refused a batch (%s); writing row by row", exc)
                 self._drop_sql()
+            else:
+                for buf in buffers:  # a write error is the file's, never a reason to write the batch again
+                    self.stream.write(buf)
+                return
         lines = [json.dumps(row, ensure_ascii=False, allow_nan=False) for row in _rows(self._encoders, batch)]
         self.stream.write(("\n".join(lines) + "\n").encode("utf-8"))
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 __all__ = ["SqlLines", "plan", "read_batches", "read_plan"]
 
@@ -174,21 +173,28 @@ class SqlLines:
         self._con = connection()
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
-        """The batch's rows, one JSON object and a newline each. Raises (a DuckDB error, or
-        ValueError for what DuckDB cannot hold: a map with a repeated key) for a batch it cannot
-        spell exactly; the caller then writes that batch row-wise, which spells it or names the
-        value it cannot."""
-        lines = self._con.from_arrow(batch).project(f"{self._select} AS j").to_arrow_table().column(0)
+        """The batch's rows, one JSON object and a newline each (see :meth:`encode_buffers`)."""
+        return b"".join(buf.to_pybytes() for buf in self.encode_buffers(batch))
+
+    def encode_buffers(self, batch: pa.RecordBatch) -> list[pa.Buffer]:
+        """The batch's lines as Arrow buffers to write in order, without a copy: each line ends in
+        its newline in SQL, so the result's character data is the file's bytes. Raises (a DuckDB
+        error, or ValueError for what DuckDB cannot hold: a map with a repeated key) for a batch it
+        cannot spell exactly, before anything is written; the caller then writes that batch
+        row-wise, which spells it or names the value it cannot."""
+        rel = self._con.from_arrow(batch).project(f"CAST({self._select} AS VARCHAR) || chr(10) AS j")
         out = []
-        for chunk in lines.chunks:
+        for chunk in rel.to_arrow_table().column(0).chunks:
             if not len(chunk):
                 continue
-            if not pa.types.is_string(chunk.type):
-                chunk = chunk.cast(pa.string())
-            listed = pa.ListArray.from_arrays(pa.array([0, len(chunk)], pa.int32()), chunk)
-            out.append(pc.binary_join(listed, "\n")[0].as_buffer().to_pybytes())
-            out.append(b"\n")
-        return b"".join(out)
+            if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+                chunk = chunk.cast(pa.large_string())
+            width = pa.int64() if pa.types.is_large_string(chunk.type) else pa.int32()
+            _, offsets, data = chunk.buffers()
+            bounds = pa.Array.from_buffers(width, len(chunk) + 1, [None, offsets], offset=chunk.offset)
+            start, end = bounds[0].as_py(), bounds[len(chunk)].as_py()
+            out.append(data.slice(start, end - start))
+        return out
 
     def close(self) -> None:
         self._con.close()
