@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import run_process  # whole process: wall, CPU and peak RSS from wait4
+from bench import run_process, run_startup  # whole processes: wall, CPU and peak RSS from wait4
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -184,6 +185,21 @@ for t in tables:
     con.execute(f"SELECT * FROM {t}").df().to_parquet(f"{out}/{t}.parquet", compression="zstd")
 """
 
+READ_SYNCER = """
+import sys
+from syncer import read_table
+for t in sys.argv[2:]:
+    assert read_table(t, root=sys.argv[1], as_arrow=True).num_rows > 0
+"""
+
+READ_PYARROW = """
+import sys, pathlib, pyarrow.parquet as pq
+current = pathlib.Path(sys.argv[1]) / "current"
+for t in sys.argv[2:]:
+    path = current / f"{t}.parquet"
+    assert pq.read_table(path if path.exists() else current / t).num_rows > 0
+"""
+
 POLARS = """
 import duckdb, sys
 out, tables = sys.argv[2], sys.argv[3:]
@@ -226,6 +242,11 @@ def cell_cases(work: Path, db: Path, keys: dict[str, list[str]], fmt: str, tag: 
     else:
         cases["duckdb COPY"] = lambda: run_process([PY, "-c", COPY, str(db), fmt, fresh("base"), *tables])
     if fmt == "parquet":
+        # after "syncer sync" in the same round, on the volume it published: the table did not change
+        cases["unchanged sync"] = lambda: run_process([PY, "-m", "syncer", "--config", str(cfg), "sync"], env=env)
+        cases["read_table"] = lambda: run_process([PY, "-c", READ_SYNCER, str(vol), *tables], env=env)
+        cases["pyarrow read_table"] = lambda: run_process([PY, "-c", READ_PYARROW, str(vol), *tables], env=env)
+        cases["startup /ready"] = lambda: run_startup(cfg)
         cases["naive pandas"] = lambda: run_process([PY, "-c", PANDAS, str(db), fresh("pandas"), *tables])
         cases["polars"] = lambda: run_process([PY, "-c", POLARS, str(db), fresh("polars"), *tables])
     return cases
@@ -267,7 +288,11 @@ def table_lines(cells: list[dict[str, Any]]) -> list[str]:
         m, sp, b = c["median"], c["spread"], baseline_of(c["format"])
         s = m["syncer sync"]
         lo, hi = sp["syncer sync"]
-        others = ", ".join(f"{k} {v['wall_s']:.2f} / {v['rss_mib']:.0f}" for k, v in m.items() if k not in ("syncer sync", b))
+        others = ", ".join(
+            f"{k} {v['wall_s']:.2f}" + ("" if math.isnan(v["rss_mib"]) else f" / {v['rss_mib']:.0f}")
+            for k, v in m.items()
+            if k not in ("syncer sync", b)
+        )
         shape = f"{c['shape']} ({c['tables']} × {c['rows']:,})" if c["tables"] > 1 else f"{c['shape']} ({c['rows']:,})"
         lines.append(
             f"| {shape} | {c['format']} | {s['wall_s']:.2f} ({lo:.2f}–{hi:.2f}) | {b} {m[b]['wall_s']:.2f} | "
@@ -284,6 +309,14 @@ def targets(cells: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
         out.append((f"{where}: sync ≤ {limit}× baseline", c["ratio"] <= limit, f"{c['ratio']:.2f}×"))
         rss = c["median"]["syncer sync"]["rss_mib"]
         out.append((f"{where}: peak RSS ≤ 400 MiB", rss <= 400, f"{rss:.0f} MiB"))
+        m = c["median"]
+        if "read_table" in m:
+            r = m["read_table"]["wall_s"] / m["pyarrow read_table"]["wall_s"]
+            out.append((f"{where}: read_table ≤ 1.2× pyarrow", r <= 1.2, f"{r:.2f}×"))
+            ready = m["startup /ready"]["wall_s"]
+            out.append((f"{where}: startup to /ready ≤ 5 s (fresh snapshot)", ready <= 5, f"{ready:.2f} s"))
+            u = m["unchanged sync"]["wall_s"] / m["syncer sync"]["wall_s"]
+            out.append((f"{where}: unchanged re-sync costs no export (≤ 0.5× the sync)", u <= 0.5, f"{u:.2f}×"))
     by = {(c["shape"], c["format"]): c for c in cells}
     for fmt in FORMATS:
         small, big = by.get(("narrow_5m", fmt)), by.get(("narrow_20m", fmt))

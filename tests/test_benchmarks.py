@@ -42,16 +42,28 @@ def test_matrix_runs_every_case_of_a_cell_and_writes_its_figures(tmp_path: Path)
     data = json.loads(out.read_text())
     cells = {c["format"]: c for c in data["cells"]}
     assert set(cells) == {"parquet", "arrow"}
-    assert set(cells["parquet"]["median"]) == {"syncer sync", "duckdb COPY", "naive pandas", "polars"}
+    assert set(cells["parquet"]["median"]) == {
+        "syncer sync",
+        "duckdb COPY",
+        "naive pandas",
+        "polars",
+        "unchanged sync",
+        "read_table",
+        "pyarrow read_table",
+        "startup /ready",
+    }
     assert set(cells["arrow"]["median"]) == {"syncer sync", "pyarrow stream"}
     for c in cells.values():
-        for m in c["median"].values():
-            assert m["wall_s"] > 0 and m["rss_mib"] > 10  # real processes, measured by the OS
+        for name, m in c["median"].items():
+            assert m["wall_s"] > 0  # real processes, measured by the OS (startup: to the first 200 of /ready)
+            assert name == "startup /ready" or m["rss_mib"] > 10
         assert c["ratio"] == pytest.approx(
             c["median"]["syncer sync"]["wall_s"]
             / min(m["wall_s"] for k, m in c["median"].items() if k in ("duckdb COPY", "pyarrow stream"))
         )
     assert any(t["target"] == "nested/parquet: peak RSS ≤ 400 MiB" for t in data["targets"])
+    names = {t["target"] for t in data["targets"]}
+    assert {"nested/parquet: read_table ≤ 1.2× pyarrow", "nested/parquet: startup to /ready ≤ 5 s (fresh snapshot)"} <= names
     assert "| nested (1,000) | parquet |" in proc.stdout
     # the published snapshot of the last sync holds every row the generator made
     import pyarrow.parquet as pq
