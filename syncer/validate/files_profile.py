@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from syncer._exceptions import ValidationError
 from syncer.config import TableConfig
 from syncer.sources.base import quote_ident
 from syncer.sources.errors import is_interrupt
-from syncer.validate.profile import ColumnPlan, ProfileAccumulator, build_profile, plan_for
+from syncer.validate.profile import ColumnPlan, ProfileAccumulator, build_profile, plan_for, range_from_footer
 
-__all__ = ["FilesProfile", "profile_expressions", "profile_files"]
+__all__ = ["FilesProfile", "footer_known", "profile_expressions", "profile_files"]
 
 #: memory of the profile query's connection: aggregate states without GROUP BY are a few bytes per
 #: column, so this only bounds the Parquet reader's buffers (a row group per thread)
@@ -56,11 +57,16 @@ class FilesProfile(ProfileAccumulator):
         return build_profile(self.rows, self.plans, self._raw)
 
 
-def profile_expressions(plans: Sequence[ColumnPlan], approx_sum: frozenset[str] = frozenset()) -> list[tuple[str, int, str]]:
-    """``(sql, column index, stat)`` for every statistic of the profile (index -1: the row count);
-    the definitions of the DuckDB source's profile query, column for column."""
+def profile_expressions(
+    plans: Sequence[ColumnPlan], approx_sum: frozenset[str] = frozenset(), known: frozenset[int] = frozenset()
+) -> list[tuple[str, int, str]]:
+    """``(sql, column index, stat)`` for every statistic of the profile (index -1: the row count)
+    but those of the ``known`` columns; the definitions of the DuckDB source's profile query,
+    column for column."""
     exprs: list[tuple[str, int, str]] = [("count(*)", -1, "rows")]
     for i, plan in enumerate(plans):
+        if i in known:
+            continue
         c = quote_ident(plan.name)
         exprs.append((f"count({c})", i, "count"))
         if plan.floating:
@@ -98,7 +104,7 @@ def profile_files(
             if not (wide and "Overflow" in str(exc)):
                 raise
             return _run(con, schema, files, wide)
-    except (duckdb.Error, RuntimeError) as exc:
+    except (duckdb.Error, RuntimeError, pa.ArrowException, OSError) as exc:
         if is_interrupt(exc):
             raise KeyboardInterrupt from exc
         names = ", ".join(p.name for p in files[:3]) + (" ..." if len(files) > 3 else "")
@@ -110,12 +116,52 @@ def profile_files(
         con.close()
 
 
+def footer_known(schema: pa.Schema, files: Sequence[Path]) -> dict[int, dict[str, Any]]:
+    """nulls, min and max of the columns whose every one is in the footers: text, dates and
+    timestamps that need no sum (numbers are decoded for their sums anyway, and their min/max with
+    them); a column with a row group lacking statistics is left to the query. DuckDB's Parquet
+    writer writes a text column's min/max whole or not at all (none past 10,000 bytes), never cut,
+    and pyarrow gives them back as the Python values DuckDB's own min/max give (the stream path's
+    profile relies on the same, see ``syncer.formats.stats``)."""
+    plans = [plan_for(f) for f in schema]
+    wanted = {f.name: i for i, (f, p) in enumerate(zip(schema, plans, strict=True)) if _from_footer(f, p)}
+    known: dict[int, dict[str, Any] | None] = {i: {"nulls": 0, "min": None, "max": None} for i in wanted.values()}
+    for f in files:
+        md = pq.ParquetFile(f).metadata
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            for j in range(rg.num_columns):
+                col = rg.column(j)
+                i = wanted.get(col.path_in_schema, -1)
+                st, cur = col.statistics, known.get(i)
+                if cur is None:
+                    continue
+                if st is None or not st.has_null_count:
+                    known[i] = None
+                    continue
+                cur["nulls"] += st.null_count
+                if st.null_count == rg.num_rows:
+                    continue  # nothing but nulls here
+                if not st.has_min_max:
+                    known[i] = None
+                    continue
+                lo, hi = cur["min"], cur["max"]
+                cur["min"] = st.min if lo is None or st.min < lo else lo
+                cur["max"] = st.max if hi is None or st.max > hi else hi
+    return {i: v for i, v in known.items() if v is not None}
+
+
+def _from_footer(field: pa.Field, plan: ColumnPlan) -> bool:
+    return plan.minmax and not plan.total and not plan.floating and not plan.nanos and range_from_footer(field)
+
+
 def _run(con: Any, schema: pa.Schema, files: Sequence[Path], approx_sum: frozenset[str]) -> FilesProfile:
     plans = [plan_for(f) for f in schema]
-    exprs = profile_expressions(plans, approx_sum)
+    footer = footer_known(schema, files)
+    exprs = profile_expressions(plans, approx_sum, frozenset(footer))
     sql = f"SELECT {', '.join(e for e, _, _ in exprs)} FROM read_parquet(?)"
     row = con.execute(sql, [[str(f) for f in files]]).fetchall()[0]
-    raw: list[dict[str, Any]] = [{} for _ in plans]
+    raw: list[dict[str, Any]] = [dict(footer.get(i, {})) for i in range(len(plans))]
     rows = 0
     for (_, i, stat), value in zip(exprs, row, strict=True):
         if i < 0:
@@ -123,5 +169,6 @@ def _run(con: Any, schema: pa.Schema, files: Sequence[Path], approx_sum: frozens
         else:
             raw[i][stat] = value
     for st in raw:
-        st["nulls"] = rows - st.pop("count")
+        if "count" in st:
+            st["nulls"] = rows - st.pop("count")
     return FilesProfile(schema, rows, raw)
