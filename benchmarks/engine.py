@@ -3,7 +3,8 @@
 The table is the matrix's narrow "orders" shape (benchmarks/matrix.py ``_orders``: 9 columns,
 integer key stored in key order) at each ``--rows``; the warehouse is built once per size in
 ``--work`` and reused. Each round runs the three cases as whole processes, interleaved (engine
-sync, stream sync, DuckDB COPY to one Parquet file, zstd, the matrix's baseline), ``--repeat``
+sync, stream sync, DuckDB COPY to one Parquet file, zstd, the matrix's baseline, and the same COPY with the UUID
+column as text, the way it is published), ``--repeat``
 rounds; wall, CPU and peak RSS come from the OS (``os.wait4``, benchmarks/bench.py). The load of the
 machine (``os.getloadavg``) is recorded before and after each size: on a shared machine, read the
 min-max, not one figure.
@@ -30,8 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import run_process  # whole process: wall, CPU and peak RSS from wait4
 from matrix import COPY, PY, ROOT, Shape, _orders, build_warehouse, sync_config
 
-CASES = ("engine", "stream", "copy")
-LABELS = {"engine": "syncer engine", "stream": "syncer stream", "copy": "duckdb COPY"}
+CASES = ("engine", "stream", "copy", "copy_text")
+LABELS = {"engine": "syncer engine", "stream": "syncer stream", "copy": "duckdb COPY", "copy_text": "COPY, UUID text"}
+
+#: DuckDB's COPY of the columns as they are published: the UUID as text (its Arrow export's type,
+#: which the engine must write too; the baseline COPY stores 16 raw bytes)
+COPY_TEXT = COPY.replace("SELECT * FROM {t}", "SELECT * REPLACE (CAST(token AS VARCHAR) AS token) FROM {t}")
 
 
 def run_size(work: Path, rows: int, repeat: int, cases: list[str]) -> dict[str, Any]:
@@ -48,16 +53,16 @@ def run_size(work: Path, rows: int, repeat: int, cases: list[str]) -> dict[str, 
         finally:
             shutil.rmtree(vol, ignore_errors=True)  # a 100M-row table is GBs: free the disk
 
-    def copy() -> dict[str, float]:
+    def copy(script: str = COPY) -> dict[str, float]:
         out = work / f"out-{rows}-copy"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         try:
-            return run_process([PY, "-c", COPY, str(db), "parquet", str(out), "t000"])
+            return run_process([PY, "-c", script, str(db), "parquet", str(out), "t000"])
         finally:
             shutil.rmtree(out, ignore_errors=True)
 
-    run = {"engine": lambda: sync("engine"), "stream": lambda: sync("stream"), "copy": copy}
+    run = {"engine": lambda: sync("engine"), "stream": lambda: sync("stream"), "copy": copy, "copy_text": lambda: copy(COPY_TEXT)}
     samples: dict[str, list[dict[str, float]]] = {c: [] for c in cases}
     load = [os.getloadavg()[0]]
     for i in range(repeat):
