@@ -508,3 +508,38 @@ def test_the_files_profile_names_the_table_and_file_when_it_cannot_read_them(tmp
     ).table("big")
     with pytest.raises(ValidationError, match=r"table 'big': the profile of the unloaded files \(big.parquet\)"):
         profile_files(table, pa.schema([pa.field("id", pa.int64())]), [bad], None)
+
+
+@pytest.mark.slow
+def test_the_engine_benchmark_runs_every_case_and_writes_its_figures(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "engine.json"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks" / "engine.py"),
+            "--rows",
+            "3000",
+            "--repeat",
+            "1",
+            "--work",
+            str(tmp_path),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode in (0, 1), proc.stderr  # 1 = a target missed (expected at this size), never a crash
+    got = json.loads(out.read_text())
+    (size,) = got["results"]
+    assert size["rows"] == 3000 and set(size["samples"]) == {"engine", "stream", "copy", "copy_text"}
+    assert all(s["wall_s"] > 0 and s["rss_mib"] > 0 for xs in size["samples"].values() for s in xs)
+    assert {t["target"] for t in got["targets"]} == {
+        "3,000 rows: engine sync ≤ 1.3× DuckDB COPY",
+        "3,000 rows: engine peak RSS ≤ 400 MiB",
+    }
+    assert "| 3,000 | syncer engine |" in proc.stdout
