@@ -1,15 +1,18 @@
 """The engine export path: the warehouse writes the Parquet files itself, in parallel.
 
 ``[[tables]] export = "engine"`` (or ``"auto"`` above ``[export] engine_min_rows`` source rows)
-has a source that can unload (DuckDB: ``COPY (SELECT ...) TO '<dir>' (FORMAT parquet,
-PER_THREAD_OUTPUT true, ...)`` on the run's read-only connection, the same moment as the count
-and the profile) write the table into a work folder inside the run's staging folder. The files
-are then renamed to the names the stream path uses (``<table>.parquet``, or
-``<table>/part-NNNNN.parquet`` for several), hashed, and handed back to the export, which
-validates them exactly like streamed files: a streaming re-read through the profile and the key
-order, row count against ``count(*)``, the profile against the source's, the schema contract,
-duplicate keys, sha256 and re-open. A ``not_null`` or key violation found on the re-read sends
-the table through the stream path (which quarantines by key-range bisection); a failure leaves
+has a source that can unload (DuckDB: ``COPY (SELECT ...) TO '<dir>/data_0.parquet' (FORMAT
+parquet, ...)`` on the run's read-only connection, the same moment as the count and the profile:
+one file, written by every thread, rows in the source's order) write the table into a work folder
+inside the run's staging folder. The files are then renamed to the names the stream path uses
+(``<table>.parquet``, or ``<table>/part-NNNNN.parquet`` for several, e.g. Snowflake's) and checked
+exactly like streamed files -- the same checks, computed without pulling the rows through Python:
+the written profile by one DuckDB aggregate query over the files (the source's own definitions,
+see :mod:`syncer.validate.files_profile`) while, on two threads, the files are fsynced and hashed
+and their key column is checked for strict order; then row count against ``count(*)``, the
+profile against the source's, the schema contract, duplicate keys (proven by the order, else the
+exact scan), sha256 and re-open. A ``not_null`` or key violation found in the profile sends the
+table through the stream path (which quarantines by key-range bisection); a failure leaves
 nothing staged; a crash leaves only the run's staging folder, which the next run sweeps.
 
 Types: the files must hold the Arrow types the stream path publishes. Only types that DuckDB's
@@ -27,8 +30,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,8 +42,9 @@ import pyarrow.parquet as pq
 from syncer._exceptions import ValidationError
 from syncer.config import Config, TableConfig
 from syncer.export.failures import remove_outputs
-from syncer.formats import WrittenFile, WrittenPart, iter_batches, parquet_files, parquet_ranges, parts_digest, stored_schema
+from syncer.formats import WrittenFile, WrittenPart, iter_batches, parquet_ranges, parts_digest, stored_schema
 from syncer.sources.base import Source
+from syncer.validate.files_profile import profile_files
 from syncer.validate.keys import KeyOrder
 from syncer.validate.profile import JSON_META, ProfileAccumulator
 
@@ -85,14 +92,15 @@ def engine_refusal(schema: pa.Schema) -> str | None:
     return None
 
 
-def unload_table(source: Source, table: TableConfig, schema: pa.Schema, cfg: Config, staging: Path) -> WrittenFile:
-    """Unload ``table`` into ``staging`` (``<table>.parquet`` or ``<table>/part-*.parquet``) and hash
-    it; raises a :class:`SyncError` with nothing left staged when the unload or a footer fails."""
+def unload_table(source: Source, table: TableConfig, schema: pa.Schema, cfg: Config, staging: Path) -> list[Path]:
+    """Unload ``table`` into ``staging`` (``<table>.parquet`` or ``<table>/part-*.parquet``, in the
+    engine's order); raises a :class:`SyncError` with nothing left staged when the unload or a
+    footer fails. The files are hashed by :func:`unload_and_reread`, while they are profiled."""
     work = staging / f".engine-{table.name}"
     shutil.rmtree(work, ignore_errors=True)
     try:
         source.unload(table, schema, work, compression=cfg.compression, row_group_rows=cfg.row_group_rows)
-        files = sorted(p for p in work.iterdir() if p.suffix == ".parquet")
+        files = sorted((p for p in work.iterdir() if p.suffix == ".parquet"), key=_natural)
         files = [f for f in files if pq.ParquetFile(f).metadata.num_rows > 0] or files[:1]
         for f in files:
             _check_encodings(table, f)
@@ -101,10 +109,15 @@ def unload_table(source: Source, table: TableConfig, schema: pa.Schema, cfg: Con
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _type_difference(written: WrittenFile, schema: pa.Schema) -> str | None:
+def _natural(path: Path) -> list[Any]:
+    """Sort key that puts ``data_2`` before ``data_10`` (the engine numbers its files in order)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def _type_difference(files: list[Path], schema: pa.Schema) -> str | None:
     """The first column whose type in the unloaded files is not the stream path's (None: all agree)."""
     want = stored_schema("parquet", schema)
-    for f in parquet_files(written.path):
+    for f in files:
         got = pq.read_schema(f)
         for field in want:
             i = got.get_field_index(field.name)
@@ -128,23 +141,32 @@ def _check_encodings(table: TableConfig, path: Path) -> None:
                 )
 
 
-def _place(table: TableConfig, files: list[Path], staging: Path) -> WrittenFile:
-    """Move the engine's files to the stream path's names; sizes, rows and sha256 of each."""
+def _place(table: TableConfig, files: list[Path], staging: Path) -> list[Path]:
+    """Move the engine's files to the stream path's names, in order."""
     if len(files) == 1:
         dest = staging / table.file_name
         os.rename(files[0], dest)
-        size, digest = _hash(dest)
-        return WrittenFile(dest, size, digest, rows=pq.ParquetFile(dest).metadata.num_rows)
+        return [dest]
     folder = staging / table.name
     folder.mkdir()
-    parts = []
+    placed = []
     for i, f in enumerate(files):
-        dest = folder / f"part-{i:05d}.parquet"
-        os.rename(f, dest)
-        size, digest = _hash(dest)
-        parts.append(WrittenPart(dest.name, pq.ParquetFile(dest).metadata.num_rows, size, digest))
+        placed.append(folder / f"part-{i:05d}.parquet")
+        os.rename(f, placed[-1])
+    return placed
+
+
+def _written(files: list[Path]) -> WrittenFile:
+    """Sizes, rows and sha256 of the placed files (each made durable first)."""
+    if len(files) == 1:
+        size, digest = _hash(files[0])
+        return WrittenFile(files[0], size, digest, rows=pq.ParquetFile(files[0]).metadata.num_rows)
+    parts = []
+    for f in files:
+        size, digest = _hash(f)
+        parts.append(WrittenPart(f.name, pq.ParquetFile(f).metadata.num_rows, size, digest))
     return WrittenFile(
-        folder, sum(p.bytes for p in parts), parts_digest(parts), parts=tuple(parts), rows=sum(p.rows for p in parts)
+        files[0].parent, sum(p.bytes for p in parts), parts_digest(parts), parts=tuple(parts), rows=sum(p.rows for p in parts)
     )
 
 
@@ -159,32 +181,49 @@ def _hash(path: Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
+def _key_order(schema: pa.Schema, table: TableConfig, files: list[Path]) -> KeyOrder:
+    """One pass over the key column of the files, in order: proves a key stored in order unique
+    (else the exact duplicate-key scan decides, as for a streamed table)."""
+    keys = KeyOrder(schema, table.primary_key)
+    if keys.proven and keys.column is not None:
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=1 << 17, columns=[keys.column], use_threads=False):
+                keys.update(batch)
+                if not keys.proven:
+                    break
+    return keys
+
+
 def unload_and_reread(
     source: Source, table: TableConfig, schema: pa.Schema, cfg: Config, staging: Path
 ) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder] | None:
-    """Unload, then re-read the files through the profile and the key order. None, with nothing
-    staged, when the table goes through the stream path instead: types the engine would change, or
-    null keys / ``not_null`` values, which the stream path quarantines."""
+    """Unload, then check the files: their profile (DuckDB over the files, see
+    :mod:`syncer.validate.files_profile`) while they are hashed and their key column is checked for
+    order, each on a thread of its own. None, with nothing staged, when the table goes through the
+    stream path instead: types the engine would change, or null keys / ``not_null`` values, which
+    the stream path quarantines."""
     refusal = engine_refusal(schema) or source.unload_refusal(table, schema)
     if refusal is not None:
         log.info("table %s: streamed, not unloaded: %s", table.name, refusal, extra={"table": table.name, "step": "engine"})
         return None
-    written = unload_table(source, table, schema, cfg, staging)
-    differs = _type_difference(written, schema)
-    if differs is not None:
-        log.warning("table %s: %s; exporting it through the stream path", table.name, differs, extra={"table": table.name})
-        remove_outputs(written.path, table)
-        return None
-    acc, keys = ProfileAccumulator(schema, footer_ranges=True), KeyOrder(schema, table.primary_key)
+    files = unload_table(source, table, schema, cfg, staging)
+    spill = staging / f".engine-{table.name}-spill"
     try:
-        for batch in iter_batches(table.format, written.path, schema):
-            acc.update(batch)
-            keys.update(batch)
-        if acc.deferred:
-            ranges_from_footer(acc, table, schema, written)
+        differs = _type_difference(files, schema)
+        if differs is not None:
+            log.warning("table %s: %s; exporting it through the stream path", table.name, differs, extra={"table": table.name})
+            remove_outputs(staging / table.file_name, table)
+            return None
+        with ThreadPoolExecutor(2, thread_name_prefix="syncer-check") as pool:
+            hashed = pool.submit(_written, files)
+            ordered = pool.submit(_key_order, schema, table, files)
+            acc = profile_files(table, schema, files, spill, threads=min(os.cpu_count() or 1, 4))
+            written, keys = hashed.result(), ordered.result()
     except BaseException:
-        remove_outputs(written.path, table)
+        remove_outputs(staging / table.file_name, table)
         raise
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     checked = (*table.primary_key, *table.not_null)
     nulls = {c: v["nulls"] for c, v in acc.result()["columns"].items() if v["nulls"] and c in checked}
     if nulls:

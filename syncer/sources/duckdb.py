@@ -331,8 +331,13 @@ class DuckDBSource(Source):
         return None
 
     def unload(self, table: TableConfig, schema: pa.Schema, folder: Any, *, compression: str, row_group_rows: int) -> None:
-        """``COPY (SELECT ...) TO folder`` on the run's read-only connection (its moment), one file
-        per thread. Every column is wrapped so DuckDB writes it nullable, as the stream path does."""
+        """``COPY (SELECT ...) TO folder/data_0.parquet`` on the run's read-only connection (its
+        moment): one file, written by all threads with the rows in the source's order (DuckDB's
+        ordered parallel COPY, the same operation as a plain COPY to one file), so a key the table
+        is stored in order of is proven unique by one pass over the key column instead of an exact
+        scan (PER_THREAD_OUTPUT wrote one file per thread with the rows interleaved between the
+        files: 3.0 s of duplicate-key scan at 5M rows). Every column is wrapped so DuckDB writes it
+        nullable, as the stream path does."""
         uuids = {r[0] for r in self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall() if r[1] == "UUID"}
         # UUID: as text, as its Arrow export gives it (the Parquet writer would store 16 raw bytes)
         value = {n: f"CAST({quote_ident(n)} AS VARCHAR)" if n in uuids else quote_ident(n) for n in schema.names}
@@ -341,10 +346,14 @@ class DuckDBSource(Source):
             for n in schema.names
         )
         codec = "uncompressed" if compression == "none" else compression
-        path = str(folder).replace("'", "''")
+        # zstd at level 1, as the stream path's pyarrow writer (Arrow's default), not DuckDB's 3:
+        # the same files' size class, and ~30 % less CPU in the COPY (5M rows: 3.8 s vs 5.3 s)
+        level = ", COMPRESSION_LEVEL 1" if codec == "zstd" else ""
+        os.makedirs(folder)
+        path = os.path.join(str(folder), "data_0.parquet").replace("'", "''")
         sql = (
-            f"COPY (SELECT {cols} FROM {relation_sql(table)}) TO '{path}' (FORMAT parquet, PER_THREAD_OUTPUT true, "
-            f"COMPRESSION {codec}, ROW_GROUP_SIZE {int(row_group_rows)}, PARQUET_VERSION V1)"
+            f"COPY (SELECT {cols} FROM {relation_sql(table)}) TO '{path}' (FORMAT parquet, "
+            f"COMPRESSION {codec}{level}, ROW_GROUP_SIZE {int(row_group_rows)}, PARQUET_VERSION V1)"
         )
         threads = self._run("SELECT current_setting('threads')", table).fetchall()[0][0]
         with self._raised_lock:  # like _more_memory(+1), with the unload's own limit
@@ -354,12 +363,10 @@ class DuckDBSource(Source):
                 self._lowered = False
         try:
             self._run(f"SET threads = {max(int(threads), min(os.cpu_count() or 1, 4))}", table)
-            self._run("SET preserve_insertion_order = false", table)
             self._run(sql, table).fetchall()
         finally:
             with contextlib.suppress(duckdb.Error):
                 self.con.execute(f"SET threads = {int(threads)}")
-                self.con.execute("RESET preserve_insertion_order")
             self._more_memory(-1)
 
     def close(self) -> None:

@@ -1,0 +1,174 @@
+"""The profile of Parquet files the warehouse wrote (``export = "engine"``), computed by DuckDB.
+
+The stream path profiles the batches it hands to the writer (Arrow compute, one batch at a time).
+The engine path has no batches: the warehouse wrote the files. Re-reading them into Python to
+profile them cost more than the unload itself (3.9 s re-read + 3.0 s key scan after a 16 s unload
+at 5M rows, see docs/architecture.md "Engine export: where the time goes"), so here one aggregate
+query of an in-process DuckDB over ``read_parquet(<the staged files>)`` computes the profile, on a
+connection of its own (bounded memory, spills to the run's spill folder), in parallel with the
+sha256 of the files and the key-order pass.
+
+The values are exactly comparable with the source's profile because they are the source's own
+definitions: the expressions below are those of ``DuckDBSource._profile`` (``count(col)`` for
+nulls, ``min``/``max``, exact ``sum`` -- HUGEINT for integers, DECIMAL for decimals -- floats with
+NaN counted apart and kept out of min/max/sum), evaluated by the same engine over the written files
+instead of the source table, and the raw values go through the same
+:func:`~syncer.validate.profile.build_profile`. Only float sums are compared with a tolerance (as
+for every engine: summation order differs), and a wide decimal's sum that overflows 38 digits falls
+back to a DOUBLE sum exactly as the source's does. tests/test_engine_export.py proves the two
+agree value for value with the stream path's Arrow profile on every type the engine unloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from syncer._exceptions import ValidationError
+from syncer.config import TableConfig
+from syncer.sources.base import quote_ident
+from syncer.sources.errors import is_interrupt
+from syncer.validate.profile import ColumnPlan, ProfileAccumulator, build_profile, plan_for, range_from_footer
+
+__all__ = ["FilesProfile", "footer_known", "profile_expressions", "profile_files"]
+
+#: memory of the profile query's connection: aggregate states without GROUP BY are a few bytes per
+#: column, so this only bounds the Parquet reader's buffers (a row group per thread)
+_MEMORY_LIMIT = "256MB"
+
+
+class FilesProfile(ProfileAccumulator):
+    """A profile computed elsewhere (by DuckDB over the files): the accumulator's interface for the
+    checks (``rows``, ``result()``), nothing left to accumulate."""
+
+    def __init__(self, schema: pa.Schema, rows: int, raw: list[dict[str, Any]]) -> None:
+        super().__init__(schema)
+        self.rows = rows
+        self._raw = raw
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        raise TypeError("a FilesProfile is computed from the files; it takes no batches")
+
+    def result(self) -> dict[str, Any]:
+        return build_profile(self.rows, self.plans, self._raw)
+
+
+def profile_expressions(
+    plans: Sequence[ColumnPlan], approx_sum: frozenset[str] = frozenset(), known: frozenset[int] = frozenset()
+) -> list[tuple[str, int, str]]:
+    """``(sql, column index, stat)`` for every statistic of the profile (index -1: the row count)
+    but those of the ``known`` columns; the definitions of the DuckDB source's profile query,
+    column for column."""
+    exprs: list[tuple[str, int, str]] = [("count(*)", -1, "rows")]
+    for i, plan in enumerate(plans):
+        if i in known:
+            continue
+        c = quote_ident(plan.name)
+        exprs.append((f"count({c})", i, "count"))
+        if plan.floating:
+            keep = f" FILTER (WHERE NOT isnan({c}))"
+            exprs += [(f"min({c}){keep}", i, "min"), (f"max({c}){keep}", i, "max")]
+            exprs += [(f"sum({c}){keep}", i, "sum"), (f"count(*) FILTER (WHERE isnan({c}))", i, "nans")]
+            continue
+        if plan.nanos:
+            exprs += [(f"epoch_ns(min({c}))", i, "min"), (f"epoch_ns(max({c}))", i, "max")]
+        elif plan.minmax:
+            exprs += [(f"min({c})", i, "min"), (f"max({c})", i, "max")]
+        if plan.total:
+            exprs.append((f"sum({c}::DOUBLE)" if plan.name in approx_sum else f"sum({c})", i, "sum"))
+    return exprs
+
+
+def profile_files(
+    table: TableConfig, schema: pa.Schema, files: Sequence[Path], spill_dir: Path | None, threads: int = 2
+) -> FilesProfile:
+    """The profile of ``files`` (one aggregate query; a decimal sum past 38 digits is taken as
+    DOUBLE, as the source does); raises :class:`ValidationError` naming the
+    table and the file when they cannot be read."""
+    import duckdb  # a reader of the volume never needs it
+
+    config: dict[str, Any] = {"threads": max(1, threads), "memory_limit": _MEMORY_LIMIT}
+    if spill_dir is not None:
+        config["temp_directory"] = str(spill_dir)
+    con = duckdb.connect(config=config)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        try:
+            return _run(con, schema, files, frozenset())
+        except duckdb.OutOfRangeException as exc:
+            wide = frozenset(f.name for f in schema if pa.types.is_decimal(f.type) and f.type.precision > 18)
+            if not (wide and "Overflow" in str(exc)):
+                raise
+            return _run(con, schema, files, wide)
+    except (duckdb.Error, RuntimeError, pa.ArrowException, OSError) as exc:
+        if is_interrupt(exc):
+            raise KeyboardInterrupt from exc
+        names = ", ".join(p.name for p in files[:3]) + (" ..." if len(files) > 3 else "")
+        raise ValidationError(
+            f"table {table.name!r}: the profile of the unloaded files ({names}) could not be computed: "
+            f'{str(exc).splitlines()[0]}; nothing was published; set export = "stream" for this table if it persists'
+        ) from exc
+    finally:
+        con.close()
+
+
+def footer_known(schema: pa.Schema, files: Sequence[Path]) -> dict[int, dict[str, Any]]:
+    """nulls, min and max of the columns whose every one is in the footers: text, dates and
+    timestamps that need no sum (numbers are decoded for their sums anyway, and their min/max with
+    them); a column with a row group lacking statistics is left to the query. DuckDB's Parquet
+    writer writes a text column's min/max whole or not at all (none past 10,000 bytes), never cut,
+    and pyarrow gives them back as the Python values DuckDB's own min/max give (the stream path's
+    profile relies on the same, see ``syncer.formats.stats``)."""
+    plans = [plan_for(f) for f in schema]
+    wanted = {f.name: i for i, (f, p) in enumerate(zip(schema, plans, strict=True)) if _from_footer(f, p)}
+    known: dict[int, dict[str, Any] | None] = {i: {"nulls": 0, "min": None, "max": None} for i in wanted.values()}
+    for f in files:
+        md = pq.ParquetFile(f).metadata
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            for j in range(rg.num_columns):
+                col = rg.column(j)
+                i = wanted.get(col.path_in_schema, -1)
+                st, cur = col.statistics, known.get(i)
+                if cur is None:
+                    continue
+                if st is None or not st.has_null_count:
+                    known[i] = None
+                    continue
+                cur["nulls"] += st.null_count
+                if st.null_count == rg.num_rows:
+                    continue  # nothing but nulls here
+                if not st.has_min_max:
+                    known[i] = None
+                    continue
+                lo, hi = cur["min"], cur["max"]
+                cur["min"] = st.min if lo is None or st.min < lo else lo
+                cur["max"] = st.max if hi is None or st.max > hi else hi
+    return {i: v for i, v in known.items() if v is not None}
+
+
+def _from_footer(field: pa.Field, plan: ColumnPlan) -> bool:
+    return plan.minmax and not plan.total and not plan.floating and not plan.nanos and range_from_footer(field)
+
+
+def _run(con: Any, schema: pa.Schema, files: Sequence[Path], approx_sum: frozenset[str]) -> FilesProfile:
+    plans = [plan_for(f) for f in schema]
+    footer = footer_known(schema, files)
+    exprs = profile_expressions(plans, approx_sum, frozenset(footer))
+    sql = f"SELECT {', '.join(e for e, _, _ in exprs)} FROM read_parquet(?)"
+    row = con.execute(sql, [[str(f) for f in files]]).fetchall()[0]
+    raw: list[dict[str, Any]] = [dict(footer.get(i, {})) for i in range(len(plans))]
+    rows = 0
+    for (_, i, stat), value in zip(exprs, row, strict=True):
+        if i < 0:
+            rows = int(value)
+        else:
+            raw[i][stat] = value
+    for st in raw:
+        if "count" in st:
+            st["nulls"] = rows - st.pop("count")
+    return FilesProfile(schema, rows, raw)
