@@ -44,6 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 #: a faulty sync still running after this long is a hang: its stacks are asked for (SIGUSR1), then it is killed
 HANG_SECONDS = 120
+#: extra CLI options of the faulty sync (debugging: ("-v",) adds the traceback of an unexpected error)
+VERBOSE: tuple[str, ...] = ()
 TRACED = (
     "fsync",
     "fdatasync",
@@ -273,8 +275,14 @@ def run_case(env: Env, case: Case) -> Outcome:
 def _fiu_sync(env: Env, case: Case) -> subprocess.CompletedProcess[str]:
     """A sync under libfiu's preload; random faults on once it holds the volume lock (not in the start-up)."""
     ctrl = env.folder / "fiu-ctrl"
-    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), "sync"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env.env, cwd=env.folder)
+    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), *VERBOSE, "sync"]
+    # libfiu's preload deadlocks on its own, faults off, in about 1 of 3 `import pyarrow`: Arrow's jemalloc
+    # starts a background thread while the main thread is in dlopen(), the thread's malloc goes through
+    # libfiu into dlsym() (the loader's lock, held by dlopen) while dlopen's mmap waits for libfiu's lock.
+    # Without that thread (Arrow's own switch) the import is as under no preload. Measured: 4 of 12 bare
+    # `fiu-run -x python -c "import pyarrow"` hung, 0 of 12 with it.
+    fiu_env = {**env.env, "JE_ARROW_MALLOC_CONF": "background_thread:false"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fiu_env, cwd=env.folder)
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         if _holds_lock(env, proc.pid):

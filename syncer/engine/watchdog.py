@@ -71,7 +71,7 @@ class Watchdog:
     def check(self) -> None:
         """Raise :class:`RunTimeout` when the limit has passed (called at each step and progress event)."""
         if self.expired.is_set() and not self.critical and not self._done.is_set():
-            raise RunTimeout(self.where())
+            raise RunTimeout(self.message())
 
     def where(self) -> str:
         return f"{self.step} of table {self.table}" if self.table else self.step
@@ -111,7 +111,13 @@ class Watchdog:
         self.expired.set()
         if not self._main:
             # the admin app's thread: raised at its next Python step (a blocked call finishes first)
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread_id), ctypes.py_object(RunTimeout))
+            dog = self
+
+            class Stop(RunTimeout):  # raised as a class, made without arguments: it brings its message
+                def __init__(self, *args: object) -> None:
+                    super().__init__(*(args or (dog.message(),)))
+
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread_id), ctypes.py_object(Stop))
             return
         if self._done.wait(self.grace_s):
             return
