@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -41,6 +42,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+#: a faulty sync still running after this long is a hang: its stacks are asked for (SIGUSR1), then it is killed
+HANG_SECONDS = 120
+#: extra CLI options of the faulty sync (debugging: ("-v",) adds the traceback of an unexpected error)
+VERBOSE: tuple[str, ...] = ()
 TRACED = (
     "fsync",
     "fdatasync",
@@ -270,33 +275,51 @@ def run_case(env: Env, case: Case) -> Outcome:
 def _fiu_sync(env: Env, case: Case) -> subprocess.CompletedProcess[str]:
     """A sync under libfiu's preload; random faults on once it holds the volume lock (not in the start-up)."""
     ctrl = env.folder / "fiu-ctrl"
-    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), "sync"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env.env, cwd=env.folder)
-    holder = env.root / ".lock.json"
+    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), *VERBOSE, "sync"]
+    # libfiu's preload deadlocks on its own, faults off, in about 1 of 3 `import pyarrow`: Arrow's jemalloc
+    # starts a background thread while the main thread is in dlopen(), the thread's malloc goes through
+    # libfiu into dlsym() (the loader's lock, held by dlopen) while dlopen's mmap waits for libfiu's lock.
+    # Without that thread (Arrow's own switch) the import is as under no preload. Measured: 4 of 12 bare
+    # `fiu-run -x python -c "import pyarrow"` hung, 0 of 12 with it.
+    fiu_env = {**env.env, "JE_ARROW_MALLOC_CONF": "background_thread:false"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fiu_env, cwd=env.folder)
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        if holder.exists():
+        if _holds_lock(env, proc.pid):
             spec = f"enable_random name=posix/io/*,probability={case.probability}"
             subprocess.run(["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)], capture_output=True, timeout=10)
             break
         time.sleep(0.002)
     try:
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=HANG_SECONDS)
     except subprocess.TimeoutExpired:
+        # where it hangs, before it goes: the CLI's faulthandler prints every thread's stack on SIGUSR1
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
         proc.kill()  # this one process, by its own handle
         out, err = proc.communicate(timeout=30)
-        err += "\nHUNG: killed after 120 s"
+        err += f"\nHUNG: killed after {HANG_SECONDS} s"
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _holds_lock(env: Env, pid: int) -> bool:
+    """The sync ``pid`` holds the volume lock: its holder record (``.lock.json`` beside the lock folder
+    ``.writer/``, written just after the ``flock``) names it. A record left by an earlier, killed run
+    names another pid and must not switch the faults on before this run has even started."""
+    try:
+        return json.loads((env.root / ".lock.json").read_text(encoding="utf-8")).get("pid") == pid
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _check_output(proc: subprocess.CompletedProcess[str]) -> list[str]:
     text = proc.stdout + proc.stderr
+    if "HUNG: killed" in proc.stderr:  # the stack dump asked for is not a traceback the sync printed
+        return [f"hung: the sync did not finish in {HANG_SECONDS} s under the faults (killed): {_hung_in(proc.stderr)}"]
     problems = []
     if "Traceback" in text or "Fatal Python error" in text or re.search(r'^\s+File "', text, re.M):
         problems.append("traceback: " + " | ".join(text.strip().splitlines()[-3:])[:400])
-    if "HUNG: killed" in proc.stderr:
-        problems.append("hung: the sync did not finish in 120 s under the faults (killed)")
-    elif proc.returncode < 0:
+    if proc.returncode < 0:
         # killed by a signal: native code (DuckDB, Arrow) aborting on an I/O error it does not handle
         problems.append(f"crash: killed by signal {-proc.returncode} ({_last_native_line(text)})")
     elif proc.returncode != 0:
@@ -305,6 +328,14 @@ def _check_output(proc: subprocess.CompletedProcess[str]) -> list[str]:
         elif sum(x.startswith("error: ") for x in proc.stderr.splitlines()) > 1:
             problems.append("more than one error line")
     return problems
+
+
+def _hung_in(stderr: str) -> str:
+    """The innermost frame of the main thread in the SIGUSR1 dump (where the hang is)."""
+    lines = stderr.splitlines()
+    start = next((i for i, x in enumerate(lines) if x.startswith("Current thread")), None)
+    frames = [x.strip() for x in lines[start + 1 :] if x.strip().startswith("File ")] if start is not None else []
+    return frames[0][:200] if frames else "no stack dump"
 
 
 def _last_native_line(text: str) -> str:

@@ -7,10 +7,12 @@ naming it, exit 1, and its traceback only with ``-v``. Nothing ever prints a tra
 
 from __future__ import annotations
 
+import faulthandler
 import functools
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -200,6 +202,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
     configure_logging("INFO" if verbose else "WARNING")
+    # A hung command is diagnosable: `kill -USR1 <pid>` prints where each thread is on stderr, and it goes on.
+    faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)
 
 
 @main.command()

@@ -12,8 +12,13 @@ The long sweep is ``make faults`` (README "Fault injection").
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,12 +88,68 @@ def test_the_fsync_after_the_current_swap_leaves_the_run_recorded_as_published(e
     assert o.outcome == "published with a warning" and "published and current" in o.message
 
 
-@pytest.mark.skip(
-    reason="open problem (issue 13): under random libfiu posix/io faults a sync can hang inside a lazy `import "
-    "pyarrow` or DuckDB can abort; `make faults` measures it, the syscall sweep above holds"
-)
 def test_random_io_faults_never_end_in_a_traceback_or_lost_data(env) -> None:
+    # two runs at p=0.03 (the long sweep, `make faults`, runs 24 at several probabilities)
     outcomes = [faults.run_case(env, faults.Case("fiu", when=i, probability=0.03)) for i in range(1, 3)]
-    # native code (DuckDB) may abort under libc faults it does not handle; that is reported, not hidden
+    # native code (DuckDB opening its file) may abort under libc faults it does not handle; that is
+    # reported as `crash:`, not hidden, and the checks after it (current intact and verified, the same
+    # data for readers, the next plain sync clean) still apply: they are the other problems
     bad = [f"{o.case.label}: {p}" for o in outcomes for p in o.problems if not p.startswith("crash:")]
     assert not bad, "\n".join(bad)
+    assert all(not o.problems or o.crashed for o in outcomes)
+
+
+def test_no_module_is_imported_once_the_sync_holds_the_volume_lock(env) -> None:
+    # an import is file I/O (and dlopen): a fault or a hang there is one the run cannot report, so
+    # everything is loaded before the lock (syncer/engine/preload.py). Held to the real calls:
+    trace = env.folder / "imports.txt"
+    env.cli("sync", "--force", prefix=["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=openat,flock"], check=True)
+    lines = trace.read_text(encoding="utf-8").splitlines()
+    locked = next(i for i, x in enumerate(lines) if "flock(" in x and "LOCK_EX" in x)
+    late = [x for x in lines[locked:] if "openat(" in x and re.search(r'\.(py|pyc|so)[."]', x)]
+    assert not late, "imported after the volume lock:\n" + "\n".join(late[:5])
+
+
+def test_faults_wait_for_the_holder_record_of_this_sync_not_a_stale_one(tmp_path: Path) -> None:
+    # a record left by an earlier, killed run names another pid: it must not switch the faults on early
+    env = faults.Env.__new__(faults.Env)
+    env.root = tmp_path
+    (tmp_path / ".lock.json").write_text(json.dumps({"pid": 4242, "run_id": "old"}), encoding="utf-8")
+    assert not faults._holds_lock(env, 4343)
+    assert faults._holds_lock(env, 4242)
+    (tmp_path / ".lock.json").write_text("{torn", encoding="utf-8")
+    assert not faults._holds_lock(env, 4242)
+
+
+def test_a_hang_is_reported_with_where_it_hung() -> None:
+    # the harness asks a hung sync for its stacks (SIGUSR1, the CLI's faulthandler) before killing it
+    proc = subprocess.CompletedProcess(
+        [],
+        -9,
+        "",
+        'Current thread 0x00007f (most recent call first):\n  File "/x/duckdb.py", line 83 in _connect\n'
+        '  File "/x/run.py", line 240 in _export_all\n\nHUNG: killed after 120 s',
+    )
+    (problem,) = faults._check_output(proc)
+    assert problem.startswith("hung:") and "duckdb.py" in problem and "_connect" in problem
+
+
+def test_the_cli_prints_every_thread_s_stack_on_sigusr1_and_goes_on(env) -> None:
+    proc = subprocess.Popen(
+        [env.python, "-m", "syncer", "--config", str(env.config), "schedule"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env.env, "PYTHONUNBUFFERED": "1"},
+        cwd=env.folder,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "scheduler running" in proc.stdout.readline()  # started: the handler is in place
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        assert proc.poll() is None, "SIGUSR1 must not end the command"
+    finally:
+        proc.terminate()  # this one process, by its own handle
+        _, err = proc.communicate(timeout=30)
+    assert "most recent call first" in err and 'File "' in err

@@ -168,6 +168,8 @@ class Config:
     compression: str = "zstd"
     writers: int = 0  # Parquet encoder threads per big table; 0 = one per CPU core (at most 4)
     time_budget_seconds: float = 600.0
+    #: a run still going after this long is stopped (default: three time budgets)
+    watchdog_seconds: float = 1800.0
     #: export = "auto" tables with at least this many source rows go through the engine
     engine_min_rows: int = 100_000_000  # above the measured range: the engine never won up to 20M rows here
     operators: tuple[str, ...] = ()

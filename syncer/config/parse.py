@@ -37,7 +37,15 @@ _SECTIONS: dict[str, set[str]] = {
     "volume": {"root", "retain", "quarantine_group"},
     "freshness": {"sla_hours", "skip_startup_if_younger_than_hours"},
     "schedule": {"cron", "timezone", "misfire_grace_seconds"},
-    "export": {"batch_rows", "row_group_rows", "compression", "time_budget_seconds", "writers", "engine_min_rows"},
+    "export": {
+        "batch_rows",
+        "row_group_rows",
+        "compression",
+        "time_budget_seconds",
+        "watchdog_seconds",
+        "writers",
+        "engine_min_rows",
+    },
     "admin": {"operators", "allow_local_operator"},
     "retry": {"attempts", "backoff_seconds", "max_backoff_seconds"},
     "alerts": ALERTS_KEYS,
@@ -225,6 +233,8 @@ def _export(ex: dict[str, Any], where: str) -> dict[str, Any]:
             f"{where}: [export] compression = {compression!r} is not supported; choose one of: {', '.join(_COMPRESSIONS)}"
         )
     budget = positive_number(ex, "time_budget_seconds", 600.0, "[export] time_budget_seconds")
+    # past the budget a run is flagged; past the watchdog it is stopped (syncer/engine/watchdog.py)
+    watchdog = positive_number(ex, "watchdog_seconds", 3 * budget, "[export] watchdog_seconds")
     writers = ex.get("writers", "auto")
     if writers == "auto":
         writers = 0
@@ -238,6 +248,7 @@ def _export(ex: dict[str, Any], where: str) -> dict[str, Any]:
         "compression": compression,
         "writers": writers,
         "time_budget_seconds": budget,
+        "watchdog_seconds": watchdog,
         "engine_min_rows": positive_int(ex, "engine_min_rows", 100_000_000, "[export] engine_min_rows"),
     }
 

@@ -28,6 +28,9 @@ from syncer._exceptions import HistoryCorruptError, HistoryError, PublishError, 
 from syncer.alerts import after_run
 from syncer.config import Config
 from syncer.engine.outcomes import budget_check, carried_over, prune_quarantine, table_result
+from syncer.engine.preload import preload
+from syncer.engine.stops import describe_source, volume_error
+from syncer.engine.watchdog import Watchdog, timeout_error
 from syncer.export.table import TableOutcome, export_table
 from syncer.export.unchanged import confirm_unchanged, marker_for, with_marker
 from syncer.sources import open_source
@@ -74,13 +77,15 @@ def sync(
     started = clock.utcnow()
     run_id = Volume.new_snapshot_id(started)
     info = {"trigger": trigger, "user": user, "started_at": iso(started), "run_id": run_id}
-    with volume_lock(vol.lock_path, info):
+    preload(cfg)  # every import before the lock: a fault or a hang on the disk then never hits the import machinery
+    dog = Watchdog(run_id, cfg.watchdog_seconds, cfg.time_budget_seconds)
+    with volume_lock(vol.lock_path, info), timeout_error(dog), dog:
         run = _Run(cfg, vol, History(vol.db_path), run_id, started, selected, trigger, user, progress, accept_schema_change)
-        run.force = force
+        run.force, run.dog = force, dog
         try:
             return run.execute()
         except OSError as exc:  # the one choke point for what no step wrapped: what failed, where, what to do
-            raise _volume_error(exc, run) from exc
+            raise volume_error(exc, run.run_id, run.vol, run.snapshot_id) from exc
 
 
 @dataclass
@@ -115,6 +120,8 @@ class _Run:
     start_record: dict[str, Any] = field(default_factory=dict)
     #: export every requested table, even those the source confirms unchanged
     force: bool = False
+    #: stops a run past [export] watchdog_seconds; told where the run is, for its one line
+    dog: Watchdog | None = None
 
     @property
     def staging(self) -> Path:
@@ -180,7 +187,19 @@ class _Run:
             self.history_lost = True
             self._warn(f"the run history could not record run {self.run_id} ({what}); the run goes on without it: {exc}")
 
+    def _at(self, step: str, table: str = "") -> None:
+        if self.dog is not None:
+            self.dog.at(step, table)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        """The progress callback the export gets: the watchdog's check at each event, then the caller's."""
+        if self.dog is not None:
+            self.dog.check()
+        if self.progress is not None:
+            self.progress(event)
+
     def _begin(self) -> None:
+        self._at("sweep and run history")
         why = "the process running it stopped before it finished (killed or crashed)"
         self._history("how earlier runs ended", lambda: self.hist.abort_running(why, iso(clock.utcnow()), self.vol.current))
         swept = self.vol.sweep()
@@ -248,6 +267,7 @@ class _Run:
     ) -> TableOutcome:
         """Keep the previous files of a table the source confirms unchanged (unless forced), else export it."""
         table = self.cfg.table(name)
+        self._at("export", name)
         kept = None if self.force else confirm_unchanged(source, table, marker, old, prev_dir, self.staging)
         if kept is not None:
             return kept
@@ -258,7 +278,7 @@ class _Run:
             self.staging,
             old,
             accept_schema_change=self.accept_schema_change,
-            progress=self.progress,
+            progress=self._emit,
             spill_dir=self.spill,
             quarantine_dir=self.vol.quarantine / self.run_id,
         )
@@ -267,6 +287,7 @@ class _Run:
     def _check_references(self) -> dict[str, Any]:
         """Declared references, in the files about to be published (fails ``error`` ones' tables)."""
         t0 = time.perf_counter()
+        self._at("reference checks")
         prev_dir = self.vol.snapshot_dir(self.prev_id) if self.prev and self.prev_id else None
         kept = check_references(self.cfg, self.outcomes, self.staging, self.prev, prev_dir, self.spill)
         self.steps["references_s"] = time.perf_counter() - t0
@@ -300,13 +321,15 @@ class _Run:
             created_at=iso(clock.utcnow()),
             previous=self.prev_id if self.prev else None,
             run={"trigger": self.trigger, "user": self.user, "tables_requested": self.selected},
-            source=self.source_desc or _describe_source(self.cfg),
+            source=self.source_desc or describe_source(self.cfg),
             sla_hours=self.cfg.sla_hours,
             tables=entries,
             run_checks=(budget_check(self.cfg, time.perf_counter() - self.t0),),
             consistency=snapshot_cut(entries, self.moment, self.run_id),
         )
+        self._at("publish")
         self.vol.write_manifest(self.staging, manifest)
+        self._critical(True)  # a watchdog stop waits for the swap: `current` and the run's record agree
         try:
             self.vol.publish(self.run_id)
         except PublishError as exc:
@@ -314,7 +337,10 @@ class _Run:
                 raise
             # `current` moved (a step after the swap failed, e.g. its fsync): what is served is the truth
             self._warn(f"snapshot {self.run_id} is published and current, but a step after the swap failed: {exc}")
+        finally:
+            self._critical(False, published=self.vol.current_id() == self.run_id)  # checked again at retention
         self.snapshot_id = self.run_id
+        self._at("retention")
         self.steps["publish_s"] = time.perf_counter() - t_pub
         # Published: from here on nothing may turn the run into a failure; what goes wrong is a warning.
         t_ret = time.perf_counter()
@@ -327,6 +353,10 @@ class _Run:
         self.steps["retention_s"] = time.perf_counter() - t_ret
         return tuple(removed)
 
+    def _critical(self, on: bool, published: bool = False) -> None:
+        if self.dog is not None:
+            self.dog.critical, self.dog.published = on, published
+
     def _warn(self, message: str) -> None:
         # The report carries it (the CLI prints it as its one warning line); the log says it once more
         # at INFO, so a terminal at the CLI's WARNING level does not show it twice.
@@ -337,6 +367,8 @@ class _Run:
         """Nothing was published (or the swap already happened and only bookkeeping failed): either
         way ``current`` names a complete snapshot. Record it; the caller re-raises."""
         with contextlib.suppress(Exception):
+            if self.snapshot_id is None and self.vol.current_id() == self.run_id:
+                self.snapshot_id = self.run_id  # stopped just after the swap: it is served, say so
             if self.snapshot_id is None:
                 remove_tree(self.staging)
                 if self.vol.current_id() != self.run_id and self.vol.snapshot_dir(self.run_id).exists():
@@ -405,31 +437,3 @@ class _Run:
             bytes=report.bytes,
             steps=self.steps,
         )
-
-
-# --- helpers ---------------------------------------------------------------------------------------
-
-
-def _volume_error(exc: OSError, run: _Run) -> VolumeError:
-    where = exc.filename or run.vol.root
-    served = (
-        f"snapshot {run.snapshot_id} is published and current"
-        if run.snapshot_id and run.vol.current_id() == run.snapshot_id
-        else "the current snapshot is unchanged"
-    )
-    return VolumeError(
-        f"sync run {run.run_id} stopped: {os_reason(exc)} ({where}); {served}; fix the cause and sync again "
-        "(`syncer repair` sweeps what the run left in staging)"
-    )
-
-
-def _describe_source(cfg: Config) -> dict[str, Any]:
-    if cfg.source.kind == "snowflake":
-        # The Snowflake source's own description (connection method, account, database, ...; no secrets).
-        from syncer.sources.snowflake import describe_config
-
-        return describe_config(cfg.source)
-    d: dict[str, Any] = {"kind": cfg.source.kind}
-    if cfg.source.path is not None:
-        d["path"] = str(cfg.source.path)
-    return d
