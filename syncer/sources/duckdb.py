@@ -27,7 +27,7 @@ from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
-from syncer.validate.profile import CONVERTED, JSON_META, build_profile, plan_for
+from syncer.validate.profile import CONVERTED, JSON_META, ColumnPlan, build_profile, plan_for
 
 __all__ = ["DuckDBSource"]
 
@@ -62,6 +62,8 @@ class DuckDBSource(Source):
         self._raised = 0  # queries running with the raised limit (it is database-wide)
         self._lowered = True  # memory_limit is the configured one
         self._raised_lock = threading.Lock()
+        self._profile_con: Any = None  # the profiles' cursor (see _profile_cursor)
+        self._profile_lock = threading.Lock()
         if self.path is None or not self.path.exists():
             raise SourceUnavailableError(
                 f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
@@ -194,6 +196,27 @@ class DuckDBSource(Source):
                 except duckdb.OutOfMemoryException:
                     log.debug("memory_limit stays at %s until the running query ends", _PROFILE_RETRY_LIMIT)
 
+    @contextlib.contextmanager
+    def _profile_cursor(self) -> Iterator[Any]:
+        """The profiles' own connection (UTC), made once per run; a profile while another holds it
+        (they may overlap on threads) gets a cursor of its own."""
+        if not self._profile_lock.acquire(blocking=False):
+            cur = self.con.cursor()
+            try:
+                cur.execute("SET TimeZone = 'UTC'")
+                yield cur
+            finally:
+                cur.close()
+            return
+        try:
+            if self._profile_con is None:
+                cur = self.con.cursor()
+                cur.execute("SET TimeZone = 'UTC'")
+                self._profile_con = cur
+            yield self._profile_con
+        finally:
+            self._profile_lock.release()
+
     def _set_limit(self, limit: str) -> None:
         cur = self.con.cursor()
         try:
@@ -209,49 +232,26 @@ class DuckDBSource(Source):
         approx_sum: frozenset[str] | set[str] = frozenset(),
     ) -> dict[str, Any]:
         plans = [plan_for(f) for f in schema]
-        # Several narrow queries instead of one wide one: DuckDB answers plain count/min/max/sum
-        # queries from a fast scan (segment statistics prune most of the work), while one query
-        # mixing FILTER clauses and casts scans every value -- about 3x the CPU on the demo table.
-        groups: dict[str, list[tuple[str, int, str]]] = {
-            "counts": [("count(*)", -1, "rows")],
-            "minmax": [],
-            "sums": [],
-            "floats": [],
-        }
-        for i, plan in enumerate(plans):
-            c = quote_ident(plan.name)
-            groups["counts"].append((f"count({c})", i, "count"))
-            if plan.floating:
-                keep = f" FILTER (WHERE NOT isnan({c}))"
-                groups["floats"] += [(f"min({c}){keep}", i, "min"), (f"max({c}){keep}", i, "max")]
-                groups["floats"] += [(f"sum({c}){keep}", i, "sum"), (f"count(*) FILTER (WHERE isnan({c}))", i, "nans")]
-                continue
-            if plan.nanos:
-                # integer nanoseconds: DuckDB hands TIMESTAMP_NS/TIME_NS to Python cut to microseconds
-                groups["minmax"] += [(f"epoch_ns(min({c}))", i, "min"), (f"epoch_ns(max({c}))", i, "max")]
-            elif plan.minmax:
-                groups["minmax"] += [(f"min({c})", i, "min"), (f"max({c})", i, "max")]
-            if plan.total:
-                # sum of an integer column is HUGEINT in DuckDB: exact far beyond int64
-                groups["sums"].append((f"sum({c}::DOUBLE)" if plan.name in approx_sum else f"sum({c})", i, "sum"))
+        groups = _profile_groups(plans, approx_sum)
+        cond, params = _where(where)
+        # ONE query (one round trip per table), but the narrow groups kept apart as single-row
+        # subqueries of it: DuckDB answers plain count/min/max/sum from a fast scan (segment
+        # statistics prune most of the work), while one SELECT mixing FILTER clauses and casts scans
+        # every value -- about 3x the CPU on the demo table.
+        parts = [g for g in groups if g]
+        sql = "SELECT * FROM " + ", ".join(
+            f"(SELECT {', '.join(f'{e} AS p{n}_{k}' for k, (e, _, _) in enumerate(g))} FROM {relation_sql(table)}{cond}) AS p{n}"
+            for n, g in enumerate(parts)
+        )
+        with self._profile_cursor() as cur:
+            row = self._run(sql, table, con=cur, params=params * len(parts)).fetchall()[0]
         raw: list[dict[str, Any]] = [{} for _ in plans]
         rows = 0
-        cond, params = _where(where)
-        cur = self.con.cursor()
-        try:
-            cur.execute("SET TimeZone = 'UTC'")
-            for exprs in groups.values():
-                if not exprs:
-                    continue
-                sql = f"SELECT {', '.join(e for e, _, _ in exprs)} FROM {relation_sql(table)}{cond}"
-                row = self._run(sql, table, con=cur, params=params).fetchall()[0]
-                for (_, i, stat), value in zip(exprs, row, strict=True):
-                    if i < 0:
-                        rows = value
-                    else:
-                        raw[i][stat] = value
-        finally:
-            cur.close()
+        for (_, i, stat), value in zip((x for g in parts for x in g), row, strict=True):
+            if i < 0:
+                rows = value
+            else:
+                raw[i][stat] = value
         for st in raw:
             st["nulls"] = rows - st.pop("count")
         return build_profile(rows, plans, raw)
@@ -364,6 +364,8 @@ class DuckDBSource(Source):
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):
+            if self._profile_con is not None:
+                self._profile_con.close()
             self.con.close()
 
     def _run(
@@ -411,6 +413,32 @@ def _file_identity(path: Any) -> str | None:
         return None
     st = os.stat(path)
     return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def _profile_groups(plans: list[ColumnPlan], approx_sum: frozenset[str] | set[str]) -> list[list[tuple[str, int, str]]]:
+    """The profile's aggregates as (SQL, column index or -1 for the row count, statistic), in groups
+    DuckDB answers fast on their own: counts, plain min/max, sums, NaN-aware float statistics."""
+    counts: list[tuple[str, int, str]] = [("count(*)", -1, "rows")]
+    minmax: list[tuple[str, int, str]] = []
+    sums: list[tuple[str, int, str]] = []
+    floats: list[tuple[str, int, str]] = []
+    for i, plan in enumerate(plans):
+        c = quote_ident(plan.name)
+        counts.append((f"count({c})", i, "count"))
+        if plan.floating:
+            keep = f" FILTER (WHERE NOT isnan({c}))"
+            floats += [(f"min({c}){keep}", i, "min"), (f"max({c}){keep}", i, "max")]
+            floats += [(f"sum({c}){keep}", i, "sum"), (f"count(*) FILTER (WHERE isnan({c}))", i, "nans")]
+            continue
+        if plan.nanos:
+            # integer nanoseconds: DuckDB hands TIMESTAMP_NS/TIME_NS to Python cut to microseconds
+            minmax += [(f"epoch_ns(min({c}))", i, "min"), (f"epoch_ns(max({c}))", i, "max")]
+        elif plan.minmax:
+            minmax += [(f"min({c})", i, "min"), (f"max({c})", i, "max")]
+        if plan.total:
+            # sum of an integer column is HUGEINT in DuckDB: exact far beyond int64
+            sums.append((f"sum({c}::DOUBLE)" if plan.name in approx_sum else f"sum({c})", i, "sum"))
+    return [counts, minmax, sums, floats]
 
 
 def _where(where: RowFilter | None) -> tuple[str, list[Any]]:
