@@ -16,11 +16,13 @@ unquoted empty field and unquoted ``\\N`` as NULL, and neither occurs as a value
 from __future__ import annotations
 
 import base64
+import decimal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from syncer.formats.base import Format, TableWriter, conform, decimal_array, selected
@@ -47,11 +49,18 @@ DIALECT: dict[str, Any] = {
 
 
 class CsvTableWriter(StreamTableWriter):
-    """CSV text; binary columns base64, decimal columns plain-digit text (CSV holds text only)."""
+    """CSV text; binary columns base64, decimal columns plain-digit text (CSV holds text only).
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    Both are spelled by DuckDB on the Arrow batch (``CAST(d AS VARCHAR)``, ``to_base64(b)``: one
+    vectorised projection per batch, the same text as the row-wise spelling ``vectorised=False``
+    keeps); a column DuckDB cannot take (a decimal past 38 digits, a negative scale) is spelled
+    row-wise. pyarrow's CSV writer writes the rest."""
+
+    def __init__(self, path: Path, schema: pa.Schema, *, vectorised: bool = True) -> None:
         super().__init__(path, schema)
         self._text = [i for i, f in enumerate(schema) if _as_text(f.type)]
+        self._sql = [_text_sql(schema[i]) if vectorised else None for i in self._text]
+        self._con: Any = None  # the private DuckDB, made at the first batch that needs it
         text_schema = _csv_schema(schema)
         options = pcsv.WriteOptions(quoting_style="needed", null_string=NULL, include_header=True)
         # The header is written when the writer is made: an empty table is still a header line.
@@ -61,13 +70,69 @@ class CsvTableWriter(StreamTableWriter):
     def _write(self, batch: pa.RecordBatch) -> None:
         if self._text:
             cols = list(batch.columns)
+            fast = [(i, sql) for i, sql in zip(self._text, self._sql, strict=True) if sql is not None and _fits(cols[i])]
+            if fast:
+                for (i, _), text in zip(fast, self._spelled(batch, fast), strict=True):
+                    cols[i] = text
+            spelled = {i for i, _ in fast}
             for i in self._text:
-                cols[i] = pa.array([_text(v) for v in cols[i].to_pylist()], pa.string())
+                if i not in spelled:
+                    cols[i] = pa.array([_text(v) for v in cols[i].to_pylist()], pa.string())
             batch = pa.RecordBatch.from_arrays(cols, schema=self._text_schema)
         self._writer.write_batch(batch)
 
+    def _spelled(self, batch: pa.RecordBatch, fast: list[tuple[int, str]]) -> list[pa.Array]:
+        """The text of the ``fast`` columns, spelled by DuckDB in one projection of the batch."""
+        import duckdb  # the engine's extra; the reader never needs it
+
+        if self._con is None:
+            self._con = duckdb.connect(config={"threads": 1})
+        part = pa.RecordBatch.from_arrays([batch.column(i) for i, _ in fast], names=[f"c{k}" for k in range(len(fast))])
+        sql = ", ".join(f"{expr.format(f'c{k}')} AS c{k}" for k, (_, expr) in enumerate(fast))
+        try:
+            table = self._con.from_arrow(part).project(sql).to_arrow_table()
+        except duckdb.Error:
+            # not expected (_fits guards what DuckDB cannot hold); row-wise then, on a new DuckDB
+            # next time (an internal error invalidates the database)
+            self._close_con()
+            return [pa.array([_text(v) for v in batch.column(i).to_pylist()], pa.string()) for i, _ in fast]
+        return [col.combine_chunks().cast(pa.string()) if len(col) else pa.array([], pa.string()) for col in table.columns]
+
     def _finish(self) -> None:
         self._writer.close()
+        self._close_con()
+
+    def abort(self) -> None:
+        super().abort()
+        self._close_con()
+
+    def _close_con(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def _text_sql(field: pa.Field) -> str | None:
+    """DuckDB's spelling of a text column (``{}`` the column), or None where it has none exact:
+    ``CAST(decimal AS VARCHAR)`` is plain digits at the column's scale, ``to_base64`` is RFC 4648
+    with padding, as Python's ``format(d, "f")`` and ``base64.b64encode``."""
+    t = field.type
+    if pa.types.is_decimal128(t) and 0 <= t.scale < t.precision <= 38:  # p == s: DuckDB drops the "0" of "0.1"
+        return "CAST({} AS VARCHAR)"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "to_base64({})"
+    return None
+
+
+def _fits(arr: pa.Array) -> bool:
+    """Whether DuckDB can take a decimal column's values (Arrow lets a decimal128(38, 0) hold any
+    HUGEINT, beyond 38 digits; DuckDB's DECIMAL(38) cannot): binary always."""
+    t = arr.type
+    if not pa.types.is_decimal(t) or arr.null_count == len(arr):
+        return True
+    mm = pc.min_max(arr)
+    bound = decimal.Decimal(10**t.precision - 1).scaleb(-t.scale)
+    return bool(-bound <= mm["min"].as_py() and mm["max"].as_py() <= bound)
 
 
 def _text(v: Any) -> str | None:
