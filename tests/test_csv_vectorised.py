@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from syncer.formats.csv import CsvTableWriter, _text_sql
+from syncer.formats.csv import ARROW, CsvTableWriter, _fits, _spelling
 from syncer.sources.duckdb import DuckDBSource
 from tests.catalogue import CATALOGUE, build_catalogue
 
@@ -105,16 +105,28 @@ def test_an_all_null_and_an_empty_batch_are_written_the_same(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("t", "vectorised"),
+    ("t", "how"),
     [
-        pytest.param(pa.decimal128(12, 2), True, id="decimal128"),
-        pytest.param(pa.decimal128(38, 37), True, id="decimal128-38-37"),
-        pytest.param(pa.decimal128(5, 5), False, id="precision-equals-scale"),  # DuckDB would drop the 0 of 0.1
-        pytest.param(pa.decimal256(40, 2), False, id="decimal256"),
-        pytest.param(pa.binary(), True, id="binary"),
-        pytest.param(pa.large_binary(), True, id="large_binary"),
-        pytest.param(pa.binary(4), False, id="fixed_size_binary"),
+        pytest.param(pa.decimal128(12, 2), ARROW, id="decimal128-scale-2"),
+        pytest.param(pa.decimal128(6, 6), ARROW, id="decimal128-6-6"),
+        pytest.param(pa.decimal256(60, 5), ARROW, id="decimal256-scale-5"),
+        pytest.param(pa.decimal128(38, 37), "duckdb", id="decimal128-38-37"),
+        pytest.param(pa.decimal128(9, 9), None, id="precision-equals-scale-past-6"),  # DuckDB: ".1" for 0.1
+        pytest.param(pa.decimal256(60, 7), None, id="decimal256-scale-7"),
+        pytest.param(pa.binary(), "duckdb", id="binary"),
+        pytest.param(pa.large_binary(), "duckdb", id="large_binary"),
+        pytest.param(pa.binary(4), None, id="fixed_size_binary"),
     ],
 )
-def test_which_columns_duckdb_spells(t: pa.DataType, vectorised: bool) -> None:
-    assert (_text_sql(pa.field("v", t)) is not None) is vectorised
+def test_which_columns_arrow_or_duckdb_spell(t: pa.DataType, how: str | None) -> None:
+    got = _spelling(pa.field("v", t))
+    assert (got if got in (ARROW, None) else "duckdb") == how
+
+
+def test_a_hugeint_past_38_digits_does_not_go_to_duckdb() -> None:
+    t = pa.decimal128(38, 10)
+    assert _fits(pa.array([D(10**38 - 1).scaleb(-10, decimal.Context(prec=100))], t))
+    wide = pa.array([D(10**38).scaleb(-10, decimal.Context(prec=100))], pa.decimal256(39, 10))
+    past = wide.cast(t, safe=False)  # 39 digits in decimal128(38, 10): what a HUGEINT column can hold
+    assert past.cast(wide.type).equals(wide)
+    assert not _fits(past)

@@ -51,15 +51,16 @@ DIALECT: dict[str, Any] = {
 class CsvTableWriter(StreamTableWriter):
     """CSV text; binary columns base64, decimal columns plain-digit text (CSV holds text only).
 
-    Both are spelled by DuckDB on the Arrow batch (``CAST(d AS VARCHAR)``, ``to_base64(b)``: one
-    vectorised projection per batch, the same text as the row-wise spelling ``vectorised=False``
-    keeps); a column DuckDB cannot take (a decimal past 38 digits, a negative scale) is spelled
-    row-wise. pyarrow's CSV writer writes the rest."""
+    Both are spelled vectorised, the same text as the row-wise spelling (``vectorised=False``)
+    gives: decimals of scale 0 to 6 by Arrow's cast, other decimals and binary by DuckDB on the
+    Arrow batch (``CAST(d AS VARCHAR)``, ``to_base64(b)``: one projection per batch); a column
+    neither spells exactly (a scale past 6 in decimal256, a negative scale) is spelled row-wise.
+    pyarrow's CSV writer writes the rest."""
 
     def __init__(self, path: Path, schema: pa.Schema, *, vectorised: bool = True) -> None:
         super().__init__(path, schema)
         self._text = [i for i, f in enumerate(schema) if _as_text(f.type)]
-        self._sql = [_text_sql(schema[i]) if vectorised else None for i in self._text]
+        self._how = [_spelling(schema[i]) if vectorised else None for i in self._text]
         self._con: Any = None  # the private DuckDB, made at the first batch that needs it
         text_schema = _csv_schema(schema)
         options = pcsv.WriteOptions(quoting_style="needed", null_string=NULL, include_header=True)
@@ -70,13 +71,15 @@ class CsvTableWriter(StreamTableWriter):
     def _write(self, batch: pa.RecordBatch) -> None:
         if self._text:
             cols = list(batch.columns)
-            fast = [(i, sql) for i, sql in zip(self._text, self._sql, strict=True) if sql is not None and _fits(cols[i])]
+            fast = [(i, h) for i, h in zip(self._text, self._how, strict=True) if h not in (None, ARROW) and _fits(cols[i])]
             if fast:
                 for (i, _), text in zip(fast, self._spelled(batch, fast), strict=True):
                     cols[i] = text
             spelled = {i for i, _ in fast}
-            for i in self._text:
-                if i not in spelled:
+            for i, how in zip(self._text, self._how, strict=True):
+                if how == ARROW:
+                    cols[i] = pc.cast(cols[i], pa.string())
+                elif i not in spelled:
                     cols[i] = pa.array([_text(v) for v in cols[i].to_pylist()], pa.string())
             batch = pa.RecordBatch.from_arrays(cols, schema=self._text_schema)
         self._writer.write_batch(batch)
@@ -112,12 +115,21 @@ class CsvTableWriter(StreamTableWriter):
             self._con = None
 
 
-def _text_sql(field: pa.Field) -> str | None:
-    """DuckDB's spelling of a text column (``{}`` the column), or None where it has none exact:
-    ``CAST(decimal AS VARCHAR)`` is plain digits at the column's scale, ``to_base64`` is RFC 4648
-    with padding, as Python's ``format(d, "f")`` and ``base64.b64encode``."""
+#: a column Arrow's own cast spells exactly (see :func:`_spelling`)
+ARROW = "arrow"
+_EXACT = decimal.Context(prec=100)
+
+
+def _spelling(field: pa.Field) -> str | None:
+    """How a text column is spelled vectorised: :data:`ARROW`, DuckDB SQL (``{}`` the column), or
+    None (row-wise). Arrow's cast writes a decimal in plain digits while its adjusted exponent is
+    -6 or more, always true at a scale of 6 or less; DuckDB's ``CAST(d AS VARCHAR)`` always, save
+    for precision = scale (it drops the "0" of "0.1"); ``to_base64`` is RFC 4648 with padding, as
+    Python's ``format(d, "f")`` and ``base64.b64encode``."""
     t = field.type
-    if pa.types.is_decimal128(t) and 0 <= t.scale < t.precision <= 38:  # p == s: DuckDB drops the "0" of "0.1"
+    if pa.types.is_decimal(t) and 0 <= t.scale <= 6:
+        return ARROW
+    if pa.types.is_decimal128(t) and 0 <= t.scale < t.precision <= 38:
         return "CAST({} AS VARCHAR)"
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return "to_base64({})"
@@ -125,14 +137,14 @@ def _text_sql(field: pa.Field) -> str | None:
 
 
 def _fits(arr: pa.Array) -> bool:
-    """Whether DuckDB can take a decimal column's values (Arrow lets a decimal128(38, 0) hold any
+    """Whether DuckDB can take a decimal column's values (Arrow lets a decimal128(38, s) hold any
     HUGEINT, beyond 38 digits; DuckDB's DECIMAL(38) cannot): binary always."""
     t = arr.type
     if not pa.types.is_decimal(t) or arr.null_count == len(arr):
         return True
     mm = pc.min_max(arr)
-    bound = decimal.Decimal(10**t.precision - 1).scaleb(-t.scale)
-    return bool(-bound <= mm["min"].as_py() and mm["max"].as_py() <= bound)
+    bound = decimal.Decimal(10**t.precision - 1).scaleb(-t.scale, _EXACT)
+    return bool(_EXACT.minus(bound) <= mm["min"].as_py() and mm["max"].as_py() <= bound)
 
 
 def _text(v: Any) -> str | None:
