@@ -102,3 +102,31 @@ def test_the_duckdb_source_profiles_a_table_in_one_query(tmp_path: Path) -> None
         source.close()
     assert len(queries) == 1, queries
     assert prof["rows"] == 50 and prof["columns"]["amount"]["max"] == "24.5" and prof["columns"]["note"]["nulls"] == 0
+
+
+def test_the_change_markers_of_every_table_cost_two_queries_per_run(tmp_path: Path) -> None:
+    cfg = syncer.load_config(_warehouse(tmp_path / "w", 3))
+    con = duckdb.connect(str(cfg.source.path))
+    con.execute("CREATE SCHEMA other")
+    con.execute("CREATE TABLE other.t0 AS SELECT 1 AS id")
+    con.execute("CREATE VIEW v0 AS SELECT * FROM t0")
+    con.close()
+    from syncer.sources import open_source
+
+    source = open_source(cfg.source)
+    queries: list[str] = []
+    real = source._run
+
+    def counted(sql: str, *args: object, **kw: object) -> object:
+        queries.append(sql)
+        return real(sql, *args, **kw)  # type: ignore[arg-type]
+
+    source._run = counted  # type: ignore[method-assign]
+    try:
+        names = ["t0", "T1", "main.t2", "w.main.t0", "other.t0", "v0", "nope", "other.t1", "x.main.t0"]
+        markers = {n: source.change_marker(TableConfig(name="x", source=n)) for n in names}
+    finally:
+        source.close()
+    assert len(queries) == 2, queries
+    tables = {n for n, m in markers.items() if m is not None}
+    assert tables == {"t0", "T1", "main.t2", "w.main.t0", "other.t0"}, markers  # not a view, not a missing table

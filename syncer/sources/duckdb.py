@@ -63,6 +63,7 @@ class DuckDBSource(Source):
         self._lowered = True  # memory_limit is the configured one
         self._raised_lock = threading.Lock()
         self._profile_con: Any = None  # the profiles' cursor (see _profile_cursor)
+        self._catalog: dict[str, list[str]] | None = None  # "catalog.schema.table" -> types (change_marker)
         self._profile_lock = threading.Lock()
         if self.path is None or not self.path.exists():
             raise SourceUnavailableError(
@@ -120,15 +121,17 @@ class DuckDBSource(Source):
         file, not the table. None for a query, a view, or a file with a WAL beside it."""
         if table.query is not None or self._file_marker is None or table.source is None:
             return None
-        parts = table.source.split(".")
-        sql = (
-            "SELECT table_type FROM information_schema.tables WHERE lower(table_name) = lower(?) "
-            "AND lower(table_schema) = lower(coalesce(?, current_schema())) "
-            "AND lower(table_catalog) = lower(coalesce(?, current_database()))"
-        )
-        params = [parts[-1], parts[-2] if len(parts) > 1 else None, parts[-3] if len(parts) > 2 else None]
-        rows = self._run(sql, table, params=params).fetchall()
-        return self._file_marker if [r[0] for r in rows] == ["BASE TABLE"] else None
+        if self._catalog is None:
+            # the whole catalogue once per run, not one query per table: it cannot change while
+            # the file is open read-only
+            here = self._run("SELECT lower(current_schema()), lower(current_database())", table).fetchall()[0]
+            sql = "SELECT lower(table_name), lower(table_schema), lower(table_catalog), table_type FROM information_schema.tables"
+            self._catalog = {"": list(here)}
+            for name, schema, catalog, kind in self._run(sql, table).fetchall():
+                self._catalog.setdefault(f"{catalog}.{schema}.{name}", []).append(kind)
+        parts = [p.lower() for p in table.source.split(".")]
+        key = ".".join((parts[-3:-2] or [self._catalog[""][1]]) + (parts[-2:-1] or [self._catalog[""][0]]) + parts[-1:])
+        return self._file_marker if self._catalog.get(key) == ["BASE TABLE"] else None
 
     def schema(self, table: TableConfig) -> pa.Schema:
         try:
@@ -198,8 +201,7 @@ class DuckDBSource(Source):
 
     @contextlib.contextmanager
     def _profile_cursor(self) -> Iterator[Any]:
-        """The profiles' own connection (UTC), made once per run; a profile while another holds it
-        (they may overlap on threads) gets a cursor of its own."""
+        """The profiles' own connection (UTC), made once per run (one overlapping it: a cursor of its own)."""
         if not self._profile_lock.acquire(blocking=False):
             cur = self.con.cursor()
             try:
