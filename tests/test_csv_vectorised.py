@@ -130,3 +130,66 @@ def test_a_hugeint_past_38_digits_does_not_go_to_duckdb() -> None:
     past = wide.cast(t, safe=False)  # 39 digits in decimal128(38, 10): what a HUGEINT column can hold
     assert past.cast(wide.type).equals(wide)
     assert not _fits(past)
+
+
+def _plain_columns(rng: random.Random, n: int) -> dict[str, pa.Array]:
+    floats = [0.0, -0.0, 1.5, -2.25e-300, 5e-324, 1e300, 0.1, 1 / 3, float("nan"), float("inf"), float("-inf"), 123456789.0]
+    texts = ['a"b', "x,y", "", "line\nbreak", "cr\r\nlf", "ünï©ødé", '"', "\\N", "NULL", " lead", "trail "]
+    micros = [rng.randint(-(2**50), 2**50) for _ in range(n)]
+
+    def maybe(values: list[Any]) -> list[Any]:
+        return [None if rng.random() < 0.1 else v for v in values]
+
+    cols: dict[str, pa.Array] = {
+        "i64": pa.array(maybe([rng.randint(-(2**63), 2**63 - 1) for _ in range(n)]), pa.int64()),
+        "u64": pa.array(maybe([rng.randint(0, 2**64 - 1) for _ in range(n)]), pa.uint64()),
+        "i8": pa.array(maybe([rng.randint(-128, 127) for _ in range(n)]), pa.int8()),
+        "f64": pa.array(maybe([rng.choice(floats) * rng.choice([1, -1, 7.1]) for _ in range(n)]), pa.float64()),
+        "f32": pa.array(maybe([rng.choice(floats) for _ in range(n)]), pa.float32()),
+        "flag": pa.array(maybe([rng.random() < 0.5 for _ in range(n)]), pa.bool_()),
+        "day": pa.array(maybe([rng.randint(-700000, 2900000) for _ in range(n)]), pa.int32()).cast(pa.date32()),
+        "t_us": pa.array(maybe([m % 86_400_000_000 for m in micros]), pa.int64()).cast(pa.time64("us")),
+        "t_ms": pa.array(maybe([m % 86_400_000 for m in micros]), pa.int32()).cast(pa.time32("ms")),
+        'quote"d, name': pa.array(maybe([rng.choice(texts) for _ in range(n)]), pa.string()),
+        "big_text": pa.array(maybe([rng.choice(texts) * rng.randint(0, 3) for _ in range(n)]), pa.large_string()),
+    }
+    # instants from year 1 to 9999 (what the sources hand over; nanoseconds: what int64 holds)
+    span = {"s": (-62135596800, 253402300799), "ms": (-62135596800000, 253402300799999)}
+    span |= {"us": (span["ms"][0] * 1000, span["ms"][1] * 1000), "ns": (-(2**63) + 1, 2**63 - 1)}
+    for unit, (lo, hi) in span.items():
+        values = maybe([rng.randint(lo, hi) if rng.random() < 0.5 else rng.randint(-(10**9), 10**9) for _ in range(n)])
+        for tz in (None, "UTC"):
+            cols[f"ts_{unit}_{tz}"] = pa.array(values, pa.int64()).cast(pa.timestamp(unit, tz))
+    return cols
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_generated_batches_of_every_plain_type_are_written_the_same(seed: int, tmp_path: Path) -> None:
+    from syncer.formats.csv_lines import supported
+
+    rng = random.Random(seed)
+    cols = _plain_columns(rng, 500)
+    cols["amount"] = pa.array(_decimals(rng, 12, 2, 500), pa.decimal128(12, 2))  # spelled, then quoted
+    table = pa.table(cols)
+    assert supported(pa.schema([f.with_type(pa.string()) if f.name == "amount" else f for f in table.schema]))
+    batches = table.slice(0, 1).to_batches() + table.slice(1, 0).to_batches() + table.slice(1).to_batches(max_chunksize=211)
+    assert_same_bytes(batches, table.schema, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "t",
+    [
+        pytest.param(pa.timestamp("us", "America/New_York"), id="zone"),
+        pytest.param(pa.timestamp("ms", "+02:00"), id="offset"),
+        pytest.param(pa.duration("s"), id="duration"),
+        pytest.param(pa.null(), id="null"),
+    ],
+)
+def test_a_schema_the_lines_do_not_cover_goes_to_pyarrow_whole_and_writes_the_same(t: pa.DataType, tmp_path: Path) -> None:
+    from syncer.formats.csv_lines import supported
+
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("v", t)])
+    assert not supported(schema)
+    values = pa.array([None, None, None], pa.null()) if t == pa.null() else pa.array([0, None, 1_600_000_000], pa.int64()).cast(t)
+    batch = pa.record_batch([pa.array([1, 2, 3]), values], schema=schema)
+    assert_same_bytes([batch], schema, tmp_path)
