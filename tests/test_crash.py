@@ -275,7 +275,7 @@ KILL_POINTS = [
     pytest.param(TEMP_LINK, "previous", "temp-link", id="temporary-link-made-before-rename"),
     pytest.param("Volume.retention = die", "new", "nothing", id="swapped-before-retention"),
     pytest.param(MID_RETENTION, "new", "trash", id="mid-retention"),
-    pytest.param("_history.History.finish_run = die", "new", "running", id="before-history-finish"),
+    pytest.param("_history.History.record_outcome = die", "new", "running", id="before-history-outcome"),
 ]
 
 

@@ -402,3 +402,59 @@ def test_a_sync_whose_every_history_write_fails_is_published_and_recorded_by_the
     runs = {r["id"]: r for r in History(Volume(cfg.root).db_path).runs()}
     assert runs[served]["status"] == "ok" and runs[served]["snapshot_id"] == served
     assert not [r for r in runs.values() if r["status"] == "running"]
+
+
+# --- a run's writes: one connection for its start, one transaction for its outcome (issue 14) ------------
+
+
+def _outcome_tables(bad_second: bool) -> list[tuple[dict, list[dict]]]:
+    detail: object = {"not": "bindable"} if bad_second else "5"  # sqlite3 cannot bind a dict: a real error
+    return [
+        ({"table": "a", "status": "fresh", "rows": 5}, [{"name": "row_count", "ok": True, "detail": "5"}]),
+        ({"table": "b", "status": "fresh", "rows": 7}, [{"name": "row_count", "ok": True, "detail": detail}]),
+    ]
+
+
+def test_the_outcome_is_recorded_in_one_transaction(history):
+    run = _run("20260101T000000Z-0000")
+    history.record_outcome(run, _outcome_tables(False), [{"name": "time_budget", "ok": True}], status="ok", rows=12)
+    assert history.last_run()["status"] == "ok" and history.last_run()["rows"] == 12
+    assert sorted(t["table_name"] for t in history.table_results(run["id"])) == ["a", "b"]
+    assert {c["name"] for c in history.checks(run["id"])} == {"row_count", "time_budget"}
+
+
+def test_an_outcome_that_fails_halfway_leaves_nothing_of_it_and_the_run_running(history):
+    run = _run("20260101T000000Z-0000")
+    with pytest.raises(syncer.HistoryError, match="cannot be written"):
+        history.record_outcome(run, _outcome_tables(True), [], status="ok")
+    assert history.last_run()["status"] == "running"  # the start's row is still the truth
+    assert history.table_results(run["id"]) == []  # not table a alone
+    history.record_outcome(run, _outcome_tables(False), [], status="ok")  # the same History writes again
+    assert history.last_run()["status"] == "ok"
+
+
+def test_an_outcome_adds_the_run_row_when_its_start_never_landed(tmp_path):
+    history = History(tmp_path / "syncer.db")
+    history.record_outcome(_run("20260101T000000Z-0000"), [], [], status="failed", error="boom")
+    assert [(r["status"], r["error"]) for r in history.runs()] == [("failed", "boom")]
+
+
+def test_writes_inside_held_share_one_connection_and_it_closes_at_the_end(history):
+    wal = history.path.with_name(history.path.name + "-wal")
+    history.event("rollback", iso(utcnow()))
+    assert not wal.exists()  # a connection's close checkpoints the WAL and removes it
+    with history.held():
+        history.start_run(_run("20260101T000001Z-0001"))
+        assert wal.exists()  # still open: no checkpoint, no close, no new open for the next write
+        history.event("manual_sync", iso(utcnow()), run_id="20260101T000001Z-0001")
+        assert wal.exists()
+        assert len(history.runs()) == 2 and len(history.events()) == 2  # readers see the commits
+    assert not wal.exists()
+
+
+def test_a_failed_write_inside_held_drops_the_connection_and_the_next_write_opens_anew(history):
+    with history.held():
+        with pytest.raises(syncer.HistoryError):
+            history.record_checks("r", None, [{"name": "x", "ok": True, "detail": {"not": "bindable"}}])
+        history.event("rollback", iso(utcnow()))
+    assert [e["kind"] for e in history.events()] == ["rollback"]

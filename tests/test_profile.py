@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -340,3 +341,26 @@ def test_compare_reports_a_decimal_change_in_the_38th_digit():
         f"d.{stat}: source '9999999999999999999999999999.9999999998' vs written '9999999999999999999999999999.9999999999'"
         for stat in ("max", "min", "sum")
     ]
+
+
+@pytest.mark.parametrize(
+    ("precision", "scale", "rows"),
+    [
+        pytest.param(21, 1, 5000, id="decimal128-sum-fits-38-digits"),
+        pytest.param(34, 0, 9999, id="38-digits-exactly"),
+        pytest.param(35, 0, 10000, id="past-38-digits-in-decimal256"),
+        pytest.param(38, 2, 3, id="precision-38"),
+    ],
+)
+def test_a_decimal_sum_is_exact_at_the_edge_of_38_digits(precision: int, scale: int, rows: int) -> None:
+    # the largest values of the type: n of them need p + len(str(n)) digits; past 38 the sum is
+    # taken in decimal256, below it in decimal128 (which would wrap silently past 38 digits)
+    exact = decimal.Context(prec=100)  # the default context rounds to 28 digits
+    top = Decimal(10**precision - 1).scaleb(-scale, exact)
+    t = pa.decimal128(precision, scale)
+    schema = pa.schema([pa.field("d", t)])
+    acc = ProfileAccumulator(schema)
+    for sign in (1, -1):
+        acc.update(pa.RecordBatch.from_pydict({"d": pa.array([exact.multiply(sign, top)] * rows, t)}, schema=schema))
+    acc.update(pa.RecordBatch.from_pydict({"d": pa.array([top] * rows + [None], t)}, schema=schema))
+    assert acc.result()["columns"]["d"]["sum"] == canonical(exact.multiply(top, rows))

@@ -200,6 +200,10 @@ class _Run:
 
     def _begin(self) -> None:
         self._at("sweep and run history")
+        with self.hist.held():  # the start's writes on one history connection
+            self._begin_recorded()
+
+    def _begin_recorded(self) -> None:
         why = "the process running it stopped before it finished (killed or crashed)"
         self._history("how earlier runs ended", lambda: self.hist.abort_running(why, iso(clock.utcnow()), self.vol.current))
         swept = self.vol.sweep()
@@ -422,12 +426,11 @@ class _Run:
     def _record(self, report: RunReport, results: list[TableResult]) -> None:
         if self.history_writes_off:
             return
-        self.hist.start_run(self.start_record, exists_ok=True)  # the start may not have made it
-        for tr in results:
-            self.hist.record_table(self.run_id, tr.to_json(), [c.to_json() for c in tr.checks])
-        self.hist.record_checks(self.run_id, None, [report.budget.to_json()] if report.budget else [])
-        self.hist.finish_run(
-            self.run_id,
+        # One transaction: the run's row (if its start did not make it), every table, the final status.
+        self.hist.record_outcome(
+            self.start_record,
+            [(tr.to_json(), [c.to_json() for c in tr.checks]) for tr in results],
+            [report.budget.to_json()] if report.budget else [],
             status=report.status,
             error=report.error,
             finished_at=iso(clock.utcnow()),

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from syncer._stage import Pipeline, Stage
 from syncer.formats.base import READ_BATCH, Format, TableWriter, WrittenFile, WrittenPart, conform, selected
-from syncer.formats.files import fsync, parts_digest
+from syncer.formats.files import parts_digest
 
 __all__ = ["ParquetFormat", "ParquetTableWriter", "dictionary_columns", "parquet_files", "parquet_options", "parquet_type"]
 
@@ -145,8 +145,7 @@ class ParquetTableWriter(TableWriter):
         return size
 
     def _seal(self, part: int) -> WrittenPart:
-        self._writer(part).close()
-        fsync(self._fd(part))  # durable (data and size) before anything points at it
+        self._writer(part).close()  # durable at publish: the snapshot's one fsync plan (fsync_tree)
         size = self._follow(part)
         return WrittenPart(self.files[part].name, self._part_rows[part], size, self._hashes[part].hexdigest())
 

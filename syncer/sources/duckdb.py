@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from syncer._exceptions import (
 )
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
+from syncer.sources.duckdb_sql import UNLOADABLE, file_identity, profile_groups, where_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import CONVERTED, JSON_META, build_profile, plan_for
@@ -62,6 +62,9 @@ class DuckDBSource(Source):
         self._raised = 0  # queries running with the raised limit (it is database-wide)
         self._lowered = True  # memory_limit is the configured one
         self._raised_lock = threading.Lock()
+        self._profile_con: Any = None  # the profiles' cursor (see _profile_cursor)
+        self._catalog: dict[str, list[str]] | None = None  # "catalog.schema.table" -> types (change_marker)
+        self._profile_lock = threading.Lock()
         if self.path is None or not self.path.exists():
             raise SourceUnavailableError(
                 f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
@@ -69,7 +72,7 @@ class DuckDBSource(Source):
         self.con = self._connect(cfg)
         # From here until close no writer can open the file: this is the moment every table is read at.
         self.run_moment = clock.utcnow()
-        self._file_marker = _file_identity(self.path)
+        self._file_marker = file_identity(self.path)
 
     def _connect(self, cfg: SourceConfig) -> Any:
         """The run's read-only connection. A writer process holding the file (DuckDB's lock) is
@@ -118,15 +121,17 @@ class DuckDBSource(Source):
         file, not the table. None for a query, a view, or a file with a WAL beside it."""
         if table.query is not None or self._file_marker is None or table.source is None:
             return None
-        parts = table.source.split(".")
-        sql = (
-            "SELECT table_type FROM information_schema.tables WHERE lower(table_name) = lower(?) "
-            "AND lower(table_schema) = lower(coalesce(?, current_schema())) "
-            "AND lower(table_catalog) = lower(coalesce(?, current_database()))"
-        )
-        params = [parts[-1], parts[-2] if len(parts) > 1 else None, parts[-3] if len(parts) > 2 else None]
-        rows = self._run(sql, table, params=params).fetchall()
-        return self._file_marker if [r[0] for r in rows] == ["BASE TABLE"] else None
+        if self._catalog is None:
+            # the whole catalogue once per run, not one query per table: it cannot change while
+            # the file is open read-only
+            here = self._run("SELECT lower(current_schema()), lower(current_database())", table).fetchall()[0]
+            sql = "SELECT lower(table_name), lower(table_schema), lower(table_catalog), table_type FROM information_schema.tables"
+            self._catalog = {"": list(here)}
+            for name, schema, catalog, kind in self._run(sql, table).fetchall():
+                self._catalog.setdefault(f"{catalog}.{schema}.{name}", []).append(kind)
+        parts = [p.lower() for p in table.source.split(".")]
+        key = ".".join((parts[-3:-2] or [self._catalog[""][1]]) + (parts[-2:-1] or [self._catalog[""][0]]) + parts[-1:])
+        return self._file_marker if self._catalog.get(key) == ["BASE TABLE"] else None
 
     def schema(self, table: TableConfig) -> pa.Schema:
         try:
@@ -147,7 +152,7 @@ class DuckDBSource(Source):
         return pa.schema(fields)
 
     def count(self, table: TableConfig, where: RowFilter | None = None) -> int:
-        cond, params = _where(where)
+        cond, params = where_sql(where)
         # fetchall, not fetchone: DuckDB 2.0 refuses the next query on a connection with an unread result.
         return int(self._run(f"SELECT count(*) FROM {relation_sql(table)}{cond}", table, params=params).fetchall()[0][0])
 
@@ -194,6 +199,26 @@ class DuckDBSource(Source):
                 except duckdb.OutOfMemoryException:
                     log.debug("memory_limit stays at %s until the running query ends", _PROFILE_RETRY_LIMIT)
 
+    @contextlib.contextmanager
+    def _profile_cursor(self) -> Iterator[Any]:
+        """The profiles' own connection (UTC), made once per run (one overlapping it: a cursor of its own)."""
+        if not self._profile_lock.acquire(blocking=False):
+            cur = self.con.cursor()
+            try:
+                cur.execute("SET TimeZone = 'UTC'")
+                yield cur
+            finally:
+                cur.close()
+            return
+        try:
+            if self._profile_con is None:
+                cur = self.con.cursor()
+                cur.execute("SET TimeZone = 'UTC'")
+                self._profile_con = cur
+            yield self._profile_con
+        finally:
+            self._profile_lock.release()
+
     def _set_limit(self, limit: str) -> None:
         cur = self.con.cursor()
         try:
@@ -209,49 +234,26 @@ class DuckDBSource(Source):
         approx_sum: frozenset[str] | set[str] = frozenset(),
     ) -> dict[str, Any]:
         plans = [plan_for(f) for f in schema]
-        # Several narrow queries instead of one wide one: DuckDB answers plain count/min/max/sum
-        # queries from a fast scan (segment statistics prune most of the work), while one query
-        # mixing FILTER clauses and casts scans every value -- about 3x the CPU on the demo table.
-        groups: dict[str, list[tuple[str, int, str]]] = {
-            "counts": [("count(*)", -1, "rows")],
-            "minmax": [],
-            "sums": [],
-            "floats": [],
-        }
-        for i, plan in enumerate(plans):
-            c = quote_ident(plan.name)
-            groups["counts"].append((f"count({c})", i, "count"))
-            if plan.floating:
-                keep = f" FILTER (WHERE NOT isnan({c}))"
-                groups["floats"] += [(f"min({c}){keep}", i, "min"), (f"max({c}){keep}", i, "max")]
-                groups["floats"] += [(f"sum({c}){keep}", i, "sum"), (f"count(*) FILTER (WHERE isnan({c}))", i, "nans")]
-                continue
-            if plan.nanos:
-                # integer nanoseconds: DuckDB hands TIMESTAMP_NS/TIME_NS to Python cut to microseconds
-                groups["minmax"] += [(f"epoch_ns(min({c}))", i, "min"), (f"epoch_ns(max({c}))", i, "max")]
-            elif plan.minmax:
-                groups["minmax"] += [(f"min({c})", i, "min"), (f"max({c})", i, "max")]
-            if plan.total:
-                # sum of an integer column is HUGEINT in DuckDB: exact far beyond int64
-                groups["sums"].append((f"sum({c}::DOUBLE)" if plan.name in approx_sum else f"sum({c})", i, "sum"))
+        groups = profile_groups(plans, approx_sum)
+        cond, params = where_sql(where)
+        # ONE query (one round trip per table), but the narrow groups kept apart as single-row
+        # subqueries of it: DuckDB answers plain count/min/max/sum from a fast scan (segment
+        # statistics prune most of the work), while one SELECT mixing FILTER clauses and casts scans
+        # every value -- about 3x the CPU on the demo table.
+        parts = [g for g in groups if g]
+        sql = "SELECT * FROM " + ", ".join(
+            f"(SELECT {', '.join(f'{e} AS p{n}_{k}' for k, (e, _, _) in enumerate(g))} FROM {relation_sql(table)}{cond}) AS p{n}"
+            for n, g in enumerate(parts)
+        )
+        with self._profile_cursor() as cur:
+            row = self._run(sql, table, con=cur, params=params * len(parts)).fetchall()[0]
         raw: list[dict[str, Any]] = [{} for _ in plans]
         rows = 0
-        cond, params = _where(where)
-        cur = self.con.cursor()
-        try:
-            cur.execute("SET TimeZone = 'UTC'")
-            for exprs in groups.values():
-                if not exprs:
-                    continue
-                sql = f"SELECT {', '.join(e for e, _, _ in exprs)} FROM {relation_sql(table)}{cond}"
-                row = self._run(sql, table, con=cur, params=params).fetchall()[0]
-                for (_, i, stat), value in zip(exprs, row, strict=True):
-                    if i < 0:
-                        rows = value
-                    else:
-                        raw[i][stat] = value
-        finally:
-            cur.close()
+        for (_, i, stat), value in zip((x for g in parts for x in g), row, strict=True):
+            if i < 0:
+                rows = value
+            else:
+                raw[i][stat] = value
         for st in raw:
             st["nulls"] = rows - st.pop("count")
         return build_profile(rows, plans, raw)
@@ -326,7 +328,7 @@ class DuckDBSource(Source):
         wanted = set(schema.names)
         for row in self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall():
             name, type_ = row[0], row[1]
-            if name in wanted and not _UNLOADABLE.match(str(type_)):
+            if name in wanted and not UNLOADABLE.match(str(type_)):
                 return f"column {name!r} is {type_}, which DuckDB's Parquet writer stores as another type"
         return None
 
@@ -371,6 +373,8 @@ class DuckDBSource(Source):
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):
+            if self._profile_con is not None:
+                self._profile_con.close()
             self.con.close()
 
     def _run(
@@ -401,27 +405,3 @@ class DuckDBSource(Source):
         relation = f"query of table {table.name!r}" if table.query else f"source table {table.source!r}"
         ctx = DuckDBContext(Stage.READ, table.name, self.path, relation, self.memory_limit)
         return map_duckdb_error(exc, ctx)
-
-
-#: DuckDB types that DuckDB's Parquet writer stores as the same Arrow type its Arrow export gives
-#: (UUID once cast to VARCHAR in the unload's SELECT)
-_UNLOADABLE = re.compile(
-    r"^(BOOLEAN|TINYINT|SMALLINT|INTEGER|BIGINT|FLOAT|DOUBLE|VARCHAR|BLOB|DATE|TIMESTAMP|TIMESTAMP WITH TIME ZONE|UUID"
-    r"|DECIMAL\(\d+,\d+\))$"
-)
-
-
-def _file_identity(path: Any) -> str | None:
-    """``file:<dev>:<inode>:<size>:<mtime_ns>:<ctime_ns>`` of the database file, or None while a
-    WAL beside it holds changes the file itself does not show."""
-    if os.path.exists(f"{path}.wal"):
-        return None
-    st = os.stat(path)
-    return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-
-
-def _where(where: RowFilter | None) -> tuple[str, list[Any]]:
-    if where is None:
-        return "", []
-    cond, params = where.sql()
-    return f" WHERE {cond}", params

@@ -259,8 +259,10 @@ class ProfileAccumulator:
             # pc.sum on int64 wraps silently; exact decimal arithmetic for this batch.
             s = pc.sum(arr.cast(pa.decimal128(38, 0))).as_py()
             s = int(s) if s is not None else None
-        elif pa.types.is_decimal128(arr.type) and arr.type.precision > 18:
-            # a decimal128 sum wraps silently past 38 digits; decimal256 holds any batch's sum
+        elif pa.types.is_decimal128(arr.type) and arr.type.precision + len(str(len(arr))) > 38:
+            # a decimal128 sum (decimal128(38, s)) wraps silently past 38 digits; decimal256 holds any
+            # batch's sum. n values of p digits sum to at most p + len(str(n)) digits: below 38 the
+            # cast (15x the sum's time, a third of a 300-column table's profile) is not needed.
             s = pc.sum(arr.cast(pa.decimal256(76, arr.type.scale))).as_py()
         else:
             s = pc.sum(arr).as_py()

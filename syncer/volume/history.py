@@ -4,6 +4,12 @@ Tables: ``runs`` (one per sync/startup), ``table_results`` (rows, bytes, time pe
 (every validation result) and ``events`` (rollback, repair, manual sync ... with who did it). WAL mode
 lets readers (status, pages) read while a sync writes; every write is a short transaction.
 
+A sync writes twice, each time on one connection (an open costs a schema check, a close a WAL
+checkpoint): its start (:meth:`History.held` around the writes) and its outcome, in one transaction
+(:meth:`History.record_outcome`); until then its ``running`` row is the truth (the next run closes it if
+the process died). A connection is never held across the export: a file replaced meanwhile (a repair,
+damage) must be seen as it is, and closing a connection writes its WAL back into the file.
+
 Every sqlite3 error, opening, reading or writing, is raised as :class:`HistoryError` naming the
 file and the way out. The history is bookkeeping: a caller that already published decides whether
 such an error fails anything (the engine logs it and reports it; the snapshot stays published).
@@ -15,6 +21,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,20 +89,54 @@ CREATE TABLE IF NOT EXISTS events (
 class History:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        #: the write connection kept open by :meth:`held` (on the thread that holds it), opened lazily
+        self._held: sqlite3.Connection | None = None
+        self._holder: int | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Writes inside the block (on this thread) share one connection, opened at the first write
+        and closed at the end. A failed write drops it: the next write opens a new one, as without."""
+        if self._holder is not None:
+            yield
+            return
+        self._holder = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._holder = None
+            self._drop_held()
+
+    def _drop_held(self) -> None:
+        con, self._held = self._held, None
+        if con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                con.close()
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         """A connection; every sqlite3 error inside the ``with`` block becomes a :class:`HistoryError`."""
+        keep = write and self._holder == threading.get_ident()
         try:
-            con = self._open(write)
+            con = self._held if keep and self._held is not None else self._open(write)
         except (sqlite3.Error, OSError) as exc:
             raise self._error(exc, "opened") from exc
+        if keep:
+            self._held = con
         try:
             yield con
         except sqlite3.Error as exc:
+            if keep:
+                self._drop_held()  # an open transaction is rolled back with it
             raise self._error(exc, "written" if write else "read") from exc
+        except BaseException:
+            if keep and con.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+            raise
         finally:
-            con.close()
+            if not keep:
+                con.close()
 
     def _error(self, exc: BaseException, what: str) -> HistoryError:
         if _corrupt(exc) or self.path.is_dir():
@@ -152,30 +193,15 @@ class History:
     def _write(self, sql: str, params: tuple[Any, ...] | list[tuple[Any, ...]], many: bool = False) -> None:
         with self._connect(write=True) as con:
             con.execute("BEGIN IMMEDIATE")
-            if many:
-                con.executemany(sql, params)
-            else:
-                con.execute(sql, params)
+            (con.executemany if many else con.execute)(sql, params)
             con.execute("COMMIT")
 
     # --- runs -------------------------------------------------------------------------------------
 
     def start_run(self, run: dict[str, Any], *, exists_ok: bool = False) -> None:
         """Record a run as running (``exists_ok``: keep the row if it is there already)."""
-        verb = "INSERT OR IGNORE" if exists_ok else "INSERT"
-        self._write(
-            f"{verb} INTO runs (id, trigger, user, host, pid, tables_requested, started_at, status) VALUES (?,?,?,?,?,?,?,?)",
-            (
-                run["id"],
-                run["trigger"],
-                run.get("user"),
-                run.get("host"),
-                run.get("pid"),
-                strict_dumps(run.get("tables_requested")),
-                run["started_at"],
-                "running",
-            ),
-        )
+        sql = _START_SQL.replace("INSERT", "INSERT OR IGNORE", 1) if exists_ok else _START_SQL
+        self._write(sql, _start_params(run))
 
     def finish_run(self, run_id: str, **fields: Any) -> None:
         if "steps" in fields:
@@ -210,39 +236,34 @@ class History:
     def record_table(self, run_id: str, result: dict[str, Any], checks: list[dict[str, Any]]) -> None:
         with self._connect(write=True) as con:
             con.execute("BEGIN IMMEDIATE")
-            con.execute(
-                "INSERT OR REPLACE INTO table_results (run_id, table_name, status, rows, bytes, export_s, validate_s,"
-                " total_s, rows_per_s, error, attempts, quarantined) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    run_id,
-                    result["table"],
-                    result["status"],
-                    result.get("rows"),
-                    result.get("bytes"),
-                    result.get("export_s"),
-                    result.get("validate_s"),
-                    result.get("total_s"),
-                    result.get("rows_per_s"),
-                    result.get("error"),
-                    strict_dumps(result.get("attempts") or []),
-                    result.get("quarantined") or 0,
-                ),
-            )
-            con.executemany(
-                "INSERT INTO checks VALUES (?,?,?,?,?,?)",
-                [
-                    (run_id, result["table"], c["name"], int(bool(c["ok"])), c.get("severity", "error"), c.get("detail"))
-                    for c in checks
-                ],
-            )
+            _insert_table(con, run_id, result, checks)
+            con.execute("COMMIT")
+
+    def record_outcome(
+        self,
+        run: dict[str, Any],
+        tables: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+        run_checks: list[dict[str, Any]],
+        **finish: Any,
+    ) -> None:
+        """A run's outcome in ONE transaction: its row (added if its start never landed), each table's
+        result and checks, the run's own checks and its final fields (``status``, ``finished_at`` ...)."""
+        if "steps" in finish:
+            finish["steps"] = strict_dumps(finish["steps"])
+        run_id = run["id"]
+        with self._connect(write=True) as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute(_START_SQL.replace("INSERT", "INSERT OR IGNORE", 1), _start_params(run))
+            for result, checks in tables:
+                _insert_table(con, run_id, result, checks)
+            con.executemany(_CHECK_SQL, [_check_row(run_id, None, c) for c in run_checks])
+            if finish:
+                cols = ", ".join(f"{k} = ?" for k in finish)
+                con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*finish.values(), run_id))
             con.execute("COMMIT")
 
     def record_checks(self, run_id: str, table: str | None, checks: list[dict[str, Any]]) -> None:
-        self._write(
-            "INSERT INTO checks VALUES (?,?,?,?,?,?)",
-            [(run_id, table, c["name"], int(bool(c["ok"])), c.get("severity", "error"), c.get("detail")) for c in checks],
-            many=True,
-        )
+        self._write(_CHECK_SQL, [_check_row(run_id, table, c) for c in checks], many=True)
 
     def event(self, kind: str, at: str, *, user: str | None = None, run_id: str | None = None, **detail: Any) -> None:
         self._write(
@@ -282,6 +303,41 @@ class History:
         with self._connect(write=False) as con:
             rows = con.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"] or "{}")} for r in rows]
+
+
+_START_SQL = "INSERT INTO runs (id, trigger, user, host, pid, tables_requested, started_at, status) VALUES (?,?,?,?,?,?,?,?)"
+_CHECK_SQL = "INSERT INTO checks VALUES (?,?,?,?,?,?)"
+
+
+def _start_params(run: dict[str, Any]) -> tuple[Any, ...]:
+    requested = strict_dumps(run.get("tables_requested"))
+    return (run["id"], run["trigger"], run.get("user"), run.get("host"), run.get("pid"), requested, run["started_at"], "running")
+
+
+def _check_row(run_id: str, table: str | None, c: dict[str, Any]) -> tuple[Any, ...]:
+    return (run_id, table, c["name"], int(bool(c["ok"])), c.get("severity", "error"), c.get("detail"))
+
+
+def _insert_table(con: sqlite3.Connection, run_id: str, result: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+    con.execute(
+        "INSERT OR REPLACE INTO table_results (run_id, table_name, status, rows, bytes, export_s, validate_s,"
+        " total_s, rows_per_s, error, attempts, quarantined) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            run_id,
+            result["table"],
+            result["status"],
+            result.get("rows"),
+            result.get("bytes"),
+            result.get("export_s"),
+            result.get("validate_s"),
+            result.get("total_s"),
+            result.get("rows_per_s"),
+            result.get("error"),
+            strict_dumps(result.get("attempts") or []),
+            result.get("quarantined") or 0,
+        ),
+    )
+    con.executemany(_CHECK_SQL, [_check_row(run_id, result["table"], c) for c in checks])
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:

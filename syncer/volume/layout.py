@@ -289,10 +289,10 @@ class Volume:
             # a folder move to another parent only if its owner may write it (its ".." entry changes;
             # root skips that check). Until `current` names it, no reader looks inside.
             seal(src, top=False)
-            # Everything `current` will name must be on disk before the swap: the files' bytes (writers
-            # fsync them, but a carried-over copy or any future writer might not), their read-only
-            # modes, and the folder's entries. fsync of an already clean file costs next to nothing.
-            fsync_tree(src)
+            # Everything `current` will name must be on disk before the swap: the files' bytes (the
+            # writers leave that to this one plan: each file once, many at a time), their read-only
+            # modes, and the folders' entries; the snapshot folder itself once, after its move.
+            fsync_tree(src, top=False)
             os.rename(src, dst)
             os.chmod(dst, DIR_MODE)
             fsync_dir(dst)

@@ -1,0 +1,132 @@
+"""A table's fixed cost (issue 14): what a sync does per table and what it does once per run.
+
+Real ``syncer sync`` processes under strace (``-y``: every fd with its path): each published file
+is fsynced exactly once, before the snapshot is renamed into place; the run history is opened the
+same number of times for 2 tables as for 8; the DuckDB source answers one profile query per table.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import syncer
+from syncer.config import TableConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed")
+
+
+def _warehouse(folder: Path, tables: int, fmt: str = "parquet") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "w.duckdb"
+    con = duckdb.connect(str(db))
+    for t in range(tables):
+        con.execute(
+            f"CREATE TABLE t{t} AS SELECT i AS id, ((i * 7) % 100 / 4)::DECIMAL(8, 2) AS amount, 'n' || i AS note "
+            "FROM range(50) r(i)"
+        )
+    con.close()
+    body = "".join(
+        f'\n[[tables]]\nname = "t{t}"\nsource = "t{t}"\nformat = "{fmt}"\nprimary_key = ["id"]\n' for t in range(tables)
+    )
+    cfg = folder / "sync.toml"
+    cfg.write_text(f'[source]\nkind = "duckdb"\npath = "{db}"\n\n[volume]\nroot = "{folder / "vol"}"\n' + body)
+    return cfg
+
+
+def _traced_sync(cfg: Path, trace: Path) -> list[str]:
+    env = {**os.environ, "SYNCER_LOG_FORMAT": "text"}
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-o", str(trace), "-e", "trace=openat,fsync,rename,renameat,renameat2",
+         sys.executable, "-m", "syncer", "--config", str(cfg), "sync"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return trace.read_text().splitlines()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_every_published_file_is_fsynced_once_before_the_snapshot_moves(tmp_path: Path, fmt: str) -> None:
+    cfg = _warehouse(tmp_path / "w", 4, fmt)
+    lines = _traced_sync(cfg, tmp_path / "trace")
+    staging = str(tmp_path / "w" / "vol" / "staging")
+    fsyncs = collections.Counter(
+        m.group(1) for line in lines if (m := re.search(r"fsync\(\d+<([^>]+)>", line)) and m.group(1).startswith(staging)
+    )
+    moved = next(i for i, line in enumerate(lines) if "rename" in line and f'"{staging}/' in line and "/snapshots/" in line)
+    table_files = {p: n for p, n in fsyncs.items() if re.search(r"/t\d\.(parquet|csv)$", p)}
+    assert len(table_files) == 4 and set(table_files.values()) == {1}, fsyncs  # once each, not at close and again
+    last_file_sync = max(i for i, line in enumerate(lines) if re.search(rf"fsync\(\d+<{re.escape(staging)}/[^>]+/t\d\.", line))
+    assert last_file_sync < moved  # durable before anything can point at them
+    assert all(n == 1 for n in fsyncs.values()), fsyncs  # the manifest and each folder once too
+
+
+def test_the_history_is_opened_as_often_for_eight_tables_as_for_two(tmp_path: Path) -> None:
+    def history_opens(tables: int) -> int:
+        cfg = _warehouse(tmp_path / f"w{tables}", tables)
+        db = str(tmp_path / f"w{tables}" / "vol" / "syncer.db")
+        lines = _traced_sync(cfg, tmp_path / f"trace{tables}")
+        return sum(1 for line in lines if "openat(" in line and f'"{db}"' in line and "O_RDWR" in line)
+
+    two, eight = history_opens(2), history_opens(8)
+    assert 1 <= two == eight <= 3, (two, eight)  # the start's and the outcome's connections, none per table
+
+
+def test_the_duckdb_source_profiles_a_table_in_one_query(tmp_path: Path) -> None:
+    cfg = syncer.load_config(_warehouse(tmp_path / "w", 1))
+    from syncer.sources import open_source
+
+    source = open_source(cfg.source)
+    table = TableConfig(name="t0", source="t0", primary_key=("id",))
+    queries: list[str] = []
+    real = source._run
+
+    def counted(sql: str, *args: object, **kw: object) -> object:
+        queries.append(sql)
+        return real(sql, *args, **kw)  # type: ignore[arg-type]
+
+    source._run = counted  # type: ignore[method-assign]
+    try:
+        prof = source.profile(table, source.schema(table))
+    finally:
+        source.close()
+    assert len(queries) == 1, queries
+    assert prof["rows"] == 50 and prof["columns"]["amount"]["max"] == "24.5" and prof["columns"]["note"]["nulls"] == 0
+
+
+def test_the_change_markers_of_every_table_cost_two_queries_per_run(tmp_path: Path) -> None:
+    cfg = syncer.load_config(_warehouse(tmp_path / "w", 3))
+    con = duckdb.connect(str(cfg.source.path))
+    con.execute("CREATE SCHEMA other")
+    con.execute("CREATE TABLE other.t0 AS SELECT 1 AS id")
+    con.execute("CREATE VIEW v0 AS SELECT * FROM t0")
+    con.close()
+    from syncer.sources import open_source
+
+    source = open_source(cfg.source)
+    queries: list[str] = []
+    real = source._run
+
+    def counted(sql: str, *args: object, **kw: object) -> object:
+        queries.append(sql)
+        return real(sql, *args, **kw)  # type: ignore[arg-type]
+
+    source._run = counted  # type: ignore[method-assign]
+    try:
+        names = ["t0", "T1", "main.t2", "w.main.t0", "other.t0", "v0", "nope", "other.t1", "x.main.t0"]
+        markers = {n: source.change_marker(TableConfig(name="x", source=n)) for n in names}
+    finally:
+        source.close()
+    assert len(queries) == 2, queries
+    tables = {n for n, m in markers.items() if m is not None}
+    assert tables == {"t0", "T1", "main.t2", "w.main.t0", "other.t0"}, markers  # not a view, not a missing table
