@@ -23,6 +23,7 @@ import tenacity
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
+from syncer._memory import batch_rows_for, has_variable_width, row_bytes
 from syncer._stage import Pipeline, Stage, inline
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
@@ -218,7 +219,8 @@ def _stream_and_profile(
     source, table, cfg, q = job.source, job.table, job.cfg, job.q
     # A table of one batch has nothing to overlap: its stages run on this thread (no thread to
     # start and join per table, which is most of a small table's cost).
-    small = source_rows <= cfg.batch_rows
+    rows = batch_rows_of(source, table, schema, cfg, source_rows)
+    small = source_rows <= rows
     with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool, inline(small):
         t_prof = time.perf_counter()
         profile_future: Future[dict[str, Any]] | None = None
@@ -232,7 +234,7 @@ def _stream_and_profile(
             except BadRowsError as exc:
                 profile_error = exc  # the same bad values; profiled again without them below
         try:
-            batches = source.stream(table, schema, cfg.batch_rows)
+            batches = source.stream(table, schema, rows)
             written, acc, keys = _stream_into(batches, table, schema, cfg, job.path, q, job.emit, source_rows, parts)
         except BadRowsError as exc:
             if not source.supports_key_ranges:
@@ -245,7 +247,7 @@ def _stream_and_profile(
             )
             remove_output(job.path)
             q.discard()
-            ranges = ranged_batches(source, table, schema, cfg.batch_rows, q)
+            ranges = ranged_batches(source, table, schema, rows, q)
             written, acc, keys = _stream_into(ranges, table, schema, cfg, job.path, q, job.emit, source_rows, parts)
         if profile_future is not None:
             try:
@@ -254,6 +256,18 @@ def _stream_and_profile(
                 profile_error = exc
         job.out.timings["source_profile_s"] = time.perf_counter() - t_prof
     return written, acc, keys, source_profile, profile_error
+
+
+def batch_rows_of(source: Source, table: TableConfig, schema: pa.Schema, cfg: Config, source_rows: int) -> int:
+    """Rows per batch of this table: ``[export] batch_bytes`` over its row width (the schema's
+    estimate, or what a sample of its rows holds when strings make the estimate a guess and the
+    table is more than one batch), at most ``[export] batch_rows``."""
+    width: float = row_bytes(schema)
+    if has_variable_width(schema) and source_rows * width > cfg.batch_bytes:
+        width = source.sample_row_bytes(table, schema) or width
+    rows = batch_rows_for(schema, cfg.batch_bytes, cfg.batch_rows, width=width)
+    log.debug("table %s: %d rows per batch (%.0f bytes a row)", table.name, rows, width, extra={"table": table.name})
+    return rows
 
 
 def _validate(
