@@ -27,6 +27,7 @@ __all__ = [
     "CGROUP_ROOT_ENV",
     "DEFAULT_BATCH_BYTES",
     "MIN_BATCH_ROWS",
+    "ROW_GROUP_BATCHES",
     "batch_rows_for",
     "container_limit",
     "container_limit_here",
@@ -35,6 +36,7 @@ __all__ = [
     "has_variable_width",
     "memory_ceiling",
     "parse_size",
+    "read_limit",
     "row_bytes",
 ]
 
@@ -43,6 +45,9 @@ __all__ = [
 CGROUP_ROOT_ENV = "SYNCER_CGROUP_ROOT"
 #: ``[export] batch_bytes``: the Arrow bytes one batch aims at (see README, "Memory")
 DEFAULT_BATCH_BYTES = 16 * 2**20
+#: a Parquet row group holds this many batches' bytes (the writer buffers one per part while it
+#: encodes, so it is sized by bytes too; a narrow table keeps [export] row_group_rows)
+ROW_GROUP_BATCHES = 2
 #: what the process holds besides DuckDB's cache: the interpreter with pyarrow, DuckDB and the app's
 #: modules loaded (measured ~150 MiB RSS for ``python -m syncer sync`` before its first query) and
 #: the batches in flight (read ahead, converting, profiled, queued for the writer, encoding: ~8)
@@ -223,6 +228,13 @@ def duckdb_limit_for(schema: pa.Schema, ceiling: int, floor: int = DUCKDB_BASE, 
     scan needs (its blocks, and one batch as DuckDB builds it), never above ceiling."""
     columns = sum(_leaves(f.type) for f in schema)
     return int(min(ceiling, max(floor, DUCKDB_BASE + DUCKDB_PER_COLUMN * columns + batch_bytes)))
+
+
+def read_limit() -> int:
+    """DuckDB's memory_limit for parsing a written JSONL file back: the ceiling (DuckDB's default is 80% of the machine's RAM, not the container's).
+    Not the scan's own figure: the JSON reader holds whole lines, and one line with a 10 MB value
+    needs ~150 MB to parse; what a file of ordinary lines takes stays O(batch) below it."""
+    return memory_ceiling()
 
 
 def _leaves(t: pa.DataType) -> int:

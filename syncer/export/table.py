@@ -8,6 +8,7 @@ duplicates (exact, spills to disk, never holds the keys as Python objects).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import time
@@ -23,7 +24,7 @@ import tenacity
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
-from syncer._memory import batch_rows_for, has_variable_width, row_bytes
+from syncer._memory import ROW_GROUP_BATCHES, batch_rows_for, has_variable_width, row_bytes
 from syncer._stage import Pipeline, Stage, inline
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
@@ -191,6 +192,8 @@ def _export_once(job: _Export) -> None:
         schema = _project(table, source.schema(table))
         exported_at = clock.utcnow()
         source_rows = source.count(table)
+        # this table's batch and row group sizes, by bytes: every step below reads them from job.cfg
+        job.cfg = cfg = sized_for(source, table, schema, cfg, source_rows)
         parts = cfg.parquet_parts(source_rows) if table.format == "parquet" else 1
         if parts > 1:
             job.path = job.path.with_name(table.name)  # a folder of part files
@@ -219,8 +222,7 @@ def _stream_and_profile(
     source, table, cfg, q = job.source, job.table, job.cfg, job.q
     # A table of one batch has nothing to overlap: its stages run on this thread (no thread to
     # start and join per table, which is most of a small table's cost).
-    rows = batch_rows_of(source, table, schema, cfg, source_rows)
-    small = source_rows <= rows
+    small = source_rows <= cfg.batch_rows
     with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool, inline(small):
         t_prof = time.perf_counter()
         profile_future: Future[dict[str, Any]] | None = None
@@ -234,7 +236,7 @@ def _stream_and_profile(
             except BadRowsError as exc:
                 profile_error = exc  # the same bad values; profiled again without them below
         try:
-            batches = source.stream(table, schema, rows)
+            batches = source.stream(table, schema, cfg.batch_rows)
             written, acc, keys = _stream_into(batches, table, schema, cfg, job.path, q, job.emit, source_rows, parts)
         except BadRowsError as exc:
             if not source.supports_key_ranges:
@@ -247,7 +249,7 @@ def _stream_and_profile(
             )
             remove_output(job.path)
             q.discard()
-            ranges = ranged_batches(source, table, schema, rows, q)
+            ranges = ranged_batches(source, table, schema, cfg.batch_rows, q)
             written, acc, keys = _stream_into(ranges, table, schema, cfg, job.path, q, job.emit, source_rows, parts)
         if profile_future is not None:
             try:
@@ -258,16 +260,27 @@ def _stream_and_profile(
     return written, acc, keys, source_profile, profile_error
 
 
-def batch_rows_of(source: Source, table: TableConfig, schema: pa.Schema, cfg: Config, source_rows: int) -> int:
-    """Rows per batch of this table: ``[export] batch_bytes`` over its row width (the schema's
-    estimate, or what a sample of its rows holds when strings make the estimate a guess and the
-    table is more than one batch), at most ``[export] batch_rows``."""
+def sized_for(source: Source, table: TableConfig, schema: pa.Schema, cfg: Config, source_rows: int) -> Config:
+    """``cfg`` with this table's rows per batch and per Parquet row group: ``[export] batch_bytes``
+    over its row width (the schema's estimate, or a sample of its rows when strings make that a
+    guess and the table is more than one batch), at most ``batch_rows`` / ``row_group_rows``. A
+    row group holds ROW_GROUP_BATCHES batches: the writer keeps one per part while it encodes."""
     width: float = row_bytes(schema)
     if has_variable_width(schema) and source_rows * width > cfg.batch_bytes:
         width = source.sample_row_bytes(table, schema) or width
     rows = batch_rows_for(schema, cfg.batch_bytes, cfg.batch_rows, width=width)
-    log.debug("table %s: %d rows per batch (%.0f bytes a row)", table.name, rows, width, extra={"table": table.name})
-    return rows
+    group = batch_rows_for(schema, ROW_GROUP_BATCHES * cfg.batch_bytes, cfg.row_group_rows, width=width)
+    log.debug(
+        "table %s: %d rows per batch, %d per row group (%.0f bytes a row)",
+        table.name,
+        rows,
+        group,
+        width,
+        extra={"table": table.name},
+    )
+    if (rows, group) == (cfg.batch_rows, cfg.row_group_rows):
+        return cfg
+    return dataclasses.replace(cfg, batch_rows=rows, row_group_rows=group)
 
 
 def _validate(

@@ -78,6 +78,12 @@ def _text(v: Any) -> str | None:
     return format(v, "f")  # a Decimal in plain digits
 
 
+#: the CSV re-read's block: the longest row that reads back (pyarrow refuses a row across blocks)
+_BLOCK = 16 << 20
+#: the multithreaded CSV reader keeps a block in flight per CPU: above this many, one thread
+_THREADED_CPUS = 4
+
+
 class CsvFormat(Format):
     name = "csv"
     dialect = DIALECT
@@ -89,7 +95,9 @@ class CsvFormat(Format):
         target = selected(schema, columns)
         reader = pcsv.open_csv(
             path,
-            read_options=pcsv.ReadOptions(block_size=16 << 20),
+            # a block holds the longest row (a 10 MB value reads back); threads parse blocks ahead,
+            # one per CPU Arrow sees (the host's, in a container): bounded to _THREADED_CPUS of them
+            read_options=pcsv.ReadOptions(block_size=_BLOCK, use_threads=pa.cpu_count() <= _THREADED_CPUS),
             parse_options=pcsv.ParseOptions(newlines_in_values=True),
             convert_options=pcsv.ConvertOptions(
                 column_types={f.name: f.type for f in _csv_schema(schema)},

@@ -237,9 +237,11 @@ def read_batches(path: Path, schema: pa.Schema, select: str, batch_rows: int) ->
     that is not its column's spelling raises). ValueError for a line that is not a JSON object."""
     import duckdb
 
+    from syncer._memory import read_limit
     from syncer.formats.base import decimal_array
 
-    con = duckdb.connect(config={"threads": 1})
+    # bounded by the container's ceiling (DuckDB's default: 80% of the machine's RAM)
+    con = duckdb.connect(config={"threads": 1, "memory_limit": f"{read_limit()}B"})
     try:
         try:
             objects = f"SELECT json FROM read_ndjson_objects({_literal(str(path))})"
