@@ -6,9 +6,23 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from syncer._memory import MIN_BATCH_ROWS, batch_rows_for, container_limit, duckdb_limit_for, parse_size, row_bytes
+import syncer
+from syncer import ConfigError, load_config
+from syncer._memory import (
+    MIN_BATCH_ROWS,
+    batch_rows_for,
+    container_limit,
+    duckdb_limit_for,
+    memory_ceiling,
+    parse_size,
+    row_bytes,
+)
+from syncer.export.table import sized_for
+from syncer.sources.duckdb import DuckDBSource
+from syncer.volume.layout import Volume
 
 GIB = 2**30
 
@@ -123,3 +137,147 @@ def test_the_derived_limit_lets_duckdb_scan_the_table(tmp_path: Path, kind: str,
 
 def test_the_limit_never_exceeds_the_ceiling() -> None:
     assert duckdb_limit_for(_wide(3000), ceiling=64 * 2**20) == 64 * 2**20
+
+
+# --- the budget wired into the config, the source and the export -----------------------------------------
+
+MIB = 2**20
+
+
+def _cgroup(tmp_path: Path, limit: int) -> Path:
+    """A real folder read as the cgroup file system, holding a ``memory.max`` of ``limit`` bytes."""
+    root = tmp_path / "cgroup"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "memory.max").write_text(f"{limit}\n")
+    return root
+
+
+def test_the_ceiling_is_half_the_container_after_the_process_needs() -> None:
+    assert memory_ceiling(16 * MIB, limit=4 * GIB) == (4 * GIB - 160 * MIB - 8 * 16 * MIB) // 2
+    assert memory_ceiling(1 * MIB, limit=200 * MIB) == 16 * MIB
+    assert memory_ceiling(16 * MIB, limit=100 * MIB) == 8 * MIB  # never below what DuckDB can run in
+
+
+def test_the_ceiling_reads_the_cgroup_root_the_environment_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1 * GIB)))
+    assert memory_ceiling(16 * MIB) == (GIB - 160 * MIB - 128 * MIB) // 2
+
+
+def _config(tmp_path: Path, db: Path, tables: str, *, source: str = "", export: str = "") -> Path:
+    folder = tmp_path / "cfg"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sync.toml"
+    path.write_text(
+        f'[source]\nkind = "duckdb"\npath = "{db}"\n{source}\n[volume]\nroot = "data"\nretain = 3\n\n[export]\n{export}\n{tables}',
+        encoding="utf-8",
+    )
+    return path
+
+
+TABLE_T = '\n[[tables]]\nname = "t"\nsource = "t"\nprimary_key = ["c0"]\n'
+
+
+def test_memory_limit_is_auto_and_batch_bytes_16_mib_by_default(tmp_path: Path) -> None:
+    cfg = load_config(_config(tmp_path, tmp_path / "w.duckdb", TABLE_T))
+    assert cfg.source.memory_limit == "auto" and cfg.batch_bytes == 16 * MIB
+    assert cfg.source.memory_ceiling == memory_ceiling(16 * MIB) > 0
+
+
+@pytest.mark.parametrize(("value", "size"), [('"8MiB"', 8 * MIB), ("4194304", 4 * MIB), ('"1GiB"', GIB), ('"2 MB"', 2 * 10**6)])
+def test_batch_bytes_takes_a_size_or_bytes(tmp_path: Path, value: str, size: int) -> None:
+    assert load_config(_config(tmp_path, tmp_path / "w.duckdb", TABLE_T, export=f"batch_bytes = {value}")).batch_bytes == size
+
+
+@pytest.mark.parametrize("value", ['"lots"', "0", '"512KiB"', '"2GiB"', "true", "1.5"])
+def test_a_bad_batch_bytes_is_one_line_with_the_range(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[export\] batch_bytes must be a size from 1 MiB to 1 GiB") as err:
+        load_config(_config(tmp_path, tmp_path / "w.duckdb", TABLE_T, export=f"batch_bytes = {value}"))
+    assert "\n" not in str(err.value)
+
+
+def test_an_explicit_limit_above_the_ceiling_is_refused_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1 * GIB)))
+    path = _config(tmp_path, tmp_path / "w.duckdb", TABLE_T, source='memory_limit = "2GB"')
+    with pytest.raises(ConfigError, match=r"memory_limit = '2GB' is above this container's ceiling of 368 MiB") as err:
+        load_config(path)
+    assert "\n" not in str(err.value) and 'memory_limit = "auto"' in str(err.value)
+    # below the ceiling it stands, and the source uses it as it is
+    path = _config(tmp_path, tmp_path / "w.duckdb", TABLE_T, source='memory_limit = "300MB"')
+    assert load_config(path).source.memory_limit == "300MB"
+
+
+def _warehouse(path: Path, tables: dict[str, tuple[int, int]]) -> Path:
+    """Tables of ``columns`` columns (int, double and short strings in turn) by ``rows`` rows."""
+    kinds = ["(i * {c}) % 100003", "((i + {c}) * 0.5) % 977", "'v' || ((i + {c}) % 97)::VARCHAR"]
+    with duckdb.connect(str(path)) as con:
+        for name, (columns, rows) in tables.items():
+            cols = ["i AS c0"] + [kinds[c % 3].format(c=c) + f" AS c{c}" for c in range(1, columns)]
+            con.execute(f"CREATE TABLE {name} AS SELECT {', '.join(cols)} FROM range({rows}) t(i)")
+    return path
+
+
+def _tables(*names: str) -> str:
+    return "".join(f'\n[[tables]]\nname = "{n}"\nsource = "{n}"\nprimary_key = ["c0"]\n' for n in names)
+
+
+def test_a_wide_table_gets_fewer_rows_per_batch_and_row_group_and_more_duckdb_memory(tmp_path: Path) -> None:
+    db = _warehouse(tmp_path / "w.duckdb", {"narrow": (8, 60_000), "wide": (300, 60_000)})
+    cfg = load_config(_config(tmp_path, db, _tables("narrow", "wide"), export="batch_rows = 32768\nrow_group_rows = 131072"))
+    with DuckDBSource(cfg.source) as src:
+        sized = {}
+        for name in ("narrow", "wide"):
+            t = cfg.table(name)
+            schema = src.schema(t)
+            sized[name] = sized_for(src, t, schema, cfg, src.count(t))
+            batches = list(src.stream(t, schema, sized[name].batch_rows))
+            assert max(b.num_rows for b in batches) == sized[name].batch_rows
+            assert max(b.nbytes for b in batches) <= cfg.batch_bytes * 1.25  # the sample measured the strings
+            limit = src.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            sized[name] = (sized[name], parse_size(limit.replace(" ", "")))
+    (narrow, narrow_limit), (wide, wide_limit) = sized["narrow"], sized["wide"]
+    assert narrow.batch_rows == 32768 and narrow.row_group_rows >= 4 * 32768 // 2
+    assert MIN_BATCH_ROWS <= wide.batch_rows < narrow.batch_rows // 4
+    assert wide.row_group_rows == pytest.approx(2 * wide.batch_rows, rel=0.01)
+    assert wide.row_group_rows < 131072
+    assert 16 * MIB < narrow_limit < 40 * MIB < 150 * MIB < wide_limit < 300 * MIB
+    # and the written file holds row groups of that size (the writer got the per-table figure)
+    report = syncer.sync(cfg)
+    assert report["status"] == "ok", report.get("error")
+    current = Volume(cfg.root).current
+    files = [current / "wide.parquet"] if (current / "wide.parquet").exists() else sorted((current / "wide").glob("*.parquet"))
+    groups = [pq.ParquetFile(f).metadata.row_group(i).num_rows for f in files for i in range(pq.ParquetFile(f).num_row_groups)]
+    assert sum(groups) == 60_000 and max(groups) <= wide.row_group_rows
+
+
+def test_a_table_beyond_the_ceiling_fails_in_one_line_and_keeps_its_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = _warehouse(tmp_path / "w.duckdb", {"narrow": (8, 5000), "wide": (300, 5000)})
+    path = _config(tmp_path, db, _tables("narrow", "wide"), export='batch_bytes = "1MiB"')
+    first = syncer.sync(load_config(path))  # with this machine's memory: both fit
+    assert first["status"] == "ok", first.get("error")
+    # the same container with 200 MiB: DuckDB's ceiling is 16 MiB, and 300 columns need ~100
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 200 * MIB)))
+    cfg = load_config(path)
+    assert cfg.source.memory_ceiling == 16 * MIB
+    report = syncer.sync(cfg, force=True)
+    assert report["status"] == "partial"
+    by_name = {t["table"]: t for t in report["tables"]}
+    assert by_name["narrow"]["ok"] is True  # a narrow table runs in the ceiling
+    wide = by_name["wide"]
+    assert wide["ok"] is False and wide["status"] == "carried_over"
+    message = wide["error"]
+    assert "\n" not in message and "Traceback" not in message
+    for words in (
+        "table 'wide'",
+        "ceiling of 16 MiB",
+        "container memory 200 MiB",
+        "Out of Memory",
+        "give the container more memory",
+        "lower [export] batch_bytes",
+        "exclude_columns",
+        "previous data is kept",
+    ):
+        assert words in message, (words, message)
+    manifest = Volume(cfg.root).current_manifest()
+    old = Volume.read_manifest(Volume(cfg.root).snapshot_dir(first["snapshot_id"]))
+    assert manifest["tables"]["wide"]["sha256"] == old["tables"]["wide"]["sha256"]
+    assert syncer.verify(cfg)["ok"]

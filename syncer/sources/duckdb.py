@@ -61,8 +61,8 @@ class DuckDBSource(Source):
         self._auto = cfg.memory_limit == "auto"  # the limit follows each table's needs (syncer._memory)
         # a query that ran out of its limit runs once more with the ceiling (a value of many MB, a big sort), never more
         self.ceiling = cfg.memory_ceiling or _memory.memory_ceiling()
-        self._retry_limit = f"{self.ceiling}B"
         self.memory_limit = f"{_memory.DUCKDB_BASE}B" if self._auto else cfg.memory_limit
+        self._limit_of: str | None = None  # the table memory_limit was derived for (auto)
         self._needs_memory: set[str] = set()  # tables whose stream ran out of memory_limit once
         self._raised = 0  # queries running with the raised limit (it is database-wide)
         self._lowered = True  # memory_limit is the configured one
@@ -157,6 +157,7 @@ class DuckDBSource(Source):
         return int(self._run(f"SELECT count(*) FROM {relation_sql(table)}{cond}", table, params=params).fetchall()[0][0])
 
     def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]:
+        self.use_limit_for(table, schema, _SAMPLE_ROWS)
         try:
             return self._profile(table, schema, where)
         except BadRowsError as exc:
@@ -184,12 +185,15 @@ class DuckDBSource(Source):
             finally:
                 self._more_memory(-1)
 
-    def use_limit_for(self, schema: pa.Schema, batch_rows: int) -> None:
-        """memory_limit = "auto": what this table's scan needs (columns, one batch), at most the ceiling."""
+    def use_limit_for(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> None:
+        """memory_limit = "auto": what this table's scan needs (columns, a batch), at most the ceiling; never lowered within a table."""
         if not self._auto:
             return
         with self._raised_lock:
-            self.memory_limit = auto_limit(schema, batch_rows, self.ceiling)
+            limit = auto_limit(schema, batch_rows, self.ceiling)
+            if self._limit_of == table.name and _memory.parse_size(limit) < _memory.parse_size(self.memory_limit):
+                return
+            self.memory_limit, self._limit_of = limit, table.name
             if self._raised == 0:
                 try:
                     self._set_limit(self.memory_limit)
@@ -207,14 +211,14 @@ class DuckDBSource(Source):
         with self._raised_lock:
             self._raised += change
             if change > 0 and self._raised == 1:
-                self._set_limit(self._retry_limit)
+                self._set_limit(f"{self.ceiling}B")
                 self._lowered = False
             if self._raised == 0 and not self._lowered:
                 try:
                     self._set_limit(self.memory_limit)
                     self._lowered = True
                 except duckdb.OutOfMemoryException:
-                    log.debug("memory_limit stays at %s until the running query ends", self._retry_limit)
+                    log.debug("memory_limit stays at %s until the running query ends", f"{self.ceiling}B")
 
     def _set_limit(self, limit: str) -> None:
         cur = self.con.cursor()
@@ -297,14 +301,15 @@ class DuckDBSource(Source):
 
     def stream_range(self, table: TableConfig, schema: pa.Schema, batch_rows: int, rng: KeyRange) -> Iterator[pa.RecordBatch]:
         cond, params = rng.sql()
-        self.use_limit_for(schema, batch_rows)
+        self.use_limit_for(table, schema, batch_rows)
         return self._read(f"{select_sql(table, schema)} WHERE {cond}", table, batch_rows, params)
 
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        self.use_limit_for(schema, batch_rows)
+        self.use_limit_for(table, schema, batch_rows)
         return self._read(select_sql(table, schema), table, batch_rows, [])
 
     def sample_row_bytes(self, table: TableConfig, schema: pa.Schema) -> float | None:
+        self.use_limit_for(table, schema, _SAMPLE_ROWS)
         return sample_row_bytes(self.con, f"{select_sql(table, schema)} LIMIT {_SAMPLE_ROWS}")
 
     def _read(self, sql: str, table: TableConfig, batch_rows: int, params: list[Any]) -> Iterator[pa.RecordBatch]:
