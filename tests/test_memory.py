@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -281,3 +284,54 @@ def test_a_table_beyond_the_ceiling_fails_in_one_line_and_keeps_its_data(tmp_pat
     old = Volume.read_manifest(Volume(cfg.root).snapshot_dir(first["snapshot_id"]))
     assert manifest["tables"]["wide"]["sha256"] == old["tables"]["wide"]["sha256"]
     assert syncer.verify(cfg)["ok"]
+
+
+def _sync_process(config: Path, cgroup: Path) -> tuple[int, int, str]:
+    """``syncer sync`` as a process of its own under the ``cgroup`` folder: (exit code, peak RSS in bytes, stderr)."""
+    env = {**os.environ, "SYNCER_CGROUP_ROOT": str(cgroup), "SYNCER_LOG_FORMAT": "text"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "syncer", "--config", str(config), "sync"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss * 1024, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl", "arrow"])
+def test_a_wide_table_syncs_inside_a_512_mib_container(tmp_path: Path, fmt: str) -> None:
+    # 300 columns x 60k rows: ~190 MB of Arrow, ~600 MB as text. Before batches and row groups were
+    # sized by bytes this peaked far above 512 MiB (a 131072-row row group alone is ~400 MB).
+    rows = 60_000
+    db = _warehouse(tmp_path / "w.duckdb", {"wide": (300, rows)})
+    tables = f'\n[[tables]]\nname = "wide"\nsource = "wide"\nprimary_key = ["c0"]\nformat = "{fmt}"\n'
+    config = _config(tmp_path, db, tables)
+    code, peak, err = _sync_process(config, _cgroup(tmp_path, 512 * MIB))
+    assert code == 0, err
+    assert peak < 512 * MIB, f"peak RSS {peak / MIB:.0f} MiB"
+    assert Volume(tmp_path / "cfg" / "data").current_manifest()["tables"]["wide"]["rows"] == rows
+
+
+def test_the_csv_reader_reads_a_row_longer_than_its_block_after_rows_it_gave(tmp_path: Path) -> None:
+    # 4 MiB blocks bound the reader; a 6 MB value deep in the file reads it again with bigger blocks,
+    # and the rows already given are not given twice
+    from syncer.formats import iter_batches, open_writer
+
+    n = 300_000  # ~10 MB of short rows, the long one after 8 MB of them
+    ids = list(range(n))
+    text = [f"row {i} " * 3 for i in ids]
+    text[250_000] = "x" * (6 * 10**6)
+    table = pa.table({"id": pa.array(ids, pa.int64()), "s": pa.array(text)})
+    writer = open_writer("csv", tmp_path / "t.csv", table.schema, compression="none", row_group_rows=1000, parts=1)
+    for b in table.to_batches(max_chunksize=50_000):
+        writer.write(b)
+    writer.close()
+    batches = list(iter_batches("csv", tmp_path / "t.csv", table.schema))
+    assert len(batches) > 2  # it was read in blocks, not in one
+    got = pa.Table.from_batches(batches)
+    assert got.column("id").to_pylist() == ids and got.column("s").to_pylist() == text

@@ -168,7 +168,7 @@ class Config:
     misfire_grace_seconds: int = 3600
     batch_rows: int = 32_768
     #: the Arrow bytes one batch aims at; rows per batch come from the table's row width
-    batch_bytes: int = 16 * 2**20
+    batch_bytes: int = 8 * 2**20
     row_group_rows: int = 131_072
     compression: str = "zstd"
     writers: int = 0  # Parquet encoder threads per big table; 0 = one per CPU core (at most 4)
