@@ -335,3 +335,31 @@ def test_the_csv_reader_reads_a_row_longer_than_its_block_after_rows_it_gave(tmp
     assert len(batches) > 2  # it was read in blocks, not in one
     got = pa.Table.from_batches(batches)
     assert got.column("id").to_pylist() == ids and got.column("s").to_pylist() == text
+
+
+@pytest.mark.slow
+def test_a_wide_jsonl_file_reads_back_in_bounded_duckdb_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 300 columns x 6000 lines. Reading each column with a json_extract of the whole line held
+    # ~600 bytes per line and column until the query ended (> 1 GB here, growing with the file);
+    # each line parsed once into its fields reads it inside a 452 MiB ceiling, at any length.
+    from syncer.formats import open_writer, reread_batches
+
+    db = _warehouse(tmp_path / "w.duckdb", {"wide": (300, 6000)})
+    with duckdb.connect(str(db), read_only=True) as con:
+        source = con.sql("SELECT * FROM wide ORDER BY c0").to_arrow_table()
+    path = tmp_path / "wide.jsonl"
+    writer = open_writer("jsonl", path, source.schema, compression="none", row_group_rows=1000, parts=1)
+    for b in source.to_batches(max_chunksize=2000):
+        writer.write(b)
+    writer.close()
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1160 * MIB)))
+    assert memory_ceiling() == 452 * MIB
+    got = pa.Table.from_batches(list(reread_batches("jsonl", path, source.schema)), source.schema)
+    assert got.equals(source)
+    # and a ceiling it cannot parse in is one line naming the ceiling and the way out
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 300 * MIB)))
+    with pytest.raises(
+        ValueError, match=r"wide\.jsonl cannot be parsed back inside this container's memory ceiling of 22 MiB"
+    ) as err:
+        list(reread_batches("jsonl", path, source.schema))
+    assert "\n" not in str(err.value) and "give the container more memory" in str(err.value)
