@@ -24,13 +24,44 @@ from pathlib import Path
 import pyarrow as pa
 
 __all__ = [
+    "CGROUP_ROOT_ENV",
+    "DEFAULT_BATCH_BYTES",
     "MIN_BATCH_ROWS",
+    "ROW_GROUP_BATCHES",
     "batch_rows_for",
     "container_limit",
+    "container_limit_here",
     "duckdb_limit_for",
+    "format_size",
+    "has_variable_width",
+    "memory_ceiling",
     "parse_size",
+    "read_limit",
     "row_bytes",
 ]
+
+#: the folder read as the cgroup file system (default ``/sys/fs/cgroup``): a test or an operator
+#: points it at a folder holding a ``memory.max`` to run the sync under a smaller budget
+CGROUP_ROOT_ENV = "SYNCER_CGROUP_ROOT"
+#: ``[export] batch_bytes``: the Arrow bytes one batch aims at. Measured, peak RSS of a sync of
+#: 300 columns x 60k rows to Parquet in a 512 MiB container: 4 MiB 298, 8 MiB 347, 16 MiB 458 MiB
+#: (the process alone: 148 MiB); a narrow table (8 columns) keeps [export] batch_rows either way
+DEFAULT_BATCH_BYTES = 8 * 2**20
+#: a Parquet row group holds this many batches' bytes (the writer buffers one per part while it
+#: encodes, so it is sized by bytes too; a narrow table keeps [export] row_group_rows)
+ROW_GROUP_BATCHES = 2
+#: what the process holds besides DuckDB's cache: the interpreter with pyarrow, DuckDB and the app's
+#: modules loaded (measured 148 MiB peak RSS for ``python -m syncer sync`` of a 100-row table) and
+#: the batches in flight (read ahead, converting, profiled, queued for the writer, a row group of
+#: two batches per Parquet part: measured ~12 batches' worth between batch_bytes 8 and 16 MiB)
+PROCESS_BASE = 160 * 2**20
+BATCHES_IN_FLIGHT = 12
+#: of what is left, DuckDB's memory_limit may take this share: the limit bounds DuckDB's buffer
+#: manager, not every allocation it makes (measured up to ~1.5x the limit in RSS on a wide scan),
+#: and the writers' own buffers (a Parquet row group per part) come on top
+CEILING_FRACTION = 0.5
+#: a ceiling is never set below this: DuckDB cannot run a query in less
+MIN_CEILING = 8 * 2**20
 
 #: fewer rows than this per batch costs more in per-batch overhead than it saves in memory
 MIN_BATCH_ROWS = 1024
@@ -66,6 +97,28 @@ def parse_size(text: str) -> int:
     if value < 1:
         raise ValueError(f'{text!r} is not a size; write a number and a unit, e.g. "16MB", "512MiB" or "2GB"')
     return int(value)
+
+
+def format_size(n: float) -> str:
+    """``"96 MiB"``/``"1.5 GiB"``: a size for a message."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def memory_ceiling(batch_bytes: int = DEFAULT_BATCH_BYTES, limit: int | None = None) -> int:
+    """The most DuckDB's memory_limit may be in this container: a share of the container's limit
+    after what the process needs besides DuckDB (its base and the batches in flight)."""
+    if limit is None:
+        limit = container_limit_here()
+    free = limit - PROCESS_BASE - BATCHES_IN_FLIGHT * batch_bytes
+    return max(MIN_CEILING, int(free * CEILING_FRACTION))
+
+
+def container_limit_here() -> int:
+    """:func:`container_limit` of this process (the cgroup root ``$SYNCER_CGROUP_ROOT`` names, if set)."""
+    return container_limit(Path(os.environ.get(CGROUP_ROOT_ENV) or "/sys/fs/cgroup"))
 
 
 def container_limit(cgroup_root: Path = Path("/sys/fs/cgroup"), proc: Path = Path("/proc")) -> int:
@@ -150,16 +203,41 @@ def _field_bytes(t: pa.DataType) -> int:
     return VARIABLE_WIDTH_GUESS + 8  # strings, binary: the guess plus its offset and validity
 
 
-def batch_rows_for(schema: pa.Schema, batch_bytes: int, max_rows: int) -> int:
-    """Rows per batch so one batch holds about ``batch_bytes``, within [MIN_BATCH_ROWS, max_rows]."""
-    rows = batch_bytes // row_bytes(schema)
+def batch_rows_for(schema: pa.Schema, batch_bytes: int, max_rows: int, width: float | None = None) -> int:
+    """Rows per batch so one batch holds about ``batch_bytes``, within [MIN_BATCH_ROWS, max_rows];
+    ``width``: the bytes of a row as measured (a sample of the table), else the schema's estimate."""
+    rows = int(batch_bytes // max(1.0, width if width else row_bytes(schema)))
     return int(min(max_rows, max(MIN_BATCH_ROWS, rows)))
 
 
-def duckdb_limit_for(schema: pa.Schema, ceiling: int, floor: int = DUCKDB_BASE) -> int:
-    """DuckDB's memory_limit for scanning these columns: what the scan needs, never above ceiling."""
+def has_variable_width(schema: pa.Schema) -> bool:
+    """Whether a row's size depends on its values (strings, binary, lists): the estimate is a guess."""
+    return any(_variable(f.type) for f in schema)
+
+
+def _variable(t: pa.DataType) -> bool:
+    if pa.types.is_struct(t):
+        return any(_variable(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_dictionary(t):
+        return False
+    try:
+        return not t.bit_width
+    except ValueError:
+        return True
+
+
+def duckdb_limit_for(schema: pa.Schema, ceiling: int, floor: int = DUCKDB_BASE, batch_bytes: int = 0) -> int:
+    """DuckDB's memory_limit for scanning these columns into batches of ``batch_bytes``: what the
+    scan needs (its blocks, and one batch as DuckDB builds it), never above ceiling."""
     columns = sum(_leaves(f.type) for f in schema)
-    return int(min(ceiling, max(floor, DUCKDB_BASE + DUCKDB_PER_COLUMN * columns)))
+    return int(min(ceiling, max(floor, DUCKDB_BASE + DUCKDB_PER_COLUMN * columns + batch_bytes)))
+
+
+def read_limit() -> int:
+    """DuckDB's memory_limit for parsing a written JSONL file back: the ceiling (DuckDB's default is 80% of the machine's RAM, not the container's).
+    Not the scan's own figure: the JSON reader holds whole lines, and one line with a 10 MB value
+    needs ~150 MB to parse; what a file of ordinary lines takes stays O(batch) below it."""
+    return memory_ceiling()
 
 
 def _leaves(t: pa.DataType) -> int:

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from syncer._memory import MIN_BATCH_ROWS, batch_rows_for, container_limit, duckdb_limit_for, parse_size, row_bytes
+import syncer
+from syncer import ConfigError, load_config
+from syncer._memory import (
+    MIN_BATCH_ROWS,
+    batch_rows_for,
+    container_limit,
+    duckdb_limit_for,
+    memory_ceiling,
+    parse_size,
+    row_bytes,
+)
+from syncer.export.table import sized_for
+from syncer.sources.duckdb import DuckDBSource
+from syncer.volume.layout import Volume
 
 GIB = 2**30
 
@@ -123,3 +140,226 @@ def test_the_derived_limit_lets_duckdb_scan_the_table(tmp_path: Path, kind: str,
 
 def test_the_limit_never_exceeds_the_ceiling() -> None:
     assert duckdb_limit_for(_wide(3000), ceiling=64 * 2**20) == 64 * 2**20
+
+
+# --- the budget wired into the config, the source and the export -----------------------------------------
+
+MIB = 2**20
+
+
+def _cgroup(tmp_path: Path, limit: int) -> Path:
+    """A real folder read as the cgroup file system, holding a ``memory.max`` of ``limit`` bytes."""
+    root = tmp_path / "cgroup"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "memory.max").write_text(f"{limit}\n")
+    return root
+
+
+def test_the_ceiling_is_half_the_container_after_the_process_needs() -> None:
+    assert memory_ceiling(16 * MIB, limit=4 * GIB) == (4 * GIB - 160 * MIB - 8 * 16 * MIB) // 2
+    assert memory_ceiling(1 * MIB, limit=200 * MIB) == 16 * MIB
+    assert memory_ceiling(16 * MIB, limit=100 * MIB) == 8 * MIB  # never below what DuckDB can run in
+
+
+def test_the_ceiling_reads_the_cgroup_root_the_environment_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1 * GIB)))
+    assert memory_ceiling(16 * MIB) == (GIB - 160 * MIB - 128 * MIB) // 2
+
+
+def _config(tmp_path: Path, db: Path, tables: str, *, source: str = "", export: str = "") -> Path:
+    folder = tmp_path / "cfg"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sync.toml"
+    path.write_text(
+        f'[source]\nkind = "duckdb"\npath = "{db}"\n{source}\n[volume]\nroot = "data"\nretain = 3\n\n[export]\n{export}\n{tables}',
+        encoding="utf-8",
+    )
+    return path
+
+
+TABLE_T = '\n[[tables]]\nname = "t"\nsource = "t"\nprimary_key = ["c0"]\n'
+
+
+def test_memory_limit_is_auto_and_batch_bytes_16_mib_by_default(tmp_path: Path) -> None:
+    cfg = load_config(_config(tmp_path, tmp_path / "w.duckdb", TABLE_T))
+    assert cfg.source.memory_limit == "auto" and cfg.batch_bytes == 16 * MIB
+    assert cfg.source.memory_ceiling == memory_ceiling(16 * MIB) > 0
+
+
+@pytest.mark.parametrize(("value", "size"), [('"8MiB"', 8 * MIB), ("4194304", 4 * MIB), ('"1GiB"', GIB), ('"2 MB"', 2 * 10**6)])
+def test_batch_bytes_takes_a_size_or_bytes(tmp_path: Path, value: str, size: int) -> None:
+    assert load_config(_config(tmp_path, tmp_path / "w.duckdb", TABLE_T, export=f"batch_bytes = {value}")).batch_bytes == size
+
+
+@pytest.mark.parametrize("value", ['"lots"', "0", '"512KiB"', '"2GiB"', "true", "1.5"])
+def test_a_bad_batch_bytes_is_one_line_with_the_range(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[export\] batch_bytes must be a size from 1 MiB to 1 GiB") as err:
+        load_config(_config(tmp_path, tmp_path / "w.duckdb", TABLE_T, export=f"batch_bytes = {value}"))
+    assert "\n" not in str(err.value)
+
+
+def test_an_explicit_limit_above_the_ceiling_is_refused_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1 * GIB)))
+    path = _config(tmp_path, tmp_path / "w.duckdb", TABLE_T, source='memory_limit = "2GB"')
+    with pytest.raises(ConfigError, match=r"memory_limit = '2GB' is above this container's ceiling of 368 MiB") as err:
+        load_config(path)
+    assert "\n" not in str(err.value) and 'memory_limit = "auto"' in str(err.value)
+    # below the ceiling it stands, and the source uses it as it is
+    path = _config(tmp_path, tmp_path / "w.duckdb", TABLE_T, source='memory_limit = "300MB"')
+    assert load_config(path).source.memory_limit == "300MB"
+
+
+def _warehouse(path: Path, tables: dict[str, tuple[int, int]]) -> Path:
+    """Tables of ``columns`` columns (int, double and short strings in turn) by ``rows`` rows."""
+    kinds = ["(i * {c}) % 100003", "((i + {c}) * 0.5) % 977", "'v' || ((i + {c}) % 97)::VARCHAR"]
+    with duckdb.connect(str(path)) as con:
+        for name, (columns, rows) in tables.items():
+            cols = ["i AS c0"] + [kinds[c % 3].format(c=c) + f" AS c{c}" for c in range(1, columns)]
+            con.execute(f"CREATE TABLE {name} AS SELECT {', '.join(cols)} FROM range({rows}) t(i)")
+    return path
+
+
+def _tables(*names: str) -> str:
+    return "".join(f'\n[[tables]]\nname = "{n}"\nsource = "{n}"\nprimary_key = ["c0"]\n' for n in names)
+
+
+def test_a_wide_table_gets_fewer_rows_per_batch_and_row_group_and_more_duckdb_memory(tmp_path: Path) -> None:
+    db = _warehouse(tmp_path / "w.duckdb", {"narrow": (8, 60_000), "wide": (300, 60_000)})
+    cfg = load_config(_config(tmp_path, db, _tables("narrow", "wide"), export="batch_rows = 32768\nrow_group_rows = 131072"))
+    with DuckDBSource(cfg.source) as src:
+        sized = {}
+        for name in ("narrow", "wide"):
+            t = cfg.table(name)
+            schema = src.schema(t)
+            sized[name] = sized_for(src, t, schema, cfg, src.count(t))
+            batches = list(src.stream(t, schema, sized[name].batch_rows))
+            assert max(b.num_rows for b in batches) == sized[name].batch_rows
+            assert max(b.nbytes for b in batches) <= cfg.batch_bytes * 1.25  # the sample measured the strings
+            limit = src.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            sized[name] = (sized[name], parse_size(limit.replace(" ", "")))
+    (narrow, narrow_limit), (wide, wide_limit) = sized["narrow"], sized["wide"]
+    assert narrow.batch_rows == 32768 and narrow.row_group_rows >= 4 * 32768 // 2
+    assert MIN_BATCH_ROWS <= wide.batch_rows < narrow.batch_rows // 4
+    assert wide.row_group_rows == pytest.approx(2 * wide.batch_rows, rel=0.01)
+    assert wide.row_group_rows < 131072
+    assert 16 * MIB < narrow_limit < 40 * MIB < 150 * MIB < wide_limit < 300 * MIB
+    # and the written file holds row groups of that size (the writer got the per-table figure)
+    report = syncer.sync(cfg)
+    assert report["status"] == "ok", report.get("error")
+    current = Volume(cfg.root).current
+    files = [current / "wide.parquet"] if (current / "wide.parquet").exists() else sorted((current / "wide").glob("*.parquet"))
+    groups = [pq.ParquetFile(f).metadata.row_group(i).num_rows for f in files for i in range(pq.ParquetFile(f).num_row_groups)]
+    assert sum(groups) == 60_000 and max(groups) <= wide.row_group_rows
+
+
+def test_a_table_beyond_the_ceiling_fails_in_one_line_and_keeps_its_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = _warehouse(tmp_path / "w.duckdb", {"narrow": (8, 5000), "wide": (300, 5000)})
+    path = _config(tmp_path, db, _tables("narrow", "wide"), export='batch_bytes = "1MiB"')
+    first = syncer.sync(load_config(path))  # with this machine's memory: both fit
+    assert first["status"] == "ok", first.get("error")
+    # the same container with 200 MiB: DuckDB's ceiling is 16 MiB, and 300 columns need ~100
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 200 * MIB)))
+    cfg = load_config(path)
+    assert cfg.source.memory_ceiling == 16 * MIB
+    report = syncer.sync(cfg, force=True)
+    assert report["status"] == "partial"
+    by_name = {t["table"]: t for t in report["tables"]}
+    assert by_name["narrow"]["ok"] is True  # a narrow table runs in the ceiling
+    wide = by_name["wide"]
+    assert wide["ok"] is False and wide["status"] == "carried_over"
+    message = wide["error"]
+    assert "\n" not in message and "Traceback" not in message
+    for words in (
+        "table 'wide'",
+        "ceiling of 16 MiB",
+        "container memory 200 MiB",
+        "Out of Memory",
+        "give the container more memory",
+        "lower [export] batch_bytes",
+        "exclude_columns",
+        "previous data is kept",
+    ):
+        assert words in message, (words, message)
+    manifest = Volume(cfg.root).current_manifest()
+    old = Volume.read_manifest(Volume(cfg.root).snapshot_dir(first["snapshot_id"]))
+    assert manifest["tables"]["wide"]["sha256"] == old["tables"]["wide"]["sha256"]
+    assert syncer.verify(cfg)["ok"]
+
+
+def _sync_process(config: Path, cgroup: Path) -> tuple[int, int, str]:
+    """``syncer sync`` as a process of its own under the ``cgroup`` folder: (exit code, peak RSS in bytes, stderr)."""
+    env = {**os.environ, "SYNCER_CGROUP_ROOT": str(cgroup), "SYNCER_LOG_FORMAT": "text"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "syncer", "--config", str(config), "sync"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss * 1024, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl", "arrow"])
+def test_a_wide_table_syncs_inside_a_512_mib_container(tmp_path: Path, fmt: str) -> None:
+    # 300 columns x 60k rows: ~190 MB of Arrow, ~600 MB as text. Before batches and row groups were
+    # sized by bytes this peaked far above 512 MiB (a 131072-row row group alone is ~400 MB).
+    rows = 60_000
+    db = _warehouse(tmp_path / "w.duckdb", {"wide": (300, rows)})
+    tables = f'\n[[tables]]\nname = "wide"\nsource = "wide"\nprimary_key = ["c0"]\nformat = "{fmt}"\n'
+    config = _config(tmp_path, db, tables)
+    code, peak, err = _sync_process(config, _cgroup(tmp_path, 512 * MIB))
+    assert code == 0, err
+    assert peak < 512 * MIB, f"peak RSS {peak / MIB:.0f} MiB"
+    assert Volume(tmp_path / "cfg" / "data").current_manifest()["tables"]["wide"]["rows"] == rows
+
+
+def test_the_csv_reader_reads_a_row_longer_than_its_block_after_rows_it_gave(tmp_path: Path) -> None:
+    # 4 MiB blocks bound the reader; a 6 MB value deep in the file reads it again with bigger blocks,
+    # and the rows already given are not given twice
+    from syncer.formats import iter_batches, open_writer
+
+    n = 300_000  # ~10 MB of short rows, the long one after 8 MB of them
+    ids = list(range(n))
+    text = [f"row {i} " * 3 for i in ids]
+    text[250_000] = "x" * (6 * 10**6)
+    table = pa.table({"id": pa.array(ids, pa.int64()), "s": pa.array(text)})
+    writer = open_writer("csv", tmp_path / "t.csv", table.schema, compression="none", row_group_rows=1000, parts=1)
+    for b in table.to_batches(max_chunksize=50_000):
+        writer.write(b)
+    writer.close()
+    batches = list(iter_batches("csv", tmp_path / "t.csv", table.schema))
+    assert len(batches) > 2  # it was read in blocks, not in one
+    got = pa.Table.from_batches(batches)
+    assert got.column("id").to_pylist() == ids and got.column("s").to_pylist() == text
+
+
+@pytest.mark.slow
+def test_a_wide_jsonl_file_reads_back_in_bounded_duckdb_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 300 columns x 6000 lines. Reading each column with a json_extract of the whole line held
+    # ~600 bytes per line and column until the query ended (> 1 GB here, growing with the file);
+    # each line parsed once into its fields reads it inside a 452 MiB ceiling, at any length.
+    from syncer.formats import open_writer, reread_batches
+
+    db = _warehouse(tmp_path / "w.duckdb", {"wide": (300, 6000)})
+    with duckdb.connect(str(db), read_only=True) as con:
+        source = con.sql("SELECT * FROM wide ORDER BY c0").to_arrow_table()
+    path = tmp_path / "wide.jsonl"
+    writer = open_writer("jsonl", path, source.schema, compression="none", row_group_rows=1000, parts=1)
+    for b in source.to_batches(max_chunksize=2000):
+        writer.write(b)
+    writer.close()
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1160 * MIB)))
+    assert memory_ceiling() == 452 * MIB
+    got = pa.Table.from_batches(list(reread_batches("jsonl", path, source.schema)), source.schema)
+    assert got.equals(source)
+    # and a ceiling it cannot parse in is one line naming the ceiling and the way out
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 300 * MIB)))
+    with pytest.raises(
+        ValueError, match=r"wide\.jsonl cannot be parsed back inside this container's memory ceiling of 22 MiB"
+    ) as err:
+        list(reread_batches("jsonl", path, source.schema))
+    assert "\n" not in str(err.value) and "give the container more memory" in str(err.value)

@@ -53,7 +53,10 @@ def suggest(word: str, options: list[str]) -> str:
 class SourceConfig:
     kind: str = "duckdb"
     path: Path | None = None
-    memory_limit: str = "16MB"
+    #: DuckDB's memory_limit: "auto" (derived per query, see syncer._memory) or a size
+    memory_limit: str = "auto"
+    #: the most DuckDB's memory_limit may be in this container (bytes; set at load, 0 = not computed)
+    memory_ceiling: int = 0
     threads: int = 1
     # kind = "snowflake" (see syncer.sources.snowflake_connect for the connection order)
     connection_name: str | None = None
@@ -164,6 +167,8 @@ class Config:
     timezone: str = "UTC"
     misfire_grace_seconds: int = 3600
     batch_rows: int = 32_768
+    #: the Arrow bytes one batch aims at; rows per batch come from the table's row width
+    batch_bytes: int = 8 * 2**20
     row_group_rows: int = 131_072
     compression: str = "zstd"
     writers: int = 0  # Parquet encoder threads per big table; 0 = one per CPU core (at most 4)

@@ -13,11 +13,15 @@ import math
 import os
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from syncer._exceptions import ConfigError
 from syncer.config.alerts import ALERTS_KEYS, parse_alerts
+from syncer.config.memory import batch_bytes as _batch_bytes
+from syncer.config.memory import check_ceiling as _check_ceiling
+from syncer.config.memory import memory_limit as _memory_limit
 from syncer.config.model import FORMATS, SNOWFLAKE_KEYS, Config, SourceConfig, TableConfig, suggest
 from syncer.config.references import check_references, parse_references
 from syncer.config.values import check_keys, get, nonempty_str, number, positive_int, positive_number, str_list
@@ -39,6 +43,7 @@ _SECTIONS: dict[str, set[str]] = {
     "schedule": {"cron", "timezone", "misfire_grace_seconds"},
     "export": {
         "batch_rows",
+        "batch_bytes",
         "row_group_rows",
         "compression",
         "time_budget_seconds",
@@ -82,9 +87,6 @@ _SECRET_KEYS = (
     "client_secret",
 )
 _COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "none")
-# [source] memory_limit: what DuckDB's own parser accepts, minus its odd cases ("-1", "none", "80%").
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*\Z", re.IGNORECASE)
-_MEMORY_UNITS = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def default_config_path() -> Path:
@@ -126,13 +128,20 @@ def _parse(data: dict[str, Any], base: Path, path: Path | None, where: str) -> C
     _refuse_non_finite(data, "")
     sections = _sections(data, where)
     source = _source(sections["source"], base, where)
+    volume, freshness, schedule = (
+        _volume(sections["volume"], base, where),
+        _freshness(sections["freshness"], where),
+        _schedule(sections["schedule"], where),
+    )
+    export = _export(sections["export"], where)
+    source = replace(source, memory_ceiling=_check_ceiling(source.memory_limit, export["batch_bytes"]))
     return Config(
         path=path,
         source=source,
-        **_volume(sections["volume"], base, where),
-        **_freshness(sections["freshness"], where),
-        **_schedule(sections["schedule"], where),
-        **_export(sections["export"], where),
+        **volume,
+        **freshness,
+        **schedule,
+        **export,
         **_admin(sections["admin"]),
         **_retry(sections["retry"]),
         tables=_tables(data, where),
@@ -172,22 +181,11 @@ def _source(src: dict[str, Any], base: Path, where: str) -> SourceConfig:
         kind=kind,
         path=_resolve(base, src_path) if src_path else None,
         memory_limit=_memory_limit(src),
+        memory_ceiling=0,  # set once [export] batch_bytes is known
         threads=positive_int(src, "threads", 1, "[source] threads"),
         private_key_file=_resolve(base, key_file) if key_file else None,
         **sf,
     )
-
-
-def _memory_limit(src: dict[str, Any]) -> str:
-    """A DuckDB memory size (``"16MB"``, ``"1.5 GiB"``) of at least 1 MB, checked here, not when the sync opens it."""
-    val = get(src, "memory_limit", str, "16MB", "[source] memory_limit")
-    m = _MEMORY.match(val)
-    if m is None or float(m[1]) * _MEMORY_UNITS[m[2].lower()] < 1_000_000:
-        raise ConfigError(
-            f"[source] memory_limit = {val!r} is not a memory size DuckDB accepts; write a number and a unit of "
-            'at least 1 MB, e.g. memory_limit = "16MB" or "2GiB"'
-        )
-    return val
 
 
 def _volume(vol: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
@@ -244,6 +242,7 @@ def _export(ex: dict[str, Any], where: str) -> dict[str, Any]:
         )
     return {
         "batch_rows": batch_rows,
+        "batch_bytes": _batch_bytes(ex),
         "row_group_rows": row_group_rows,
         "compression": compression,
         "writers": writers,

@@ -8,6 +8,7 @@ duplicates (exact, spills to disk, never holds the keys as Python objects).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import time
@@ -23,6 +24,7 @@ import tenacity
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
+from syncer._memory import ROW_GROUP_BATCHES, batch_rows_for, has_variable_width, row_bytes
 from syncer._stage import Pipeline, Stage, inline
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
@@ -190,6 +192,8 @@ def _export_once(job: _Export) -> None:
         schema = _project(table, source.schema(table))
         exported_at = clock.utcnow()
         source_rows = source.count(table)
+        # this table's batch and row group sizes, by bytes: every step below reads them from job.cfg
+        job.cfg = cfg = sized_for(source, table, schema, cfg, source_rows)
         parts = cfg.parquet_parts(source_rows) if table.format == "parquet" else 1
         if parts > 1:
             job.path = job.path.with_name(table.name)  # a folder of part files
@@ -254,6 +258,29 @@ def _stream_and_profile(
                 profile_error = exc
         job.out.timings["source_profile_s"] = time.perf_counter() - t_prof
     return written, acc, keys, source_profile, profile_error
+
+
+def sized_for(source: Source, table: TableConfig, schema: pa.Schema, cfg: Config, source_rows: int) -> Config:
+    """``cfg`` with this table's rows per batch and per Parquet row group: ``[export] batch_bytes``
+    over its row width (the schema's estimate, or a sample of its rows when strings make that a
+    guess and the table is more than one batch), at most ``batch_rows`` / ``row_group_rows``. A
+    row group holds ROW_GROUP_BATCHES batches: the writer keeps one per part while it encodes."""
+    width: float = row_bytes(schema)
+    if has_variable_width(schema) and source_rows * width > cfg.batch_bytes:
+        width = source.sample_row_bytes(table, schema) or width
+    rows = batch_rows_for(schema, cfg.batch_bytes, cfg.batch_rows, width=width)
+    group = batch_rows_for(schema, ROW_GROUP_BATCHES * cfg.batch_bytes, cfg.row_group_rows, width=width)
+    log.debug(
+        "table %s: %d rows per batch, %d per row group (%.0f bytes a row)",
+        table.name,
+        rows,
+        group,
+        width,
+        extra={"table": table.name},
+    )
+    if (rows, group) == (cfg.batch_rows, cfg.row_group_rows):
+        return cfg
+    return dataclasses.replace(cfg, batch_rows=rows, row_group_rows=group)
 
 
 def _validate(

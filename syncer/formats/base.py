@@ -11,10 +11,18 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["Format", "TableWriter", "WrittenFile", "WrittenPart", "conform", "decimal_array", "selected"]
+from syncer._memory import DEFAULT_BATCH_BYTES, batch_rows_for
 
-#: rows per batch when reading a file back
+__all__ = ["Format", "TableWriter", "WrittenFile", "WrittenPart", "conform", "decimal_array", "read_rows", "selected"]
+
+#: rows per batch when reading a file back (at most: see read_rows)
 READ_BATCH = 131_072
+
+
+def read_rows(schema: pa.Schema) -> int:
+    """Rows per batch when reading ``schema``'s columns back: about ``DEFAULT_BATCH_BYTES`` of
+    Arrow, at most READ_BATCH (a 300-column file is read in far fewer rows than an 8-column one)."""
+    return batch_rows_for(schema, DEFAULT_BATCH_BYTES, READ_BATCH)
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,14 @@ def _text(v: Any) -> str | None:
     return format(v, "f")  # a Decimal in plain digits
 
 
+#: the CSV reader's block (its memory: ~35x a block for 300 columns); a longer row (pyarrow refuses
+#: a row across blocks) is read with blocks 4x bigger, up to _MAX_BLOCK
+_BLOCK = 4 << 20
+_MAX_BLOCK = 1 << 30
+#: the multithreaded CSV reader keeps a block in flight per CPU: above this many, one thread
+_THREADED_CPUS = 4
+
+
 class CsvFormat(Format):
     name = "csv"
     dialect = DIALECT
@@ -173,10 +181,31 @@ class CsvFormat(Format):
         return CsvTableWriter(path, schema)
 
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+        """The file's rows in blocks of _BLOCK bytes; a row longer than a block (a 10 MB value)
+        reads the file again with blocks that hold it, skipping the rows already given."""
+        given, block = 0, _BLOCK
+        while True:
+            seen = 0
+            try:
+                for b in self._blocks(path, schema, columns, block):
+                    start = max(0, given - seen)  # rows of b given before the read started again
+                    seen += b.num_rows
+                    if start < b.num_rows:
+                        yield b.slice(start) if start else b
+                        given = seen
+                return
+            except pa.ArrowInvalid as exc:
+                if "straddl" not in str(exc) or block >= _MAX_BLOCK:
+                    raise
+                block *= 4
+
+    def _blocks(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None, block: int) -> Iterator[pa.RecordBatch]:
         target = selected(schema, columns)
         reader = pcsv.open_csv(
             path,
-            read_options=pcsv.ReadOptions(block_size=16 << 20),
+            # threads parse blocks ahead, one per CPU Arrow sees (the host's, in a container):
+            # bounded to _THREADED_CPUS of them
+            read_options=pcsv.ReadOptions(block_size=block, use_threads=pa.cpu_count() <= _THREADED_CPUS),
             parse_options=pcsv.ParseOptions(newlines_in_values=True),
             convert_options=pcsv.ConvertOptions(
                 column_types={f.name: f.type for f in _csv_schema(schema)},

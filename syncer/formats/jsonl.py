@@ -36,7 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncer.formats.base import READ_BATCH, Format, TableWriter, decimal_array, selected
+from syncer.formats.base import Format, TableWriter, decimal_array, read_rows, selected
 from syncer.formats.files import StreamTableWriter
 from syncer.formats.jsonl_sql import SqlLines, plan, read_batches, read_plan
 
@@ -245,7 +245,7 @@ class JsonlFormat(Format):
             yield from self.iter_batches(path, schema, None)
             return
         try:
-            yield from read_batches(path, schema, select, READ_BATCH)
+            yield from read_batches(path, schema, select, read_rows(schema))
         except (ValueError, pa.ArrowException):
             # a file that does not read back: the reader's own parse names the line and the value
             # (it raises that message; if it reads the file after all, DuckDB's error stands)
@@ -255,10 +255,11 @@ class JsonlFormat(Format):
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
         target = selected(schema, columns)
         parsers = [_decoder(f.type) for f in target]
+        per_batch = max(1, read_rows(target) // 4)  # parsed row by row: Python objects first
         with open(path, encoding="utf-8") as fh:
             numbered = enumerate(fh, 1)
             while True:
-                rows = [_parse(path, n, line) for n, line in itertools.islice(numbered, READ_BATCH // 4) if line.strip()]
+                rows = [_parse(path, n, line) for n, line in itertools.islice(numbered, per_batch) if line.strip()]
                 if not rows:
                     return
                 arrays = [_array([p(r.get(f.name)) for r in rows], f.type) for f, p in zip(target, parsers, strict=True)]

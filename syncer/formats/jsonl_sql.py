@@ -159,7 +159,10 @@ def connection() -> Any:
 
     with _shared_lock:
         if _shared is None:
-            _shared = duckdb.connect(config={"threads": THREADS})
+            from syncer._memory import read_limit
+
+            # bounded by the container's ceiling (DuckDB's default: 80% of the machine's RAM)
+            _shared = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{read_limit()}B"})
         con = _shared.cursor()
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -279,6 +282,7 @@ def read_batches(path: Path, schema: pa.Schema, select: str, batch_rows: int) ->
     that is not its column's spelling raises). ValueError for a line that is not a JSON object."""
     import duckdb
 
+    from syncer._memory import format_size, read_limit
     from syncer.formats.base import decimal_array
 
     con = connection()
@@ -290,6 +294,12 @@ def read_batches(path: Path, schema: pa.Schema, select: str, batch_rows: int) ->
                 for f, col in zip(schema, raw.columns, strict=True):
                     cols.append(decimal_array(col, f.type) if pa.types.is_decimal(f.type) else col.cast(f.type))
                 yield pa.RecordBatch.from_arrays(cols, schema=schema)
+        except duckdb.OutOfMemoryException as exc:
+            first = str(exc).split("\n")[0]
+            raise ValueError(
+                f"{path.name} cannot be parsed back inside this container's memory ceiling of {format_size(read_limit())} "
+                f"({first}); give the container more memory, or export the table as Parquet or Arrow"
+            ) from None
         except duckdb.Error as exc:
             first = str(exc).split("\n")[0].removeprefix("Invalid Input Error: ")
             raise ValueError(f"{path.name} is not valid JSON Lines: {first}") from None

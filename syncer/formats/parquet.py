@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from syncer._stage import Pipeline, Stage
-from syncer.formats.base import READ_BATCH, Format, TableWriter, WrittenFile, WrittenPart, conform, selected
+from syncer.formats.base import Format, TableWriter, WrittenFile, WrittenPart, conform, read_rows, selected
 from syncer.formats.files import parts_digest
 
 __all__ = ["ParquetFormat", "ParquetTableWriter", "dictionary_columns", "parquet_files", "parquet_options", "parquet_type"]
@@ -258,11 +258,12 @@ class ParquetFormat(Format):
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
         target = selected(schema, columns)
         files = [pq.ParquetFile(f) for f in parquet_files(path)]
+        rows = read_rows(target)
         # Row groups were dealt round-robin to the parts: taking them back in that order restores the rows'.
         for j in range(max(f.num_row_groups for f in files)):
             for pf in files:
                 if j < pf.num_row_groups:
-                    for b in pf.iter_batches(batch_size=READ_BATCH, row_groups=[j], columns=list(target.names)):
+                    for b in pf.iter_batches(batch_size=rows, row_groups=[j], columns=list(target.names)):
                         yield conform(b, target)
 
     def read_table(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> pa.Table:

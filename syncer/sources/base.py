@@ -165,6 +165,11 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]: ...
 
+    def sample_row_bytes(self, table: TableConfig, schema: pa.Schema) -> float | None:
+        """Arrow bytes per row of a few of the table's rows, when the source can tell cheaply
+        (sizes batches by what the strings really hold); None: the schema's estimate is used."""
+        return None
+
     #: True when the source implements ``unload`` (see :mod:`syncer.export.engine`)
     supports_unload: bool = False
 

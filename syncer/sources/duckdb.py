@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from syncer import _clock as clock
+from syncer import _memory
 from syncer._exceptions import (
     BadRowsError,
     SourceError,
@@ -25,6 +26,7 @@ from syncer._exceptions import (
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 from syncer.sources.duckdb_sql import UNLOADABLE, file_identity, profile_groups, where_sql
+from syncer.sources.duckdb_memory import auto_limit, below_ceiling, beyond_ceiling, sample_row_bytes, shown, with_ceiling
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import CONVERTED, JSON_META, build_profile, plan_for
@@ -33,12 +35,11 @@ __all__ = ["DuckDBSource"]
 
 log = logging.getLogger("syncer")
 
-#: memory_limit for one retry of a query that ran out of the configured one (a value of many MB,
-#: a big sort): the configured limit bounds the buffer cache, which is what a plain scan uses.
-_PROFILE_RETRY_LIMIT = "2GB"
 #: memory_limit while DuckDB unloads a table (export = "engine"): its Parquet writer buffers a row
 #: group per thread. At 20M rows: 256MB peaks at 338 MiB RSS in 10.2 s, 2GB at 710 MiB in 8.1 s.
 _UNLOAD_LIMIT = "256MB"
+#: rows read to measure a table's row width (its strings) before its batches are sized
+_SAMPLE_ROWS = 2048
 #: how long opening the warehouse waits for a writer process to release DuckDB's file lock
 _LOCK_WAIT_S = 2.0
 
@@ -57,7 +58,11 @@ class DuckDBSource(Source):
 
     def __init__(self, cfg: SourceConfig) -> None:
         self.path = cfg.path
-        self.memory_limit = cfg.memory_limit
+        self._auto = cfg.memory_limit == "auto"  # the limit follows each table's needs (syncer._memory)
+        # a query that ran out of its limit runs once more with the ceiling (a value of many MB, a big sort), never more
+        self.ceiling = cfg.memory_ceiling or _memory.memory_ceiling()
+        self.memory_limit = f"{_memory.DUCKDB_BASE}B" if self._auto else cfg.memory_limit
+        self._limit_of: str | None = None  # the table memory_limit was derived for (auto)
         self._needs_memory: set[str] = set()  # tables whose stream ran out of memory_limit once
         self._raised = 0  # queries running with the raised limit (it is database-wide)
         self._lowered = True  # memory_limit is the configured one
@@ -86,7 +91,7 @@ class DuckDBSource(Source):
                 con = duckdb.connect(
                     str(self.path),
                     read_only=True,
-                    config={"threads": cfg.threads, "memory_limit": cfg.memory_limit},
+                    config={"threads": cfg.threads, "memory_limit": self.memory_limit},
                 )
                 con.execute("SET TimeZone = 'UTC'")
                 return con
@@ -157,6 +162,7 @@ class DuckDBSource(Source):
         return int(self._run(f"SELECT count(*) FROM {relation_sql(table)}{cond}", table, params=params).fetchall()[0][0])
 
     def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]:
+        self.use_limit_for(table, schema, _SAMPLE_ROWS)
         try:
             return self._profile(table, schema, where)
         except BadRowsError as exc:
@@ -170,15 +176,35 @@ class DuckDBSource(Source):
             return prof
         except SourceOutOfMemoryError as exc:
             # min/max of very large values (a 10 MB string) need more than the bounded cache: allow
-            # this one query more, then bound the cache again.
-            log.warning("%s; retrying the profile with memory_limit = %s", exc, _PROFILE_RETRY_LIMIT)
+            # this one query up to the ceiling, then bound the cache again.
+            if not below_ceiling(self.memory_limit, self.ceiling):
+                raise beyond_ceiling(exc, table.name, "its profile", self.ceiling) from exc
+            log.warning("%s; retrying the profile with memory_limit = %s", exc, with_ceiling(self.ceiling))
             # (on a cursor of its own: the main connection may be busy streaming on another thread;
             # memory_limit is a database-wide setting)
             self._more_memory(+1)
             try:
                 return self._profile(table, schema, where)
+            except SourceOutOfMemoryError as again:
+                raise beyond_ceiling(again, table.name, "its profile", self.ceiling) from again
             finally:
                 self._more_memory(-1)
+
+    def use_limit_for(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> None:
+        """memory_limit = "auto": what this table's scan needs (columns, a batch), at most the ceiling; never lowered within a table."""
+        if not self._auto:
+            return
+        with self._raised_lock:
+            limit = auto_limit(schema, batch_rows, self.ceiling)
+            if self._limit_of == table.name and _memory.parse_size(limit) < _memory.parse_size(self.memory_limit):
+                return
+            self.memory_limit, self._limit_of = limit, table.name
+            if self._raised == 0:
+                try:
+                    self._set_limit(self.memory_limit)
+                    self._lowered = True
+                except duckdb.OutOfMemoryException:
+                    self._lowered = False  # a query still holds more; lowered when it ends
 
     def _more_memory(self, change: int) -> None:
         """Raise memory_limit while at least one query needs it (a stream and a profile may overlap):
@@ -190,14 +216,14 @@ class DuckDBSource(Source):
         with self._raised_lock:
             self._raised += change
             if change > 0 and self._raised == 1:
-                self._set_limit(_PROFILE_RETRY_LIMIT)
+                self._set_limit(f"{self.ceiling}B")
                 self._lowered = False
             if self._raised == 0 and not self._lowered:
                 try:
                     self._set_limit(self.memory_limit)
                     self._lowered = True
                 except duckdb.OutOfMemoryException:
-                    log.debug("memory_limit stays at %s until the running query ends", _PROFILE_RETRY_LIMIT)
+                    log.debug("memory_limit stays at %s until the running query ends", f"{self.ceiling}B")
 
     @contextlib.contextmanager
     def _profile_cursor(self) -> Iterator[Any]:
@@ -277,10 +303,16 @@ class DuckDBSource(Source):
 
     def stream_range(self, table: TableConfig, schema: pa.Schema, batch_rows: int, rng: KeyRange) -> Iterator[pa.RecordBatch]:
         cond, params = rng.sql()
+        self.use_limit_for(table, schema, batch_rows)
         return self._read(f"{select_sql(table, schema)} WHERE {cond}", table, batch_rows, params)
 
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        self.use_limit_for(table, schema, batch_rows)
         return self._read(select_sql(table, schema), table, batch_rows, [])
+
+    def sample_row_bytes(self, table: TableConfig, schema: pa.Schema) -> float | None:
+        self.use_limit_for(table, schema, _SAMPLE_ROWS)
+        return sample_row_bytes(self.con, f"{select_sql(table, schema)} LIMIT {_SAMPLE_ROWS}")
 
     def _read(self, sql: str, table: TableConfig, batch_rows: int, params: list[Any]) -> Iterator[pa.RecordBatch]:
         """Stream ``sql``. A read that runs out of the memory_limit before its first batch starts
@@ -306,14 +338,14 @@ class DuckDBSource(Source):
                         yielded = True
                         yield batch
                 except SourceOutOfMemoryError as exc:
-                    if raised:
-                        raise
+                    if raised or not below_ceiling(self.memory_limit, self.ceiling):
+                        raise beyond_ceiling(exc, table.name, "reading it", self.ceiling) from exc
                     self._needs_memory.add(table.name)
-                    log.warning("%s; reading it again with memory_limit = %s", exc, _PROFILE_RETRY_LIMIT)
+                    log.warning("%s; reading it again with memory_limit = %s", exc, with_ceiling(self.ceiling))
                     if yielded:
                         # Batches are out already: the table starts over, and reads with more memory then.
                         raise TransientSourceError(
-                            f"{exc}; the table is read again from the start with memory_limit = {_PROFILE_RETRY_LIMIT}"
+                            f"{exc}; the table is read again from the start with memory_limit = {with_ceiling(self.ceiling)}"
                         ) from exc
                     self._more_memory(+1)
                     raised = True
@@ -403,5 +435,5 @@ class DuckDBSource(Source):
         if isinstance(exc, RuntimeError):
             raise exc
         relation = f"query of table {table.name!r}" if table.query else f"source table {table.source!r}"
-        ctx = DuckDBContext(Stage.READ, table.name, self.path, relation, self.memory_limit)
+        ctx = DuckDBContext(Stage.READ, table.name, self.path, relation, shown(self.memory_limit, self._auto))
         return map_duckdb_error(exc, ctx)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncer._exceptions import ValidationError
+from syncer._memory import memory_ceiling
 from syncer.config import TableConfig
 from syncer.formats import WrittenFile, iter_batches, parquet_files
 from syncer.sources.base import quote_ident
@@ -76,7 +77,7 @@ def _scan(table: TableConfig, schema: pa.Schema, written: WrittenFile, spill_dir
         params = []
     cols = ", ".join(quote_ident(k) for k in keys)
     not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in keys)
-    config: dict[str, Any] = {"threads": 2, "memory_limit": "256MB"}
+    config: dict[str, Any] = {"threads": 2, "memory_limit": f"{min(256 * 10**6, memory_ceiling())}B"}  # spills past it
     if spill_dir is not None:
         config["temp_directory"] = str(spill_dir)
     con = duckdb.connect(config=config)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from syncer._memory import memory_ceiling
 from syncer.config import Config, Reference, TableConfig
 from syncer.formats import iter_batches, parquet_files, remove_output, schema_from_b64
 from syncer.sources.base import quote_ident
@@ -181,7 +182,7 @@ def count_orphans(
     """(rows of ``src`` whose non-null ``cols`` match no ``tcols`` of ``tgt``, up to SAMPLE of their keys)."""
     import duckdb  # only for the scan: a reader of the volume never needs it
 
-    config: dict[str, Any] = {"threads": 2, "memory_limit": "256MB"}
+    config: dict[str, Any] = {"threads": 2, "memory_limit": f"{min(256 * 10**6, memory_ceiling())}B"}  # spills past it
     if spill_dir is not None:
         config["temp_directory"] = str(spill_dir)
     con = duckdb.connect(config=config)
