@@ -25,8 +25,8 @@ from syncer._exceptions import (
 )
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
-from syncer.sources.duckdb_sql import UNLOADABLE, file_identity, profile_groups, where_sql
 from syncer.sources.duckdb_memory import auto_limit, below_ceiling, beyond_ceiling, sample_row_bytes, shown, with_ceiling
+from syncer.sources.duckdb_sql import UNLOADABLE, file_identity, profile_groups, where_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import CONVERTED, JSON_META, build_profile, plan_for
