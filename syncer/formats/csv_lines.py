@@ -7,8 +7,9 @@ the columns element-wise: the joined array's data buffer is the lines. What make
 slow here is its time-zone path, which looks every timestamp up in the zone database; a ``UTC``
 column is cast as the plain timestamp it is, then ``Z`` appended (the writer's own spelling of UTC).
 
-Only the column types listed in :func:`supported` are built here; a schema with any other goes to
-pyarrow's writer whole. ``tests/test_csv_vectorised.py`` holds the two to the same bytes.
+Only the column types listed in :func:`supported` are built here, and only where it is faster
+(:func:`faster`); any other schema goes to pyarrow's writer whole. ``tests/test_csv_vectorised.py``
+holds the two to the same bytes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["header", "lines", "supported"]
+__all__ = ["faster", "header", "lines", "supported"]
 
 
 def _plain(t: pa.DataType) -> bool:
@@ -37,6 +38,15 @@ def _is_text(t: pa.DataType) -> bool:
 def supported(schema: pa.Schema) -> bool:
     """Whether every column's type is one these lines spell as pyarrow's writer does."""
     return len(schema) > 0 and all(_plain(f.type) or _is_text(f.type) for f in schema)
+
+
+def faster(schema: pa.Schema) -> bool:
+    """Whether these lines beat pyarrow's writer on ``schema``: only for its UTC timestamps (about
+    20x another column's cost there); for the rest the element-wise joins cost about 2.6x the
+    writer (measured: the 9-column orders table, one UTC column, 1.7x faster; 300 columns without
+    one, 2.6x slower). So: a tenth of the columns or more UTC timestamps."""
+    utc = sum(1 for f in schema if pa.types.is_timestamp(f.type) and f.type.tz == "UTC")
+    return supported(schema) and utc * 10 >= len(schema)
 
 
 def header(schema: pa.Schema) -> bytes:
