@@ -14,6 +14,9 @@ holds the two to the same bytes.
 
 from __future__ import annotations
 
+import functools
+import struct
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -63,7 +66,7 @@ def _field_text(arr: pa.Array, null: str, last: bool) -> pa.Array:
     else:
         text = pc.cast(arr, pa.string())
     if arr.null_count:
-        text = pc.fill_null(text, pa.scalar(null, text.type))
+        text = pc.fill_null(text, _literal(null, text.type))
     if last:
         text = _concat(text.type, text, "\n")
     return text
@@ -71,7 +74,16 @@ def _field_text(arr: pa.Array, null: str, last: bool) -> pa.Array:
 
 def _concat(t: pa.DataType, *parts: pa.Array | str) -> pa.Array:
     """Element-wise concatenation (a null part makes the result null)."""
-    return pc.binary_join_element_wise(*(pa.scalar(p, t) if isinstance(p, str) else p for p in parts), pa.scalar("", t))
+    return pc.binary_join_element_wise(*(_literal(p, t) if isinstance(p, str) else p for p in parts), _literal("", t))
+
+
+@functools.lru_cache(maxsize=64)
+def _literal(text: str, t: pa.DataType) -> pa.Scalar:
+    """A string scalar made from its bytes: ``pa.scalar(text)`` converts a Python object, and
+    pyarrow's first such conversion imports pandas (half a second or more, once per process)."""
+    data = text.encode("utf-8")
+    offsets = struct.pack("<qq" if pa.types.is_large_string(t) else "<ii", 0, len(data))
+    return pa.Array.from_buffers(t, 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])[0]
 
 
 def lines(batch: pa.RecordBatch, null: str) -> pa.Buffer:
@@ -82,7 +94,7 @@ def lines(batch: pa.RecordBatch, null: str) -> pa.Buffer:
     cols = [_field_text(c, null, i == n - 1) for i, c in enumerate(batch.columns)]
     if any(pa.types.is_large_string(c.type) for c in cols):
         cols = [c.cast(pa.large_string()) for c in cols]  # one offset width for the join
-    joined = pc.binary_join_element_wise(*cols, pa.scalar(",", cols[0].type)) if n > 1 else cols[0]
+    joined = pc.binary_join_element_wise(*cols, _literal(",", cols[0].type)) if n > 1 else cols[0]
     if isinstance(joined, pa.ChunkedArray):
         joined = joined.combine_chunks()
     width = pa.int64() if pa.types.is_large_string(joined.type) else pa.int32()
