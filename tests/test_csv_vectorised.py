@@ -17,8 +17,8 @@ from tests.catalogue import CATALOGUE, build_catalogue
 D = decimal.Decimal
 
 
-def written(batches: list[pa.RecordBatch], schema: pa.Schema, path: Path, *, vectorised: bool) -> bytes:
-    w = CsvTableWriter(path, schema, vectorised=vectorised)
+def written(batches: list[pa.RecordBatch], schema: pa.Schema, path: Path, *, vectorised: bool, lines: bool = False) -> bytes:
+    w = CsvTableWriter(path, schema, vectorised=vectorised, lines_always=lines)
     for b in batches:
         w.write(b)
     w.close()
@@ -26,9 +26,11 @@ def written(batches: list[pa.RecordBatch], schema: pa.Schema, path: Path, *, vec
 
 
 def assert_same_bytes(batches: list[pa.RecordBatch], schema: pa.Schema, tmp: Path) -> None:
+    """The row-wise writer's bytes = the vectorised writer's, with its own choice of lines and with
+    csv_lines wherever it can build them."""
     want = written(batches, schema, tmp / "row-wise.csv", vectorised=False)
-    got = written(batches, schema, tmp / "vectorised.csv", vectorised=True)
-    assert got == want
+    assert written(batches, schema, tmp / "vectorised-lines.csv", vectorised=True, lines=True) == want
+    assert written(batches, schema, tmp / "vectorised.csv", vectorised=True) == want
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +195,49 @@ def test_a_schema_the_lines_do_not_cover_goes_to_pyarrow_whole_and_writes_the_sa
     values = pa.array([None, None, None], pa.null()) if t == pa.null() else pa.array([0, None, 1_600_000_000], pa.int64()).cast(t)
     batch = pa.record_batch([pa.array([1, 2, 3]), values], schema=schema)
     assert_same_bytes([batch], schema, tmp_path)
+
+
+def test_the_lines_are_built_where_they_beat_pyarrow_s_writer() -> None:
+    from syncer.formats.csv_lines import faster
+
+    utc = pa.field("at", pa.timestamp("us", "UTC"))
+    orders = pa.schema([pa.field(f"c{i}", pa.int64()) for i in range(8)] + [utc])
+    wide = pa.schema([pa.field(f"c{i}", pa.string()) for i in range(299)] + [utc])
+    assert faster(orders) and not faster(wide)
+    assert not faster(pa.schema([pa.field("at", pa.timestamp("us", "Europe/Paris"))]))  # not covered at all
+
+
+_NO_PANDAS = """
+import sys
+from pathlib import Path
+import pyarrow.parquet as pq
+from syncer.formats.csv import CsvTableWriter
+batch = pq.ParquetFile(sys.argv[1]).read().combine_chunks().to_batches()[0]  # (pa.array() would import pandas)
+w = CsvTableWriter(Path(sys.argv[2]), batch.schema, lines_always=True)
+w.write(batch)
+w.close()
+print("pandas" in sys.modules)
+"""
+
+
+def test_the_lines_do_not_import_pandas(tmp_path: Path) -> None:
+    # pa.scalar("...") converts a Python object: pyarrow's first such conversion imports pandas
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    ts = pa.array([0, None, 1_600_000_000_000_000], pa.int64()).cast(pa.timestamp("us", "UTC"))
+    d = pa.array([D("123.45"), None, D("-0.05")], pa.decimal128(12, 2))
+    pq.write_table(pa.table([ts, pa.array(["a", None, 'q"uote']), d], names=["at", "s", "d"]), tmp_path / "in.parquet")
+    out = tmp_path / "t.csv"
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_PANDAS, str(tmp_path / "in.parquet"), str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+    assert out.read_text().splitlines()[1:] == [
+        '1970-01-01 00:00:00.000000Z,"a","123.45"',
+        "\\N,\\N,\\N",
+        '2020-09-13 12:26:40.000000Z,"q""uote","-0.05"',
+    ]

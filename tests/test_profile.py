@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from syncer.config import SourceConfig, TableConfig
@@ -364,3 +365,54 @@ def test_a_decimal_sum_is_exact_at_the_edge_of_38_digits(precision: int, scale: 
         acc.update(pa.RecordBatch.from_pydict({"d": pa.array([exact.multiply(sign, top)] * rows, t)}, schema=schema))
     acc.update(pa.RecordBatch.from_pydict({"d": pa.array([top] * rows + [None], t)}, schema=schema))
     assert acc.result()["columns"]["d"]["sum"] == canonical(exact.multiply(top, rows))
+
+
+_ZONED = """
+import json, sys
+import pyarrow as pa, pyarrow.parquet as pq
+from syncer.formats.stats import parquet_ranges
+from syncer.validate.profile import ProfileAccumulator
+table = pq.ParquetFile(sys.argv[1]).read()  # (read_table imports pyarrow.dataset, which imports pandas)
+acc = ProfileAccumulator(table.schema)
+for b in table.to_batches():
+    acc.update(b)
+footer = parquet_ranges(__import__("pathlib").Path(sys.argv[1]), table.schema.names)
+print(json.dumps({"profile": acc.result(), "footer": {k: [str(x) for x in v] for k, v in footer.items()},
+                  "pandas": "pandas" in sys.modules}))
+"""
+
+
+def test_zoned_timestamps_are_profiled_without_importing_pandas(tmp_path: Path) -> None:
+    # pyarrow's first time-zone conversion (as_py, footer statistics) imports pandas: 0.5-2 s a sync
+    import json
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    values = [-62135596800 + 2 * 86400, 0, None, 1_600_000_000, 253402300799 - 2 * 86400]  # years 1 and 9999
+    cols = {
+        f"{unit}_{tz or 'naive'}".replace("/", "_"): pa.array(
+            [None if v is None else v * {"s": 1, "ms": 1000, "us": 10**6}[unit] for v in values], pa.int64()
+        ).cast(pa.timestamp(unit, tz))
+        for unit in ("s", "ms", "us")
+        for tz in ("UTC", "America/New_York", None)
+    }
+    table = pa.table(cols)
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=2)
+    proc = subprocess.run([sys.executable, "-c", _ZONED, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["pandas"] is False
+    want = ProfileAccumulator(table.schema)  # here, pyarrow's own conversion (as_py) is fine
+    for name, col in cols.items():
+        st = want._cols[table.schema.get_field_index(name)]
+        st["min"], st["max"] = pc.min_max(col)["min"].as_py(), pc.min_max(col)["max"].as_py()
+        st["nulls"] = col.null_count
+    want.rows = table.num_rows
+    assert got["profile"] == want.result()
+    for name, col in cols.items():  # the footer's instants are pyarrow's own
+        mm = pc.min_max(col)
+        want_range = [canonical(mm["min"].as_py()), canonical(mm["max"].as_py())]
+        assert [canonical(dt.datetime.fromisoformat(x)) for x in got["footer"][name]] == want_range, name

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from syncer.formats.parquet import parquet_files
+from syncer.validate.profile import utc_datetime
 
 __all__ = ["parquet_ranges"]
 
@@ -20,7 +22,10 @@ def parquet_ranges(path: Path, names: Sequence[str]) -> dict[str, tuple[Any, Any
     no statistics for it (the caller computes that one from the data)."""
     out: dict[str, tuple[Any, Any] | None] = {n: (None, None) for n in names}
     for f in parquet_files(path):
-        md = pq.ParquetFile(f).metadata
+        pf = pq.ParquetFile(f)
+        md = pf.metadata
+        # time-zone timestamps from their raw integers: pyarrow's own conversion imports pandas
+        zoned = {n: pf.schema_arrow.field(n).type.unit for n in names if _zoned(pf.schema_arrow.field(n).type)}
         for g in range(md.num_row_groups):
             rg = md.row_group(g)
             index = {rg.column(j).path_in_schema: j for j in range(rg.num_columns)}
@@ -35,5 +40,14 @@ def parquet_ranges(path: Path, names: Sequence[str]) -> dict[str, tuple[Any, Any
                     out[name] = None
                     continue
                 lo, hi = cur
-                out[name] = (st.min if lo is None or st.min < lo else lo, st.max if hi is None or st.max > hi else hi)
+                smin, smax = (
+                    (utc_datetime(st.min_raw, zoned[name]), utc_datetime(st.max_raw, zoned[name]))
+                    if name in zoned
+                    else (st.min, st.max)
+                )
+                out[name] = (smin if lo is None or smin < lo else lo, smax if hi is None or smax > hi else hi)
     return out
+
+
+def _zoned(t: pa.DataType) -> bool:
+    return pa.types.is_timestamp(t) and bool(t.tz) and t.unit != "ns"
