@@ -37,8 +37,9 @@ log = logging.getLogger("syncer")
 #: a big sort): the configured limit bounds the buffer cache, which is what a plain scan uses.
 _PROFILE_RETRY_LIMIT = "2GB"
 #: memory_limit while DuckDB unloads a table (export = "engine"): its Parquet writer buffers a row
-#: group per thread. At 20M rows: 256MB peaks at 338 MiB RSS in 10.2 s, 2GB at 710 MiB in 8.1 s.
-_UNLOAD_LIMIT = "256MB"
+#: group per thread. At 20M rows: 256MB peaks at 338 MiB RSS in 10.2 s, 2GB at 710 MiB in 8.1 s;
+#: at 100M rows 256MB peaked the whole sync at 411 MiB (benchmarks/engine.py), so 192MB.
+_UNLOAD_LIMIT = "192MB"
 #: how long opening the warehouse waits for a writer process to release DuckDB's file lock
 _LOCK_WAIT_S = 2.0
 
