@@ -238,7 +238,7 @@ def _export(ex: dict[str, Any], where: str) -> dict[str, Any]:
         "compression": compression,
         "writers": writers,
         "time_budget_seconds": budget,
-        "engine_min_rows": positive_int(ex, "engine_min_rows", 100_000_000, "[export] engine_min_rows"),
+        "engine_min_rows": positive_int(ex, "engine_min_rows", 1_000_000_000, "[export] engine_min_rows"),
     }
 
 
