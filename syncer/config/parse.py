@@ -248,7 +248,7 @@ def _export(ex: dict[str, Any], where: str) -> dict[str, Any]:
         "writers": writers,
         "time_budget_seconds": budget,
         "watchdog_seconds": watchdog,
-        "engine_min_rows": positive_int(ex, "engine_min_rows", 100_000_000, "[export] engine_min_rows"),
+        "engine_min_rows": positive_int(ex, "engine_min_rows", 1_000_000_000, "[export] engine_min_rows"),
     }
 
 

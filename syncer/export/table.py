@@ -345,13 +345,15 @@ def _unload(
     source's profile, taken meanwhile on its own connection when it can; None: stream it."""
     source, table = job.source, job.table
     with ThreadPoolExecutor(1, thread_name_prefix="syncer-check") as pool:
-        future = pool.submit(source.profile, table, schema) if source.concurrent_profile else None
-        got = unload_and_reread(source, table, schema, job.cfg, job.path.parent)
+        started: list[Future[dict[str, Any]]] = []
+        # while the files are checked, not during the unload: the two compete for DuckDB's memory
+        start = (lambda: started.append(pool.submit(source.profile, table, schema))) if source.concurrent_profile else None
+        got = unload_and_reread(source, table, schema, job.cfg, job.path.parent, after_unload=start)
         if got is None:
             return None
         job.path, job.export = got[0].path, "engine"
         try:
-            return (*got, future.result() if future else source.profile(table, schema), None)
+            return (*got, started[0].result() if started else source.profile(table, schema), None)
         except BadRowsError as exc:
             return (*got, None, exc)
 

@@ -36,8 +36,9 @@ __all__ = ["DuckDBSource"]
 log = logging.getLogger("syncer")
 
 #: memory_limit while DuckDB unloads a table (export = "engine"): its Parquet writer buffers a row
-#: group per thread. At 20M rows: 256MB peaks at 338 MiB RSS in 10.2 s, 2GB at 710 MiB in 8.1 s.
-_UNLOAD_LIMIT = "256MB"
+#: group per thread. At 20M rows: 256MB peaks at 338 MiB RSS in 10.2 s, 2GB at 710 MiB in 8.1 s;
+#: at 100M rows 256MB peaked the whole sync at 411 MiB (benchmarks/engine.py), so 192MB.
+_UNLOAD_LIMIT = "192MB"
 #: rows read to measure a table's row width (its strings) before its batches are sized
 _SAMPLE_ROWS = 2048
 #: how long opening the warehouse waits for a writer process to release DuckDB's file lock

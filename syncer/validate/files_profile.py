@@ -2,8 +2,8 @@
 
 The stream path profiles the batches it hands to the writer (Arrow compute, one batch at a time).
 The engine path has no batches: the warehouse wrote the files. Re-reading them into Python to
-profile them cost more than the unload itself (3.9 s re-read + 3.0 s key scan after a 16 s unload
-at 5M rows, see docs/architecture.md "Engine export: where the time goes"), so here one aggregate
+profile them cost almost half the unload again (3.9 s re-read + 3.0 s key scan after a 16 s
+unload at 5M rows, see README *Engine path against the stream path*), so here one aggregate
 query of an in-process DuckDB over ``read_parquet(<the staged files>)`` computes the profile, on a
 connection of its own (bounded memory, spills to the run's spill folder), in parallel with the
 sha256 of the files and the key-order pass.
@@ -37,8 +37,9 @@ from syncer.validate.profile import ColumnPlan, ProfileAccumulator, build_profil
 __all__ = ["FilesProfile", "footer_known", "profile_expressions", "profile_files"]
 
 #: memory of the profile query's connection: aggregate states without GROUP BY are a few bytes per
-#: column, so this only bounds the Parquet reader's buffers (a row group per thread)
-_MEMORY_LIMIT = "256MB"
+#: column, so this only bounds the Parquet reader's buffers (a row group of the numeric and boolean
+#: columns per thread: ~10 MB for the benchmark's table)
+_MEMORY_LIMIT = "128MB"
 
 
 class FilesProfile(ProfileAccumulator):
