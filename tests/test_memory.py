@@ -156,14 +156,15 @@ def _cgroup(tmp_path: Path, limit: int) -> Path:
 
 
 def test_the_ceiling_is_half_the_container_after_the_process_needs() -> None:
-    assert memory_ceiling(16 * MIB, limit=4 * GIB) == (4 * GIB - 160 * MIB - 8 * 16 * MIB) // 2
-    assert memory_ceiling(1 * MIB, limit=200 * MIB) == 16 * MIB
+    assert memory_ceiling(16 * MIB, limit=4 * GIB) == (4 * GIB - 160 * MIB - 12 * 16 * MIB) // 2
+    assert memory_ceiling(8 * MIB, limit=4 * GIB) == 1920 * MIB  # SPCS's spec, the default batch
+    assert memory_ceiling(1 * MIB, limit=200 * MIB) == 14 * MIB
     assert memory_ceiling(16 * MIB, limit=100 * MIB) == 8 * MIB  # never below what DuckDB can run in
 
 
 def test_the_ceiling_reads_the_cgroup_root_the_environment_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1 * GIB)))
-    assert memory_ceiling(16 * MIB) == (GIB - 160 * MIB - 128 * MIB) // 2
+    assert memory_ceiling(16 * MIB) == (GIB - 160 * MIB - 12 * 16 * MIB) // 2
 
 
 def _config(tmp_path: Path, db: Path, tables: str, *, source: str = "", export: str = "") -> Path:
@@ -180,10 +181,10 @@ def _config(tmp_path: Path, db: Path, tables: str, *, source: str = "", export: 
 TABLE_T = '\n[[tables]]\nname = "t"\nsource = "t"\nprimary_key = ["c0"]\n'
 
 
-def test_memory_limit_is_auto_and_batch_bytes_16_mib_by_default(tmp_path: Path) -> None:
+def test_memory_limit_is_auto_and_batch_bytes_8_mib_by_default(tmp_path: Path) -> None:
     cfg = load_config(_config(tmp_path, tmp_path / "w.duckdb", TABLE_T))
-    assert cfg.source.memory_limit == "auto" and cfg.batch_bytes == 16 * MIB
-    assert cfg.source.memory_ceiling == memory_ceiling(16 * MIB) > 0
+    assert cfg.source.memory_limit == "auto" and cfg.batch_bytes == 8 * MIB
+    assert cfg.source.memory_ceiling == memory_ceiling(8 * MIB) > 0
 
 
 @pytest.mark.parametrize(("value", "size"), [('"8MiB"', 8 * MIB), ("4194304", 4 * MIB), ('"1GiB"', GIB), ('"2 MB"', 2 * 10**6)])
@@ -201,7 +202,7 @@ def test_a_bad_batch_bytes_is_one_line_with_the_range(tmp_path: Path, value: str
 def test_an_explicit_limit_above_the_ceiling_is_refused_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1 * GIB)))
     path = _config(tmp_path, tmp_path / "w.duckdb", TABLE_T, source='memory_limit = "2GB"')
-    with pytest.raises(ConfigError, match=r"memory_limit = '2GB' is above this container's ceiling of 368 MiB") as err:
+    with pytest.raises(ConfigError, match=r"memory_limit = '2GB' is above this container's ceiling of 384 MiB") as err:
         load_config(path)
     assert "\n" not in str(err.value) and 'memory_limit = "auto"' in str(err.value)
     # below the ceiling it stands, and the source uses it as it is
@@ -257,10 +258,10 @@ def test_a_table_beyond_the_ceiling_fails_in_one_line_and_keeps_its_data(tmp_pat
     path = _config(tmp_path, db, _tables("narrow", "wide"), export='batch_bytes = "1MiB"')
     first = syncer.sync(load_config(path))  # with this machine's memory: both fit
     assert first["status"] == "ok", first.get("error")
-    # the same container with 200 MiB: DuckDB's ceiling is 16 MiB, and 300 columns need ~100
+    # the same container with 200 MiB: DuckDB's ceiling is 14 MiB, and 300 columns need ~100
     monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 200 * MIB)))
     cfg = load_config(path)
-    assert cfg.source.memory_ceiling == 16 * MIB
+    assert cfg.source.memory_ceiling == 14 * MIB
     report = syncer.sync(cfg, force=True)
     assert report["status"] == "partial"
     by_name = {t["table"]: t for t in report["tables"]}
@@ -271,7 +272,7 @@ def test_a_table_beyond_the_ceiling_fails_in_one_line_and_keeps_its_data(tmp_pat
     assert "\n" not in message and "Traceback" not in message
     for words in (
         "table 'wide'",
-        "ceiling of 16 MiB",
+        "ceiling of 14 MiB",
         "container memory 200 MiB",
         "Out of Memory",
         "give the container more memory",
