@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -380,3 +381,46 @@ def test_a_wide_jsonl_file_reads_back_in_bounded_duckdb_memory(tmp_path: Path, m
     ) as err:
         list(reread_batches("jsonl", path, source.schema))
     assert "\n" not in str(err.value) and "give the container more memory" in str(err.value)
+
+
+def test_the_snowflake_source_streams_a_wide_table_in_the_per_table_batches(tmp_path: Path) -> None:
+    # Snowpark local testing: the same sizing (no sample there: the schema's estimate), and the
+    # source's to_arrow_batches re-sliced to it
+    from snowflake.snowpark import Session
+    from snowflake.snowpark import types as T
+
+    from syncer.config import SourceConfig, TableConfig
+    from syncer.sources.snowflake import SnowflakeSource
+    from syncer.sources.snowflake_connect import use_session_factory
+
+    columns, rows = 120, 3000
+    kinds = [T.LongType(), T.DoubleType(), T.StringType()]
+    schema = T.StructType([T.StructField("ID", T.LongType())] + [T.StructField(f"C{c}", kinds[c % 3]) for c in range(1, columns)])
+    values = [
+        (i, *[(i * c if c % 3 == 0 else i + c / 2 if c % 3 == 1 else f"v{i % 97}") for c in range(1, columns)])
+        for i in range(rows)
+    ]
+    session = Session.builder.config("local_testing", True).create()
+    try:
+        session.create_dataframe(values, schema=schema).write.save_as_table("WIDE", mode="overwrite")
+        session.create_dataframe([(i, i * 2) for i in range(rows)], schema=["ID", "N"]).write.save_as_table(
+            "NARROW", mode="overwrite"
+        )
+        cfg = dataclasses.replace(
+            load_config(_config(tmp_path, tmp_path / "unused.duckdb", TABLE_T, export='batch_bytes = "1MiB"')),
+            source=SourceConfig(kind="snowflake"),
+        )
+        got = {}
+        with use_session_factory(lambda: session), SnowflakeSource(cfg.source) as src:
+            for name in ("wide", "narrow"):
+                t = TableConfig(name=name, source=name, primary_key=("ID",))
+                with src.pinned(t):
+                    arrow = src.schema(t)
+                    sized = sized_for(src, t, arrow, cfg, src.count(t))
+                    got[name] = (sized.batch_rows, [b.num_rows for b in src.stream(t, arrow, sized.batch_rows)])
+    finally:
+        session.close()
+    assert got["narrow"] == (32768, [rows])
+    wide_rows, wide_batches = got["wide"]
+    assert wide_rows == MIN_BATCH_ROWS  # 1 MiB over ~3 KB a row, at least MIN_BATCH_ROWS
+    assert wide_batches == [1024, 1024, rows - 2048]
