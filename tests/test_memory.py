@@ -424,3 +424,26 @@ def test_the_snowflake_source_streams_a_wide_table_in_the_per_table_batches(tmp_
     wide_rows, wide_batches = got["wide"]
     assert wide_rows == MIN_BATCH_ROWS  # 1 MiB over ~3 KB a row, at least MIN_BATCH_ROWS
     assert wide_batches == [1024, 1024, rows - 2048]
+
+
+def test_the_engine_unload_stays_under_the_ceiling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the unload's own limit (256MB: DuckDB's Parquet writer buffers a row group per thread) is
+    # capped by the ceiling too; the real SET runs, the spy only records it
+    db = _warehouse(tmp_path / "w.duckdb", {"narrow": (8, 5000)})
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 400 * MIB)))
+    cfg = load_config(_config(tmp_path, db, _tables("narrow")))
+    ceiling = cfg.source.memory_ceiling
+    assert ceiling == 72 * MIB
+    seen: list[int] = []
+    real = DuckDBSource._set_limit
+
+    def spy(self: DuckDBSource, limit: str) -> None:
+        seen.append(parse_size(limit))
+        real(self, limit)
+
+    monkeypatch.setattr(DuckDBSource, "_set_limit", spy)
+    with DuckDBSource(cfg.source) as src:
+        t = cfg.table("narrow")
+        src.unload(t, src.schema(t), tmp_path / "out", compression="zstd", row_group_rows=1000)
+    assert seen and max(seen) <= ceiling
+    assert sum(1 for _ in (tmp_path / "out").glob("*.parquet")) >= 1
