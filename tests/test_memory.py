@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -156,14 +157,15 @@ def _cgroup(tmp_path: Path, limit: int) -> Path:
 
 
 def test_the_ceiling_is_half_the_container_after_the_process_needs() -> None:
-    assert memory_ceiling(16 * MIB, limit=4 * GIB) == (4 * GIB - 160 * MIB - 8 * 16 * MIB) // 2
-    assert memory_ceiling(1 * MIB, limit=200 * MIB) == 16 * MIB
+    assert memory_ceiling(16 * MIB, limit=4 * GIB) == (4 * GIB - 160 * MIB - 12 * 16 * MIB) // 2
+    assert memory_ceiling(8 * MIB, limit=4 * GIB) == 1920 * MIB  # SPCS's spec, the default batch
+    assert memory_ceiling(1 * MIB, limit=200 * MIB) == 14 * MIB
     assert memory_ceiling(16 * MIB, limit=100 * MIB) == 8 * MIB  # never below what DuckDB can run in
 
 
 def test_the_ceiling_reads_the_cgroup_root_the_environment_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1 * GIB)))
-    assert memory_ceiling(16 * MIB) == (GIB - 160 * MIB - 128 * MIB) // 2
+    assert memory_ceiling(16 * MIB) == (GIB - 160 * MIB - 12 * 16 * MIB) // 2
 
 
 def _config(tmp_path: Path, db: Path, tables: str, *, source: str = "", export: str = "") -> Path:
@@ -180,10 +182,10 @@ def _config(tmp_path: Path, db: Path, tables: str, *, source: str = "", export: 
 TABLE_T = '\n[[tables]]\nname = "t"\nsource = "t"\nprimary_key = ["c0"]\n'
 
 
-def test_memory_limit_is_auto_and_batch_bytes_16_mib_by_default(tmp_path: Path) -> None:
+def test_memory_limit_is_auto_and_batch_bytes_8_mib_by_default(tmp_path: Path) -> None:
     cfg = load_config(_config(tmp_path, tmp_path / "w.duckdb", TABLE_T))
-    assert cfg.source.memory_limit == "auto" and cfg.batch_bytes == 16 * MIB
-    assert cfg.source.memory_ceiling == memory_ceiling(16 * MIB) > 0
+    assert cfg.source.memory_limit == "auto" and cfg.batch_bytes == 8 * MIB
+    assert cfg.source.memory_ceiling == memory_ceiling(8 * MIB) > 0
 
 
 @pytest.mark.parametrize(("value", "size"), [('"8MiB"', 8 * MIB), ("4194304", 4 * MIB), ('"1GiB"', GIB), ('"2 MB"', 2 * 10**6)])
@@ -201,7 +203,7 @@ def test_a_bad_batch_bytes_is_one_line_with_the_range(tmp_path: Path, value: str
 def test_an_explicit_limit_above_the_ceiling_is_refused_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 1 * GIB)))
     path = _config(tmp_path, tmp_path / "w.duckdb", TABLE_T, source='memory_limit = "2GB"')
-    with pytest.raises(ConfigError, match=r"memory_limit = '2GB' is above this container's ceiling of 368 MiB") as err:
+    with pytest.raises(ConfigError, match=r"memory_limit = '2GB' is above this container's ceiling of 384 MiB") as err:
         load_config(path)
     assert "\n" not in str(err.value) and 'memory_limit = "auto"' in str(err.value)
     # below the ceiling it stands, and the source uses it as it is
@@ -257,10 +259,10 @@ def test_a_table_beyond_the_ceiling_fails_in_one_line_and_keeps_its_data(tmp_pat
     path = _config(tmp_path, db, _tables("narrow", "wide"), export='batch_bytes = "1MiB"')
     first = syncer.sync(load_config(path))  # with this machine's memory: both fit
     assert first["status"] == "ok", first.get("error")
-    # the same container with 200 MiB: DuckDB's ceiling is 16 MiB, and 300 columns need ~100
+    # the same container with 200 MiB: DuckDB's ceiling is 14 MiB, and 300 columns need ~100
     monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 200 * MIB)))
     cfg = load_config(path)
-    assert cfg.source.memory_ceiling == 16 * MIB
+    assert cfg.source.memory_ceiling == 14 * MIB
     report = syncer.sync(cfg, force=True)
     assert report["status"] == "partial"
     by_name = {t["table"]: t for t in report["tables"]}
@@ -271,7 +273,7 @@ def test_a_table_beyond_the_ceiling_fails_in_one_line_and_keeps_its_data(tmp_pat
     assert "\n" not in message and "Traceback" not in message
     for words in (
         "table 'wide'",
-        "ceiling of 16 MiB",
+        "ceiling of 14 MiB",
         "container memory 200 MiB",
         "Out of Memory",
         "give the container more memory",
@@ -379,3 +381,69 @@ def test_a_wide_jsonl_file_reads_back_in_bounded_duckdb_memory(tmp_path: Path, m
     ) as err:
         list(reread_batches("jsonl", path, source.schema))
     assert "\n" not in str(err.value) and "give the container more memory" in str(err.value)
+
+
+def test_the_snowflake_source_streams_a_wide_table_in_the_per_table_batches(tmp_path: Path) -> None:
+    # Snowpark local testing: the same sizing (no sample there: the schema's estimate), and the
+    # source's to_arrow_batches re-sliced to it
+    from snowflake.snowpark import Session
+    from snowflake.snowpark import types as T
+
+    from syncer.config import SourceConfig, TableConfig
+    from syncer.sources.snowflake import SnowflakeSource
+    from syncer.sources.snowflake_connect import use_session_factory
+
+    columns, rows = 120, 3000
+    kinds = [T.LongType(), T.DoubleType(), T.StringType()]
+    schema = T.StructType([T.StructField("ID", T.LongType())] + [T.StructField(f"C{c}", kinds[c % 3]) for c in range(1, columns)])
+    values = [
+        (i, *[(i * c if c % 3 == 0 else i + c / 2 if c % 3 == 1 else f"v{i % 97}") for c in range(1, columns)])
+        for i in range(rows)
+    ]
+    session = Session.builder.config("local_testing", True).create()
+    try:
+        session.create_dataframe(values, schema=schema).write.save_as_table("WIDE", mode="overwrite")
+        session.create_dataframe([(i, i * 2) for i in range(rows)], schema=["ID", "N"]).write.save_as_table(
+            "NARROW", mode="overwrite"
+        )
+        cfg = dataclasses.replace(
+            load_config(_config(tmp_path, tmp_path / "unused.duckdb", TABLE_T, export='batch_bytes = "1MiB"')),
+            source=SourceConfig(kind="snowflake"),
+        )
+        got = {}
+        with use_session_factory(lambda: session), SnowflakeSource(cfg.source) as src:
+            for name in ("wide", "narrow"):
+                t = TableConfig(name=name, source=name, primary_key=("ID",))
+                with src.pinned(t):
+                    arrow = src.schema(t)
+                    sized = sized_for(src, t, arrow, cfg, src.count(t))
+                    got[name] = (sized.batch_rows, [b.num_rows for b in src.stream(t, arrow, sized.batch_rows)])
+    finally:
+        session.close()
+    assert got["narrow"] == (32768, [rows])
+    wide_rows, wide_batches = got["wide"]
+    assert wide_rows == MIN_BATCH_ROWS  # 1 MiB over ~3 KB a row, at least MIN_BATCH_ROWS
+    assert wide_batches == [1024, 1024, rows - 2048]
+
+
+def test_the_engine_unload_stays_under_the_ceiling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the unload's own limit (256MB: DuckDB's Parquet writer buffers a row group per thread) is
+    # capped by the ceiling too; the real SET runs, the spy only records it
+    db = _warehouse(tmp_path / "w.duckdb", {"narrow": (8, 5000)})
+    monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 400 * MIB)))
+    cfg = load_config(_config(tmp_path, db, _tables("narrow")))
+    ceiling = cfg.source.memory_ceiling
+    assert ceiling == 72 * MIB
+    seen: list[int] = []
+    real = DuckDBSource._set_limit
+
+    def spy(self: DuckDBSource, limit: str) -> None:
+        seen.append(parse_size(limit))
+        real(self, limit)
+
+    monkeypatch.setattr(DuckDBSource, "_set_limit", spy)
+    with DuckDBSource(cfg.source) as src:
+        t = cfg.table("narrow")
+        src.unload(t, src.schema(t), tmp_path / "out", compression="zstd", row_group_rows=1000)
+    assert seen and max(seen) <= ceiling
+    assert sum(1 for _ in (tmp_path / "out").glob("*.parquet")) >= 1

@@ -174,6 +174,16 @@ _MAX_BLOCK = 1 << 30
 _THREADED_CPUS = 4
 
 
+def _reader_pool() -> pa.MemoryPool:
+    """mimalloc for the CSV reader's blocks: with the system allocator (the CLI's default pool) its
+    threads' freed blocks stay in glibc's per-thread arenas, and a 490 MB re-read of 300 columns
+    peaked at 781 MiB instead of 298."""
+    try:
+        return pa.mimalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without it
+        return pa.default_memory_pool()
+
+
 class CsvFormat(Format):
     name = "csv"
     dialect = DIALECT
@@ -207,6 +217,7 @@ class CsvFormat(Format):
             # threads parse blocks ahead, one per CPU Arrow sees (the host's, in a container):
             # bounded to _THREADED_CPUS of them
             read_options=pcsv.ReadOptions(block_size=block, use_threads=pa.cpu_count() <= _THREADED_CPUS),
+            memory_pool=_reader_pool(),
             parse_options=pcsv.ParseOptions(newlines_in_values=True),
             convert_options=pcsv.ConvertOptions(
                 column_types={f.name: f.type for f in _csv_schema(schema)},

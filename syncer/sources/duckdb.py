@@ -394,7 +394,7 @@ class DuckDBSource(Source):
         with self._raised_lock:  # like _more_memory(+1), with the unload's own limit
             self._raised += 1
             if self._raised == 1:
-                self._set_limit(_UNLOAD_LIMIT)
+                self._set_limit(f"{min(_memory.parse_size(_UNLOAD_LIMIT), self.ceiling)}B")  # never above the ceiling
                 self._lowered = False
         try:
             self._run(f"SET threads = {max(int(threads), min(os.cpu_count() or 1, 4))}", table)
