@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HANG_SECONDS = 120
 #: extra CLI options of the faulty sync (debugging: ("-v",) adds the traceback of an unexpected error)
 VERBOSE: tuple[str, ...] = ()
+#: the random-fault runs cycle through these probabilities per libc I/O call
+FIU_PROBABILITIES = (0.01, 0.02, 0.05)
 TRACED = (
     "fsync",
     "fdatasync",
@@ -166,7 +168,11 @@ class Env:
         )
         for _ in range(2):
             self.cli("sync", check=True)
-        self.expected = self.digests()
+        #: clean runs traced once per table selection (the positions do not change between cases)
+        self.traced: dict[tuple[str, ...], dict[str, list[int]]] = {}
+        verified, self.expected = self.served()
+        if verified:
+            raise RuntimeError(f"the prepared volume does not verify: {verified}")
 
     def cli(self, *args: str, prefix: list[str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
         argv = [*(prefix or []), self.python, "-m", "syncer", "--config", str(self.config), *args]
@@ -175,23 +181,26 @@ class Env:
             raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
-    def digests(self) -> dict[str, str]:
-        """What a reader gets for each table from the served snapshot (a digest of its sorted rows)."""
+    def served(self) -> tuple[str, dict[str, str]]:
+        """``syncer verify``'s problems ("" when clean) and what a reader gets for each table from the
+        served snapshot (a digest of its sorted rows): one process for both, the checks after every case."""
         code = (
             "import hashlib, json, sys, warnings, syncer\n"
             "warnings.simplefilter('ignore')\n"
             "cfg = syncer.load_config(sys.argv[1])\n"
+            "res = syncer.verify(cfg)\n"
             "out = {}\n"
             "for t in cfg.tables:\n"
             "    df = syncer.read_table(t.name, config=cfg)\n"
             "    df = df.sort_values(list(t.primary_key)).reset_index(drop=True)\n"
             "    out[t.name] = hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()\n"
-            "print(json.dumps(out))\n"
+            "print(json.dumps({'verify': '' if res['ok'] else '; '.join(res['problems']) or 'failed', 'digests': out}))\n"
         )
         proc = subprocess.run([self.python, "-c", code, str(self.config)], capture_output=True, text=True, env=self.env)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "reader failed")
-        return json.loads(proc.stdout)
+        got = json.loads(proc.stdout)
+        return got["verify"], got["digests"]
 
     def current(self) -> str | None:
         try:
@@ -215,6 +224,12 @@ class Env:
 
 def trace_positions(env: Env, tables: tuple[str, ...] = ()) -> dict[str, list[int]]:
     """For each syscall, the invocation numbers (per thread, as strace counts them) that touch the volume."""
+    if tables not in env.traced:
+        env.traced[tables] = _trace(env, tables)
+    return env.traced[tables]
+
+
+def _trace(env: Env, tables: tuple[str, ...]) -> dict[str, list[int]]:
     out = env.folder / "trace.txt"
     env.cli("sync", *tables, prefix=["strace", "-f", "-qq", "-y", "-o", str(out), "-e", f"trace={','.join(TRACED)}"], check=True)
     counts: dict[tuple[str, str], int] = collections.Counter()
@@ -349,13 +364,12 @@ def _check_served(env: Env, before: str | None, after: str | None) -> list[str]:
     if after is None:
         problems.append(f"data: current is gone (was {before})")
         return problems
-    verify = env.cli("verify")
-    if verify.returncode != 0:
-        problems.append(f"data: verify failed on {after}: {verify.stderr.strip()[-300:]}")
     try:
-        got = env.digests()
+        verified, got = env.served()
     except RuntimeError as exc:
         return [*problems, f"data: the reader failed: {exc}"]
+    if verified:
+        problems.append(f"data: verify failed on {after}: {verified[-300:]}")
     if got != env.expected:
         problems.append(f"data: the reader got other data ({sorted(k for k in got if got[k] != env.expected.get(k))})")
     return problems
@@ -394,7 +408,7 @@ def plan(env: Env, per_syscall: int, fiu_runs: int, quick: bool) -> list[Case]:
             continue
         for when in pick(pos, per_syscall):
             cases += [Case("strace", call, errno, when, tables=tables) for errno in errnos]
-    cases += [Case("fiu", when=i + 1, probability=0.02 if i % 2 else 0.05) for i in range(fiu_runs)]
+    cases += [Case("fiu", when=i + 1, probability=FIU_PROBABILITIES[i % len(FIU_PROBABILITIES)]) for i in range(fiu_runs)]
     return cases
 
 
@@ -417,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the short sweep (about a minute)")
     ap.add_argument("--positions", type=int, default=None, help="positions per syscall (default 2 quick, 4 long)")
-    ap.add_argument("--fiu", type=int, default=None, help="random-fault runs (default 2 quick, 16 long)")
+    ap.add_argument("--fiu", type=int, default=None, help="random-fault runs (default 2 quick, 24 long)")
     ap.add_argument("--only", default="", help="comma-separated syscalls to inject (default: all)")
     ap.add_argument("--json", type=Path, default=None, help="write every case and outcome here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -432,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = plan(
             env,
             args.positions or (2 if args.quick else 4),
-            (2 if args.quick else 16) if args.fiu is None else args.fiu,
+            (2 if args.quick else 24) if args.fiu is None else args.fiu,
             args.quick,
         )
         if args.only:
