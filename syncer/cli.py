@@ -22,6 +22,7 @@ import click
 
 import syncer
 from syncer import Config, RunReport, SyncError, configure_logging, load_config
+from syncer.engine.watchdog import exit_when_stuck
 
 __all__ = ["main"]
 
@@ -202,8 +203,9 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
     configure_logging("INFO" if verbose else "WARNING")
-    # A hung command is diagnosable: `kill -USR1 <pid>` prints where each thread is on stderr, and it goes on.
+    # `kill -USR1 <pid>` prints each thread's stack (a hang says where); a stuck sync may end this process.
     faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)
+    exit_when_stuck()
 
 
 @main.command()
