@@ -297,24 +297,35 @@ def _fiu_sync(env: Env, case: Case) -> subprocess.CompletedProcess[str]:
     # Without that thread (Arrow's own switch) the import is as under no preload. Measured: 4 of 12 bare
     # `fiu-run -x python -c "import pyarrow"` hung, 0 of 12 with it.
     fiu_env = {**env.env, "JE_ARROW_MALLOC_CONF": "background_thread:false"}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fiu_env, cwd=env.folder)
+    # `with`: the pipes are closed and the process reaped whatever happens here (a fiu-ctrl that does not
+    # answer, an interrupt); a pipe left to the garbage collector is a ResourceWarning in a later test
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fiu_env, cwd=env.folder) as proc:
+        note = _enable_faults_once_locked(env, proc, ctrl, case)
+        try:
+            out, err = proc.communicate(timeout=HANG_SECONDS)
+        except subprocess.TimeoutExpired:
+            # where it hangs, before it goes: the CLI's faulthandler prints every thread's stack on SIGUSR1
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()  # this one process, by its own handle
+            out, err = proc.communicate(timeout=30)
+            err += f"\nHUNG: killed after {HANG_SECONDS} s"
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err + note)
+
+
+def _enable_faults_once_locked(env: Env, proc: subprocess.Popen[str], ctrl: Path, case: Case) -> str:
+    """Switch the random faults on in ``proc`` once it holds the volume lock; "" or what went wrong."""
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         if _holds_lock(env, proc.pid):
             spec = f"enable_random name=posix/io/*,probability={case.probability}"
-            subprocess.run(["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)], capture_output=True, timeout=10)
-            break
+            try:
+                subprocess.run(["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)], capture_output=True, timeout=10)
+            except subprocess.TimeoutExpired:
+                return "\nfiu-ctrl did not answer in 10 s: the faults may not have been switched on"
+            return ""
         time.sleep(0.002)
-    try:
-        out, err = proc.communicate(timeout=HANG_SECONDS)
-    except subprocess.TimeoutExpired:
-        # where it hangs, before it goes: the CLI's faulthandler prints every thread's stack on SIGUSR1
-        proc.send_signal(signal.SIGUSR1)
-        time.sleep(1)
-        proc.kill()  # this one process, by its own handle
-        out, err = proc.communicate(timeout=30)
-        err += f"\nHUNG: killed after {HANG_SECONDS} s"
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    return ""
 
 
 def _holds_lock(env: Env, pid: int) -> bool:
