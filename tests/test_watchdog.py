@@ -154,3 +154,27 @@ def test_a_sync_stuck_in_a_system_call_is_ended_with_one_line_and_current_intact
     _assert_served_unchanged(cfg, syncer.current_snapshot(config=cfg).id)
     runs = syncer.History(cfg.root / "syncer.db").runs(limit=5)
     assert not [r for r in runs if r["status"] == "running"]  # the ended run was closed by the next one
+
+
+def test_a_run_stopped_just_after_the_swap_is_recorded_as_published(make_config, monkeypatch) -> None:
+    # a stop (the watchdog's, an OS error no step wrapped) between the swap of `current` and the run's
+    # own note of it: the history and the one line say what is served, not "failed, unchanged"
+    import errno
+
+    from syncer.volume.layout import Volume
+
+    cfg = make_config()
+    syncer.sync(cfg)
+    real = Volume.publish
+
+    def publish_then_stop(self, run_id):
+        real(self, run_id)
+        raise OSError(errno.EIO, "Input/output error", str(self.root / "current"))
+
+    monkeypatch.setattr(Volume, "publish", publish_then_stop)
+    with pytest.raises(syncer.VolumeError) as err:
+        syncer.sync(cfg, force=True)
+    served = syncer.current_snapshot(config=cfg).id
+    assert f"snapshot {served} is published and current" in str(err.value)
+    last = syncer.History(cfg.root / "syncer.db").runs(limit=1)[0]
+    assert last["id"] == served and last["status"] == "ok" and last["snapshot_id"] == served
