@@ -22,7 +22,6 @@ import click
 
 import syncer
 from syncer import Config, RunReport, SyncError, configure_logging, load_config
-from syncer.engine.watchdog import exit_when_stuck
 
 __all__ = ["main"]
 
@@ -203,9 +202,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
     configure_logging("INFO" if verbose else "WARNING")
-    # `kill -USR1 <pid>` prints each thread's stack (a hang says where); a stuck sync may end this process.
+    # A hung command is diagnosable: `kill -USR1 <pid>` prints where each thread is on stderr, and it goes on.
     faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)
-    exit_when_stuck()
 
 
 @main.command()
@@ -251,6 +249,7 @@ def sync(
             progress=bar,
             accept_schema_change=accept_schema_change,
             force=force,
+            exit_when_stuck=True,  # a sync stuck past its watchdog where no Python runs ends this command
         )
     finally:
         bar.close()

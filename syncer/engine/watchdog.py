@@ -11,7 +11,7 @@ run is stopped, wherever it is:
   at each progress event. The run unwinds as from any failure: staging is removed, nothing already
   published changes, the history records the run as failed, and :func:`timeout_error` turns it into
   the one error line.
-* hard stop, for the CLI only (:func:`exit_when_stuck`; a library never ends its caller's process):
+* hard stop, for the CLI only (``sync(..., exit_when_stuck=True)``; a library never ends its caller's process):
   a run that is stuck where no Python runs (a system call that never returns, native code) gets
   ``grace`` seconds more; then the watchdog writes the one line itself and ends the process (exit 1). ``current`` is
   replaced by ``rename(2)`` only, so a process ended at any moment leaves it whole (the crash tests
@@ -34,17 +34,7 @@ from types import FrameType
 
 from syncer._exceptions import SyncError
 
-__all__ = ["RunTimeout", "RunTimeoutError", "Watchdog", "exit_when_stuck"]
-
-#: end the process when a stopped run does not unwind (set by the CLI, the process's owner)
-_hard_stop = False
-
-
-def exit_when_stuck(enabled: bool = True) -> None:
-    """Let the watchdog end this process (one line, exit 1) when a run stuck past its limit cannot be
-    stopped from Python. Only for a process that is one command (the CLI); off by default."""
-    global _hard_stop
-    _hard_stop = enabled
+__all__ = ["RunTimeout", "RunTimeoutError", "Watchdog"]
 
 
 class RunTimeout(Exception):
@@ -58,8 +48,12 @@ class RunTimeoutError(SyncError):
 class Watchdog:
     """Arm with ``with Watchdog(...) as dog:``; say where the run is with :meth:`at`."""
 
-    def __init__(self, run_id: str, limit_s: float, budget_s: float, grace_s: float | None = None) -> None:
+    def __init__(
+        self, run_id: str, limit_s: float, budget_s: float, *, exit_when_stuck: bool = False, grace_s: float | None = None
+    ) -> None:
         self.run_id, self.limit_s, self.budget_s = run_id, limit_s, budget_s
+        #: end the process when a stopped run does not unwind (only the process's owner, the CLI, asks)
+        self.exit_when_stuck = exit_when_stuck
         self.grace_s = grace_s if grace_s is not None else max(2.0, min(30.0, limit_s / 4))
         self.step, self.table = "start", ""
         #: the run's snapshot became ``current`` (what the last line must say)
@@ -135,7 +129,7 @@ class Watchdog:
             with self._guard:
                 if not self._done.is_set():
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread_id), ctypes.py_object(Stop))
-        if not (_hard_stop and self._main) or self._done.wait(self.grace_s):
+        if not (self.exit_when_stuck and self._main) or self._done.wait(self.grace_s):
             return
         line = f"error: {self.message()} (stuck: no Python ran for {self.grace_s:g}s more, the process was ended)\n"
         with contextlib.suppress(OSError):
