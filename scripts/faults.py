@@ -170,7 +170,7 @@ class Env:
             self.cli("sync", check=True)
         #: clean runs traced once per table selection (the positions do not change between cases)
         self.traced: dict[tuple[str, ...], dict[str, list[int]]] = {}
-        verified, self.expected = self.served()
+        verified, self.expected, _ = self.served()
         if verified:
             raise RuntimeError(f"the prepared volume does not verify: {verified}")
 
@@ -181,9 +181,10 @@ class Env:
             raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
-    def served(self) -> tuple[str, dict[str, str]]:
-        """``syncer verify``'s problems ("" when clean) and what a reader gets for each table from the
-        served snapshot (a digest of its sorted rows): one process for both, the checks after every case."""
+    def served(self, then_sync: bool = False) -> tuple[str, dict[str, str], str | None]:
+        """``syncer verify``'s problems ("" when clean), what a reader gets for each table from the served
+        snapshot (a digest of its sorted rows) and, with ``then_sync``, how the next plain sync ended
+        ("" when ok): one process for the checks after every case (each process start costs a second)."""
         code = (
             "import hashlib, json, sys, warnings, syncer\n"
             "warnings.simplefilter('ignore')\n"
@@ -194,13 +195,22 @@ class Env:
             "    df = syncer.read_table(t.name, config=cfg)\n"
             "    df = df.sort_values(list(t.primary_key)).reset_index(drop=True)\n"
             "    out[t.name] = hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()\n"
-            "print(json.dumps({'verify': '' if res['ok'] else '; '.join(res['problems']) or 'failed', 'digests': out}))\n"
+            "nxt = None\n"
+            "if sys.argv[2] == '1':\n"
+            "    try:\n"
+            "        rep = syncer.sync(cfg)\n"
+            "        nxt = '' if rep['status'] == 'ok' else f\"{rep['status']}: {rep['error']}\"\n"
+            "    except syncer.SyncError as exc:\n"
+            "        nxt = f'{type(exc).__name__}: {exc}'\n"
+            "print(json.dumps({'verify': '' if res['ok'] else '; '.join(res['problems']) or 'failed', 'digests': out, "
+            "'next': nxt}))\n"
         )
-        proc = subprocess.run([self.python, "-c", code, str(self.config)], capture_output=True, text=True, env=self.env)
+        argv = [self.python, "-c", code, str(self.config), "1" if then_sync else "0"]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "reader failed")
-        got = json.loads(proc.stdout)
-        return got["verify"], got["digests"]
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        return got["verify"], got["digests"], got["next"]
 
     def current(self) -> str | None:
         try:
@@ -268,10 +278,13 @@ def run_case(env: Env, case: Case) -> Outcome:
         proc = _fiu_sync(env, case)
     after = env.current()
     problems = _check_output(proc)
-    problems += _check_served(env, before, after)
-    nxt = env.cli("sync")
-    if nxt.returncode != 0:
-        problems.append(f"next sync failed ({nxt.returncode}): {nxt.stderr.strip()[-300:]}")
+    served, nxt_error = _check_served(env, before, after)
+    problems += served
+    if nxt_error is None:  # not run with the checks (the reader failed): run it on its own
+        nxt = env.cli("sync")
+        nxt_error = f"exit {nxt.returncode}: {nxt.stderr.strip()[-300:]}" if nxt.returncode != 0 else ""
+    if nxt_error:
+        problems.append(f"next sync failed ({nxt_error[:300]})")
     leftovers = sorted(p.name for p in (env.root / "staging").iterdir()) if (env.root / "staging").is_dir() else []
     if leftovers:
         problems.append(f"staging not empty after the next sync: {leftovers}")
@@ -370,20 +383,21 @@ def _last_native_line(text: str) -> str:
     return (native or lines or ["no output"])[-1][:200]
 
 
-def _check_served(env: Env, before: str | None, after: str | None) -> list[str]:
-    problems = []
+def _check_served(env: Env, before: str | None, after: str | None) -> tuple[list[str], str | None]:
+    """Problems with what is served after the faulty run, and how the next plain sync (run in the same
+    process, after the checks) ended: "" ok, None not run."""
+    problems: list[str] = []
     if after is None:
-        problems.append(f"data: current is gone (was {before})")
-        return problems
+        return [f"data: current is gone (was {before})"], None
     try:
-        verified, got = env.served()
+        verified, got, nxt = env.served(then_sync=True)
     except RuntimeError as exc:
-        return [*problems, f"data: the reader failed: {exc}"]
+        return [f"data: the reader failed: {exc}"], None
     if verified:
         problems.append(f"data: verify failed on {after}: {verified[-300:]}")
     if got != env.expected:
         problems.append(f"data: the reader got other data ({sorted(k for k in got if got[k] != env.expected.get(k))})")
-    return problems
+    return problems, nxt
 
 
 def _check_history(env: Env, runs_before: set[str], before: str | None, after: str | None) -> list[str]:
