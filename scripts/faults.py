@@ -44,6 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 #: a faulty sync still running after this long is a hang: its stacks are asked for (SIGUSR1), then it is killed
 HANG_SECONDS = 120
+#: how long fiu-ctrl may take to hand the faults to the sync
+FIU_CTRL_SECONDS = 10
 #: extra CLI options of the faulty sync (debugging: ("-v",) adds the traceback of an unexpected error)
 VERBOSE: tuple[str, ...] = ()
 #: the random-fault runs cycle through these probabilities per libc I/O call
@@ -333,9 +335,10 @@ def _enable_faults_once_locked(env: Env, proc: subprocess.Popen[str], ctrl: Path
         if _holds_lock(env, proc.pid):
             spec = f"enable_random name=posix/io/*,probability={case.probability}"
             try:
-                subprocess.run(["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)], capture_output=True, timeout=10)
+                argv = ["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)]
+                subprocess.run(argv, capture_output=True, timeout=FIU_CTRL_SECONDS)
             except subprocess.TimeoutExpired:
-                return "\nfiu-ctrl did not answer in 10 s: the faults may not have been switched on"
+                return f"\nfiu-ctrl did not answer in {FIU_CTRL_SECONDS} s: the faults may not have been switched on"
             return ""
         time.sleep(0.002)
     return ""
