@@ -44,8 +44,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 #: a faulty sync still running after this long is a hang: its stacks are asked for (SIGUSR1), then it is killed
 HANG_SECONDS = 120
+#: how long fiu-ctrl may take to hand the faults to the sync
+FIU_CTRL_SECONDS = 10
 #: extra CLI options of the faulty sync (debugging: ("-v",) adds the traceback of an unexpected error)
 VERBOSE: tuple[str, ...] = ()
+#: the random-fault runs cycle through these probabilities per libc I/O call
+FIU_PROBABILITIES = (0.01, 0.02, 0.05)
 TRACED = (
     "fsync",
     "fdatasync",
@@ -166,7 +170,11 @@ class Env:
         )
         for _ in range(2):
             self.cli("sync", check=True)
-        self.expected = self.digests()
+        #: clean runs traced once per table selection (the positions do not change between cases)
+        self.traced: dict[tuple[str, ...], dict[str, list[int]]] = {}
+        verified, self.expected, _ = self.served()
+        if verified:
+            raise RuntimeError(f"the prepared volume does not verify: {verified}")
 
     def cli(self, *args: str, prefix: list[str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
         argv = [*(prefix or []), self.python, "-m", "syncer", "--config", str(self.config), *args]
@@ -175,23 +183,36 @@ class Env:
             raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
-    def digests(self) -> dict[str, str]:
-        """What a reader gets for each table from the served snapshot (a digest of its sorted rows)."""
+    def served(self, then_sync: bool = False) -> tuple[str, dict[str, str], str | None]:
+        """``syncer verify``'s problems ("" when clean), what a reader gets for each table from the served
+        snapshot (a digest of its sorted rows) and, with ``then_sync``, how the next plain sync ended
+        ("" when ok): one process for the checks after every case (each process start costs a second)."""
         code = (
             "import hashlib, json, sys, warnings, syncer\n"
             "warnings.simplefilter('ignore')\n"
             "cfg = syncer.load_config(sys.argv[1])\n"
+            "res = syncer.verify(cfg)\n"
             "out = {}\n"
             "for t in cfg.tables:\n"
             "    df = syncer.read_table(t.name, config=cfg)\n"
             "    df = df.sort_values(list(t.primary_key)).reset_index(drop=True)\n"
             "    out[t.name] = hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()\n"
-            "print(json.dumps(out))\n"
+            "nxt = None\n"
+            "if sys.argv[2] == '1':\n"
+            "    try:\n"
+            "        rep = syncer.sync(cfg)\n"
+            "        nxt = '' if rep['status'] == 'ok' else f\"{rep['status']}: {rep['error']}\"\n"
+            "    except syncer.SyncError as exc:\n"
+            "        nxt = f'{type(exc).__name__}: {exc}'\n"
+            "print(json.dumps({'verify': '' if res['ok'] else '; '.join(res['problems']) or 'failed', 'digests': out, "
+            "'next': nxt}))\n"
         )
-        proc = subprocess.run([self.python, "-c", code, str(self.config)], capture_output=True, text=True, env=self.env)
+        argv = [self.python, "-c", code, str(self.config), "1" if then_sync else "0"]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "reader failed")
-        return json.loads(proc.stdout)
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        return got["verify"], got["digests"], got["next"]
 
     def current(self) -> str | None:
         try:
@@ -215,6 +236,12 @@ class Env:
 
 def trace_positions(env: Env, tables: tuple[str, ...] = ()) -> dict[str, list[int]]:
     """For each syscall, the invocation numbers (per thread, as strace counts them) that touch the volume."""
+    if tables not in env.traced:
+        env.traced[tables] = _trace(env, tables)
+    return env.traced[tables]
+
+
+def _trace(env: Env, tables: tuple[str, ...]) -> dict[str, list[int]]:
     out = env.folder / "trace.txt"
     env.cli("sync", *tables, prefix=["strace", "-f", "-qq", "-y", "-o", str(out), "-e", f"trace={','.join(TRACED)}"], check=True)
     counts: dict[tuple[str, str], int] = collections.Counter()
@@ -253,10 +280,13 @@ def run_case(env: Env, case: Case) -> Outcome:
         proc = _fiu_sync(env, case)
     after = env.current()
     problems = _check_output(proc)
-    problems += _check_served(env, before, after)
-    nxt = env.cli("sync")
-    if nxt.returncode != 0:
-        problems.append(f"next sync failed ({nxt.returncode}): {nxt.stderr.strip()[-300:]}")
+    served, nxt_error = _check_served(env, before, after)
+    problems += served
+    if nxt_error is None:  # not run with the checks (the reader failed): run it on its own
+        nxt = env.cli("sync")
+        nxt_error = f"exit {nxt.returncode}: {nxt.stderr.strip()[-300:]}" if nxt.returncode != 0 else ""
+    if nxt_error:
+        problems.append(f"next sync failed ({nxt_error[:300]})")
     leftovers = sorted(p.name for p in (env.root / "staging").iterdir()) if (env.root / "staging").is_dir() else []
     if leftovers:
         problems.append(f"staging not empty after the next sync: {leftovers}")
@@ -282,24 +312,36 @@ def _fiu_sync(env: Env, case: Case) -> subprocess.CompletedProcess[str]:
     # Without that thread (Arrow's own switch) the import is as under no preload. Measured: 4 of 12 bare
     # `fiu-run -x python -c "import pyarrow"` hung, 0 of 12 with it.
     fiu_env = {**env.env, "JE_ARROW_MALLOC_CONF": "background_thread:false"}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fiu_env, cwd=env.folder)
+    # `with`: the pipes are closed and the process reaped whatever happens here (a fiu-ctrl that does not
+    # answer, an interrupt); a pipe left to the garbage collector is a ResourceWarning in a later test
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fiu_env, cwd=env.folder) as proc:
+        note = _enable_faults_once_locked(env, proc, ctrl, case)
+        try:
+            out, err = proc.communicate(timeout=HANG_SECONDS)
+        except subprocess.TimeoutExpired:
+            # where it hangs, before it goes: the CLI's faulthandler prints every thread's stack on SIGUSR1
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()  # this one process, by its own handle
+            out, err = proc.communicate(timeout=30)
+            err += f"\nHUNG: killed after {HANG_SECONDS} s"
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err + note)
+
+
+def _enable_faults_once_locked(env: Env, proc: subprocess.Popen[str], ctrl: Path, case: Case) -> str:
+    """Switch the random faults on in ``proc`` once it holds the volume lock; "" or what went wrong."""
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         if _holds_lock(env, proc.pid):
             spec = f"enable_random name=posix/io/*,probability={case.probability}"
-            subprocess.run(["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)], capture_output=True, timeout=10)
-            break
+            try:
+                argv = ["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)]
+                subprocess.run(argv, capture_output=True, timeout=FIU_CTRL_SECONDS)
+            except subprocess.TimeoutExpired:
+                return f"\nfiu-ctrl did not answer in {FIU_CTRL_SECONDS} s: the faults may not have been switched on"
+            return ""
         time.sleep(0.002)
-    try:
-        out, err = proc.communicate(timeout=HANG_SECONDS)
-    except subprocess.TimeoutExpired:
-        # where it hangs, before it goes: the CLI's faulthandler prints every thread's stack on SIGUSR1
-        proc.send_signal(signal.SIGUSR1)
-        time.sleep(1)
-        proc.kill()  # this one process, by its own handle
-        out, err = proc.communicate(timeout=30)
-        err += f"\nHUNG: killed after {HANG_SECONDS} s"
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    return ""
 
 
 def _holds_lock(env: Env, pid: int) -> bool:
@@ -344,21 +386,21 @@ def _last_native_line(text: str) -> str:
     return (native or lines or ["no output"])[-1][:200]
 
 
-def _check_served(env: Env, before: str | None, after: str | None) -> list[str]:
-    problems = []
+def _check_served(env: Env, before: str | None, after: str | None) -> tuple[list[str], str | None]:
+    """Problems with what is served after the faulty run, and how the next plain sync (run in the same
+    process, after the checks) ended: "" ok, None not run."""
+    problems: list[str] = []
     if after is None:
-        problems.append(f"data: current is gone (was {before})")
-        return problems
-    verify = env.cli("verify")
-    if verify.returncode != 0:
-        problems.append(f"data: verify failed on {after}: {verify.stderr.strip()[-300:]}")
+        return [f"data: current is gone (was {before})"], None
     try:
-        got = env.digests()
+        verified, got, nxt = env.served(then_sync=True)
     except RuntimeError as exc:
-        return [*problems, f"data: the reader failed: {exc}"]
+        return [f"data: the reader failed: {exc}"], None
+    if verified:
+        problems.append(f"data: verify failed on {after}: {verified[-300:]}")
     if got != env.expected:
         problems.append(f"data: the reader got other data ({sorted(k for k in got if got[k] != env.expected.get(k))})")
-    return problems
+    return problems, nxt
 
 
 def _check_history(env: Env, runs_before: set[str], before: str | None, after: str | None) -> list[str]:
@@ -394,7 +436,7 @@ def plan(env: Env, per_syscall: int, fiu_runs: int, quick: bool) -> list[Case]:
             continue
         for when in pick(pos, per_syscall):
             cases += [Case("strace", call, errno, when, tables=tables) for errno in errnos]
-    cases += [Case("fiu", when=i + 1, probability=0.02 if i % 2 else 0.05) for i in range(fiu_runs)]
+    cases += [Case("fiu", when=i + 1, probability=FIU_PROBABILITIES[i % len(FIU_PROBABILITIES)]) for i in range(fiu_runs)]
     return cases
 
 
@@ -417,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the short sweep (about a minute)")
     ap.add_argument("--positions", type=int, default=None, help="positions per syscall (default 2 quick, 4 long)")
-    ap.add_argument("--fiu", type=int, default=None, help="random-fault runs (default 2 quick, 16 long)")
+    ap.add_argument("--fiu", type=int, default=None, help="random-fault runs (default 2 quick, 24 long)")
     ap.add_argument("--only", default="", help="comma-separated syscalls to inject (default: all)")
     ap.add_argument("--json", type=Path, default=None, help="write every case and outcome here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -432,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = plan(
             env,
             args.positions or (2 if args.quick else 4),
-            (2 if args.quick else 16) if args.fiu is None else args.fiu,
+            (2 if args.quick else 24) if args.fiu is None else args.fiu,
             args.quick,
         )
         if args.only:

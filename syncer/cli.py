@@ -249,6 +249,7 @@ def sync(
             progress=bar,
             accept_schema_change=accept_schema_change,
             force=force,
+            exit_when_stuck=True,  # a sync stuck past its watchdog where no Python runs ends this command
         )
     finally:
         bar.close()

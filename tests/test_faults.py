@@ -11,14 +11,17 @@ The long sweep is ``make faults`` (README "Fault injection").
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -119,6 +122,23 @@ def test_faults_wait_for_the_holder_record_of_this_sync_not_a_stale_one(tmp_path
     assert faults._holds_lock(env, 4242)
     (tmp_path / ".lock.json").write_text("{torn", encoding="utf-8")
     assert not faults._holds_lock(env, 4242)
+
+
+def test_a_fiu_ctrl_that_does_not_answer_leaks_no_pipe_and_no_process(env, tmp_path: Path, monkeypatch) -> None:
+    # the harness's own fault: fiu-ctrl blocks (its FIFO is never read). The sync's pipes used to be
+    # left to the garbage collector, a ResourceWarning in whatever test ran next (tests/test_manifest.py)
+    slow_ctrl = tmp_path / "bin" / "fiu-ctrl"
+    slow_ctrl.parent.mkdir()
+    slow_ctrl.write_text("#!/bin/sh\nsleep 30\n", encoding="utf-8")
+    slow_ctrl.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow_ctrl.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(faults, "FIU_CTRL_SECONDS", 0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        proc = faults._fiu_sync(env, faults.Case("fiu", when=1, probability=0.5))
+        gc.collect()
+    assert "fiu-ctrl did not answer" in proc.stderr and proc.returncode is not None
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
 
 
 def test_a_hang_is_reported_with_where_it_hung() -> None:

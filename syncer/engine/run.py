@@ -60,11 +60,14 @@ def sync(
     progress: Progress | None = None,
     accept_schema_change: bool = False,
     force: bool = False,
+    exit_when_stuck: bool = False,
 ) -> RunReport:
     """Export, validate and publish; returns the run report (status ``ok``, ``partial`` or ``failed``).
 
     A table the source confirms unchanged since the published snapshot is not re-exported (its files
-    are hard-linked, its entry ``unchanged``); ``force=True`` exports every requested table.
+    are hard-linked, its entry ``unchanged``); ``force=True`` exports every requested table. A run
+    past ``[export] watchdog_seconds`` is stopped (:mod:`syncer.engine.watchdog`); ``exit_when_stuck``
+    (the CLI's) lets the watchdog end the process when the run is stuck where no Python runs.
 
     Raises :class:`LockHeldError` when another writer is busy and :class:`ConfigError` for unknown
     tables; every table-level failure is reported in the result instead, with the old data kept.
@@ -78,7 +81,7 @@ def sync(
     run_id = Volume.new_snapshot_id(started)
     info = {"trigger": trigger, "user": user, "started_at": iso(started), "run_id": run_id}
     preload(cfg)  # every import before the lock: a fault or a hang on the disk then never hits the import machinery
-    dog = Watchdog(run_id, cfg.watchdog_seconds, cfg.time_budget_seconds)
+    dog = Watchdog(run_id, cfg.watchdog_seconds, cfg.time_budget_seconds, exit_when_stuck=exit_when_stuck)
     with volume_lock(vol.lock_path, info), timeout_error(dog), dog:
         run = _Run(cfg, vol, History(vol.db_path), run_id, started, selected, trigger, user, progress, accept_schema_change)
         run.force, run.dog = force, dog

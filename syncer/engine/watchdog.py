@@ -5,14 +5,15 @@ warning); ``[export] watchdog_seconds`` (default three budgets) is what a run ma
 run is stopped, wherever it is:
 
 * soft stop: :class:`RunTimeout` is raised in the thread running the sync. In the main thread it
-  comes with ``SIGALRM``, which also breaks a blocking system call (``EINTR``); in any other thread
-  (the admin app's) it is raised asynchronously, at the thread's next Python step, and again at each
-  progress event. The run unwinds as from any failure: staging is removed, nothing already
+  comes with ``SIGALRM``, which also breaks a blocking system call (``EINTR``), unless the process
+  already has an alarm armed (pytest-timeout, the caller's own): that one is left alone. Otherwise
+  (the admin app's thread) it is raised asynchronously, at the thread's next Python step, and again
+  at each progress event. The run unwinds as from any failure: staging is removed, nothing already
   published changes, the history records the run as failed, and :func:`timeout_error` turns it into
   the one error line.
-* hard stop: a run that is stuck where no Python runs (a system call that never returns, native
-  code) and was started in a process's main thread (the CLI, a script) gets ``grace`` seconds more;
-  then the watchdog writes the one line itself and ends the process (exit 1). ``current`` is
+* hard stop, for the CLI only (``sync(..., exit_when_stuck=True)``; a library never ends its caller's process):
+  a run that is stuck where no Python runs (a system call that never returns, native code) gets
+  ``grace`` seconds more; then the watchdog writes the one line itself and ends the process (exit 1). ``current`` is
   replaced by ``rename(2)`` only, so a process ended at any moment leaves it whole (the crash tests
   prove it with SIGKILL), and the next run sweeps staging and closes the run left ``running``.
 
@@ -47,8 +48,12 @@ class RunTimeoutError(SyncError):
 class Watchdog:
     """Arm with ``with Watchdog(...) as dog:``; say where the run is with :meth:`at`."""
 
-    def __init__(self, run_id: str, limit_s: float, budget_s: float, grace_s: float | None = None) -> None:
+    def __init__(
+        self, run_id: str, limit_s: float, budget_s: float, *, exit_when_stuck: bool = False, grace_s: float | None = None
+    ) -> None:
         self.run_id, self.limit_s, self.budget_s = run_id, limit_s, budget_s
+        #: end the process when a stopped run does not unwind (only the process's owner, the CLI, asks)
+        self.exit_when_stuck = exit_when_stuck
         self.grace_s = grace_s if grace_s is not None else max(2.0, min(30.0, limit_s / 4))
         self.step, self.table = "start", ""
         #: the run's snapshot became ``current`` (what the last line must say)
@@ -57,8 +62,10 @@ class Watchdog:
         self.critical = False
         self.expired = threading.Event()
         self._done = threading.Event()
+        self._guard = threading.Lock()  # the asynchronous stop never lands after the run has ended
         self._thread_id = threading.get_ident()
         self._main = threading.current_thread() is threading.main_thread()
+        self._alarm = False  # SIGALRM armed by us (only in the main thread, only if no alarm was armed)
         self._old_handler: object = None
         self._t0 = time.monotonic()
 
@@ -88,15 +95,17 @@ class Watchdog:
     # --- arming ------------------------------------------------------------------------------------
 
     def __enter__(self) -> Watchdog:
-        if self._main:
+        if self._main and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+            self._alarm = True
             self._old_handler = signal.signal(signal.SIGALRM, self._on_alarm)
             signal.setitimer(signal.ITIMER_REAL, self.limit_s)
         threading.Thread(target=self._watch, name=f"watchdog-{self.run_id}", daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        if self._main:
+        with self._guard:
+            self._done.set()
+        if self._alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             with contextlib.suppress(TypeError, ValueError):
                 signal.signal(signal.SIGALRM, self._old_handler)  # type: ignore[arg-type]
@@ -109,17 +118,18 @@ class Watchdog:
         if self._done.wait(self.limit_s):
             return
         self.expired.set()
-        if not self._main:
-            # the admin app's thread: raised at its next Python step (a blocked call finishes first)
+        if not self._alarm:
+            # the admin app's thread (or an alarm taken): raised at its next Python step (a blocked call finishes first)
             dog = self
 
             class Stop(RunTimeout):  # raised as a class, made without arguments: it brings its message
                 def __init__(self, *args: object) -> None:
                     super().__init__(*(args or (dog.message(),)))
 
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread_id), ctypes.py_object(Stop))
-            return
-        if self._done.wait(self.grace_s):
+            with self._guard:
+                if not self._done.is_set():
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread_id), ctypes.py_object(Stop))
+        if not (self.exit_when_stuck and self._main) or self._done.wait(self.grace_s):
             return
         line = f"error: {self.message()} (stuck: no Python ran for {self.grace_s:g}s more, the process was ended)\n"
         with contextlib.suppress(OSError):
