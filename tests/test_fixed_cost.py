@@ -82,7 +82,7 @@ def test_the_history_is_opened_as_often_for_eight_tables_as_for_two(tmp_path: Pa
     assert 1 <= two == eight <= 3, (two, eight)  # the start's and the outcome's connections, none per table
 
 
-def test_the_duckdb_source_profiles_a_table_in_one_query(tmp_path: Path) -> None:
+def test_the_duckdb_source_profiles_a_table_in_narrow_queries_one_after_another(tmp_path: Path) -> None:
     cfg = syncer.load_config(_warehouse(tmp_path / "w", 1))
     from syncer.sources import open_source
 
@@ -100,7 +100,10 @@ def test_the_duckdb_source_profiles_a_table_in_one_query(tmp_path: Path) -> None
         prof = source.profile(table, source.schema(table))
     finally:
         source.close()
-    assert len(queries) == 1, queries
+    # counts, min/max, sums (floats apart when there are any): each a plain scan DuckDB answers
+    # from segment statistics, run one at a time so their memory is never needed together
+    assert len(queries) == 3, queries
+    assert all(q.startswith("SELECT ") and q.count("SELECT") == 1 for q in queries), queries
     assert prof["rows"] == 50 and prof["columns"]["amount"]["max"] == "24.5" and prof["columns"]["note"]["nulls"] == 0
 
 

@@ -294,6 +294,7 @@ def read_batches(path: Path, schema: pa.Schema, select: str, batch_rows: int) ->
             # files (2M lines of 9 columns: 1.8 s -> 1.1 s), on one thread for wide ones (300
             # columns: 2 threads peaked 200 MiB higher for a tenth of the time)
             con.execute(f"SET threads = {THREADS if len(schema) <= WIDE_COLUMNS else 1}")
+            con.execute(f"SET memory_limit = '{read_limit()}B'")  # the ceiling as it is now
             reader = con.sql(f"SELECT {select} FROM {_read_json(path, schema)}").to_arrow_reader(batch_rows)
             for raw in reader:
                 cols = []
