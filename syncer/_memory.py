@@ -20,8 +20,10 @@ import contextlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:  # pyarrow loads only where a schema is sized: the CLI picks Arrow's allocator first
+    import pyarrow as pa
 
 __all__ = [
     "CGROUP_ROOT_ENV",
@@ -186,6 +188,8 @@ def row_bytes(schema: pa.Schema) -> int:
 
 
 def _field_bytes(t: pa.DataType) -> int:
+    import pyarrow as pa
+
     if pa.types.is_boolean(t):
         return 1
     if pa.types.is_dictionary(t):
@@ -216,6 +220,8 @@ def has_variable_width(schema: pa.Schema) -> bool:
 
 
 def _variable(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
     if pa.types.is_struct(t):
         return any(_variable(t.field(i).type) for i in range(t.num_fields))
     if pa.types.is_dictionary(t):
@@ -241,6 +247,8 @@ def read_limit() -> int:
 
 
 def _leaves(t: pa.DataType) -> int:
+    import pyarrow as pa
+
     if pa.types.is_struct(t):
         return sum(_leaves(t.field(i).type) for i in range(t.num_fields))
     if pa.types.is_list(t) or pa.types.is_large_list(t):
