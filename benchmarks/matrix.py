@@ -264,6 +264,8 @@ def run_cell(work: Path, shape: Shape, rows: int, fmt: str, repeat: int) -> dict
         for name, fn in cases.items():  # interleaved: one of each per round
             samples[name].append(fn())
             print(f"  {shape.name:<11} {fmt:<7} {i + 1}/{repeat} {name:<14} {samples[name][-1]['wall_s']:7.2f} s", flush=True)
+    for out in work.glob(f"out-{shape.name}-{fmt}-*"):  # the baselines' files: a 20M-row cell leaves GBs
+        shutil.rmtree(out, ignore_errors=True)
     med = {k: {f: statistics.median(x[f] for x in v) for f in ("wall_s", "cpu_s", "rss_mib")} for k, v in samples.items()}
     spread = {k: [min(x["wall_s"] for x in v), max(x["wall_s"] for x in v)] for k, v in samples.items()}
     base = med[baseline_of(fmt)]
