@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from syncer.sources.base import RowFilter, quote_ident
 from syncer.validate.profile import ColumnPlan
 
-__all__ = ["UNLOADABLE", "file_identity", "profile_groups", "where_sql"]
+__all__ = ["UNLOADABLE", "file_identity", "profile_expressions", "profile_groups", "where_sql"]
 
 
 #: DuckDB types that DuckDB's Parquet writer stores as the same Arrow type its Arrow export gives
@@ -30,29 +31,49 @@ def file_identity(path: Any) -> str | None:
     return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
-def profile_groups(plans: list[ColumnPlan], approx_sum: frozenset[str] | set[str]) -> list[list[tuple[str, int, str]]]:
-    """The profile's aggregates as (SQL, column index or -1 for the row count, statistic), in groups
-    DuckDB answers fast on their own: counts, plain min/max, sums, NaN-aware float statistics."""
-    counts: list[tuple[str, int, str]] = [("count(*)", -1, "rows")]
-    minmax: list[tuple[str, int, str]] = []
-    sums: list[tuple[str, int, str]] = []
-    floats: list[tuple[str, int, str]] = []
+def profile_expressions(
+    plans: Sequence[ColumnPlan], approx_sum: frozenset[str] = frozenset(), known: frozenset[int] = frozenset()
+) -> list[tuple[str, int, str]]:
+    """``(sql, column index, stat)`` for every statistic of the profile (index -1: the row count)
+    but those of the ``known`` columns: the one definition of the DuckDB source's profile query and
+    of the engine's files profile (the same definitions on the same engine compare exactly)."""
+    exprs: list[tuple[str, int, str]] = [("count(*)", -1, "rows")]
     for i, plan in enumerate(plans):
+        if i in known:
+            continue
         c = quote_ident(plan.name)
-        counts.append((f"count({c})", i, "count"))
+        exprs.append((f"count({c})", i, "count"))
         if plan.floating:
             keep = f" FILTER (WHERE NOT isnan({c}))"
-            floats += [(f"min({c}){keep}", i, "min"), (f"max({c}){keep}", i, "max")]
-            floats += [(f"sum({c}){keep}", i, "sum"), (f"count(*) FILTER (WHERE isnan({c}))", i, "nans")]
+            exprs += [(f"min({c}){keep}", i, "min"), (f"max({c}){keep}", i, "max")]
+            exprs += [(f"sum({c}){keep}", i, "sum"), (f"count(*) FILTER (WHERE isnan({c}))", i, "nans")]
             continue
         if plan.nanos:
             # integer nanoseconds: DuckDB hands TIMESTAMP_NS/TIME_NS to Python cut to microseconds
-            minmax += [(f"epoch_ns(min({c}))", i, "min"), (f"epoch_ns(max({c}))", i, "max")]
+            exprs += [(f"epoch_ns(min({c}))", i, "min"), (f"epoch_ns(max({c}))", i, "max")]
         elif plan.minmax:
-            minmax += [(f"min({c})", i, "min"), (f"max({c})", i, "max")]
+            exprs += [(f"min({c})", i, "min"), (f"max({c})", i, "max")]
         if plan.total:
             # sum of an integer column is HUGEINT in DuckDB: exact far beyond int64
-            sums.append((f"sum({c}::DOUBLE)" if plan.name in approx_sum else f"sum({c})", i, "sum"))
+            exprs.append((f"sum({c}::DOUBLE)" if plan.name in approx_sum else f"sum({c})", i, "sum"))
+    return exprs
+
+
+def profile_groups(plans: list[ColumnPlan], approx_sum: frozenset[str] | set[str]) -> list[list[tuple[str, int, str]]]:
+    """:func:`profile_expressions` in groups DuckDB answers fast on their own: counts, plain
+    min/max, sums, NaN-aware float statistics."""
+    counts: list[tuple[str, int, str]] = []
+    minmax: list[tuple[str, int, str]] = []
+    sums: list[tuple[str, int, str]] = []
+    floats: list[tuple[str, int, str]] = []
+    for e in profile_expressions(plans, frozenset(approx_sum)):
+        _, i, stat = e
+        if i < 0 or stat == "count":
+            counts.append(e)
+        elif plans[i].floating:
+            floats.append(e)
+        else:
+            (sums if stat == "sum" else minmax).append(e)
     return [counts, minmax, sums, floats]
 
 

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from syncer._exceptions import ValidationError
 from syncer.config import TableConfig
-from syncer.sources.base import quote_ident
+from syncer.sources.duckdb_sql import profile_expressions
 from syncer.sources.errors import is_interrupt
 from syncer.validate.profile import ColumnPlan, ProfileAccumulator, build_profile, plan_for, range_from_footer
 
@@ -56,32 +56,6 @@ class FilesProfile(ProfileAccumulator):
 
     def result(self) -> dict[str, Any]:
         return build_profile(self.rows, self.plans, self._raw)
-
-
-def profile_expressions(
-    plans: Sequence[ColumnPlan], approx_sum: frozenset[str] = frozenset(), known: frozenset[int] = frozenset()
-) -> list[tuple[str, int, str]]:
-    """``(sql, column index, stat)`` for every statistic of the profile (index -1: the row count)
-    but those of the ``known`` columns; the definitions of the DuckDB source's profile query,
-    column for column."""
-    exprs: list[tuple[str, int, str]] = [("count(*)", -1, "rows")]
-    for i, plan in enumerate(plans):
-        if i in known:
-            continue
-        c = quote_ident(plan.name)
-        exprs.append((f"count({c})", i, "count"))
-        if plan.floating:
-            keep = f" FILTER (WHERE NOT isnan({c}))"
-            exprs += [(f"min({c}){keep}", i, "min"), (f"max({c}){keep}", i, "max")]
-            exprs += [(f"sum({c}){keep}", i, "sum"), (f"count(*) FILTER (WHERE isnan({c}))", i, "nans")]
-            continue
-        if plan.nanos:
-            exprs += [(f"epoch_ns(min({c}))", i, "min"), (f"epoch_ns(max({c}))", i, "max")]
-        elif plan.minmax:
-            exprs += [(f"min({c})", i, "min"), (f"max({c})", i, "max")]
-        if plan.total:
-            exprs.append((f"sum({c}::DOUBLE)" if plan.name in approx_sum else f"sum({c})", i, "sum"))
-    return exprs
 
 
 def profile_files(
