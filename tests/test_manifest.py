@@ -490,3 +490,30 @@ def test_a_null_value_reads_like_the_json_form() -> None:
     record = Manifest.from_json(data)
     assert record.get("previous", "x") is None and data.get("previous", "x") is None
     assert record["previous"] is None and "previous" in record
+
+
+def test_a_manifest_is_parsed_once_per_text_and_an_edit_is_never_answered_from_the_cache(tmp_path: Path) -> None:
+    from syncer.volume import manifest_cache
+
+    d = tmp_path / "snap"
+    d.mkdir()
+    body = {"id": "s1", "created_at": "2026-01-01T00:00:00Z", "tables": {}}
+    (d / "manifest.json").write_text(json.dumps(body), encoding="utf-8")
+    calls: list[str] = []
+
+    def read_json(snapshot_dir: Path, text: str | None) -> dict[str, Any]:
+        calls.append("read")
+        return Volume.read_manifest_json(snapshot_dir, text)
+
+    first = manifest_cache.load(d, read_json, lambda _d, raw: Manifest.from_json(raw))
+    again = manifest_cache.load(d, read_json, lambda _d, raw: Manifest.from_json(raw))
+    assert again[1] is first[1] and calls == ["read"]  # the same text: parsed once
+    # an edit of the same length in the same clock tick (same size, maybe the same mtime): re-parsed
+    (d / "manifest.json").write_text(json.dumps({**body, "id": "s2"}), encoding="utf-8")
+    edited = manifest_cache.load(d, read_json, lambda _d, raw: Manifest.from_json(raw))
+    assert edited[1].id == "s2" and calls == ["read", "read"]
+    # a manifest that became a symbolic link is refused, not served from the cache
+    (d / "manifest.json").rename(d / "real.json")
+    (d / "manifest.json").symlink_to(d / "real.json")
+    with pytest.raises(PublishError, match="symbolic link"):
+        manifest_cache.load(d, read_json, lambda _d, raw: Manifest.from_json(raw))

@@ -36,6 +36,7 @@ from typing import Any
 
 from syncer import _clock as clock
 from syncer._exceptions import NoSnapshotError, PublishError, VolumeError
+from syncer.volume import manifest_cache
 from syncer.volume.files import DIR_MODE, FILE_MODE, fsync_dir, fsync_tree, os_reason, permission_problems, remove_tree, seal
 from syncer.volume.manifest import Manifest, strict_dumps
 from syncer.volume.served import SERVED_LOG, ServedEntry, ServedLog, ServingOrder, serving_order
@@ -161,16 +162,16 @@ class Volume:
     @staticmethod
     def read_manifest(snapshot_dir: Path) -> Manifest:
         """The snapshot's manifest, or :class:`PublishError` saying why it cannot be used."""
-        return _manifest_record(snapshot_dir, Volume.read_manifest_json(snapshot_dir))
+        return manifest_cache.load(snapshot_dir, Volume.read_manifest_json, _manifest_record)[1]
 
     @staticmethod
-    def read_manifest_json(snapshot_dir: Path) -> dict[str, Any]:
-        """The manifest as JSON, checked only for its outline (id and tables)."""
+    def read_manifest_json(snapshot_dir: Path, text: str | None = None) -> dict[str, Any]:
+        """The manifest as JSON (its ``text`` when already read), checked only for its outline (id and tables)."""
         path = snapshot_dir / MANIFEST
         if os.path.islink(path):
             raise PublishError(f"snapshot {snapshot_dir.name}: manifest {path} is a symbolic link, not the published file")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text if text is not None else path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PublishError(f"snapshot {snapshot_dir.name} has no manifest ({path})") from None
         except PermissionError as exc:
@@ -201,8 +202,7 @@ class Volume:
             info.error = f"snapshot {snapshot_id} is not served: {outside}"
             return info
         try:
-            raw = self.read_manifest_json(d)
-            info.manifest = _manifest_record(d, raw)
+            raw, info.manifest = manifest_cache.load(d, self.read_manifest_json, _manifest_record)
         except PublishError as exc:
             info.error = str(exc)
             return info
