@@ -114,6 +114,26 @@ def run_process(argv: list[str], *, env: dict[str, str] | None = None) -> dict[s
     return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024}
 
 
+def target_lines(checks: list[tuple[str, bool, str]]) -> list[str]:
+    """The targets as a Markdown table."""
+    return ["| target | met | measured |", "|---|---|---|", *(f"| {n} | {'yes' if ok else 'NO'} | {v} |" for n, ok, v in checks)]
+
+
+def report(checks: list[tuple[str, bool, str]], out: Path, payload: dict[str, Any]) -> int:
+    """Print the targets, write ``payload`` (with the machine and the targets) as JSON to ``out``;
+    the exit code: 1 if a target is missed."""
+    print("\n" + "\n".join(target_lines(checks)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        **payload,
+        "targets": [{"target": n, "met": ok, "measured": v} for n, ok, v in checks],
+    }
+    out.write_text(json.dumps(data, indent=2, default=str))
+    print(f"\nwritten {out}")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -353,24 +373,7 @@ def main() -> int:
         results.append((res, summarize(res)))
     for res, summ in results:
         print_table(res, summ)
-    print("\n| target | met | measured |\n|---|---|---|")
-    targets = check_targets(results)
-    for name, ok, measured in targets:
-        print(f"| {name} | {'yes' if ok else 'NO'} | {measured} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                "results": [{**r, "summary": s} for r, s in results],
-                "targets": [{"target": n, "met": ok, "measured": v} for n, ok, v in targets],
-            },
-            indent=2,
-            default=str,
-        )
-    )
-    print(f"\nwritten {args.out}")
-    return 0 if all(ok for _, ok, _ in targets) else 1
+    return report(check_targets(results), args.out, {"results": [{**r, "summary": s} for r, s in results]})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ writes JSON; the exit code is 1 if a target is missed. Not part of the test suit
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import run_process  # whole process: wall, CPU and peak RSS from wait4
+from bench import report, run_process  # whole process: wall, CPU and peak RSS from wait4
 from matrix import COPY, PY, ROOT, Shape, _orders, build_warehouse, sync_config
 
 CASES = ("engine", "stream", "copy", "copy_text")
@@ -123,24 +122,7 @@ def main() -> int:
     results = [run_size(args.work, n, args.repeat, args.cases) for n in args.rows]
     lines = table_lines(results)
     print("\n" + "\n".join(lines))
-    checks = targets(results)
-    print("\n| target | met | measured |\n|---|---|---|")
-    for name, ok, measured in checks:
-        print(f"| {name} | {'yes' if ok else 'NO'} | {measured} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                "repeat": args.repeat,
-                "results": results,
-                "targets": [{"target": n, "met": ok, "measured": v} for n, ok, v in checks],
-            },
-            indent=2,
-        )
-    )
-    print(f"\nwritten {args.out}")
-    return 0 if all(ok for _, ok, _ in checks) else 1
+    return report(targets(results), args.out, {"repeat": args.repeat, "results": results})
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import run_process, run_startup  # whole processes: wall, CPU and peak RSS from wait4
+from bench import report, run_process, run_startup, target_lines  # whole processes: wall, CPU and peak RSS from wait4
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -363,30 +363,10 @@ def main() -> int:
     lines = table_lines(cells)
     print("\n" + "\n".join(lines))
     checks = targets(cells)
-    print("\n| target | met | measured |\n|---|---|---|")
-    for name, ok, measured in checks:
-        print(f"| {name} | {'yes' if ok else 'NO'} | {measured} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                "scale": args.scale,
-                "repeat": args.repeat,
-                "cells": cells,
-                "targets": [{"target": n, "met": ok, "measured": v} for n, ok, v in checks],
-            },
-            indent=2,
-        )
-    )
-    print(f"\nwritten {args.out}")
+    code = report(checks, args.out, {"scale": args.scale, "repeat": args.repeat, "cells": cells})
     if args.readme:
-        update_readme(
-            lines
-            + ["", "| target | met | measured |", "|---|---|---|"]
-            + [f"| {n} | {'yes' if ok else 'NO'} | {v} |" for n, ok, v in checks]
-        )
-    return 0 if all(ok for _, ok, _ in checks) else 1
+        update_readme([*lines, "", *target_lines(checks)])
+    return code
 
 
 if __name__ == "__main__":
