@@ -137,6 +137,10 @@ class KeyOrder:
         if n > 1 and not pc.all(pc.less(arr.slice(0, n - 1), arr.slice(1))).as_py():
             self.proven = False
             return
+        if pa.types.is_timestamp(arr.type):
+            # compared as integers (the same order): pyarrow's datetime of a zoned or nanosecond
+            # timestamp imports pandas, mid-run
+            arr = arr.cast(pa.int64())
         first = arr[0].as_py()
         if self._last is not None and not self._last < first:
             self.proven = False
