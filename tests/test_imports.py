@@ -1,4 +1,4 @@
-"""What a command imports (issue 14, fixed cost): real ``syncer`` processes under ``-X importtime``.
+"""What a command imports (issue 14, fixed cost): real ``syncer`` processes, what they had loaded when they exited.
 
 A sync never imports pandas (~0.2 s of every process, most of an unchanged sync's cost): not through
 pyarrow's conversions of zoned or nanosecond timestamps to Python, not through the preload before
@@ -59,19 +59,30 @@ def _volume(folder: Path) -> Path:
     return cfg
 
 
-def imported(*argv: str) -> set[str]:
-    """The modules a real ``python -X importtime -m syncer ARGV`` process imported (it must succeed)."""
+#: runs the real CLI (``python -m syncer``) and writes every module it loaded when it exits. Not
+#: ``-X importtime``: it does not see modules loaded through ``importlib.import_module`` (the public
+#: face's lazy names, the preload), only what they import in turn.
+_RUN = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w", encoding="utf-8").write("\\n".join(sorted(sys.modules))))
+sys.argv[0] = "syncer"
+runpy.run_module("syncer", run_name="__main__", alter_sys=True)
+"""
+
+
+def imported(*argv: str, tmp: Path | None = None) -> set[str]:
+    """The modules a real ``python -m syncer ARGV`` process had loaded when it exited (it must succeed)."""
+    out = (tmp or Path(os.environ.get("TMPDIR", "/tmp"))) / f"modules-{os.getpid()}-{argv[-1]}.txt"
     env = {**os.environ, "SYNCER_LOG_FORMAT": "text"}
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "syncer", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
+        [sys.executable, "-c", _RUN, str(out), *argv], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return {m.group(1) for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", proc.stderr, re.M)}
+    try:
+        return set(out.read_text(encoding="utf-8").split("\n"))
+    finally:
+        out.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +121,22 @@ def test_what_a_sync_of_every_format_imports_is_loaded_before_the_volume_lock(vo
 
 
 def test_the_import_check_sees_pandas_when_it_is_imported(volume: Path) -> None:
-    # control for the two tests above: a command that does import pandas is seen doing it
-    code = f"import syncer, sys; syncer.read_table('csv_t', config=syncer.load_config({str(volume)!r}))"
+    # control for the tests above: a command that loads pandas (the reader's DataFrame) is seen doing it
     imported("--config", str(volume), "sync")
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    code = f"import syncer; syncer.read_table('csv_t', config=syncer.load_config({str(volume)!r}))"
+    assert "pandas" in _modules_of(code)
+
+
+def _modules_of(code: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert re.search(r"\|\s*pandas$", proc.stderr, re.M)
+    return set(proc.stdout.split())
 
 
 _ROW_WISE = r"""
@@ -155,3 +176,24 @@ def test_the_jsonl_row_wise_encoder_spells_zoned_and_nanosecond_values_without_p
              "ns_tz": "1970-01-01T00:00:00Z", "dur": 5},
         ]
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["status", "verify", "snapshots"])
+def test_reading_commands_load_no_duckdb_and_no_export(volume: Path, command: str) -> None:
+    # they read the volume: manifests, row counts from footers and lines, files' sizes and sha256
+    imported("--config", str(volume), "sync")
+    mods = imported("--config", str(volume), command)
+    assert not {"duckdb", "pandas", "syncer.engine.run", "syncer.export.table", "syncer.sources.duckdb"} & mods, sorted(mods)
+    assert "syncer.engine" in mods  # control: the command ran
+
+
+@pytest.mark.parametrize("command", ["status", "verify"])
+def test_reading_a_parquet_volume_loads_no_pyarrow_compute(tmp_path: Path, command: str) -> None:
+    # the formats load on first use: a Parquet footer's row count needs pyarrow.parquet, not the
+    # CSV/JSONL writers and their pyarrow.compute
+    cfg = _volume(tmp_path)
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(text[: text.index("[[tables]]")] + '[[tables]]\nname = "p"\nsource = "nested"\nprimary_key = ["id"]\n')
+    imported("--config", str(cfg), "sync")
+    mods = imported("--config", str(cfg), command)
+    assert "pyarrow.parquet" in mods and "pyarrow.compute" not in mods and "duckdb" not in mods

@@ -15,29 +15,31 @@ from syncer.config import Config
 
 __all__ = ["modules_for", "preload"]
 
-#: what every sync imports on its way (the export, validation, the DuckDB scans of keys and references)
+#: what every sync imports on its way (the export, validation, the DuckDB scans of keys and
+#: references). Every format's module, not only the config's: a table carried over from the previous
+#: snapshot may be in a format the config no longer names (its references are read from that file).
 _COMMON = (
     "pyarrow",
     "pyarrow.compute",
     "pyarrow.ipc",
+    "pyarrow.parquet",
     "duckdb",
     "syncer.formats",
+    "syncer.formats.parquet",
+    "syncer.formats.stats",
+    "syncer.formats.csv",
+    "syncer.formats.jsonl",
+    "syncer.formats.arrow",
     "syncer.validate.keys",
     "syncer.validate.references",
     "syncer.export.table",
     "_strptime",
     "subprocess",
 )
-#: what each format named in the config adds (the registry, syncer.formats, loads the rest of them)
-_FORMAT = {
-    "parquet": ("pyarrow.parquet",),
-    "csv": ("pyarrow.csv",),
-    "jsonl": ("syncer.formats.jsonl_sql",),
-    "arrow": (),
-}
-#: pandas is not among them: nothing a DuckDB sync does needs it, and it is ~0.2 s of every process
-#: (tests/test_imports.py holds a sync to never import it). pytz is what DuckDB hands TIMESTAMPTZ
-#: values to Python with (a key range, a sample of keys): small, and loaded here rather than mid-run.
+#: what each source kind adds. pandas is not among DuckDB's: nothing a DuckDB sync does needs it,
+#: and it is ~0.2 s of every process (tests/test_imports.py holds a sync to never import it). pytz
+#: is what DuckDB hands TIMESTAMPTZ values to Python with (a profile's bounds, a key range): small,
+#: and loaded here rather than mid-run.
 _SOURCE = {
     "duckdb": ("syncer.sources.duckdb", "pytz"),
     # Snowpark converts through pandas on some paths (its local testing always does)
@@ -46,10 +48,8 @@ _SOURCE = {
 
 
 def modules_for(cfg: Config) -> tuple[str, ...]:
-    """What a sync of ``cfg`` imports: the common part, its formats', its source kind's."""
-    formats = dict.fromkeys(t.format for t in cfg.tables)
-    per_format = (m for f in formats for m in _FORMAT.get(f, ()))
-    return tuple(dict.fromkeys((*_COMMON, *per_format, *_SOURCE.get(cfg.source.kind, ()))))
+    """What a sync of ``cfg`` imports: the common part and its source kind's."""
+    return (*_COMMON, *_SOURCE.get(cfg.source.kind, ()))
 
 
 def preload(cfg: Config) -> tuple[str, ...]:

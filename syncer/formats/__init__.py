@@ -18,21 +18,22 @@ Shared file helpers are in :mod:`syncer.formats.files`, Parquet footer statistic
 from __future__ import annotations
 
 import base64
+import importlib
 import json
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from syncer.formats.arrow import ArrowFormat
 from syncer.formats.base import Format, TableWriter, WrittenFile, WrittenPart, conform
-from syncer.formats.csv import CsvFormat
 from syncer.formats.files import HashingFile, output_size, parts_digest, remove_output, sha256_file
-from syncer.formats.jsonl import JsonlFormat
-from syncer.formats.parquet import ParquetFormat, parquet_files
-from syncer.formats.stats import parquet_ranges
+
+if TYPE_CHECKING:
+    from syncer.formats.parquet import parquet_files
+    from syncer.formats.stats import parquet_ranges
 
 __all__ = [
     "FORMATS",
@@ -63,8 +64,55 @@ __all__ = [
     "unsupported_columns",
 ]
 
+#: each format's module and class: a module is loaded when its format is first used (``status``
+#: counting a Parquet file's rows loads neither the CSV writer nor pyarrow.compute)
+_MODULES = {
+    "parquet": ("syncer.formats.parquet", "ParquetFormat"),
+    "csv": ("syncer.formats.csv", "CsvFormat"),
+    "jsonl": ("syncer.formats.jsonl", "JsonlFormat"),
+    "arrow": ("syncer.formats.arrow", "ArrowFormat"),
+}
+#: names of this face that live in a format's module (loaded on first use, PEP 562)
+_LAZY = {"parquet_files": "syncer.formats.parquet", "parquet_ranges": "syncer.formats.stats"}
+
+
+class _Registry(Mapping[str, Format]):
+    """Every format by the name ``format =`` gives it, each made on first use."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, Format] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> Format:
+        made = self._made.get(name)
+        if made is None:
+            module, cls = _MODULES[name]  # KeyError: not a format
+            with self._lock:
+                made = self._made.get(name) or getattr(importlib.import_module(module), cls)()
+                self._made[name] = made
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _MODULES
+
+
 #: every format by the name ``format =`` gives it in the config and the manifest
-FORMATS: dict[str, Format] = {f.name: f for f in (ParquetFormat(), CsvFormat(), JsonlFormat(), ArrowFormat())}
+FORMATS: Mapping[str, Format] = _Registry()
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'syncer.formats' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def get_format(fmt: str) -> Format:

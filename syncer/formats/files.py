@@ -8,34 +8,17 @@ import hashlib
 import io
 import os
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from syncer.formats.base import TableWriter, WrittenFile, WrittenPart
+from syncer._digest import parts_digest, sha256_file  # (their home: status and verify load no pyarrow for them)
+from syncer.formats.base import TableWriter, WrittenFile
 
 __all__ = ["HashingFile", "StreamTableWriter", "fsync", "output_size", "parts_digest", "remove_output", "sha256_file"]
 
 _WRITE_BUFFER = 8 << 20
-
-
-def parts_digest(parts: Sequence[WrittenPart] | Sequence[dict[str, Any]]) -> str:
-    """One sha256 for a table written in parts: of its ``sha256sum``-style listing ("<sha256>  <name>\\n" per part)."""
-    lines = []
-    for p in parts:
-        name, digest = (p["name"], p["sha256"]) if isinstance(p, dict) else (p.name, p.sha256)
-        lines.append(f"{digest}  {name}\n")
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(4 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fsync(fd: int) -> None:

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from syncer._digest import parts_digest, sha256_file
+
 if TYPE_CHECKING:
     from syncer.volume.manifest import Manifest, ManifestEntry
 
@@ -39,8 +41,6 @@ def check_files_by_table(folder: Path, manifest: dict[str, Any], *, deep: bool =
 
 
 def _table_file_problems(folder: Path, name: str, t: dict[str, Any], deep: bool) -> list[str]:
-    from syncer.formats import parts_digest
-
     file_name = str(t.get("file", ""))
     if not is_plain_file_name(file_name):
         # A tampered manifest must not make a reader open something outside the snapshot.
@@ -73,8 +73,6 @@ def _check_file(name: str, f: Path, size: Any, sha256: Any, deep: bool) -> list[
     if not os.access(f, os.R_OK):
         return [f"table {name!r}: {f.name} is not readable"]
     if deep:
-        from syncer.formats import sha256_file
-
         try:
             digest = sha256_file(f)
         except OSError as exc:
