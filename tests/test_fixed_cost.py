@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -133,3 +134,69 @@ def test_the_change_markers_of_every_table_cost_two_queries_per_run(tmp_path: Pa
     assert len(queries) == 2, queries
     tables = {n for n, m in markers.items() if m is not None}
     assert tables == {"t0", "T1", "main.t2", "w.main.t0", "other.t0"}, markers  # not a view, not a missing table
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """Calls of the real DuckDB source's method ``name`` (each passes through to it)."""
+    from syncer.sources.duckdb import DuckDBSource
+
+    calls: list[Any] = []
+    real = getattr(DuckDBSource, name)
+
+    def spy(self: Any, *args: Any, **kw: Any) -> Any:
+        calls.append(args[0] if args else None)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(DuckDBSource, name, spy)
+    return calls
+
+
+def test_a_small_table_s_profile_is_one_query_after_its_count(tmp_path: Path) -> None:
+    # as an export asks: the count first (a table of one DuckDB row group), then the profile
+    cfg = syncer.load_config(_warehouse(tmp_path / "w", 1))
+    from syncer.sources import open_source
+
+    source = open_source(cfg.source)
+    table = TableConfig(name="t0", source="t0", primary_key=("id",))
+    queries: list[str] = []
+    real = source._run
+
+    def counted(sql: str, *args: object, **kw: object) -> object:
+        queries.append(sql)
+        return real(sql, *args, **kw)  # type: ignore[arg-type]
+
+    source._run = counted  # type: ignore[method-assign]
+    try:
+        assert source.count(table) == 50
+        queries.clear()
+        prof = source.profile(table, source.schema(table))
+    finally:
+        source.close()
+    assert len(queries) == 1 and queries[0].startswith("SELECT count(*), "), queries
+    assert prof["rows"] == 50 and prof["columns"]["amount"]["max"] == "24.5" and prof["columns"]["note"]["nulls"] == 0
+
+
+def test_memory_limit_is_set_once_for_tables_of_one_shape_not_per_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sets = _spy(monkeypatch, "_set_limit")
+    cfg = syncer.load_config(_warehouse(tmp_path / "w", 6))
+    report = syncer.sync(cfg)
+    assert report.status == "ok", report.error
+    # the first table raises it for its profile and for its stream; the five after it need the same
+    assert 1 <= len(sets) <= 2, sets
+
+
+def test_an_unchanged_duckdb_table_is_confirmed_without_a_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = syncer.load_config(_warehouse(tmp_path / "w", 3))
+    assert syncer.sync(cfg).status == "ok"
+    schemas = _spy(monkeypatch, "schema")
+    again = syncer.sync(cfg)
+    assert {t.status for t in again.tables} == {"unchanged"} and schemas == []
+    # the marker covers what shapes the Arrow schema: the file, DuckDB's and pyarrow's versions
+    marker = syncer.current_snapshot(config=cfg).tables["t0"].change_marker
+    assert marker is not None and f"duckdb-{duckdb.__version__}" in marker["source"] and "pyarrow-" in marker["source"]
+    con = duckdb.connect(str(cfg.source.path))
+    con.execute("ALTER TABLE t1 ADD COLUMN extra INTEGER")  # a DDL change writes the file: every table re-exported
+    con.close()
+    third = syncer.sync(cfg)
+    assert {t.table: t.status for t in third.tables} == {"t0": "fresh", "t1": "carried_over", "t2": "fresh"}
+    assert "added extra" in (third.error or "")  # exported, so the drift is seen (not confirmed unchanged)

@@ -7,7 +7,9 @@ Before a table is exported the engine asks the source for its *change marker*
 the table's manifest entry with a fingerprint of the table's config (what shapes the files: the
 relation, columns, format, checks). A later run that gets the same marker, the same fingerprint and
 the same Arrow schema hard-links the previous snapshot's files into staging and marks the entry
-``unchanged`` with the time it was confirmed: its age counts from the confirmation.
+``unchanged`` with the time it was confirmed: its age counts from the confirmation. DuckDB's marker
+covers the schema too (the file's identity and the DuckDB and pyarrow versions: nothing else shapes
+its Arrow export), so it confirms a table without a query; Snowflake's schema is read and compared.
 
 A ``query`` table or a view has no marker (the source returns None) and is always exported; so is
 every table of a ``force`` sync, a table whose previous entry is not ``fresh`` or ``unchanged``
@@ -102,13 +104,15 @@ def confirm_unchanged(
         return None  # its times are from the future (the clock moved): a new export records true ones
     try:
         with source.pinned(table) as pin:
-            full = source.schema(table)
+            # a marker that covers the schema saves a query per table (most of an unchanged table's cost)
+            full = None if source.marker_covers_schema and previous.arrow_schema else source.schema(table)
     except SyncError as exc:
         log.warning("table %s: cannot read its schema (%s); exporting it", table.name, exc, extra={"table": table.name})
         return None
-    schema = pa.schema([f for f in full if f.name not in table.exclude_columns])
-    if previous.arrow_schema is not None and schema_to_b64(schema) != previous.arrow_schema:
-        return None  # a DDL change the marker may not see: export
+    if full is not None:
+        schema = pa.schema([f for f in full if f.name not in table.exclude_columns])
+        if previous.arrow_schema is not None and schema_to_b64(schema) != previous.arrow_schema:
+            return None  # a DDL change the marker may not see: export
     carry_over(prev_dir / previous.file, staging / previous.file)
     confirmed = clock.utcnow()
     detail = (

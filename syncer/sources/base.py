@@ -115,6 +115,11 @@ class Source(abc.ABC):
     #: still describing the pinned moment); the export then overlaps the two.
     concurrent_profile: bool = False
 
+    #: True when an unchanged change marker also proves the table's Arrow schema unchanged (DuckDB:
+    #: the file's identity and the engine's versions), so confirming a table unchanged needs no
+    #: schema query (see syncer.export.unchanged)
+    marker_covers_schema: bool = False
+
     #: the run's one moment (aware, UTC): every table of the run is read as of it. Set when the
     #: run starts reading (DuckDB: when the file is opened; Snowflake: the server clock, read once,
     #: at the first table); None before.

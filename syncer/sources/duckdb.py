@@ -26,7 +26,7 @@ from syncer._exceptions import (
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 from syncer.sources.duckdb_memory import auto_limit, below_ceiling, beyond_ceiling, sample_row_bytes, shown, with_ceiling
-from syncer.sources.duckdb_sql import UNLOADABLE, file_identity, profile_groups, where_sql
+from syncer.sources.duckdb_sql import SMALL_ROWS, UNLOADABLE, file_identity, profile_groups, where_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import CONVERTED, JSON_META, build_profile, plan_for
@@ -53,6 +53,7 @@ class DuckDBSource(Source):
     every table of the run reads the file as it was when the run opened it: one consistent cut."""
 
     kind = "duckdb"
+    marker_covers_schema = True  # the file's identity: a DDL statement changes the file too
     # The file is opened read-only, so no writer can exist while we hold it: a second connection
     # (cursor) sees exactly the data the streaming transaction sees.
     concurrent_profile = True
@@ -78,7 +79,8 @@ class DuckDBSource(Source):
         self.con = self._connect(cfg)
         # From here until close no writer can open the file: this is the moment every table is read at.
         self.run_moment = clock.utcnow()
-        self._file_marker = file_identity(self.path)
+        self._file_marker = file_identity(self.path, f"duckdb-{duckdb.__version__}:pyarrow-{pa.__version__}")
+        self._rows: dict[str, int] = {}  # each table's count (its profile runs as one query when small)
 
     def _connect(self, cfg: SourceConfig) -> Any:
         """The run's read-only connection. A writer process holding the file (DuckDB's lock) is
@@ -160,10 +162,13 @@ class DuckDBSource(Source):
     def count(self, table: TableConfig, where: RowFilter | None = None) -> int:
         cond, params = where_sql(where)
         # fetchall, not fetchone: DuckDB 2.0 refuses the next query on a connection with an unread result.
-        return int(self._run(f"SELECT count(*) FROM {relation_sql(table)}{cond}", table, params=params).fetchall()[0][0])
+        n = int(self._run(f"SELECT count(*) FROM {relation_sql(table)}{cond}", table, params=params).fetchall()[0][0])
+        if where is None:
+            self._rows[table.name] = n
+        return n
 
     def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]:
-        self.use_limit_for(table, schema, _SAMPLE_ROWS)
+        self.use_limit_for(table, schema, _SAMPLE_ROWS, lower=False)
         try:
             return self._profile(table, schema, where)
         except BadRowsError as exc:
@@ -191,13 +196,18 @@ class DuckDBSource(Source):
             finally:
                 self._more_memory(-1)
 
-    def use_limit_for(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> None:
-        """memory_limit = "auto": what this table's scan needs (columns, a batch), at most the ceiling; never lowered within a table."""
+    def use_limit_for(self, table: TableConfig, schema: pa.Schema, batch_rows: int, *, lower: bool = True) -> None:
+        """memory_limit = "auto": what this table's scan needs (columns, a batch), at most the ceiling; never
+        lowered within a table, nor for a profile (``lower=False``): its stream sets it (no SET per query)."""
         if not self._auto:
             return
         with self._raised_lock:
             limit = auto_limit(schema, batch_rows, self.ceiling)
-            if self._limit_of == table.name and _memory.parse_size(limit) < _memory.parse_size(self.memory_limit):
+            wanted, now = _memory.parse_size(limit), _memory.parse_size(self.memory_limit)
+            if self._lowered and wanted == now:
+                self._limit_of = table.name
+                return
+            if wanted < now and (self._limit_of == table.name or not lower):
                 return
             self.memory_limit, self._limit_of = limit, table.name
             if self._raised == 0:
@@ -261,7 +271,8 @@ class DuckDBSource(Source):
         approx_sum: frozenset[str] | set[str] = frozenset(),
     ) -> dict[str, Any]:
         plans = [plan_for(f) for f in schema]
-        groups = profile_groups(plans, approx_sum)
+        small = where is None and self._rows.get(table.name, SMALL_ROWS + 1) <= SMALL_ROWS
+        groups = profile_groups(plans, approx_sum, one=small)
         cond, params = where_sql(where)
         # Narrow queries, one after another, on the run's one profile cursor: DuckDB answers plain
         # count/min/max/sum from a fast scan (segment statistics prune most of the work), while one
