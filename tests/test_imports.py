@@ -100,6 +100,24 @@ def test_an_unchanged_sync_never_imports_pandas(volume: Path) -> None:
     imported("--config", str(volume), "sync")
     mods = imported("--config", str(volume), "sync")
     assert not {m for m in mods if m.split(".")[0] in ("pandas", "dateutil")}, "pandas imported"
+    assert "urllib.request" not in mods  # the webhook channel's HTTP client: only with webhooks
+
+
+def test_the_preload_is_what_this_config_needs() -> None:
+    import dataclasses
+
+    import syncer
+    from syncer.config.model import WebhookConfig
+    from syncer.engine.preload import modules_for
+
+    cfg = syncer.load_config(ROOT / "sync.toml")
+    assert "pandas" not in modules_for(cfg) and "syncer.sources.duckdb" in modules_for(cfg)
+    assert "urllib.request" not in modules_for(cfg)
+    hook = WebhookConfig(name="ops", url="https://example.invalid/hook")
+    with_hook = dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, webhooks=(hook,)))
+    assert "urllib.request" in modules_for(with_hook)  # delivered after the run, under the lock
+    snow = dataclasses.replace(cfg, source=dataclasses.replace(cfg.source, kind="snowflake"))
+    assert {"snowflake.snowpark", "pandas"} <= set(modules_for(snow)) and "syncer.sources.duckdb" not in modules_for(snow)
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed")

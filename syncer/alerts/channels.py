@@ -16,7 +16,6 @@ import contextlib
 import json
 import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any, Protocol
 
 from syncer.alerts.store import Alert
@@ -44,6 +43,10 @@ class WebhookChannel:
         return {"text": alert.text()} if self.cfg.format == "slack" else alert.to_json()
 
     def send(self, alert: Alert, timeout: float) -> None:
+        # here, not at the top: http.client, email and ssl are ~20 ms of every command otherwise (a
+        # sync with webhooks loads it before the volume lock, syncer.engine.preload)
+        import urllib.request
+
         data = json.dumps(self.body(alert)).encode("utf-8")
         req = urllib.request.Request(
             self.cfg.url,

@@ -48,8 +48,9 @@ _SOURCE = {
 
 
 def modules_for(cfg: Config) -> tuple[str, ...]:
-    """What a sync of ``cfg`` imports: the common part and its source kind's."""
-    return (*_COMMON, *_SOURCE.get(cfg.source.kind, ()))
+    """What a sync of ``cfg`` imports: the common part, its source kind's, its alert channels'."""
+    webhooks = ("urllib.request",) if cfg.alerts.enabled and cfg.alerts.webhooks else ()
+    return (*_COMMON, *_SOURCE.get(cfg.source.kind, ()), *webhooks)
 
 
 def preload(cfg: Config) -> tuple[str, ...]:
