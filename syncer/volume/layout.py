@@ -38,7 +38,7 @@ from syncer import _clock as clock
 from syncer._exceptions import NoSnapshotError, PublishError, VolumeError
 from syncer.volume import manifest_cache
 from syncer.volume.files import DIR_MODE, FILE_MODE, fsync_dir, fsync_tree, os_reason, permission_problems, remove_tree, seal
-from syncer.volume.manifest import Manifest, strict_dumps
+from syncer.volume.manifest import Manifest, manifest_text
 from syncer.volume.served import SERVED_LOG, ServedEntry, ServedLog, ServingOrder, serving_order
 from syncer.volume.verify import MANIFEST, check_files, check_files_by_table, is_plain_file_name, unexpected_files
 
@@ -262,7 +262,7 @@ class Volume:
         """
         tmp = folder / (MANIFEST + ".tmp")
         # Serialise first: a value JSON cannot hold fails here, before anything touches the disk.
-        text = strict_dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n"
+        text = manifest_text(manifest.to_json()) + "\n"
         try:
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(text)

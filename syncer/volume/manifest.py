@@ -40,6 +40,7 @@ __all__ = [
     "Part",
     "Record",
     "finite",
+    "manifest_text",
     "strict_dumps",
 ]
 
@@ -120,6 +121,22 @@ def finite(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: finite(v) for k, v in value.items()}
     return value
+
+
+def manifest_text(data: Mapping[str, Any]) -> str:
+    """``manifest.json``'s text: strict JSON, a line per top-level key and a line per table. Each line
+    is the C encoder's (``indent=`` takes Python's: 60 ms of a 200-table manifest's 70)."""
+    clean = finite(data)
+    if not clean:
+        return "{}"
+    lines = []
+    for key, value in clean.items():
+        if key == "tables" and isinstance(value, dict) and value:
+            rows = ",\n".join(f"    {json.dumps(n)}: {json.dumps(e, allow_nan=False)}" for n, e in value.items())
+            lines.append(f"  {json.dumps(key)}: {{\n{rows}\n  }}")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value, allow_nan=False)}")
+    return "{\n" + ",\n".join(lines) + "\n}"
 
 
 def strict_dumps(value: Any, **kwargs: Any) -> str:
