@@ -11,7 +11,15 @@ from typing import Any
 from syncer.sources.base import RowFilter, quote_ident
 from syncer.validate.profile import ColumnPlan
 
-__all__ = ["UNLOADABLE", "file_identity", "profile_expressions", "profile_groups", "where_sql"]
+__all__ = [
+    "STORAGE_ROW_GROUP",
+    "UNLOADABLE",
+    "file_identity",
+    "profile_expressions",
+    "profile_groups",
+    "unload_row_group",
+    "where_sql",
+]
 
 
 #: DuckDB types that DuckDB's Parquet writer stores as the same Arrow type its Arrow export gives
@@ -20,6 +28,25 @@ UNLOADABLE = re.compile(
     r"^(BOOLEAN|TINYINT|SMALLINT|INTEGER|BIGINT|FLOAT|DOUBLE|VARCHAR|BLOB|DATE|TIMESTAMP|TIMESTAMP WITH TIME ZONE|UUID"
     r"|DECIMAL\(\d+,\d+\))$"
 )
+
+
+#: rows per row group of DuckDB's storage (its default ``ROW_GROUP_SIZE``): a parallel scan hands
+#: each thread one storage row group at a time
+STORAGE_ROW_GROUP = 122_880
+
+
+def unload_row_group(rows: int) -> int:
+    """The unload's Parquet ``ROW_GROUP_SIZE`` for at most ``rows`` rows a group: a divisor of
+    DuckDB's storage row group that is a whole number of its 2,048-row vectors. A COPY without
+    insertion order then writes every Parquet row group from one contiguous run of the table's
+    rows (one thread's morsel), so a key stored in order is strictly increasing inside each group
+    and the groups' key ranges do not overlap: the key-order pass proves it unique
+    (:mod:`syncer.export.engine`); a larger or unaligned size mixes two morsels in a group."""
+    vectors = STORAGE_ROW_GROUP // 2048
+    for d in range(vectors, 0, -1):
+        if vectors % d == 0 and d * 2048 <= rows:
+            return d * 2048
+    return 2048
 
 
 def file_identity(path: Any) -> str | None:
