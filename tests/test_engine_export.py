@@ -536,14 +536,23 @@ def test_the_engine_benchmark_runs_every_case_and_writes_its_figures(tmp_path: P
     )
     assert proc.returncode in (0, 1), proc.stderr  # 1 = a target missed (expected at this size), never a crash
     got = json.loads(out.read_text())
-    (size,) = got["results"]
-    assert size["rows"] == 3000 and set(size["samples"]) == {"engine", "stream", "copy", "copy_text"}
-    assert all(s["wall_s"] > 0 and s["rss_mib"] > 0 for xs in size["samples"].values() for s in xs)
+    uuid, plain = got["results"]  # every table reported: with the UUID column and without it
+    assert (uuid["table"], plain["table"]) == ("orders", "orders_no_uuid")
+    assert uuid["rows"] == plain["rows"] == 3000
+    assert set(uuid["samples"]) == {"engine", "stream", "copy", "copy_text"}
+    assert set(plain["samples"]) == {"engine", "stream", "copy"}  # no UUID: no text cast to compare with
+    assert all(
+        s["wall_s"] > 0 and s["cpu_s"] > 0 and s["rss_mib"] > 0
+        for r in got["results"]
+        for xs in r["samples"].values()
+        for s in xs
+    )
     assert {t["target"] for t in got["targets"]} == {
-        "3,000 rows: engine sync ≤ 1.3× DuckDB COPY",
-        "3,000 rows: engine peak RSS ≤ 400 MiB",
+        f"3,000 rows, {t}: {what}"
+        for t in ("orders", "orders_no_uuid")
+        for what in ("engine sync ≤ 1.3× DuckDB COPY", "engine peak RSS ≤ 400 MiB")
     }
-    assert "| 3,000 | syncer engine |" in proc.stdout
+    assert "| 3,000 | orders | syncer engine |" in proc.stdout and "| 3,000 | orders_no_uuid | syncer engine |" in proc.stdout
 
 
 def test_the_source_profile_starts_after_the_unload_not_during_it(

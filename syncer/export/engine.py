@@ -3,13 +3,15 @@
 ``[[tables]] export = "engine"`` (or ``"auto"`` above ``[export] engine_min_rows`` source rows)
 has a source that can unload (DuckDB: ``COPY (SELECT ...) TO '<dir>/data_0.parquet' (FORMAT
 parquet, ...)`` on the run's read-only connection, the same moment as the count and the profile:
-one file, written by every thread, rows in the source's order) write the table into a work folder
+one file, written by every thread without insertion order, each row group one contiguous run of
+the table's rows, the groups in no particular order) write the table into a work folder
 inside the run's staging folder. The files are then renamed to the names the stream path uses
 (``<table>.parquet``, or ``<table>/part-NNNNN.parquet`` for several, e.g. Snowflake's) and checked
 exactly like streamed files -- the same checks, computed without pulling the rows through Python:
 the written profile by one DuckDB aggregate query over the files (the source's own definitions,
 see :mod:`syncer.validate.files_profile`) while, on two threads, the files are fsynced and hashed
-and their key column is checked for strict order; then row count against ``count(*)``, the
+and their key column is checked for strict order (row group by row group, in the order of their
+smallest key); then row count against ``count(*)``, the
 profile against the source's, the schema contract, duplicate keys (proven by the order, else the
 exact scan), sha256 and re-open. A ``not_null`` or key violation found in the profile sends the
 table through the stream path (which quarantines by key-range bisection); a failure leaves
