@@ -15,6 +15,7 @@ seconds and the ratios of one run, not wall seconds across runs.
     python benchmarks/engine.py                                  # 5M, 20M and 100M rows, 2 rounds
     python benchmarks/engine.py --rows 100000000 --repeat 2      # the issue's size
     python benchmarks/engine.py --rows 20000000 --repeat 3 --tables orders --cases engine copy
+    python benchmarks/engine.py --rows 20000000 --repeat 3 --before /tmp/before   # against another version
 
 Prints one table (medians and min-max) and the targets (engine sync <= 1.3x DuckDB's COPY of the
 same table and <= 400 MiB peak RSS at the largest size, for every table), writes JSON; the exit
@@ -39,7 +40,13 @@ from bench import report, run_process  # whole process: wall, CPU and peak RSS f
 from matrix import COPY, PY, ROOT, Shape, _orders, build_warehouse, sync_config
 
 CASES = ("engine", "stream", "copy", "copy_text")
-LABELS = {"engine": "syncer engine", "stream": "syncer stream", "copy": "duckdb COPY", "copy_text": "COPY, UUID text"}
+LABELS = {
+    "engine": "syncer engine",
+    "engine_before": "engine, before",  # --before: another checkout's code, in the same rounds
+    "stream": "syncer stream",
+    "copy": "duckdb COPY",
+    "copy_text": "COPY, UUID text",
+}
 #: the tables: name -> columns left out of the warehouse table ``t000`` (config and COPY alike)
 TABLES: dict[str, tuple[str, ...]] = {"orders": (), "orders_no_uuid": ("token",)}
 
@@ -54,12 +61,16 @@ def _copy_script(excluded: tuple[str, ...]) -> str:
     return COPY.replace("SELECT * FROM {t}", f"SELECT * EXCLUDE ({', '.join(excluded)}) FROM {{t}}")
 
 
-def run_size(work: Path, rows: int, repeat: int, cases: list[str], tables: list[str]) -> list[dict[str, Any]]:
-    """Every case of every table, ``repeat`` interleaved rounds: one result per table."""
+def run_size(
+    work: Path, rows: int, repeat: int, cases: list[str], tables: list[str], before: Path | None = None
+) -> list[dict[str, Any]]:
+    """Every case of every table, ``repeat`` interleaved rounds: one result per table. ``before``:
+    a folder holding another version's ``syncer`` package, whose engine sync runs in the same
+    rounds (``engine_before``), so a change is measured against the same load."""
     db = build_warehouse(work, Shape("orders", rows, build=_orders), rows)
     env = {**os.environ, "SYNCER_LOG_FORMAT": "text", "ARROW_DEFAULT_MEMORY_POOL": "system"}
 
-    def sync(name: str, export: str) -> dict[str, float]:
+    def sync(name: str, export: str, code: Path | None = None) -> dict[str, float]:
         vol, cfg = work / f"vol-{rows}-{name}-{export}", work / f"sync-{rows}-{name}-{export}.toml"
         body = sync_config(db, vol, {"t000": ["order_id"]}, "parquet", export=export)
         if TABLES[name]:
@@ -67,7 +78,8 @@ def run_size(work: Path, rows: int, repeat: int, cases: list[str], tables: list[
         cfg.write_text(body)
         shutil.rmtree(vol, ignore_errors=True)  # a full export every time
         try:
-            return run_process([PY, "-m", "syncer", "--config", str(cfg), "sync"], env=env)
+            e = env if code is None else {**env, "PYTHONPATH": str(code)}
+            return run_process([PY, "-m", "syncer", "--config", str(cfg), "sync"], env=e)
         finally:
             shutil.rmtree(vol, ignore_errors=True)  # a 100M-row table is GBs: free the disk
 
@@ -81,11 +93,14 @@ def run_size(work: Path, rows: int, repeat: int, cases: list[str], tables: list[
             shutil.rmtree(out, ignore_errors=True)
 
     def runner(name: str, case: str) -> Callable[[], dict[str, float]]:
+        if case == "engine_before":
+            return lambda: sync(name, "engine", before)
         if case in ("engine", "stream"):
             return lambda: sync(name, case)
         return lambda: copy(COPY_TEXT if case == "copy_text" else _copy_script(TABLES[name]))
 
     # COPY with the UUID as text only where there is a UUID
+    cases = (["engine_before"] if before is not None else []) + cases
     plan = [(n, c) for n in tables for c in cases if not (c == "copy_text" and "token" in TABLES[n])]
     samples: dict[str, dict[str, list[dict[str, float]]]] = {n: {c: [] for m, c in plan if m == n} for n in tables}
     load = [os.getloadavg()[0]]
@@ -153,11 +168,17 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     ap.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES))
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="a folder with another version's syncer package (e.g. `git archive <commit> syncer | tar -x -C DIR`): "
+        "its engine sync runs in the same rounds",
+    )
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vds-engine")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine.json")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    results = [r for n in args.rows for r in run_size(args.work, n, args.repeat, args.cases, args.tables)]
+    results = [r for n in args.rows for r in run_size(args.work, n, args.repeat, args.cases, args.tables, args.before)]
     lines = table_lines(results)
     print("\n" + "\n".join(lines))
     return report(targets(results), args.out, {"repeat": args.repeat, "results": results})
