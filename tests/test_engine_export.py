@@ -21,7 +21,7 @@ from syncer.export.engine import ENCODINGS, _check_encodings
 from syncer.volume.layout import Volume
 from tests.conftest import write_config
 
-ROWS = 300_000  # enough for two threads to write a file each (row groups of 131,072)
+ROWS = 300_000  # enough for two threads to write row groups each (122,880 rows: the storage row group)
 
 BIG = """
 [[tables]]
@@ -69,7 +69,7 @@ def test_the_engine_writes_the_same_table_the_stream_path_does(big_db: Path, tmp
     assert m1 is not None and m2 is not None
     e, s = m1.tables["big"], m2.tables["big"]
     assert e.export == "engine" and s.export is None
-    assert e.parts is None and e.file == "big.parquet"  # one file, every thread writing it, in the source's order
+    assert e.parts is None and e.file == "big.parquet"  # one file, every thread writing it (row groups in no order)
     assert e.rows == e.source_rows == ROWS
     assert e.arrow_schema == s.arrow_schema and e.schema == s.schema
     assert {c.name for c in e.checks} >= {"row_count", "schema", "profile", "sha256", "reopen", "primary_key_unique"}
