@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -20,7 +21,7 @@ from syncer.export.engine import ENCODINGS, _check_encodings
 from syncer.volume.layout import Volume
 from tests.conftest import write_config
 
-ROWS = 300_000  # enough for two threads to write a file each (row groups of 131,072)
+ROWS = 300_000  # enough for two threads to write row groups each (122,880 rows: the storage row group)
 
 BIG = """
 [[tables]]
@@ -68,7 +69,7 @@ def test_the_engine_writes_the_same_table_the_stream_path_does(big_db: Path, tmp
     assert m1 is not None and m2 is not None
     e, s = m1.tables["big"], m2.tables["big"]
     assert e.export == "engine" and s.export is None
-    assert e.parts is None and e.file == "big.parquet"  # one file, every thread writing it, in the source's order
+    assert e.parts is None and e.file == "big.parquet"  # one file, every thread writing it (row groups in no order)
     assert e.rows == e.source_rows == ROWS
     assert e.arrow_schema == s.arrow_schema and e.schema == s.schema
     assert {c.name for c in e.checks} >= {"row_count", "schema", "profile", "sha256", "reopen", "primary_key_unique"}
@@ -535,14 +536,23 @@ def test_the_engine_benchmark_runs_every_case_and_writes_its_figures(tmp_path: P
     )
     assert proc.returncode in (0, 1), proc.stderr  # 1 = a target missed (expected at this size), never a crash
     got = json.loads(out.read_text())
-    (size,) = got["results"]
-    assert size["rows"] == 3000 and set(size["samples"]) == {"engine", "stream", "copy", "copy_text"}
-    assert all(s["wall_s"] > 0 and s["rss_mib"] > 0 for xs in size["samples"].values() for s in xs)
+    uuid, plain = got["results"]  # every table reported: with the UUID column and without it
+    assert (uuid["table"], plain["table"]) == ("orders", "orders_no_uuid")
+    assert uuid["rows"] == plain["rows"] == 3000
+    assert set(uuid["samples"]) == {"engine", "stream", "copy", "copy_text"}
+    assert set(plain["samples"]) == {"engine", "stream", "copy"}  # no UUID: no text cast to compare with
+    assert all(
+        s["wall_s"] > 0 and s["cpu_s"] > 0 and s["rss_mib"] > 0
+        for r in got["results"]
+        for xs in r["samples"].values()
+        for s in xs
+    )
     assert {t["target"] for t in got["targets"]} == {
-        "3,000 rows: engine sync ≤ 1.3× DuckDB COPY",
-        "3,000 rows: engine peak RSS ≤ 400 MiB",
+        f"3,000 rows, {t}: {what}"
+        for t in ("orders", "orders_no_uuid")
+        for what in ("engine sync ≤ 1.3× DuckDB COPY", "engine peak RSS ≤ 400 MiB")
     }
-    assert "| 3,000 | syncer engine |" in proc.stdout
+    assert "| 3,000 | orders | syncer engine |" in proc.stdout and "| 3,000 | orders_no_uuid | syncer engine |" in proc.stdout
 
 
 def test_the_source_profile_starts_after_the_unload_not_during_it(
@@ -569,3 +579,91 @@ def test_the_source_profile_starts_after_the_unload_not_during_it(
     report = syncer.sync(cfg)
     assert report.status == "ok", report.error
     assert events == ["unload start", "unload end", "profile start"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "size"),
+    [
+        pytest.param(131_072, 122_880, id="default-row-group"),
+        pytest.param(122_880, 122_880, id="storage-row-group"),
+        pytest.param(100_000, 61_440, id="half"),
+        pytest.param(30_000, 24_576, id="fifth"),
+        pytest.param(1_000, 2_048, id="one-vector"),
+    ],
+)
+def test_the_unload_row_group_divides_duckdbs_storage_row_group(rows: int, size: int) -> None:
+    from syncer.sources.duckdb_sql import STORAGE_ROW_GROUP, unload_row_group
+
+    assert unload_row_group(rows) == size
+    assert STORAGE_ROW_GROUP % size == 0 and size % 2048 == 0
+
+
+def _groups_file(path: Path, groups: list[list[int]], *, statistics: bool = True) -> Path:
+    schema = pa.schema([pa.field("id", pa.int64())])
+    with pq.ParquetWriter(path, schema, write_statistics=statistics) as w:
+        for g in groups:
+            w.write_table(pa.table({"id": pa.array(g, pa.int64())}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("groups", "statistics", "proven"),
+    [
+        pytest.param([[20, 21, 22], [0, 1, 2], [10, 11]], True, True, id="groups-out-of-order"),
+        pytest.param([[0, 1, 2], [10, 11], [20, 21]], True, True, id="groups-in-order"),
+        pytest.param([[0, 5, 9], [3, 4]], True, False, id="ranges-overlap"),
+        pytest.param([[20, 21], [0, 21]], True, False, id="duplicate-across-groups"),
+        pytest.param([[0, 2, 1]], True, False, id="unordered-inside-a-group"),
+        pytest.param([[20, 21], [0, 1]], False, False, id="no-statistics-file-order"),
+    ],
+)
+def test_the_key_pass_proves_uniqueness_over_row_groups_in_key_order(
+    tmp_path: Path, groups: list[list[int]], statistics: bool, proven: bool
+) -> None:
+    """The engine writes its row groups in no particular order (one contiguous run of rows each):
+    read in the order of their smallest key, they prove the key unique; overlaps do not."""
+    from syncer.export.engine import _key_order
+
+    f = _groups_file(tmp_path / "t.parquet", groups, statistics=statistics)
+    table = syncer.load_config(
+        write_config(tmp_path / "cfg", tmp_path / "w.duckdb", tables='[[tables]]\nname = "t"\nprimary_key = ["id"]\n')
+    ).table("t")
+    assert _key_order(pa.schema([pa.field("id", pa.int64())]), table, [f]).proven is proven
+
+
+def test_the_unload_writes_without_insertion_order_and_restores_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unordered, DuckDB's COPY runs on every thread under the unload's memory limit (ordered it
+    ran about one thread's speed); every row group is still one contiguous run of the table's rows
+    (the key pass proves the key from them), and the setting is back before anything streams."""
+    from syncer.config import SourceConfig
+    from syncer.sources.duckdb import DuckDBSource
+
+    db = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE big AS SELECT i AS id, md5(i::VARCHAR) AS s FROM range(1000000) t(i)")
+    con.close()
+    cfg = config(tmp_path, db, tables='[[tables]]\nname = "big"\nprimary_key = ["id"]\nexport = "engine"\n')
+    src = DuckDBSource(SourceConfig(kind="duckdb", path=db, threads=2))
+    seen: list[Any] = []
+    real_run = DuckDBSource._run
+
+    def spy(self, sql, table, **kwargs):  # type: ignore[no-untyped-def]
+        if sql.startswith("COPY"):
+            seen.append(self.con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0])
+        return real_run(self, sql, table, **kwargs)
+
+    monkeypatch.setattr(DuckDBSource, "_run", spy)
+    try:
+        table = cfg.table("big")
+        schema = src.schema(table)
+        src.unload(table, schema, tmp_path / "out", compression="zstd", row_group_rows=131_072)
+        assert seen == [False]
+        assert src.con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0] is True
+        ids = pa.concat_arrays([b.column(0) for b in src.stream(table, schema, 65_536)])
+        assert ids.to_pylist() == list(range(1_000_000))  # the stream after it: the source's order again
+    finally:
+        src.close()
+    md = pq.ParquetFile(tmp_path / "out" / "data_0.parquet").metadata
+    for g in range(md.num_row_groups):
+        st, n = md.row_group(g).column(0).statistics, md.row_group(g).num_rows
+        assert n <= 122_880 and st.max - st.min + 1 == n  # one contiguous run of ids

@@ -3,13 +3,15 @@
 ``[[tables]] export = "engine"`` (or ``"auto"`` above ``[export] engine_min_rows`` source rows)
 has a source that can unload (DuckDB: ``COPY (SELECT ...) TO '<dir>/data_0.parquet' (FORMAT
 parquet, ...)`` on the run's read-only connection, the same moment as the count and the profile:
-one file, written by every thread, rows in the source's order) write the table into a work folder
+one file, written by every thread without insertion order, each row group one contiguous run of
+the table's rows, the groups in no particular order) write the table into a work folder
 inside the run's staging folder. The files are then renamed to the names the stream path uses
 (``<table>.parquet``, or ``<table>/part-NNNNN.parquet`` for several, e.g. Snowflake's) and checked
 exactly like streamed files -- the same checks, computed without pulling the rows through Python:
 the written profile by one DuckDB aggregate query over the files (the source's own definitions,
 see :mod:`syncer.validate.files_profile`) while, on two threads, the files are fsynced and hashed
-and their key column is checked for strict order; then row count against ``count(*)``, the
+and their key column is checked for strict order (row group by row group, in the order of their
+smallest key); then row count against ``count(*)``, the
 profile against the source's, the schema contract, duplicate keys (proven by the order, else the
 exact scan), sha256 and re-open. A ``not_null`` or key violation found in the profile sends the
 table through the stream path (which quarantines by key-range bisection); a failure leaves
@@ -183,16 +185,44 @@ def _hash(path: Path) -> tuple[int, str]:
 
 
 def _key_order(schema: pa.Schema, table: TableConfig, files: list[Path]) -> KeyOrder:
-    """One pass over the key column of the files, in order: proves a key stored in order unique
-    (else the exact duplicate-key scan decides, as for a streamed table)."""
+    """One pass over the key column of the files, row group by row group in the order of the
+    groups' smallest key (their footer statistics): proves the key unique when every group is
+    strictly increasing and each starts above the one before ends (else the exact duplicate-key
+    scan decides, as for a streamed table). The engine writes its row groups in no particular
+    order, each one a contiguous run of the table's rows (see ``DuckDBSource.unload``), so a key
+    the table is stored in order of passes. The proof rests on the values read, not on the
+    statistics: they only choose the order, and a wrong one fails the pass."""
     keys = KeyOrder(schema, table.primary_key)
-    if keys.proven and keys.column is not None:
-        for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=1 << 17, columns=[keys.column], use_threads=False):
-                keys.update(batch)
-                if not keys.proven:
-                    break
+    if not (keys.proven and keys.column is not None):
+        return keys
+    for f, group in _groups_by_first_key(files, keys.column):
+        for batch in f.iter_batches(batch_size=1 << 17, row_groups=[group], columns=[keys.column], use_threads=False):
+            keys.update(batch)
+            if not keys.proven:
+                return keys
     return keys
+
+
+def _groups_by_first_key(files: list[Path], column: str) -> list[tuple[pq.ParquetFile, int]]:
+    """Every row group of ``files``, by the smallest ``column`` value its footer records (in file
+    order when a group has no such statistic: the pass then proves only what that order shows)."""
+    groups: list[tuple[pq.ParquetFile, int]] = []
+    firsts: list[Any] = []
+    for path in files:
+        f = pq.ParquetFile(path)
+        md = f.metadata
+        j = md.schema.to_arrow_schema().get_field_index(column)
+        for g in range(md.num_row_groups):
+            st = md.row_group(g).column(j).statistics if j >= 0 else None
+            groups.append((f, g))
+            firsts.append(st.min if st is not None and st.has_min_max else None)
+    if any(v is None for v in firsts):
+        return groups
+    try:
+        order = sorted(range(len(groups)), key=firsts.__getitem__)
+    except TypeError:  # values the footer gives as types that do not compare
+        return groups
+    return [groups[i] for i in order]
 
 
 def unload_and_reread(

@@ -26,7 +26,7 @@ from syncer._exceptions import (
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 from syncer.sources.duckdb_memory import auto_limit, below_ceiling, beyond_ceiling, sample_row_bytes, shown, with_ceiling
-from syncer.sources.duckdb_sql import SMALL_ROWS, UNLOADABLE, file_identity, profile_groups, where_sql
+from syncer.sources.duckdb_sql import SMALL_ROWS, UNLOADABLE, file_identity, profile_groups, unload_row_group, where_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import CONVERTED, JSON_META, build_profile, plan_for
@@ -378,12 +378,13 @@ class DuckDBSource(Source):
 
     def unload(self, table: TableConfig, schema: pa.Schema, folder: Any, *, compression: str, row_group_rows: int) -> None:
         """``COPY (SELECT ...) TO folder/data_0.parquet`` on the run's read-only connection (its
-        moment): one file, written by all threads with the rows in the source's order (DuckDB's
-        ordered parallel COPY, the same operation as a plain COPY to one file), so a key the table
-        is stored in order of is proven unique by one pass over the key column instead of an exact
-        scan (PER_THREAD_OUTPUT wrote one file per thread with the rows interleaved between the
-        files: 3.0 s of duplicate-key scan at 5M rows). Every column is wrapped so DuckDB writes it
-        nullable, as the stream path does."""
+        moment): one file, written by all threads without insertion order
+        (``preserve_insertion_order = false`` for the COPY only: DuckDB's ordered COPY under the
+        unload's memory limit ran about one thread's speed, 2x the wall), with row groups aligned
+        to the storage's (:func:`unload_row_group`): each row group is one contiguous run of the
+        table's rows, so a key the table is stored in order of is proven unique by one pass over
+        the key column, row group by row group in key order, instead of an exact scan. Every
+        column is wrapped so DuckDB writes it nullable, as the stream path does."""
         uuids = {r[0] for r in self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall() if r[1] == "UUID"}
         # UUID: as text, as its Arrow export gives it (the Parquet writer would store 16 raw bytes)
         value = {n: f"CAST({quote_ident(n)} AS VARCHAR)" if n in uuids else quote_ident(n) for n in schema.names}
@@ -399,9 +400,11 @@ class DuckDBSource(Source):
         path = os.path.join(str(folder), "data_0.parquet").replace("'", "''")
         sql = (
             f"COPY (SELECT {cols} FROM {relation_sql(table)}) TO '{path}' (FORMAT parquet, "
-            f"COMPRESSION {codec}{level}, ROW_GROUP_SIZE {int(row_group_rows)}, PARQUET_VERSION V1)"
+            f"COMPRESSION {codec}{level}, ROW_GROUP_SIZE {unload_row_group(row_group_rows)}, PARQUET_VERSION V1)"
         )
-        threads = self._run("SELECT current_setting('threads')", table).fetchall()[0][0]
+        threads, ordered = self._run(
+            "SELECT current_setting('threads'), current_setting('preserve_insertion_order')", table
+        ).fetchall()[0]
         with self._raised_lock:  # like _more_memory(+1), with the unload's own limit
             self._raised += 1
             if self._raised == 1:
@@ -409,8 +412,11 @@ class DuckDBSource(Source):
                 self._lowered = False
         try:
             self._run(f"SET threads = {max(int(threads), min(os.cpu_count() or 1, 4))}", table)
+            self._run("SET preserve_insertion_order = false", table)  # global: restored below, before any stream
             self._run(sql, table).fetchall()
         finally:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute(f"SET preserve_insertion_order = {bool(ordered)}")
             with contextlib.suppress(duckdb.Error):
                 self.con.execute(f"SET threads = {int(threads)}")
             self._more_memory(-1)

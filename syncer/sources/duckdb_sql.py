@@ -11,7 +11,16 @@ from typing import Any
 from syncer.sources.base import RowFilter, quote_ident
 from syncer.validate.profile import ColumnPlan
 
-__all__ = ["SMALL_ROWS", "UNLOADABLE", "file_identity", "profile_expressions", "profile_groups", "where_sql"]
+__all__ = [
+    "SMALL_ROWS",
+    "STORAGE_ROW_GROUP",
+    "UNLOADABLE",
+    "file_identity",
+    "profile_expressions",
+    "profile_groups",
+    "unload_row_group",
+    "where_sql",
+]
 
 
 #: DuckDB types that DuckDB's Parquet writer stores as the same Arrow type its Arrow export gives
@@ -22,9 +31,28 @@ UNLOADABLE = re.compile(
 )
 
 
+#: rows per row group of DuckDB's storage (its default ``ROW_GROUP_SIZE``): a parallel scan hands
+#: each thread one storage row group at a time
+STORAGE_ROW_GROUP = 122_880
+
+
+def unload_row_group(rows: int) -> int:
+    """The unload's Parquet ``ROW_GROUP_SIZE`` for at most ``rows`` rows a group: a divisor of
+    DuckDB's storage row group that is a whole number of its 2,048-row vectors. A COPY without
+    insertion order then writes every Parquet row group from one contiguous run of the table's
+    rows (one thread's morsel), so a key stored in order is strictly increasing inside each group
+    and the groups' key ranges do not overlap: the key-order pass proves it unique
+    (:mod:`syncer.export.engine`); a larger or unaligned size mixes two morsels in a group."""
+    vectors = STORAGE_ROW_GROUP // 2048
+    for d in range(vectors, 0, -1):
+        if vectors % d == 0 and d * 2048 <= rows:
+            return d * 2048
+    return 2048
+
+
 #: a table of at most this many rows (one DuckDB row group) is profiled in one query: its scan is
 #: cheap and its memory small, and each query costs ~1 ms of planning (200 small tables: 0.6 s)
-SMALL_ROWS = 122_880
+SMALL_ROWS = STORAGE_ROW_GROUP
 
 
 def file_identity(path: Any, versions: str = "") -> str | None:
