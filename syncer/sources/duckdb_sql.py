@@ -19,6 +19,7 @@ __all__ = [
     "profile_expressions",
     "profile_groups",
     "unload_row_group",
+    "unload_sql",
     "where_sql",
 ]
 
@@ -48,6 +49,26 @@ def unload_row_group(rows: int) -> int:
         if vectors % d == 0 and d * 2048 <= rows:
             return d * 2048
     return 2048
+
+
+def unload_sql(relation: str, names: Sequence[str], uuids: set[str], path: str, compression: str, row_group: int) -> str:
+    """The engine unload's ``COPY (SELECT ...) TO path``: UUID columns as text (as their Arrow
+    export gives them; the Parquet writer would store 16 raw bytes), every column wrapped so DuckDB
+    writes it nullable (as the stream path does), zstd at level 1 as the stream path's pyarrow
+    writer (Arrow's default), not DuckDB's 3: the same files' size class, and ~30 % less CPU in the
+    COPY (5M rows: 3.8 s vs 5.3 s)."""
+    value = {n: f"CAST({quote_ident(n)} AS VARCHAR)" if n in uuids else quote_ident(n) for n in names}
+    cols = ", ".join(
+        f"CASE WHEN {value[n]} IS NULL AND {value[n]} IS NOT NULL THEN NULL ELSE {value[n]} END AS {quote_ident(n)}"
+        for n in names
+    )
+    codec = "uncompressed" if compression == "none" else compression
+    level = ", COMPRESSION_LEVEL 1" if codec == "zstd" else ""
+    target = path.replace("'", "''")
+    return (
+        f"COPY (SELECT {cols} FROM {relation}) TO '{target}' (FORMAT parquet, "
+        f"COMPRESSION {codec}{level}, ROW_GROUP_SIZE {row_group}, PARQUET_VERSION V1)"
+    )
 
 
 #: a table of at most this many rows (one DuckDB row group) is profiled in one query: its scan is
