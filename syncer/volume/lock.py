@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from syncer import _child as supervise
 from syncer._exceptions import LockHeldError, VolumeError
 from syncer.volume.manifest import strict_dumps
 
@@ -72,6 +73,8 @@ def _describe_self(lock_path: Path, info: dict[str, Any]) -> None:
     """Write who holds the lock next to it, for the message a second writer gets. Best effort: the
     lock itself is what keeps writers apart, and a full disk must not stop a sync here."""
     record = {**info, "pid": os.getpid(), "host": socket.gethostname()}
+    if supervise.supervisor_pid is not None:  # the `syncer` process that runs this one (it holds no lock)
+        record["supervisor_pid"] = supervise.supervisor_pid
     side = lock_path.with_name(lock_path.name + ".json")
     tmp = side.with_name(side.name + f".tmp-{os.getpid()}")
     try:

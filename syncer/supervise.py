@@ -1,0 +1,316 @@
+"""The supervisor: the commands that open the warehouse run it in a child process.
+
+Native code we do not own (DuckDB) can abort the whole process (``SIGABRT`` with its own
+``INTERNAL`` line) where no Python ``except`` runs. So ``syncer sync``, ``startup`` and ``demo`` run
+the engine in a child (``python -m syncer ...``, the same arguments) and this light parent, which
+imports only the standard library, turns a child that dies by a signal into ONE line: the signal,
+the step and table it was at, the last line it printed (DuckDB's message), and whether the served
+snapshot is unchanged, which the parent checks itself (``current`` read before and after). The
+run the child left ``running`` in the history is closed at once as ``failed`` with the signal.
+Exit code of a death by signal: 128 + the signal's number, as shells report it (SIGABRT 134,
+SIGKILL 137, SIGSEGV 139, SIGTERM 143).
+
+How parent and child are tied:
+
+* the child asks the kernel for ``SIGKILL`` when its parent dies (``prctl(PR_SET_PDEATHSIG)``,
+  Linux), so a killed supervisor never leaves a sync running alone; the child holds the volume lock
+  and names itself in ``.lock.json`` (``pid``; ``supervisor_pid`` is the parent);
+* the parent forwards SIGTERM, SIGINT, SIGHUP and SIGUSR1 (the thread dump) to the child, which
+  runs in its own process group so a Ctrl-C reaches it once;
+* stdout is the parent's own (inherited); stderr goes through a pipe the parent copies to its own
+  stderr as it comes (no buffering), remembering the last line;
+* the child reports where it is (``step`` events, and the sync's progress events) as JSON lines on
+  a pipe (``SYNCER_SUPERVISOR_FD``); :func:`report` writes them, best effort.
+
+:func:`run_child` is the same machinery for the admin app and the scheduler (stdout captured for
+``--json``, progress events to a callback): a DuckDB abort there ends one sync, not the server.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncer._child import ENV_CHILD, ENV_FD, ENV_OFF, ENV_PARENT, ENV_TTY, become_child
+
+__all__ = ["SUPERVISED", "ChildResult", "main", "run_child"]
+
+#: the commands that open the warehouse (``schedule`` runs each of its syncs through run_child instead)
+SUPERVISED = frozenset({"sync", "startup", "demo"})
+
+_FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The ``syncer`` command: the engine in a child for the warehouse commands, else in process."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get(ENV_CHILD) == "1":
+        become_child()
+    elif _command(args) in SUPERVISED and os.environ.get(ENV_OFF) != "1":
+        sys.exit(_supervise(args))
+    from syncer.cli import main as cli
+
+    cli(args=args, prog_name="syncer")
+
+
+def _command(args: Sequence[str]) -> str | None:
+    """The subcommand in ``args`` (skipping the group's own options), or None."""
+    it = iter(args)
+    for a in it:
+        if a == "--config":
+            next(it, None)
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
+# --- the parent --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChildResult:
+    """How a child ended: its exit code (128 + signal when killed), the signal, the one line, its stdout."""
+
+    exit_code: int
+    signal: str | None = None
+    line: str | None = None
+    stdout: str = ""
+    last_stderr: str = ""
+    step: dict[str, Any] = field(default_factory=dict)
+
+
+def _supervise(args: list[str]) -> int:
+    res = run_child(args)
+    if res.line:
+        os.write(2, f"error: {res.line}\n".encode())
+    return res.exit_code
+
+
+def run_child(
+    args: Sequence[str],
+    *,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    capture_stdout: bool = False,
+    env: dict[str, str] | None = None,
+) -> ChildResult:
+    """Run ``python -m syncer ARGS`` supervised; a death by a signal becomes :attr:`ChildResult.line`."""
+    import subprocess
+
+    root = _volume_root(args, env)
+    before = _current(root)
+    rfd, wfd = os.pipe()
+    child_env = dict(os.environ if env is None else env)
+    child_env.update({ENV_CHILD: "1", ENV_FD: str(wfd), ENV_PARENT: str(os.getpid())})
+    if sys.stderr is not None and sys.stderr.isatty():
+        child_env[ENV_TTY] = "1"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncer", *args],
+            stdout=subprocess.PIPE if capture_stdout else None,
+            stderr=subprocess.PIPE,
+            pass_fds=(wfd,),
+            env=child_env,
+            process_group=0,
+        )
+    finally:
+        os.close(wfd)
+    relay = _Relay(proc, rfd, on_event)
+    with _Forwarding(proc.pid):
+        out = proc.stdout.read().decode(errors="replace") if proc.stdout is not None else ""
+        rc = proc.wait()
+    relay.join()
+    res = ChildResult(rc, stdout=out, last_stderr=relay.last_line, step=relay.step)
+    if rc < 0:
+        _died(res, -rc, proc.pid, root or relay.step.get("root"), before)
+    return res
+
+
+class _Relay:
+    """Two threads: the child's stderr copied to ours as it comes (last line kept), and its report pipe read."""
+
+    def __init__(self, proc: Any, report_fd: int, on_event: Callable[[dict[str, Any]], None] | None) -> None:
+        import threading
+
+        self.last_line = ""
+        self.step: dict[str, Any] = {}
+        self._on_event = on_event
+        self._threads = [
+            threading.Thread(target=self._stderr, args=(proc.stderr.fileno(),), daemon=True),
+            threading.Thread(target=self._events, args=(report_fd,), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _stderr(self, fd: int) -> None:
+        tail = b""
+        while chunk := _read(fd):
+            _write_all(2, chunk)
+            tail = (tail + chunk)[-4096:]
+            lines = [ln.strip() for ln in tail.replace(b"\r", b"\n").split(b"\n") if ln.strip()]
+            if lines:
+                self.last_line = lines[-1].decode(errors="replace")
+
+    def _events(self, fd: int) -> None:
+        import json
+
+        buf = b""
+        try:
+            while chunk := _read(fd):
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for raw in lines:
+                    try:
+                        ev = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if ev.get("event") == "step":
+                        self.step = ev
+                    elif self._on_event is not None:
+                        self._on_event(ev)
+        finally:
+            os.close(fd)
+
+    def join(self) -> None:
+        # a grandchild holding the pipes open must not hang the supervisor: the child is gone, give it 2 s
+        for t in self._threads:
+            t.join(2.0)
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        pass
+
+
+class _Forwarding:
+    """Forward the operator's signals to the child while it runs; restore the handlers after."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.previous: dict[int, Any] = {}
+
+    def _forward(self, signum: int, _frame: Any) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return  # the app's threads cannot set handlers; the server's own shutdown ends the child (PDEATHSIG)
+        for name in _FORWARDED:
+            num = getattr(signal, name)
+            self.previous[num] = signal.signal(num, self._forward)
+
+    def __exit__(self, *_exc: object) -> None:
+        import signal
+
+        for num, handler in self.previous.items():
+            signal.signal(num, handler)
+
+
+def _volume_root(args: Sequence[str], env: dict[str, str] | None) -> str | None:
+    """The volume root the child will use (``[volume] root`` of its config), read with tomllib; None if unknown."""
+    import tomllib
+
+    environ = os.environ if env is None else env
+    path = environ.get("SYNCER_CONFIG") or "sync.toml"
+    for i, a in enumerate(args[:-1]):
+        if a == "--config":
+            path = args[i + 1]
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        root = (data.get("volume") or {}).get("root", "var/data")
+        return os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(str(root)))
+    except (OSError, ValueError, AttributeError):
+        return None  # the child says what is wrong with the config
+
+
+def _current(root: str | None) -> str | None:
+    if root is None:
+        return None
+    try:
+        return os.readlink(os.path.join(root, "current"))
+    except OSError:
+        return None
+
+
+def _died(res: ChildResult, signo: int, pid: int, root: str | None, before: str | None) -> None:
+    """The one line for a child killed by ``signo``; the run it left ``running`` closed as failed."""
+    import signal
+
+    try:
+        name = signal.Signals(signo).name
+    except ValueError:
+        name = f"signal {signo}"
+    res.signal, res.exit_code = name, 128 + signo
+    where = ""
+    if res.step.get("step"):
+        where = f" at step {res.step['step']!r}" + (f", table {res.step['table']!r}" if res.step.get("table") else "")
+    said = res.last_stderr if _native(res.last_stderr) else ""
+    text = f"the sync process (pid {pid}) died of {name}{where}" + (f"; it printed: {said}" if said else "")
+    after = _current(root)
+    served = _served(root, before, after)
+    closed = _close_run(root, pid, f"{text} (the process was killed by {name})", after)
+    res.line = f"{text}; {served}" + (f"; run {closed} is marked failed in the history" if closed else "")
+
+
+def _native(line: str) -> bool:
+    """A line the child's native code printed (DuckDB's INTERNAL message), not one of our own lines."""
+    return bool(line) and not line.startswith(("error:", "warning:", "{", "Traceback"))
+
+
+def _served(root: str | None, before: str | None, after: str | None) -> str:
+    if root is None:
+        return "the served snapshot could not be checked (no volume root); run `syncer status`"
+    if before == after and (after is None or os.path.isfile(os.path.join(root, "current", "manifest.json"))):
+        shown = os.path.basename(after) if after else "none"
+        return f"the served snapshot is unchanged ({shown}); run `syncer status`"
+    return (
+        f"the served snapshot moved from {os.path.basename(before or '') or 'none'} to "
+        f"{os.path.basename(after or '') or 'none'} before it died; run `syncer status` and `syncer verify`"
+    )
+
+
+def _close_run(root: str | None, pid: int, error: str, after: str | None) -> str | None:
+    """Mark the run ``pid`` left ``running`` as failed (or published, when ``current`` names it); its id."""
+    if root is None or not os.path.exists(os.path.join(root, "syncer.db")):
+        return None
+    import datetime as dt
+    import sqlite3
+
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    try:
+        con = sqlite3.connect(os.path.join(root, "syncer.db"), timeout=5)
+        try:
+            with con:
+                rows = con.execute("SELECT id FROM runs WHERE status = 'running' AND pid = ?", (pid,)).fetchall()
+                for (run_id,) in rows:
+                    published = after is not None and os.path.basename(after) == run_id
+                    status, note = ("ok", f"published snapshot {run_id}; then {error}") if published else ("failed", error)
+                    con.execute(
+                        "UPDATE runs SET status = ?, error = ?, finished_at = ?, snapshot_id = COALESCE(snapshot_id, ?)"
+                        " WHERE id = ? AND status = 'running'",
+                        (status, note, now, run_id if published else None, run_id),
+                    )
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None  # the history is a record, not a gate: the next sync closes the row
+    return rows[-1][0] if rows else None
