@@ -122,6 +122,9 @@ def run_child(
         out = proc.stdout.read().decode(errors="replace") if proc.stdout is not None else ""
         rc = proc.wait()
     relay.join()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
     res = ChildResult(rc, stdout=out, last_stderr=relay.last_line, step=relay.step)
     if rc < 0:
         _died(res, -rc, proc.pid, root or relay.step.get("root"), before)
