@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from syncer._child import ENV_CHILD, ENV_FD, ENV_OFF, ENV_PARENT, ENV_TTY, become_child
@@ -41,6 +40,8 @@ __all__ = ["SUPERVISED", "ChildResult", "main", "run_child"]
 #: the commands that open the warehouse (``schedule`` runs each of its syncs through run_child instead)
 SUPERVISED = frozenset({"sync", "startup", "demo"})
 
+#: the first step a sync reports (syncer.engine.run: taken the lock, nothing written yet)
+FIRST_STEP = "sweep and run history"
 _FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1")
 
 
@@ -70,16 +71,19 @@ def _command(args: Sequence[str]) -> str | None:
 # --- the parent --------------------------------------------------------------------------------------
 
 
-@dataclass
 class ChildResult:
-    """How a child ended: its exit code (128 + signal when killed), the signal, the one line, its stdout."""
+    """How a child ended: its exit code (128 + signal when killed), the signal, the one line, its stdout.
 
-    exit_code: int
-    signal: str | None = None
-    line: str | None = None
-    stdout: str = ""
-    last_stderr: str = ""
-    step: dict[str, Any] = field(default_factory=dict)
+    (A plain class: ``dataclasses`` would cost this light parent 9 ms of imports.)
+    """
+
+    def __init__(self, exit_code: int, *, stdout: str = "", last_stderr: str = "", step: dict[str, Any] | None = None) -> None:
+        self.exit_code = exit_code
+        self.signal: str | None = None
+        self.line: str | None = None
+        self.stdout = stdout
+        self.last_stderr = last_stderr
+        self.step: dict[str, Any] = step or {}
 
 
 def _supervise(args: list[str]) -> int:
@@ -99,8 +103,6 @@ def run_child(
     """Run ``python -m syncer ARGS`` supervised; a death by a signal becomes :attr:`ChildResult.line`."""
     import subprocess
 
-    root = _volume_root(args, env)
-    before = _current(root)
     rfd, wfd = os.pipe()
     child_env = dict(os.environ if env is None else env)
     child_env.update({ENV_CHILD: "1", ENV_FD: str(wfd), ENV_PARENT: str(os.getpid())})
@@ -127,7 +129,8 @@ def run_child(
             pipe.close()
     res = ChildResult(rc, stdout=out, last_stderr=relay.last_line, step=relay.step)
     if rc < 0:
-        _died(res, -rc, proc.pid, root or relay.step.get("root"), before)
+        root = relay.root or _volume_root(args, env)  # no report came: the config says where the volume is
+        _died(res, -rc, proc.pid, root, relay.before)
     return res
 
 
@@ -139,6 +142,9 @@ class _Relay:
 
         self.last_line = ""
         self.step: dict[str, Any] = {}
+        #: the volume root and what ``current`` named when the run began (read by this process, not told)
+        self.root: str | None = None
+        self.before: str | None = None
         self._on_event = on_event
         self._threads = [
             threading.Thread(target=self._stderr, args=(proc.stderr.fileno(),), daemon=True),
@@ -170,11 +176,17 @@ class _Relay:
                     except ValueError:
                         continue
                     if ev.get("event") == "step":
-                        self.step = ev
+                        self._step(ev)
                     elif self._on_event is not None:
                         self._on_event(ev)
         finally:
             os.close(fd)
+
+    def _step(self, ev: dict[str, Any]) -> None:
+        if self.root is None and ev.get("step") == FIRST_STEP and isinstance(ev.get("root"), str):
+            # the run's first step, right after it took the lock and long before it can publish
+            self.root, self.before = ev["root"], _current(ev["root"])
+        self.step = ev
 
     def join(self) -> None:
         # a grandchild holding the pipes open must not hang the supervisor: the child is gone, give it 2 s
@@ -266,22 +278,39 @@ def _died(res: ChildResult, signo: int, pid: int, root: str | None, before: str 
     where = ""
     if res.step.get("step"):
         where = f" at step {res.step['step']!r}" + (f", table {res.step['table']!r}" if res.step.get("table") else "")
-    said = res.last_stderr if _native(res.last_stderr) else ""
+    said = _native(res.last_stderr)
     text = f"the sync process (pid {pid}) died of {name}{where}" + (f"; it printed: {said}" if said else "")
     after = _current(root)
-    served = _served(root, before, after)
-    closed = _close_run(root, pid, f"{text} (the process was killed by {name})", after)
-    res.line = f"{text}; {served}" + (f"; run {closed} is marked failed in the history" if closed else "")
+    closed, status = _close_run(root, pid, f"{text} (the process was killed by {name})", after)
+    served = _served(root, before, after, res.step.get("run_id") or closed)
+    res.line = f"{text}; {served}" + (f"; run {closed} is marked {status} in the history" if closed else "")
 
 
-def _native(line: str) -> bool:
-    """A line the child's native code printed (DuckDB's INTERNAL message), not one of our own lines."""
-    return bool(line) and not line.startswith(("error:", "warning:", "{", "Traceback"))
+def _native(line: str) -> str:
+    """The last line if native code printed it (DuckDB's INTERNAL message, its JSON made one short
+    sentence), "" if it is one of our own lines."""
+    if not line or line.startswith(("error:", "warning:", "{", "Traceback")):
+        return ""
+    if "what():" in line:  # C++ std::terminate: "what():  {"exception_type": ..., "exception_message": ...}"
+        import json
+
+        said = line.split("what():", 1)[1].strip()
+        try:
+            info = json.loads(said)
+            said = f"{info['exception_type']} Error: {info['exception_message']}"
+        except (ValueError, KeyError, TypeError):
+            pass
+        line = said
+    return line[:300]
 
 
-def _served(root: str | None, before: str | None, after: str | None) -> str:
+def _served(root: str | None, before: str | None, after: str | None, run_id: str | None) -> str:
+    """Whether ``current`` is what it was when the run began (``before``; unknown when the child died
+    before its first report: then only the run itself could have moved it, to its own snapshot)."""
     if root is None:
         return "the served snapshot could not be checked (no volume root); run `syncer status`"
+    if before is None and after is not None and os.path.basename(after) != run_id:
+        before = after
     if before == after and (after is None or os.path.isfile(os.path.join(root, "current", "manifest.json"))):
         shown = os.path.basename(after) if after else "none"
         return f"the served snapshot is unchanged ({shown}); run `syncer status`"
@@ -291,11 +320,12 @@ def _served(root: str | None, before: str | None, after: str | None) -> str:
     )
 
 
-def _close_run(root: str | None, pid: int, error: str, after: str | None) -> str | None:
-    """Mark the run ``pid`` left ``running`` as failed (or published, when ``current`` names it); its id."""
+def _close_run(root: str | None, pid: int, error: str, after: str | None) -> tuple[str | None, str]:
+    """Mark the run ``pid`` left ``running`` as failed (``ok`` when ``current`` names it); its id and status."""
     if root is None or not os.path.exists(os.path.join(root, "syncer.db")):
-        return None
+        return None, ""
     import datetime as dt
+    import socket
     import sqlite3
 
     now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -303,7 +333,9 @@ def _close_run(root: str | None, pid: int, error: str, after: str | None) -> str
         con = sqlite3.connect(os.path.join(root, "syncer.db"), timeout=5)
         try:
             with con:
-                rows = con.execute("SELECT id FROM runs WHERE status = 'running' AND pid = ?", (pid,)).fetchall()
+                # this host's child: a pid means nothing on another host sharing the volume
+                where = "status = 'running' AND pid = ? AND (host = ? OR host IS NULL)"
+                rows = con.execute(f"SELECT id FROM runs WHERE {where}", (pid, socket.gethostname())).fetchall()
                 for (run_id,) in rows:
                     published = after is not None and os.path.basename(after) == run_id
                     status, note = ("ok", f"published snapshot {run_id}; then {error}") if published else ("failed", error)
@@ -315,5 +347,5 @@ def _close_run(root: str | None, pid: int, error: str, after: str | None) -> str
         finally:
             con.close()
     except sqlite3.Error:
-        return None  # the history is a record, not a gate: the next sync closes the row
-    return rows[-1][0] if rows else None
+        return None, ""  # the history is a record, not a gate: the next sync closes the row
+    return (rows[-1][0], status) if rows else (None, "")

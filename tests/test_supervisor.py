@@ -331,3 +331,24 @@ def _config_that_always_syncs(path: Path) -> Config:
     )
     path.write_text(text, encoding="utf-8")
     return load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("last", "said"),
+    [
+        pytest.param(
+            'what():  {"exception_type":"INTERNAL","exception_message":"Attempted to dereference unique_ptr that is NULL!",'
+            '"stack_trace_pointers":"140359206298987;140359206323121"}',
+            "INTERNAL Error: Attempted to dereference unique_ptr that is NULL!",
+            id="duckdb-terminate-json",
+        ),
+        pytest.param("INTERNAL Error: x", "INTERNAL Error: x", id="plain-native-line"),
+        pytest.param("error: sync run 1 stopped", "", id="our-own-line"),
+        pytest.param("warning: the run history could not record", "", id="our-warning"),
+        pytest.param("", "", id="nothing"),
+    ],
+)
+def test_the_last_native_line_is_said_shortly(last: str, said: str) -> None:
+    from syncer.supervise import _native
+
+    assert _native(last) == said

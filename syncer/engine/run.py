@@ -246,6 +246,7 @@ class _Run:
     def _export_all(self) -> None:
         t_exp = time.perf_counter()
         prev_tables = self.prev.tables if self.prev else {}
+        self._at("open the warehouse")  # where native code (duckdb.connect) aborts under I/O faults
         try:
             source = open_source(self.cfg.source)
         except SourceError as exc:
