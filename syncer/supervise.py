@@ -103,11 +103,14 @@ def run_child(
     """Run ``python -m syncer ARGS`` supervised; a death by a signal becomes :attr:`ChildResult.line`."""
     import subprocess
 
-    rfd, wfd = os.pipe()
     child_env = dict(os.environ if env is None else env)
-    child_env.update({ENV_CHILD: "1", ENV_FD: str(wfd), ENV_PARENT: str(os.getpid())})
     if sys.stderr is not None and sys.stderr.isatty():
         child_env[ENV_TTY] = "1"
+    try:
+        rfd, wfd = os.pipe()
+    except OSError as exc:
+        return _not_started(exc)
+    child_env.update({ENV_CHILD: "1", ENV_FD: str(wfd), ENV_PARENT: str(os.getpid())})
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "syncer", *args],
@@ -115,8 +118,11 @@ def run_child(
             stderr=subprocess.PIPE,
             pass_fds=(wfd,),
             env=child_env,
-            process_group=0,
+            process_group=0,  # its own group: a Ctrl-C reaches it once, through the parent
         )
+    except OSError as exc:
+        os.close(rfd)
+        return _not_started(exc)
     finally:
         os.close(wfd)
     relay = _Relay(proc, rfd, on_event)
@@ -130,7 +136,16 @@ def run_child(
     res = ChildResult(rc, stdout=out, last_stderr=relay.last_line, step=relay.step)
     if rc < 0:
         root = relay.root or _volume_root(args, env)  # no report came: the config says where the volume is
-        _died(res, -rc, proc.pid, root, relay.before)
+        _died(res, -rc, (_command(args) or "syncer", proc.pid), root, relay.before)
+    return res
+
+
+def _not_started(exc: OSError) -> ChildResult:
+    res = ChildResult(1)
+    res.line = (
+        f"cannot start the sync process ({sys.executable}): {exc.strerror or exc}; nothing was changed "
+        "(check the limits on open files and processes, and free memory; then run the command again)"
+    )
     return res
 
 
@@ -266,7 +281,7 @@ def _current(root: str | None) -> str | None:
         return None
 
 
-def _died(res: ChildResult, signo: int, pid: int, root: str | None, before: str | None) -> None:
+def _died(res: ChildResult, signo: int, who: tuple[str, int], root: str | None, before: str | None) -> None:
     """The one line for a child killed by ``signo``; the run it left ``running`` closed as failed."""
     import signal
 
@@ -279,7 +294,8 @@ def _died(res: ChildResult, signo: int, pid: int, root: str | None, before: str 
     if res.step.get("step"):
         where = f" at step {res.step['step']!r}" + (f", table {res.step['table']!r}" if res.step.get("table") else "")
     said = _native(res.last_stderr)
-    text = f"the sync process (pid {pid}) died of {name}{where}" + (f"; it printed: {said}" if said else "")
+    command, pid = who
+    text = f"the {command} process (pid {pid}) died of {name}{where}" + (f"; it printed: {said}" if said else "")
     after = _current(root)
     closed, status = _close_run(root, pid, f"{text} (the process was killed by {name})", after)
     served = _served(root, before, after, res.step.get("run_id") or closed)

@@ -352,3 +352,16 @@ def test_the_last_native_line_is_said_shortly(last: str, said: str) -> None:
     from syncer.supervise import _native
 
     assert _native(last) == said
+
+
+def test_a_child_that_cannot_be_started_is_one_line(config_path: Path) -> None:
+    import resource
+
+    def few_files() -> None:  # enough to start Python, not for the supervisor's pipes
+        resource.setrlimit(resource.RLIMIT_NOFILE, (6, 6))
+
+    proc = subprocess.run(cli(config_path, "sync"), capture_output=True, text=True, env=env(), timeout=60, preexec_fn=few_files)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: cannot start the sync process") and "Too many open files" in line
+    assert not (config_path.parent / "data" / "current").exists()
