@@ -111,22 +111,23 @@ def run_child(
     except OSError as exc:
         return _not_started(exc)
     child_env.update({ENV_CHILD: "1", ENV_FD: str(wfd), ENV_PARENT: str(os.getpid())})
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "syncer", *args],
-            stdout=subprocess.PIPE if capture_stdout else None,
-            stderr=subprocess.PIPE,
-            pass_fds=(wfd,),
-            env=child_env,
-            process_group=0,  # its own group: a Ctrl-C reaches it once, through the parent
-        )
-    except OSError as exc:
-        os.close(rfd)
-        return _not_started(exc)
-    finally:
-        os.close(wfd)
-    relay = _Relay(proc, rfd, on_event)
-    with _Forwarding(proc.pid):
+    with _Forwarding() as forwarding:
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "syncer", *args],
+                stdout=subprocess.PIPE if capture_stdout else None,
+                stderr=subprocess.PIPE,
+                pass_fds=(wfd,),
+                env=child_env,
+                process_group=0,  # its own group: a Ctrl-C reaches it once, through the parent
+            )
+        except OSError as exc:
+            os.close(rfd)
+            return _not_started(exc)
+        finally:
+            os.close(wfd)
+        relay = _Relay(proc, rfd, on_event)
+        forwarding.started(proc.pid)
         out = proc.stdout.read().decode(errors="replace") if proc.stdout is not None else ""
         rc = proc.wait()
     relay.join()
@@ -225,27 +226,41 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Forwarding:
-    """Forward the operator's signals to the child while it runs; restore the handlers after."""
+    """Forward the operator's signals to the child while it runs; restore the handlers after.
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    Entered before the child is started: a signal that comes before it exists is kept and sent once
+    it does (:meth:`started`), so the parent never dies of a Ctrl-C with a traceback of its own."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.pending: list[int] = []
         self.previous: dict[int, Any] = {}
 
     def _forward(self, signum: int, _frame: Any) -> None:
+        if self.pid is None:
+            self.pending.append(signum)
+            return
         try:
             os.kill(self.pid, signum)
         except ProcessLookupError:
             pass
 
-    def __enter__(self) -> None:
+    def started(self, pid: int) -> None:
+        self.pid = pid
+        for signum in self.pending:
+            self._forward(signum, None)
+        self.pending.clear()
+
+    def __enter__(self) -> _Forwarding:
         import signal
         import threading
 
         if threading.current_thread() is not threading.main_thread():
-            return  # the app's threads cannot set handlers; the server's own shutdown ends the child (PDEATHSIG)
+            return self  # the app's threads cannot set handlers; the server's own shutdown ends the child (PDEATHSIG)
         for name in _FORWARDED:
             num = getattr(signal, name)
             self.previous[num] = signal.signal(num, self._forward)
+        return self
 
     def __exit__(self, *_exc: object) -> None:
         import signal

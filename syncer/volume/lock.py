@@ -63,8 +63,9 @@ def _holder_soon(lock_path: Path, wait: float = 0.5) -> dict[str, Any]:
 def describe_holder(holder: dict[str, Any]) -> str:
     if not holder:
         return "another process (no holder details recorded)"
+    supervisor = f" (its supervisor: pid {holder['supervisor_pid']})" if holder.get("supervisor_pid") else ""
     return (
-        f"pid {holder.get('pid')} on {holder.get('host')} (trigger {holder.get('trigger')}"
+        f"pid {holder.get('pid')}{supervisor} on {holder.get('host')} (trigger {holder.get('trigger')}"
         f"{', user ' + str(holder['user']) if holder.get('user') else ''}, started {holder.get('started_at')})"
     )
 
