@@ -101,44 +101,60 @@ def run_child(
     env: dict[str, str] | None = None,
 ) -> ChildResult:
     """Run ``python -m syncer ARGS`` supervised; a death by a signal becomes :attr:`ChildResult.line`."""
-    import subprocess
-
     child_env = dict(os.environ if env is None else env)
     if sys.stderr is not None and sys.stderr.isatty():
         child_env[ENV_TTY] = "1"
-    try:
-        rfd, wfd = os.pipe()
-    except OSError as exc:
-        return _not_started(exc)
-    child_env.update({ENV_CHILD: "1", ENV_FD: str(wfd), ENV_PARENT: str(os.getpid())})
     with _Forwarding() as forwarding:
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "syncer", *args],
-                stdout=subprocess.PIPE if capture_stdout else None,
-                stderr=subprocess.PIPE,
-                pass_fds=(wfd,),
-                env=child_env,
-                process_group=0,  # its own group: a Ctrl-C reaches it once, through the parent
-            )
+            pid, out_fd, err_fd, report_fd = _spawn(list(args), child_env, capture_stdout)
         except OSError as exc:
-            os.close(rfd)
             return _not_started(exc)
-        finally:
-            os.close(wfd)
-        relay = _Relay(proc, rfd, on_event)
-        forwarding.started(proc.pid)
-        out = proc.stdout.read().decode(errors="replace") if proc.stdout is not None else ""
-        rc = proc.wait()
+        forwarding.started(pid)
+        relay = _Relay(err_fd, report_fd, on_event)
+        out = _read_all(out_fd).decode(errors="replace") if out_fd is not None else ""
+        rc = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     relay.join()
-    for pipe in (proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
     res = ChildResult(rc, stdout=out, last_stderr=relay.last_line, step=relay.step)
     if rc < 0:
         root = relay.root or _volume_root(args, env)  # no report came: the config says where the volume is
-        _died(res, -rc, (_command(args) or "syncer", proc.pid), root, relay.before)
+        _died(res, -rc, (_command(args) or "syncer", pid), root, relay.before)
     return res
+
+
+def _spawn(args: list[str], env: dict[str, str], capture_stdout: bool) -> tuple[int, int | None, int, int]:
+    """Start the child with ``posix_spawn`` (``subprocess`` would cost this parent 5 ms of imports):
+    its own process group (a Ctrl-C reaches it once, through the parent), stderr and the report pipe
+    (and stdout, when captured) to us. Returns (pid, stdout fd or None, stderr fd, report fd)."""
+    opened: list[int] = []
+    try:
+        report_r, report_w = os.pipe()
+        err_r, err_w = os.pipe()
+        opened += [report_r, report_w, err_r, err_w]
+        actions = [(os.POSIX_SPAWN_DUP2, err_w, 2)]
+        out_r = None
+        if capture_stdout:
+            out_r, out_w = os.pipe()
+            opened += [out_r, out_w]
+            actions.append((os.POSIX_SPAWN_DUP2, out_w, 1))
+        os.set_inheritable(report_w, True)  # the only one of ours the child keeps (by its number)
+        env.update({ENV_CHILD: "1", ENV_FD: str(report_w), ENV_PARENT: str(os.getpid())})
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "syncer", *args], env, file_actions=actions, setpgroup=0)
+    except OSError:
+        for fd in opened:
+            os.close(fd)
+        raise
+    for fd in opened:
+        if fd not in (report_r, err_r, out_r):
+            os.close(fd)  # the child's ends: EOF on ours when it exits
+    return pid, out_r, err_r, report_r
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := _read(fd):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
 
 
 def _not_started(exc: OSError) -> ChildResult:
@@ -153,7 +169,7 @@ def _not_started(exc: OSError) -> ChildResult:
 class _Relay:
     """Two threads: the child's stderr copied to ours as it comes (last line kept), and its report pipe read."""
 
-    def __init__(self, proc: Any, report_fd: int, on_event: Callable[[dict[str, Any]], None] | None) -> None:
+    def __init__(self, err_fd: int, report_fd: int, on_event: Callable[[dict[str, Any]], None] | None) -> None:
         import threading
 
         self.last_line = ""
@@ -163,7 +179,7 @@ class _Relay:
         self.before: str | None = None
         self._on_event = on_event
         self._threads = [
-            threading.Thread(target=self._stderr, args=(proc.stderr.fileno(),), daemon=True),
+            threading.Thread(target=self._stderr, args=(err_fd,), daemon=True),
             threading.Thread(target=self._events, args=(report_fd,), daemon=True),
         ]
         for t in self._threads:
@@ -171,12 +187,15 @@ class _Relay:
 
     def _stderr(self, fd: int) -> None:
         tail = b""
-        while chunk := _read(fd):
-            _write_all(2, chunk)
-            tail = (tail + chunk)[-4096:]
-            lines = [ln.strip() for ln in tail.replace(b"\r", b"\n").split(b"\n") if ln.strip()]
-            if lines:
-                self.last_line = lines[-1].decode(errors="replace")
+        try:
+            while chunk := _read(fd):
+                _write_all(2, chunk)
+                tail = (tail + chunk)[-4096:]
+                lines = [ln.strip() for ln in tail.replace(b"\r", b"\n").split(b"\n") if ln.strip()]
+                if lines:
+                    self.last_line = lines[-1].decode(errors="replace")
+        finally:
+            os.close(fd)
 
     def _events(self, fd: int) -> None:
         import json
@@ -253,13 +272,13 @@ class _Forwarding:
 
     def __enter__(self) -> _Forwarding:
         import signal
-        import threading
 
-        if threading.current_thread() is not threading.main_thread():
-            return self  # the app's threads cannot set handlers; the server's own shutdown ends the child (PDEATHSIG)
         for name in _FORWARDED:
             num = getattr(signal, name)
-            self.previous[num] = signal.signal(num, self._forward)
+            try:
+                self.previous[num] = signal.signal(num, self._forward)
+            except ValueError:  # not the main thread (the app's jobs): the server's shutdown ends the child (PDEATHSIG)
+                break
         return self
 
     def __exit__(self, *_exc: object) -> None:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -69,14 +68,22 @@ def big_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def _template(tmp_path_factory: pytest.TempPathFactory, big_warehouse: Path) -> Path:
+    """One published snapshot of the big warehouse, made once; each test gets a copy of its volume."""
+    folder = tmp_path_factory.mktemp("supervisor-template")
+    assert syncer.sync(load_config(write_config(folder, big_warehouse, tables=TABLES)))["status"] == "ok"
+    return folder / "data"
+
+
 @pytest.fixture
-def published(tmp_path: Path, big_warehouse: Path) -> Iterator[tuple[Path, Config]]:
-    """A config on a fresh volume with one published snapshot."""
+def published(tmp_path: Path, big_warehouse: Path, _template: Path) -> tuple[Path, Config]:
+    """A config on its own volume with one published snapshot."""
     path = write_config(tmp_path / "cfg", big_warehouse, tables=TABLES)
+    shutil.copytree(_template, path.parent / "data", symlinks=True)
     cfg = load_config(path)
-    first = subprocess.run(cli(path, "sync"), capture_output=True, text=True, env=env(), timeout=120)
-    assert first.returncode == 0, first.stderr
-    yield path, cfg
+    assert syncer.verify(cfg)["ok"]
+    return path, cfg
 
 
 @pytest.fixture
