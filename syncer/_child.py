@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["become_child", "report", "supervisor_pid"]
+__all__ = ["adopt", "become_child", "report", "supervisor_pid"]
 
 ENV_CHILD = "SYNCER_SUPERVISED"
 ENV_FD = "SYNCER_SUPERVISOR_FD"
@@ -31,22 +31,26 @@ supervisor_pid: int | None = None
 
 
 def become_child() -> None:
-    """Die with the parent, take the report pipe, and hide the supervisor's variables from what we start."""
+    """A child started with ``python -m syncer`` (the app's, the scheduler's): take the report pipe and
+    the supervisor's pid from the environment, hidden from what this process starts; then :func:`adopt`."""
+    fd, parent = os.environ.pop(ENV_FD, None), os.environ.pop(ENV_PARENT, None)
+    os.environ.pop(ENV_CHILD, None)
+    if fd:
+        os.set_inheritable(int(fd), False)
+    adopt(int(fd) if fd else None, int(parent) if parent else None)
+
+
+def adopt(fd: int | None, parent: int | None) -> None:
+    """Report on ``fd`` to the supervisor ``parent`` and die with it (``PR_SET_PDEATHSIG``, Linux)."""
     global _report_fd, supervisor_pid
-    for name in (ENV_CHILD, ENV_FD, ENV_PARENT):
-        value = os.environ.pop(name, None)
-        if value and name == ENV_FD:
-            _report_fd = int(value)
-            os.set_inheritable(_report_fd, False)
-        elif value and name == ENV_PARENT:
-            supervisor_pid = int(value)
+    _report_fd, supervisor_pid = fd, parent
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if supervisor_pid is not None and os.getppid() != supervisor_pid:
+    if parent is not None and os.getppid() != parent:
         os._exit(137)  # the parent died before the prctl: nobody to report to, and nobody may be left running
 
 

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from syncer._child import ENV_CHILD, ENV_FD, ENV_OFF, ENV_PARENT, ENV_TTY, become_child
+from syncer._child import ENV_CHILD, ENV_FD, ENV_OFF, ENV_PARENT, ENV_TTY, adopt, become_child
 
 __all__ = ["SUPERVISED", "ChildResult", "main", "run_child"]
 
@@ -51,7 +51,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     if os.environ.get(ENV_CHILD) == "1":
         become_child()
     elif _command(args) in SUPERVISED and os.environ.get(ENV_OFF) != "1":
-        sys.exit(_supervise(args))
+        code = _supervise(args)
+        if code is None:  # the forked child: the command runs here
+            return _run_cli(args)
+        # nothing of ours is buffered (every line went out with os.write): skip the interpreter's
+        # clean-up, a few milliseconds after each command for nothing
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(code)
+    _run_cli(args)
+
+
+def _run_cli(args: list[str]) -> None:
     from syncer.cli import main as cli
 
     cli(args=args, prog_name="syncer")
@@ -86,11 +100,51 @@ class ChildResult:
         self.step: dict[str, Any] = step or {}
 
 
-def _supervise(args: list[str]) -> int:
-    res = run_child(args)
+def _supervise(args: list[str]) -> int | None:
+    """The CLI's supervisor: fork (no second interpreter to start: the child goes on in this one) and
+    wait; None in the child. Forking is safe here: this process has no thread yet and has imported
+    nothing but the standard library. (The app, with threads, starts ``python -m syncer``: run_child.)"""
+    tty = sys.stderr is not None and sys.stderr.isatty()
+    with _Forwarding() as forwarding:
+        try:
+            report_r, report_w = os.pipe()
+            err_r, err_w = os.pipe()
+            pid = os.fork()
+        except OSError as exc:
+            res = _not_started(exc)
+        else:
+            if pid == 0:
+                _forked_child(forwarding, (report_r, report_w), (err_r, err_w), tty)
+                return None
+            _own_group(pid)  # both sides set it: no race with a signal sent before the child got to it
+            os.close(report_w)
+            os.close(err_w)
+            forwarding.started(pid)
+            res = _wait(pid, args, None, _Relay(err_r, report_r, None), None)
     if res.line:
         os.write(2, f"error: {res.line}\n".encode())
     return res.exit_code
+
+
+def _own_group(pid: int) -> None:
+    """The child in its own process group: a Ctrl-C on the terminal reaches it once, through the parent."""
+    try:
+        os.setpgid(pid, 0)
+    except OSError:  # the child is already gone, or the parent is a session leader's shell trick: harmless
+        pass
+
+
+def _forked_child(forwarding: _Forwarding, report: tuple[int, int], err: tuple[int, int], tty: bool) -> None:
+    """In the forked child: the parent's handlers off, stderr to the parent's pipe, its own group, adopted."""
+    forwarding.restore()
+    os.close(report[0])
+    os.close(err[0])
+    os.dup2(err[1], 2)
+    os.close(err[1])
+    if tty:
+        os.environ[ENV_TTY] = "1"
+    _own_group(0)
+    adopt(report[1], os.getppid())
 
 
 def run_child(
@@ -110,9 +164,13 @@ def run_child(
         except OSError as exc:
             return _not_started(exc)
         forwarding.started(pid)
-        relay = _Relay(err_fd, report_fd, on_event)
-        out = _read_all(out_fd).decode(errors="replace") if out_fd is not None else ""
-        rc = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        return _wait(pid, args, env, _Relay(err_fd, report_fd, on_event), out_fd)
+
+
+def _wait(pid: int, args: Sequence[str], env: dict[str, str] | None, relay: _Relay, out_fd: int | None) -> ChildResult:
+    """Wait for the child; its exit code, its stdout (when captured), and the one line if a signal killed it."""
+    out = _read_all(out_fd).decode(errors="replace") if out_fd is not None else ""
+    rc = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     relay.join()
     res = ChildResult(rc, stdout=out, last_stderr=relay.last_line, step=relay.step)
     if rc < 0:
@@ -282,10 +340,14 @@ class _Forwarding:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self.restore()
+
+    def restore(self) -> None:
         import signal
 
         for num, handler in self.previous.items():
             signal.signal(num, handler)
+        self.previous.clear()
 
 
 def _volume_root(args: Sequence[str], env: dict[str, str] | None) -> str | None:

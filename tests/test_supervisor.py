@@ -41,23 +41,48 @@ primary_key = ["participant_id"]
 exclude_columns = ["password_hash"]
 """
 
-#: loaded by every Python started with this folder on PYTHONPATH; acts only in a supervised child
-#: (the variable is still set while site runs): DuckDB's message on stderr, then a real abort mid-export
+#: loaded by every Python started with this folder on PYTHONPATH: once the DuckDB source is imported
+#: (never before: the supervisor must stay light), its stream prints DuckDB's message and really aborts
+#: mid-export, in a supervised child only (the CLI's forked one, or the app's `python -m syncer`)
 ABORTING_CHILD = """
+import importlib.abc
+import importlib.util
 import os
-if os.environ.get("SYNCER_SUPERVISED") == "1" and os.environ.get("TEST_ABORT_IN_CHILD") == "1":
-    from syncer.sources import duckdb as _duckdb
+import sys
 
-    _real = _duckdb.DuckDBSource.stream
 
-    def _stream(self, table, schema, batch_rows):
-        for i, batch in enumerate(_real(self, table, schema, batch_rows)):
-            if i == 1:
+def _patch(module):
+    real = module.DuckDBSource.stream
+
+    def stream(self, table, schema, batch_rows):
+        from syncer import _child
+
+        for i, batch in enumerate(real(self, table, schema, batch_rows)):
+            if i == 1 and _child.supervisor_pid is not None:
                 os.write(2, b"INTERNAL Error: Attempted to dereference unique_ptr that is NULL!\\n")
                 os.abort()
             yield batch
 
-    _duckdb.DuckDBSource.stream = _stream
+    module.DuckDBSource.stream = stream
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "syncer.sources.duckdb" or os.environ.get("TEST_ABORT_IN_CHILD") != "1":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _patch(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _AfterImport())
 """
 
 
@@ -262,21 +287,27 @@ def test_exit_codes_and_output_pass_through(published: tuple[Path, Config]) -> N
 
 
 def test_the_supervisor_imports_no_engine(published: tuple[Path, Config]) -> None:
+    # the supervisor forks: the child goes on in the same interpreter and imports the engine; the
+    # parent, after a whole sync, has still loaded nothing but the standard library and syncer.supervise
     config, _ = published
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "syncer", "--config", str(config), "sync", "--json"],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=120,
+    script = (
+        "import os, sys\n"
+        "from syncer import supervise\n"
+        f"args = ['--config', {str(config)!r}, 'sync', '--json']\n"
+        "code = supervise._supervise(args)\n"
+        "if code is None:\n"
+        "    supervise._run_cli(args)\n"
+        "else:\n"
+        "    print('PARENT', code, ' '.join(sorted(sys.modules)), flush=True)\n"
     )
-    assert proc.returncode == 0, proc.stderr
-    # the child's stderr passes through the parent, but only the parent runs with -X importtime
-    parent = [ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")]
-    assert "syncer.supervise" in parent
-    heavy = {m.split(".")[0] for m in parent} & {"pyarrow", "duckdb", "pandas", "click", "numpy", "syncer.cli"}
-    assert heavy == set(), heavy
-    assert not any(m.startswith(("syncer.engine", "syncer.cli")) for m in parent)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=120)
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("PARENT ")]
+    _, code, *modules = line.split()
+    assert code == "0", proc.stderr
+    assert json.loads(proc.stdout[: proc.stdout.index("PARENT ")])["status"] == "ok"  # the child's report
+    assert "syncer.supervise" in modules
+    heavy = [m for m in modules if m.split(".")[0] in {"pyarrow", "duckdb", "pandas", "click", "numpy", "subprocess"}]
+    assert heavy == [] and not [m for m in modules if m.startswith(("syncer.engine", "syncer.cli", "syncer.sources"))]
 
 
 def test_an_admin_resync_whose_child_aborts_fails_the_job_and_the_app_lives_on(
