@@ -17,8 +17,8 @@ the volume (never the interpreter's own start-up). Random faults (``fiu-run -x``
 are switched on once the sync holds the volume lock, with a probability per libc I/O call.
 
 The sync runs under its supervisor (syncer/supervise.py): ``syncer sync`` is a light parent and the
-engine a child. strace follows both (``-f``); libfiu's preload reaches the child through
-``LD_PRELOAD``, and ``fiu-ctrl`` is pointed at the child (the holder record's ``pid``, whose
+engine a child (forked). strace follows both (``-f``); libfiu is in the forked child too (its fork
+handler makes a control FIFO for the child's pid), and ``fiu-ctrl`` is pointed at the child (the holder record's ``pid``, whose
 ``supervisor_pid`` is the process this harness started). A child that native code aborts (DuckDB
 under libc faults) must come back as the supervisor's one line ("died of SIGABRT ...", exit 134):
 counted as ``native_aborts_reported``; a death by a signal of the command itself is a ``crash`` problem.

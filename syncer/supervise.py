@@ -2,13 +2,18 @@
 
 Native code we do not own (DuckDB) can abort the whole process (``SIGABRT`` with its own
 ``INTERNAL`` line) where no Python ``except`` runs. So ``syncer sync``, ``startup`` and ``demo`` run
-the engine in a child (``python -m syncer ...``, the same arguments) and this light parent, which
-imports only the standard library, turns a child that dies by a signal into ONE line: the signal,
+the engine in a child and this light parent, which imports only the standard library, turns a child
+that dies by a signal into ONE line: the signal,
 the step and table it was at, the last line it printed (DuckDB's message), and whether the served
 snapshot is unchanged, which the parent checks itself (``current`` read before and after). The
 run the child left ``running`` in the history is closed at once as ``failed`` with the signal.
 Exit code of a death by signal: 128 + the signal's number, as shells report it (SIGABRT 134,
 SIGKILL 137, SIGSEGV 139, SIGTERM 143).
+
+How the child is made: the CLI forks before it has imported anything but the standard library and
+before any thread exists (no second interpreter to start: the child goes on in this one and imports
+the engine itself); the admin app and the scheduler, which have threads, start ``python -m syncer``
+with the same arguments (``posix_spawn``, :func:`run_child`).
 
 How parent and child are tied:
 
@@ -20,7 +25,7 @@ How parent and child are tied:
 * stdout is the parent's own (inherited); stderr goes through a pipe the parent copies to its own
   stderr as it comes (no buffering), remembering the last line;
 * the child reports where it is (``step`` events, and the sync's progress events) as JSON lines on
-  a pipe (``SYNCER_SUPERVISOR_FD``); :func:`report` writes them, best effort.
+  a pipe (:func:`syncer._child.report`, best effort).
 
 :func:`run_child` is the same machinery for the admin app and the scheduler (stdout captured for
 ``--json``, progress events to a callback): a DuckDB abort there ends one sync, not the server.
