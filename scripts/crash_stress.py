@@ -40,7 +40,7 @@ from syncer.volume.layout import Volume
 
 # The stress run is the suite's crash test at scale: same tables, same config, same source counts.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_crash import source_counts, write_crash_config
+from tests.test_crash import lock_holder_of, source_counts, wait_gone, write_crash_config
 
 NAMES = ("enrollments", "participants", "courses", "daily_metrics")
 
@@ -172,9 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         runs += 1
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         time.sleep(delay)
+        child = lock_holder_of(Path(cfg.root), proc.pid)  # the engine, under its supervisor
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(signal.SIGKILL)  # the supervisor: its child dies with it (PDEATHSIG)
         _, err = proc.communicate(timeout=600)
+        wait_gone(child)  # and has let go of the lock before the next run starts
         if proc.returncode == -signal.SIGKILL:
             kills += 1
         elif proc.returncode == 0:

@@ -16,6 +16,13 @@ the volume: a clean run is traced first, and the positions are picked among the 
 the volume (never the interpreter's own start-up). Random faults (``fiu-run -x`` and ``fiu-ctrl``)
 are switched on once the sync holds the volume lock, with a probability per libc I/O call.
 
+The sync runs under its supervisor (syncer/supervise.py): ``syncer sync`` is a light parent and the
+engine a child (forked). strace follows both (``-f``); libfiu is in the forked child too (its fork
+handler makes a control FIFO for the child's pid), and ``fiu-ctrl`` is pointed at the child (the holder record's ``pid``, whose
+``supervisor_pid`` is the process this harness started). A child that native code aborts (DuckDB
+under libc faults) must come back as the supervisor's one line ("died of SIGABRT ...", exit 134):
+counted as ``native_aborts_reported``; a death by a signal of the command itself is a ``crash`` problem.
+
     python scripts/faults.py                 # the long sweep (`make faults`), figures on stdout
     python scripts/faults.py --quick         # the short sweep that `make test` runs (tests/test_faults.py)
     python scripts/faults.py --json out.json # every case and its outcome, for the README's figures
@@ -140,6 +147,11 @@ class Outcome:
     @property
     def crashed(self) -> bool:
         return self.exit_code < 0
+
+    @property
+    def abort_reported(self) -> bool:
+        """The child died by a signal and the supervisor said so in its one line (exit 128 + signal)."""
+        return self.exit_code > 128 and "died of SIG" in self.message
 
     @property
     def data_lost(self) -> bool:
@@ -332,10 +344,11 @@ def _enable_faults_once_locked(env: Env, proc: subprocess.Popen[str], ctrl: Path
     """Switch the random faults on in ``proc`` once it holds the volume lock; "" or what went wrong."""
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        if _holds_lock(env, proc.pid):
+        pid = _sync_pid(env, proc.pid)
+        if pid is not None:
             spec = f"enable_random name=posix/io/*,probability={case.probability}"
-            try:
-                argv = ["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(proc.pid)]
+            try:  # into the sync that holds the lock: the supervisor's child, whose libfiu has its own FIFO
+                argv = ["fiu-ctrl", "-f", str(ctrl), "-c", spec, str(pid)]
                 subprocess.run(argv, capture_output=True, timeout=FIU_CTRL_SECONDS)
             except subprocess.TimeoutExpired:
                 return f"\nfiu-ctrl did not answer in {FIU_CTRL_SECONDS} s: the faults may not have been switched on"
@@ -345,13 +358,21 @@ def _enable_faults_once_locked(env: Env, proc: subprocess.Popen[str], ctrl: Path
 
 
 def _holds_lock(env: Env, pid: int) -> bool:
-    """The sync ``pid`` holds the volume lock: its holder record (``.lock.json`` beside the lock folder
-    ``.writer/``, written just after the ``flock``) names it. A record left by an earlier, killed run
-    names another pid and must not switch the faults on before this run has even started."""
+    return _sync_pid(env, pid) is not None
+
+
+def _sync_pid(env: Env, pid: int) -> int | None:
+    """The pid holding the volume lock for the command ``pid`` started: its holder record (``.lock.json``
+    beside the lock folder ``.writer/``, written just after the ``flock``) names it as ``pid`` (run in
+    process) or as the ``supervisor_pid`` of its child. A record left by an earlier, killed run names
+    other pids and must not switch the faults on before this run has even started."""
     try:
-        return json.loads((env.root / ".lock.json").read_text(encoding="utf-8")).get("pid") == pid
-    except (OSError, ValueError, AttributeError):
-        return False
+        holder = json.loads((env.root / ".lock.json").read_text(encoding="utf-8"))
+        if holder.get("pid") == pid or holder.get("supervisor_pid") == pid:
+            return int(holder["pid"])
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass
+    return None
 
 
 def _check_output(proc: subprocess.CompletedProcess[str]) -> list[str]:
@@ -362,8 +383,10 @@ def _check_output(proc: subprocess.CompletedProcess[str]) -> list[str]:
     if "Traceback" in text or "Fatal Python error" in text or re.search(r'^\s+File "', text, re.M):
         problems.append("traceback: " + " | ".join(text.strip().splitlines()[-3:])[:400])
     if proc.returncode < 0:
-        # killed by a signal: native code (DuckDB, Arrow) aborting on an I/O error it does not handle
+        # the command itself killed by a signal: the supervisor should have turned its child's death into a line
         problems.append(f"crash: killed by signal {-proc.returncode} ({_last_native_line(text)})")
+    elif proc.returncode > 128 and "died of SIG" not in (proc.stderr.strip().splitlines() or [""])[-1]:
+        problems.append(f"exit {proc.returncode} (a signal) without the supervisor's line: {_last_native_line(text)}")
     elif proc.returncode != 0:
         if not proc.stderr.strip():
             problems.append(f"exit {proc.returncode} without a message")
@@ -450,6 +473,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
         "outcomes": dict(collections.Counter(o.outcome for o in outcomes)),
         "tracebacks": sum(o.traceback for o in outcomes),
         "native_crashes": sum(o.crashed for o in outcomes),
+        "native_aborts_reported": sum(o.abort_reported for o in outcomes),
         "data_lost": sum(o.data_lost for o in outcomes),
         "problems": sum(bool(o.problems) for o in outcomes),
     }

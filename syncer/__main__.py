@@ -1,3 +1,3 @@
-from syncer.cli import main
+from syncer.supervise import main
 
 main()

@@ -93,6 +93,11 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, allow_nan=False, default=lambda o: o.to_json() if hasattr(o, "to_json") else str(o)))
 
 
+def _stderr_is_tty() -> bool:
+    """Progress bars draw on a terminal: ours, or the supervisor's (whose child's stderr is a pipe)."""
+    return sys.stderr.isatty() or os.environ.get("SYNCER_STDERR_TTY") == "1"  # syncer._child.ENV_TTY
+
+
 def _user() -> str | None:
     return os.environ.get("SYNCER_USER") or os.environ.get("USER")
 
@@ -104,7 +109,7 @@ class _Progress:
     "publishing" until the run has published; silent when stderr is not a terminal."""
 
     def __init__(self, expected: dict[str, int] | None = None) -> None:
-        self.enabled = sys.stderr.isatty()
+        self.enabled = _stderr_is_tty()
         self.bar: Any = None
         self.total: Any = None
         self.expected = dict(expected or {})
@@ -168,7 +173,7 @@ class _DemoProgress:
     """``syncer demo``: one bar over every row of the demo warehouse, naming the table being filled."""
 
     def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
+        self.enabled = _stderr_is_tty()
         self.bar: Any = None
 
     def __call__(self, table: str, done: int, total: int) -> None:
@@ -443,7 +448,3 @@ def schedule(ctx: click.Context) -> None:
 
     syncer.run_scheduler(cfg, on_start=started)
     click.echo("scheduler stopped")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

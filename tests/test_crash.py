@@ -2,7 +2,9 @@
 
 * Random moments: a 100,000-row demo warehouse (a sync takes about a second, most of it start-up) is synced over and over
   by ``python -m syncer sync`` subprocesses that are SIGKILLed after seeded random delays spread over
-  the whole run, from "still importing" to "already renaming". After every kill ``current`` must name
+  the whole run, from "still importing" to "already renaming". Every other kill goes to the child
+  that holds the lock (the engine, under its supervisor: syncer/supervise.py), the others to the
+  supervisor, which takes its child down with it (PDEATHSIG). After every kill ``current`` must name
   a complete snapshot: ``verify`` passes (sha256 of every file) and ``read_table`` reads every table
   with the row count of the manifest and of the source, without falling back. A final sync succeeds
   and sweeps ``staging/``.
@@ -18,6 +20,7 @@ The longer version of the random test is ``scripts/crash_stress.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -148,6 +151,27 @@ def big_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def lock_holder_of(root: Path, supervisor: int) -> int | None:
+    """The pid of the supervised child holding the lock for ``supervisor`` (None until it has it)."""
+    try:
+        holder = json.loads((root / ".lock.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return int(holder["pid"]) if holder.get("supervisor_pid") == supervisor else None
+
+
+def wait_gone(pid: int | None, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            if "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+    assert pid is None, f"process {pid} outlived its supervisor by {timeout} s"
+
+
 def kill_delays(rng: random.Random, duration: float, n: int) -> list[float]:
     """``n`` delays stratified over [0, 1.05 x duration] (one per slice: very early to just after the end),
     plus a third as many again in the last 20 % where publishing, the swap and retention happen."""
@@ -173,7 +197,7 @@ def test_sigkill_at_random_moments_never_tears_current(tmp_path: Path, big_wareh
 
     rng = random.Random(SEED)
     delays = kill_delays(rng, duration, MIN_KILLS)
-    kills = completed = 0
+    kills = completed = child_kills = 0
     seen_current: set[str] = set()
     while kills < MIN_KILLS:
         assert delays or kills + completed < 80, f"only {kills} kills in {kills + completed} runs"
@@ -181,11 +205,24 @@ def test_sigkill_at_random_moments_never_tears_current(tmp_path: Path, big_wareh
         # --force: the warehouse does not change, and an unchanged table would not be exported again
         proc = subprocess.Popen(cli(config, "sync", "--force"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
         time.sleep(delay)
+        holder = lock_holder_of(vol.root, proc.pid)
+        while kills % 2 and holder is None and proc.poll() is None:  # the child's turn: once it holds the lock
+            time.sleep(0.002)
+            holder = lock_holder_of(vol.root, proc.pid)
+        child = holder if kills % 2 else None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+            if child is not None:  # the engine itself: the supervisor reports its death in one line
+                os.kill(child, signal.SIGKILL)
+            else:  # the supervisor: its child dies with it
+                proc.send_signal(signal.SIGKILL)
             _, err = proc.communicate(timeout=60)
+            wait_gone(holder)  # a child killed with its supervisor is gone (and its lock free) in moments
             if proc.returncode == -signal.SIGKILL:
                 kills += 1
+            elif child is not None and proc.returncode == 128 + signal.SIGKILL:
+                kills += 1
+                child_kills += 1
+                assert "died of SIGKILL" in err.decode() and "Traceback" not in err.decode(), err.decode()
             else:  # finished between poll() and kill()
                 assert proc.returncode == 0, err.decode()
                 completed += 1
@@ -196,6 +233,7 @@ def test_sigkill_at_random_moments_never_tears_current(tmp_path: Path, big_wareh
         seen_current.add(assert_current_complete(cfg, counts))
 
     assert kills >= MIN_KILLS
+    assert child_kills >= MIN_KILLS // 3, f"only {child_kills} kills reached the child holding the lock"
     # The kills did not all land before the engine started: some runs published despite the kills
     # around them, and `current` moved.
     assert len(seen_current) >= 2, "current never moved: the kills never let a run finish"
@@ -208,7 +246,7 @@ def test_sigkill_at_random_moments_never_tears_current(tmp_path: Path, big_wareh
     assert_no_run_left_running(vol)
     assert len(vol.list_snapshots()) <= cfg.retain
     assert all(i.ok for i in vol.list_snapshots())
-    print(f"random SIGKILL: {kills} kills, {completed} completed runs, sync {duration:.2f}s, 0 torn reads")
+    print(f"random SIGKILL: {kills} kills ({child_kills} of the child), {completed} completed runs, sync {duration:.2f}s")
 
 
 # --- deterministic moments -----------------------------------------------------------------------------

@@ -323,6 +323,7 @@ def test_freshness_controls_and_the_run_page_refresh_themselves_while_a_cli_sync
     page = browser.new_page()
     controls = browser.new_page()
     run_page = browser.new_page()
+    engine = None
     try:
         deadline = time.monotonic() + 30
         while syncer.status(cfg).running is None:  # the CLI holds the volume now
@@ -330,7 +331,9 @@ def test_freshness_controls_and_the_run_page_refresh_themselves_while_a_cli_sync
             time.sleep(0.05)
         last = syncer.status(cfg).last_run
         assert last is not None and last["status"] == "running"
-        os.kill(cli.pid, signal.SIGSTOP)
+        # the process that holds the volume: `syncer sync` runs the engine in a child (syncer/supervise.py)
+        engine = int(syncer.status(cfg).running["pid"])
+        os.kill(engine, signal.SIGSTOP)
         open_page(run_page, f"{proxy.urls['operator']}/run?id={last['id']}", "Run")
         expect(run_page.get_by_text("running…")).to_be_visible()
         open_page(page, proxy.urls["viewer"], "Freshness")
@@ -338,7 +341,7 @@ def test_freshness_controls_and_the_run_page_refresh_themselves_while_a_cli_sync
         open_page(controls, f"{proxy.urls['operator']}/controls", "Controls")
         expect(controls.get_by_text(re.compile("A sync is running outside this page: trigger cli"))).to_be_visible()
         # No reload from here on: each page must notice by itself that the sync ended.
-        os.kill(cli.pid, signal.SIGCONT)
+        os.kill(engine, signal.SIGCONT)
         expect(page.get_by_text(re.compile("A sync is running now"))).to_have_count(0, timeout=60_000)
         assert cli.wait(30) == 0
         new = syncer.status(cfg).snapshot
@@ -349,8 +352,8 @@ def test_freshness_controls_and_the_run_page_refresh_themselves_while_a_cli_sync
         expect(run_page.get_by_text("running…")).to_have_count(0, timeout=15_000)
         expect(run_page.get_by_text(f"Published snapshot {new.id}", exact=False)).to_be_visible(timeout=15_000)
     finally:
-        if cli.poll() is None:
-            os.kill(cli.pid, signal.SIGCONT)  # never leave it stopped
+        if cli.poll() is None and engine is not None:
+            os.kill(engine, signal.SIGCONT)  # never leave it stopped
         for p in (page, controls, run_page):
             p.close()
         if cli.poll() is None:

@@ -244,7 +244,8 @@ def test_two_cli_syncs_started_together_one_wins_one_exits_3(config_path, procs)
 
     assert loser.returncode == 3, err
     assert "another sync holds the volume lock" in err
-    assert f"pid {winner.pid} on {socket.gethostname()}" in err
+    # the holder is the winner's child, the engine under its supervisor (syncer/supervise.py)
+    assert f"(its supervisor: pid {winner.pid}) on {socket.gethostname()}" in err
     assert "trigger cli" in err and "user dave" in err and "started " in err
     assert "Traceback" not in err
 

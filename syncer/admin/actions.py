@@ -13,8 +13,9 @@ from syncer._exceptions import CurrentMovedError, LockHeldError
 from syncer.admin.auth import record_event, require_operator
 from syncer.admin.jobs import Job, job_runner
 from syncer.config import Config
-from syncer.engine import repair, rollback, sync
+from syncer.engine import repair, rollback
 from syncer.engine.results import RepairResult, RollbackResult
+from syncer.engine.supervised import sync_in_child
 from syncer.volume.layout import Volume
 from syncer.volume.manifest import RunReport
 
@@ -33,8 +34,9 @@ def request_sync(cfg: Config, headers: Any, tables: Sequence[str] | None = None)
 
     def work(progress: Callable[[dict[str, Any]], None]) -> RunReport:
         try:
-            # an operator's re-sync exports again, also what the source confirms unchanged
-            return sync(cfg, names, trigger="manual", user=who.user, progress=progress, force=True)
+            # an operator's re-sync exports again, also what the source confirms unchanged; in a child
+            # process, so a native abort (DuckDB) ends this job with one line, not the server
+            return sync_in_child(cfg, names, trigger="manual", user=who.user, progress=progress, force=True)
         except LockHeldError as exc:
             record_event(cfg, "busy", user=who.user, action="sync", reason=str(exc))
             raise

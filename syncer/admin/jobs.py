@@ -9,7 +9,10 @@ One job runs at a time: the volume has one writer. A second submit while a job r
 :class:`LockHeldError` naming the running job; a writer in another process (the CLI, another
 replica) is found by the engine's own lock, and the job ends in state ``busy`` with its message.
 Threads are daemons: on SIGTERM the process exits without waiting, and the next sync marks the
-interrupted run ``aborted`` and sweeps its staging folder.
+interrupted run ``aborted`` and sweeps its staging folder. A re-sync runs in a child process
+(:func:`syncer.engine.supervised.sync_in_child`): a native abort there (DuckDB) ends the job as
+``failed`` with the supervisor's one line, never the server; the child dies with the server
+(``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from syncer.admin.metrics import serve_metrics_port
 from syncer.config import Config, load_config
 from syncer.engine import startup
 from syncer.engine.results import StartupResult
+from syncer.engine.supervised import sync_in_child
 from syncer.schedule.scheduler import start_scheduler, stop_scheduler
 
 __all__ = [
@@ -110,7 +111,7 @@ def begin_startup(cfg: Config, *, user: str = "startup", on_done: Callable[[], N
 
     def run() -> None:
         try:
-            result = startup(cfg, user=user)
+            result = startup(cfg, user=user, run_sync=sync_in_child)  # the sync in a child: an abort is not the server's
         except Exception as exc:  # startup() handles SyncError itself; anything here is unexpected
             log.exception("startup step crashed")
             step.update(phase="error", error=f"{type(exc).__name__}: {exc}", finished_at=iso(clock.utcnow()))

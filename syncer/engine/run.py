@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from syncer import _clock as clock
+from syncer._child import report
 from syncer._clock import iso
 from syncer._exceptions import HistoryCorruptError, HistoryError, PublishError, SourceError, VolumeError, WriteError
 from syncer.alerts import after_run
@@ -193,11 +194,13 @@ class _Run:
     def _at(self, step: str, table: str = "") -> None:
         if self.dog is not None:
             self.dog.at(step, table)
+        report({"event": "step", "step": step, "table": table, "run_id": self.run_id, "root": str(self.vol.root)})
 
     def _emit(self, event: dict[str, Any]) -> None:
         """The progress callback the export gets: the watchdog's check at each event, then the caller's."""
         if self.dog is not None:
             self.dog.check()
+        report(event)  # to the supervisor (the admin app's progress), when one runs this process
         if self.progress is not None:
             self.progress(event)
 
@@ -243,6 +246,7 @@ class _Run:
     def _export_all(self) -> None:
         t_exp = time.perf_counter()
         prev_tables = self.prev.tables if self.prev else {}
+        self._at("open the warehouse")  # where native code (duckdb.connect) aborts under I/O faults
         try:
             source = open_source(self.cfg.source)
         except SourceError as exc:

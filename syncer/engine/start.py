@@ -8,6 +8,7 @@ app's banner and ``/ready`` show it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from syncer import _clock as clock
 from syncer._clock import parse_iso
@@ -26,16 +27,19 @@ __all__ = ["startup"]
 log = logging.getLogger("syncer")
 
 
-def startup(cfg: Config, *, user: str | None = None, progress: Progress | None = None) -> StartupResult:
+def startup(
+    cfg: Config, *, user: str | None = None, progress: Progress | None = None, run_sync: Callable[..., RunReport] = sync
+) -> StartupResult:
     """Repair, then sync unless every table is younger than the skip window; says whether data can be served, and why.
 
     The result carries ``servable`` (can ``read_table`` serve data now), ``snapshot_id`` (what it
     serves), ``fallback`` (``current`` is broken and an older intact snapshot is served), ``stale`` /
-    ``stale_tables`` (missing, carried over or older than the SLA), and ``reason``.
+    ``stale_tables`` (missing, carried over or older than the SLA), and ``reason``. ``run_sync`` runs the
+    sync (the admin app passes :func:`syncer.engine.supervised.sync_in_child`).
     """
     fixed = _repair_first(cfg, user)
     vol = Volume(cfg.root)
-    action, run, failure = _sync_unless_fresh(cfg, vol, user, progress)
+    action, run, failure = _sync_unless_fresh(cfg, vol, user, progress, run_sync)
     served, fallback = _served(vol)
     stale = _stale_tables(cfg, served)
     reason = _reason(cfg, action, failure, fixed, served, fallback, stale)
@@ -64,7 +68,7 @@ def _repair_first(cfg: Config, user: str | None) -> RepairResult:
 
 
 def _sync_unless_fresh(
-    cfg: Config, vol: Volume, user: str | None, progress: Progress | None
+    cfg: Config, vol: Volume, user: str | None, progress: Progress | None, run_sync: Callable[..., RunReport] = sync
 ) -> tuple[str, RunReport | None, str | None]:
     """(action, the run if one ran, why it did not fully succeed)."""
     man = vol.current_manifest()
@@ -74,7 +78,7 @@ def _sync_unless_fresh(
     if man and ages and all(t.name in ages for t in cfg.tables) and min(ages.values()) >= 0 and max(ages.values()) < window:
         return "skipped", None, None
     try:
-        run = sync(cfg, trigger="startup", user=user, progress=progress)
+        run = run_sync(cfg, trigger="startup", user=user, progress=progress)
     except LockHeldError as exc:
         return "busy", None, str(exc)
     except SyncError as exc:

@@ -29,7 +29,8 @@ from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import LockHeldError, SyncError
 from syncer.config import Config
-from syncer.engine import next_run, sync
+from syncer.engine import next_run
+from syncer.engine.supervised import sync_in_child
 from syncer.schedule.cron import crontab_trigger
 from syncer.volume.audit import record_event
 from syncer.volume.manifest import RunReport
@@ -68,7 +69,7 @@ def scheduled_sync(cfg: Config) -> RunReport | None:
     """
     log.info("scheduled sync starting", extra={"step": "schedule"})
     try:
-        report = sync(cfg, trigger="schedule", user="scheduler")
+        report = sync_in_child(cfg, trigger="schedule", user="scheduler")  # a native abort ends this run, not the scheduler
     except LockHeldError as exc:
         log.warning("scheduled sync skipped: %s", exc, extra={"step": "schedule"})
         record_event(cfg, "schedule_skipped", user="scheduler", reason=str(exc))

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from syncer import _child as supervise
 from syncer._exceptions import LockHeldError, VolumeError
 from syncer.volume.manifest import strict_dumps
 
@@ -62,8 +63,9 @@ def _holder_soon(lock_path: Path, wait: float = 0.5) -> dict[str, Any]:
 def describe_holder(holder: dict[str, Any]) -> str:
     if not holder:
         return "another process (no holder details recorded)"
+    supervisor = f" (its supervisor: pid {holder['supervisor_pid']})" if holder.get("supervisor_pid") else ""
     return (
-        f"pid {holder.get('pid')} on {holder.get('host')} (trigger {holder.get('trigger')}"
+        f"pid {holder.get('pid')}{supervisor} on {holder.get('host')} (trigger {holder.get('trigger')}"
         f"{', user ' + str(holder['user']) if holder.get('user') else ''}, started {holder.get('started_at')})"
     )
 
@@ -72,6 +74,8 @@ def _describe_self(lock_path: Path, info: dict[str, Any]) -> None:
     """Write who holds the lock next to it, for the message a second writer gets. Best effort: the
     lock itself is what keeps writers apart, and a full disk must not stop a sync here."""
     record = {**info, "pid": os.getpid(), "host": socket.gethostname()}
+    if supervise.supervisor_pid is not None:  # the `syncer` process that runs this one (it holds no lock)
+        record["supervisor_pid"] = supervise.supervisor_pid
     side = lock_path.with_name(lock_path.name + ".json")
     tmp = side.with_name(side.name + f".tmp-{os.getpid()}")
     try:
