@@ -146,12 +146,14 @@ def child_of(vol: Volume, parent: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 def gone(pid: int) -> bool:
-    """The process has exited (a zombie nobody reaped yet counts: it runs nothing and holds no lock)."""
+    """The process has exited (a zombie nobody reaped yet counts: it runs nothing and holds no lock).
+    A zombie leader whose other threads are still exiting does not count: the process's files (its
+    lock) are closed when the last thread is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return True
-    return "State:\tZ" in status
+    return "State:\tZ" in status and "Threads:\t1\n" in status
 
 
 def assert_current(cfg: Config, expected: str) -> None:
