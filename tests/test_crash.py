@@ -164,7 +164,8 @@ def wait_gone(pid: int | None, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while pid is not None and time.monotonic() < deadline:
         try:
-            if "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+            status = Path(f"/proc/{pid}/status").read_text()
+            if "State:\tZ" in status and "Threads:\t1\n" in status:  # its last thread (and its lock) gone
                 return
         except FileNotFoundError:
             return
