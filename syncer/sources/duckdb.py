@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+import syncer.sources.duckdb_memory as _mem
 from syncer import _clock as clock
 from syncer import _memory
 from syncer._exceptions import (
@@ -65,6 +66,7 @@ class DuckDBSource(Source):
         self.memory_limit = f"{_memory.DUCKDB_BASE}B" if self._auto else cfg.memory_limit
         self._limit_of: str | None = None  # the table memory_limit was derived for (auto)
         self._needs_memory: set[str] = set()  # tables whose stream ran out of memory_limit once
+        self._reading = 0  # streams in flight (their cache is handed back when none is: release_cache)
         self._raised = 0  # queries running with the raised limit (it is database-wide)
         self._lowered = True  # memory_limit is the configured one
         self._raised_lock = threading.Lock()
@@ -162,6 +164,7 @@ class DuckDBSource(Source):
         # fetchall, not fetchone: DuckDB 2.0 refuses the next query on a connection with an unread result.
         return int(self._run(f"SELECT count(*) FROM {relation_sql(table)}{cond}", table, params=params).fetchall()[0][0])
 
+    @_mem.releasing
     def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]:
         self.use_limit_for(table, schema, _SAMPLE_ROWS)
         try:
@@ -321,6 +324,7 @@ class DuckDBSource(Source):
         table streams with more memory from the start."""
         raised = table.name in self._needs_memory
         self._more_memory(+1 if raised else 0)
+        self._reading += 1
         try:
             while True:
                 yielded = False
@@ -351,7 +355,9 @@ class DuckDBSource(Source):
                     self._more_memory(+1)
                     raised = True
         finally:
+            self._reading -= 1
             self._more_memory(-1 if raised else 0)
+            _mem.release_cache(self)
 
     supports_unload = True
 
