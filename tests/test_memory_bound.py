@@ -23,6 +23,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+#: real syncs of millions of rows, 6-20 s each: `make test` runs them, `make test-fast` does not
+pytestmark = pytest.mark.slow
+
 MIB = 2**20
 #: rows of the small and the big table (4x)
 SMALL, BIG = 1_000_000, 4_000_000
@@ -88,8 +91,8 @@ def _peak(tmp_path: Path, db: Path, table: str, fmt: str) -> int:
     [
         pytest.param("arrow", id="arrow"),
         pytest.param("parquet", id="parquet"),
-        pytest.param("csv", id="csv", marks=pytest.mark.slow),
-        pytest.param("jsonl", id="jsonl", marks=pytest.mark.slow),
+        pytest.param("csv", id="csv"),
+        pytest.param("jsonl", id="jsonl"),
     ],
 )
 def test_peak_rss_does_not_grow_with_the_table(tmp_path: Path, orders: Path, fmt: str) -> None:
@@ -129,7 +132,6 @@ def _written(tmp_path: Path, db: Path, table: str, fmt: str) -> tuple[Path, str,
     return root / "current" / entry["file"], entry["arrow_schema"], entry["rows"]
 
 
-@pytest.mark.slow
 def test_the_csv_reread_holds_a_bounded_read_ahead(tmp_path: Path, orders: Path) -> None:
     # Arrow's CSV reader reads ahead into a queue of 32 blocks: with 4 MiB blocks the re-read of
     # a 150 MB file grew the peak by ~260 MiB (the sync's peak: 433 MiB at 5M rows); with 1 MiB
