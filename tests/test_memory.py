@@ -234,10 +234,18 @@ def test_a_wide_table_gets_fewer_rows_per_batch_and_row_group_and_more_duckdb_me
             t = cfg.table(name)
             schema = src.schema(t)
             sized[name] = sized_for(src, t, schema, cfg, src.count(t))
-            batches = list(src.stream(t, schema, sized[name].batch_rows))
+            stream = src.stream(t, schema, sized[name].batch_rows)
+            batches = [next(stream)]
+            limit = src.con.cursor().execute("SELECT current_setting('memory_limit')").fetchall()[0][0]  # while it streams
+            batches += list(stream)
+            # and once it is done, the blocks DuckDB cached are handed back: the limit is the floor again
+            after = src.con.execute(
+                "SELECT current_setting('memory_limit'), (SELECT sum(memory_usage_bytes) FROM duckdb_memory())"
+            )
+            floor, held = after.fetchall()[0]
+            assert parse_size(floor.replace(" ", "")) <= 17 * MIB and held <= 16 * MIB
             assert max(b.num_rows for b in batches) == sized[name].batch_rows
             assert max(b.nbytes for b in batches) <= cfg.batch_bytes * 1.25  # the sample measured the strings
-            limit = src.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
             sized[name] = (sized[name], parse_size(limit.replace(" ", "")))
     (narrow, narrow_limit), (wide, wide_limit) = sized["narrow"], sized["wide"]
     assert narrow.batch_rows == 32768 and narrow.row_group_rows >= 4 * 32768 // 2

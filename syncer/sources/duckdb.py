@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+import syncer.sources.duckdb_memory as _mem
 from syncer import _clock as clock
 from syncer import _memory
 from syncer._exceptions import (
@@ -74,6 +75,7 @@ class DuckDBSource(Source):
         self.memory_limit = f"{_memory.DUCKDB_BASE}B" if self._auto else cfg.memory_limit
         self._limit_of: str | None = None  # the table memory_limit was derived for (auto)
         self._needs_memory: set[str] = set()  # tables whose stream ran out of memory_limit once
+        self._reading = 0  # streams in flight (their cache is handed back when none is: release_cache)
         self._raised = 0  # queries running with the raised limit (it is database-wide)
         self._lowered = True  # memory_limit is the configured one
         self._raised_lock = threading.Lock()
@@ -175,6 +177,7 @@ class DuckDBSource(Source):
             self._rows[table.name] = n
         return n
 
+    @_mem.releasing
     def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]:
         self.use_limit_for(table, schema, _SAMPLE_ROWS, lower=False)
         try:
@@ -340,6 +343,7 @@ class DuckDBSource(Source):
         table streams with more memory from the start."""
         raised = table.name in self._needs_memory
         self._more_memory(+1 if raised else 0)
+        self._reading += 1
         try:
             while True:
                 yielded = False
@@ -370,7 +374,9 @@ class DuckDBSource(Source):
                     self._more_memory(+1)
                     raised = True
         finally:
+            self._reading -= 1
             self._more_memory(-1 if raised else 0)
+            _mem.release_cache(self)
 
     supports_unload = True
 
