@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 import syncer.sources.duckdb_memory as _mem
+import syncer.sources.duckdb_sql as dsql
 from syncer import _clock as clock
 from syncer import _memory
 from syncer._exceptions import (
@@ -27,15 +28,7 @@ from syncer._exceptions import (
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 from syncer.sources.duckdb_memory import auto_limit, below_ceiling, beyond_ceiling, sample_row_bytes, shown, with_ceiling
-from syncer.sources.duckdb_sql import (
-    SMALL_ROWS,
-    UNLOADABLE,
-    file_identity,
-    profile_groups,
-    unload_row_group,
-    unload_sql,
-    where_sql,
-)
+from syncer.sources.duckdb_sql import SMALL_ROWS, file_identity, profile_groups, where_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import CONVERTED, JSON_META, build_profile, plan_for
@@ -383,12 +376,7 @@ class DuckDBSource(Source):
     def unload_refusal(self, table: TableConfig, schema: pa.Schema) -> str | None:
         """DuckDB types whose Parquet form reads back as another Arrow type than its Arrow export
         (HUGEINT as DOUBLE, ENUM, INTERVAL, TIMESTAMP_S/MS/NS, TIME, nested types, JSON ...)."""
-        wanted = set(schema.names)
-        for row in self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall():
-            name, type_ = row[0], row[1]
-            if name in wanted and not UNLOADABLE.match(str(type_)):
-                return f"column {name!r} is {type_}, which DuckDB's Parquet writer stores as another type"
-        return None
+        return dsql.unloadable(self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall(), schema.names)
 
     def unload(self, table: TableConfig, schema: pa.Schema, folder: Any, *, compression: str, row_group_rows: int) -> None:
         """``COPY (SELECT ...) TO folder/data_0.parquet`` on the run's read-only connection (its
@@ -402,7 +390,7 @@ class DuckDBSource(Source):
         uuids = {r[0] for r in self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall() if r[1] == "UUID"}
         os.makedirs(folder)
         path = os.path.join(str(folder), "data_0.parquet")
-        sql = unload_sql(relation_sql(table), schema.names, uuids, path, compression, unload_row_group(row_group_rows))
+        sql = dsql.unload_sql(relation_sql(table), schema.names, uuids, path, compression, dsql.unload_row_group(row_group_rows))
         threads, ordered = self._run(
             "SELECT current_setting('threads'), current_setting('preserve_insertion_order')", table
         ).fetchall()[0]

@@ -20,6 +20,7 @@ __all__ = [
     "profile_groups",
     "unload_row_group",
     "unload_sql",
+    "unloadable",
     "where_sql",
 ]
 
@@ -69,6 +70,17 @@ def unload_sql(relation: str, names: Sequence[str], uuids: set[str], path: str, 
         f"COPY (SELECT {cols} FROM {relation}) TO '{target}' (FORMAT parquet, "
         f"COMPRESSION {codec}{level}, ROW_GROUP_SIZE {row_group}, PARQUET_VERSION V1)"
     )
+
+
+def unloadable(described: Sequence[Sequence[Any]], names: Sequence[str]) -> str | None:
+    """Why the engine cannot unload a table (``DESCRIBE`` rows), or None: a column of the published
+    ``names`` whose type DuckDB's Parquet writer stores as another type than its Arrow export."""
+    wanted = set(names)
+    for row in described:
+        name, type_ = row[0], row[1]
+        if name in wanted and not UNLOADABLE.match(str(type_)):
+            return f"column {name!r} is {type_}, which DuckDB's Parquet writer stores as another type"
+    return None
 
 
 #: a table of at most this many rows (one DuckDB row group) is profiled in one query: its scan is
