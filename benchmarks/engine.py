@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import report, run_process  # whole process: wall, CPU and peak RSS from wait4
+from bench import precompile, report, run_process  # whole process: wall, CPU and peak RSS from wait4
 from matrix import COPY, PY, ROOT, Shape, _orders, build_warehouse, sync_config
 
 CASES = ("engine", "stream", "copy", "copy_text")
@@ -177,6 +177,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vds-engine")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine.json")
     args = ap.parse_args()
+    precompile()
     args.work.mkdir(parents=True, exist_ok=True)
     results = [r for n in args.rows for r in run_size(args.work, n, args.repeat, args.cases, args.tables, args.before)]
     lines = table_lines(results)

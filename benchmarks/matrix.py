@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import report, run_process, run_startup, target_lines  # whole processes: wall, CPU and peak RSS from wait4
+from bench import precompile, report, run_process, run_startup, target_lines  # whole processes: wall, CPU and peak RSS from wait4
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -352,6 +352,7 @@ def main() -> int:
         "--export", choices=("stream", "engine"), default="stream", help="engine: also time export = engine (Parquet)"
     )
     args = ap.parse_args()
+    precompile()
     EXPORTS.add(args.export)
     args.work.mkdir(parents=True, exist_ok=True)
     cells = []

@@ -34,13 +34,20 @@ def auto_limit(schema: pa.Schema, batch_rows: int, ceiling: int) -> str:
     return f"{need}B"
 
 
+#: a source's limit at least this far over the floor is lowered to the floor once its reads end
+#: (:func:`release_cache`): ~50 columns and more (a 20-column table's limit is ~37 MiB)
+RELEASE_ABOVE = 32 * 2**20
+
+
 def release_cache(source: Any) -> None:
     """Hand back the blocks DuckDB keeps cached after a table's reads (``memory_limit = "auto"``),
     once no stream and no profile of the source is running: DuckDB keeps every block it read while
     it is below its limit, and the limit of a 300-column table (211 MiB) held 125 MiB of blocks no
     query needed any more while the CSV or JSONL file was read back (a 300-column CSV sync peaked
     at 489 MiB that way, 453 without). Lowered to the floor, DuckDB drops them at once; the next
-    query of the table derives its limit again (``use_limit_for``)."""
+    query of the table derives its limit again (``use_limit_for``). A limit less than
+    :data:`RELEASE_ABOVE` over the floor is kept: what it can cache is small, and setting it again
+    for each of many small tables costs more than it saves."""
     if not source._auto or not source._profile_lock.acquire(blocking=False):
         return  # a profile is running: it releases when it ends
     try:
@@ -48,7 +55,7 @@ def release_cache(source: Any) -> None:
             if source._reading or source._raised:
                 return  # a stream is running (it releases when it ends), or a query has the ceiling
             floor = f"{_memory.DUCKDB_BASE}B"
-            if source.memory_limit == floor:
+            if _memory.parse_size(source.memory_limit) < _memory.DUCKDB_BASE + RELEASE_ABOVE:
                 return
             try:
                 source._set_limit(floor)
