@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             try:
                 stream.flush()
             except (OSError, ValueError, AttributeError):
-                pass
+                pass  # a closed or broken stream: nothing left to say on it, the exit code still tells
         os._exit(code)
     _run_cli(args)
 
@@ -304,7 +304,7 @@ def _write_all(fd: int, data: bytes) -> None:
         while data:
             data = data[os.write(fd, data) :]
     except OSError:
-        pass
+        pass  # our own stderr is gone (a closed pipe): the child's lines have nowhere to go, the run goes on
 
 
 class _Forwarding:
@@ -325,7 +325,7 @@ class _Forwarding:
         try:
             os.kill(self.pid, signum)
         except ProcessLookupError:
-            pass
+            pass  # the child has just exited: its status, reaped next, is the answer
 
     def started(self, pid: int) -> None:
         self.pid = pid
@@ -416,7 +416,7 @@ def _native(line: str) -> str:
             info = json.loads(said)
             said = f"{info['exception_type']} Error: {info['exception_message']}"
         except (ValueError, KeyError, TypeError):
-            pass
+            pass  # not DuckDB's JSON form: its text after what() is said as it is
         line = said
     return line[:300]
 
