@@ -270,6 +270,8 @@ def sync_all(folder: Path, entries: tuple[Entry, ...]) -> tuple[Path, dict[tuple
             report = syncer.sync(cfg, names)
         except Exception:
             report = None
+        if report is not None and report.snapshot_id:
+            _check_served(cfg, report)
         for e in entries:
             name = f"{e.name}__{fmt}"
             result = None if report is None else next((t for t in report.tables if t.table == name), None)
@@ -287,6 +289,32 @@ def sync_all(folder: Path, entries: tuple[Entry, ...]) -> tuple[Path, dict[tuple
         if pub.status == "published":
             out[key] = Published(pub.entry, pub.fmt, pub.table, pub.status, path=str(snap / manifest.tables[pub.table].file))
     return cfg.root, out
+
+
+def _check_served(cfg: Any, report: Any) -> None:
+    """What a run says it published is what ``current`` serves: else the volume's story, in full."""
+    import syncer
+    from syncer.volume.served import SERVED_LOG
+
+    served = syncer.current_snapshot(config=cfg)
+    published = {t.table for t in report.tables if t.status in ("fresh", "quarantined")}
+    lost = sorted(published - set(served.tables))
+    if served.id == report.snapshot_id and not lost:
+        return
+    snaps = sorted(p.name for p in (cfg.root / "snapshots").iterdir())
+    chain = []
+    for sid in snaps:
+        try:
+            m = json.loads((cfg.root / "snapshots" / sid / "manifest.json").read_text(encoding="utf-8"))
+            chain.append(f"{sid}: previous={m.get('previous')} created={m.get('created_at')} tables={len(m.get('tables', {}))}")
+        except OSError as exc:
+            chain.append(f"{sid}: {exc}")
+    served_log = (cfg.root / SERVED_LOG).read_text(encoding="utf-8") if (cfg.root / SERVED_LOG).exists() else "(none)"
+    raise AssertionError(
+        f"run {report.run_id} ({report.status}, snapshot {report.snapshot_id}, warnings {list(report.warnings)}) "
+        f"but current serves {served.id} (fallback {served.fallback}); published and not served: {lost[:5]}; "
+        f"snapshots: {chain}; served log: {served_log}"
+    )
 
 
 def _why_not(result: Any) -> str:
