@@ -13,8 +13,9 @@ pyarrow, never the engine, DuckDB, Snowpark, APScheduler or Streamlit.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncer._lazy import lazy_names
 
 #: every public name -> the module that defines it; tests/test_packaging.py holds __all__ and the
 #: TYPE_CHECKING imports to this list
@@ -103,13 +104,7 @@ if TYPE_CHECKING:  # for type checkers and editors; tests/test_packaging.py chec
     from syncer.volume.manifest import Check, Consistency, Manifest, ManifestEntry, RunReport, TableResult
 
 
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'syncer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_names("syncer", _FACE, globals())
 
 
 def __dir__() -> list[str]:

@@ -9,8 +9,9 @@ Names load with their module on first use (PEP 562), as on :mod:`syncer`'s face:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncer._lazy import lazy_names
 
 _WHERE = {
     "repair": "syncer.engine.maintain",
@@ -32,13 +33,7 @@ if TYPE_CHECKING:
     from syncer.engine.state import next_run, snapshots, status
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'syncer.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_names("syncer.engine", _WHERE, globals())
 
 
 __all__ = ["TRIGGERS", "Progress", "next_run", "repair", "rollback", "snapshots", "startup", "status", "sync", "verify"]
