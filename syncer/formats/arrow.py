@@ -41,11 +41,12 @@ class ArrowTableWriter(TableWriter):
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         super().__init__(path, schema)
         path.touch(exist_ok=False)  # refuses to overwrite, like the other formats' writers
-        self._file = pa.OSFile(str(path), "wb")
-        self._fd = os.open(path, os.O_RDONLY)
         self._hash = hashlib.sha256()
         self._hashed = 0
+        self._fd = -1
+        self._file = pa.OSFile(str(path), "wb")
         try:
+            self._fd = os.open(path, os.O_RDONLY)
             self._writer = ipc.new_file(self._file, schema)
         except BaseException:
             self._release()
