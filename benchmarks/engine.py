@@ -18,8 +18,9 @@ seconds and the ratios of one run, not wall seconds across runs.
     python benchmarks/engine.py --rows 20000000 --repeat 3 --before /tmp/before   # against another version
 
 Prints one table (medians and min-max) and the targets (engine sync <= 1.3x DuckDB's COPY of the
-same table and <= 400 MiB peak RSS at the largest size, for every table), writes JSON; the exit
-code is 1 if a target is missed. Not part of the test suite's pass/fail.
+same table and <= 400 MiB peak RSS at the largest size, for every table; for ``orders`` also
+<= 1.3x the COPY that writes the UUID as text, as the table is published, beside the bare one),
+writes JSON; the exit code is 1 if a target is missed. Not part of the test suite's pass/fail.
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ def targets(results: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
         if "engine" in s and "copy" in s:
             ratio = spread(s["engine"], "wall_s")[0] / spread(s["copy"], "wall_s")[0]
             out.append((f"{what}: engine sync ≤ 1.3× DuckDB COPY", ratio <= 1.3, f"{ratio:.2f}×"))
+        if "engine" in s and "copy_text" in s:
+            # beside the bare COPY, never instead of it: a COPY that writes what the table publishes
+            ratio = spread(s["engine"], "wall_s")[0] / spread(s["copy_text"], "wall_s")[0]
+            out.append((f"{what}: engine sync ≤ 1.3× COPY of the published columns (UUID text)", ratio <= 1.3, f"{ratio:.2f}×"))
         if "engine" in s:
             rss = spread(s["engine"], "rss_mib")[1]
             out.append((f"{what}: engine peak RSS ≤ 400 MiB", rss <= 400, f"{rss:.0f} MiB"))

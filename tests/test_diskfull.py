@@ -347,3 +347,21 @@ def test_emfile_while_sweeping_the_volume_is_one_line_naming_it(tmp_path: Path, 
     assert "Too many open files" in line and staging in line and "unexpected" not in line, line
     assert Volume(cfg.root).current_id() == served and syncer.verify(cfg)["ok"]
     assert syncer.sync(cfg)["status"] == "ok"
+
+
+def test_disk_full_while_writing_arrow_ipc_is_one_line_and_keeps_the_snapshot(full_disk_setup, tmp_path: Path):
+    """The Arrow IPC writer writes natively (no Python sink): ENOSPC is still one line naming the
+    device, the published snapshot is untouched and the half-written file is freed."""
+    _, _, first = full_disk_setup
+    cfg_path = tmp_path / "sync.toml"  # the fixture's config: `big` becomes an Arrow IPC table
+    cfg_path.write_text(cfg_path.read_text(encoding="utf-8").replace('name = "big"\n', 'name = "big"\nformat = "arrow"\n'))
+    cfg = load_config(cfg_path)
+    assert cfg.table("big").format == "arrow"
+    vol = Volume(cfg.root)
+    report = syncer.sync(cfg)
+    big = next(t for t in report["tables"] if t["table"] == "big")
+    assert "no space left on device" in big["error"].lower() and "arrow" in big["error"], big["error"]
+    assert "Traceback" not in big["error"] and "\n" not in big["error"]
+    assert vol.inspect(first, deep=True).ok
+    assert syncer.verify(cfg)["ok"], syncer.verify(cfg)["problems"]
+    assert sorted(p.name for p in vol.staging.iterdir()) == []

@@ -459,3 +459,26 @@ def test_the_engine_unload_stays_under_the_ceiling(tmp_path: Path, monkeypatch: 
         src.unload(t, src.schema(t), tmp_path / "out", compression="zstd", row_group_rows=1000)
     assert seen and max(seen) <= ceiling
     assert sum(1 for _ in (tmp_path / "out").glob("*.parquet")) >= 1
+
+
+@pytest.mark.parametrize(
+    ("columns", "writers", "expected"),
+    [
+        pytest.param(300, "auto", 1, id="wide-one-encoder"),
+        pytest.param(300, 2, 2, id="wide-explicit-writers-kept"),
+        pytest.param(8, "auto", 0, id="narrow-one-per-core"),
+    ],
+)
+def test_a_wide_parquet_table_is_encoded_by_one_writer(tmp_path: Path, columns: int, writers: object, expected: int) -> None:
+    """A second Parquet part costs a column writer per column (300 columns x 250k rows: 423 ->
+    395 MiB peak with one): a wide table gets one encoder unless [export] writers is set."""
+    db = _warehouse(tmp_path / "w.duckdb", {"t": (columns, 20_000)})
+    extra = f"writers = {writers if isinstance(writers, int) else chr(34) + str(writers) + chr(34)}"
+    cfg = load_config(_config(tmp_path, db, _tables("t"), export=extra))
+    with DuckDBSource(cfg.source) as src:
+        t = cfg.table("t")
+        schema = src.schema(t)
+        sized = sized_for(src, t, schema, cfg, 10_000_000)
+    assert sized.writers == expected
+    if expected == 1:
+        assert sized.parquet_parts(10_000_000) == 1  # one file, one encoder
