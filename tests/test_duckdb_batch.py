@@ -154,6 +154,47 @@ def _projected(source: DuckDBSource, table: TableConfig) -> pa.Schema:
     return pa.schema([f for f in full if f.name not in table.exclude_columns])
 
 
+def test_same_columns_are_asked_for_their_schema_once_each_the_table_s_own(tmp_path: Path, orders_db: Path) -> None:
+    con = duckdb.connect(str(orders_db))  # same names, one type apart: its own schema
+    con.execute("CREATE TABLE other AS SELECT * REPLACE (order_id::INTEGER AS order_id) FROM t0")
+    con.execute("CREATE TYPE mood AS ENUM ('calm', 'busy')")
+    con.execute("CREATE TABLE m1 AS SELECT order_id, 'calm'::mood AS mood FROM t0")
+    con.execute("CREATE TABLE m2 AS SELECT order_id, 'busy'::mood AS mood FROM t1")
+    con.close()
+    cfg = _config(tmp_path, orders_db, [("t0", "t0", "parquet")])
+    tables = _tables("t0", "t1", "t2", "other", "wider", "m1", "m2", "gone")
+    source = open_source(cfg.source)
+    try:
+        own = {t.name: source.schema(t) for t in tables[:-1]}  # not planned: each asked alone
+        source.plan(tables)
+        queries = _counting(source)
+        asked = _asking(source)
+        planned = {t.name: source.schema(t) for t in tables[:-1]}
+        with pytest.raises(syncer.SyncError, match="'gone'"):
+            source.schema(tables[-1])
+    finally:
+        source.close()
+    assert all(planned[n].equals(own[n], check_metadata=True) for n in own), planned
+    assert (
+        pa.types.is_int32(planned["other"].field("order_id").type)
+        and planned["m2"].field("mood").type == own["m1"].field("mood").type
+    )
+    assert asked == ["t0", "other", "wider", "m1", "gone"], asked  # t1, t2 and m2: the same columns as one before
+    assert len(queries) == 2, queries  # the catalogue, once
+
+
+def _asking(source: Any) -> list[str]:
+    asked: list[str] = []
+    real = source._asked
+
+    def spy(table: TableConfig) -> Any:
+        asked.append(table.name)
+        return real(table)
+
+    source._asked = spy
+    return asked
+
+
 def test_a_batch_that_fails_is_answered_table_by_table(tmp_path: Path, orders_db: Path) -> None:
     con = duckdb.connect(str(orders_db))  # same columns as t0, but one value DuckDB cannot compute
     con.execute("CREATE VIEW bad AS SELECT * REPLACE (CASE WHEN order_id = 3 THEN error('boom') ELSE note END AS note) FROM t0")
@@ -183,7 +224,10 @@ def test_a_batch_that_fails_is_answered_table_by_table(tmp_path: Path, orders_db
 def test_the_batched_statements_group_each_table_by_its_position() -> None:
     tables = _tables(*(f"t{k}" for k in range(BATCH_TABLES + 3)))
     count = batched_count_sql(tables)
-    assert count.count("UNION ALL") == len(tables) - 1 and f'SELECT {len(tables) - 1} AS k, count(*) AS n FROM "t66"' in count
+    assert (
+        count.count("UNION ALL") == len(tables) - 1
+        and f'SELECT {len(tables) - 1} AS k, count(*) AS n FROM "t{len(tables) - 1}"' in count
+    )
     schema = pa.schema([pa.field("order_id", pa.int64()), pa.field("note", pa.string())])
     prof = batched_profile_sql(tables[:2], schema)
     assert prof.endswith('FROM (SELECT 0 AS __syncer_batch, "order_id", "note" FROM "t0" UNION ALL '

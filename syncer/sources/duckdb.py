@@ -149,12 +149,7 @@ class DuckDBSource(Source):
         self._batch.plan(tables)  # their counts and small profiles asked together (syncer.sources.duckdb_batch)
 
     def schema(self, table: TableConfig) -> pa.Schema:
-        try:
-            rel = self.con.sql(f"SELECT * FROM {relation_sql(table)} LIMIT 0")
-            types = dict(zip(rel.columns, rel.types, strict=True))
-            arrow = rel.to_arrow_table().schema
-        except (duckdb.Error, RuntimeError) as exc:
-            raise self._error(exc, table) from exc
+        types, arrow = self._batch.schema(table, lambda sql, t: self._run(sql, t).fetchall(), lambda: self._asked(table))
         refuse_inexact(table, types)
         fields = []
         for f in arrow:
@@ -165,6 +160,13 @@ class DuckDBSource(Source):
                 f = f.with_metadata({CONVERTED: f"{t} -> {f.type}".encode()})
             fields.append(f)
         return pa.schema(fields)
+
+    def _asked(self, table: TableConfig) -> tuple[dict[str, Any], pa.Schema]:
+        try:
+            rel = self.con.sql(f"SELECT * FROM {relation_sql(table)} LIMIT 0")
+            return dict(zip(rel.columns, rel.types, strict=True)), rel.to_arrow_table().schema
+        except (duckdb.Error, RuntimeError) as exc:
+            raise self._error(exc, table) from exc
 
     def count(self, table: TableConfig, where: RowFilter | None = None) -> int:
         batched = None if where is not None else self._batch.count(table, lambda sql, t: self._run(sql, t).fetchall())
