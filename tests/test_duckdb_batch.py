@@ -292,3 +292,27 @@ def test_a_changed_value_in_one_small_table_fails_that_table_alone(tmp_path: Pat
     status = {t.table: t.status for t in report.tables}
     assert report.status == "partial" and status == {"s0": "fresh", "s1": "fresh", "s2": "fresh", "s3": "failed", "s4": "fresh"}
     assert "profile" in (report.error or "") and "amount" in (report.error or "")
+
+
+def test_only_the_tables_to_export_are_planned_the_unchanged_cost_no_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "w.duckdb"
+    _warehouse(db, {f"s{k}": ORDERS.format(k=k * 100, n=30) for k in range(3)})
+    assert syncer.sync(_config(tmp_path, db, [("s0", "s0", "parquet"), ("s1", "s1", "parquet")])).status == "ok"
+    planned: list[list[str]] = []
+    real = DuckDBSource.plan
+
+    def spy(self: DuckDBSource, tables: Any) -> None:
+        planned.append([t.name for t in tables])
+        real(self, tables)
+
+    monkeypatch.setattr(DuckDBSource, "plan", spy)
+    queries: list[str] = []
+    run = DuckDBSource._run
+    monkeypatch.setattr(DuckDBSource, "_run", lambda self, sql, *a, **kw: queries.append(sql) or run(self, sql, *a, **kw))
+    report = syncer.sync(_config(tmp_path, db, [(f"s{k}", f"s{k}", "parquet") for k in range(3)]))
+    assert {t.table: t.status for t in report.tables} == {"s0": "unchanged", "s1": "unchanged", "s2": "fresh"}
+    assert planned == [["s2"]], planned  # the two confirmed unchanged first, then only s2 told to the source
+    counts = [q for q in queries if "count(*) AS n" in q]
+    assert len(counts) == 1 and '"s2"' in counts[0] and '"s0"' not in counts[0], counts
