@@ -283,8 +283,11 @@ def _published_rows(cfg: Config | None, snapshot_id: str | None) -> dict[str, in
     return {n: int(t["rows"]) for n, t in snap.tables.items()} if snap else {}
 
 
-def _print_run(report: RunReport, cfg: Config | None = None) -> None:
-    published = _published_rows(cfg, report.get("snapshot_id"))
+def _print_run(run: RunReport | dict[str, Any], cfg: Config | None = None) -> None:
+    report = run.to_json() if isinstance(run, RunReport) else run  # once: each key of a record converts all of it
+    published = (
+        _published_rows(cfg, report.get("snapshot_id")) if any(t["status"] == "carried_over" for t in report["tables"]) else {}
+    )
     for t in report["tables"]:
         text, colour = _MARKS.get(t["status"], (t["status"].upper(), "red"))
         mark = click.style(f"{text:<12}", fg=colour)

@@ -259,8 +259,11 @@ class _Run:
                 # (and a later marker), never in the marker only (see syncer.export.unchanged).
                 markers = {n: marker_for(source, self.cfg.table(n), self.cfg) for n in self.selected}
                 prev_dir = self.vol.snapshot_dir(self.prev_id) if self.prev and self.prev_id else None
+                kept = {n: self._kept(source, n, markers[n], prev_tables.get(n), prev_dir) for n in self.selected}
+                # the tables to export, told first: the source may ask for what they share at once
+                source.plan([self.cfg.table(n) for n in self.selected if kept[n] is None])
                 for name in self.selected:
-                    out = self._export_one(source, name, markers[name], prev_tables.get(name), prev_dir)
+                    out = kept[name] or self._export_one(source, name, markers[name], prev_tables.get(name))
                     self.moment = self.moment or source.run_moment
                     self.outcomes[name] = out
                     log.info(
@@ -273,15 +276,17 @@ class _Run:
                     )
         self.steps["export_validate_s"] = time.perf_counter() - t_exp
 
-    def _export_one(
+    def _kept(
         self, source: Any, name: str, marker: dict[str, Any] | None, old: ManifestEntry | None, prev_dir: Path | None
-    ) -> TableOutcome:
-        """Keep the previous files of a table the source confirms unchanged (unless forced), else export it."""
+    ) -> TableOutcome | None:
+        """The previous files of a table the source confirms unchanged (unless forced), else None."""
+        self._at("export", name)
+        return None if self.force else confirm_unchanged(source, self.cfg.table(name), marker, old, prev_dir, self.staging)
+
+    def _export_one(self, source: Any, name: str, marker: dict[str, Any] | None, old: ManifestEntry | None) -> TableOutcome:
+        """Export a table the source did not confirm unchanged."""
         table = self.cfg.table(name)
         self._at("export", name)
-        kept = None if self.force else confirm_unchanged(source, table, marker, old, prev_dir, self.staging)
-        if kept is not None:
-            return kept
         out = export_table(
             source,
             table,

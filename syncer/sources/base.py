@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,10 @@ class Source(abc.ABC):
         scan), read before the table is exported; None when the source cannot tell (a query, a
         view): the table is then always exported. See :mod:`syncer.export.unchanged`."""
         return None
+
+    def plan(self, tables: Sequence[TableConfig]) -> None:  # noqa: B027 - optional hook
+        """The tables the run is about to export, told before the first one: a source may then ask
+        for what they share in one go (DuckDB: the counts, the small tables' profiles)."""
 
     @abc.abstractmethod
     def schema(self, table: TableConfig) -> pa.Schema: ...

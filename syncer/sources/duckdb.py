@@ -8,7 +8,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -27,11 +27,12 @@ from syncer._exceptions import (
 )
 from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
+from syncer.sources.duckdb_batch import RunBatch, catalog_key
 from syncer.sources.duckdb_memory import auto_limit, below_ceiling, beyond_ceiling, sample_row_bytes, shown, with_ceiling
-from syncer.sources.duckdb_sql import SMALL_ROWS, file_identity, profile_groups, where_sql
+from syncer.sources.duckdb_sql import SMALL_ROWS, file_identity, profile_from_row, profile_groups, where_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
-from syncer.validate.profile import CONVERTED, JSON_META, build_profile, plan_for
+from syncer.validate.profile import CONVERTED, JSON_META, plan_for
 
 __all__ = ["DuckDBSource"]
 
@@ -84,6 +85,7 @@ class DuckDBSource(Source):
         self.run_moment = clock.utcnow()
         self._file_marker = file_identity(self.path, f"duckdb-{duckdb.__version__}:pyarrow-{pa.__version__}")
         self._rows: dict[str, int] = {}  # each table's count (its profile runs as one query when small)
+        self._batch = RunBatch()
 
     def _connect(self, cfg: SourceConfig) -> Any:
         """The run's read-only connection. A writer process holding the file (DuckDB's lock) is
@@ -140,17 +142,14 @@ class DuckDBSource(Source):
             self._catalog = {"": list(here)}
             for name, schema, catalog, kind in self._run(sql, table).fetchall():
                 self._catalog.setdefault(f"{catalog}.{schema}.{name}", []).append(kind)
-        parts = [p.lower() for p in table.source.split(".")]
-        key = ".".join((parts[-3:-2] or [self._catalog[""][1]]) + (parts[-2:-1] or [self._catalog[""][0]]) + parts[-1:])
+        key = catalog_key(table.source, (self._catalog[""][0], self._catalog[""][1]))
         return self._file_marker if self._catalog.get(key) == ["BASE TABLE"] else None
 
+    def plan(self, tables: Sequence[TableConfig]) -> None:
+        self._batch.plan(tables)  # their counts and small profiles asked together (syncer.sources.duckdb_batch)
+
     def schema(self, table: TableConfig) -> pa.Schema:
-        try:
-            rel = self.con.sql(f"SELECT * FROM {relation_sql(table)} LIMIT 0")
-            types = dict(zip(rel.columns, rel.types, strict=True))
-            arrow = rel.to_arrow_table().schema
-        except (duckdb.Error, RuntimeError) as exc:
-            raise self._error(exc, table) from exc
+        types, arrow = self._batch.schema(table, lambda sql, t: self._run(sql, t).fetchall(), lambda: self._asked(table))
         refuse_inexact(table, types)
         fields = []
         for f in arrow:
@@ -162,7 +161,18 @@ class DuckDBSource(Source):
             fields.append(f)
         return pa.schema(fields)
 
+    def _asked(self, table: TableConfig) -> tuple[dict[str, Any], pa.Schema]:
+        try:
+            rel = self.con.sql(f"SELECT * FROM {relation_sql(table)} LIMIT 0")
+            return dict(zip(rel.columns, rel.types, strict=True)), rel.to_arrow_table().schema
+        except (duckdb.Error, RuntimeError) as exc:
+            raise self._error(exc, table) from exc
+
     def count(self, table: TableConfig, where: RowFilter | None = None) -> int:
+        batched = None if where is not None else self._batch.count(table, lambda sql, t: self._run(sql, t).fetchall())
+        if batched is not None:
+            self._rows[table.name] = batched
+            return batched
         cond, params = where_sql(where)
         # fetchall, not fetchone: DuckDB 2.0 refuses the next query on a connection with an unread result.
         n = int(self._run(f"SELECT count(*) FROM {relation_sql(table)}{cond}", table, params=params).fetchall()[0][0])
@@ -174,7 +184,8 @@ class DuckDBSource(Source):
     def profile(self, table: TableConfig, schema: pa.Schema, where: RowFilter | None = None) -> dict[str, Any]:
         self.use_limit_for(table, schema, _SAMPLE_ROWS, lower=False)
         try:
-            return self._profile(table, schema, where)
+            batched = None if where is not None else self._batched_profile(table, schema)
+            return batched if batched is not None else self._profile(table, schema, where)
         except BadRowsError as exc:
             wide = {f.name for f in schema if pa.types.is_decimal(f.type) and f.type.precision > 18}
             if not (wide and "Overflow" in str(exc)):
@@ -199,6 +210,10 @@ class DuckDBSource(Source):
                 raise beyond_ceiling(again, table.name, "its profile", self.ceiling) from again
             finally:
                 self._more_memory(-1)
+
+    def _batched_profile(self, table: TableConfig, schema: pa.Schema) -> dict[str, Any] | None:
+        with self._profile_cursor() as cur:
+            return self._batch.profile(table, schema, lambda sql, t: self._run(sql, t, con=cur).fetchall())
 
     def use_limit_for(self, table: TableConfig, schema: pa.Schema, batch_rows: int, *, lower: bool = True) -> None:
         """memory_limit = "auto": what this table's scan needs (columns, a batch), at most the ceiling; never
@@ -289,16 +304,7 @@ class DuckDBSource(Source):
             for g in parts:
                 sql = f"SELECT {', '.join(e for e, _, _ in g)} FROM {relation_sql(table)}{cond}"
                 row.extend(self._run(sql, table, con=cur, params=params).fetchall()[0])
-        raw: list[dict[str, Any]] = [{} for _ in plans]
-        rows = 0
-        for (_, i, stat), value in zip((x for g in parts for x in g), row, strict=True):
-            if i < 0:
-                rows = value
-            else:
-                raw[i][stat] = value
-        for st in raw:
-            st["nulls"] = rows - st.pop("count")
-        return build_profile(rows, plans, raw)
+        return profile_from_row(plans, [x for g in parts for x in g], row)
 
     supports_key_ranges = True
 

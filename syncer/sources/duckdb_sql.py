@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncer.sources.base import RowFilter, quote_ident
-from syncer.validate.profile import ColumnPlan
+from syncer.validate.profile import ColumnPlan, build_profile
 
 __all__ = [
     "SMALL_ROWS",
@@ -18,6 +18,7 @@ __all__ = [
     "UNLOAD_DICTIONARY_LIMIT",
     "file_identity",
     "profile_expressions",
+    "profile_from_row",
     "profile_groups",
     "unload_row_group",
     "unload_sql",
@@ -159,6 +160,20 @@ def profile_groups(
         else:
             (sums if stat == "sum" else minmax).append(e)
     return [counts, minmax, sums, floats]
+
+
+def profile_from_row(plans: list[ColumnPlan], exprs: Sequence[tuple[str, int, str]], row: Sequence[Any]) -> dict[str, Any]:
+    """The profile from the values of ``exprs`` (:func:`profile_expressions`, in their order)."""
+    raw: list[dict[str, Any]] = [{} for _ in plans]
+    rows = 0
+    for (_, i, stat), value in zip(exprs, row, strict=True):
+        if i < 0:
+            rows = value
+        else:
+            raw[i][stat] = value
+    for st in raw:
+        st["nulls"] = rows - st.pop("count")
+    return build_profile(rows, plans, raw)
 
 
 def where_sql(where: RowFilter | None) -> tuple[str, list[Any]]:
