@@ -645,19 +645,20 @@ def test_the_unload_writes_without_insertion_order_and_restores_it(tmp_path: Pat
     cfg = config(tmp_path, db, tables='[[tables]]\nname = "big"\nprimary_key = ["id"]\nexport = "engine"\n')
     src = DuckDBSource(SourceConfig(kind="duckdb", path=db, threads=2))
     seen: list[Any] = []
-    real_run = DuckDBSource._run
+    import syncer.sources.duckdb as duckdb_source
 
-    def spy(self, sql, table, **kwargs):  # type: ignore[no-untyped-def]
-        if sql.startswith("COPY"):
-            seen.append(self.con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0])
-        return real_run(self, sql, table, **kwargs)
+    real_copy = duckdb_source.run_copy
 
-    monkeypatch.setattr(DuckDBSource, "_run", spy)
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(real_copy(*args, **kwargs))  # the child's answer says what its COPY ran with
+        return seen[-1]
+
+    monkeypatch.setattr(duckdb_source, "run_copy", spy)
     try:
         table = cfg.table("big")
         schema = src.schema(table)
         src.unload(table, schema, tmp_path / "out", compression="zstd", row_group_rows=131_072)
-        assert seen == [False]
+        assert [(a["ok"], a["preserve_insertion_order"], a["threads"] >= 2) for a in seen] == [(True, False, True)]
         assert src.con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0] is True
         ids = pa.concat_arrays([b.column(0) for b in src.stream(table, schema, 65_536)])
         assert ids.to_pylist() == list(range(1_000_000))  # the stream after it: the source's order again

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -439,21 +440,23 @@ def test_the_snowflake_source_streams_a_wide_table_in_the_per_table_batches(tmp_
 
 
 def test_the_engine_unload_stays_under_the_ceiling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the unload's own limit (256MB: DuckDB's Parquet writer buffers a row group per thread) is
-    # capped by the ceiling too; the real SET runs, the spy only records it
+    # the unload's own limit (DuckDB's Parquet writer buffers a row group per thread), given to the
+    # child that runs the COPY, is capped by the ceiling too; the real COPY runs, the spy only records it
+    import syncer.sources.duckdb as duckdb_source
+
     db = _warehouse(tmp_path / "w.duckdb", {"narrow": (8, 5000)})
     monkeypatch.setenv("SYNCER_CGROUP_ROOT", str(_cgroup(tmp_path, 400 * MIB)))
     cfg = load_config(_config(tmp_path, db, _tables("narrow")))
     ceiling = cfg.source.memory_ceiling
     assert ceiling == 72 * MIB
     seen: list[int] = []
-    real = DuckDBSource._set_limit
+    real = duckdb_source.run_copy
 
-    def spy(self: DuckDBSource, limit: str) -> None:
-        seen.append(parse_size(limit))
-        real(self, limit)
+    def spy(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen.append(parse_size(kwargs["memory_limit"]))
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(DuckDBSource, "_set_limit", spy)
+    monkeypatch.setattr(duckdb_source, "run_copy", spy)
     with DuckDBSource(cfg.source) as src:
         t = cfg.table("narrow")
         src.unload(t, src.schema(t), tmp_path / "out", compression="zstd", row_group_rows=1000)

@@ -31,6 +31,7 @@ from syncer.sources.duckdb_batch import RunBatch, catalog_key
 from syncer.sources.duckdb_memory import auto_limit, below_ceiling, beyond_ceiling, sample_row_bytes, shown, with_ceiling
 from syncer.sources.duckdb_sql import SMALL_ROWS, file_identity, profile_from_row, profile_groups, where_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
+from syncer.sources.duckdb_unload import UnloadCrashed, run_copy
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
 from syncer.validate.profile import CONVERTED, JSON_META, plan_for
 
@@ -42,6 +43,7 @@ log = logging.getLogger("syncer")
 #: group per thread. At 20M rows: 256MB peaks at 338 MiB RSS in 10.2 s, 2GB at 710 MiB in 8.1 s;
 #: at 100M rows 256MB peaked the whole sync at 411 MiB (benchmarks/engine.py), so 192MB.
 _UNLOAD_LIMIT = "192MB"
+_STREAM_HINT = ' (export = "stream" for this table reads it in batches and quarantines rows that fail)'
 #: rows read to measure a table's row width (its strings) before its batches are sized
 _SAMPLE_ROWS = 2048
 #: how long opening the warehouse waits for a writer process to release DuckDB's file lock
@@ -385,8 +387,9 @@ class DuckDBSource(Source):
         return dsql.unloadable(self._run(f"DESCRIBE SELECT * FROM {relation_sql(table)}", table).fetchall(), schema.names)
 
     def unload(self, table: TableConfig, schema: pa.Schema, folder: Any, *, compression: str, row_group_rows: int) -> None:
-        """``COPY (SELECT ...) TO folder/data_0.parquet`` on the run's read-only connection (its
-        moment): one file, written by all threads without insertion order
+        """``COPY (SELECT ...) TO folder/data_0.parquet`` in a child process on a read-only connection
+        of its own (the run's moment: no writer can open the file while the run holds it; see
+        :mod:`syncer.sources.duckdb_unload`): one file, written by all threads without insertion order
         (``preserve_insertion_order = false`` for the COPY only: DuckDB's ordered COPY under the
         unload's memory limit ran about one thread's speed, 2x the wall), with row groups aligned
         to the storage's (:func:`unload_row_group`): each row group is one contiguous run of the
@@ -397,24 +400,18 @@ class DuckDBSource(Source):
         os.makedirs(folder)
         path = os.path.join(str(folder), "data_0.parquet")
         sql = dsql.unload_sql(relation_sql(table), schema.names, uuids, path, compression, dsql.unload_row_group(row_group_rows))
-        threads, ordered = self._run(
-            "SELECT current_setting('threads'), current_setting('preserve_insertion_order')", table
-        ).fetchall()[0]
-        with self._raised_lock:  # like _more_memory(+1), with the unload's own limit
-            self._raised += 1
-            if self._raised == 1:
-                self._set_limit(f"{min(_memory.parse_size(_UNLOAD_LIMIT), self.ceiling)}B")  # never above the ceiling
-                self._lowered = False
-        try:
-            self._run(f"SET threads = {max(int(threads), min(os.cpu_count() or 1, 4))}", table)
-            self._run("SET preserve_insertion_order = false", table)  # global: restored below, before any stream
-            self._run(sql, table).fetchall()
-        finally:
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute(f"SET preserve_insertion_order = {bool(ordered)}")
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute(f"SET threads = {int(threads)}")
-            self._more_memory(-1)
+        threads = max(int(self._run("SELECT current_setting('threads')", table).fetchall()[0][0]), min(os.cpu_count() or 1, 4))
+        limit = f"{min(_memory.parse_size(_UNLOAD_LIMIT), self.ceiling)}B"  # never above the ceiling
+        try:  # in a child: DuckDB 2.0 hangs or crashes when a multi-threaded COPY fails part-way
+            got = run_copy(str(self.path), sql, threads=threads, memory_limit=limit)
+        except UnloadCrashed as exc:
+            raise SourceError(
+                f"table {table.name!r}: {exc}; nothing of it was published, it keeps its old data{_STREAM_HINT}"
+            ) from None
+        if not got.get("ok"):
+            kind = getattr(duckdb, str(got.get("kind")), duckdb.Error)
+            kind = kind if isinstance(kind, type) and issubclass(kind, duckdb.Error) else duckdb.Error
+            raise self._error(kind(str(got.get("message"))), table) from None
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):
