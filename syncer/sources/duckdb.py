@@ -40,9 +40,10 @@ __all__ = ["DuckDBSource"]
 log = logging.getLogger("syncer")
 
 #: memory_limit while DuckDB unloads a table (export = "engine"): its Parquet writer buffers a row
-#: group per thread. At 20M rows: 256MB peaks at 338 MiB RSS in 10.2 s, 2GB at 710 MiB in 8.1 s;
-#: at 100M rows 256MB peaked the whole sync at 411 MiB (benchmarks/engine.py), so 192MB.
-_UNLOAD_LIMIT = "192MB"
+#: group per thread. At 20M rows (in the run's process): 256MB peaked at 338 MiB RSS, 2GB at 710 MiB;
+#: the COPY runs in a child of its own (syncer.sources.duckdb_unload) beside the run's ~140 MiB: the
+#: 20M-row engine sync's process tree peaked at 419 MiB with 192MB, 386 with 160MB, 353 with 128MB.
+_UNLOAD_LIMIT = "160MB"
 _STREAM_HINT = ' (export = "stream" for this table reads it in batches and quarantines rows that fail)'
 #: rows read to measure a table's row width (its strings) before its batches are sized
 _SAMPLE_ROWS = 2048
