@@ -63,6 +63,10 @@ Encoder = Callable[[Any], Any]
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
+#: batches of fewer rows are spelled by Arrow compute where it can (see JsonlTableWriter.__init__)
+ARROW_BELOW_ROWS = 32_768
+
+
 class JsonlTableWriter(ParallelTextWriter):
     """Batches of flat tables of the common types spelled by Arrow compute
     (:mod:`syncer.formats.jsonl_lines`; a batch it declines, and every other table, by the next
@@ -84,18 +88,22 @@ class JsonlTableWriter(ParallelTextWriter):
         encoders: int | None = None,
     ) -> None:
         # Arrow's joins beat DuckDB's JSON functions on wide tables (300 columns: 0.85 s against
-        # 1.25 s of CPU per 20k rows, none of DuckDB's ~70 MiB of JSON text); on the 9-column
-        # orders table DuckDB is a little cheaper (1.23 s against 1.39 s per million rows)
-        self._arrow = vectorised and arrow and jsonl_lines.supported(schema) and (arrow_always or len(schema) > WIDE_COLUMNS)
+        # 1.25 s of CPU per 20k rows, none of DuckDB's ~70 MiB of JSON text) and on small batches
+        # (DuckDB binds the projection for ~7 ms a call: 100 rows of the orders table 7.9 ms
+        # against 1.0, 32k rows 66 against 56); on batches of 80k narrow rows DuckDB is a little
+        # cheaper (1.23 s against 1.39 s per million rows)
+        self._arrow = vectorised and arrow and jsonl_lines.supported(schema)
+        wide = len(schema) > WIDE_COLUMNS
+        self.arrow_below_rows = 1 << 62 if wide or arrow_always else ARROW_BELOW_ROWS
         if encoders is None:  # DuckDB's JSON text of a wide batch costs ~70 MiB per encoder: one then
-            encoders = ENCODERS if self._arrow or len(schema) <= WIDE_COLUMNS else 1
+            encoders = ENCODERS if self._arrow or not wide else 1
         super().__init__(path, schema, encoders=encoders)
         self._encoders = [(f.name, _encoder(f.type)) for f in schema]
         self._select = plan(schema) if vectorised else None
         self._sql: list[SqlLines | None] = [None] * self.encoders
 
     def encode(self, encoder: int, batch: pa.RecordBatch) -> list[Any]:
-        if self._arrow:
+        if self._arrow and batch.num_rows < self.arrow_below_rows:
             try:
                 buf = jsonl_lines.encode(batch)
             except pa.ArrowException as exc:  # (text past 2 GiB in one batch): DuckDB spells it

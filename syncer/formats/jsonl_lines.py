@@ -79,9 +79,10 @@ def _float(arr: pa.Array) -> pa.Array:
     text = pc.if_else(whole, _concat(pa.string(), text, ".0"), text)
     if pc.any(pc.is_nan(arr)).as_py() or pc.any(pc.is_inf(arr)).as_py():
         text = pc.if_else(pc.is_nan(arr), _literal('"NaN"', pa.string()), text)
-        inf = pc.is_inf(arr)
-        text = pc.if_else(pc.and_(inf, pc.greater(arr, 0)), _literal('"Infinity"', pa.string()), text)
-        text = pc.if_else(pc.and_(inf, pc.less(arr, 0)), _literal('"-Infinity"', pa.string()), text)
+        # the sign without a Python scalar (pyarrow's first conversion of one imports pandas)
+        inf, negative = pc.is_inf(arr), pc.less(arr, pc.negate(arr))
+        text = pc.if_else(pc.and_(inf, pc.invert(negative)), _literal('"Infinity"', pa.string()), text)
+        text = pc.if_else(pc.and_(inf, negative), _literal('"-Infinity"', pa.string()), text)
     return text
 
 
@@ -92,11 +93,7 @@ def _value(arr: pa.Array) -> pa.Array | None:
         data = _bytes(arr)
         if data is not None and pc.min(data).as_py() < 0x20:
             return None  # a control character: JSON escapes it, DuckDB spells it
-        text = arr
-        if data is not None and pc.any(pc.equal(data, 0x5C)).as_py():
-            text = pc.replace_substring(text, "\\", "\\\\")
-        if data is not None and pc.any(pc.equal(data, 0x22)).as_py():
-            text = pc.replace_substring(text, '"', '\\"')
+        text = pc.replace_substring(pc.replace_substring(arr, "\\", "\\\\"), '"', '\\"')
         return _quoted(text.cast(pa.string()))
     if pa.types.is_float64(t):
         return _float(arr)
