@@ -110,3 +110,31 @@ def test_an_encoder_error_is_raised_and_every_thread_stops(tmp_path: Path) -> No
     # what was written is a prefix of the batches before the one that failed, in order
     text = (tmp_path / "t.txt").read_text()
     assert "".join(f"{i}\n" for i in range(50)).startswith(text)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_file_written_on_two_encoders_that_loses_its_last_line_fails_its_checks(tmp_path: Path, fmt: str) -> None:
+    """The checks still see every byte: a truncated file fails sha256 (size) and reopen (rows)."""
+    from syncer.config import TableConfig
+    from syncer.export.quarantine import Quarantine
+    from syncer.formats import open_writer
+    from syncer.validate.checks import Evidence, validate_table
+    from syncer.validate.keys import DupResult
+    from syncer.validate.profile import ProfileAccumulator
+
+    path = tmp_path / f"t.{fmt}"
+    writer = open_writer(fmt, path, SCHEMA)
+    assert writer.threaded and getattr(writer, "encoders", 0) == 2
+    acc = ProfileAccumulator(SCHEMA)
+    for b in _batches(count=4, rows=50):
+        writer.write(b)
+        acc.update(b)
+    written = writer.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1])  # the last row gone
+    table = TableConfig("t", source="t", primary_key=("id",), format=fmt)
+    ev = Evidence(table, SCHEMA, 200, acc.result(), acc, DupResult(), Quarantine(tmp_path / "q", table), written, None, False)
+    checks = {c.name: c for c in validate_table(ev)}
+    assert not checks["sha256"].ok, checks["sha256"].detail
+    detail = checks["reopen"].detail  # the cut falls inside the last row's quoted "\n" (CSV) or after it
+    assert not checks["reopen"].ok and ("were written" in detail or "cannot re-open" in detail), detail
