@@ -254,11 +254,11 @@ def test_the_writer_goes_row_wise_from_a_batch_the_sql_path_refuses(tmp_path: Pa
     good = pa.RecordBatch.from_pydict({"k": [1], "m": [[("a", 1)]]}, schema=schema)
     repeated = pa.RecordBatch.from_pydict({"k": [2], "m": [[("a", 1), ("a", 2)]]}, schema=schema)
     w = JsonlTableWriter(tmp_path / "t.jsonl", schema)
-    assert w._sql is not None  # the vectorised path is taken while it can be
+    assert w._select is not None  # the vectorised path is taken while it can be
     for b in (good, repeated, good):
         w.write(b)
     w.close()
-    assert w._sql is None
+    assert w._select is None
     lines = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text(encoding="utf-8").split("\n")[:-1]]
     assert lines == [
         {"k": 1, "m": [{"key": "a", "value": 1}]},
@@ -270,7 +270,7 @@ def test_the_writer_goes_row_wise_from_a_batch_the_sql_path_refuses(tmp_path: Pa
 def test_a_schema_without_an_sql_spelling_is_written_row_wise(tmp_path: Path) -> None:
     schema = pa.schema([("d", pa.duration("s"))])
     w = JsonlTableWriter(tmp_path / "d.jsonl", schema)
-    assert w._sql is None
+    assert w._select is None
     w.write(pa.RecordBatch.from_pydict({"d": [5]}, schema=schema))
     w.close()
     assert json.loads((tmp_path / "d.jsonl").read_text()) == {"d": 5}

@@ -27,7 +27,7 @@ import pyarrow.csv as pcsv
 
 from syncer.formats.base import Format, TableWriter, conform, decimal_array, read_rows, selected
 from syncer.formats.csv_lines import faster, header, lines, supported
-from syncer.formats.files import StreamTableWriter
+from syncer.formats.text_encoders import ENCODERS, ParallelTextWriter
 
 __all__ = ["DIALECT", "NULL", "CsvFormat", "CsvTableWriter"]
 
@@ -49,7 +49,7 @@ DIALECT: dict[str, Any] = {
 }
 
 
-class CsvTableWriter(StreamTableWriter):
+class CsvTableWriter(ParallelTextWriter):
     """CSV text; binary columns base64, decimal columns plain-digit text (CSV holds text only).
 
     Both are spelled vectorised, the same text as the row-wise spelling (``vectorised=False``)
@@ -58,72 +58,80 @@ class CsvTableWriter(StreamTableWriter):
     neither spells exactly (a scale past 6 in decimal256, a negative scale) is spelled row-wise.
     The lines are built with Arrow compute (:mod:`syncer.formats.csv_lines`, the bytes pyarrow's
     CSV writer writes) where that is faster (UTC timestamps; ``lines_always``: wherever it can, for
-    the tests), else by pyarrow's writer."""
+    the tests), else by pyarrow's writer, one batch into one buffer. Batches are spelled on
+    ``encoders`` threads and written in order (:mod:`syncer.formats.text_encoders`)."""
 
-    def __init__(self, path: Path, schema: pa.Schema, *, vectorised: bool = True, lines_always: bool = False) -> None:
-        super().__init__(path, schema)
+    def __init__(
+        self, path: Path, schema: pa.Schema, *, vectorised: bool = True, lines_always: bool = False, encoders: int = ENCODERS
+    ) -> None:
+        super().__init__(path, schema, encoders=encoders)
         self._text = [i for i, f in enumerate(schema) if _as_text(f.type)]
         self._how = [_spelling(schema[i]) if vectorised else None for i in self._text]
-        self._con: Any = None  # the private DuckDB, made at the first batch that needs it
+        self._cons: list[Any] = [None] * self.encoders  # each encoder's private DuckDB, made when it needs one
         text_schema = _csv_schema(schema)
         self._text_schema = text_schema
+        self._lines = vectorised and supported(text_schema) and (lines_always or faster(text_schema))
+        self._options = pcsv.WriteOptions(quoting_style="needed", null_string=NULL, include_header=False)
         # The header is written when the writer is made: an empty table is still a header line.
-        self._writer: pcsv.CSVWriter | None = None
-        if vectorised and supported(text_schema) and (lines_always or faster(text_schema)):
-            self.stream.write(header(text_schema))  # then csv_lines writes the rows
+        if self._lines:
+            self.stream.write(header(text_schema))
         else:
-            options = pcsv.WriteOptions(quoting_style="needed", null_string=NULL, include_header=True)
-            self._writer = pcsv.CSVWriter(self.stream, text_schema, write_options=options)
+            head = pa.BufferOutputStream()
+            pcsv.write_csv(pa.Table.from_batches([], text_schema), head, write_options=_with_header(self._options))
+            self.stream.write(head.getvalue())
 
-    def _write(self, batch: pa.RecordBatch) -> None:
+    def encode(self, encoder: int, batch: pa.RecordBatch) -> list[pa.Buffer]:
         if self._text:
-            cols = list(batch.columns)
-            fast = [(i, h) for i, h in zip(self._text, self._how, strict=True) if h not in (None, ARROW) and _fits(cols[i])]
-            if fast:
-                for (i, _), text in zip(fast, self._spelled(batch, fast), strict=True):
-                    cols[i] = text
-            spelled = {i for i, _ in fast}
-            for i, how in zip(self._text, self._how, strict=True):
-                if how == ARROW:
-                    cols[i] = pc.cast(cols[i], pa.string())
-                elif i not in spelled:
-                    cols[i] = pa.array([_text(v) for v in cols[i].to_pylist()], pa.string())
-            batch = pa.RecordBatch.from_arrays(cols, schema=self._text_schema)
-        if self._writer is None:
-            self.stream.write(lines(batch, NULL))
-        else:
-            self._writer.write_batch(batch)
+            batch = self._as_text_batch(encoder, batch)
+        if self._lines:
+            return [lines(batch, NULL)]
+        out = pa.BufferOutputStream()
+        pcsv.write_csv(batch, out, write_options=self._options)
+        return [out.getvalue()]
 
-    def _spelled(self, batch: pa.RecordBatch, fast: list[tuple[int, str]]) -> list[pa.Array]:
+    def _as_text_batch(self, encoder: int, batch: pa.RecordBatch) -> pa.RecordBatch:
+        cols = list(batch.columns)
+        fast = [(i, h) for i, h in zip(self._text, self._how, strict=True) if h not in (None, ARROW) and _fits(cols[i])]
+        if fast:
+            for (i, _), text in zip(fast, self._spelled(encoder, batch, fast), strict=True):
+                cols[i] = text
+        spelled = {i for i, _ in fast}
+        for i, how in zip(self._text, self._how, strict=True):
+            if how == ARROW:
+                cols[i] = pc.cast(cols[i], pa.string())
+            elif i not in spelled:
+                cols[i] = pa.array([_text(v) for v in cols[i].to_pylist()], pa.string())
+        return pa.RecordBatch.from_arrays(cols, schema=self._text_schema)
+
+    def _spelled(self, encoder: int, batch: pa.RecordBatch, fast: list[tuple[int, str]]) -> list[pa.Array]:
         """The text of the ``fast`` columns, spelled by DuckDB in one projection of the batch."""
         import duckdb  # the engine's extra; the reader never needs it
 
-        if self._con is None:
-            self._con = duckdb.connect(config={"threads": 1})
+        if self._cons[encoder] is None:
+            self._cons[encoder] = duckdb.connect(config={"threads": 1})
         part = pa.RecordBatch.from_arrays([batch.column(i) for i, _ in fast], names=[f"c{k}" for k in range(len(fast))])
         sql = ", ".join(f"{expr.format(f'c{k}')} AS c{k}" for k, (_, expr) in enumerate(fast))
         try:
-            table = self._con.from_arrow(part).project(sql).to_arrow_table()
+            table = self._cons[encoder].from_arrow(part).project(sql).to_arrow_table()
         except duckdb.Error:
             # not expected (_fits guards what DuckDB cannot hold); row-wise then, on a new DuckDB
             # next time (an internal error invalidates the database)
-            self._close_con()
+            self._close_con(encoder)
             return [pa.array([_text(v) for v in batch.column(i).to_pylist()], pa.string()) for i, _ in fast]
         return [col.combine_chunks().cast(pa.string()) if len(col) else pa.array([], pa.string()) for col in table.columns]
 
     def _finish(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._close_con()
+        for k in range(self.encoders):
+            self._close_con(k)
 
-    def abort(self) -> None:
-        super().abort()
-        self._close_con()
+    def _close_con(self, encoder: int) -> None:
+        con, self._cons[encoder] = self._cons[encoder], None
+        if con is not None:
+            con.close()
 
-    def _close_con(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+
+def _with_header(options: pcsv.WriteOptions) -> pcsv.WriteOptions:
+    return pcsv.WriteOptions(quoting_style=options.quoting_style, null_string=options.null_string, include_header=True)
 
 
 #: a column Arrow's own cast spells exactly (see :func:`_spelling`)

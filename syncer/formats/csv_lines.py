@@ -20,7 +20,7 @@ import struct
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["faster", "header", "lines", "supported"]
+__all__ = ["buffer_of", "faster", "header", "lines", "supported"]
 
 
 def _plain(t: pa.DataType) -> bool:
@@ -95,6 +95,11 @@ def lines(batch: pa.RecordBatch, null: str) -> pa.Buffer:
     if any(pa.types.is_large_string(c.type) for c in cols):
         cols = [c.cast(pa.large_string()) for c in cols]  # one offset width for the join
     joined = pc.binary_join_element_wise(*cols, _literal(",", cols[0].type)) if n > 1 else cols[0]
+    return buffer_of(joined)
+
+
+def buffer_of(joined: pa.Array | pa.ChunkedArray) -> pa.Buffer:
+    """The character data of a string array of lines, as one buffer (a view, not a copy)."""
     if isinstance(joined, pa.ChunkedArray):
         joined = joined.combine_chunks()
     width = pa.int64() if pa.types.is_large_string(joined.type) else pa.int32()
