@@ -114,12 +114,13 @@ def _supervise(args: list[str]) -> int | None:
         try:
             report_r, report_w = os.pipe()
             err_r, err_w = os.pipe()
+            me = os.getpid()  # before the fork: a child whose supervisor died already must see it (getppid() is then 1)
             pid = os.fork()
         except OSError as exc:
             res = _not_started(exc)
         else:
             if pid == 0:
-                _forked_child(forwarding, (report_r, report_w), (err_r, err_w), tty)
+                _forked_child(forwarding, (report_r, report_w), (err_r, err_w), tty, me)
                 return None
             _own_group(pid)  # both sides set it: no race with a signal sent before the child got to it
             os.close(report_w)
@@ -139,7 +140,7 @@ def _own_group(pid: int) -> None:
         pass
 
 
-def _forked_child(forwarding: _Forwarding, report: tuple[int, int], err: tuple[int, int], tty: bool) -> None:
+def _forked_child(forwarding: _Forwarding, report: tuple[int, int], err: tuple[int, int], tty: bool, parent: int) -> None:
     """In the forked child: the parent's handlers off, stderr to the parent's pipe, its own group, adopted."""
     forwarding.restore()
     os.close(report[0])
@@ -149,7 +150,7 @@ def _forked_child(forwarding: _Forwarding, report: tuple[int, int], err: tuple[i
     if tty:
         os.environ[ENV_TTY] = "1"
     _own_group(0)
-    adopt(report[1], os.getppid())
+    adopt(report[1], parent)  # exits at once if ``parent`` died between the fork and the prctl
 
 
 def run_child(

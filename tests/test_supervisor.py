@@ -405,3 +405,38 @@ def test_a_child_that_cannot_be_started_is_one_line(config_path: Path) -> None:
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: cannot start the sync process") and "Too many open files" in line
     assert not (config_path.parent / "data" / "current").exists()
+
+
+ORPHAN = """
+import inspect, os, sys, time
+from syncer import supervise
+
+me = os.getpid()
+r, w = os.pipe()
+e_r, e_w = os.pipe()
+pid = os.fork()
+if pid:
+    os._exit(0)  # the supervisor dies between the fork and the child's prctl
+while os.getppid() == me:
+    time.sleep(0.001)
+with supervise._Forwarding() as forwarding:
+    new = "parent" in inspect.signature(supervise._forked_child).parameters  # the old one took getppid() after the fork
+    supervise._forked_child(forwarding, (r, w), (e_r, e_w), False, *([me] if new else []))
+    os.write(1, b"still running without its supervisor\\n")
+    os._exit(0)
+"""
+
+
+def test_a_child_whose_supervisor_died_before_it_was_adopted_exits_at_once(tmp_path: Path) -> None:
+    """The supervisor's pid is taken before the fork: after it, a dead supervisor's child sees
+    another parent (1 or a subreaper) and must not go on to run the sync alone (it held the lock
+    while the next sync was refused, in the crash test's random kills)."""
+    out = tmp_path / "out"
+    with open(out, "wb") as fh:
+        proc = subprocess.run([sys.executable, "-c", ORPHAN], stdout=fh, timeout=30, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and not out.read_bytes():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert out.read_bytes() == b""
