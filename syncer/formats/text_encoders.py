@@ -94,8 +94,7 @@ class ParallelTextWriter(StreamTableWriter):
         self._writing.put(slot)
 
     def close(self) -> WrittenFile:
-        with self._pipeline:  # waits for every batch to be written, or raises the first error
-            pass
+        self._pipeline.finish()  # waits for every batch to be written, or raises the first error
         return super().close()
 
     def abort(self) -> None:
