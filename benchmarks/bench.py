@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -101,12 +102,42 @@ def precompile() -> None:
     subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "syncer")], check=True, stdout=subprocess.DEVNULL)
 
 
+def _tree_rss_mib(pid: int) -> float:
+    """The summed proportional set size (PSS) of ``pid`` and every process under it, MiB: a page shared
+    by a fork or a library counts once across the tree, as the container's memory limit charges it."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup", "rb") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith(b"Pss:"))
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children", "rb") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total / 1024
+
+
 def run_process(argv: list[str], *, env: dict[str, str] | None = None) -> dict[str, float]:
-    """Run argv to completion; wall, CPU (user+sys) and peak RSS of that process from the OS."""
+    """Run argv to completion; wall, CPU (user+sys) and peak RSS of that process from the OS
+    (``wait4``: the largest one process's peak, its children included only as their own peaks), and
+    ``tree_mib``: the peak of the whole process tree's summed PSS, sampled every 50 ms."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    tree = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            tree[0] = max(tree[0], _tree_rss_mib(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    stop.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
@@ -117,7 +148,8 @@ def run_process(argv: list[str], *, env: dict[str, str] | None = None) -> dict[s
             f"warning: the benchmark process itself peaked at {floor:.0f} MiB: peak RSS below that is not measured",
             file=sys.stderr,
         )
-    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024}
+    rss = ru.ru_maxrss / 1024
+    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mib": rss, "tree_mib": max(tree[0], rss)}
 
 
 def target_lines(checks: list[tuple[str, bool, str]]) -> list[str]:

@@ -8,7 +8,8 @@ table, see README). The warehouse is built once per size in ``--work`` and reuse
 every case of every table as whole processes, interleaved (engine sync, stream sync, DuckDB COPY
 to one Parquet file, zstd, the matrix's baseline, and for ``orders`` the same COPY with the UUID
 column as text, the way it is published), ``--repeat`` rounds; wall, CPU (user + sys) and peak RSS
-come from the OS (``os.wait4``, benchmarks/bench.py). The load of the machine
+come from the OS (``os.wait4``, benchmarks/bench.py), and the process tree's peak (the sync and its unload
+child summed, PSS sampled every 50 ms). The load of the machine
 (``os.getloadavg``) is recorded before and after each size: on a shared machine compare CPU
 seconds and the ratios of one run, not wall seconds across runs.
 
@@ -111,7 +112,7 @@ def run_size(
             s = samples[name][c][-1]
             print(
                 f"  {rows:>11,} {i + 1}/{repeat} {name:<15} {LABELS[c]:<15} {s['wall_s']:7.2f} s wall "
-                f"{s['cpu_s']:7.2f} s CPU {s['rss_mib']:6.0f} MiB  load {os.getloadavg()[0]:.1f}",
+                f"{s['cpu_s']:7.2f} s CPU {s['rss_mib']:6.0f} MiB (tree {s['tree_mib']:.0f})  load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     load.append(os.getloadavg()[0])
@@ -129,8 +130,9 @@ def median(xs: list[dict[str, float]], f: str) -> float:
 def table_lines(results: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| rows | table | case | wall s median (min–max) | CPU s median (min–max) | peak RSS MiB (max) "
+        "| process tree peak MiB (max) "
         "| wall / COPY (best) | CPU / COPY (median) | load (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         base = r["samples"].get("copy")
@@ -142,14 +144,15 @@ def table_lines(results: list[dict[str, Any]]) -> list[str]:
             load = "–".join(f"{x:.1f}" for x in r["load_1min"])
             lines.append(
                 f"| {r['rows']:,} | {r['table']} | {LABELS[c]} | {median(xs, 'wall_s'):.2f} ({lo:.2f}–{hi:.2f}) | "
-                f"{median(xs, 'cpu_s'):.1f} ({clo:.1f}–{chi:.1f}) | {spread(xs, 'rss_mib')[1]:.0f} | {wall} | {cpu} | {load} |"
+                f"{median(xs, 'cpu_s'):.1f} ({clo:.1f}–{chi:.1f}) | {spread(xs, 'rss_mib')[1]:.0f} | {spread(xs, 'tree_mib')[1]:.0f} | {wall} | {cpu} | {load} |"
             )
     return lines
 
 
 def targets(results: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
     """At the largest size, for every table: engine <= 1.3x its COPY (best wall against best wall,
-    the least-disturbed run of each on a shared machine) and <= 400 MiB peak RSS."""
+    the least-disturbed run of each on a shared machine) and <= 400 MiB peak memory: the whole process
+    tree's (the run and its unload child side by side, summed PSS), not one process's."""
     top = max(r["rows"] for r in results)
     out: list[tuple[str, bool, str]] = []
     for big in (r for r in results if r["rows"] == top):
@@ -162,8 +165,8 @@ def targets(results: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
             ratio = spread(s["engine"], "wall_s")[0] / spread(s["copy_text"], "wall_s")[0]
             out.append((f"{what}: engine sync ≤ 1.3× COPY of the published columns (UUID text)", ratio <= 1.3, f"{ratio:.2f}×"))
         if "engine" in s:
-            rss = spread(s["engine"], "rss_mib")[1]
-            out.append((f"{what}: engine peak RSS ≤ 400 MiB", rss <= 400, f"{rss:.0f} MiB"))
+            rss = spread(s["engine"], "tree_mib")[1]
+            out.append((f"{what}: engine peak memory (process tree) ≤ 400 MiB", rss <= 400, f"{rss:.0f} MiB"))
     return out
 
 
