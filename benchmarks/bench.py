@@ -132,14 +132,23 @@ def run_process(argv: list[str], *, env: dict[str, str] | None = None) -> dict[s
         while not stop.wait(0.05):
             tree[0] = max(tree[0], _tree_rss_mib(proc.pid))
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    errs: list[bytes] = []
+
+    def drain() -> None:  # read while it runs: a full pipe would stop a chatty process
+        assert proc.stderr is not None
+        with proc.stderr:
+            errs.append(proc.stderr.read())
+
+    threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=drain, daemon=True)]
+    for t in threads:
+        t.start()
     _, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     stop.set()
-    sampler.join()
+    for t in threads:
+        t.join(10)  # a descendant still holding stderr open must not hang the benchmark
     proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    err = b"".join(errs).decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}):\n{err[-2000:]}")
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
