@@ -244,13 +244,22 @@ def cell_cases(work: Path, db: Path, keys: dict[str, list[str]], fmt: str, tag: 
         cases["duckdb COPY"] = lambda: run_process([PY, "-c", COPY, str(db), fmt, fresh("base"), *tables])
     if fmt == "parquet":
         # after "syncer sync" in the same round, on the volume it published: the table did not change
-        cases["unchanged sync"] = lambda: run_process([PY, "-m", "syncer", "--config", str(cfg), "sync"], env=env)
+        cases["unchanged sync"] = lambda: unchanged_sync(cfg, vol, env)
         cases["read_table"] = lambda: run_process([PY, "-c", READ_SYNCER, str(vol), *tables], env=env)
         cases["pyarrow read_table"] = lambda: run_process([PY, "-c", READ_PYARROW, str(vol), *tables], env=env)
         cases["startup /ready"] = lambda: run_startup(cfg)
         cases["naive pandas"] = lambda: run_process([PY, "-c", PANDAS, str(db), fresh("pandas"), *tables])
         cases["polars"] = lambda: run_process([PY, "-c", POLARS, str(db), fresh("polars"), *tables])
     return cases
+
+
+def unchanged_sync(cfg: Path, vol: Path, env: dict[str, str]) -> dict[str, float]:
+    """The re-sync of a volume whose tables did not change, and the share of them the snapshot it
+    published calls ``unchanged`` (hard-linked, not exported): the proof that it cost no export."""
+    m = run_process([PY, "-m", "syncer", "--config", str(cfg), "sync"], env=env)
+    tables = json.loads((vol / "current" / "manifest.json").read_text(encoding="utf-8"))["tables"]
+    m["unchanged_share"] = sum(t["status"] == "unchanged" for t in tables.values()) / len(tables)
+    return m
 
 
 def baseline_of(fmt: str) -> str:
@@ -326,8 +335,17 @@ def targets(cells: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
             out.append((f"{where}: read_table ≤ 1.2× pyarrow", r <= 1.2, f"{r:.2f}×"))
             ready = m["startup /ready"]["wall_s"]
             out.append((f"{where}: startup to /ready ≤ 5 s (fresh snapshot)", ready <= 5, f"{ready:.2f} s"))
+            # no export: every table hard-linked as `unchanged` in every round; the time is what a
+            # process costs anyway (start, imports, the marker check, the publish), shown as a ratio
             u = m["unchanged sync"]["wall_s"] / m["syncer sync"]["wall_s"]
-            out.append((f"{where}: unchanged re-sync costs no export (≤ 0.5× the sync)", u <= 0.5, f"{u:.2f}×"))
+            share = min(x.get("unchanged_share", 0.0) for x in c["samples"]["unchanged sync"])
+            out.append(
+                (
+                    f"{where}: unchanged re-sync exports nothing (every table `unchanged`)",
+                    share == 1.0,
+                    f"{share:.0%} unchanged, {u:.2f}× the sync's wall",
+                )
+            )
     by = {(c["shape"], c["format"]): c for c in cells}
     for fmt in FORMATS:
         small, big = by.get(("narrow_5m", fmt)), by.get(("narrow_20m", fmt))

@@ -65,6 +65,9 @@ def test_matrix_runs_every_case_of_a_cell_and_writes_its_figures(tmp_path: Path)
     names = {t["target"] for t in data["targets"]}
     assert {"nested/parquet: read_table ≤ 1.2× pyarrow", "nested/parquet: startup to /ready ≤ 5 s (fresh snapshot)"} <= names
     assert "| nested (1,000) | parquet |" in proc.stdout
+    # the re-sync of an unchanged warehouse is proven to export nothing, from the manifest it published
+    (nothing,) = (t for t in data["targets"] if t["target"].startswith("nested/parquet: unchanged re-sync exports nothing"))
+    assert nothing["met"] and nothing["measured"].startswith("100% unchanged")
     # the published snapshot of the last sync holds every row the generator made
     import pyarrow.parquet as pq
 
