@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -295,6 +296,7 @@ def test_no_intact_snapshot_tells_to_run_sync(config, setup):
 SLOW_READER = """
 import json, sys, time, warnings
 from pathlib import Path
+from typing import Any
 import syncer
 import syncer.reader as reader
 from syncer.volume.layout import Volume
@@ -314,8 +316,8 @@ def pausing(real):
 
 if pause_at == "read":
     reader.read_file = pausing(reader.read_file)
-else:
-    Volume.inspect = pausing(Volume.inspect)
+else:  # the check of the snapshot `current` names, before it is found intact
+    reader._intact = pausing(reader._intact)
 with warnings.catch_warnings(record=True) as rec:
     warnings.simplefilter("always")
     try:
@@ -421,3 +423,133 @@ def test_readers_in_other_processes_never_fail_while_syncs_and_retention_run(mak
     results = [json.loads(p.communicate()[0]) for p in readers]
     assert syncs >= 3 and all(r["reads"] > 0 for r in results), (syncs, results)
     assert [e for r in results for e in r["errors"]] == []
+
+
+# --- the cost of a call: the manifest parsed once per snapshot, the files checked on every call ------------
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Manifests count as settled at once (in use, they are after 2 s), so the identity cache answers."""
+    from syncer.volume import manifest_cache
+
+    manifest_cache.clear()
+    monkeypatch.setattr(manifest_cache, "SETTLE_NS", -(10**18))
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How often the reader parses a manifest, converts it to records and runs the full file check."""
+    import syncer.reader as reader
+
+    calls = {"parse": 0, "records": 0, "inspect": 0}
+
+    def count(name: str, real: Any) -> Any:
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return counting
+
+    monkeypatch.setattr(Volume, "read_manifest_json", staticmethod(count("parse", Volume.read_manifest_json)))
+    monkeypatch.setattr(reader, "manifest_record", count("records", reader.manifest_record))
+    monkeypatch.setattr(Volume, "inspect", count("inspect", Volume.inspect))
+    return calls
+
+
+def test_a_manifest_is_parsed_once_per_snapshot_not_per_call(synced, settled, counted):
+    for _ in range(5):
+        for name in ("courses", "participants", "enrollments"):
+            assert read_table(name, config=synced, as_arrow=True).num_rows > 0
+    assert counted == {"parse": 1, "records": 1, "inspect": 0}
+
+
+def test_a_reader_sees_the_next_snapshot_of_the_same_process_at_once(make_config, warehouse, settled, counted):
+    cfg = make_config(db=warehouse)
+    q = "SELECT * FROM courses ORDER BY course_id"
+    first = syncer.sync(cfg)["snapshot_id"]
+    pd.testing.assert_frame_equal(_sorted(read_table("courses", config=cfg), "course_id"), _source(warehouse, q))
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE courses SET title = title || ' (v2)'")
+    con.close()
+    second = syncer.sync(cfg)["snapshot_id"]
+    assert second != first
+    df = read_table("courses", config=cfg)  # the cache holds the first snapshot's manifest: not answered from it
+    pd.testing.assert_frame_equal(_sorted(df, "course_id"), _source(warehouse, q))
+    assert df["title"].str.endswith(" (v2)").all()
+    assert current_snapshot(config=cfg)["id"] == second
+
+
+def test_a_manifest_rewritten_in_place_with_its_size_and_mtime_is_parsed_again(tmp_path, settled):
+    import json
+
+    from syncer.volume import manifest_cache
+    from syncer.volume.layout import _manifest_record
+
+    d = tmp_path / "20260101T000000Z-abcd"
+    d.mkdir()
+    body = {"id": d.name, "created_at": "2026-01-01T00:00:00Z", "tables": {}}
+    path = d / MANIFEST
+    path.write_text(json.dumps(body), encoding="utf-8")
+    first = manifest_cache.load_entry(d, Volume.read_manifest_json, _manifest_record)
+    assert manifest_cache.load_entry(d, Volume.read_manifest_json, _manifest_record) is first
+    st = path.stat()
+    path.write_text(json.dumps({**body, "created_at": "2026-01-02T00:00:00Z"}), encoding="utf-8")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same size and mtime: only the change time differs
+    again = manifest_cache.load_entry(d, Volume.read_manifest_json, _manifest_record)
+    assert again is not first and again.manifest.created_at == "2026-01-02T00:00:00Z"
+
+
+def _other_truncated(vol: Volume, new: str) -> None:
+    _truncate(vol.snapshot_dir(new) / "participants.parquet")
+
+
+def _truncate(path: Path) -> None:
+    _writable(path)
+    with open(path, "r+b") as fh:
+        fh.truncate(100)
+
+
+def _other_replaced_by_a_link(vol: Volume, new: str, old: str) -> None:
+    path = vol.snapshot_dir(new) / "participants.parquet"
+    _writable(path)
+    path.unlink()
+    path.symlink_to(vol.snapshot_dir(old) / "participants.parquet")
+
+
+def _other_removed(vol: Volume, new: str) -> None:
+    path = vol.snapshot_dir(new) / "participants.parquet"
+    _writable(path)
+    path.unlink()
+
+
+def _other_unreadable(vol: Volume, new: str) -> None:
+    os.chmod(vol.snapshot_dir(new) / "participants.parquet", 0)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [
+        pytest.param(_other_truncated, "truncated or replaced", id="truncated"),
+        pytest.param(_other_removed, "is missing", id="removed"),
+        pytest.param(_other_replaced_by_a_link, "symbolic link", id="link"),
+        pytest.param(_other_unreadable, "not readable", id="unreadable"),
+        pytest.param(_truncate_table, "truncated or replaced", id="read-table-truncated"),
+    ],
+)
+def test_a_file_broken_after_a_cached_read_is_caught_on_the_next_call(two_versions, settled, breakage, reason):
+    """The cache keeps the manifest, never the verdict on the files: every call checks every file."""
+    import inspect
+    import warnings
+
+    cfg, old, new, v1, _ = two_versions
+    if breakage is _other_unreadable and os.geteuid() == 0:
+        pytest.skip("root reads a file of mode 000: an unprivileged reader's case")
+    vol = Volume(cfg.root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_table("courses", root=cfg.root)  # the manifest and its list of files cached, every file fine
+    breakage(*(vol, new, old)[: len(inspect.signature(breakage).parameters)])
+    with pytest.warns(SnapshotFallbackWarning, match=re.escape(reason)):
+        df = read_table("courses", root=cfg.root)
+    pd.testing.assert_frame_equal(_sorted(df, "course_id"), v1)  # the whole older snapshot, not a mix
