@@ -553,3 +553,35 @@ def test_a_file_broken_after_a_cached_read_is_caught_on_the_next_call(two_versio
     with pytest.warns(SnapshotFallbackWarning, match=re.escape(reason)):
         df = read_table("courses", root=cfg.root)
     pd.testing.assert_frame_equal(_sorted(df, "course_id"), v1)  # the whole older snapshot, not a mix
+
+
+@pytest.mark.parametrize("broken", ["part-truncated", "part-removed", "folder-replaced"])
+def test_a_broken_part_of_a_parted_table_is_caught_after_a_cached_read(make_config, warehouse, settled, counted, broken):
+    import shutil
+
+    cfg = make_config(db=warehouse, extra="row_group_rows = 400\nwriters = 2\n")  # enrollments in two part files
+    old = syncer.sync(cfg)["snapshot_id"]
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE enrollments SET enrollment_id = enrollment_id")  # exported again: new files, no hard links
+    con.close()
+    new = syncer.sync(cfg)["snapshot_id"]
+    vol = Volume(cfg.root)
+    assert vol.current_id() == new and vol.current_manifest().tables["enrollments"].parts
+    counted["inspect"] = 0  # the syncs' own
+    expected = read_table("enrollments", config=cfg, as_arrow=True)
+    read_table("courses", config=cfg, as_arrow=True)
+    assert counted["inspect"] == 0  # both read by the cheap check
+    folder = vol.snapshot_dir(new) / "enrollments"
+    os.chmod(folder, 0o755)
+    if broken == "part-truncated":
+        _truncate(folder / "part-00001.parquet")
+    elif broken == "part-removed":
+        (folder / "part-00000.parquet").unlink()
+    else:
+        shutil.rmtree(folder)
+        (folder.parent / "enrollments").write_bytes(b"not a folder")
+    with pytest.warns(SnapshotFallbackWarning, match=f"reading the newest intact snapshot {old}"):
+        got = read_table("courses", config=cfg, as_arrow=True)  # another table: the whole snapshot is broken
+    assert got.num_rows > 0 and counted["inspect"] >= 1
+    with pytest.warns(SnapshotFallbackWarning):
+        assert read_table("enrollments", config=cfg, as_arrow=True).equals(expected)

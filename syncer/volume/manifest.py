@@ -23,6 +23,7 @@ written against the dict-shaped reports of the first release, records also answe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -48,6 +49,15 @@ __all__ = [
 FORMAT_VERSION = 2
 
 
+@functools.cache
+def _shape(cls: type) -> tuple[frozenset[str], tuple[str, ...]]:
+    """A record class's field names and its required ones, asked of ``dataclasses`` once per class
+    (a manifest of 200 tables converts ~3,600 records)."""
+    fields = dataclasses.fields(cls)
+    required = tuple(f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    return frozenset(f.name for f in fields), required
+
+
 class Record:
     """JSON round trip and read-only key access for the frozen dataclasses below."""
 
@@ -71,15 +81,10 @@ class Record:
         """The record of a JSON object; ValueError naming the key when the object or a required key is missing."""
         if not isinstance(data, Mapping):
             raise ValueError(f"expected an object, found {type(data).__name__} {data!r:.40}")
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-        missing = [
-            f.name
-            for f in fields
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data
-        ]
+        names, required = _shape(cls)  # type: ignore[arg-type]  # a class is hashable
+        missing = [name for name in required if name not in data]
         if missing:
             raise ValueError(f"missing required key(s) {', '.join(map(repr, missing))}")
-        names = {f.name for f in fields}
         known = {k: v for k, v in data.items() if k in names and k != "extra"}
         # a key a newer writer calls "extra" is kept too (it is not this field)
         extra = {k: v for k, v in data.items() if k not in names or k == "extra"}
