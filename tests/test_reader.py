@@ -482,6 +482,7 @@ def test_a_reader_sees_the_next_snapshot_of_the_same_process_at_once(make_config
 
 def test_a_manifest_rewritten_in_place_with_its_size_and_mtime_is_parsed_again(tmp_path, settled):
     import json
+    import time
 
     from syncer.volume import manifest_cache
     from syncer.volume.layout import _manifest_record
@@ -494,6 +495,7 @@ def test_a_manifest_rewritten_in_place_with_its_size_and_mtime_is_parsed_again(t
     first = manifest_cache.load_entry(d, Volume.read_manifest_json, _manifest_record)
     assert manifest_cache.load_entry(d, Volume.read_manifest_json, _manifest_record) is first
     st = path.stat()
+    time.sleep(0.02)  # past the file system clock's tick: the rewrite's change time differs
     path.write_text(json.dumps({**body, "created_at": "2026-01-02T00:00:00Z"}), encoding="utf-8")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same size and mtime: only the change time differs
     again = manifest_cache.load_entry(d, Volume.read_manifest_json, _manifest_record)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from syncer._stage import Pipeline, Stage
 from syncer.formats.base import Format, TableWriter, WrittenFile, WrittenPart, conform, read_rows, selected
-from syncer.formats.files import parts_digest
+from syncer.formats.files import parquet_footer, parts_digest
 
 __all__ = ["ParquetFormat", "ParquetTableWriter", "dictionary_columns", "parquet_files", "parquet_options", "parquet_type"]
 
@@ -274,7 +274,7 @@ class ParquetFormat(Format):
         return table if table.schema.equals(target) else table.cast(target)
 
     def count_rows(self, path: Path, schema: pa.Schema) -> int:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(path))
+        return sum(parquet_footer(f).num_rows for f in parquet_files(path))
 
     def stored_schema(self, schema: pa.Schema) -> pa.Schema:
         return pa.schema([f.with_type(parquet_type(f.type)) for f in schema], metadata=schema.metadata)
@@ -286,7 +286,7 @@ class ParquetFormat(Format):
 
     def file_schema(self, path: Path) -> pa.Schema | None:
         """Of parts: the first schema that differs from the first part's, so a comparison sees any difference."""
-        schemas = [pq.read_schema(f) for f in parquet_files(path)]
+        schemas = [parquet_footer(f).schema.to_arrow_schema() for f in parquet_files(path)]
         return next((s for s in schemas[1:] if not s.equals(schemas[0])), schemas[0])
 
 
