@@ -587,3 +587,19 @@ def test_a_broken_part_of_a_parted_table_is_caught_after_a_cached_read(make_conf
     assert got.num_rows > 0 and counted["inspect"] >= 1
     with pytest.warns(SnapshotFallbackWarning):
         assert read_table("enrollments", config=cfg, as_arrow=True).equals(expected)
+
+
+def test_an_app_reading_arrow_loads_neither_pandas_nor_the_dataset_layer(synced):
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, syncer\n"
+        "t = syncer.read_table('courses', root=sys.argv[1], as_arrow=True)\n"
+        "print(json.dumps([t.num_rows, sorted(m for m in ('pandas', 'pyarrow.dataset') if m in sys.modules)]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(synced.root)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows, loaded = json.loads(proc.stdout)
+    assert rows > 0 and loaded == []  # ~0.5 s of imports a process, and pq.read_table's dataset layer per call
