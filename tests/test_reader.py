@@ -589,14 +589,18 @@ def test_a_broken_part_of_a_parted_table_is_caught_after_a_cached_read(make_conf
         assert read_table("enrollments", config=cfg, as_arrow=True).equals(expected)
 
 
-def test_an_app_reading_arrow_loads_neither_pandas_nor_the_dataset_layer(synced):
+@pytest.mark.parametrize("table", ["courses", "enrollments"])
+def test_an_app_reading_arrow_loads_neither_pandas_nor_the_dataset_layer(make_config, table):
     import json
     import subprocess
     import sys
 
+    synced = make_config(extra="row_group_rows = 400\nwriters = 2\n")  # enrollments in two part files
+    assert syncer.sync(synced)["status"] == "ok"
+    assert bool(Volume(synced.root).current_manifest().tables[table].parts) == (table == "enrollments")
     code = (
         "import json, sys, syncer\n"
-        "t = syncer.read_table('courses', root=sys.argv[1], as_arrow=True)\n"
+        f"t = syncer.read_table({table!r}, root=sys.argv[1], as_arrow=True)\n"
         "print(json.dumps([t.num_rows, sorted(m for m in ('pandas', 'pyarrow.dataset') if m in sys.modules)]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(synced.root)], capture_output=True, text=True, timeout=120)

@@ -310,22 +310,27 @@ def _read_file(path: Path, cols: list[str] | None) -> pa.Table:
 
 
 def _read_parts(files: list[Path], cols: list[str] | None) -> pa.Table:
-    """The parts read as one dataset (pyarrow's own read of a folder: the files decoded in parallel,
-    their reads pre-buffered; reading them one by one cost 1.8x pyarrow's wall on a 20M-row table),
-    then their row groups dealt back into source order: row group j of every part, then j + 1 ..."""
-    table = pq.read_table(files, columns=cols, partitioning=None)
-    pieces, start = [], 0
-    for f in files:
-        meta = pq.read_metadata(f)
-        piece = []
-        for i in range(meta.num_row_groups):
-            n = meta.row_group(i).num_rows
-            piece.append(table.slice(start, n))  # zero-copy
-            start += n
-        pieces.append(piece)
-    if start != table.num_rows:  # a part changed between the two reads: never a silent mix
-        raise OSError(errno.EIO, f"the parts hold {table.num_rows} rows, their footers {start}", str(files[0].parent))
+    """The parts read side by side, each by its own reader (one after another they cost 1.8x
+    pyarrow's wall on a 20M-row table; pyarrow's dataset read of the folder cost ~1 s more CPU at
+    5M rows than these readers), then their row groups dealt back into source order: row group j of
+    every part, then j + 1 ..."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(len(files), 4), thread_name_prefix="syncer-read") as pool:
+        pieces = list(pool.map(lambda f: _row_groups(f, cols), files))
     return pa.concat_tables([p[j] for j in range(max(map(len, pieces))) for p in pieces if j < len(p)])
+
+
+def _row_groups(path: Path, cols: list[str] | None) -> list[pa.Table]:
+    """A part file read whole, as zero-copy slices of its row groups (sizes from the same footer)."""
+    with pq.ParquetFile(path) as pf:
+        table = pf.read(columns=cols)
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+    out, start = [], 0
+    for n in sizes:
+        out.append(table.slice(start, n))
+        start += n
+    return out
 
 
 def parquet_files(path: Path) -> list[Path]:
