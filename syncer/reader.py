@@ -169,12 +169,14 @@ def _intact(vol: Volume, cid: str) -> Manifest | None:
         return None
     if entry.files is None:
         try:
-            entry.files = _file_list(str(d), entry.raw)
+            entry.files = _file_list(entry.raw)
         except (TypeError, ValueError):  # a size or part that is not a number: the full check's to judge
             entry.files = False
     if entry.files is False:
         return None
-    return entry.manifest if all(_files_ok(folder, names) for folder, names in entry.files) else None
+    # relative to this folder: the same text may be the manifest of another folder too (a copy)
+    folder = str(d)
+    return entry.manifest if all(_files_ok(os.path.join(folder, sub), names) for sub, names in entry.files) else None
 
 
 def _files_ok(folder: str, names: list[tuple[str, int | None]]) -> bool:
@@ -199,12 +201,13 @@ def _files_ok(folder: str, names: list[tuple[str, int | None]]) -> bool:
     return True
 
 
-def _file_list(folder: str, raw: dict[str, Any]) -> list[tuple[str, list[tuple[str, int | None]]]] | bool:
-    """Every file :func:`check_files_by_table` checks, by folder, with the size it must have (None: a
-    folder of parts), or False when the manifest itself is wrong (a file name outside the snapshot,
-    parts that do not add up): then only the full check may judge it."""
+def _file_list(raw: dict[str, Any]) -> list[tuple[str, list[tuple[str, int | None]]]] | bool:
+    """Every file :func:`check_files_by_table` checks, by folder relative to the snapshot's ("" for
+    the snapshot's own), with the size it must have (None: a folder of parts), or False when the
+    manifest itself is wrong (a file name outside the snapshot, parts that do not add up): then
+    only the full check may judge it."""
     top: list[tuple[str, int | None]] = []
-    out = [(folder, top)]
+    out = [("", top)]
     for t in raw.get("tables", {}).values():
         name = str(t.get("file", "")) if isinstance(t, dict) else ""
         if not is_plain_file_name(name):
@@ -220,7 +223,7 @@ def _file_list(folder: str, raw: dict[str, Any]) -> list[tuple[str, list[tuple[s
         if parts_digest(parts) != t.get("sha256") or sum(int(p.get("bytes") or 0) for p in parts) != t.get("bytes"):
             return False
         top.append((name, None))
-        out.append((os.path.join(folder, name), [(str(p["name"]), _size(p.get("bytes"))) for p in parts]))
+        out.append((name, [(str(p["name"]), _size(p.get("bytes"))) for p in parts]))
     if any(size == -1 for _, names in out for _, size in names):
         return False
     return out

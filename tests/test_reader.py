@@ -607,3 +607,19 @@ def test_an_app_reading_arrow_loads_neither_pandas_nor_the_dataset_layer(make_co
     assert proc.returncode == 0, proc.stderr
     rows, loaded = json.loads(proc.stdout)
     assert rows > 0 and loaded == []  # ~0.5 s of imports a process, and pq.read_table's dataset layer per call
+
+
+def test_a_copy_of_a_volume_is_checked_by_its_own_files_though_its_manifests_read_the_same(two_versions, tmp_path):
+    import shutil
+    import warnings
+
+    cfg, old, new, v1, _ = two_versions
+    copy = tmp_path / "copy"
+    shutil.copytree(cfg.root, copy, symlinks=True)  # byte-identical manifests, other files
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_table("courses", root=cfg.root)  # the original's manifest cached, with its list of files
+    _truncate(copy / "snapshots" / new / "courses.parquet")
+    with pytest.warns(SnapshotFallbackWarning, match=r"truncated or replaced.*reading the newest intact snapshot " + old):
+        df = read_table("courses", root=copy)
+    pd.testing.assert_frame_equal(_sorted(df, "course_id"), v1)
