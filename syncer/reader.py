@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -31,10 +32,14 @@ import pyarrow as pa
 
 from syncer import _clock as clock
 from syncer._clock import age_seconds, future_message
+from syncer._digest import parts_digest
 from syncer._exceptions import NoSnapshotError, PublishError
 from syncer.formats import read_file, schema_from_b64
+from syncer.volume import manifest_cache
 from syncer.volume.layout import Volume
+from syncer.volume.layout import _manifest_record as manifest_record  # the records inspect() caches
 from syncer.volume.manifest import Manifest, ManifestEntry
+from syncer.volume.verify import is_plain_file_name
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -113,12 +118,23 @@ def current_snapshot(root: str | os.PathLike | None = None, *, config: Any = Non
 
 
 def _resolve(vol: Volume, stacklevel: int = 4) -> tuple[Manifest, bool]:
-    for _ in range(_ATTEMPTS):
-        cid = vol.current_id()
-        reason = vol.current_problem() or "missing"
+    return _resolve_from(vol, vol.current_id(), stacklevel + 1)
+
+
+def _resolve_from(vol: Volume, cid: str | None, stacklevel: int) -> tuple[Manifest, bool]:
+    """The manifest to read, ``current`` having been read once as ``cid``: its own when intact, else
+    (with a warning) the newest intact snapshot's."""
+    reason = "missing"
+    for attempt in range(_ATTEMPTS):
+        if attempt:
+            cid = vol.current_id()
         if cid is None:
+            reason = vol.current_problem() or "missing"
             break
-        info = vol.inspect(cid)
+        manifest = _intact(vol, cid)
+        if manifest is not None:
+            return manifest, False
+        info = vol.inspect(cid)  # the files changed since, or something is wrong: the full check says what
         if info.ok:
             assert info.manifest is not None
             return info.manifest, False
@@ -137,6 +153,85 @@ def _resolve(vol: Volume, stacklevel: int = 4) -> tuple[Manifest, bool]:
         stacklevel=stacklevel,
     )
     return best.manifest, True
+
+
+def _intact(vol: Volume, cid: str) -> Manifest | None:
+    """The manifest of snapshot ``cid`` when it passes :meth:`Volume.inspect`'s checks, found the cheap
+    way: the manifest from the cache (keyed by the file's identity), and one ``lstat`` and ``access``
+    per table file against the list of (path, size) the manifest names, made once per manifest. None
+    whenever anything differs or cannot be told; the caller then runs the full check, which says why."""
+    d = vol.snapshot_dir(cid)
+    if not is_plain_file_name(cid) or os.path.islink(d):
+        return None
+    try:
+        entry = manifest_cache.load_entry(d, Volume.read_manifest_json, manifest_record)
+    except PublishError:
+        return None
+    if entry.files is None:
+        try:
+            entry.files = _file_list(entry.raw)
+        except (TypeError, ValueError):  # a size or part that is not a number: the full check's to judge
+            entry.files = False
+    if entry.files is False:
+        return None
+    # relative to this folder: the same text may be the manifest of another folder too (a copy)
+    folder = str(d)
+    return entry.manifest if all(_files_ok(os.path.join(folder, sub), names) for sub, names in entry.files) else None
+
+
+def _files_ok(folder: str, names: list[tuple[str, int | None]]) -> bool:
+    """Each name in ``folder`` is a readable regular file of its size, or (size None) a folder:
+    ``lstat`` and ``access`` relative to the folder, not resolving its path again for every file."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        for name, size in names:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if size is None:
+                if not stat.S_ISDIR(st.st_mode):
+                    return False
+            elif not stat.S_ISREG(st.st_mode) or st.st_size != size or not os.access(name, os.R_OK, dir_fd=fd):
+                return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _file_list(raw: dict[str, Any]) -> list[tuple[str, list[tuple[str, int | None]]]] | bool:
+    """Every file :func:`check_files_by_table` checks, by folder relative to the snapshot's ("" for
+    the snapshot's own), with the size it must have (None: a folder of parts), or False when the
+    manifest itself is wrong (a file name outside the snapshot, parts that do not add up): then
+    only the full check may judge it."""
+    top: list[tuple[str, int | None]] = []
+    out = [("", top)]
+    for t in raw.get("tables", {}).values():
+        name = str(t.get("file", "")) if isinstance(t, dict) else ""
+        if not is_plain_file_name(name):
+            return False
+        parts = t.get("parts")
+        if parts is None:
+            top.append((name, _size(t.get("bytes"))))
+            continue
+        if not isinstance(parts, list) or not all(
+            isinstance(p, dict) and is_plain_file_name(str(p.get("name", ""))) for p in parts
+        ):
+            return False
+        if parts_digest(parts) != t.get("sha256") or sum(int(p.get("bytes") or 0) for p in parts) != t.get("bytes"):
+            return False
+        top.append((name, None))
+        out.append((name, [(str(p["name"]), _size(p.get("bytes"))) for p in parts]))
+    if any(size == -1 for _, names in out for _, size in names):
+        return False
+    return out
+
+
+def _size(value: Any) -> int:
+    """A size the manifest records; -1 (never a file's size) for anything but an int."""
+    return value if type(value) is int else -1
 
 
 @_os_errors_as_ours
@@ -191,8 +286,8 @@ class _Vanished(Exception):
 
 
 def _read_once(vol: Volume, name: str, columns: list[str] | None) -> tuple[Manifest, ManifestEntry, pa.Table]:
-    current_before = vol.current_id()
-    manifest, _ = _resolve(vol, stacklevel=5)
+    current_before = vol.current_id()  # read once: the snapshot read, and whether it moved on meanwhile
+    manifest, _ = _resolve_from(vol, current_before, stacklevel=5)
     entry = manifest.tables.get(name)
     if entry is None:
         known = ", ".join(sorted(manifest.tables)) or "none"
@@ -273,7 +368,13 @@ def _short(exc: BaseException) -> str:
 def _schema(entry: ManifestEntry) -> pa.Schema:
     if not entry.arrow_schema:
         raise PublishError(f"the manifest entry of {entry.file} has no arrow_schema; run `syncer sync` to republish it")
-    return schema_from_b64(entry.arrow_schema)
+    return _decoded_schema(entry.arrow_schema)
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded_schema(b64: str) -> pa.Schema:
+    """A recorded schema, decoded once per text (a ``pa.Schema`` is immutable: shared)."""
+    return schema_from_b64(b64)
 
 
 def _read_from_older(

@@ -261,3 +261,62 @@ def test_the_run_s_lines_convert_the_report_once(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(RunReport, "to_json", counted)
     cli._print_run(report, cfg)
     assert len(calls) == 1, calls
+
+
+def test_the_manifest_is_walked_for_nan_only_when_it_holds_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from syncer.volume import manifest
+
+    clean = {"id": "s", "tables": {f"t{i}": {"rows": i, "score": 1.5, "checks": [{"ok": True}]} for i in range(3)}}
+    expected = manifest._manifest_lines(manifest.finite(clean))  # the text of the walk every manifest had
+    walks: list[int] = []
+    real = manifest.finite
+    monkeypatch.setattr(manifest, "finite", lambda v: walks.append(1) or real(v))
+    assert manifest.manifest_text(clean) == expected and walks == []
+    odd = {"id": "s", "tables": {"t": {"profile": {"min": float("-inf"), "mean": float("nan")}}}}
+    assert json.loads(manifest.manifest_text(odd)) == {"id": "s", "tables": {"t": {"profile": {"min": None, "mean": None}}}}
+    assert walks  # walked, then written
+
+
+def test_a_written_parquet_file_s_footer_is_read_once_by_its_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+
+    reads: collections.Counter[str] = collections.Counter()
+    real = pq.read_metadata
+    monkeypatch.setattr(pq, "read_metadata", lambda path, *a, **k: reads.update([Path(path).name]) or real(path, *a, **k))
+    opens: collections.Counter[str] = collections.Counter()
+    real_file = pq.ParquetFile.__init__
+
+    def counting_init(self: Any, source: Any, *a: Any, **k: Any) -> None:
+        opens.update([Path(source).name if isinstance(source, str | Path) else "?"])
+        real_file(self, source, *a, **k)
+
+    monkeypatch.setattr(pq.ParquetFile, "__init__", counting_init)
+    cfg = syncer.load_config(_warehouse(tmp_path / "w", 3))
+    report = syncer.sync(cfg)
+    assert report.status == "ok" and report.tables and all(t.checks for t in report.tables)
+    # the profile's footer statistics, the re-open's row count and its stored schema: one read of each footer
+    assert reads == {f"t{i}.parquet": 1 for i in range(3)}, reads
+    assert not [name for name in opens if name.endswith(".parquet") and name in reads and opens[name] > 1], opens
+
+
+def test_a_parquet_file_changed_after_its_footer_was_read_is_read_again(tmp_path: Path) -> None:
+    import time
+
+    import pyarrow.parquet as pq
+
+    from syncer.formats import count_rows, file_schema
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": list(range(10))}), path)
+    schema = pa.schema([("id", pa.int64())])
+    assert count_rows("parquet", path, schema) == 10
+    time.sleep(0.02)  # past the file system clock's tick: the rewrite's change time differs
+    pq.write_table(pa.table({"id": list(range(20)), "x": ["a"] * 20}), path)  # a wrong count, another schema
+    assert count_rows("parquet", path, schema) == 20
+    assert file_schema("parquet", path).names == ["id", "x"]
+    with open(path, "r+b") as fh:  # truncated: its footer is gone
+        fh.truncate(path.stat().st_size // 2)
+    with pytest.raises(pa.ArrowInvalid):
+        count_rows("parquet", path, schema)

@@ -3,11 +3,13 @@ stream writer built on it, sha256 of a file and of a table's parts, sizes and re
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -16,9 +18,47 @@ import pyarrow as pa
 from syncer._digest import parts_digest, sha256_file  # (their home: status and verify load no pyarrow for them)
 from syncer.formats.base import TableWriter, WrittenFile
 
-__all__ = ["HashingFile", "StreamTableWriter", "fsync", "output_size", "parts_digest", "remove_output", "sha256_file"]
+__all__ = [
+    "HashingFile",
+    "StreamTableWriter",
+    "fsync",
+    "output_size",
+    "parquet_footer",
+    "parts_digest",
+    "remove_output",
+    "sha256_file",
+]
 
 _WRITE_BUFFER = 8 << 20
+
+
+#: Parquet footers parsed, by the file's identity (see :func:`parquet_footer`)
+_footers: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
+_footers_lock = threading.Lock()
+_FOOTERS = 16
+
+
+def parquet_footer(path: Path) -> Any:
+    """The ``pyarrow.parquet.FileMetaData`` of the closed file at ``path``, read from disk once per
+    version of the file: the checks after a Parquet file is written (the profile's footer statistics,
+    the re-open's row count and stored schema) each read its footer, four opens and parses of the same
+    bytes for each small table. Keyed by device, inode, size and modification and change times (from
+    one ``stat`` per call): a file replaced, truncated or rewritten is read again."""
+    import pyarrow.parquet as pq
+
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _footers_lock:
+        hit = _footers.get(key)
+        if hit is not None:
+            _footers.move_to_end(key)
+            return hit
+    meta = pq.read_metadata(path)
+    with _footers_lock:
+        _footers[key] = meta
+        while len(_footers) > _FOOTERS:
+            _footers.popitem(last=False)
+    return meta
 
 
 def fsync(fd: int) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from syncer.formats.files import parquet_footer
 from syncer.formats.parquet import parquet_files
 from syncer.validate.profile import utc_datetime
 
@@ -22,10 +22,10 @@ def parquet_ranges(path: Path, names: Sequence[str]) -> dict[str, tuple[Any, Any
     no statistics for it (the caller computes that one from the data)."""
     out: dict[str, tuple[Any, Any] | None] = {n: (None, None) for n in names}
     for f in parquet_files(path):
-        pf = pq.ParquetFile(f)
-        md = pf.metadata
+        md = parquet_footer(f)  # read once for this and the re-open's checks
+        arrow = md.schema.to_arrow_schema()
         # time-zone timestamps from their raw integers: pyarrow's own conversion imports pandas
-        zoned = {n: pf.schema_arrow.field(n).type.unit for n in names if _zoned(pf.schema_arrow.field(n).type)}
+        zoned = {n: arrow.field(n).type.unit for n in names if _zoned(arrow.field(n).type)}
         for g in range(md.num_row_groups):
             rg = md.row_group(g)
             index = {rg.column(j).path_in_schema: j for j in range(rg.num_columns)}

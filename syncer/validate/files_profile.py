@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from syncer._exceptions import ValidationError
 from syncer.config import TableConfig
+from syncer.formats.files import parquet_footer
 from syncer.sources.duckdb_sql import profile_expressions
 from syncer.sources.errors import is_interrupt
 from syncer.validate.profile import ColumnPlan, ProfileAccumulator, build_profile, plan_for, range_from_footer
@@ -102,7 +102,7 @@ def footer_known(schema: pa.Schema, files: Sequence[Path]) -> dict[int, dict[str
     wanted = {f.name: i for i, (f, p) in enumerate(zip(schema, plans, strict=True)) if _from_footer(f, p)}
     known: dict[int, dict[str, Any] | None] = {i: {"nulls": 0, "min": None, "max": None} for i in wanted.values()}
     for f in files:
-        md = pq.ParquetFile(f).metadata
+        md = parquet_footer(f)  # the footer the other checks of this file read too
         for g in range(md.num_row_groups):
             rg = md.row_group(g)
             for j in range(rg.num_columns):
