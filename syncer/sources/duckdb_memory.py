@@ -4,20 +4,25 @@ the container's ceiling, and the one line for a table that does not fit under it
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from syncer import _memory
-from syncer._exceptions import SourceOutOfMemoryError
+from syncer._exceptions import SourceError, SourceOutOfMemoryError
 from syncer.sources.errors import first_line, is_interrupt
 
 __all__ = [
+    "VECTOR_ROWS",
     "auto_limit",
+    "batch_target",
     "below_ceiling",
     "beyond_ceiling",
+    "chunks",
+    "gathered",
+    "read_rows",
     "release_cache",
     "releasing",
     "sample_row_bytes",
@@ -112,3 +117,67 @@ def sample_row_bytes(con: Any, sql: str) -> float | None:
             raise KeyboardInterrupt from exc
         return None  # the stream reports the table's own error
     return sample.nbytes / sample.num_rows if sample.num_rows else None
+
+
+#: the rows DuckDB hands over at a time when a table's row width is a guess (strings, lists): one of
+#: its vectors, the unit it scans and converts in anyway, so nothing is read ahead of what is measured
+VECTOR_ROWS = 2048
+
+
+def read_rows(schema: pa.Schema, batch_rows: int) -> int:
+    """Rows per read from DuckDB's Arrow stream: ``batch_rows`` when the schema fixes a row's size,
+    else a vector at a time, gathered into batches by their measured bytes (:func:`gathered`)."""
+    return min(batch_rows, VECTOR_ROWS) if _memory.has_variable_width(schema) else batch_rows
+
+
+def batch_target(schema: pa.Schema, batch_rows: int, width: float | None) -> int:
+    """The Arrow bytes past which :func:`gathered` closes a batch early: :data:`syncer._memory.TARGET_SLACK` times
+    what a batch of ``batch_rows`` was sized to hold (the table's sampled or estimated row width)."""
+    return max(1, int(_memory.TARGET_SLACK * batch_rows * (width or _memory.row_bytes(schema))))
+
+
+def gathered(chunks: Iterator[pa.RecordBatch], batch_rows: int, target: int) -> Iterator[pa.RecordBatch]:
+    """Batches of ``batch_rows`` rows (the last one fewer), each closed early once it holds about
+    ``target`` bytes, as measured: chunks are gathered (split where a batch fills up), and a chunk
+    bigger than ``target`` on its own (rows far wider than the sample said, one value of many MB)
+    goes on in slices of about ``target`` bytes, at least one row each. So what the writers, the
+    profile and the encoders hold per batch follows the bytes, not a row count from the first rows."""
+    held: list[pa.RecordBatch] = []
+    rows, size = 0, 0.0
+    for chunk in chunks:
+        per_row = chunk.nbytes / max(1, chunk.num_rows)  # measured once: a slice's nbytes counts shared buffers whole
+        while chunk.num_rows:
+            if held and size + per_row * min(chunk.num_rows, batch_rows - rows) > target:
+                yield _joined(held)
+                held, rows, size = [], 0, 0.0
+            if not held and per_row * chunk.num_rows > target and chunk.num_rows > 1:
+                step = max(1, int(target // per_row))
+                yield chunk.slice(0, step)
+                chunk = chunk.slice(step)
+                continue
+            take = min(chunk.num_rows, batch_rows - rows)
+            held.append(chunk if take == chunk.num_rows else chunk.slice(0, take))
+            rows, size = rows + take, size + per_row * take
+            chunk = chunk.slice(take)
+            if rows == batch_rows:
+                yield _joined(held)
+                held, rows, size = [], 0, 0.0
+    if held:
+        yield _joined(held)
+
+
+def _joined(held: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return held[0] if len(held) == 1 else pa.concat_batches(held)
+
+
+def chunks(reader: Any, table: str, mapped: Callable[[BaseException], BaseException]) -> Iterator[pa.RecordBatch]:
+    """The batches of DuckDB's Arrow stream ``reader``, its errors as ours (``mapped``: the source's mapping)."""
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except (duckdb.Error, OSError, RuntimeError) as exc:
+            raise mapped(exc) from exc  # DuckDB's errors inside the Arrow stream reach us as pyarrow's OSError
+        except pa.ArrowException as exc:
+            raise SourceError(f"table {table!r}: reading from DuckDB failed: {exc}") from exc
