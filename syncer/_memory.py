@@ -42,6 +42,7 @@ __all__ = [
     "parse_size",
     "read_limit",
     "row_bytes",
+    "table_batch_bytes",
 ]
 
 #: the folder read as the cgroup file system (default ``/sys/fs/cgroup``): a test or an operator
@@ -68,6 +69,12 @@ BATCHES_IN_FLIGHT = 12
 #: manager, not every allocation it makes (measured up to ~1.5x the limit in RSS on a wide scan),
 #: and the writers' own buffers (a Parquet row group per part) come on top
 CEILING_FRACTION = 0.5
+#: what one sync holds at most, whatever the table (issue 14's bound): the process, DuckDB's cache
+#: for the table's columns and the batches in flight. A table of many columns needs more of DuckDB
+#: (its limit grows by DUCKDB_PER_COLUMN a column), so its batches get less (table_batch_bytes)
+WORKING_SET = 400 * 2**20
+#: table_batch_bytes never goes below this: smaller batches cost more per batch than they save
+MIN_TABLE_BATCH_BYTES = 2**20
 #: a ceiling is never set below this: DuckDB cannot run a query in less
 MIN_CEILING = 8 * 2**20
 
@@ -217,6 +224,17 @@ def batch_rows_for(schema: pa.Schema, batch_bytes: int, max_rows: int, width: fl
     rows: one of 1,024 made a table of 4 MiB strings read 1,024 of them (4 GiB) at a time."""
     rows = int(batch_bytes // max(1.0, width if width else row_bytes(schema)))
     return int(min(max_rows, max(1, rows)))
+
+
+def table_batch_bytes(schema: pa.Schema, batch_bytes: int) -> int:
+    """``[export] batch_bytes`` for this table: what is left of WORKING_SET after the process and
+    DuckDB's limit for scanning its columns, over the batches in flight, at most ``batch_bytes``
+    (a narrow table keeps it: below ~200 columns the budget is larger), at least
+    MIN_TABLE_BATCH_BYTES. 300 columns: (400 - 160 - 203.5 MiB) / 12 = 3 MiB a batch instead of 8
+    (the 300-column CSV sync peaked at 412 MiB with 8, 388 with 4)."""
+    duckdb_part = duckdb_limit_for(schema, ceiling=2**62)
+    budget = (WORKING_SET - PROCESS_BASE - duckdb_part) // BATCHES_IN_FLIGHT
+    return int(min(batch_bytes, max(MIN_TABLE_BATCH_BYTES, budget)))
 
 
 def has_variable_width(schema: pa.Schema) -> bool:

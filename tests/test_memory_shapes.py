@@ -1,0 +1,196 @@
+"""An adversarial corpus of table shapes: the peak memory of a sync stays under 400 MiB for each, in
+every format it supports, or the table fails in one line and keeps its old data.
+
+Each table is generated in DuckDB and synced by a real ``syncer sync`` process; the peak is the
+process TREE's proportional set size (``/proc/<pid>/smaps_rollup`` ``Pss`` of the sync and of every
+child it starts, sampled every 20 ms), so a child that runs DuckDB's COPY (``export = "engine"``) or
+the supervisor's child counts as much as the sync itself. The shapes are the ones nobody had tried:
+values of megabytes (a row bigger than a batch), a table whose first rows are small and whose later
+ones are huge (the sample the batch is sized from lies), 600 columns, all-NULL columns, wide
+numerics (DECIMAL(38), HUGEINT, INTERVAL, TIME), deep STRUCT nesting with MAPs, incompressible
+bytes. What each peaked at before and after the fixes is in README ("Memory").
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from syncer.volume.layout import Volume
+
+MIB = 2**20
+#: issue 14's bound for every shape and format
+PEAK_BOUND = 400 * MIB
+
+#: name -> (DuckDB SELECT generating it, its key, the formats it is synced to). Sized so one sync
+#: takes a few seconds here; each is past the size where a row count sized by the first rows breaks.
+SHAPES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # one value of 2 MiB a row, 40 rows: a row wider than a quarter of the 8 MiB batch; with the old
+    # floor of 1,024 rows a batch held the whole table
+    "long_values": (
+        "SELECT i AS id, repeat(chr(97 + (i % 26)::INTEGER), 2 * 1024 * 1024) AS s FROM range(40) t(i)",
+        "id",
+        ("parquet", "csv", "jsonl", "arrow"),
+    ),
+    # the first 4,000 rows (the sample of 2,048 and more) are a few bytes, then every 40th is 1 MiB:
+    # batches sized by the sample held 32,768 rows, ~150 MiB of them
+    "skewed": (
+        "SELECT i AS id, CASE WHEN i > 4000 AND i % 40 = 0 THEN repeat('z', 1024 * 1024) ELSE 'a' || i END AS s "
+        "FROM range(10000) t(i)",
+        "id",
+        ("parquet", "csv", "jsonl", "arrow"),
+    ),
+    # incompressible bytes: 1 MiB of random-looking BLOB a row
+    "random_bytes": (
+        "SELECT i AS id, unhex((SELECT string_agg(md5(i::VARCHAR || '-' || j::VARCHAR), '') FROM range(65536) u(j))) AS b "
+        "FROM range(40) t(i)",
+        "id",
+        ("parquet", "csv", "jsonl", "arrow"),
+    ),
+    # 100 columns that are NULL in every row, of five types
+    "all_null": (
+        "SELECT i AS id, "
+        + ", ".join(f"NULL::{t} AS n{c}" for c, t in enumerate(["VARCHAR", "INTEGER", "DOUBLE", "DATE", "DECIMAL(18,2)"] * 20))
+        + " FROM range(300000) t(i)",
+        "id",
+        ("parquet", "csv", "jsonl", "arrow"),
+    ),
+    # 100 columns of the wide fixed-size types
+    "wide_numerics": (
+        "SELECT i AS id, "
+        + ", ".join(
+            f"(i * {c})::DECIMAL(38, 6) AS d{c}, i::HUGEINT * {c} * 1000000000000 AS h{c}, "
+            f"to_seconds(i * {c}) AS iv{c}, TIME '00:00:00' + to_seconds((i * {c}) % 86400) AS t{c}"
+            for c in range(1, 26)
+        )
+        + " FROM range(100000) t(i)",
+        "id",
+        ("parquet", "csv", "jsonl"),
+    ),
+    # STRUCTs nested six deep, a LIST inside, and MAPs
+    "deep_nested": (
+        "SELECT i AS id, {'a': {'b': {'c': {'d': {'e': {'f': i, 'g': 'x' || i}, 'h': [i, i + 1]}}}}, 'm': MAP {'k': i}} AS s, "
+        "MAP([i, i + 1], ['a', 'b']) AS m FROM range(300000) t(i)",
+        "id",
+        ("parquet", "jsonl", "arrow"),
+    ),
+    # 600 columns: DuckDB's scan needs ~0.6 MiB a column, the batches get the rest
+    "columns_600": (
+        "SELECT i AS id, "
+        + ", ".join(f"(i * {c}) % 1000 AS c{c}" if c % 3 else f"'x' || ((i + {c}) % 97) AS c{c}" for c in range(1, 600))
+        + " FROM range(20000) t(i)",
+        "id",
+        ("parquet", "csv", "jsonl", "arrow"),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("shapes") / "shapes.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("SET threads = 2")
+        for name, (sql, _, _) in SHAPES.items():
+            con.execute(f"CREATE TABLE {name} AS {sql}")
+    return db
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            out += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+    except OSError:
+        pass  # ended between two reads
+    return out
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pss(pid: int) -> int:
+    """The proportional set size of ``pid`` and all its descendants, in bytes."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _pss(p)
+        todo += _children(p)
+    return total
+
+
+def sync_tree_peak(config: Path, env: dict[str, str] | None = None) -> tuple[int, int, str]:
+    """``syncer sync`` of ``config`` as a process of its own: (exit code, peak Pss of its process
+    tree in bytes, its stderr). Sampled every 20 ms from this process."""
+    full = {**os.environ, "SYNCER_LOG_FORMAT": "text", **(env or {})}
+    argv = [sys.executable, "-m", "syncer", "--config", str(config), "sync"]
+    proc = subprocess.Popen(argv, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+
+    def sample() -> None:
+        nonlocal peak
+        while proc.poll() is None:
+            peak = max(peak, tree_pss(proc.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate(timeout=300)
+    sampler.join()
+    return proc.returncode, peak, err
+
+
+def _config(tmp_path: Path, db: Path, table: str, key: str, fmt: str, export: str = "stream") -> Path:
+    path = tmp_path / f"sync-{table}-{fmt}-{export}.toml"
+    path.write_text(
+        f'[source]\nkind = "duckdb"\npath = "{db}"\n\n[volume]\nroot = "{tmp_path / "data"}"\nretain = 2\n\n'
+        f'[[tables]]\nname = "{table}"\nsource = "{table}"\nprimary_key = ["{key}"]\nformat = "{fmt}"\nexport = "{export}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+CASES = [
+    pytest.param(name, fmt, id=f"{name}-{fmt}", marks=pytest.mark.slow)
+    for name, (_, _, formats) in SHAPES.items()
+    for fmt in formats
+]
+
+
+@pytest.mark.parametrize(("shape", "fmt"), CASES)
+def test_every_shape_syncs_under_the_bound(tmp_path: Path, warehouse: Path, shape: str, fmt: str) -> None:
+    _, key, _ = SHAPES[shape]
+    code, peak, err = sync_tree_peak(_config(tmp_path, warehouse, shape, key, fmt))
+    assert code == 0, err[-2000:]
+    assert peak < PEAK_BOUND, f"{shape} to {fmt}: the sync's process tree peaked at {peak / MIB:.0f} MiB"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(f"SELECT count(*) FROM {shape}").fetchall()[0][0]
+    assert Volume(tmp_path / "data").current_manifest()["tables"][shape]["rows"] == rows
+
+
+ENGINE_CASES = [
+    pytest.param(name, id=f"{name}-engine", marks=pytest.mark.slow)
+    for name in ("long_values", "skewed", "random_bytes", "all_null", "columns_600")
+]
+
+
+@pytest.mark.parametrize("shape", ENGINE_CASES)
+def test_every_shape_the_engine_writes_stays_under_the_bound(tmp_path: Path, warehouse: Path, shape: str) -> None:
+    """export = "engine": DuckDB's COPY in a child process, whose memory counts in the tree."""
+    _, key, _ = SHAPES[shape]
+    code, peak, err = sync_tree_peak(_config(tmp_path, warehouse, shape, key, "parquet", export="engine"))
+    assert code == 0, err[-2000:]
+    assert peak < PEAK_BOUND, f"{shape} through the engine: the process tree peaked at {peak / MIB:.0f} MiB"
