@@ -73,6 +73,10 @@ CEILING_FRACTION = 0.5
 #: for the table's columns and the batches in flight. A table of many columns needs more of DuckDB
 #: (its limit grows by DUCKDB_PER_COLUMN a column), so its batches get less (table_batch_bytes)
 WORKING_SET = 400 * 2**20
+#: the batches a sync holds at once, as measured (README "Where the memory goes"): about seven in
+#: flight (read ahead, converting, profiled, queued), and the text of the two batches being spelled
+#: by the CSV/JSONL encoders (BATCHES_IN_FLIGHT, for the ceiling, keeps headroom on top)
+TABLE_BATCHES_HELD = 9
 #: table_batch_bytes never goes below this: smaller batches cost more per batch than they save
 MIN_TABLE_BATCH_BYTES = 2**20
 #: a ceiling is never set below this: DuckDB cannot run a query in less
@@ -230,10 +234,11 @@ def table_batch_bytes(schema: pa.Schema, batch_bytes: int) -> int:
     """``[export] batch_bytes`` for this table: what is left of WORKING_SET after the process and
     DuckDB's limit for scanning its columns, over the batches in flight, at most ``batch_bytes``
     (a narrow table keeps it: below ~200 columns the budget is larger), at least
-    MIN_TABLE_BATCH_BYTES. 300 columns: (400 - 160 - 203.5 MiB) / 12 = 3 MiB a batch instead of 8
-    (the 300-column CSV sync peaked at 412 MiB with 8, 388 with 4)."""
+    MIN_TABLE_BATCH_BYTES. 300 columns: (400 - 160 - 203.5 MiB) / 9 = 4 MiB a batch instead of 8
+    (the 300-column CSV sync peaked at 430 MiB with 8, 388-392 with 4, 355-360 with 3 MiB, which
+    cost 10% more CPU: the per-column work of each batch)."""
     duckdb_part = duckdb_limit_for(schema, ceiling=2**62)
-    budget = (WORKING_SET - PROCESS_BASE - duckdb_part) // BATCHES_IN_FLIGHT
+    budget = (WORKING_SET - PROCESS_BASE - duckdb_part) // TABLE_BATCHES_HELD
     return int(min(batch_bytes, max(MIN_TABLE_BATCH_BYTES, budget)))
 
 

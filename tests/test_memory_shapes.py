@@ -174,6 +174,7 @@ CASES = [
 def test_every_shape_syncs_under_the_bound(tmp_path: Path, warehouse: Path, shape: str, fmt: str) -> None:
     _, key, _ = SHAPES[shape]
     code, peak, err = sync_tree_peak(_config(tmp_path, warehouse, shape, key, fmt))
+    print(f"peak {shape} {fmt} stream: {peak / MIB:.0f} MiB")  # the README's figures (pytest -s)
     assert code == 0, err[-2000:]
     assert peak < PEAK_BOUND, f"{shape} to {fmt}: the sync's process tree peaked at {peak / MIB:.0f} MiB"
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -192,5 +193,52 @@ def test_every_shape_the_engine_writes_stays_under_the_bound(tmp_path: Path, war
     """export = "engine": DuckDB's COPY in a child process, whose memory counts in the tree."""
     _, key, _ = SHAPES[shape]
     code, peak, err = sync_tree_peak(_config(tmp_path, warehouse, shape, key, "parquet", export="engine"))
+    print(f"peak {shape} parquet engine: {peak / MIB:.0f} MiB")
     assert code == 0, err[-2000:]
     assert peak < PEAK_BOUND, f"{shape} through the engine: the process tree peaked at {peak / MIB:.0f} MiB"
+
+
+def _cgroup(tmp_path: Path, limit: int) -> Path:
+    """A folder read as the cgroup file system (``SYNCER_CGROUP_ROOT``) holding a ``memory.max``."""
+    root = tmp_path / "cgroup"
+    root.mkdir(exist_ok=True)
+    (root / "memory.max").write_text(f"{limit}\n")
+    return root
+
+
+#: 300 values of 2 MiB: DuckDB scans a vector of them at once, and its string heap for it asks for
+#: 1 GiB in one allocation, which no container of 1 GiB can give (physically: DuckDB's vector of
+#: 2,048 rows, all 300 of them); 40 of them (the "fits" table) need 128 MiB and fit
+HUGE = "SELECT i AS id, repeat(chr(97 + (i % 26)::INTEGER), 2 * 1024 * 1024) AS s FROM range({rows}) t(i)"
+
+
+@pytest.mark.slow
+def test_a_table_too_big_for_its_container_fails_in_one_line_and_one_that_fits_is_not_refused(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE huge AS " + HUGE.format(rows=3))
+        con.execute("CREATE TABLE fits AS " + HUGE.format(rows=40))
+    config = tmp_path / "sync.toml"
+    config.write_text(
+        f'[source]\nkind = "duckdb"\npath = "{db}"\n\n[volume]\nroot = "{tmp_path / "data"}"\nretain = 3\n\n'
+        + "".join(f'[[tables]]\nname = "{n}"\nsource = "{n}"\nprimary_key = ["id"]\n\n' for n in ("huge", "fits")),
+        encoding="utf-8",
+    )
+    code, _, err = sync_tree_peak(config)  # this machine's memory: both fit
+    assert code == 0, err[-2000:]
+    before = Volume(tmp_path / "data").current_manifest()["tables"]["huge"]
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE OR REPLACE TABLE huge AS " + HUGE.format(rows=300))
+    container = 1024 * MIB
+    code, peak, err = sync_tree_peak(config, {"SYNCER_CGROUP_ROOT": str(_cgroup(tmp_path, container))})
+    assert peak < container, f"the sync would have been OOM-killed: {peak / MIB:.0f} MiB"
+    assert code != 0 and "Traceback" not in err
+    lines = [
+        line for line in err.splitlines() if "table 'huge'" in line and "needs more memory than this container's ceiling" in line
+    ]
+    assert lines, err[-3000:]
+    for words in ("container memory 1 GiB", "the previous data is kept", "give the container more memory", "exclude_columns"):
+        assert words in lines[-1], (words, lines[-1])
+    after = Volume(tmp_path / "data").current_manifest()["tables"]
+    assert after["huge"]["sha256"] == before["sha256"] and after["huge"]["rows"] == 3  # its old data, unchanged
+    assert after["fits"]["rows"] == 40  # the table that fits was exported in the same container
