@@ -355,11 +355,11 @@ class DuckDBSource(Source):
             while True:
                 yielded = False
                 try:
-                    reader = self._run(sql, table, arrow=True, batch_rows=_mem.read_rows(schema, batch_rows), params=params)
+                    chunk = _mem.read_rows(schema, batch_rows)
+                    reader = self._run(sql, table, arrow=True, batch_rows=chunk, params=params)
                     target = _mem.batch_target(schema, batch_rows, self._widths.get(table.name))
-                    for batch in _mem.gathered(
-                        _mem.chunks(reader, table.name, lambda e: self._error(e, table)), batch_rows, target
-                    ):
+                    mapped = _mem.chunks(reader, table.name, lambda e: self._error(e, table))
+                    for batch in _mem.gathered(mapped, chunk * (batch_rows // chunk), target):
                         yielded = True
                         yield batch
                     return
