@@ -4,6 +4,7 @@ the container's ceiling, and the one line for a table that does not fit under it
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ __all__ = [
     "beyond_ceiling",
     "chunks",
     "columns_only",
+    "copy_retrying",
     "gathered",
     "read_rows",
     "release_cache",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("syncer")
 
 
 def auto_limit(schema: pa.Schema, batch_rows: int, ceiling: int) -> str:
@@ -193,3 +196,24 @@ def columns_only(columns: int) -> pa.Schema:
     columns is derived from before the real schema is known (even ``LIMIT 0`` of 1,200 columns needs
     ~40 MB: one vector's buffers per column)."""
     return pa.schema([pa.field(f"c{i}", pa.int8()) for i in range(columns)])
+
+
+def copy_retrying(
+    copy: Callable[..., dict[str, Any]], args: tuple[str, str, int], limit: str, ceiling: int, table: str
+) -> dict[str, Any]:
+    """The engine's COPY (``copy(path, sql, threads=, memory_limit=)``, in its child) at ``limit``; once more with the
+    ceiling when it ran out of that (a value of MBs: DuckDB materialises a vector of them at once),
+    as a stream's read is. A table that fits the container is not refused by the engine's limit."""
+    path, sql, threads = args
+    got = copy(path, sql, threads=threads, memory_limit=limit)
+    if got.get("ok") or got.get("kind") != "OutOfMemoryException" or not below_ceiling(limit, ceiling):
+        return got
+    log.warning(
+        "table %r: DuckDB's COPY ran out of its memory_limit (%s): %s; running it again with memory_limit = %s",
+        table,
+        shown(limit, False),
+        first_line(Exception(str(got.get("message")))),
+        with_ceiling(ceiling),
+        extra={"table": table},
+    )
+    return copy(path, sql, threads=threads, memory_limit=f"{ceiling}B")
