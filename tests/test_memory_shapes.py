@@ -72,7 +72,7 @@ SHAPES: dict[str, tuple[str, str, tuple[str, ...]]] = {
             f"TIME '00:00:00' + to_seconds((i * {c}) % 86400) AS t{c}"
             for c in range(1, 34)
         )
-        + " FROM range(100000) t(i)",
+        + " FROM range(20000) t(i)",
         "id",
         ("parquet", "csv", "jsonl", "arrow"),
     ),
