@@ -79,7 +79,7 @@ SHAPES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # STRUCTs nested six deep, a LIST inside, and MAPs
     "deep_nested": (
         "SELECT i AS id, {'a': {'b': {'c': {'d': {'e': {'f': i, 'g': 'x' || i}, 'h': [i, i + 1]}}}}, 'm': MAP {'k': i}} AS s, "
-        "MAP([i, i + 1], ['a', 'b']) AS m FROM range(300000) t(i)",
+        "MAP([i, i + 1], ['a', 'b']) AS m FROM range(100000) t(i)",
         "id",
         ("parquet", "jsonl", "arrow"),
     ),
