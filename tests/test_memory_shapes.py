@@ -268,3 +268,23 @@ def test_a_table_too_big_for_its_container_fails_in_one_line_and_one_that_fits_i
     after = Volume(tmp_path / "data").current_manifest()["tables"]
     assert after["huge"]["sha256"] == before["sha256"] and after["huge"]["rows"] == 3  # its old data, unchanged
     assert after["fits"]["rows"] == 40  # the table that fits was exported in the same container
+
+
+def test_a_parquet_row_group_closes_on_its_bytes_when_rows_grow_past_the_first_batch(tmp_path: Path) -> None:
+    # row groups of 131,072 rows were sized from small first rows; 40 later rows of 1 MiB each were
+    # buffered in one row group (per encoder) before: now it closes at 1.5x the bytes it was sized for
+    from syncer.formats import open_writer
+
+    schema = pa.schema([("id", pa.int64()), ("s", pa.string())])
+    writer = open_writer("parquet", tmp_path / "t.parquet", schema, compression="zstd", row_group_rows=131072, parts=1)
+    writer.write(pa.record_batch([pa.array(range(4096)), pa.array(["a"] * 4096)], schema=schema))
+    for i in range(40):
+        writer.write(pa.record_batch([pa.array([4096 + i]), pa.array(["z" * 2**20])], schema=schema))
+    writer.close()
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(tmp_path / "t.parquet").metadata
+    sizes = [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)]
+    assert sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) == 4096 + 40
+    first = 4096 * (8 + 4 + 1)  # what the first batch said a row group of 131,072 rows would hold, about
+    assert meta.num_row_groups > 10 and max(sizes) <= 2 * 2**20 + 1.5 * 131072 * first / 4096, sizes
