@@ -8,7 +8,9 @@ Three numbers bound what a sync holds, whatever the table's shape:
   runs in the same process, hence the fraction and not all of it;
 * **the batch** — rows per Arrow batch from a byte target and the schema's row width, so a
   300-column table gets fewer rows per batch than an 8-column one (never more than the configured
-  ``batch_rows``, never fewer than ``MIN_BATCH_ROWS``);
+  ``batch_rows``; a single row when one is wider than the target: no row-count floor may multiply
+  a value of many MB into a batch of GBs). The stream measures every batch it reads too
+  (:func:`syncer.sources.duckdb_memory.gathered`): the width is a sample's, a later row may be wider;
 * **DuckDB's buffer cache** (``memory_limit = "auto"``) — what a scan of these columns needs (DuckDB
   pins about one 256 KiB block per column it scans, measured: 300 columns need ~97 MB, 8 need < 4 MB),
   with room to spare, and never above the ceiling.
@@ -28,8 +30,8 @@ if TYPE_CHECKING:  # pyarrow loads only where a schema is sized: the CLI picks A
 __all__ = [
     "CGROUP_ROOT_ENV",
     "DEFAULT_BATCH_BYTES",
-    "MIN_BATCH_ROWS",
     "ROW_GROUP_BATCHES",
+    "TARGET_SLACK",
     "batch_rows_for",
     "container_limit",
     "container_limit_here",
@@ -40,6 +42,7 @@ __all__ = [
     "parse_size",
     "read_limit",
     "row_bytes",
+    "table_batch_bytes",
 ]
 
 #: the folder read as the cgroup file system (default ``/sys/fs/cgroup``): a test or an operator
@@ -57,16 +60,28 @@ ROW_GROUP_BATCHES = 2
 #: the batches in flight (read ahead, converting, profiled, queued for the writer, a row group of
 #: two batches per Parquet part: measured ~12 batches' worth between batch_bytes 8 and 16 MiB)
 PROCESS_BASE = 160 * 2**20
+#: a batch (and a Parquet row group) closes early once it holds this many times the bytes it was
+#: sized for: its row count came from a sample's row width, and ordinary rows vary around it;
+#: rows far wider than the sample (a skewed table) close it on their bytes
+TARGET_SLACK = 1.5
 BATCHES_IN_FLIGHT = 12
 #: of what is left, DuckDB's memory_limit may take this share: the limit bounds DuckDB's buffer
 #: manager, not every allocation it makes (measured up to ~1.5x the limit in RSS on a wide scan),
 #: and the writers' own buffers (a Parquet row group per part) come on top
 CEILING_FRACTION = 0.5
+#: what one sync holds at most, whatever the table (issue 14's bound): the process, DuckDB's cache
+#: for the table's columns and the batches in flight. A table of many columns needs more of DuckDB
+#: (its limit grows by DUCKDB_PER_COLUMN a column), so its batches get less (table_batch_bytes)
+WORKING_SET = 400 * 2**20
+#: the batches a sync holds at once, as measured (README "Where the memory goes"): about seven in
+#: flight (read ahead, converting, profiled, queued), and the text of the two batches being spelled
+#: by the CSV/JSONL encoders (BATCHES_IN_FLIGHT, for the ceiling, keeps headroom on top)
+TABLE_BATCHES_HELD = 9
+#: table_batch_bytes never goes below this: smaller batches cost more per batch than they save
+MIN_TABLE_BATCH_BYTES = 2**20
 #: a ceiling is never set below this: DuckDB cannot run a query in less
 MIN_CEILING = 8 * 2**20
 
-#: fewer rows than this per batch costs more in per-batch overhead than it saves in memory
-MIN_BATCH_ROWS = 1024
 #: bytes assumed per value of a variable-width column before any is read (the batch target keeps
 #: headroom for longer ones; a table of long strings should set a smaller ``batch_bytes``)
 VARIABLE_WIDTH_GUESS = 48
@@ -208,10 +223,23 @@ def _field_bytes(t: pa.DataType) -> int:
 
 
 def batch_rows_for(schema: pa.Schema, batch_bytes: int, max_rows: int, width: float | None = None) -> int:
-    """Rows per batch so one batch holds about ``batch_bytes``, within [MIN_BATCH_ROWS, max_rows];
-    ``width``: the bytes of a row as measured (a sample of the table), else the schema's estimate."""
+    """Rows per batch so one batch holds about ``batch_bytes``, within [1, max_rows]; ``width``: the
+    bytes of a row as measured (a sample of the table), else the schema's estimate. No floor of
+    rows: one of 1,024 made a table of 4 MiB strings read 1,024 of them (4 GiB) at a time."""
     rows = int(batch_bytes // max(1.0, width if width else row_bytes(schema)))
-    return int(min(max_rows, max(MIN_BATCH_ROWS, rows)))
+    return int(min(max_rows, max(1, rows)))
+
+
+def table_batch_bytes(schema: pa.Schema, batch_bytes: int) -> int:
+    """``[export] batch_bytes`` for this table: what is left of WORKING_SET after the process and
+    DuckDB's limit for scanning its columns, over the batches in flight, at most ``batch_bytes``
+    (a narrow table keeps it: below ~200 columns the budget is larger), at least
+    MIN_TABLE_BATCH_BYTES. 300 columns: (400 - 160 - 203.5 MiB) / 9 = 4 MiB a batch instead of 8
+    (the 300-column CSV sync peaked at 430 MiB with 8, 388-392 with 4, 355-360 with 3 MiB, which
+    cost 10% more CPU: the per-column work of each batch)."""
+    duckdb_part = duckdb_limit_for(schema, ceiling=2**62)
+    budget = (WORKING_SET - PROCESS_BASE - duckdb_part) // TABLE_BATCHES_HELD
+    return int(min(batch_bytes, max(MIN_TABLE_BATCH_BYTES, budget)))
 
 
 def has_variable_width(schema: pa.Schema) -> bool:

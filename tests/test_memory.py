@@ -17,7 +17,6 @@ import pytest
 import syncer
 from syncer import ConfigError, load_config
 from syncer._memory import (
-    MIN_BATCH_ROWS,
     batch_rows_for,
     container_limit,
     duckdb_limit_for,
@@ -107,9 +106,10 @@ def test_batches_are_sized_by_bytes_not_rows() -> None:
     target = 16 * 2**20
     assert batch_rows_for(narrow, target, 32768) == 32768  # the configured rows bound a narrow table
     rows = batch_rows_for(wide, target, 32768)
-    assert MIN_BATCH_ROWS <= rows < 32768
+    assert 1 <= rows < 32768
     assert rows * row_bytes(wide) <= target  # a 300-column batch stays near the target
-    assert batch_rows_for(wide, 1, 32768) == MIN_BATCH_ROWS
+    assert batch_rows_for(wide, 1, 32768) == 1  # a row wider than the target: one row, not a floor of rows
+    assert batch_rows_for(wide, 8 * MIB, 32768, width=4 * MIB) == 2  # 4 MiB strings: two a batch
 
 
 def test_nested_and_dictionary_columns_have_a_width() -> None:
@@ -254,7 +254,7 @@ def test_a_wide_table_gets_fewer_rows_per_batch_and_row_group_and_more_duckdb_me
             sized[name] = (sized[name], parse_size(limit.replace(" ", "")))
     (narrow, narrow_limit), (wide, wide_limit) = sized["narrow"], sized["wide"]
     assert narrow.batch_rows == 32768 and narrow.row_group_rows >= 4 * 32768 // 2
-    assert MIN_BATCH_ROWS <= wide.batch_rows < narrow.batch_rows // 4
+    assert 1 <= wide.batch_rows < narrow.batch_rows // 4
     assert wide.row_group_rows == pytest.approx(2 * wide.batch_rows, rel=0.01)
     assert wide.row_group_rows < 131072
     assert 16 * MIB < narrow_limit < 40 * MIB < 150 * MIB < wide_limit < 300 * MIB
@@ -423,20 +423,20 @@ def test_the_snowflake_source_streams_a_wide_table_in_the_per_table_batches(tmp_
             load_config(_config(tmp_path, tmp_path / "unused.duckdb", TABLE_T, export='batch_bytes = "1MiB"')),
             source=SourceConfig(kind="snowflake"),
         )
-        got = {}
+        got, schemas = {}, {}
         with use_session_factory(lambda: session), SnowflakeSource(cfg.source) as src:
             for name in ("wide", "narrow"):
                 t = TableConfig(name=name, source=name, primary_key=("ID",))
                 with src.pinned(t):
-                    arrow = src.schema(t)
+                    arrow = schemas[name] = src.schema(t)
                     sized = sized_for(src, t, arrow, cfg, src.count(t))
                     got[name] = (sized.batch_rows, [b.num_rows for b in src.stream(t, arrow, sized.batch_rows)])
     finally:
         session.close()
     assert got["narrow"] == (32768, [rows])
     wide_rows, wide_batches = got["wide"]
-    assert wide_rows == MIN_BATCH_ROWS  # 1 MiB over ~3 KB a row, at least MIN_BATCH_ROWS
-    assert wide_batches == [1024, 1024, rows - 2048]
+    assert wide_rows == 2**20 // row_bytes(schemas["wide"])  # 1 MiB over the schema's estimate of a row
+    assert max(wide_batches) == wide_rows and sum(wide_batches) == rows
 
 
 def test_the_engine_unload_stays_under_the_ceiling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -485,3 +485,12 @@ def test_a_wide_parquet_table_is_encoded_by_one_writer(tmp_path: Path, columns: 
     assert sized.writers == expected
     if expected == 1:
         assert sized.parquet_parts(10_000_000) == 1  # one file, one encoder
+
+
+def test_the_schema_of_1200_columns_is_asked_with_the_limit_its_columns_need(tmp_path: Path) -> None:
+    # LIMIT 0 of 1,200 columns needs ~40 MB of DuckDB (a vector's buffers a column): at the 16 MiB
+    # floor the table was refused before a row was read ("failed to allocate data of size 32.0 KiB")
+    db = _warehouse(tmp_path / "w.duckdb", {"t": (1200, 300)})
+    cfg = load_config(_config(tmp_path, db, _tables("t")))
+    with DuckDBSource(cfg.source) as src:
+        assert len(src.schema(cfg.table("t"))) == 1200

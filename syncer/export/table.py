@@ -24,7 +24,7 @@ import tenacity
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
-from syncer._memory import ROW_GROUP_BATCHES, batch_rows_for, has_variable_width, row_bytes
+from syncer._memory import ROW_GROUP_BATCHES, batch_rows_for, has_variable_width, row_bytes, table_batch_bytes
 from syncer._stage import Pipeline, Stage, inline
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
@@ -270,10 +270,11 @@ def sized_for(source: Source, table: TableConfig, schema: pa.Schema, cfg: Config
     row group holds ROW_GROUP_BATCHES batches: the writer keeps one per part while it encodes.
     A table of WIDE_COLUMNS or more is one Parquet file unless ``[export] writers`` says otherwise."""
     width: float = row_bytes(schema)
-    if has_variable_width(schema) and source_rows * width > cfg.batch_bytes:
+    batch_bytes = table_batch_bytes(schema, cfg.batch_bytes)  # less for many columns (syncer._memory)
+    if has_variable_width(schema) and source_rows * width > batch_bytes:
         width = source.sample_row_bytes(table, schema) or width
-    rows = batch_rows_for(schema, cfg.batch_bytes, cfg.batch_rows, width=width)
-    group = batch_rows_for(schema, ROW_GROUP_BATCHES * cfg.batch_bytes, cfg.row_group_rows, width=width)
+    rows = batch_rows_for(schema, batch_bytes, cfg.batch_rows, width=width)
+    group = batch_rows_for(schema, ROW_GROUP_BATCHES * batch_bytes, cfg.row_group_rows, width=width)
     log.debug(
         "table %s: %d rows per batch, %d per row group (%.0f bytes a row)",
         table.name,

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from syncer._memory import TARGET_SLACK
 from syncer._stage import Pipeline, Stage
 from syncer.formats.base import Format, TableWriter, WrittenFile, WrittenPart, conform, read_rows, selected
 from syncer.formats.files import parquet_footer, parts_digest
@@ -70,6 +71,8 @@ class ParquetTableWriter(TableWriter):
         self._next = 0  # index of the next row group
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self._pending_bytes = 0.0
+        self._group_bytes: float | None = None  # a row group's bytes, from the first batch (see _write)
         self.encoders = Pipeline()
         self.stages: list[Stage[list[pa.RecordBatch] | None]] = [
             self.encoders.worker(self._part_worker(i), bound=self.QUEUE + 1, name=f"syncer-parquet-{i}")
@@ -88,18 +91,25 @@ class ParquetTableWriter(TableWriter):
     def _write(self, batch: pa.RecordBatch) -> None:
         if self._options is None:
             self._options = parquet_options(self.schema, batch, self.DICTIONARY_RATIO)
+        per_row = batch.nbytes / max(1, batch.num_rows)  # measured per batch (a slice's nbytes counts shared buffers)
+        if self._group_bytes is None and batch.num_rows:
+            # the row count was sized from a sample's row width: a row group of rows far wider than
+            # that (a skewed table, a value of many MB) closes on its bytes instead
+            self._group_bytes = TARGET_SLACK * self._row_group_rows * per_row
         while batch.num_rows:
-            take = min(batch.num_rows, self._row_group_rows - self._pending_rows)
+            room = (self._group_bytes or 0) - self._pending_bytes
+            take = min(batch.num_rows, self._row_group_rows - self._pending_rows, max(1, int(room // max(per_row, 1e-9))))
             self._pending.append(batch.slice(0, take) if take < batch.num_rows else batch)
             self._pending_rows += take
+            self._pending_bytes += per_row * take
             batch = batch.slice(take)
-            if self._pending_rows == self._row_group_rows:
+            if self._pending_rows == self._row_group_rows or self._pending_bytes >= (self._group_bytes or 0):
                 self._submit()
 
     def _submit(self) -> None:
         part = self._next % len(self.files)
         self._next += 1
-        batches, self._pending, self._pending_rows = self._pending, [], 0
+        batches, self._pending, self._pending_rows, self._pending_bytes = self._pending, [], 0, 0.0
         self.stages[part].put(batches)  # waits while the part still encodes its previous row group
 
     def _writer(self, part: int) -> pq.ParquetWriter:

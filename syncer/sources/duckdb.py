@@ -88,6 +88,7 @@ class DuckDBSource(Source):
         self.run_moment = clock.utcnow()
         self._file_marker = file_identity(self.path, f"duckdb-{duckdb.__version__}:pyarrow-{pa.__version__}")
         self._rows: dict[str, int] = {}  # each table's count (its profile runs as one query when small)
+        self._widths: dict[str, float | None] = {}  # each table's sampled row width (the stream's batch bytes)
         self._batch = RunBatch()
 
     def _connect(self, cfg: SourceConfig) -> Any:
@@ -167,6 +168,7 @@ class DuckDBSource(Source):
     def _asked(self, table: TableConfig) -> tuple[dict[str, Any], pa.Schema]:
         try:
             rel = self.con.sql(f"SELECT * FROM {relation_sql(table)} LIMIT 0")
+            self.use_limit_for(table, _mem.columns_only(len(rel.columns)), 1, lower=False)  # 1,200 columns fail at the floor
             return dict(zip(rel.columns, rel.types, strict=True)), rel.to_arrow_table().schema
         except (duckdb.Error, RuntimeError) as exc:
             raise self._error(exc, table) from exc
@@ -329,17 +331,20 @@ class DuckDBSource(Source):
     def stream_range(self, table: TableConfig, schema: pa.Schema, batch_rows: int, rng: KeyRange) -> Iterator[pa.RecordBatch]:
         cond, params = rng.sql()
         self.use_limit_for(table, schema, batch_rows)
-        return self._read(f"{select_sql(table, schema)} WHERE {cond}", table, batch_rows, params)
+        return self._read(f"{select_sql(table, schema)} WHERE {cond}", table, schema, batch_rows, params)
 
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
         self.use_limit_for(table, schema, batch_rows)
-        return self._read(select_sql(table, schema), table, batch_rows, [])
+        return self._read(select_sql(table, schema), table, schema, batch_rows, [])
 
     def sample_row_bytes(self, table: TableConfig, schema: pa.Schema) -> float | None:
         self.use_limit_for(table, schema, _SAMPLE_ROWS)
-        return sample_row_bytes(self.con, f"{select_sql(table, schema)} LIMIT {_SAMPLE_ROWS}")
+        width = self._widths[table.name] = sample_row_bytes(self.con, f"{select_sql(table, schema)} LIMIT {_SAMPLE_ROWS}")
+        return width
 
-    def _read(self, sql: str, table: TableConfig, batch_rows: int, params: list[Any]) -> Iterator[pa.RecordBatch]:
+    def _read(
+        self, sql: str, table: TableConfig, schema: pa.Schema, batch_rows: int, params: list[Any]
+    ) -> Iterator[pa.RecordBatch]:
         """Stream ``sql``. A read that runs out of the memory_limit before its first batch starts
         again with more memory; one that runs out later fails as transient, and the retry of the
         table streams with more memory from the start."""
@@ -350,19 +355,14 @@ class DuckDBSource(Source):
             while True:
                 yielded = False
                 try:
-                    reader = self._run(sql, table, arrow=True, batch_rows=batch_rows, params=params)
-                    while True:
-                        try:
-                            batch = reader.read_next_batch()
-                        except StopIteration:
-                            return
-                        except (duckdb.Error, OSError, RuntimeError) as exc:
-                            # DuckDB's errors inside the Arrow stream reach us as pyarrow's OSError.
-                            raise self._error(exc, table) from exc
-                        except pa.ArrowException as exc:
-                            raise SourceError(f"table {table.name!r}: reading from DuckDB failed: {exc}") from exc
+                    chunk = _mem.read_rows(schema, batch_rows)
+                    reader = self._run(sql, table, arrow=True, batch_rows=chunk, params=params)
+                    target = _mem.batch_target(schema, batch_rows, self._widths.get(table.name))
+                    mapped = _mem.chunks(reader, table.name, lambda e: self._error(e, table))
+                    for batch in _mem.gathered(mapped, chunk * (batch_rows // chunk), target):
                         yielded = True
                         yield batch
+                    return
                 except SourceOutOfMemoryError as exc:
                     if raised or not below_ceiling(self.memory_limit, self.ceiling):
                         raise beyond_ceiling(exc, table.name, "reading it", self.ceiling) from exc
@@ -404,7 +404,7 @@ class DuckDBSource(Source):
         threads = max(int(self._run("SELECT current_setting('threads')", table).fetchall()[0][0]), min(os.cpu_count() or 1, 4))
         limit = f"{min(_memory.parse_size(_UNLOAD_LIMIT), self.ceiling)}B"  # never above the ceiling
         try:  # in a child: DuckDB 2.0 hangs or crashes when a multi-threaded COPY fails part-way
-            got = run_copy(str(self.path), sql, threads=threads, memory_limit=limit)
+            got = _mem.copy_retrying(run_copy, (str(self.path), sql, threads), limit, self.ceiling, table.name)
         except UnloadCrashed as exc:
             raise SourceError(
                 f"table {table.name!r}: {exc}; nothing of it was published, it keeps its old data{_STREAM_HINT}"

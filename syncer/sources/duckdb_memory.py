@@ -4,20 +4,28 @@ the container's ceiling, and the one line for a table that does not fit under it
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from syncer import _memory
-from syncer._exceptions import SourceOutOfMemoryError
+from syncer._exceptions import SourceError, SourceOutOfMemoryError
 from syncer.sources.errors import first_line, is_interrupt
 
 __all__ = [
+    "VECTOR_ROWS",
     "auto_limit",
+    "batch_target",
     "below_ceiling",
     "beyond_ceiling",
+    "chunks",
+    "columns_only",
+    "copy_retrying",
+    "gathered",
+    "read_rows",
     "release_cache",
     "releasing",
     "sample_row_bytes",
@@ -26,6 +34,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("syncer")
 
 
 def auto_limit(schema: pa.Schema, batch_rows: int, ceiling: int) -> str:
@@ -112,3 +121,99 @@ def sample_row_bytes(con: Any, sql: str) -> float | None:
             raise KeyboardInterrupt from exc
         return None  # the stream reports the table's own error
     return sample.nbytes / sample.num_rows if sample.num_rows else None
+
+
+#: the rows DuckDB hands over at a time when a table's row width is a guess (strings, lists): one of
+#: its vectors, the unit it scans and converts in anyway, so nothing is read ahead of what is measured
+VECTOR_ROWS = 2048
+
+
+def read_rows(schema: pa.Schema, batch_rows: int) -> int:
+    """Rows per read from DuckDB's Arrow stream: ``batch_rows`` when the schema fixes a row's size,
+    else at most a vector, gathered into batches by their measured bytes (:func:`gathered`). A
+    whole fraction of ``batch_rows`` (2,682 rows: reads of 1,341): a batch is whole chunks, never a
+    copy of two halves of chunks (300 columns read in 2,048s cost a concat of every batch)."""
+    if not _memory.has_variable_width(schema) or batch_rows <= VECTOR_ROWS:
+        return batch_rows
+    return batch_rows // -(-batch_rows // VECTOR_ROWS)
+
+
+def batch_target(schema: pa.Schema, batch_rows: int, width: float | None) -> int:
+    """The Arrow bytes past which :func:`gathered` closes a batch early: :data:`syncer._memory.TARGET_SLACK` times
+    what a batch of ``batch_rows`` was sized to hold (the table's sampled or estimated row width)."""
+    return max(1, int(_memory.TARGET_SLACK * batch_rows * (width or _memory.row_bytes(schema))))
+
+
+def gathered(chunks: Iterator[pa.RecordBatch], batch_rows: int, target: int) -> Iterator[pa.RecordBatch]:
+    """Batches of ``batch_rows`` rows (the last one fewer), each closed early once it holds about
+    ``target`` bytes, as measured: chunks are gathered (split where a batch fills up), and a chunk
+    bigger than ``target`` on its own (rows far wider than the sample said, one value of many MB)
+    goes on in slices of about ``target`` bytes, at least one row each. So what the writers, the
+    profile and the encoders hold per batch follows the bytes, not a row count from the first rows."""
+    held: list[pa.RecordBatch] = []
+    rows, size = 0, 0.0
+    for chunk in chunks:
+        per_row = chunk.nbytes / max(1, chunk.num_rows)  # measured once: a slice's nbytes counts shared buffers whole
+        while chunk.num_rows:
+            if held and size + per_row * min(chunk.num_rows, batch_rows - rows) > target:
+                yield _joined(held)
+                held, rows, size = [], 0, 0.0
+            if not held and per_row * chunk.num_rows > target and chunk.num_rows > 1:
+                step = max(1, int(target // per_row))
+                yield chunk.slice(0, step)
+                chunk = chunk.slice(step)
+                continue
+            take = min(chunk.num_rows, batch_rows - rows)
+            held.append(chunk if take == chunk.num_rows else chunk.slice(0, take))
+            rows, size = rows + take, size + per_row * take
+            chunk = chunk.slice(take)
+            if rows == batch_rows:
+                yield _joined(held)
+                held, rows, size = [], 0, 0.0
+    if held:
+        yield _joined(held)
+
+
+def _joined(held: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return held[0] if len(held) == 1 else pa.concat_batches(held)
+
+
+def chunks(reader: Any, table: str, mapped: Callable[[BaseException], BaseException]) -> Iterator[pa.RecordBatch]:
+    """The batches of DuckDB's Arrow stream ``reader``, its errors as ours (``mapped``: the source's mapping)."""
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except (duckdb.Error, OSError, RuntimeError) as exc:
+            raise mapped(exc) from exc  # DuckDB's errors inside the Arrow stream reach us as pyarrow's OSError
+        except pa.ArrowException as exc:
+            raise SourceError(f"table {table!r}: reading from DuckDB failed: {exc}") from exc
+
+
+def columns_only(columns: int) -> pa.Schema:
+    """A stand-in schema of ``columns`` one-byte columns: what DuckDB's limit for a query of that many
+    columns is derived from before the real schema is known (even ``LIMIT 0`` of 1,200 columns needs
+    ~40 MB: one vector's buffers per column)."""
+    return pa.schema([pa.field(f"c{i}", pa.int8()) for i in range(columns)])
+
+
+def copy_retrying(
+    copy: Callable[..., dict[str, Any]], args: tuple[str, str, int], limit: str, ceiling: int, table: str
+) -> dict[str, Any]:
+    """The engine's COPY (``copy(path, sql, threads=, memory_limit=)``, in its child) at ``limit``; once more with the
+    ceiling when it ran out of that (a value of MBs: DuckDB materialises a vector of them at once),
+    as a stream's read is. A table that fits the container is not refused by the engine's limit."""
+    path, sql, threads = args
+    got = copy(path, sql, threads=threads, memory_limit=limit)
+    if got.get("ok") or got.get("kind") != "OutOfMemoryException" or not below_ceiling(limit, ceiling):
+        return got
+    log.warning(
+        "table %r: DuckDB's COPY ran out of its memory_limit (%s): %s; running it again with memory_limit = %s",
+        table,
+        shown(limit, False),
+        first_line(Exception(str(got.get("message")))),
+        with_ceiling(ceiling),
+        extra={"table": table},
+    )
+    return copy(path, sql, threads=threads, memory_limit=f"{ceiling}B")
