@@ -38,9 +38,15 @@ log = logging.getLogger("syncer")
 
 
 def auto_limit(schema: pa.Schema, batch_rows: int, ceiling: int) -> str:
-    """The limit a scan of ``schema`` in batches of ``batch_rows`` needs, never above ``ceiling``."""
+    """The limit a scan of ``schema`` in batches of ``batch_rows`` needs, never above ``ceiling``:
+    rounded up to a multiple of :data:`LIMIT_STEP`, so tables of one shape whose measured batches differ
+    by a few rows ask for the same limit (one ``SET`` for all of them, not one per table)."""
     need = _memory.duckdb_limit_for(schema, ceiling, batch_bytes=batch_rows * _memory.row_bytes(schema))
-    return f"{need}B"
+    return f"{min(ceiling, -(-need // LIMIT_STEP) * LIMIT_STEP)}B"
+
+
+#: the granularity of a derived DuckDB limit (see :func:`auto_limit`)
+LIMIT_STEP = 8 * 2**20
 
 
 #: a source's limit at least this far over the floor is lowered to the floor once its reads end
