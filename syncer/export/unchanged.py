@@ -60,8 +60,14 @@ def config_fingerprint(table: TableConfig, cfg: Config) -> str:
         "not_null": list(table.not_null),
         "allow_empty": table.allow_empty,
         "max_bad_rows": table.max_bad_rows,
+        # the checks on the written files: a new or changed reference is run on a fresh export
+        "references": [[list(r.columns), r.target, list(r.target_columns), r.severity] for r in table.references],
+        # how the files are made (engine: the warehouse's own Parquet writer, parts by thread)
+        "export": table.export,
+        "engine_min_rows": cfg.engine_min_rows if table.export == "auto" else None,
         "compression": cfg.compression,
         "row_group_rows": cfg.row_group_rows,
+        "writers": cfg.writers,
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -29,7 +29,7 @@ from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 from syncer.sources.duckdb_batch import RunBatch, catalog_key
 from syncer.sources.duckdb_memory import auto_limit, below_ceiling, beyond_ceiling, sample_row_bytes, shown, with_ceiling
-from syncer.sources.duckdb_sql import SMALL_ROWS, file_identity, profile_from_row, profile_groups, where_sql
+from syncer.sources.duckdb_sql import SMALL_ROWS, opened_identity, profile_from_row, profile_groups, where_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.duckdb_unload import UnloadCrashed, run_copy
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
@@ -83,10 +83,11 @@ class DuckDBSource(Source):
             raise SourceUnavailableError(
                 f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
             )
-        self.con = self._connect(cfg)
+        # the marker describes the file this run opened, never a file put in its place meanwhile
+        versions = f"duckdb-{duckdb.__version__}:pyarrow-{pa.__version__}"
+        self.con, self._file_marker = opened_identity(self.path, versions, lambda: self._connect(cfg))
         # From here until close no writer can open the file: this is the moment every table is read at.
         self.run_moment = clock.utcnow()
-        self._file_marker = file_identity(self.path, f"duckdb-{duckdb.__version__}:pyarrow-{pa.__version__}")
         self._rows: dict[str, int] = {}  # each table's count (its profile runs as one query when small)
         self._batch = RunBatch()
 
