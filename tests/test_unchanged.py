@@ -385,3 +385,36 @@ def test_a_changed_check_or_export_path_exports_the_table(
         assert got["enrollments"] == "fresh", got
         man = Volume(cfg.root).current_manifest()
         assert man is not None and man.tables["enrollments"].change_marker is not None
+
+
+@pytest.mark.parametrize("damage", ["flip-a-byte", "truncate"])
+def test_a_damaged_previous_file_is_exported_again_not_kept_as_unchanged(
+    warehouse: Path, tmp_path: Path, streamed: list[str], damage: str
+) -> None:
+    """A published file changed after its checks (a flipped byte at the same size, a truncation) is
+    not hard-linked into the next snapshot as `unchanged`: it fails its sha256, so the table is
+    exported again and the new snapshot verifies."""
+    cfg = syncer.load_config(write_config(tmp_path / "cfg", warehouse))
+    first = syncer.sync(cfg)
+    assert first.status == "ok", first.error
+    vol = Volume(cfg.root)
+    f = vol.snapshot_dir(first.run_id) / "courses.parquet"
+    os.chmod(f, 0o644)
+    data = bytearray(f.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 3] ^= 0xFF
+    f.write_bytes(bytes(data))
+    os.chmod(f, 0o444)
+    assert not syncer.verify(cfg)["ok"]
+    streamed.clear()
+    report = syncer.sync(cfg)
+    assert report.status == "ok", report.error
+    got = statuses(report)
+    assert got["courses"] == "fresh" and "courses" in streamed, got
+    if damage == "flip-a-byte":  # a truncated file makes the snapshot broken: nothing is kept from it
+        assert got["participants"] == "unchanged" and streamed == ["courses"], (got, streamed)
+    res = syncer.verify(cfg)
+    assert res["ok"], res["problems"]
+    assert len(_served_titles(cfg)) > 1

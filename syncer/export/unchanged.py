@@ -36,8 +36,9 @@ from syncer.export.table import TableOutcome
 from syncer.formats import schema_to_b64
 from syncer.sources.base import Source
 from syncer.validate.checks import check
-from syncer.volume.files import carry_over
+from syncer.volume.files import carry_over, remove_tree
 from syncer.volume.manifest import ManifestEntry
+from syncer.volume.verify import check_files_by_table
 
 __all__ = ["UNCHANGED", "confirm_unchanged", "marker_for", "with_marker"]
 
@@ -120,6 +121,18 @@ def confirm_unchanged(
         if previous.arrow_schema is not None and schema_to_b64(schema) != previous.arrow_schema:
             return None  # a DDL change the marker may not see: export
     carry_over(prev_dir / previous.file, staging / previous.file)
+    # the kept files are the bytes that passed every check: a published file changed since (same
+    # size, a flipped byte) is not published again as unchanged -- the table is exported instead
+    damaged = check_files_by_table(staging, {"tables": {table.name: previous.to_json()}}, deep=True).get(table.name)
+    if damaged:
+        remove_tree(staging / previous.file)
+        log.warning(
+            "table %s: the previous snapshot's file does not match its manifest (%s); exporting it",
+            table.name,
+            damaged[0],
+            extra={"table": table.name},
+        )
+        return None
     confirmed = clock.utcnow()
     detail = (
         f"the source did not change since the export of run {previous.exported_in or '?'} "
