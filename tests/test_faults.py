@@ -1,8 +1,10 @@
 """The short fault-injection sweep (scripts/faults.py --quick): real syncs with real injected faults.
 
-One sync per case, in a real process, with one syscall failing (strace ``-e inject``: fsync,
-fdatasync, rename, openat, write, pwrite64, link, symlink, unlink, mkdir, chmod, flock; the first
-or the last call of each that touches the volume, the last one coming after the ``current`` swap)
+One command per case, in a real process, with one syscall failing (strace ``-e inject``: fsync,
+fdatasync, rename, openat, write, pwrite64, link, symlink, unlink, mkdir, chmod, flock, ftruncate,
+fchown, close, read, pread64, mmap; the first or the last call of each that touches the volume in a
+plain sync, the last one coming after the ``current`` swap; one fault each in ``sync courses``,
+``sync --force`` (the engine's unload child), ``repair``, ``rollback``, ``status`` and ``verify``)
 or random libc I/O faults (libfiu's ``fiu-run``, switched on once the sync holds the lock). After
 each: one clear line and a non-zero exit or an absorbed fault, no traceback, ``current`` intact and
 verified, the reader's data unchanged, the history truthful, the next sync clean with staging empty.
@@ -71,7 +73,16 @@ def test_the_sweep_reaches_every_syscall_a_sync_makes_on_the_volume(cases) -> No
         "mkdir",
         "chmod",
         "flock",
+        "ftruncate",
+        "fchown",
+        "close",
+        "read",
+        "pread64",
+        "mmap",
     } <= reached
+    # and not only `sync`: one carrying tables over, a forced one (the engine's unload child), and
+    # repair, rollback, status and verify each get a fault too
+    assert {c.command for c in cases} == set(faults.COMMANDS)
 
 
 def test_every_injected_syscall_fault_ends_cleanly(env, cases) -> None:
