@@ -405,7 +405,7 @@ class DuckDBSource(Source):
         threads = max(int(self._run("SELECT current_setting('threads')", table).fetchall()[0][0]), min(os.cpu_count() or 1, 4))
         limit = f"{min(_memory.parse_size(_UNLOAD_LIMIT), self.ceiling)}B"  # never above the ceiling
         try:  # in a child: DuckDB 2.0 hangs or crashes when a multi-threaded COPY fails part-way
-            got = run_copy(str(self.path), sql, threads=threads, memory_limit=limit)
+            got = run_copy(str(self.path), sql, threads=threads, memory_limit=limit, held=True)
         except UnloadCrashed as exc:
             raise SourceError(
                 f"table {table.name!r}: {exc}; nothing of it was published, it keeps its old data{_STREAM_HINT}"
