@@ -670,6 +670,44 @@ def test_repair_recovers_a_broken_staging_and_the_next_sync_succeeds(versions: V
     assert syncer.verify(v.cfg)["ok"]
 
 
+# --- the served log replaced -----------------------------------------------------------------------------
+
+
+def _log_a_folder(v: Versions, foreign: Path) -> None:
+    v.vol.served_log.path.unlink()
+    v.vol.served_log.path.mkdir()
+
+
+def _log_a_link_out(v: Versions, foreign: Path) -> None:
+    foreign.write_text(v.vol.served_log.path.read_text(encoding="utf-8"), encoding="utf-8")
+    v.vol.served_log.path.unlink()
+    os.symlink(foreign, v.vol.served_log.path)
+
+
+@pytest.mark.parametrize("breakage", [pytest.param(_log_a_folder, id="a-folder"), pytest.param(_log_a_link_out, id="a-link-out")])
+def test_a_served_log_replaced_is_never_written_through_and_repair_moves_it_aside(versions: Versions, tmp_path: Path, breakage):
+    """`served.jsonl` replaced by a folder failed every sync and rollback, and `repair` said "nothing to
+    repair"; a link out of the volume was appended to (a file outside the volume written)."""
+    v = versions
+    foreign = tmp_path / "foreign-served.jsonl"
+    breakage(v, foreign)
+    outside = foreign.read_bytes() if foreign.exists() else None
+    with pytest.raises(syncer.SyncError, match=r"served\.jsonl.*syncer repair"):
+        syncer.sync(v.cfg, force=True)
+    assert v.vol.current_id() == v.new and syncer.verify(v.cfg)["ok"]  # nothing published is lost or changed
+    assert (foreign.read_bytes() if foreign.exists() else None) == outside, "written through the link"
+
+    fixed = syncer.repair(v.cfg)
+    assert any("served.jsonl" in a and "moved it to served.jsonl.broken-" in a for a in fixed["actions"]), fixed["actions"]
+    assert not os.path.lexists(v.vol.served_log.path)
+    report = syncer.sync(v.cfg, force=True)
+    assert report["status"] == "ok", report
+    assert v.vol.served_log.path.is_file() and not v.vol.served_log.path.is_symlink()
+    assert v.vol.previous_of(report["snapshot_id"]) == v.new  # the new log starts from what was served
+    assert syncer.rollback(v.cfg)["to"] == v.new
+    assert (foreign.read_bytes() if foreign.exists() else None) == outside
+
+
 # --- verify holds the manifest against the files -----------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, Ve
 from syncer.volume.history import History
 from syncer.volume.layout import SnapshotInfo, Volume, fsync_dir, permission_problems, seal, unexpected_files
 from syncer.volume.lock import volume_lock
+from syncer.volume.served import LOG_MODE
 from syncer.volume.verify import check_contents
 
 __all__ = ["repair", "rollback", "verify"]
@@ -91,7 +92,7 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> R
 
 def _repair_locked(vol: Volume, actions: list[str], user: str | None, reason: str) -> RepairResult:
     hist = History(vol.db_path)
-    actions = [*actions, *_sweep(vol, hist), *_reseal_snapshots(vol), *_fix_current(vol)]
+    actions = [*actions, *_sweep(vol, hist), *_served_log(vol), *_reseal_snapshots(vol), *_fix_current(vol)]
     for a in actions:
         log.warning("repair: %s", a, extra={"step": "repair"})
     if actions:
@@ -121,6 +122,28 @@ def _sweep(vol: Volume, hist: History) -> list[str]:
             if aborted:
                 actions.append(f"marked {aborted} interrupted run(s) as aborted")
     return actions
+
+
+def _served_log(vol: Volume) -> list[str]:
+    """A served log that cannot be the log (a folder, a link: every swap fails on it) is moved aside, not
+    deleted; the next swap starts a new one, seeded with the order the snapshots were made in. One its
+    owner cannot write (chmod 0444) gets its mode back."""
+    log_ = vol.served_log
+    problem = log_.problem()
+    if problem is None:
+        if log_.path.is_file() and not os.access(log_.path, os.W_OK):
+            try:
+                os.chmod(log_.path, LOG_MODE)
+            except OSError as exc:
+                return [f"could not restore write access to {log_.path}: {exc.strerror}"]
+            return [f"restored write access to {log_.path.name} (mode {LOG_MODE:o})"]
+        return []
+    stamp = clock.utcnow().strftime("%Y%m%dT%H%M%SZ")
+    try:
+        aside = vol.move_aside(log_.path, f"{log_.path.name}.broken-{stamp}")
+    except VolumeError as exc:
+        return [f"{problem}, and it could not be moved aside: {exc}"]
+    return [f"{problem}; moved it to {aside.name}; the next swap starts a new served log"]
 
 
 def _history_aside(hist: History, exc: HistoryCorruptError) -> str:
