@@ -124,6 +124,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("status",),
     ("verify",),
 )
+#: the random-fault runs alternate (in threes, one per probability) between these
+FIU_COMMANDS: tuple[tuple[str, ...], ...] = (("sync",), ("sync", "--force"))
 #: syscalls with many calls get at most this many positions in the commands other than a plain sync
 OTHER_COMMAND_POSITIONS = 2
 TABLES = """
@@ -158,7 +160,9 @@ class Case:
     @property
     def label(self) -> str:
         if self.kind == "fiu":
-            return f"fiu posix/io/* p={self.probability:g} #{self.when}"
+            return f"fiu posix/io/* p={self.probability:g} #{self.when}" + (
+                " (sync --force)" if self.command != ("sync",) else ""
+            )
         return f"{self.syscall}={self.errno}@{self.when}" + (f" ({' '.join(self.command)})" if self.command != ("sync",) else "")
 
 
@@ -348,7 +352,7 @@ def run_case(env: Env, case: Case) -> Outcome:
 def _fiu_sync(env: Env, case: Case) -> subprocess.CompletedProcess[str]:
     """A sync under libfiu's preload; random faults on once it holds the volume lock (not in the start-up)."""
     ctrl = env.folder / "fiu-ctrl"
-    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), *VERBOSE, "sync"]
+    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), *VERBOSE, *case.command]
     # libfiu's preload deadlocks on its own, faults off, in about 1 of 3 `import pyarrow`: Arrow's jemalloc
     # starts a background thread while the main thread is in dlopen(), the thread's malloc goes through
     # libfiu into dlsym() (the loader's lock, held by dlopen) while dlopen's mmap waits for libfiu's lock.
@@ -495,7 +499,12 @@ def plan(env: Env, per_syscall: int, fiu_runs: int, quick: bool, commands: tuple
             k_pos = per_syscall if command == ("sync",) else min(per_syscall, OTHER_COMMAND_POSITIONS)
             for when in pick(pos, k_pos):
                 cases += [Case("strace", call, errno, when, command=command) for errno in errnos]
-    cases += [Case("fiu", when=i + 1, probability=FIU_PROBABILITIES[i % len(FIU_PROBABILITIES)]) for i in range(fiu_runs)]
+    # every other random run a forced sync: every table exported, courses by the engine (the faults go
+    # into the run while its unload child runs; the child itself starts with them off)
+    cases += [
+        Case("fiu", when=i + 1, probability=FIU_PROBABILITIES[i % len(FIU_PROBABILITIES)], command=FIU_COMMANDS[(i // 3) % 2])
+        for i in range(fiu_runs)
+    ]
     return cases
 
 
