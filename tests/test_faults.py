@@ -189,3 +189,18 @@ def test_the_cli_prints_every_thread_s_stack_on_sigusr1_and_goes_on(env) -> None
         proc.terminate()  # this one process, by its own handle
         _, err = proc.communicate(timeout=30)
     assert "most recent call first" in err and 'File "' in err
+
+
+def test_an_unchanged_table_whose_link_fails_is_exported_instead(env) -> None:
+    """The unchanged path hard-links the previous files; with every link(2) failing (EMLINK: the file's
+    link count at its limit), the sync exported nothing and failed as a whole: each table is now
+    exported instead, and the run is ok."""
+    inject = "inject=link,linkat:error=EMLINK"
+    before = set(env.runs())
+    proc = env.cli("sync", prefix=["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=link,linkat", "-e", inject])
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert "Traceback" not in proc.stderr and "exporting it instead" in proc.stderr
+    (run,) = set(env.runs()) - before
+    assert env.runs()[run]["status"] == "ok" and env.current() == run
+    verified, got, nxt = env.served(then_sync=True)
+    assert verified == "" and got == env.expected and nxt == ""

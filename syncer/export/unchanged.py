@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from syncer import _clock as clock
 from syncer._clock import age_seconds, iso
-from syncer._exceptions import SyncError
+from syncer._exceptions import PublishError, SyncError
 from syncer.config import Config, TableConfig
 from syncer.export.table import TableOutcome
 from syncer.formats import schema_to_b64
@@ -120,7 +120,14 @@ def confirm_unchanged(
         schema = pa.schema([f for f in full if f.name not in table.exclude_columns])
         if previous.arrow_schema is not None and schema_to_b64(schema) != previous.arrow_schema:
             return None  # a DDL change the marker may not see: export
-    carry_over(prev_dir / previous.file, staging / previous.file)
+    try:
+        carry_over(prev_dir / previous.file, staging / previous.file)
+    except PublishError as exc:
+        # the link cannot be made (EMLINK: the file's link count is at its limit; EIO): exporting the
+        # table again is always right, and costs this table only
+        remove_tree(staging / previous.file)
+        log.warning("table %s: %s; exporting it instead", table.name, exc, extra={"table": table.name})
+        return None
     # the kept files are the bytes that passed every check: a published file changed since (same
     # size, a flipped byte) is not published again as unchanged -- the table is exported instead
     damaged = check_files_by_table(staging, {"tables": {table.name: previous.to_json()}}, deep=True).get(table.name)
