@@ -120,25 +120,7 @@ def confirm_unchanged(
         schema = pa.schema([f for f in full if f.name not in table.exclude_columns])
         if previous.arrow_schema is not None and schema_to_b64(schema) != previous.arrow_schema:
             return None  # a DDL change the marker may not see: export
-    try:
-        carry_over(prev_dir / previous.file, staging / previous.file)
-    except PublishError as exc:
-        # the link cannot be made (EMLINK: the file's link count is at its limit; EIO): exporting the
-        # table again is always right, and costs this table only
-        remove_tree(staging / previous.file)
-        log.warning("table %s: %s; exporting it instead", table.name, exc, extra={"table": table.name})
-        return None
-    # the kept files are the bytes that passed every check: a published file changed since (same
-    # size, a flipped byte) is not published again as unchanged -- the table is exported instead
-    damaged = check_files_by_table(staging, {"tables": {table.name: previous.to_json()}}, deep=True).get(table.name)
-    if damaged:
-        remove_tree(staging / previous.file)
-        log.warning(
-            "table %s: the previous snapshot's file does not match its manifest (%s); exporting it",
-            table.name,
-            damaged[0],
-            extra={"table": table.name},
-        )
+    if not _keep_files(table, previous, prev_dir, staging):
         return None
     confirmed = clock.utcnow()
     detail = (
@@ -157,3 +139,26 @@ def confirm_unchanged(
         timings={"total_s": 0.0},
         attempts=[],
     )
+
+
+def _keep_files(table: TableConfig, previous: ManifestEntry, prev_dir: Path, staging: Path) -> bool:
+    """Hard-link the previous files into ``staging``; False (nothing left staged) when the link cannot
+    be made (EMLINK: the file's link count at its limit; EIO) or the files are not the bytes that
+    passed every check (a flipped byte at the same size): exporting the table again is always right."""
+    try:
+        carry_over(prev_dir / previous.file, staging / previous.file)
+    except PublishError as exc:
+        remove_tree(staging / previous.file)
+        log.warning("table %s: %s; exporting it instead", table.name, exc, extra={"table": table.name})
+        return False
+    damaged = check_files_by_table(staging, {"tables": {table.name: previous.to_json()}}, deep=True).get(table.name)
+    if damaged:
+        remove_tree(staging / previous.file)
+        log.warning(
+            "table %s: the previous snapshot's file does not match its manifest (%s); exporting it",
+            table.name,
+            damaged[0],
+            extra={"table": table.name},
+        )
+        return False
+    return True
