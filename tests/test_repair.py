@@ -708,6 +708,55 @@ def test_a_served_log_replaced_is_never_written_through_and_repair_moves_it_asid
     assert (foreign.read_bytes() if foreign.exists() else None) == outside
 
 
+def test_a_run_history_linked_out_of_the_volume_is_never_written_through_and_repair_moves_it_aside(
+    versions: Versions, tmp_path: Path
+):
+    """`syncer.db` replaced by a link to a database outside the volume: every sync wrote its runs there,
+    and `repair` said "nothing to repair". The history is a record, not a gate: the sync goes on with
+    one warning, writes nothing outside, and repair moves the link aside."""
+    v = versions
+    db = v.vol.db_path
+    foreign = tmp_path / "foreign.db"
+    shutil.copy(db, foreign)
+    db.unlink()
+    os.symlink(foreign, db)
+    before = foreign.read_bytes()
+    report = syncer.sync(v.cfg, force=True)
+    assert report["status"] == "ok", report
+    assert any("symbolic link" in w and "syncer repair" in w for w in report["warnings"]), report["warnings"]
+    assert foreign.read_bytes() == before, "the run history was written outside the volume"
+    assert not any(p.name.startswith("foreign.db-") for p in tmp_path.iterdir())  # no -wal/-shm made there
+    fixed = syncer.repair(v.cfg)
+    assert any("symbolic link" in a and "syncer.db.broken-" in a for a in fixed["actions"]), fixed["actions"]
+    assert not db.is_symlink()
+    again = syncer.sync(v.cfg, force=True)
+    assert again["status"] == "ok" and not again["warnings"], again
+    assert db.is_file() and not db.is_symlink() and History(db).last_run()["id"] == again["run_id"]
+    assert foreign.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_a_lock_folder_replaced_is_moved_aside_by_repair(versions: Versions, tmp_path: Path, kind: str):
+    """`.writer` (the writers' lock folder) replaced by a file or a link: every sync stopped with "run
+    `syncer repair`", and repair stopped on the same lock."""
+    v = versions
+    folder = Path(v.cfg.root) / ".writer"
+    shutil.rmtree(folder)
+    if kind == "file":
+        folder.write_text("x", encoding="utf-8")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        os.symlink(tmp_path / "elsewhere", folder)
+    with pytest.raises(syncer.SyncError, match=r"cannot take the volume lock.*syncer repair"):
+        syncer.sync(v.cfg)
+    assert list((tmp_path / "elsewhere").iterdir()) == [] if kind == "link" else True
+    fixed = syncer.repair(v.cfg)
+    assert any("moved it to .writer.moved-aside-" in a for a in fixed["actions"]), fixed["actions"]
+    assert folder.is_dir() and not folder.is_symlink()
+    assert syncer.sync(v.cfg, force=True)["status"] == "ok"
+    assert syncer.verify(v.cfg)["ok"]
+
+
 # --- verify holds the manifest against the files -----------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 
 from syncer import _clock as clock
 from syncer._clock import iso
@@ -27,7 +28,7 @@ from syncer.config import Config
 from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, VerifyReport
 from syncer.volume.history import History
 from syncer.volume.layout import SnapshotInfo, Volume, fsync_dir, permission_problems, seal, unexpected_files
-from syncer.volume.lock import volume_lock
+from syncer.volume.lock import lock_file, volume_lock
 from syncer.volume.served import LOG_MODE
 from syncer.volume.verify import check_contents
 
@@ -80,6 +81,7 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> R
     # a layout folder replaced by a file, or by a link out of the volume, is moved aside (not ours to delete).
     actions = _restore_layout_access(vol)
     actions += _move_aside_bad_layout(vol)
+    actions += _move_aside_bad_lock_folder(vol)
     vol.ensure()
     info = {"trigger": "repair", "user": user, "started_at": iso(clock.utcnow())}
     try:
@@ -190,6 +192,24 @@ def _move_aside_bad_layout(vol: Volume) -> list[str]:
             continue
         actions.append(f"{problem}; moved it to {aside.name} and made a new {d.name}/")
     return actions
+
+
+def _move_aside_bad_lock_folder(vol: Volume) -> list[str]:
+    """The writers' lock folder replaced by a file or a link: no writer can take the lock, repair
+    included, so it is moved aside before the lock is taken (nothing can hold a lock in it)."""
+    folder = lock_file(vol.lock_path).parent
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return []  # missing: the lock makes it; unreadable: the lock says so
+    if stat.S_ISDIR(st.st_mode):
+        return []
+    what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a folder"
+    try:
+        aside = vol.move_aside(folder, f"{folder.name}.moved-aside-{clock.utcnow().strftime('%Y%m%dT%H%M%SZ')}")
+    except VolumeError as exc:
+        return [f"the lock folder {folder} is {what}, and it could not be moved aside: {exc}"]
+    return [f"the lock folder {folder} was {what}; moved it to {aside.name} and made a new one"]
 
 
 def _reseal_snapshots(vol: Volume) -> list[str]:
