@@ -204,3 +204,26 @@ def test_an_unchanged_table_whose_link_fails_is_exported_instead(env) -> None:
     assert env.runs()[run]["status"] == "ok" and env.current() == run
     verified, got, nxt = env.served(then_sync=True)
     assert verified == "" and got == env.expected and nxt == ""
+
+
+def test_the_last_resort_line_says_where_an_unexpected_os_error_escaped(tmp_path: Path, monkeypatch) -> None:
+    """An OSError that escaped every wrapper (random I/O faults found one: "OSError: [Errno 28] No space
+    left on device", no file, no place) is still one line, and it names where in the engine it was raised."""
+    from click.testing import CliRunner
+
+    import syncer.cli as cli
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.syncer, "status", full)
+    (tmp_path / "sync.toml").write_text(
+        '[source]\nkind = "duckdb"\npath = "w.duckdb"\n\n[volume]\nroot = "data"\n\n[[tables]]\nname = "t"\nprimary_key = ["id"]\n'
+    )
+    res = CliRunner().invoke(cli.main, ["--config", str(tmp_path / "sync.toml"), "status"])
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert lines[0].startswith("error: OSError: [Errno 28] No space left on device at ") and "test_faults.py" not in lines[0], (
+        lines[0]
+    )
+    assert " in full" not in lines[0] and "cli.py:" in lines[0] and "in status" in lines[0], lines[0]
