@@ -253,3 +253,27 @@ def test_each_line_says_who_served_what_and_why(small):
         (a, b, "rollback", "bob", "rollback"),
     ]
     assert all(e["at"].endswith("Z") for e in _log(cfg))
+
+
+# --- ids made within one second ------------------------------------------------------------------------
+
+
+def test_two_runs_in_the_same_second_with_the_same_suffix_get_different_ids(small, monkeypatch):
+    """A snapshot id is the second plus 16 random bits: two runs in one second (or a clock moved back
+    onto a second already used) may draw the same id. The second run then renamed its staging folder
+    onto the first snapshot and failed, and its crash record took the first's snapshot for its own. An
+    id already on the volume (a snapshot, a staging folder, a run in the history) is never reused."""
+    import syncer.volume.layout as layout
+
+    cfg = small(5)
+    monkeypatch.setattr(layout.secrets, "token_hex", lambda n: "abcd")  # every draw the same
+    with frozen(T0):
+        a = syncer.sync(cfg)
+        b = syncer.sync(cfg, force=True)
+    assert a["status"] == "ok" and b["status"] == "ok", (a, b)
+    assert a["snapshot_id"] != b["snapshot_id"]
+    assert a["snapshot_id"][:17] == b["snapshot_id"][:17] == T0.strftime("%Y%m%dT%H%M%SZ-")
+    vol = Volume(cfg.root)
+    assert vol.current_id() == b["snapshot_id"] and vol.previous_of(b["snapshot_id"]) == a["snapshot_id"]
+    assert {i.id for i in vol.list_snapshots() if i.ok} == {a["snapshot_id"], b["snapshot_id"]}
+    assert syncer.verify(cfg)["ok"]
