@@ -887,3 +887,20 @@ def test_rollback_with_an_out_of_date_expectation_changes_nothing(config: syncer
     assert Volume(config.root).current_id() == second
     assert syncer.rollback(config, first, expect_current=second).to == first
     assert Volume(config.root).current_id() == first
+
+
+def test_rollback_refuses_a_snapshot_whose_file_changed_at_the_same_size(versions: Versions):
+    """Rollback checked sizes only: a flipped byte in the older snapshot (which `verify` calls modified)
+    was served again. The target's files are held to their sha256 first."""
+    v = versions
+    f = v.file(v.old)
+    os.chmod(f.parent, 0o755)
+    os.chmod(f, 0o644)
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    os.chmod(f, 0o444)
+    os.chmod(f.parent, 0o555)
+    with pytest.raises(syncer.PublishError, match=r"not intact.*sha256.*modified.*choose another"):
+        syncer.rollback(v.cfg, v.old)
+    assert v.vol.current_id() == v.new and syncer.verify(v.cfg)["ok"]

@@ -58,7 +58,7 @@ def rollback(
             raise NoSnapshotError("there is no earlier snapshot to roll back to; see `syncer snapshots`")
         if target == cur:
             raise PublishError(f"snapshot {target} is already current")
-        t = vol.inspect(target)
+        t = vol.inspect(target, deep=True)  # every file's sha256: a byte changed since it was served is not served again
         if not vol.snapshot_dir(target).is_dir():
             known = ", ".join(i.id for i in vol.list_snapshots()) or "none"
             raise NoSnapshotError(f"snapshot {target} does not exist; retained snapshots: {known}")
