@@ -101,6 +101,16 @@ def test_an_unchanged_table_is_fresh_from_its_confirmation(warehouse: Path, tmp_
             ["UPDATE courses SET title = title || '!' WHERE course_id = (SELECT min(course_id) FROM courses)"], id="update"
         ),
         pytest.param(["CREATE TABLE unrelated AS SELECT 1 AS x"], id="another-table"),
+        pytest.param(["ALTER TABLE courses ALTER COLUMN title SET DEFAULT 'untitled'"], id="alter-table"),
+        # the same rows in a table dropped and made again: nothing in the data changed, the file did
+        pytest.param(
+            ["CREATE TABLE keep AS SELECT * FROM courses", "DROP TABLE courses", "ALTER TABLE keep RENAME TO courses"],
+            id="dropped-and-recreated",
+        ),
+        # a write left in a WAL (the writer checkpoints on close; the file's identity moves either way)
+        pytest.param(
+            ["SET wal_autocheckpoint = '1TB'", "UPDATE courses SET title = upper(title)", "CHECKPOINT"], id="wal-then-checkpoint"
+        ),
     ],
 )
 def test_a_write_anywhere_in_the_warehouse_exports_every_table(
