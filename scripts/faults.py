@@ -133,6 +133,7 @@ TABLES = """
 name = "courses"
 primary_key = ["course_id"]
 export = "engine"
+exclude_columns = ["metadata"]  # JSON: the engine would stream it (the stream path's type); without it, COPY unloads
 
 [[tables]]
 name = "participants"
@@ -530,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positions", type=int, default=None, help="positions per syscall (default 2 quick, 4 long)")
     ap.add_argument("--fiu", type=int, default=None, help="random-fault runs (default 2 quick, 24 long)")
     ap.add_argument("--only", default="", help="comma-separated syscalls to inject (default: all)")
+    ap.add_argument(
+        "--commands", default="", help='comma-separated commands to inject into, e.g. "sync --force,repair" (default: all)'
+    )
     ap.add_argument("--json", type=Path, default=None, help="write every case and outcome here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args(argv)
@@ -540,11 +544,13 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="vds-faults-"))
     try:
         env = Env(folder)
+        commands = tuple(tuple(c.split()) for c in args.commands.split(",")) if args.commands else COMMANDS
         cases = plan(
             env,
             args.positions or (2 if args.quick else 4),
             (2 if args.quick else 24) if args.fiu is None else args.fiu,
             args.quick,
+            commands,
         )
         if args.only:
             keep = set(args.only.split(","))
