@@ -1,7 +1,10 @@
 """Fault injection into real syncs: syscall failures with strace, random I/O faults with libfiu.
 
-Each case runs one ``syncer sync`` (the CLI, a real process) on a small demo volume while a fault
-is injected, then checks, without faults:
+Each case runs one CLI command (a real process) on a small demo volume while a fault is injected
+-- a plain ``sync`` (the warehouse is unchanged: every table confirmed and hard-linked), ``sync
+courses`` (the others carried over), ``sync --force`` (every table exported, courses through the
+engine path and its unload child), ``repair``, ``rollback``, ``status``, ``verify`` -- then checks,
+without faults:
 
 * the faulty sync said so in one clear line (non-zero exit) or absorbed the fault (exit 0), and
   printed no traceback;
@@ -75,6 +78,12 @@ TRACED = (
     "chmod",
     "fchmod",
     "flock",
+    "ftruncate",
+    "fchown",
+    "close",
+    "read",
+    "pread64",
+    "mmap",
 )
 #: the errors injected into each syscall (what the kernel really answers there)
 ERRORS: dict[str, tuple[str, ...]] = {
@@ -95,11 +104,36 @@ ERRORS: dict[str, tuple[str, ...]] = {
     "chmod": ("EIO", "EPERM"),
     "fchmod": ("EIO",),
     "flock": ("ENOLCK",),
+    "ftruncate": ("EIO", "ENOSPC"),
+    "fchown": ("EPERM",),
+    "close": ("EIO",),
+    "read": ("EIO",),
+    "pread64": ("EIO",),
+    "mmap": ("ENOMEM",),
 }
+#: the commands faults go into, each traced on its own: a plain sync of the unchanged warehouse (every
+#: table confirmed unchanged and hard-linked, link(2)), a sync of one table (the others carried over),
+#: a forced sync (every table exported; courses through the engine path, whose COPY runs in an unload
+#: child that strace follows), and the maintenance commands
+COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("sync",),
+    ("sync", "courses"),
+    ("sync", "--force"),
+    ("repair",),
+    ("rollback",),
+    ("status",),
+    ("verify",),
+)
+#: the random-fault runs alternate (in threes, one per probability) between these
+FIU_COMMANDS: tuple[tuple[str, ...], ...] = (("sync",), ("sync", "--force"))
+#: syscalls with many calls get at most this many positions in the commands other than a plain sync
+OTHER_COMMAND_POSITIONS = 2
 TABLES = """
 [[tables]]
 name = "courses"
 primary_key = ["course_id"]
+export = "engine"
+exclude_columns = ["metadata"]  # JSON: the engine would stream it (the stream path's type); without it, COPY unloads
 
 [[tables]]
 name = "participants"
@@ -121,14 +155,16 @@ class Case:
     errno: str = ""
     when: int = 0
     probability: float = 0.0
-    #: sync only these tables (the rest are hard-linked from the previous snapshot: link(2))
-    tables: tuple[str, ...] = ()
+    #: the CLI command and its arguments (``sync courses``: the others are carried over, link(2))
+    command: tuple[str, ...] = ("sync",)
 
     @property
     def label(self) -> str:
         if self.kind == "fiu":
-            return f"fiu posix/io/* p={self.probability:g} #{self.when}"
-        return f"{self.syscall}={self.errno}@{self.when}" + (f" (sync {' '.join(self.tables)})" if self.tables else "")
+            return f"fiu posix/io/* p={self.probability:g} #{self.when}" + (
+                " (sync --force)" if self.command != ("sync",) else ""
+            )
+        return f"{self.syscall}={self.errno}@{self.when}" + (f" ({' '.join(self.command)})" if self.command != ("sync",) else "")
 
 
 @dataclasses.dataclass
@@ -246,16 +282,16 @@ class Env:
             con.close()
 
 
-def trace_positions(env: Env, tables: tuple[str, ...] = ()) -> dict[str, list[int]]:
+def trace_positions(env: Env, command: tuple[str, ...] = ("sync",)) -> dict[str, list[int]]:
     """For each syscall, the invocation numbers (per thread, as strace counts them) that touch the volume."""
-    if tables not in env.traced:
-        env.traced[tables] = _trace(env, tables)
-    return env.traced[tables]
+    if command not in env.traced:
+        env.traced[command] = _trace(env, command)
+    return env.traced[command]
 
 
-def _trace(env: Env, tables: tuple[str, ...]) -> dict[str, list[int]]:
+def _trace(env: Env, command: tuple[str, ...]) -> dict[str, list[int]]:
     out = env.folder / "trace.txt"
-    env.cli("sync", *tables, prefix=["strace", "-f", "-qq", "-y", "-o", str(out), "-e", f"trace={','.join(TRACED)}"], check=True)
+    env.cli(*command, prefix=["strace", "-f", "-qq", "-y", "-o", str(out), "-e", f"trace={','.join(TRACED)}"], check=True)
     counts: dict[tuple[str, str], int] = collections.Counter()
     found: dict[str, set[int]] = collections.defaultdict(set)
     pattern = re.compile(r"^(\d+)\s+(\w+)\(")
@@ -286,7 +322,7 @@ def run_case(env: Env, case: Case) -> Outcome:
     if case.kind == "strace":
         inject = f"inject={case.syscall}:error={case.errno}:when={case.when}"
         proc = env.cli(
-            "sync", *case.tables, prefix=["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={case.syscall}", "-e", inject]
+            *case.command, prefix=["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={case.syscall}", "-e", inject]
         )
     else:
         proc = _fiu_sync(env, case)
@@ -317,7 +353,7 @@ def run_case(env: Env, case: Case) -> Outcome:
 def _fiu_sync(env: Env, case: Case) -> subprocess.CompletedProcess[str]:
     """A sync under libfiu's preload; random faults on once it holds the volume lock (not in the start-up)."""
     ctrl = env.folder / "fiu-ctrl"
-    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), *VERBOSE, "sync"]
+    argv = ["fiu-run", "-x", "-f", str(ctrl), env.python, "-m", "syncer", "--config", str(env.config), *VERBOSE, *case.command]
     # libfiu's preload deadlocks on its own, faults off, in about 1 of 3 `import pyarrow`: Arrow's jemalloc
     # starts a background thread while the main thread is in dlopen(), the thread's malloc goes through
     # libfiu into dlsym() (the loader's lock, held by dlopen) while dlopen's mmap waits for libfiu's lock.
@@ -443,23 +479,33 @@ def _check_history(env: Env, runs_before: set[str], before: str | None, after: s
     return problems
 
 
-def plan(env: Env, per_syscall: int, fiu_runs: int, quick: bool) -> list[Case]:
-    positions = trace_positions(env)
-    linked = trace_positions(env, ("courses",))
+def plan(env: Env, per_syscall: int, fiu_runs: int, quick: bool, commands: tuple[tuple[str, ...], ...] = COMMANDS) -> list[Case]:
+    """The long sweep: ``per_syscall`` positions of every syscall in a plain sync, at most
+    OTHER_COMMAND_POSITIONS in each other command, every errno at each. The short one (``quick``): one
+    position per syscall in a plain sync, the first or the last in turn; one case per other command."""
     cases: list[Case] = []
-    for n, (call, errnos) in enumerate(ERRORS.items()):
-        pos = positions.get(call, [])
-        tables: tuple[str, ...] = ()
-        if call in ("link", "linkat") and linked.get(call):
-            pos, tables = linked[call], ("courses",)
-        if not pos:
+    for k, command in enumerate(commands):
+        positions = trace_positions(env, command)
+        calls = [(n, call, errnos) for n, (call, errnos) in enumerate(ERRORS.items()) if positions.get(call)]
+        if quick and command != ("sync",):
+            if calls:  # one syscall of this command, a different one for each command
+                n, call, errnos = calls[(7 * k) % len(calls)]
+                cases.append(Case("strace", call, errnos[0], positions[call][-1 if k % 2 else 0], command=command))
             continue
-        if quick:  # the short sweep: one position per syscall, the first or the last (after the swap) in turn
-            cases.append(Case("strace", call, errnos[n % len(errnos)], pos[-1] if n % 2 else pos[0], tables=tables))
-            continue
-        for when in pick(pos, per_syscall):
-            cases += [Case("strace", call, errno, when, tables=tables) for errno in errnos]
-    cases += [Case("fiu", when=i + 1, probability=FIU_PROBABILITIES[i % len(FIU_PROBABILITIES)]) for i in range(fiu_runs)]
+        for n, call, errnos in calls:
+            pos = positions[call]
+            if quick:
+                cases.append(Case("strace", call, errnos[n % len(errnos)], pos[-1] if n % 2 else pos[0], command=command))
+                continue
+            k_pos = per_syscall if command == ("sync",) else min(per_syscall, OTHER_COMMAND_POSITIONS)
+            for when in pick(pos, k_pos):
+                cases += [Case("strace", call, errno, when, command=command) for errno in errnos]
+    # every other random run a forced sync: every table exported, courses by the engine (the faults go
+    # into the run while its unload child runs; the child itself starts with them off)
+    cases += [
+        Case("fiu", when=i + 1, probability=FIU_PROBABILITIES[i % len(FIU_PROBABILITIES)], command=FIU_COMMANDS[(i // 3) % 2])
+        for i in range(fiu_runs)
+    ]
     return cases
 
 
@@ -485,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positions", type=int, default=None, help="positions per syscall (default 2 quick, 4 long)")
     ap.add_argument("--fiu", type=int, default=None, help="random-fault runs (default 2 quick, 24 long)")
     ap.add_argument("--only", default="", help="comma-separated syscalls to inject (default: all)")
+    ap.add_argument(
+        "--commands", default="", help='comma-separated commands to inject into, e.g. "sync --force,repair" (default: all)'
+    )
     ap.add_argument("--json", type=Path, default=None, help="write every case and outcome here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args(argv)
@@ -495,11 +544,13 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="vds-faults-"))
     try:
         env = Env(folder)
+        commands = tuple(tuple(c.split()) for c in args.commands.split(",")) if args.commands else COMMANDS
         cases = plan(
             env,
             args.positions or (2 if args.quick else 4),
             (2 if args.quick else 24) if args.fiu is None else args.fiu,
             args.quick,
+            commands,
         )
         if args.only:
             keep = set(args.only.split(","))

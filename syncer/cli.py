@@ -80,7 +80,10 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
         text = f"{text} ({exc.filename})"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    # where in the engine it escaped (an OSError often names no file): the innermost frame of ours
+    ours = [f for f in traceback.extract_tb(exc.__traceback__) if f"{os.sep}syncer{os.sep}" in f.filename]
+    at = f" at {ours[-1].filename.rsplit(f'{os.sep}syncer{os.sep}', 1)[-1]}:{ours[-1].lineno} in {ours[-1].name}" if ours else ""
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__) + at
 
 
 def _config(ctx: click.Context) -> Config:

@@ -1,8 +1,10 @@
 """The short fault-injection sweep (scripts/faults.py --quick): real syncs with real injected faults.
 
-One sync per case, in a real process, with one syscall failing (strace ``-e inject``: fsync,
-fdatasync, rename, openat, write, pwrite64, link, symlink, unlink, mkdir, chmod, flock; the first
-or the last call of each that touches the volume, the last one coming after the ``current`` swap)
+One command per case, in a real process, with one syscall failing (strace ``-e inject``: fsync,
+fdatasync, rename, openat, write, pwrite64, link, symlink, unlink, mkdir, chmod, flock, ftruncate,
+fchown, close, read, pread64, mmap; the first or the last call of each that touches the volume in a
+plain sync, the last one coming after the ``current`` swap; one fault each in ``sync courses``,
+``sync --force`` (the engine's unload child), ``repair``, ``rollback``, ``status`` and ``verify``)
 or random libc I/O faults (libfiu's ``fiu-run``, switched on once the sync holds the lock). After
 each: one clear line and a non-zero exit or an absorbed fault, no traceback, ``current`` intact and
 verified, the reader's data unchanged, the history truthful, the next sync clean with staging empty.
@@ -71,7 +73,16 @@ def test_the_sweep_reaches_every_syscall_a_sync_makes_on_the_volume(cases) -> No
         "mkdir",
         "chmod",
         "flock",
+        "ftruncate",
+        "fchown",
+        "close",
+        "read",
+        "pread64",
+        "mmap",
     } <= reached
+    # and not only `sync`: one carrying tables over, a forced one (the engine's unload child), and
+    # repair, rollback, status and verify each get a fault too
+    assert {c.command for c in cases} == set(faults.COMMANDS)
 
 
 def test_every_injected_syscall_fault_ends_cleanly(env, cases) -> None:
@@ -107,10 +118,14 @@ def test_no_module_is_imported_once_the_sync_holds_the_volume_lock(env) -> None:
     # an import is file I/O (and dlopen): a fault or a hang there is one the run cannot report, so
     # everything is loaded before the lock (syncer/engine/preload.py). Held to the real calls:
     trace = env.folder / "imports.txt"
-    env.cli("sync", "--force", prefix=["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=openat,flock"], check=True)
+    env.cli("sync", "--force", prefix=["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=openat,flock,execve"], check=True)
     lines = trace.read_text(encoding="utf-8").splitlines()
+    # the engine's unload child (courses, export = "engine") is a new interpreter by design: its own
+    # imports run in it, never in the run that holds the lock
+    child = {x.split()[0] for x in lines if "execve(" in x and "syncer.sources.duckdb_unload" in x}
+    assert child, "the forced sync did not start the engine's unload child"
     locked = next(i for i, x in enumerate(lines) if "flock(" in x and "LOCK_EX" in x)
-    late = [x for x in lines[locked:] if "openat(" in x and re.search(r'\.(py|pyc|so)[."]', x)]
+    late = [x for x in lines[locked:] if x.split()[0] not in child and "openat(" in x and re.search(r'\.(py|pyc|so)[."]', x)]
     assert not late, "imported after the volume lock:\n" + "\n".join(late[:5])
 
 
@@ -178,3 +193,41 @@ def test_the_cli_prints_every_thread_s_stack_on_sigusr1_and_goes_on(env) -> None
         proc.terminate()  # this one process, by its own handle
         _, err = proc.communicate(timeout=30)
     assert "most recent call first" in err and 'File "' in err
+
+
+def test_an_unchanged_table_whose_link_fails_is_exported_instead(env) -> None:
+    """The unchanged path hard-links the previous files; with every link(2) failing (EMLINK: the file's
+    link count at its limit), the sync exported nothing and failed as a whole: each table is now
+    exported instead, and the run is ok."""
+    inject = "inject=link,linkat:error=EMLINK"
+    before = set(env.runs())
+    proc = env.cli("sync", prefix=["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=link,linkat", "-e", inject])
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert "Traceback" not in proc.stderr and "exporting it instead" in proc.stderr
+    (run,) = set(env.runs()) - before
+    assert env.runs()[run]["status"] == "ok" and env.current() == run
+    verified, got, nxt = env.served(then_sync=True)
+    assert verified == "" and got == env.expected and nxt == ""
+
+
+def test_the_last_resort_line_says_where_an_unexpected_os_error_escaped(tmp_path: Path, monkeypatch) -> None:
+    """An OSError that escaped every wrapper (random I/O faults found one: "OSError: [Errno 28] No space
+    left on device", no file, no place) is still one line, and it names where in the engine it was raised."""
+    from click.testing import CliRunner
+
+    import syncer.cli as cli
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.syncer, "status", full)
+    (tmp_path / "sync.toml").write_text(
+        '[source]\nkind = "duckdb"\npath = "w.duckdb"\n\n[volume]\nroot = "data"\n\n[[tables]]\nname = "t"\nprimary_key = ["id"]\n'
+    )
+    res = CliRunner().invoke(cli.main, ["--config", str(tmp_path / "sync.toml"), "status"])
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert lines[0].startswith("error: OSError: [Errno 28] No space left on device at ") and "test_faults.py" not in lines[0], (
+        lines[0]
+    )
+    assert " in full" not in lines[0] and "cli.py:" in lines[0] and "in status" in lines[0], lines[0]

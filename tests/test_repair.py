@@ -670,6 +670,93 @@ def test_repair_recovers_a_broken_staging_and_the_next_sync_succeeds(versions: V
     assert syncer.verify(v.cfg)["ok"]
 
 
+# --- the served log replaced -----------------------------------------------------------------------------
+
+
+def _log_a_folder(v: Versions, foreign: Path) -> None:
+    v.vol.served_log.path.unlink()
+    v.vol.served_log.path.mkdir()
+
+
+def _log_a_link_out(v: Versions, foreign: Path) -> None:
+    foreign.write_text(v.vol.served_log.path.read_text(encoding="utf-8"), encoding="utf-8")
+    v.vol.served_log.path.unlink()
+    os.symlink(foreign, v.vol.served_log.path)
+
+
+@pytest.mark.parametrize("breakage", [pytest.param(_log_a_folder, id="a-folder"), pytest.param(_log_a_link_out, id="a-link-out")])
+def test_a_served_log_replaced_is_never_written_through_and_repair_moves_it_aside(versions: Versions, tmp_path: Path, breakage):
+    """`served.jsonl` replaced by a folder failed every sync and rollback, and `repair` said "nothing to
+    repair"; a link out of the volume was appended to (a file outside the volume written)."""
+    v = versions
+    foreign = tmp_path / "foreign-served.jsonl"
+    breakage(v, foreign)
+    outside = foreign.read_bytes() if foreign.exists() else None
+    with pytest.raises(syncer.SyncError, match=r"served\.jsonl.*syncer repair"):
+        syncer.sync(v.cfg, force=True)
+    assert v.vol.current_id() == v.new and syncer.verify(v.cfg)["ok"]  # nothing published is lost or changed
+    assert (foreign.read_bytes() if foreign.exists() else None) == outside, "written through the link"
+
+    fixed = syncer.repair(v.cfg)
+    assert any("served.jsonl" in a and "moved it to served.jsonl.broken-" in a for a in fixed["actions"]), fixed["actions"]
+    assert not os.path.lexists(v.vol.served_log.path)
+    report = syncer.sync(v.cfg, force=True)
+    assert report["status"] == "ok", report
+    assert v.vol.served_log.path.is_file() and not v.vol.served_log.path.is_symlink()
+    assert v.vol.previous_of(report["snapshot_id"]) == v.new  # the new log starts from what was served
+    assert syncer.rollback(v.cfg)["to"] == v.new
+    assert (foreign.read_bytes() if foreign.exists() else None) == outside
+
+
+def test_a_run_history_linked_out_of_the_volume_is_never_written_through_and_repair_moves_it_aside(
+    versions: Versions, tmp_path: Path
+):
+    """`syncer.db` replaced by a link to a database outside the volume: every sync wrote its runs there,
+    and `repair` said "nothing to repair". The history is a record, not a gate: the sync goes on with
+    one warning, writes nothing outside, and repair moves the link aside."""
+    v = versions
+    db = v.vol.db_path
+    foreign = tmp_path / "foreign.db"
+    shutil.copy(db, foreign)
+    db.unlink()
+    os.symlink(foreign, db)
+    before = foreign.read_bytes()
+    report = syncer.sync(v.cfg, force=True)
+    assert report["status"] == "ok", report
+    assert any("symbolic link" in w and "syncer repair" in w for w in report["warnings"]), report["warnings"]
+    assert foreign.read_bytes() == before, "the run history was written outside the volume"
+    assert not any(p.name.startswith("foreign.db-") for p in tmp_path.iterdir())  # no -wal/-shm made there
+    fixed = syncer.repair(v.cfg)
+    assert any("symbolic link" in a and "syncer.db.broken-" in a for a in fixed["actions"]), fixed["actions"]
+    assert not db.is_symlink()
+    again = syncer.sync(v.cfg, force=True)
+    assert again["status"] == "ok" and not again["warnings"], again
+    assert db.is_file() and not db.is_symlink() and History(db).last_run()["id"] == again["run_id"]
+    assert foreign.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_a_lock_folder_replaced_is_moved_aside_by_repair(versions: Versions, tmp_path: Path, kind: str):
+    """`.writer` (the writers' lock folder) replaced by a file or a link: every sync stopped with "run
+    `syncer repair`", and repair stopped on the same lock."""
+    v = versions
+    folder = Path(v.cfg.root) / ".writer"
+    shutil.rmtree(folder)
+    if kind == "file":
+        folder.write_text("x", encoding="utf-8")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        os.symlink(tmp_path / "elsewhere", folder)
+    with pytest.raises(syncer.SyncError, match=r"cannot take the volume lock.*syncer repair"):
+        syncer.sync(v.cfg)
+    assert list((tmp_path / "elsewhere").iterdir()) == [] if kind == "link" else True
+    fixed = syncer.repair(v.cfg)
+    assert any("moved it to .writer.moved-aside-" in a for a in fixed["actions"]), fixed["actions"]
+    assert folder.is_dir() and not folder.is_symlink()
+    assert syncer.sync(v.cfg, force=True)["status"] == "ok"
+    assert syncer.verify(v.cfg)["ok"]
+
+
 # --- verify holds the manifest against the files -----------------------------------------------------------
 
 
@@ -800,3 +887,20 @@ def test_rollback_with_an_out_of_date_expectation_changes_nothing(config: syncer
     assert Volume(config.root).current_id() == second
     assert syncer.rollback(config, first, expect_current=second).to == first
     assert Volume(config.root).current_id() == first
+
+
+def test_rollback_refuses_a_snapshot_whose_file_changed_at_the_same_size(versions: Versions):
+    """Rollback checked sizes only: a flipped byte in the older snapshot (which `verify` calls modified)
+    was served again. The target's files are held to their sha256 first."""
+    v = versions
+    f = v.file(v.old)
+    os.chmod(f.parent, 0o755)
+    os.chmod(f, 0o644)
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    os.chmod(f, 0o444)
+    os.chmod(f.parent, 0o555)
+    with pytest.raises(syncer.PublishError, match=r"not intact.*sha256.*modified.*choose another"):
+        syncer.rollback(v.cfg, v.old)
+    assert v.vol.current_id() == v.new and syncer.verify(v.cfg)["ok"]

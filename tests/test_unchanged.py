@@ -101,6 +101,16 @@ def test_an_unchanged_table_is_fresh_from_its_confirmation(warehouse: Path, tmp_
             ["UPDATE courses SET title = title || '!' WHERE course_id = (SELECT min(course_id) FROM courses)"], id="update"
         ),
         pytest.param(["CREATE TABLE unrelated AS SELECT 1 AS x"], id="another-table"),
+        pytest.param(["ALTER TABLE courses ALTER COLUMN title SET DEFAULT 'untitled'"], id="alter-table"),
+        # the same rows in a table dropped and made again: nothing in the data changed, the file did
+        pytest.param(
+            ["CREATE TABLE keep AS SELECT * FROM courses", "DROP TABLE courses", "ALTER TABLE keep RENAME TO courses"],
+            id="dropped-and-recreated",
+        ),
+        # a write left in a WAL (the writer checkpoints on close; the file's identity moves either way)
+        pytest.param(
+            ["SET wal_autocheckpoint = '1TB'", "UPDATE courses SET title = upper(title)", "CHECKPOINT"], id="wal-then-checkpoint"
+        ),
     ],
 )
 def test_a_write_anywhere_in_the_warehouse_exports_every_table(
@@ -257,3 +267,164 @@ def test_snowpark_local_testing_confirms_nothing() -> None:
             assert src.change_marker(TableConfig(name="orders", source="orders", primary_key=("ID",))) is None
     finally:
         session.close()
+
+
+# --- attacks on the DuckDB marker: a changed warehouse must never be served as unchanged -----------
+
+
+_RETITLE = "UPDATE courses SET title = ? WHERE course_id = (SELECT min(course_id) FROM courses)"
+
+
+def _changed_copy(warehouse: Path, folder: Path) -> Path:
+    """A copy of the warehouse with one course title changed. The same update, with a title of the
+    same length, goes into the warehouse itself first: both files then have the same size."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / "changed.duckdb"
+    subprocess.run(["cp", "-p", str(warehouse), str(copy)], check=True)
+    for path, title in ((warehouse, "ORIGINL"), (copy, "CHANGED")):
+        con = duckdb.connect(str(path))
+        con.execute(_RETITLE, [title])
+        con.close()
+    return copy
+
+
+def _served_titles(cfg: syncer.Config) -> set[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return set(read_table("courses", root=cfg.root)["title"])
+
+
+def test_a_warehouse_replaced_while_the_sync_opens_it_is_not_called_unchanged(
+    warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mv changed.duckdb warehouse.duckdb` racing a sync: the sync reads the file it opened (the old
+    inode) while the path names the new one. The marker must describe what was read, so the next
+    sync sees the new file as a change; a marker of the new file would keep the old data as
+    `unchanged` for ever."""
+    import syncer.sources.duckdb as duck_mod
+
+    copy = _changed_copy(warehouse, tmp_path / "other")
+    cfg = syncer.load_config(write_config(tmp_path / "cfg", warehouse))
+    real = duck_mod.duckdb.connect
+    swapped: list[bool] = []
+
+    def connect_then_replace(*args: Any, **kwargs: Any) -> Any:
+        con = real(*args, **kwargs)
+        if not swapped:  # once: right after the first sync opened the old file
+            os.replace(copy, warehouse)
+            swapped.append(True)
+        return con
+
+    monkeypatch.setattr(duck_mod.duckdb, "connect", connect_then_replace)
+    first = syncer.sync(cfg)
+    assert first.status == "ok", first.error and swapped
+    assert "CHANGED" not in _served_titles(cfg)  # it read the file it had opened
+    monkeypatch.setattr(duck_mod.duckdb, "connect", real)
+    second = syncer.sync(cfg)
+    assert second.status == "ok", second.error
+    assert statuses(second)["courses"] == "fresh", "the replaced warehouse was served as unchanged"
+    assert "CHANGED" in _served_titles(cfg)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param("cp -p", id="cp-p-in-place"),
+        pytest.param("mv+touch -r", id="mv-copy-touch-r"),
+        pytest.param("rm+cp -p", id="rm-then-cp-p-inode-reused"),
+    ],
+)
+def test_a_warehouse_swapped_for_a_same_size_copy_with_its_mtime_restored_is_exported(
+    warehouse: Path, tmp_path: Path, streamed: list[str], how: str
+) -> None:
+    """Between two syncs the file is replaced by a changed copy of the same size whose mtime is
+    put back (real `cp -p`, `touch -r`): the ctime (which no user can set) and the inode give it away."""
+    copy = _changed_copy(warehouse, tmp_path / "other")
+    cfg = syncer.load_config(write_config(tmp_path / "cfg", warehouse))
+    assert syncer.sync(cfg).status == "ok"
+    assert "ORIGINL" in _served_titles(cfg)
+    before = os.stat(warehouse)
+    assert os.stat(copy).st_size == before.st_size
+    ref = tmp_path / "ref"
+    subprocess.run(["touch", "-r", str(warehouse), str(ref)], check=True)
+    if how == "cp -p":
+        subprocess.run(["cp", "-p", str(copy), str(warehouse)], check=True)
+    elif how == "mv+touch -r":
+        subprocess.run(["mv", str(copy), str(warehouse)], check=True)
+    else:
+        warehouse.unlink()
+        subprocess.run(["cp", "-p", str(copy), str(warehouse)], check=True)
+    subprocess.run(["touch", "-r", str(ref), str(warehouse)], check=True)
+    after = os.stat(warehouse)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    streamed.clear()
+    report = syncer.sync(cfg)
+    assert report.status == "ok", report.error
+    assert statuses(report)["courses"] == "fresh" and "courses" in streamed
+    assert "CHANGED" in _served_titles(cfg)
+
+
+@pytest.mark.parametrize(
+    ("key", "addition"),
+    [
+        # a new check: every enrollment's participant must be a course id (it is not: orphans)
+        pytest.param("references", 'references = { participant_id = "courses.course_id" }', id="a-new-reference-check"),
+        pytest.param("export", 'export = "engine"', id="the-export-path"),
+    ],
+)
+def test_a_changed_check_or_export_path_exports_the_table(
+    warehouse: Path, tmp_path: Path, streamed: list[str], key: str, addition: str
+) -> None:
+    """The config fingerprint covers every key that shapes a table's files or its checks: a new
+    `references` check is run on a fresh export (and fails it), not waved through as `unchanged`."""
+    folder = tmp_path / "cfg"
+    assert syncer.sync(syncer.load_config(write_config(folder, warehouse))).status == "ok"
+    tables = DEFAULT_TABLES.replace(
+        'not_null = ["participant_id", "course_id"]', f'not_null = ["participant_id", "course_id"]\n{addition}'
+    )
+    assert tables != DEFAULT_TABLES
+    cfg = syncer.load_config(write_config(folder, warehouse, tables=tables))
+    streamed.clear()
+    report = syncer.sync(cfg)
+    got = statuses(report)
+    assert got["participants"] == "unchanged"
+    if key == "references":
+        assert got["enrollments"] == "carried_over", got  # exported, and the new check failed it
+        assert "references" in (report.error or "") or report.status == "partial"
+    else:
+        assert got["enrollments"] == "fresh", got
+        man = Volume(cfg.root).current_manifest()
+        assert man is not None and man.tables["enrollments"].change_marker is not None
+
+
+@pytest.mark.parametrize("damage", ["flip-a-byte", "truncate"])
+def test_a_damaged_previous_file_is_exported_again_not_kept_as_unchanged(
+    warehouse: Path, tmp_path: Path, streamed: list[str], damage: str
+) -> None:
+    """A published file changed after its checks (a flipped byte at the same size, a truncation) is
+    not hard-linked into the next snapshot as `unchanged`: it fails its sha256, so the table is
+    exported again and the new snapshot verifies."""
+    cfg = syncer.load_config(write_config(tmp_path / "cfg", warehouse))
+    first = syncer.sync(cfg)
+    assert first.status == "ok", first.error
+    vol = Volume(cfg.root)
+    f = vol.snapshot_dir(first.run_id) / "courses.parquet"
+    os.chmod(f, 0o644)
+    data = bytearray(f.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 3] ^= 0xFF
+    f.write_bytes(bytes(data))
+    os.chmod(f, 0o444)
+    assert not syncer.verify(cfg)["ok"]
+    streamed.clear()
+    report = syncer.sync(cfg)
+    assert report.status == "ok", report.error
+    got = statuses(report)
+    assert got["courses"] == "fresh" and "courses" in streamed, got
+    if damage == "flip-a-byte":  # a truncated file makes the snapshot broken: nothing is kept from it
+        assert got["participants"] == "unchanged" and streamed == ["courses"], (got, streamed)
+    res = syncer.verify(cfg)
+    assert res["ok"], res["problems"]
+    assert len(_served_titles(cfg)) > 1

@@ -106,3 +106,37 @@ def test_a_child_that_crashes_or_hangs_fails_the_table_alone_and_keeps_its_data(
     assert vol.current_id() == first.snapshot_id and syncer.verify(cfg)["ok"]
     assert list(vol.staging.iterdir()) == []
     assert _children_running_the_unload() == []  # nothing left running
+
+
+def test_a_warehouse_replaced_during_the_run_is_not_unloaded_from_the_new_file(
+    warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child opens the warehouse by its path. `mv changed.duckdb w.duckdb` after the run opened its
+    file would give the engine table another file than its count and profile (and than every other
+    table of the run); a change inside min/max at the same length passes the profile. Refused."""
+    import syncer.sources.duckdb as duck_mod
+
+    changed = tmp_path / "changed.duckdb"
+    con = duckdb.connect(str(changed))
+    con.execute(f"CREATE TABLE big AS SELECT i AS id, md5(i::VARCHAR) AS s, i * 0.5 AS x FROM range({ROWS}) t(i)")
+    con.execute("UPDATE big SET s = repeat('8', 32) WHERE id = 7")  # inside min/max, the same length
+    con.close()
+    real = duck_mod.run_copy
+
+    def replace_then_copy(*args: object, **kwargs: object) -> dict[str, object]:
+        if changed.exists():
+            os.replace(changed, warehouse)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(duck_mod, "run_copy", replace_then_copy)
+    cfg = _config(tmp_path, warehouse)
+    report = syncer.sync(cfg)
+    t = report.table("big")
+    assert t is not None and not t.ok, "the engine table was unloaded from a file the run did not open"
+    assert "was replaced while the run read it" in (t.error or "") and "Traceback" not in (t.error or "")
+    assert list(Volume(cfg.root).staging.iterdir()) == []
+    monkeypatch.setattr(duck_mod, "run_copy", real)
+    again = syncer.sync(cfg)  # the next run reads the new file, every table from it
+    assert again.status == "ok", again.error
+    got = syncer.read_table("big", root=cfg.root)
+    assert got.loc[got["id"] == 7, "s"].item() == "8" * 32

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 
 from syncer import _clock as clock
 from syncer._clock import iso
@@ -27,7 +28,8 @@ from syncer.config import Config
 from syncer.engine.results import RepairResult, RollbackResult, TableVerdict, VerifyReport
 from syncer.volume.history import History
 from syncer.volume.layout import SnapshotInfo, Volume, fsync_dir, permission_problems, seal, unexpected_files
-from syncer.volume.lock import volume_lock
+from syncer.volume.lock import lock_file, volume_lock
+from syncer.volume.served import LOG_MODE
 from syncer.volume.verify import check_contents
 
 __all__ = ["repair", "rollback", "verify"]
@@ -56,7 +58,7 @@ def rollback(
             raise NoSnapshotError("there is no earlier snapshot to roll back to; see `syncer snapshots`")
         if target == cur:
             raise PublishError(f"snapshot {target} is already current")
-        t = vol.inspect(target)
+        t = vol.inspect(target, deep=True)  # every file's sha256: a byte changed since it was served is not served again
         if not vol.snapshot_dir(target).is_dir():
             known = ", ".join(i.id for i in vol.list_snapshots()) or "none"
             raise NoSnapshotError(f"snapshot {target} does not exist; retained snapshots: {known}")
@@ -79,6 +81,7 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> R
     # a layout folder replaced by a file, or by a link out of the volume, is moved aside (not ours to delete).
     actions = _restore_layout_access(vol)
     actions += _move_aside_bad_layout(vol)
+    actions += _move_aside_bad_lock_folder(vol)
     vol.ensure()
     info = {"trigger": "repair", "user": user, "started_at": iso(clock.utcnow())}
     try:
@@ -91,7 +94,7 @@ def repair(cfg: Config, *, user: str | None = None, reason: str = "manual") -> R
 
 def _repair_locked(vol: Volume, actions: list[str], user: str | None, reason: str) -> RepairResult:
     hist = History(vol.db_path)
-    actions = [*actions, *_sweep(vol, hist), *_reseal_snapshots(vol), *_fix_current(vol)]
+    actions = [*actions, *_sweep(vol, hist), *_served_log(vol), *_reseal_snapshots(vol), *_fix_current(vol)]
     for a in actions:
         log.warning("repair: %s", a, extra={"step": "repair"})
     if actions:
@@ -121,6 +124,28 @@ def _sweep(vol: Volume, hist: History) -> list[str]:
             if aborted:
                 actions.append(f"marked {aborted} interrupted run(s) as aborted")
     return actions
+
+
+def _served_log(vol: Volume) -> list[str]:
+    """A served log that cannot be the log (a folder, a link: every swap fails on it) is moved aside, not
+    deleted; the next swap starts a new one, seeded with the order the snapshots were made in. One its
+    owner cannot write (chmod 0444) gets its mode back."""
+    log_ = vol.served_log
+    problem = log_.problem()
+    if problem is None:
+        if log_.path.is_file() and not os.access(log_.path, os.W_OK):
+            try:
+                os.chmod(log_.path, LOG_MODE)
+            except OSError as exc:
+                return [f"could not restore write access to {log_.path}: {exc.strerror}"]
+            return [f"restored write access to {log_.path.name} (mode {LOG_MODE:o})"]
+        return []
+    stamp = clock.utcnow().strftime("%Y%m%dT%H%M%SZ")
+    try:
+        aside = vol.move_aside(log_.path, f"{log_.path.name}.broken-{stamp}")
+    except VolumeError as exc:
+        return [f"{problem}, and it could not be moved aside: {exc}"]
+    return [f"{problem}; moved it to {aside.name}; the next swap starts a new served log"]
 
 
 def _history_aside(hist: History, exc: HistoryCorruptError) -> str:
@@ -167,6 +192,24 @@ def _move_aside_bad_layout(vol: Volume) -> list[str]:
             continue
         actions.append(f"{problem}; moved it to {aside.name} and made a new {d.name}/")
     return actions
+
+
+def _move_aside_bad_lock_folder(vol: Volume) -> list[str]:
+    """The writers' lock folder replaced by a file or a link: no writer can take the lock, repair
+    included, so it is moved aside before the lock is taken (nothing can hold a lock in it)."""
+    folder = lock_file(vol.lock_path).parent
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return []  # missing: the lock makes it; unreadable: the lock says so
+    if stat.S_ISDIR(st.st_mode):
+        return []
+    what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a folder"
+    try:
+        aside = vol.move_aside(folder, f"{folder.name}.moved-aside-{clock.utcnow().strftime('%Y%m%dT%H%M%SZ')}")
+    except VolumeError as exc:
+        return [f"the lock folder {folder} is {what}, and it could not be moved aside: {exc}"]
+    return [f"the lock folder {folder} was {what}; moved it to {aside.name} and made a new one"]
 
 
 def _reseal_snapshots(vol: Volume) -> list[str]:

@@ -79,7 +79,7 @@ def sync(
     vol = Volume(cfg.root)
     vol.ensure()
     started = clock.utcnow()
-    run_id = Volume.new_snapshot_id(started)
+    run_id = vol.unused_snapshot_id(started)  # never one the volume holds already (two runs in one second)
     info = {"trigger": trigger, "user": user, "started_at": iso(started), "run_id": run_id}
     preload(cfg)  # every import before the lock: a fault or a hang on the disk then never hits the import machinery
     dog = Watchdog(run_id, cfg.watchdog_seconds, cfg.time_budget_seconds, exit_when_stuck=exit_when_stuck)

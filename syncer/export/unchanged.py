@@ -30,14 +30,15 @@ import pyarrow as pa
 
 from syncer import _clock as clock
 from syncer._clock import age_seconds, iso
-from syncer._exceptions import SyncError
+from syncer._exceptions import PublishError, SyncError
 from syncer.config import Config, TableConfig
 from syncer.export.table import TableOutcome
 from syncer.formats import schema_to_b64
 from syncer.sources.base import Source
 from syncer.validate.checks import check
-from syncer.volume.files import carry_over
+from syncer.volume.files import carry_over, remove_tree
 from syncer.volume.manifest import ManifestEntry
+from syncer.volume.verify import check_files_by_table
 
 __all__ = ["UNCHANGED", "confirm_unchanged", "marker_for", "with_marker"]
 
@@ -60,8 +61,14 @@ def config_fingerprint(table: TableConfig, cfg: Config) -> str:
         "not_null": list(table.not_null),
         "allow_empty": table.allow_empty,
         "max_bad_rows": table.max_bad_rows,
+        # the checks on the written files: a new or changed reference is run on a fresh export
+        "references": [[list(r.columns), r.target, list(r.target_columns), r.severity] for r in table.references],
+        # how the files are made (engine: the warehouse's own Parquet writer, parts by thread)
+        "export": table.export,
+        "engine_min_rows": cfg.engine_min_rows if table.export == "auto" else None,
         "compression": cfg.compression,
         "row_group_rows": cfg.row_group_rows,
+        "writers": cfg.writers,
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -113,7 +120,8 @@ def confirm_unchanged(
         schema = pa.schema([f for f in full if f.name not in table.exclude_columns])
         if previous.arrow_schema is not None and schema_to_b64(schema) != previous.arrow_schema:
             return None  # a DDL change the marker may not see: export
-    carry_over(prev_dir / previous.file, staging / previous.file)
+    if not _keep_files(table, previous, prev_dir, staging):
+        return None
     confirmed = clock.utcnow()
     detail = (
         f"the source did not change since the export of run {previous.exported_in or '?'} "
@@ -131,3 +139,26 @@ def confirm_unchanged(
         timings={"total_s": 0.0},
         attempts=[],
     )
+
+
+def _keep_files(table: TableConfig, previous: ManifestEntry, prev_dir: Path, staging: Path) -> bool:
+    """Hard-link the previous files into ``staging``; False (nothing left staged) when the link cannot
+    be made (EMLINK: the file's link count at its limit; EIO) or the files are not the bytes that
+    passed every check (a flipped byte at the same size): exporting the table again is always right."""
+    try:
+        carry_over(prev_dir / previous.file, staging / previous.file)
+    except PublishError as exc:
+        remove_tree(staging / previous.file)
+        log.warning("table %s: %s; exporting it instead", table.name, exc, extra={"table": table.name})
+        return False
+    damaged = check_files_by_table(staging, {"tables": {table.name: previous.to_json()}}, deep=True).get(table.name)
+    if damaged:
+        remove_tree(staging / previous.file)
+        log.warning(
+            "table %s: the previous snapshot's file does not match its manifest (%s); exporting it",
+            table.name,
+            damaged[0],
+            extra={"table": table.name},
+        )
+        return False
+    return True

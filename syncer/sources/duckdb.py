@@ -29,7 +29,7 @@ from syncer.config import SourceConfig, TableConfig
 from syncer.sources.base import KeyRange, RowFilter, Source, quote_ident, relation_sql, select_sql
 from syncer.sources.duckdb_batch import RunBatch, catalog_key
 from syncer.sources.duckdb_memory import auto_limit, below_ceiling, beyond_ceiling, sample_row_bytes, shown, with_ceiling
-from syncer.sources.duckdb_sql import SMALL_ROWS, file_identity, profile_from_row, profile_groups, where_sql
+from syncer.sources.duckdb_sql import SMALL_ROWS, opened_identity, profile_from_row, profile_groups, where_sql
 from syncer.sources.duckdb_types import CONVERTED_TYPES, refuse_inexact, type_ids
 from syncer.sources.duckdb_unload import UnloadCrashed, run_copy
 from syncer.sources.errors import DuckDBContext, Stage, is_interrupt, map_duckdb_error
@@ -83,10 +83,11 @@ class DuckDBSource(Source):
             raise SourceUnavailableError(
                 f"DuckDB warehouse not found at {self.path}; build the demo with `syncer demo` or fix [source] path in the config"
             )
-        self.con = self._connect(cfg)
+        # the marker describes the file this run opened, never a file put in its place meanwhile
+        versions = f"duckdb-{duckdb.__version__}:pyarrow-{pa.__version__}"
+        self.con, self._file_marker = opened_identity(self.path, versions, lambda: self._connect(cfg))
         # From here until close no writer can open the file: this is the moment every table is read at.
         self.run_moment = clock.utcnow()
-        self._file_marker = file_identity(self.path, f"duckdb-{duckdb.__version__}:pyarrow-{pa.__version__}")
         self._rows: dict[str, int] = {}  # each table's count (its profile runs as one query when small)
         self._widths: dict[str, float | None] = {}  # each table's sampled row width (the stream's batch bytes)
         self._batch = RunBatch()
@@ -404,7 +405,7 @@ class DuckDBSource(Source):
         threads = max(int(self._run("SELECT current_setting('threads')", table).fetchall()[0][0]), min(os.cpu_count() or 1, 4))
         limit = f"{min(_memory.parse_size(_UNLOAD_LIMIT), self.ceiling)}B"  # never above the ceiling
         try:  # in a child: DuckDB 2.0 hangs or crashes when a multi-threaded COPY fails part-way
-            got = _mem.copy_retrying(run_copy, (str(self.path), sql, threads), limit, self.ceiling, table.name)
+            got = _mem.copy_retrying(run_copy, (str(self.path), sql, threads), limit, self.ceiling, table.name, held=True)
         except UnloadCrashed as exc:
             raise SourceError(
                 f"table {table.name!r}: {exc}; nothing of it was published, it keeps its old data{_STREAM_HINT}"

@@ -205,13 +205,14 @@ def columns_only(columns: int) -> pa.Schema:
 
 
 def copy_retrying(
-    copy: Callable[..., dict[str, Any]], args: tuple[str, str, int], limit: str, ceiling: int, table: str
+    copy: Callable[..., dict[str, Any]], args: tuple[str, str, int], limit: str, ceiling: int, table: str, **extra: Any
 ) -> dict[str, Any]:
     """The engine's COPY (``copy(path, sql, threads=, memory_limit=)``, in its child) at ``limit``; once more with the
     ceiling when it ran out of that (a value of MBs: DuckDB materialises a vector of them at once),
-    as a stream's read is. A table that fits the container is not refused by the engine's limit."""
+    as a stream's read is. A table that fits the container is not refused by the engine's limit.
+    ``extra``: passed to both calls (``held``: the run holds the file open, see ``run_copy``)."""
     path, sql, threads = args
-    got = copy(path, sql, threads=threads, memory_limit=limit)
+    got = copy(path, sql, threads=threads, memory_limit=limit, **extra)
     if got.get("ok") or got.get("kind") != "OutOfMemoryException" or not below_ceiling(limit, ceiling):
         return got
     log.warning(
@@ -222,4 +223,4 @@ def copy_retrying(
         with_ceiling(ceiling),
         extra={"table": table},
     )
-    return copy(path, sql, threads=threads, memory_limit=f"{ceiling}B")
+    return copy(path, sql, threads=threads, memory_limit=f"{ceiling}B", **extra)

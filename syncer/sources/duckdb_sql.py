@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from syncer.sources.base import RowFilter, quote_ident
@@ -109,6 +109,16 @@ def file_identity(path: Any, versions: str = "") -> str | None:
         return None
     st = os.stat(path)
     return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}" + (f":{versions}" if versions else "")
+
+
+def opened_identity(path: Any, versions: str, connect: Callable[[], Any]) -> tuple[Any, str | None]:
+    """``connect()``'s connection and the change marker of the file it opened: the identity taken
+    *before* the open (a file replaced or rewritten while the open runs -- ``mv copy x.duckdb``,
+    ``cp -p`` -- is then a change to the next run, never the marker of a file this run did not
+    read), and None when the identity after the open differs (nothing is confirmed this run)."""
+    before = file_identity(path, versions)
+    con = connect()
+    return con, (before if before == file_identity(path, versions) else None)
 
 
 def profile_expressions(

@@ -9,7 +9,9 @@ a memory limit (``tests/test_engine_export.py`` keeps the cases). In a child, ei
 only: the table fails with one line naming what happened, keeps its old data, and the run goes on.
 
 The child opens the warehouse read-only, as the run's own connection does: while the run holds the
-file open read-only DuckDB's file lock keeps every writer out, so the child reads the run's moment.
+file open read-only DuckDB's file lock keeps every writer out, so the child reads the run's moment --
+provided the path still names the file the run holds (a file moved into its place is refused: the
+child checks it against the run's open descriptors, ``/proc/<run>/fd``).
 A hang is told from a long COPY by CPU time: a COPY that makes progress uses CPU; the deadlocked
 child uses none, and is ended after :data:`STALL_S` seconds without any (a COPY waiting that long on
 a disk that stopped answering is ended too: the stream path would wait on the same disk).
@@ -36,11 +38,15 @@ class UnloadCrashed(Exception):
     """The child died by a signal or hung; the message says which (the caller makes it a table's error)."""
 
 
-def run_copy(path: str, sql: str, *, threads: int, memory_limit: str, stall_s: float | None = None) -> dict[str, Any]:
+def run_copy(
+    path: str, sql: str, *, threads: int, memory_limit: str, stall_s: float | None = None, held: bool = False
+) -> dict[str, Any]:
     """Run ``sql`` (a COPY) on ``path`` read-only in a child; its answer: ``{"ok": True}`` or
-    ``{"ok": False, "kind": <duckdb exception class>, "message": ...}``. Raises :class:`UnloadCrashed`."""
+    ``{"ok": False, "kind": <duckdb exception class>, "message": ...}``. Raises :class:`UnloadCrashed`.
+    ``held``: this process holds ``path`` open (the run's connection): the child refuses another file
+    found at ``path`` (one moved into its place since)."""
     stall_s = STALL_S if stall_s is None else stall_s
-    request = {"path": path, "sql": sql, "threads": threads, "memory_limit": memory_limit, "parent": os.getpid()}
+    request = {"path": path, "sql": sql, "threads": threads, "memory_limit": memory_limit, "parent": os.getpid(), "held": held}
     proc = subprocess.Popen(
         [sys.executable, "-m", "syncer.sources.duckdb_unload"],
         stdin=subprocess.PIPE,
@@ -95,6 +101,33 @@ def _cpu(pid: int) -> int | None:
         return None
 
 
+def _replaced(path: str) -> str:
+    return (
+        f"the warehouse file {path} was replaced while the run read it (the file there now is not the one the run "
+        "holds open), so this table would come from another file than the run's other tables; nothing of it is "
+        "published; run the sync again once the file stays put"
+    )
+
+
+def _held_by(parent: int, path: str) -> bool:
+    """Is the file at ``path`` the one the run (``parent``) holds open? The child opens the warehouse by
+    its path: a file put there since the run opened its own (``mv copy warehouse.duckdb``) would give
+    this table another moment than every other table of the run (and than its count and profile)."""
+    try:
+        here = os.stat(path)
+        fds = os.listdir(f"/proc/{parent}/fd")
+    except OSError:
+        return not os.path.exists(f"/proc/{parent}")  # no /proc to ask: as before; the file gone: not held
+    for fd in fds:
+        try:
+            st = os.stat(f"/proc/{parent}/fd/{fd}")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino):
+            return True
+    return False
+
+
 def _child() -> None:
     request = json.loads(sys.stdin.read())
     from syncer._child import adopt
@@ -106,6 +139,10 @@ def _child() -> None:
         con = duckdb.connect(
             request["path"], read_only=True, config={"threads": request["threads"], "memory_limit": request["memory_limit"]}
         )
+        if request.get("held") and not _held_by(request["parent"], request["path"]):
+            sys.stdout.write(json.dumps({"ok": False, "kind": "IOException", "message": _replaced(request["path"])}))
+            sys.stdout.flush()
+            os._exit(0)
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET preserve_insertion_order = false")
         settings = con.execute("SELECT current_setting('threads'), current_setting('preserve_insertion_order')").fetchall()[0]

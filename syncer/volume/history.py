@@ -18,6 +18,7 @@ such an error fails anything (the engine logs it and reports it; the snapshot st
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -139,7 +140,7 @@ class History:
                 con.close()
 
     def _error(self, exc: BaseException, what: str) -> HistoryError:
-        if _corrupt(exc) or self.path.is_dir():
+        if _corrupt(exc) or self.path.is_dir() or self.path.is_symlink():
             return HistoryCorruptError(
                 f"run history {self.path} cannot be {what}: {_reason(exc, self.path)}; run `syncer repair` (it keeps "
                 "the broken file aside and starts a new history; published snapshots are not affected)"
@@ -150,6 +151,8 @@ class History:
         )
 
     def _open(self, write: bool) -> sqlite3.Connection:
+        if self.path.is_symlink():  # never read or written through a link (it may lead out of the volume)
+            raise OSError(errno.ELOOP, "it is a symbolic link, not the volume's own file", str(self.path))
         if not write and not self.path.exists():
             # Reading never creates the database (a status on an empty volume stays empty).
             con = sqlite3.connect(":memory:")
@@ -372,6 +375,8 @@ def _corrupt(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException, path: Path) -> str:
+    if path.is_symlink():
+        return f"it is a symbolic link to {os.readlink(path)!r}, not the volume's own file"
     if path.is_dir():
         return "it is a folder, not a database file"
     return str(getattr(exc, "strerror", None) or exc)

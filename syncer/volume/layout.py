@@ -126,6 +126,17 @@ class Volume:
         now = now or clock.utcnow()
         return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
+    def unused_snapshot_id(self, now: dt.datetime | None = None) -> str:
+        """A new id no snapshot, staging or quarantine folder and no served-log entry of this volume has:
+        two runs in one second (or a clock moved back onto a used second) may draw the same 16 bits."""
+        served = {e.id for e in self.served_log.entries()}
+        stamp, suffix = self.new_snapshot_id(now).rsplit("-", 1)
+        for k in range(0x10000):
+            sid = f"{stamp}-{(int(suffix, 16) + k) % 0x10000:04x}"
+            if sid not in served and not any(os.path.lexists(d / sid) for d in (self.snapshots, self.staging, self.quarantine)):
+                return sid
+        raise VolumeError(f"every snapshot id of the second {stamp} is in use under {self.root}; sync again in a second")
+
     def snapshot_dir(self, snapshot_id: str) -> Path:
         return self.snapshots / snapshot_id
 

@@ -30,8 +30,10 @@ keeps the first ones).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,10 +107,28 @@ class ServedLog:
         self.path = Path(path)
 
     def exists(self) -> bool:
-        return self.path.is_file()
+        """A usable log: a regular file of its own (a link, even to a file, is not: it could lead out of
+        the volume; ``repair`` moves anything else in its place aside)."""
+        return self.problem() is None and self.path.is_file()
+
+    def problem(self) -> str | None:
+        """Why the log's path cannot be the log (a folder, a link, a device in its place), or None."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"{self.path} cannot be read ({exc.strerror})"
+        if stat.S_ISLNK(st.st_mode):
+            return f"{self.path} is a symbolic link to {os.readlink(self.path)!r}, not the volume's own log"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{self.path} is not a file (a folder or another kind of entry took its place)"
+        return None
 
     def entries(self) -> list[ServedEntry]:
         """Every readable entry, oldest first; [] when there is no log (or it cannot be read)."""
+        if not self.exists():
+            return []
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -117,9 +137,12 @@ class ServedLog:
 
     def append(self, entries: Sequence[ServedEntry]) -> None:
         """Append ``entries`` durably (fsync, and the folder's entry when the file is new). Raises OSError."""
+        problem = self.problem()
+        if problem:  # never written through a link (it may lead out of the volume), never into a folder
+            raise OSError(errno.EINVAL, f"{problem}; run `syncer repair` (moves it aside)")
         created = not self.path.exists()
         data = "".join(json.dumps(e.to_json(), allow_nan=False) + "\n" for e in entries)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, LOG_MODE)
         try:
             if not created and _ends_without_newline(fd):
                 data = "\n" + data  # a torn last line stays alone on its line, ignored
