@@ -270,7 +270,7 @@ def sync_all(folder: Path, entries: tuple[Entry, ...]) -> tuple[Path, dict[tuple
             report = syncer.sync(cfg, names)
         except Exception:
             report = None
-        if report is not None and report.snapshot_id:
+        if report is not None:
             _check_served(cfg, report)
         for e in entries:
             name = f"{e.name}__{fmt}"
@@ -296,8 +296,10 @@ def _check_served(cfg: Any, report: Any) -> None:
     import syncer
     from syncer.volume.served import SERVED_LOG
 
-    served = syncer.current_snapshot(config=cfg)
     published = {t.table for t in report.tables if t.status in ("fresh", "quarantined")}
+    if report.snapshot_id is None and not published:
+        return  # nothing published, nothing said to be
+    served = syncer.current_snapshot(config=cfg)
     lost = sorted(published - set(served.tables))
     if served.id == report.snapshot_id and not lost:
         return
@@ -333,10 +335,11 @@ def _sync_one(cfg: Any, name: str) -> Any:
 
     try:
         report = syncer.sync(cfg, [name])
-        return next(t for t in report.tables if t.table == name)
     except Exception as exc:
         tb = traceback.extract_tb(exc.__traceback__)[-1]
         return f"{type(exc).__name__}: {exc} (at {Path(tb.filename).name}:{tb.lineno})"[:200]
+    _check_served(cfg, report)  # not caught: a report that is not what `current` serves fails the matrix
+    return next(t for t in report.tables if t.table == name)
 
 
 # --- the matrix -----------------------------------------------------------------------------------------

@@ -190,3 +190,33 @@ def test_the_catalogue_warehouse_holds_the_declared_values(tmp_path):
                 assert not bad, f"{e.name}.{col}: {bad}"
     finally:
         con.close()
+
+
+def test_the_matrix_fails_a_run_whose_report_is_not_what_current_serves(tmp_path):
+    """The harness's guard (scripts/reader_matrix.py::_check_served): a run that reports a table
+    published that ``current`` does not serve -- with a snapshot id or without one -- fails with the
+    volume's story instead of reading another snapshot's files; a truthful report passes."""
+    import dataclasses
+
+    import duckdb
+    import reader_matrix
+
+    import syncer
+
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE t AS SELECT range AS k FROM range(10)")
+    cfg_path = tmp_path / "sync.toml"
+    cfg_path.write_text(
+        f'[source]\nkind = "duckdb"\npath = "{db}"\n\n[volume]\nroot = "data"\n\n[[tables]]\nname = "t"\nprimary_key = ["k"]\n'
+    )
+    cfg = syncer.load_config(cfg_path)
+    report = syncer.sync(cfg)
+    reader_matrix._check_served(cfg, report)  # the truth passes
+    ghost = dataclasses.replace(report.tables[0], table="ghost")
+    for sid in (report.snapshot_id, None):
+        lying = dataclasses.replace(report, snapshot_id=sid, tables=(*report.tables, ghost))
+        with pytest.raises(AssertionError, match="published and not served: \\['ghost'\\]"):
+            reader_matrix._check_served(cfg, lying)
+    failed = dataclasses.replace(ghost, status="failed")
+    reader_matrix._check_served(cfg, dataclasses.replace(report, snapshot_id=None, tables=(failed,)))  # nothing said
