@@ -169,7 +169,8 @@ class DuckDBSource(Source):
     def _asked(self, table: TableConfig) -> tuple[dict[str, Any], pa.Schema]:
         try:
             rel = self.con.sql(f"SELECT * FROM {relation_sql(table)} LIMIT 0")
-            self.use_limit_for(table, _mem.columns_only(len(rel.columns)), 1, lower=False)  # 1,200 columns fail at the floor
+            if len(rel.columns) >= _mem.SCHEMA_WIDE:  # 1,200 columns fail at the floor; a narrow table: no SET
+                self.use_limit_for(table, _mem.columns_only(len(rel.columns)), 1, lower=False)
             return dict(zip(rel.columns, rel.types, strict=True)), rel.to_arrow_table().schema
         except (duckdb.Error, RuntimeError) as exc:
             raise self._error(exc, table) from exc

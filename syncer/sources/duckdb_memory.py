@@ -16,6 +16,7 @@ from syncer._exceptions import SourceError, SourceOutOfMemoryError
 from syncer.sources.errors import first_line, is_interrupt
 
 __all__ = [
+    "SCHEMA_WIDE",
     "VECTOR_ROWS",
     "auto_limit",
     "batch_target",
@@ -38,15 +39,9 @@ log = logging.getLogger("syncer")
 
 
 def auto_limit(schema: pa.Schema, batch_rows: int, ceiling: int) -> str:
-    """The limit a scan of ``schema`` in batches of ``batch_rows`` needs, never above ``ceiling``:
-    rounded up to a multiple of :data:`LIMIT_STEP`, so tables of one shape whose measured batches differ
-    by a few rows ask for the same limit (one ``SET`` for all of them, not one per table)."""
+    """The limit a scan of ``schema`` in batches of ``batch_rows`` needs, never above ``ceiling``."""
     need = _memory.duckdb_limit_for(schema, ceiling, batch_bytes=batch_rows * _memory.row_bytes(schema))
-    return f"{min(ceiling, -(-need // LIMIT_STEP) * LIMIT_STEP)}B"
-
-
-#: the granularity of a derived DuckDB limit (see :func:`auto_limit`)
-LIMIT_STEP = 8 * 2**20
+    return f"{need}B"
 
 
 #: a source's limit at least this far over the floor is lowered to the floor once its reads end
@@ -195,6 +190,11 @@ def chunks(reader: Any, table: str, mapped: Callable[[BaseException], BaseExcept
             raise mapped(exc) from exc  # DuckDB's errors inside the Arrow stream reach us as pyarrow's OSError
         except pa.ArrowException as exc:
             raise SourceError(f"table {table!r}: reading from DuckDB failed: {exc}") from exc
+
+
+#: columns from which the schema query (``LIMIT 0``) gets a limit of its own: it needs ~33 KiB a
+#: column (1,200 columns: ~40 MB), so DuckDB's 16 MiB floor holds ~480; below this no ``SET`` is made
+SCHEMA_WIDE = 256
 
 
 def columns_only(columns: int) -> pa.Schema:
