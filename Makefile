@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 CONFIG  ?= sync.toml
 PORT    ?= 8501
 
-.PHONY: run run-example check test test-fast lint lock clean demo bench bench-matrix screenshots faults
+.PHONY: run run-example check test test-fast test-corpus lint lock clean demo bench bench-matrix screenshots faults
 
 # Create the virtualenv from the pinned locks (only when missing or when a lock changed).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -48,16 +48,21 @@ check: $(STAMP)
 	$(BIN)/python scripts/check_structure.py
 	$(BIN)/mypy
 
-## make test: lint, format check + the whole test suite, slow scenarios included (pytest's "no tests
-## collected", exit 5, counts as a failure).
+## make test: lint, format check + the whole test suite, slow scenarios included, the shape corpus one
+## case a shape (pytest's "no tests collected", exit 5, counts as a failure).
 test: check
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -m "not corpus" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 ## make test-fast: the same without the tests marked slow (crash loops, browser, production user).
 test-fast: check
-	@$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -m "not slow and not corpus" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+## make test-corpus: the whole shape corpus (tests/test_memory_shapes.py): every shape in every format it
+## supports and through the engine, each a real sync whose process tree's peak must stay under 400 MiB.
+test-corpus: .venv/.installed
+	@$(BIN)/python -m pytest -m corpus tests/test_memory_shapes.py $(PYTEST_ARGS)
 
 ## make screenshots: refresh the README's screenshots of every admin page (docs/*.png) on a throw-away
 ## demo, through the browser test's proxy and Chromium (/usr/bin/chromium).

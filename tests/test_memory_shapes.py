@@ -185,9 +185,25 @@ def _config(tmp_path: Path, db: Path, table: str, key: str, fmt: str, export: st
     return path
 
 
+#: `make test` syncs each shape to one format, a different one shape after shape (every format
+#: is met, and each shape once); the whole corpus, every shape in every format and through the
+#: engine, is `make test-corpus` (marked ``corpus``: minutes, like the long fault sweep)
+_ROTATION = ("parquet", "csv", "jsonl", "arrow")
+
+
+def _everyday(i: int, formats: tuple[str, ...]) -> str:
+    wanted = _ROTATION[i % len(_ROTATION)]
+    return wanted if wanted in formats else formats[0]
+
+
 CASES = [
-    pytest.param(name, fmt, id=f"{name}-{fmt}", marks=pytest.mark.slow)
-    for name, (_, _, formats) in SHAPES.items()
+    pytest.param(
+        name,
+        fmt,
+        id=f"{name}-{fmt}",
+        marks=[pytest.mark.slow] + ([] if fmt == _everyday(i, formats) else [pytest.mark.corpus]),
+    )
+    for i, (name, (_, _, formats)) in enumerate(SHAPES.items())
     for fmt in formats
 ]
 
@@ -209,7 +225,11 @@ def test_every_shape_syncs_under_the_bound(tmp_path: Path, warehouse: Path, shap
 #: 1 MiB values, buffered per thread, is past the bound (README "Memory": left open)
 _ENGINE_OVER = pytest.mark.xfail(reason="the engine's COPY buffers row groups sized by rows: 412-458 MiB", strict=False)
 ENGINE_CASES = [
-    pytest.param(name, id=f"{name}-engine", marks=[pytest.mark.slow, *([_ENGINE_OVER] if name == "skewed" else [])])
+    pytest.param(
+        name,
+        id=f"{name}-engine",
+        marks=[pytest.mark.slow, *([_ENGINE_OVER] if name == "skewed" else []), *([] if name == "long_values" else [pytest.mark.corpus])],
+    )
     for name in ("long_values", "skewed", "random_bytes", "all_null", "columns_600")
 ]
 
