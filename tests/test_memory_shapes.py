@@ -228,7 +228,11 @@ ENGINE_CASES = [
     pytest.param(
         name,
         id=f"{name}-engine",
-        marks=[pytest.mark.slow, *([_ENGINE_OVER] if name == "skewed" else []), *([] if name == "long_values" else [pytest.mark.corpus])],
+        marks=[
+            pytest.mark.slow,
+            *([_ENGINE_OVER] if name == "skewed" else []),
+            *([] if name == "long_values" else [pytest.mark.corpus]),
+        ],
     )
     for name in ("long_values", "skewed", "random_bytes", "all_null", "columns_600")
 ]
