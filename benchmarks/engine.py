@@ -9,7 +9,7 @@ every case of every table as whole processes, interleaved (engine sync, stream s
 to one Parquet file, zstd, the matrix's baseline, and for ``orders`` the same COPY with the UUID
 column as text, the way it is published), ``--repeat`` rounds; wall, CPU (user + sys) and peak RSS
 come from the OS (``os.wait4``, benchmarks/bench.py), and the process tree's peak (the sync and its unload
-child summed, PSS sampled every 50 ms). The load of the machine
+child: each one's anonymous memory plus the largest one's file pages, sampled every 50 ms). The load of the machine
 (``os.getloadavg``) is recorded before and after each size: on a shared machine compare CPU
 seconds and the ratios of one run, not wall seconds across runs.
 
@@ -152,7 +152,7 @@ def table_lines(results: list[dict[str, Any]]) -> list[str]:
 def targets(results: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
     """At the largest size, for every table: engine <= 1.3x its COPY (best wall against best wall,
     the least-disturbed run of each on a shared machine) and <= 400 MiB peak memory: the whole process
-    tree's (the run and its unload child side by side, summed PSS), not one process's."""
+    tree's (the run and its unload child side by side), not one process's."""
     top = max(r["rows"] for r in results)
     out: list[tuple[str, bool, str]] = []
     for big in (r for r in results if r["rows"] == top):

@@ -6,7 +6,7 @@ string-heavy (long variable strings), wide (300 columns), nested (LIST/STRUCT), 
 validate + hash + publish) against DuckDB's COPY of the same tables to the same format (Arrow IPC:
 against a bare pyarrow stream of DuckDB's Arrow reader); Parquet also against the naive pandas way
 and polars. Every case is a whole process, the cases of a cell interleaved, ``--repeat`` times;
-wall, CPU and peak RSS come from the OS (``os.wait4``; the sync's peak memory is its process tree's, PSS
+wall, CPU and peak RSS come from the OS (``os.wait4``; the sync's peak memory is its process tree's,
 sampled every 50 ms, when that is higher). Prints one table and the targets, writes JSON,
 and with ``--readme`` replaces the matrix block in README.md.
 
@@ -293,8 +293,8 @@ def run_cell(work: Path, shape: Shape, rows: int, fmt: str, repeat: int) -> dict
 
 
 def peak(m: dict[str, float]) -> float:
-    """A sync's peak memory: its process tree's (the supervisor, the sync and any unload child, PSS
-    summed) when sampled, never below the largest single process's (``wait4``)."""
+    """A sync's peak memory: its process tree's (the supervisor, the sync and any unload child
+    together) when sampled, never below the largest single process's (``wait4``)."""
     tree = m.get("tree_mib", math.nan)
     return m["rss_mib"] if math.isnan(tree) else max(tree, m["rss_mib"])
 
