@@ -127,6 +127,9 @@ def run_process(argv: list[str], *, env: dict[str, str] | None = None) -> dict[s
     """Run argv to completion; wall, CPU (user+sys) and peak RSS of that process from the OS
     (``wait4``: the largest one process's peak, its children included only as their own peaks), and
     ``tree_mib``: the peak of the whole process tree's memory (:func:`_tree_rss_mib`), sampled every 50 ms."""
+    # the previous case's dirty pages written out first, untimed: a baseline that does not fsync would
+    # hand its writeback to whichever case runs next (100M rows: an engine sync waited 97 s for 52 s of CPU)
+    os.sync()
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     tree = [0.0]
