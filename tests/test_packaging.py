@@ -231,7 +231,9 @@ def test_make_test_runs_everything_and_test_fast_leaves_out_the_slow_tests() -> 
     for target in ("test", "test-fast"):
         assert re.search(rf"^{target}: check$", (ROOT / "Makefile").read_text(), re.MULTILINE), f"{target} runs check first"
     assert "not slow" not in _recipe("test")
-    assert '-m "not slow"' in _recipe("test-fast")
+    assert '-m "not corpus"' in _recipe("test"), "make test runs one case a shape of the corpus, not all of it"
+    assert '-m "not slow and not corpus"' in _recipe("test-fast")
+    assert "-m corpus" in _recipe("test-corpus") and any(m.startswith("corpus:") for m in pytest_ini["markers"])
 
 
 def test_the_public_face_is_one_list_held_to_all_and_the_type_checking_imports() -> None:
