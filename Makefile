@@ -60,9 +60,10 @@ test-fast: check
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 ## make test-corpus: the whole shape corpus (tests/test_memory_shapes.py): every shape in every format it
-## supports and through the engine, each a real sync whose process tree's peak must stay under 400 MiB.
+## supports and through the engine, each a real sync whose process tree's peak must stay under 400 MiB,
+## and the longer memory cases beside it (a 300-column JSONL sync against its CSV sync).
 test-corpus: .venv/.installed
-	@$(BIN)/python -m pytest -m corpus tests/test_memory_shapes.py $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -m corpus tests/test_memory_shapes.py tests/test_memory_bound.py $(PYTEST_ARGS)
 
 ## make screenshots: refresh the README's screenshots of every admin page (docs/*.png) on a throw-away
 ## demo, through the browser test's proxy and Chromium (/usr/bin/chromium).

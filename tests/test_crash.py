@@ -198,11 +198,15 @@ def test_sigkill_at_random_moments_never_tears_current(tmp_path: Path, big_wareh
 
     rng = random.Random(SEED)
     delays = kill_delays(rng, duration, MIN_KILLS)
-    kills = completed = child_kills = 0
+    kills = completed = child_kills = extra = 0
     seen_current: set[str] = set()
-    while kills < MIN_KILLS:
+    # Until MIN_KILLS kills have landed AND current has moved: on a loaded machine a sync can take longer
+    # than the first one measured, so every stratified delay may fall inside a run; the extra delays then
+    # grow (to 3x the first run), and a run between kills finishes and publishes.
+    while kills < MIN_KILLS or len(seen_current) < 2:
         assert delays or kills + completed < 80, f"only {kills} kills in {kills + completed} runs"
-        delay = delays.pop() if delays else rng.uniform(0.3, 1.0) * duration
+        extra = 0 if delays else extra + 1
+        delay = delays.pop() if delays else rng.uniform(0.3, min(1.0 + 0.2 * extra, 3.0)) * duration
         # --force: the warehouse does not change, and an unchanged table would not be exported again
         proc = subprocess.Popen(cli(config, "sync", "--force"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
         time.sleep(delay)

@@ -196,6 +196,7 @@ WIDE = (
 )
 
 
+@pytest.mark.corpus  # ~30 s; make test keeps the 600-column JSONL case of test_memory_shapes.py
 def test_a_wide_jsonl_sync_holds_no_more_than_its_csv_sync(tmp_path: Path) -> None:
     # DuckDB's JSON functions built each wide batch's text outside its buffer manager: a JSONL
     # sync of 300 columns x 250k rows peaked ~100 MiB above the CSV sync of the same table (513
