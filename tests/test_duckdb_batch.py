@@ -1,6 +1,6 @@
-"""The run's small tables asked together (issue 14): counts in one statement, same-schema profiles in
-one statement per group, each answer the one the table's own query gives, a failed batch answered
-table by table; and whole syncs of a few dozen small tables in every format with every check."""
+"""The run's small tables asked together (issue 14): counts in one statement, same-schema profiles and
+rows in one statement per group, each answer the one the table's own query gives, a failed batch
+(or one past its byte budget) answered table by table; and whole syncs of a few dozen small tables in every format with every check."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 
 import syncer
 from syncer.config import TableConfig
-from syncer.sources import open_source
+from syncer.sources import duckdb_batch, open_source
 from syncer.sources.duckdb import DuckDBSource
-from syncer.sources.duckdb_batch import BATCH_TABLES, batched_count_sql, batched_profile_sql
+from syncer.sources.duckdb_batch import BATCH_TABLES, batched_count_sql, batched_profile_sql, batched_rows_sql, split_rows
 
 CHECKS = ["row_count", "schema", "primary_key_not_null", "primary_key_unique", "non_empty", "profile", "sha256", "reopen"]
 
@@ -149,6 +149,104 @@ def test_same_schema_small_tables_are_profiled_in_one_statement_each_as_its_own_
     assert len(alone) == 2, queries
 
 
+def _read(source: DuckDBSource, table: TableConfig, schema: pa.Schema, batch_rows: int = 7) -> pa.Table:
+    batches = list(source.stream(table, schema, batch_rows))
+    assert all(b.num_rows <= batch_rows for b in batches)
+    return pa.Table.from_batches(batches, batches[0].schema) if batches else pa.table({})
+
+
+def _same(a: pa.Table, b: pa.Table) -> bool:
+    """The same schema and values in the same order (NaN equal to NaN, which Table.equals does not hold)."""
+
+    def values(t: pa.Table) -> list[list[Any]]:
+        return [["NaN" if isinstance(v, float) and v != v else v for v in c.to_pylist()] for c in t.columns]
+
+    return a.schema == b.schema and values(a) == values(b)
+
+
+def _rows_batches(queries: list[str]) -> list[str]:
+    return [q for q in queries if "AS __syncer_batch" in q and "GROUP BY" not in q]
+
+
+def test_same_schema_small_tables_are_read_in_one_statement_each_table_its_own_rows_in_order(
+    tmp_path: Path, orders_db: Path
+) -> None:
+    cfg = _config(tmp_path, orders_db, [("t0", "t0", "parquet")])
+    tables = _tables("t0", "t1", "t2", "t3", "wider") + _tables("t4", "t5", exclude_columns=("note",))
+    source = open_source(cfg.source)
+    try:
+        schemas = {t.name: _projected(source, t) for t in tables}
+        own = {t.name: _read(source, t, schemas[t.name]) for t in tables}  # not planned: each table alone
+    finally:
+        source.close()
+    source = open_source(cfg.source)
+    try:
+        source.plan(tables)
+        for t in tables:
+            source.count(t)
+        queries = _counting(source)
+        batched = {t.name: _read(source, t, schemas[t.name]) for t in reversed(tables)}  # any order
+    finally:
+        source.close()
+    for name, rows in own.items():
+        assert _same(batched[name], rows), name  # the same values, types and order
+        assert batched[name].schema.names == schemas[name].names
+    assert own["t3"].num_rows == 43 and "note" not in own["t5"].schema.names
+    grouped = _rows_batches(queries)
+    # t0-t3 together, t4-t5 (without note) together; the wider table alone
+    assert sorted(q.count("UNION ALL") for q in grouped) == [1, 3], grouped
+    assert sum(1 for q in queries if q.startswith('SELECT "order_id"')) == 1, queries
+
+
+def test_a_group_past_its_byte_budget_and_a_failing_group_are_read_table_by_table(
+    tmp_path: Path, orders_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con = duckdb.connect(str(orders_db))  # same columns as t0, one value DuckDB cannot compute
+    con.execute("CREATE VIEW bad AS SELECT * REPLACE (CASE WHEN order_id = 3 THEN error('boom') ELSE note END AS note) FROM t0")
+    con.close()
+    cfg = _config(tmp_path, orders_db, [("t0", "t0", "parquet")])
+    source = open_source(cfg.source)
+    try:
+        schema = _projected(source, _tables("t0")[0])
+        own = {n: _read(source, t, schema) for n, t in zip(("t0", "t1", "t2"), _tables("t0", "t1", "t2"), strict=True)}
+    finally:
+        source.close()
+    for budget, tables in ((4096, _tables("t0", "t1", "t2")), (duckdb_batch.ROWS_BUDGET, _tables("t0", "bad", "t1"))):
+        monkeypatch.setattr(duckdb_batch, "ROWS_BUDGET", budget)
+        source = open_source(cfg.source)
+        try:
+            source.plan(tables)
+            for t in tables:
+                source.count(t)
+            queries = _counting(source)
+            for t in tables:
+                if t.name == "bad":
+                    with pytest.raises(syncer.SyncError, match="boom"):
+                        _read(source, t, schema)
+                else:
+                    assert _same(_read(source, t, schema), own[t.name]), (budget, t.name)
+        finally:
+            source.close()
+        assert len(_rows_batches(queries)) == 1, queries  # tried once, then each table alone
+        assert sum(1 for q in queries if q.startswith('SELECT "order_id"')) == 3, queries
+
+
+def test_the_rows_of_a_batch_are_cut_per_table_whatever_order_they_came_in() -> None:
+    keys = [0, 0, 2, 2, 2, 3]
+    data = pa.table({"__syncer_batch": keys, "v": ["a", "b", "c", "d", "e", "f"]})
+    parts = split_rows(data, 4)
+    assert [p.column("v").to_pylist() for p in parts] == [["a", "b"], [], ["c", "d", "e"], ["f"]]
+    assert all(p.schema.names == ["v"] for p in parts)
+    mixed = pa.table({"__syncer_batch": [2, 0, 2, 1, 0], "v": [1, 2, 3, 4, 5]})
+    assert [p.column("v").to_pylist() for p in split_rows(mixed, 3)] == [[2, 5], [4], [1, 3]]
+    empty = pa.table({"__syncer_batch": pa.array([], pa.int32()), "v": pa.array([], pa.int64())})
+    assert [p.num_rows for p in split_rows(empty, 2)] == [0, 0]
+    schema = pa.schema([pa.field("order_id", pa.int64()), pa.field("note", pa.string())])
+    assert batched_rows_sql(_tables("t0", "t1"), schema) == (
+        'SELECT 0 AS __syncer_batch, "order_id", "note" FROM "t0" UNION ALL SELECT 1 AS __syncer_batch, "order_id", "note" FROM "t1"'
+    )
+
+
 def _projected(source: DuckDBSource, table: TableConfig) -> pa.Schema:
     full = source.schema(table)
     return pa.schema([f for f in full if f.name not in table.exclude_columns])
@@ -268,6 +366,8 @@ def test_dozens_of_small_tables_sync_with_every_check_and_a_broken_one_fails_alo
     assert len(problems) == 2 and all("'dup'" in p or "'missing'" in p for p in problems), problems
     grouped = [q for q in statements if "GROUP BY __syncer_batch" in q]
     assert sum(q.count(" UNION ALL ") + 1 for q in grouped) == len(tables), grouped  # every small table profiled in a batch
+    read = _rows_batches(statements)
+    assert sum(q.count(" UNION ALL ") + 1 for q in read) == len(tables), read  # and read in a batch
 
 
 def test_a_changed_value_in_one_small_table_fails_that_table_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

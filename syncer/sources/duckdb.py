@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -47,8 +45,6 @@ _UNLOAD_LIMIT = "160MB"
 _STREAM_HINT = ' (export = "stream" for this table reads it in batches and quarantines rows that fail)'
 #: rows read to measure a table's row width (its strings) before its batches are sized
 _SAMPLE_ROWS = 2048
-#: how long opening the warehouse waits for a writer process to release DuckDB's file lock
-_LOCK_WAIT_S = 2.0
 
 
 class DuckDBSource(Source):
@@ -93,29 +89,7 @@ class DuckDBSource(Source):
         self._batch = RunBatch()
 
     def _connect(self, cfg: SourceConfig) -> Any:
-        """The run's read-only connection. A writer process holding the file (DuckDB's lock) is
-        waited for up to ``_LOCK_WAIT_S``: a writer's transactions are short, and the sync gets in
-        between two of them; a writer that keeps the file open fails the open with the way out."""
-        deadline = time.monotonic() + _LOCK_WAIT_S
-        pause = 0.001
-        while True:
-            try:
-                # read_only: many readers may share the file, and a sync can never change the source.
-                con = duckdb.connect(
-                    str(self.path),
-                    read_only=True,
-                    config={"threads": cfg.threads, "memory_limit": self.memory_limit},
-                )
-                con.execute("SET TimeZone = 'UTC'")
-                return con
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
-                    raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
-            except duckdb.Error as exc:
-                raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=self.path)) from exc
-            # short pauses: a writer that commits in a loop leaves only brief gaps between transactions
-            time.sleep(pause * (0.5 + random.random()))
-            pause = min(pause * 2, 0.005)
+        return dsql.connect_read_only(self.path, cfg.threads, self.memory_limit)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "duckdb_version": duckdb.__version__}
@@ -336,6 +310,8 @@ class DuckDBSource(Source):
         return self._read(f"{select_sql(table, schema)} WHERE {cond}", table, schema, batch_rows, params)
 
     def stream(self, table: TableConfig, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        if (rows := self._batch.table_rows(table, schema, self._run)) is not None:  # small: read with its kind
+            return iter(rows.combine_chunks().to_batches(max_chunksize=batch_rows))
         self.use_limit_for(table, schema, batch_rows)
         return self._read(select_sql(table, schema), table, schema, batch_rows, [])
 

@@ -4,11 +4,16 @@ groups, row filters, the types its Parquet unload keeps, the warehouse file's id
 from __future__ import annotations
 
 import os
+import random
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import duckdb
+
 from syncer.sources.base import RowFilter, quote_ident
+from syncer.sources.errors import DuckDBContext, Stage, map_duckdb_error
 from syncer.validate.profile import ColumnPlan, build_profile
 
 __all__ = [
@@ -16,6 +21,7 @@ __all__ = [
     "STORAGE_ROW_GROUP",
     "UNLOADABLE",
     "UNLOAD_DICTIONARY_LIMIT",
+    "connect_read_only",
     "file_identity",
     "profile_expressions",
     "profile_from_row",
@@ -191,3 +197,29 @@ def where_sql(where: RowFilter | None) -> tuple[str, list[Any]]:
         return "", []
     cond, params = where.sql()
     return f" WHERE {cond}", params
+
+
+#: how long opening the warehouse waits for a writer process to release DuckDB's file lock
+LOCK_WAIT_S = 2.0
+
+
+def connect_read_only(path: Any, threads: Any, memory_limit: str) -> Any:
+    """The run's read-only connection (UTC). A writer process holding the file (DuckDB's lock) is
+    waited for up to :data:`LOCK_WAIT_S`: a writer's transactions are short, and the sync gets in
+    between two of them; a writer that keeps the file open fails the open with the way out."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    pause = 0.001
+    while True:
+        try:
+            # read_only: many readers may share the file, and a sync can never change the source.
+            con = duckdb.connect(str(path), read_only=True, config={"threads": threads, "memory_limit": memory_limit})
+            con.execute("SET TimeZone = 'UTC'")
+            return con
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+                raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=path)) from exc
+        except duckdb.Error as exc:
+            raise map_duckdb_error(exc, DuckDBContext(Stage.OPEN, path=path)) from exc
+        # short pauses: a writer that commits in a loop leaves only brief gaps between transactions
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 0.005)
