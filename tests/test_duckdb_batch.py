@@ -168,7 +168,7 @@ def _rows_batches(queries: list[str]) -> list[str]:
     return [q for q in queries if "AS __syncer_batch" in q and "GROUP BY" not in q]
 
 
-def test_same_schema_small_tables_are_read_in_one_statement_each_table_its_own_rows_in_order(
+def test_same_schema_small_tables_in_a_row_are_read_in_one_statement_each_table_its_own_rows_in_order(
     tmp_path: Path, orders_db: Path
 ) -> None:
     cfg = _config(tmp_path, orders_db, [("t0", "t0", "parquet")])
@@ -185,7 +185,7 @@ def test_same_schema_small_tables_are_read_in_one_statement_each_table_its_own_r
         for t in tables:
             source.count(t)
         queries = _counting(source)
-        batched = {t.name: _read(source, t, schemas[t.name]) for t in reversed(tables)}  # any order
+        batched = {t.name: _read(source, t, schemas[t.name]) for t in tables}  # the run's order
     finally:
         source.close()
     for name, rows in own.items():
@@ -196,6 +196,21 @@ def test_same_schema_small_tables_are_read_in_one_statement_each_table_its_own_r
     # t0-t3 together, t4-t5 (without note) together; the wider table alone
     assert sorted(q.count("UNION ALL") for q in grouped) == [1, 3], grouped
     assert sum(1 for q in queries if q.startswith('SELECT "order_id"')) == 1, queries
+    # a group is the tables right after the first in the run's order: rows are never held across
+    # another table's export (t0 stops at the wider table; t1 and t2 go together after it)
+    interleaved = _tables("t0", "wider", "t1", "t2")
+    source = open_source(cfg.source)
+    try:
+        source.plan(interleaved)
+        for t in interleaved:
+            source.count(t)
+        queries = _counting(source)
+        for t in interleaved:
+            assert _same(_read(source, t, schemas[t.name]), own[t.name]), t.name
+    finally:
+        source.close()
+    assert [q.count("UNION ALL") for q in _rows_batches(queries)] == [1], queries
+    assert sum(1 for q in queries if q.startswith('SELECT "order_id"')) == 2, queries
 
 
 def test_a_group_past_its_byte_budget_and_a_failing_group_are_read_table_by_table(

@@ -231,7 +231,7 @@ class RunBatch:
             got = self.rows.pop(table.name, None)
             if got is not None or table.name in self._fetched or not self._small(table):
                 return got
-            group = self._group(table, schema, lambda sql, t: source_run(sql, t).fetchall(), self._fetched)
+            group = self._group(table, schema, lambda sql, t: source_run(sql, t).fetchall(), self._fetched, following=True)
             self._fetched.update(t.name for t in group)
             if len(group) < 2:
                 return None
@@ -249,24 +249,33 @@ class RunBatch:
         n = self.counts.get(table.name)
         return table.name in self.planned and n is not None and 0 < n <= SMALL_ROWS
 
-    def _group(self, table: TableConfig, schema: pa.Schema, run: Runner, tried: set[str]) -> list[TableConfig]:
+    def _group(
+        self, table: TableConfig, schema: pa.Schema, run: Runner, tried: set[str], *, following: bool = False
+    ) -> list[TableConfig]:
         """``table`` and the planned small tables not yet in ``tried`` whose columns are the same
         (names and DuckDB types) and are exported with the same columns, at most
-        :data:`BATCH_TABLES` and :data:`SMALL_ROWS` rows together."""
+        :data:`BATCH_TABLES` and :data:`SMALL_ROWS` rows together. ``following``: only the tables
+        right after ``table`` in the run's order, up to the first that does not belong (rows are
+        held until their table is exported: never across another table's export and its memory)."""
         self._catalog(table, run)
         mine = self._signature(table)
         if mine is None or not set(schema.names) <= set(mine[0]) or _KEY in mine[0]:
             return [table]
         group, rows = [table], self.counts[table.name]
-        for other in self.planned.values():
+        planned = list(self.planned.values())
+        after = [t.name for t in planned].index(table.name) + 1 if following else 0
+        for other in planned[after:]:
             if len(group) >= BATCH_TABLES:
                 break
             n = self.counts.get(other.name, 0)
-            if other.name in tried or other is table or not self._small(other) or rows + n > SMALL_ROWS:
+            fits = other.name not in tried and self._small(other) and rows + n <= SMALL_ROWS
+            if other.name == table.name:
                 continue
-            if other.exclude_columns == table.exclude_columns and self._signature(other) == mine:
+            if fits and other.exclude_columns == table.exclude_columns and self._signature(other) == mine:
                 group.append(other)
                 rows += n
+            elif following:
+                break
         return group
 
     def _catalog(self, table: TableConfig, run: Runner) -> None:
