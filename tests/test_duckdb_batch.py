@@ -4,8 +4,10 @@ rows in one statement per group, each answer the one the table's own query gives
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,20 @@ def _counting(source: Any) -> list[str]:
 
     source._run = counted
     return queries
+
+
+@contextlib.contextmanager
+def _planned(cfg: syncer.Config, tables: list[TableConfig]) -> Iterator[tuple[DuckDBSource, list[str]]]:
+    """A source told ``tables`` (as a run tells it) with their counts taken, and the statements it
+    runs from then on."""
+    source = open_source(cfg.source)
+    try:
+        source.plan(tables)
+        for t in tables:
+            source.count(t)
+        yield source, _counting(source)
+    finally:
+        source.close()
 
 
 @pytest.fixture
@@ -131,15 +147,8 @@ def test_same_schema_small_tables_are_profiled_in_one_statement_each_as_its_own_
         own = {t.name: source.profile(t, schemas[t.name]) for t in tables}  # not planned: each table alone
     finally:
         source.close()
-    source = open_source(cfg.source)
-    try:
-        source.plan(tables)
-        for t in tables:
-            source.count(t)
-        queries = _counting(source)
+    with _planned(cfg, tables) as (source, queries):
         batched = {t.name: source.profile(t, schemas[t.name]) for t in tables}
-    finally:
-        source.close()
     assert batched == own
     assert own["t1"]["rows"] == 41 and own["t0"]["columns"]["score"]["nans"] > 0 and own["t0"]["columns"]["amount"]["nulls"] > 0
     grouped = [q for q in queries if "GROUP BY __syncer_batch" in q]
@@ -179,15 +188,8 @@ def test_same_schema_small_tables_in_a_row_are_read_in_one_statement_each_table_
         own = {t.name: _read(source, t, schemas[t.name]) for t in tables}  # not planned: each table alone
     finally:
         source.close()
-    source = open_source(cfg.source)
-    try:
-        source.plan(tables)
-        for t in tables:
-            source.count(t)
-        queries = _counting(source)
+    with _planned(cfg, tables) as (source, queries):
         batched = {t.name: _read(source, t, schemas[t.name]) for t in tables}  # the run's order
-    finally:
-        source.close()
     for name, rows in own.items():
         assert _same(batched[name], rows), name  # the same values, types and order
         assert batched[name].schema.names == schemas[name].names
@@ -199,16 +201,9 @@ def test_same_schema_small_tables_in_a_row_are_read_in_one_statement_each_table_
     # a group is the tables right after the first in the run's order: rows are never held across
     # another table's export (t0 stops at the wider table; t1 and t2 go together after it)
     interleaved = _tables("t0", "wider", "t1", "t2")
-    source = open_source(cfg.source)
-    try:
-        source.plan(interleaved)
-        for t in interleaved:
-            source.count(t)
-        queries = _counting(source)
+    with _planned(cfg, interleaved) as (source, queries):
         for t in interleaved:
             assert _same(_read(source, t, schemas[t.name]), own[t.name]), t.name
-    finally:
-        source.close()
     assert [q.count("UNION ALL") for q in _rows_batches(queries)] == [1], queries
     assert sum(1 for q in queries if q.startswith('SELECT "order_id"')) == 2, queries
 
@@ -228,20 +223,13 @@ def test_a_group_past_its_byte_budget_and_a_failing_group_are_read_table_by_tabl
         source.close()
     for budget, tables in ((4096, _tables("t0", "t1", "t2")), (duckdb_batch.ROWS_BUDGET, _tables("t0", "bad", "t1"))):
         monkeypatch.setattr(duckdb_batch, "ROWS_BUDGET", budget)
-        source = open_source(cfg.source)
-        try:
-            source.plan(tables)
-            for t in tables:
-                source.count(t)
-            queries = _counting(source)
+        with _planned(cfg, tables) as (source, queries):
             for t in tables:
                 if t.name == "bad":
                     with pytest.raises(syncer.SyncError, match="boom"):
                         _read(source, t, schema)
                 else:
                     assert _same(_read(source, t, schema), own[t.name]), (budget, t.name)
-        finally:
-            source.close()
         assert len(_rows_batches(queries)) == 1, queries  # tried once, then each table alone
         assert sum(1 for q in queries if q.startswith('SELECT "order_id"')) == 3, queries
 
