@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from syncer._exceptions import ValidationError
 from syncer.config import TableConfig
-from syncer.formats.files import parquet_footer
+from syncer.formats.stats import footer_stats
 from syncer.sources.duckdb_sql import profile_expressions
 from syncer.sources.errors import is_interrupt
 from syncer.validate.profile import ColumnPlan, ProfileAccumulator, build_profile, plan_for, range_from_footer
@@ -100,30 +100,8 @@ def footer_known(schema: pa.Schema, files: Sequence[Path]) -> dict[int, dict[str
     profile relies on the same, see ``syncer.formats.stats``)."""
     plans = [plan_for(f) for f in schema]
     wanted = {f.name: i for i, (f, p) in enumerate(zip(schema, plans, strict=True)) if _from_footer(f, p)}
-    known: dict[int, dict[str, Any] | None] = {i: {"nulls": 0, "min": None, "max": None} for i in wanted.values()}
-    for f in files:
-        md = parquet_footer(f)  # the footer the other checks of this file read too
-        for g in range(md.num_row_groups):
-            rg = md.row_group(g)
-            for j in range(rg.num_columns):
-                col = rg.column(j)
-                i = wanted.get(col.path_in_schema, -1)
-                st, cur = col.statistics, known.get(i)
-                if cur is None:
-                    continue
-                if st is None or not st.has_null_count:
-                    known[i] = None
-                    continue
-                cur["nulls"] += st.null_count
-                if st.null_count == rg.num_rows:
-                    continue  # nothing but nulls here
-                if not st.has_min_max:
-                    known[i] = None
-                    continue
-                lo, hi = cur["min"], cur["max"]
-                cur["min"] = st.min if lo is None or st.min < lo else lo
-                cur["max"] = st.max if hi is None or st.max > hi else hi
-    return {i: v for i, v in known.items() if v is not None}
+    stats = footer_stats(files, list(wanted))
+    return {wanted[n]: st for n, st in stats.items() if st is not None and st["nulls"] is not None}
 
 
 def _from_footer(field: pa.Field, plan: ColumnPlan) -> bool:
