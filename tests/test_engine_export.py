@@ -621,14 +621,19 @@ def test_the_key_pass_proves_uniqueness_over_row_groups_in_key_order(
     tmp_path: Path, groups: list[list[int]], statistics: bool, proven: bool
 ) -> None:
     """The engine writes its row groups in no particular order (one contiguous run of rows each):
-    read in the order of their smallest key, they prove the key unique; overlaps do not."""
+    read in the order of their smallest key, they prove the key unique; overlaps do not. The pass
+    profiles the whole column either way (the files profile's query leaves the key out)."""
     from syncer.export.engine import _key_order
 
     f = _groups_file(tmp_path / "t.parquet", groups, statistics=statistics)
     table = syncer.load_config(
         write_config(tmp_path / "cfg", tmp_path / "w.duckdb", tables='[[tables]]\nname = "t"\nprimary_key = ["id"]\n')
     ).table("t")
-    assert _key_order(pa.schema([pa.field("id", pa.int64())]), table, [f]).proven is proven
+    keys, profile = _key_order(pa.schema([pa.field("id", pa.int64())]), table, [f])
+    assert keys.proven is proven
+    values = [v for g in groups for v in g]
+    assert profile is not None and profile.rows == len(values)
+    assert profile.result()["columns"]["id"] == {"nulls": 0, "min": min(values), "max": max(values), "sum": sum(values)}
 
 
 def test_the_unload_writes_without_insertion_order_and_restores_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -699,3 +704,23 @@ def test_the_unload_gives_up_early_on_dictionaries_of_many_distinct_values(tmp_p
     got = read_table("big", root=cfg.root, as_arrow=True).sort_by("id")
     assert got.column("more").to_pylist()[:3] == [0, 1, 2] and got.num_rows == 300_000
     assert got.column("token").type == pa.string()
+
+
+def test_a_files_profile_column_left_to_the_caller_must_be_filled(tmp_path: Path) -> None:
+    """A column the files profile's query leaves out (the key pass profiles it) is never taken for
+    "no nulls, no values": the profile refuses to answer until it is filled, then answers with it."""
+    from syncer.validate.files_profile import profile_files
+    from syncer.validate.profile import ProfileAccumulator
+
+    f = _groups_file(tmp_path / "t.parquet", [[3, 1, 2]])
+    schema = pa.schema([pa.field("id", pa.int64())])
+    table = syncer.load_config(
+        write_config(tmp_path / "cfg", tmp_path / "w.duckdb", tables='[[tables]]\nname = "t"\nprimary_key = ["id"]\n')
+    ).table("t")
+    prof = profile_files(table, schema, [f], None, elsewhere=frozenset({0}))
+    with pytest.raises(RuntimeError, match="never filled"):
+        prof.result()
+    acc = ProfileAccumulator(schema)
+    acc.update(pa.record_batch([pa.array([3, 1, 2], pa.int64())], schema=schema))
+    prof.fill(0, acc)
+    assert prof.result() == {"rows": 3, "columns": {"id": {"nulls": 0, "min": 1, "max": 3, "sum": 6}}}

@@ -184,23 +184,43 @@ def _hash(path: Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _key_order(schema: pa.Schema, table: TableConfig, files: list[Path]) -> KeyOrder:
+def _key_order(schema: pa.Schema, table: TableConfig, files: list[Path]) -> tuple[KeyOrder, ProfileAccumulator | None]:
     """One pass over the key column of the files, row group by row group in the order of the
     groups' smallest key (their footer statistics): proves the key unique when every group is
     strictly increasing and each starts above the one before ends (else the exact duplicate-key
     scan decides, as for a streamed table). The engine writes its row groups in no particular
     order, each one a contiguous run of the table's rows (see ``DuckDBSource.unload``), so a key
     the table is stored in order of passes. The proof rests on the values read, not on the
-    statistics: they only choose the order, and a wrong one fails the pass."""
+    statistics: they only choose the order, and a wrong one fails the pass. The pass reads the
+    whole column even once the order breaks: it also profiles it (the second value, the files
+    profile's query leaves that column out rather than decode it again); None when there is no
+    single orderable key to read."""
     keys = KeyOrder(schema, table.primary_key)
     if not (keys.proven and keys.column is not None):
-        return keys
-    for f, group in _groups_by_first_key(files, keys.column):
-        for batch in f.iter_batches(batch_size=1 << 17, row_groups=[group], columns=[keys.column], use_threads=False):
+        return keys, None
+    acc = ProfileAccumulator(pa.schema([schema.field(keys.column)]))
+    for f, groups in _runs_by_file(_groups_by_first_key(files, keys.column)):
+        for batch in f.iter_batches(batch_size=1 << 17, row_groups=groups, columns=[keys.column], use_threads=False):
             keys.update(batch)
-            if not keys.proven:
-                return keys
-    return keys
+            acc.update(batch)
+    return keys, acc
+
+
+def _single_key(schema: pa.Schema, table: TableConfig) -> str | None:
+    """The key column the key pass reads (and profiles), or None."""
+    keys = KeyOrder(schema, table.primary_key)
+    return keys.column if keys.proven else None
+
+
+def _runs_by_file(groups: list[tuple[pq.ParquetFile, int]]) -> list[tuple[pq.ParquetFile, list[int]]]:
+    """Consecutive row groups of one file as one read (batches run on across them, in this order)."""
+    runs: list[tuple[pq.ParquetFile, list[int]]] = []
+    for f, g in groups:
+        if runs and runs[-1][0] is f:
+            runs[-1][1].append(g)
+        else:
+            runs.append((f, [g]))
+    return runs
 
 
 def _groups_by_first_key(files: list[Path], column: str) -> list[tuple[pq.ParquetFile, int]]:
@@ -254,11 +274,15 @@ def unload_and_reread(
             log.warning("table %s: %s; exporting it through the stream path", table.name, differs, extra={"table": table.name})
             remove_outputs(staging / table.file_name, table)
             return None
+        key = _single_key(schema, table)
         with ThreadPoolExecutor(2, thread_name_prefix="syncer-check") as pool:
             hashed = pool.submit(_written, files)
             ordered = pool.submit(_key_order, schema, table, files)
-            acc = profile_files(table, schema, files, spill, threads=min(os.cpu_count() or 1, 4))
-            written, keys = hashed.result(), ordered.result()
+            elsewhere = frozenset() if key is None else frozenset({schema.get_field_index(key)})
+            acc = profile_files(table, schema, files, spill, threads=min(os.cpu_count() or 1, 4), elsewhere=elsewhere)
+            written, (keys, key_profile) = hashed.result(), ordered.result()
+        if key_profile is not None:
+            acc.fill(schema.get_field_index(keys.column), key_profile)
     except BaseException:
         remove_outputs(staging / table.file_name, table)
         raise

@@ -46,23 +46,40 @@ class FilesProfile(ProfileAccumulator):
     """A profile computed elsewhere (by DuckDB over the files): the accumulator's interface for the
     checks (``rows``, ``result()``), nothing left to accumulate."""
 
-    def __init__(self, schema: pa.Schema, rows: int, raw: list[dict[str, Any]]) -> None:
+    def __init__(self, schema: pa.Schema, rows: int, raw: list[dict[str, Any]], pending: frozenset[int] = frozenset()) -> None:
         super().__init__(schema)
         self.rows = rows
         self._raw = raw
+        self._pending = set(pending)  # columns the caller fills (the query left them out)
 
     def update(self, batch: pa.RecordBatch) -> None:
         raise TypeError("a FilesProfile is computed from the files; it takes no batches")
 
+    def fill(self, i: int, other: ProfileAccumulator) -> None:
+        """Column ``i``'s statistics from ``other``, a one-column accumulator that read it (the
+        engine's key pass, which decodes the key column anyway: the query leaves it out)."""
+        self._raw[i] = dict(other._cols[0])
+        self._pending.discard(i)
+
     def result(self) -> dict[str, Any]:
+        if self._pending:  # a column nobody computed must not pass as "no nulls, no values"
+            raise RuntimeError(
+                f"the files profile of {sorted(self.schema.field(i).name for i in self._pending)} was never filled"
+            )
         return build_profile(self.rows, self.plans, self._raw)
 
 
 def profile_files(
-    table: TableConfig, schema: pa.Schema, files: Sequence[Path], spill_dir: Path | None, threads: int = 2
+    table: TableConfig,
+    schema: pa.Schema,
+    files: Sequence[Path],
+    spill_dir: Path | None,
+    threads: int = 2,
+    elsewhere: frozenset[int] = frozenset(),
 ) -> FilesProfile:
     """The profile of ``files`` (one aggregate query; a decimal sum past 38 digits is taken as
-    DOUBLE, as the source does); raises :class:`ValidationError` naming the
+    DOUBLE, as the source does) but the ``elsewhere`` columns, which the caller fills
+    (:meth:`FilesProfile.fill`); raises :class:`ValidationError` naming the
     table and the file when they cannot be read."""
     import duckdb  # a reader of the volume never needs it
 
@@ -73,12 +90,12 @@ def profile_files(
     try:
         con.execute("SET TimeZone = 'UTC'")
         try:
-            return _run(con, schema, files, frozenset())
+            return _run(con, schema, files, frozenset(), elsewhere)
         except duckdb.OutOfRangeException as exc:
             wide = frozenset(f.name for f in schema if pa.types.is_decimal(f.type) and f.type.precision > 18)
             if not (wide and "Overflow" in str(exc)):
                 raise
-            return _run(con, schema, files, wide)
+            return _run(con, schema, files, wide, elsewhere)
     except (duckdb.Error, RuntimeError, pa.ArrowException, OSError) as exc:
         if is_interrupt(exc):
             raise KeyboardInterrupt from exc
@@ -108,10 +125,12 @@ def _from_footer(field: pa.Field, plan: ColumnPlan) -> bool:
     return plan.minmax and not plan.total and not plan.floating and not plan.nanos and range_from_footer(field)
 
 
-def _run(con: Any, schema: pa.Schema, files: Sequence[Path], approx_sum: frozenset[str]) -> FilesProfile:
+def _run(
+    con: Any, schema: pa.Schema, files: Sequence[Path], approx_sum: frozenset[str], elsewhere: frozenset[int]
+) -> FilesProfile:
     plans = [plan_for(f) for f in schema]
     footer = footer_known(schema, files)
-    exprs = profile_expressions(plans, approx_sum, frozenset(footer))
+    exprs = profile_expressions(plans, approx_sum, frozenset(footer) | elsewhere)
     sql = f"SELECT {', '.join(e for e, _, _ in exprs)} FROM read_parquet(?)"
     row = con.execute(sql, [[str(f) for f in files]]).fetchall()[0]
     raw: list[dict[str, Any]] = [dict(footer.get(i, {})) for i in range(len(plans))]
@@ -124,4 +143,4 @@ def _run(con: Any, schema: pa.Schema, files: Sequence[Path], approx_sum: frozens
     for st in raw:
         if "count" in st:
             st["nulls"] = rows - st.pop("count")
-    return FilesProfile(schema, rows, raw)
+    return FilesProfile(schema, rows, raw, elsewhere)
