@@ -416,3 +416,34 @@ def test_zoned_timestamps_are_profiled_without_importing_pandas(tmp_path: Path) 
         mm = pc.min_max(col)
         want_range = [canonical(mm["min"].as_py()), canonical(mm["max"].as_py())]
         assert [canonical(dt.datetime.fromisoformat(x)) for x in got["footer"][name]] == want_range, name
+
+
+def test_a_big_tables_profile_in_its_split_queries_is_the_arrow_profile_of_its_rows(tmp_path: Path) -> None:
+    """Above SMALL_ROWS the source's profile runs as several narrow queries, the min/max of numbers,
+    dates and times apart from those of text and booleans (DuckDB answers a query's min/max from
+    its segment statistics only when it can answer all of them so); every type of the catalogue
+    above, nulls, NaN and infinities, an int64 sum past 2**63: value for value the profile the
+    stream path computes from the rows."""
+    from syncer.sources.duckdb_sql import SMALL_ROWS, profile_groups
+
+    rows = SMALL_ROWS + 7_001
+    path = tmp_path / "big.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(WAREHOUSE_SQL.replace(f"range(1, {ROWS + 1})", f"range(1, {rows + 1})"))
+    with DuckDBSource(SourceConfig(kind="duckdb", path=path)) as s:
+        schema = s.schema(T)
+        source = s.profile(T, schema)
+        written = _accumulate(s, T, schema, 50_000)
+    assert source["rows"] == written["rows"] == rows
+    assert compare_profiles(source, written, schema) == []
+
+    plans = [plan_for(f) for f in schema]
+    scanned = frozenset(i for i, f in enumerate(schema) if f.name in ("flag", "name"))
+    minmax = [
+        {i for _, i, stat in g if stat in ("min", "max") and not plans[i].floating}
+        for g in profile_groups(plans, set(), scanned=scanned)
+    ]
+    numbers, texts = [g for g in minmax if g - scanned], [g for g in minmax if g & scanned]
+    assert len(numbers) == len(texts) == 1 and not numbers[0] & scanned and texts[0] == scanned
+    together = [g for g in profile_groups(plans, set()) if any(stat == "min" and not plans[i].floating for _, i, stat in g)]
+    assert len(together) == 1  # a row filter (a bisection's range): one query for them all

@@ -272,7 +272,8 @@ class DuckDBSource(Source):
     ) -> dict[str, Any]:
         plans = [plan_for(f) for f in schema]
         small = where is None and self._rows.get(table.name, SMALL_ROWS + 1) <= SMALL_ROWS
-        groups = profile_groups(plans, approx_sum, one=small)
+        scanned = frozenset(i for i, f in enumerate(schema) if pa.types.is_boolean(f.type) or plans[i].form == "text")
+        groups = profile_groups(plans, approx_sum, one=small, scanned=scanned if where is None else None)
         cond, params = where_sql(where)
         # Narrow queries, one after another, on the run's one profile cursor: DuckDB answers plain
         # count/min/max/sum from a fast scan (segment statistics prune most of the work), while one
