@@ -8,11 +8,13 @@ are no-ops, so the library (``syncer.sync`` from an app's own process) behaves a
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
-__all__ = ["adopt", "become_child", "report", "supervisor_pid"]
+__all__ = ["adopt", "become_child", "end_child", "flush_and_exit", "report", "supervisor_pid"]
 
 ENV_CHILD = "SYNCER_SUPERVISED"
 ENV_FD = "SYNCER_SUPERVISOR_FD"
@@ -64,3 +66,34 @@ def report(event: dict[str, Any]) -> None:
         os.write(_report_fd, (json.dumps(event, default=str) + "\n").encode())
     except (OSError, ValueError):  # best effort: the pipe is a courtesy, never a reason to fail a sync
         pass
+
+
+def end_child(command: Callable[[], object]) -> NoReturn:
+    """The forked child (:mod:`syncer.supervise`): ``command``, its exit handlers (the alert queue's
+    deadline, logging's flush), then its exit without the interpreter's own clean-up of the standard
+    streams. Under libc I/O faults (the fault sweep's, a failing disk) that last flush can fail, and
+    the interpreter reports it on the stream that failed ("Exception ignored ... lost sys.stderr"):
+    a dump instead of the command's one line. The exit code is the command's."""
+    try:
+        command()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if isinstance(exc.code, str):  # sys.exit("message"): printed, as the interpreter would
+            try:
+                sys.stderr.write(exc.code + "\n")
+            except (OSError, ValueError, AttributeError):
+                pass  # the stream is broken: the exit code still tells
+    atexit._run_exitfuncs()
+    flush_and_exit(code)
+
+
+def flush_and_exit(code: int) -> NoReturn:
+    """Flush what Python buffered for the standard streams (a broken one is left: the exit code
+    tells), then exit at once, without the interpreter's clean-up."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass  # a closed or broken stream: nothing left to say on it
+    os._exit(code)

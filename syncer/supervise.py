@@ -38,7 +38,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from syncer._child import ENV_CHILD, ENV_FD, ENV_OFF, ENV_PARENT, ENV_TTY, adopt, become_child
+from syncer._child import ENV_CHILD, ENV_FD, ENV_OFF, ENV_PARENT, ENV_TTY, adopt, become_child, end_child, flush_and_exit
 
 __all__ = ["SUPERVISED", "ChildResult", "main", "run_child"]
 
@@ -58,15 +58,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif _command(args) in SUPERVISED and os.environ.get(ENV_OFF) != "1":
         code = _supervise(args)
         if code is None:  # the forked child: the command runs here
-            return _run_cli(args)
+            end_child(lambda: _run_cli(args))
         # nothing of ours is buffered (every line went out with os.write): skip the interpreter's
         # clean-up, a few milliseconds after each command for nothing
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass  # a closed or broken stream: nothing left to say on it, the exit code still tells
-        os._exit(code)
+        flush_and_exit(code)
     _run_cli(args)
 
 

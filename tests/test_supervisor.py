@@ -440,3 +440,43 @@ def test_a_child_whose_supervisor_died_before_it_was_adopted_exits_at_once(tmp_p
         time.sleep(0.05)
     time.sleep(0.3)
     assert out.read_bytes() == b""
+
+
+#: a process whose stderr's last flush fails once (what a libc write fault does to it at exit):
+#: the command wrote a line without flushing it, and ends with ``sys.exit(3)``
+_FAILING_FLUSH = """
+import sys
+class Flaky:
+    def __init__(self, real):
+        self.real, self.held, self.failed = real, [], False
+    def write(self, s):
+        self.held.append(s)
+        return len(s)
+    def flush(self):
+        if not self.failed:
+            self.failed = True
+            raise OSError(77, "File descriptor in bad state")
+        self.real.write("".join(self.held)); self.real.flush()
+sys.stderr = Flaky(sys.stderr)
+def command():
+    sys.stderr.write("the command's line\\n")
+    sys.exit(3)
+if sys.argv[1] == "end_child":
+    from syncer._child import end_child
+    end_child(command)
+command()
+"""
+
+
+@pytest.mark.parametrize("ending", ["interpreter", "end_child"])
+def test_the_forked_child_s_failing_last_flush_is_never_an_interpreter_dump(ending: str) -> None:
+    """The forked child ends through ``end_child``: its exit handlers, one guarded flush, its exit
+    code. Left to the interpreter, a failing last flush of stderr (a libc write fault: the fault
+    sweep met it) changes the exit code to 120 or comes out as its own dump ("Exception ignored
+    ... lost sys.stderr") -- the control shows it does."""
+    proc = subprocess.run([sys.executable, "-c", _FAILING_FLUSH, ending], capture_output=True, text=True, timeout=60)
+    dumped = "Exception ignored" in proc.stderr or "lost sys.stderr" in proc.stderr or "Traceback" in proc.stderr
+    if ending == "interpreter":
+        assert proc.returncode == 120 or dumped, (proc.returncode, proc.stderr)  # control
+    else:
+        assert proc.returncode == 3 and not dumped, (proc.returncode, proc.stderr)
