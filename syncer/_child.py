@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-__all__ = ["adopt", "become_child", "end_child", "flush_and_exit", "report", "supervisor_pid"]
+__all__ = ["adopt", "become_child", "end_child", "flush_and_exit", "report", "say", "supervisor_pid"]
 
 ENV_CHILD = "SYNCER_SUPERVISED"
 ENV_FD = "SYNCER_SUPERVISOR_FD"
@@ -80,12 +80,21 @@ def end_child(command: Callable[[], object]) -> NoReturn:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
         if isinstance(exc.code, str):  # sys.exit("message"): printed, as the interpreter would
-            try:
-                sys.stderr.write(exc.code + "\n")
-            except (OSError, ValueError, AttributeError):
-                pass  # the stream is broken: the exit code still tells
+            say(exc.code)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException as exc:  # past the CLI's own last resort (its error line failed too): one line
+        say(f"error: {type(exc).__name__}: {exc}")
+        code = 1
     atexit._run_exitfuncs()
     flush_and_exit(code)
+
+
+def say(line: str) -> None:
+    try:
+        os.write(2, (line + "\n").encode(errors="replace"))
+    except OSError:
+        pass  # the stream is broken: the exit code still tells
 
 
 def flush_and_exit(code: int) -> NoReturn:

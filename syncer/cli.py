@@ -22,6 +22,8 @@ import click
 
 import syncer
 from syncer import Config, RunReport, SyncError, configure_logging, load_config
+from syncer._child import say
+from syncer._exceptions import describe_unexpected
 
 __all__ = ["main"]
 
@@ -39,7 +41,10 @@ if "pyarrow" not in sys.modules:
 
 
 def _fail(message: str, code: int) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
+    try:
+        click.secho(f"error: {message}", fg="red", err=True)
+    except (OSError, ValueError):  # stderr failing: never a traceback of its own, nor another code
+        say(f"error: {message}")
     sys.exit(code)
 
 
@@ -67,23 +72,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if _verbose():
                 traceback.print_exc()
             _fail(
-                f"{_describe(exc)} (an unexpected error: what is published stays complete, `syncer verify` checks it; "
+                f"{describe_unexpected(exc)} (an unexpected error: what is published stays complete, `syncer verify` checks it; "
                 "re-run with -v for the traceback)",
                 1,
             )
 
     return wrapper
-
-
-def _describe(exc: BaseException) -> str:
-    """An unexpected error in one line: its type and first line, and the file it names, if any."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
-        text = f"{text} ({exc.filename})"
-    # where in the engine it escaped (an OSError often names no file): the innermost frame of ours
-    ours = [f for f in traceback.extract_tb(exc.__traceback__) if f"{os.sep}syncer{os.sep}" in f.filename]
-    at = f" at {ours[-1].filename.rsplit(f'{os.sep}syncer{os.sep}', 1)[-1]}:{ours[-1].lineno} in {ours[-1].name}" if ours else ""
-    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__) + at
 
 
 def _config(ctx: click.Context) -> Config:

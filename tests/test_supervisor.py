@@ -480,3 +480,29 @@ def test_the_forked_child_s_failing_last_flush_is_never_an_interpreter_dump(endi
         assert proc.returncode == 120 or dumped, (proc.returncode, proc.stderr)  # control
     else:
         assert proc.returncode == 3 and not dumped, (proc.returncode, proc.stderr)
+
+
+_BROKEN_STDERR = """
+import sys
+class Broken:  # every write fails, as under a libc write fault
+    def write(self, s):
+        raise OSError(77, "File descriptor in bad state")
+    def flush(self):
+        raise OSError(77, "File descriptor in bad state")
+    def isatty(self):
+        return False
+sys.stderr = Broken()
+from syncer.supervise import main
+main(["--config", sys.argv[1], "sync"])
+"""
+
+
+def test_an_error_line_that_cannot_be_written_to_stderr_goes_out_past_it_with_its_exit_code(tmp_path: Path) -> None:
+    """The command's error line written while Python's stderr fails (a write fault): the line still
+    reaches fd 2 (one ``write``), the exit code is the error's (a config error: 2), no dump."""
+    bad = tmp_path / "sync.toml"
+    bad.write_text('[source]\nkind = "nowhere"\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-c", _BROKEN_STDERR, str(bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "error: " in proc.stderr and "nowhere" in proc.stderr, proc.stderr
+    assert not any(s in proc.stderr for s in ("Traceback", "Exception ignored", "lost sys.stderr")), proc.stderr
