@@ -54,7 +54,6 @@ __all__ = [
     "ValidationError",
     "VolumeError",
     "WriteError",
-    "describe_unexpected",
 ]
 
 
