@@ -84,14 +84,30 @@ def json_wanted(environ: Mapping[str, str] | None = None, token_path: Path = SPC
     return token_path.exists()
 
 
+class _StreamHandler(logging.StreamHandler):
+    """A stream handler whose failure to write is never a traceback: logging's default prints
+    "--- Logging error ---" and the whole stack on stderr when a record cannot be written (under a
+    libc write fault the random-fault sweep met it) -- a log line that cannot go out is dropped; one
+    that cannot be formatted (a bug) is said in one line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (OSError, ValueError)):
+            return  # the stream is broken: nothing can be said on it
+        try:
+            os.write(2, f"warning: a log line could not be written: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
+        except OSError:
+            pass
+
+
 def configure_logging(level: str | int = "INFO", *, json_lines: bool | None = None) -> None:
     """Install one handler on the ``syncer`` logger (idempotent); warnings of Snowflake's libraries too."""
     use_json = json_wanted() if json_lines is None else json_lines
     if use_json:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StreamHandler(sys.stderr)
         handler.setFormatter(_PlainFormatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handler._syncer = True  # type: ignore[attr-defined]
     for name, lvl in (("syncer", level), *((n, logging.WARNING) for n in _THIRD_PARTY)):

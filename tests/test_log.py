@@ -113,3 +113,38 @@ def test_configure_logging_is_idempotent(capsys: pytest.CaptureFixture[str], res
     configure_logging("INFO", json_lines=True)
     logging.getLogger("syncer").info("once")
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+_FAILING_STREAM = """
+import logging, sys
+class Broken:  # every write fails, as under a libc write fault
+    def write(self, s):
+        raise OSError(77, "File descriptor in bad state")
+    def flush(self):
+        raise OSError(77, "File descriptor in bad state")
+sys.stderr = Broken()
+from syncer._log import configure_logging
+configure_logging(json_lines=sys.argv[1] == "json")
+if sys.argv[1] == "json":
+    sys.stdout = Broken()
+    configure_logging(json_lines=True)
+log = logging.getLogger("syncer")
+log.warning("a line that cannot go out")
+log.warning("a line that cannot be formatted: %d", "not a number")
+sys.stderr, sys.stdout = sys.__stderr__, sys.__stdout__  # this script's own exit flushes them
+print("done", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_a_log_line_that_cannot_be_written_is_never_logging_s_traceback(form: str) -> None:
+    """logging prints "--- Logging error ---" and a stack when a record cannot be written (the
+    random-fault sweep met it under a write fault): ours drops a line its stream refuses, and says
+    a record that cannot be formatted in one line."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _FAILING_STREAM, form], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "done" in proc.stderr  # control: the process went on past both records
+    assert "Logging error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("a log line could not be written: TypeError") == 1, proc.stderr
