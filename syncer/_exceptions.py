@@ -33,8 +33,6 @@ Messages name the culprit (table, column, snapshot id, path) and the way out.
 
 from __future__ import annotations
 
-import os
-
 __all__ = [
     "BadRowsError",
     "ConfigError",
@@ -148,16 +146,3 @@ class NoSnapshotError(PublishError):
 
 class CurrentMovedError(PublishError):
     """``current`` is no longer what the rollback's preview showed: nothing changed; review it again."""
-
-
-def describe_unexpected(exc: BaseException) -> str:
-    """An unexpected error in one line: its type and first line, and the file it names, if any."""
-    import traceback  # only for an error that escaped the tree
-
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
-        text = f"{text} ({exc.filename})"
-    # where in the engine it escaped (an OSError often names no file): the innermost frame of ours
-    ours = [f for f in traceback.extract_tb(exc.__traceback__) if f"{os.sep}syncer{os.sep}" in f.filename]
-    at = f" at {ours[-1].filename.rsplit(f'{os.sep}syncer{os.sep}', 1)[-1]}:{ours[-1].lineno} in {ours[-1].name}" if ours else ""
-    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__) + at

@@ -7,6 +7,7 @@ naming it, exit 1, and its traceback only with ``-v``. Nothing ever prints a tra
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import functools
 import json
@@ -22,8 +23,6 @@ import click
 
 import syncer
 from syncer import Config, RunReport, SyncError, configure_logging, load_config
-from syncer._child import say
-from syncer._exceptions import describe_unexpected
 
 __all__ = ["main"]
 
@@ -44,7 +43,8 @@ def _fail(message: str, code: int) -> None:
     try:
         click.secho(f"error: {message}", fg="red", err=True)
     except (OSError, ValueError):  # stderr failing: never a traceback of its own, nor another code
-        say(f"error: {message}")
+        with contextlib.suppress(OSError):  # nowhere left to say it: the exit code tells
+            os.write(2, f"error: {message}\n".encode(errors="replace"))
     sys.exit(code)
 
 
@@ -60,24 +60,30 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except SyncError as exc:
-            if _verbose():
-                traceback.print_exc()
-            _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted; the published snapshot is unchanged", 130)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: usage errors and exits keep click's handling
-        except Exception as exc:  # the last resort: a bug, or an error that escaped the tree
+        except Exception as exc:  # a SyncError's one line; else the last resort: a bug, or an error that escaped the tree
             if _verbose():
                 traceback.print_exc()
-            _fail(
-                f"{describe_unexpected(exc)} (an unexpected error: what is published stays complete, `syncer verify` checks it; "
-                "re-run with -v for the traceback)",
-                1,
-            )
+            if isinstance(exc, SyncError):
+                _fail(str(exc), exc.exit_code)
+            what = "an unexpected error: what is published stays complete, `syncer verify` checks it; re-run with -v for the traceback"
+            _fail(f"{_describe(exc)} ({what})", 1)
 
     return wrapper
+
+
+def _describe(exc: BaseException) -> str:
+    """An unexpected error in one line: its type and first line, and the file it names, if any."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{text} ({exc.filename})"
+    # where in the engine it escaped (an OSError often names no file): the innermost frame of ours
+    ours = [f for f in traceback.extract_tb(exc.__traceback__) if f"{os.sep}syncer{os.sep}" in f.filename]
+    at = f" at {ours[-1].filename.rsplit(f'{os.sep}syncer{os.sep}', 1)[-1]}:{ours[-1].lineno} in {ours[-1].name}" if ours else ""
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__) + at
 
 
 def _config(ctx: click.Context) -> Config:
