@@ -91,6 +91,7 @@ def end_child(command: Callable[[], object]) -> NoReturn:
 
 
 def say(line: str) -> None:
+    """``line`` on fd 2 in one ``write``, past Python's stream (the part that may be broken)."""
     try:
         os.write(2, (line + "\n").encode(errors="replace"))
     except OSError:

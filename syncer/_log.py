@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from syncer._child import say
+
 __all__ = ["SPCS_TOKEN_PATH", "JsonFormatter", "configure_logging", "json_wanted", "register_secret", "scrub"]
 
 _FIELDS = ("run_id", "table", "step")
@@ -94,10 +96,7 @@ class _StreamHandler(logging.StreamHandler):
         exc = sys.exc_info()[1]
         if isinstance(exc, (OSError, ValueError)):
             return  # the stream is broken: nothing can be said on it
-        try:
-            os.write(2, f"warning: a log line could not be written: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
-        except OSError:
-            pass
+        say(f"warning: a log line could not be written: {type(exc).__name__}: {exc}")
 
 
 def configure_logging(level: str | int = "INFO", *, json_lines: bool | None = None) -> None:

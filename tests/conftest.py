@@ -191,3 +191,15 @@ def app_config(tmp_path: Path, demo_db: Path, monkeypatch: pytest.MonkeyPatch) -
         return load_config(path)
 
     return make
+
+
+#: the source of a stand-in for a standard stream under a libc write fault (every write and flush
+#: fails), for the scripts the stream tests run in a process of their own
+BROKEN_STREAM = """class Broken:
+    def write(self, s):
+        raise OSError(77, "File descriptor in bad state")
+    def flush(self):
+        raise OSError(77, "File descriptor in bad state")
+    def isatty(self):
+        return False
+"""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from syncer._log import JsonFormatter, configure_logging, json_wanted, register_secret, scrub
+from tests.conftest import BROKEN_STREAM
 
 KEYS = ["time", "level", "logger", "run_id", "table", "step", "message"]
 
@@ -115,14 +116,9 @@ def test_configure_logging_is_idempotent(capsys: pytest.CaptureFixture[str], res
     assert len(capsys.readouterr().out.splitlines()) == 1
 
 
-_FAILING_STREAM = """
+_FAILING_STREAM = f"""
 import logging, sys
-class Broken:  # every write fails, as under a libc write fault
-    def write(self, s):
-        raise OSError(77, "File descriptor in bad state")
-    def flush(self):
-        raise OSError(77, "File descriptor in bad state")
-sys.stderr = Broken()
+{BROKEN_STREAM}sys.stderr = Broken()
 from syncer._log import configure_logging
 configure_logging(json_lines=sys.argv[1] == "json")
 if sys.argv[1] == "json":

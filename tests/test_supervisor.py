@@ -25,7 +25,7 @@ import pytest
 import syncer
 from syncer import Config, History, load_config
 from syncer.volume.layout import Volume
-from tests.conftest import LOCAL_OPERATOR, write_config
+from tests.conftest import BROKEN_STREAM, LOCAL_OPERATOR, write_config
 
 #: enough rows that a sync is still exporting when the test's signal arrives
 ROWS = 600_000
@@ -482,16 +482,9 @@ def test_the_forked_child_s_failing_last_flush_is_never_an_interpreter_dump(endi
         assert proc.returncode == 3 and not dumped, (proc.returncode, proc.stderr)
 
 
-_BROKEN_STDERR = """
+_BROKEN_STDERR = f"""
 import sys
-class Broken:  # every write fails, as under a libc write fault
-    def write(self, s):
-        raise OSError(77, "File descriptor in bad state")
-    def flush(self):
-        raise OSError(77, "File descriptor in bad state")
-    def isatty(self):
-        return False
-sys.stderr = Broken()
+{BROKEN_STREAM}sys.stderr = Broken()
 from syncer.supervise import main
 main(["--config", sys.argv[1], "sync"])
 """
