@@ -447,3 +447,66 @@ def test_a_big_tables_profile_in_its_split_queries_is_the_arrow_profile_of_its_r
     assert len(numbers) == len(texts) == 1 and not numbers[0] & scanned and texts[0] == scanned
     together = [g for g in profile_groups(plans, set()) if any(stat == "min" and not plans[i].floating for _, i, stat in g)]
     assert len(together) == 1  # a row filter (a bisection's range): one query for them all
+
+
+@pytest.fixture(scope="module")
+def catalogue_source(tmp_path_factory: pytest.TempPathFactory):
+    from tests.catalogue import build_catalogue
+
+    with DuckDBSource(SourceConfig(kind="duckdb", path=build_catalogue(tmp_path_factory.mktemp("cat") / "c.duckdb"))) as s:
+        yield s
+
+
+def _catalogue_params() -> list:
+    from tests.catalogue import CATALOGUE
+
+    return [pytest.param(e, id=e.name) for e in CATALOGUE]
+
+
+@pytest.mark.parametrize("entry", _catalogue_params())
+def test_a_gathered_profile_is_the_profile_of_every_batch_alone(entry, catalogue_source, monkeypatch) -> None:
+    """Small batches are profiled together (a Table of them): for every type of the catalogue, in
+    batches of one and two rows, gathered by rows, by bytes, across the end of the table and not at
+    all, the profile is the one of each batch profiled alone and the source's own."""
+    import syncer.validate.profile as profile_mod
+
+    table = TableConfig(name=entry.table, source=entry.table, primary_key=("k",))
+    try:
+        schema = catalogue_source.schema(table)
+    except Exception as exc:  # refused by the source (UHUGEINT, TIMETZ ...): not the profile's business
+        pytest.skip(f"the source refuses it: {exc}")
+    source = catalogue_source.profile(table, schema)
+    results = {}
+    for gather_rows, gather_bytes in ((1, 2**40), (3, 2**40), (2**40, 1), (2**40, 2**40)):
+        monkeypatch.setattr(profile_mod, "GATHER_ROWS", gather_rows)
+        monkeypatch.setattr(profile_mod, "GATHER_BYTES", gather_bytes)
+        for batch_rows in (1, 2):
+            acc = ProfileAccumulator(schema)
+            for batch in catalogue_source.stream(table, schema, batch_rows=batch_rows):
+                acc.update(batch)
+                if gather_rows > 1 and gather_bytes > 1:
+                    assert acc.rows > 0  # counted at once, profiled later
+            results[(gather_rows, gather_bytes, batch_rows)] = acc.result()
+    alone = results[(1, 2**40, 1)]
+    assert compare_profiles(source, alone, schema) == []
+    for how, got in results.items():
+        assert compare_profiles(alone, got, schema) == [], how
+        assert got["rows"] == source["rows"]
+
+
+def test_gathered_batches_are_profiled_once_they_hold_enough_rows(monkeypatch) -> None:
+    import syncer.validate.profile as profile_mod
+
+    monkeypatch.setattr(profile_mod, "GATHER_ROWS", 10)
+    calls: list[int] = []
+    acc = ProfileAccumulator(pa.schema([("x", pa.int64())]))
+    real = acc._observe
+    monkeypatch.setattr(acc, "_observe", lambda b: (calls.append(b.num_rows), real(b)))
+    for start in range(0, 25, 4):  # 7 batches of 4 rows (the last 1)
+        acc.update(pa.record_batch({"x": list(range(start, min(start + 4, 25)))}))
+    assert calls == [12, 12]  # 3 batches a pass; the last one waits for the result
+    assert acc.column_range(0) == (0, 24)  # reading a column's state profiles what waits
+    assert calls == [12, 12, 1]
+    assert acc.result()["columns"]["x"] == {"nulls": 0, "min": 0, "max": 24, "sum": sum(range(25))}
+    acc.update(pa.record_batch({"x": list(range(100))}))  # a batch of enough rows alone: at once
+    assert calls == [12, 12, 1, 100]

@@ -58,7 +58,7 @@ class FilesProfile(ProfileAccumulator):
     def fill(self, i: int, other: ProfileAccumulator) -> None:
         """Column ``i``'s statistics from ``other``, a one-column accumulator that read it (the
         engine's key pass, which decodes the key column anyway: the query leaves it out)."""
-        self._raw[i] = dict(other._cols[0])
+        self._raw[i] = other.column_stats(0)
         self._pending.discard(i)
 
     def result(self) -> dict[str, Any]:

@@ -56,6 +56,14 @@ TEXT_BOUND = 64
 
 _EPOCH = dt.datetime(1970, 1, 1)
 
+#: the written side's profile makes one pass per this many rows, the batches before it gathered
+#: (zero-copy, a Table of them): a pass costs ~40 us of compute calls per column whatever its
+#: length, so a 300-column table in batches of ~700 rows spent most of its profile on the calls
+GATHER_ROWS = 16_384
+#: ... or once the gathered batches hold this many bytes: what the profile holds beyond the batches
+#: in flight (a wide table's batches are ~4 MiB, see syncer._memory.table_batch_bytes)
+GATHER_BYTES = 8 * 2**20
+
 
 @dataclass(frozen=True)
 class ColumnPlan:
@@ -202,6 +210,9 @@ class ProfileAccumulator:
         self.schema = schema
         self.plans = [plan_for(f) for f in schema]
         self.rows = 0
+        self._pending: list[pa.RecordBatch] = []  # batches gathered for one pass (GATHER_ROWS)
+        self._pending_rows = 0
+        self._pending_bytes = 0
         self._cols: list[dict[str, Any]] = [{"nulls": 0, "min": None, "max": None, "sum": None, "nans": 0} for _ in self.plans]
         self.deferred: set[int] = (
             {i for i, (f, p) in enumerate(zip(schema, self.plans, strict=True)) if p.minmax and range_from_footer(f)}
@@ -210,7 +221,13 @@ class ProfileAccumulator:
         )
 
     def column_range(self, i: int) -> tuple[Any, Any]:
+        self._flush()
         return self._cols[i]["min"], self._cols[i]["max"]
+
+    def column_stats(self, i: int) -> dict[str, Any]:
+        """Column ``i``'s raw statistics so far (nulls, min, max, sum, nans), a copy."""
+        self._flush()
+        return dict(self._cols[i])
 
     def merge_range(self, i: int, lo: Any, hi: Any) -> None:
         """Fold a min/max observed elsewhere (a footer, a re-read) into column ``i``."""
@@ -220,12 +237,40 @@ class ProfileAccumulator:
             lo = 0.0  # Parquet statistics write a zero minimum as -0.0
         if isinstance(hi, float) and hi == 0:
             hi = 0.0
+        self._flush()
         st = self._cols[i]
         st["min"] = lo if st["min"] is None or lo < st["min"] else st["min"]
         st["max"] = hi if st["max"] is None or hi > st["max"] else st["max"]
 
     def update(self, batch: pa.RecordBatch) -> None:
+        """Add ``batch``. Small batches are gathered and profiled together (:data:`GATHER_ROWS`,
+        :data:`GATHER_BYTES`): every column costs a few compute calls per pass whatever its length,
+        and a wide table's batches are small (300 columns: ~700 rows), so its profile cost per row
+        was that of the calls, not of the values."""
         self.rows += batch.num_rows
+        if not self._pending and (batch.num_rows >= GATHER_ROWS or batch.nbytes >= GATHER_BYTES):
+            self._observe(batch)
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        if self._pending_rows >= GATHER_ROWS or self._pending_bytes >= GATHER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        held, self._pending, self._pending_rows, self._pending_bytes = self._pending, [], 0, 0
+        try:
+            together: pa.RecordBatch | pa.Table = held[0] if len(held) == 1 else pa.Table.from_batches(held)
+        except pa.ArrowInvalid:  # batches of differing schemas (field metadata): one pass each
+            for batch in held:
+                self._observe(batch)
+            return
+        self._observe(together)
+
+    def _observe(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """One pass over ``batch`` (a Table's columns are chunked: one compute call covers every chunk)."""
         for i, plan in enumerate(self.plans):
             arr = batch.column(i)
             st = self._cols[i]
@@ -274,6 +319,7 @@ class ProfileAccumulator:
                 st["sum"] += s
 
     def result(self) -> dict[str, Any]:
+        self._flush()
         return build_profile(self.rows, self.plans, self._cols)
 
 
