@@ -20,6 +20,7 @@ Not part of the test suite's pass/fail; the exit code is 1 if a target is missed
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
@@ -363,6 +364,23 @@ def targets(cells: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
     return out
 
 
+def run_line(args: argparse.Namespace) -> str:
+    """What produced the block: the command, the commit, the date and the machine."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    return (
+        f"Latest run: `python benchmarks/matrix.py {' '.join(sys.argv[1:])}` at {commit or 'an unknown commit'}, {when}, "
+        f"on {os.cpu_count()} cores / {ram:.0f} GiB: medians of {args.repeat} interleaved rounds (min–max), "
+        "every case a whole process started after the previous one's writeback is flushed, ratios within this run."
+    )
+
+
 def update_readme(lines: list[str]) -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -401,7 +419,7 @@ def main() -> int:
     checks = targets(cells)
     code = report(checks, args.out, {"scale": args.scale, "repeat": args.repeat, "cells": cells})
     if args.readme:
-        update_readme([*lines, "", *target_lines(checks)])
+        update_readme([run_line(args), "", *lines, "", *target_lines(checks)])
     return code
 
 
