@@ -210,9 +210,9 @@ class ProfileAccumulator:
         self.schema = schema
         self.plans = [plan_for(f) for f in schema]
         self.rows = 0
-        self._pending: list[pa.RecordBatch] = []  # batches gathered for one pass (GATHER_ROWS)
-        self._pending_rows = 0
-        self._pending_bytes = 0
+        self._gathered: list[pa.RecordBatch] = []  # batches gathered for one pass (GATHER_ROWS)
+        self._gathered_rows = 0
+        self._gathered_bytes = 0
         self._cols: list[dict[str, Any]] = [{"nulls": 0, "min": None, "max": None, "sum": None, "nans": 0} for _ in self.plans]
         self.deferred: set[int] = (
             {i for i, (f, p) in enumerate(zip(schema, self.plans, strict=True)) if p.minmax and range_from_footer(f)}
@@ -248,19 +248,19 @@ class ProfileAccumulator:
         and a wide table's batches are small (300 columns: ~700 rows), so its profile cost per row
         was that of the calls, not of the values."""
         self.rows += batch.num_rows
-        if not self._pending and (batch.num_rows >= GATHER_ROWS or batch.nbytes >= GATHER_BYTES):
+        if not self._gathered and (batch.num_rows >= GATHER_ROWS or batch.nbytes >= GATHER_BYTES):
             self._observe(batch)
             return
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        self._pending_bytes += batch.nbytes
-        if self._pending_rows >= GATHER_ROWS or self._pending_bytes >= GATHER_BYTES:
+        self._gathered.append(batch)
+        self._gathered_rows += batch.num_rows
+        self._gathered_bytes += batch.nbytes
+        if self._gathered_rows >= GATHER_ROWS or self._gathered_bytes >= GATHER_BYTES:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._pending:
+        if not self._gathered:
             return
-        held, self._pending, self._pending_rows, self._pending_bytes = self._pending, [], 0, 0
+        held, self._gathered, self._gathered_rows, self._gathered_bytes = self._gathered, [], 0, 0
         try:
             together: pa.RecordBatch | pa.Table = held[0] if len(held) == 1 else pa.Table.from_batches(held)
         except pa.ArrowInvalid:  # batches of differing schemas (field metadata): one pass each
