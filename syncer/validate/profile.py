@@ -248,10 +248,7 @@ class ProfileAccumulator:
         and a wide table's batches are small (300 columns: ~700 rows), so its profile cost per row
         was that of the calls, not of the values."""
         self.rows += batch.num_rows
-        if not self._gathered and (batch.num_rows >= GATHER_ROWS or batch.nbytes >= GATHER_BYTES):
-            self._observe(batch)
-            return
-        self._gathered.append(batch)
+        self._gathered.append(batch)  # a batch big enough on its own is profiled at once, alone
         self._gathered_rows += batch.num_rows
         self._gathered_bytes += batch.nbytes
         if self._gathered_rows >= GATHER_ROWS or self._gathered_bytes >= GATHER_BYTES:
