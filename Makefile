@@ -63,7 +63,7 @@ test-fast: check
 ## supports and through the engine, each a real sync whose process tree's peak must stay under 400 MiB,
 ## and the longer memory cases beside it (a 300-column JSONL sync against its CSV sync).
 test-corpus: .venv/.installed
-	@$(BIN)/python -m pytest -m corpus tests/test_memory_shapes.py tests/test_memory_bound.py $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -m corpus tests/test_memory_shapes.py tests/test_memory_bound.py tests/test_memory.py $(PYTEST_ARGS)
 
 ## make screenshots: refresh the README's screenshots of every admin page (docs/*.png) on a throw-away
 ## demo, through the browser test's proxy and Chromium (/usr/bin/chromium).

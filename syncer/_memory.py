@@ -85,10 +85,16 @@ MIN_CEILING = 8 * 2**20
 #: bytes assumed per value of a variable-width column before any is read (the batch target keeps
 #: headroom for longer ones; a table of long strings should set a smaller ``batch_bytes``)
 VARIABLE_WIDTH_GUESS = 48
-#: DuckDB's buffer cache for a scan: a floor, plus this much per column scanned (a pinned block of
-#: 256 KiB and its bookkeeping, measured 0.2-0.35 MB per column; doubled for headroom)
+#: DuckDB's buffer cache for a scan: a floor, plus this much per column a running query scans (a
+#: pinned block of 256 KiB and its bookkeeping, measured 0.2-0.35 MB per column), for the stream's
+#: scan of every column (one per source thread) and the profile's query running beside it, which
+#: scans at most PROFILE_COLUMNS columns at a time (syncer.sources.duckdb_sql.GROUP_COLUMNS).
+#: Measured on 300 columns x 1M rows: 100 MB ran (95 MiB), 133.5 MiB did not while the profile
+#: scanned every column at once; DuckDB keeps blocks cached up to its limit, so the process's RSS
+#: follows the limit (640 KiB a column, the former figure, peaked at 433-541 MiB there)
 DUCKDB_BASE = 16 * 2**20
-DUCKDB_PER_COLUMN = 640 * 2**10
+DUCKDB_PER_COLUMN = 320 * 2**10
+PROFILE_COLUMNS = 64
 
 _UNITS = {
     "": 1,
@@ -260,11 +266,13 @@ def _variable(t: pa.DataType) -> bool:
         return True
 
 
-def duckdb_limit_for(schema: pa.Schema, ceiling: int, floor: int = DUCKDB_BASE, batch_bytes: int = 0) -> int:
-    """DuckDB's memory_limit for scanning these columns into batches of ``batch_bytes``: what the
-    scan needs (its blocks, and one batch as DuckDB builds it), never above ceiling."""
+def duckdb_limit_for(schema: pa.Schema, ceiling: int, floor: int = DUCKDB_BASE, batch_bytes: int = 0, threads: int = 1) -> int:
+    """DuckDB's memory_limit for scanning these columns into batches of ``batch_bytes`` on
+    ``threads`` threads while the profile scans some of them beside it: what the scans need (their
+    pinned blocks, and one batch as DuckDB builds it), never above ceiling."""
     columns = sum(_leaves(f.type) for f in schema)
-    return int(min(ceiling, max(floor, DUCKDB_BASE + DUCKDB_PER_COLUMN * columns + batch_bytes)))
+    pinned = max(1, threads) * columns + min(columns, PROFILE_COLUMNS)
+    return int(min(ceiling, max(floor, DUCKDB_BASE + DUCKDB_PER_COLUMN * pinned + batch_bytes)))
 
 
 def read_limit() -> int:

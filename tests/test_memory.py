@@ -494,3 +494,78 @@ def test_the_schema_of_1200_columns_is_asked_with_the_limit_its_columns_need(tmp
     cfg = load_config(_config(tmp_path, db, _tables("t")))
     with DuckDBSource(cfg.source) as src:
         assert len(src.schema(cfg.table("t"))) == 1200
+
+
+@pytest.mark.parametrize(
+    ("columns", "threads"),
+    [
+        pytest.param(600, 1, marks=pytest.mark.slow),  # ran out at 256 MiB before (the profile scanned all 600)
+        pytest.param(40, 2),
+        pytest.param(300, 1, marks=[pytest.mark.slow, pytest.mark.corpus]),
+        pytest.param(300, 2, marks=[pytest.mark.slow, pytest.mark.corpus]),
+    ],
+)
+def test_the_derived_limit_holds_the_stream_and_the_profile_running_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, columns: int, threads: int
+) -> None:
+    """The stream scans every column while the profile's queries run beside it (another cursor):
+    both pin a block a column they scan. Profiled in pieces of at most PROFILE_COLUMNS columns, the
+    derived limit (every column a thread, plus a piece) holds both, with no query run again with
+    the ceiling (a run of 300 columns at 133.5 MiB did, before: the profile scanned all 300)."""
+    import threading
+
+    from syncer._memory import PROFILE_COLUMNS
+
+    rows = 2 * 122_880 + 7  # several of DuckDB's storage row groups a column
+    db = _warehouse(tmp_path / "w.duckdb", {"t": (columns, rows)})
+    cfg = load_config(_config(tmp_path, db, TABLE_T, source=f"threads = {threads}"))
+    with DuckDBSource(cfg.source) as src:
+        t = cfg.table("t")
+        schema = src.schema(t)
+        sized = sized_for(src, t, schema, cfg, src.count(t))
+        stream = src.stream(t, schema, sized.batch_rows)
+        got = [next(stream).num_rows]  # the stream's scan is running: its limit is set
+        limit = parse_size(src.memory_limit)
+        profiled: list[dict[str, Any]] = []
+        done = threading.Event()
+
+        def profile_until_the_stream_ends() -> None:  # overlapping every part of the stream's scan
+            while not done.is_set() or not profiled:
+                profiled.append(src.profile(t, schema))
+
+        worker = threading.Thread(target=profile_until_the_stream_ends)
+        worker.start()
+        try:
+            got += [b.num_rows for b in stream]
+        finally:
+            done.set()
+            worker.join()
+    assert sum(got) == rows and profiled and profiled[0]["rows"] == rows
+    retried = [r.getMessage() for r in caplog.records if "memory_limit" in r.getMessage()]
+    assert not retried, retried
+    pinned = threads * columns + min(columns, PROFILE_COLUMNS)
+    # what the shape needs (its blocks, and one batch as DuckDB builds it, by the schema's row width), no more
+    assert limit <= 16 * MIB + pinned * 400 * 2**10 + sized.batch_rows * row_bytes(schema)
+
+
+def test_the_profile_queries_scan_at_most_a_piece_of_columns_each() -> None:
+    from syncer._memory import PROFILE_COLUMNS
+    from syncer.sources.duckdb_sql import profile_expressions, profile_groups
+    from syncer.validate.profile import plan_for
+
+    schema = pa.schema([(f"c{i}", [pa.int64(), pa.float64(), pa.string(), pa.bool_()][i % 4]) for i in range(301)])
+    plans = [plan_for(f) for f in schema]
+    scanned = frozenset(i for i, f in enumerate(schema) if f.type in (pa.string(), pa.bool_()))
+    groups = profile_groups(plans, set(), scanned=scanned)
+    assert all(len({i for _, i, _ in g if i >= 0}) <= PROFILE_COLUMNS for g in groups)
+    # every expression once, each column's statistics of a kind in one query, the row count in the first
+    flat = [e for g in groups for e in g]
+    assert sorted(flat) == sorted(profile_expressions(plans, frozenset()))
+    assert [i for _, i, _ in flat].count(-1) == 1 and any(i == -1 for _, i, _ in groups[0])
+    for g in groups:
+        for _, i, stat in g:
+            same = [h for h in groups if any(j == i and s == stat for _, j, s in h)]
+            assert same == [g]
+    # a narrow table's groups are what they were: one query per kind
+    narrow = [plan_for(f) for f in schema][:12]
+    assert len(profile_groups(narrow, set(), scanned=frozenset(i for i in scanned if i < 12))) <= 5

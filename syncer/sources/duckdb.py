@@ -62,6 +62,7 @@ class DuckDBSource(Source):
 
     def __init__(self, cfg: SourceConfig) -> None:
         self.path = cfg.path
+        self.threads = cfg.threads
         self._auto = cfg.memory_limit == "auto"  # the limit follows each table's needs (syncer._memory)
         # a query that ran out of its limit runs once more with the ceiling (a value of many MB, a big sort), never more
         self.ceiling = cfg.memory_ceiling or _memory.memory_ceiling()
@@ -202,7 +203,7 @@ class DuckDBSource(Source):
         if not self._auto:
             return
         with self._raised_lock:
-            limit = auto_limit(schema, batch_rows, self.ceiling)
+            limit = auto_limit(schema, batch_rows, self.ceiling, self.threads)
             wanted, now = _memory.parse_size(limit), _memory.parse_size(self.memory_limit)
             if self._lowered and wanted == now:
                 self._limit_of = table.name

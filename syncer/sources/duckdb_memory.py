@@ -38,9 +38,9 @@ T = TypeVar("T")
 log = logging.getLogger("syncer")
 
 
-def auto_limit(schema: pa.Schema, batch_rows: int, ceiling: int) -> str:
-    """The limit a scan of ``schema`` in batches of ``batch_rows`` needs, never above ``ceiling``."""
-    need = _memory.duckdb_limit_for(schema, ceiling, batch_bytes=batch_rows * _memory.row_bytes(schema))
+def auto_limit(schema: pa.Schema, batch_rows: int, ceiling: int, threads: int = 1) -> str:
+    """The limit a scan of ``schema`` in batches of ``batch_rows`` on ``threads`` needs, never above ``ceiling``."""
+    need = _memory.duckdb_limit_for(schema, ceiling, batch_bytes=batch_rows * _memory.row_bytes(schema), threads=threads)
     return f"{need}B"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 
+from syncer._memory import PROFILE_COLUMNS
 from syncer.sources.base import RowFilter, quote_ident
 from syncer.sources.errors import DuckDBContext, Stage, map_duckdb_error
 from syncer.validate.profile import ColumnPlan, build_profile
@@ -21,6 +22,7 @@ __all__ = [
     "STORAGE_ROW_GROUP",
     "UNLOADABLE",
     "UNLOAD_DICTIONARY_LIMIT",
+    "by_columns",
     "connect_read_only",
     "file_identity",
     "profile_expressions",
@@ -174,6 +176,28 @@ def profile_groups(
     a 300-column table's profile."""
     if one:
         return [profile_expressions(plans, frozenset(approx_sum))]
+    return [part for g in _kinds(plans, approx_sum, scanned) for part in by_columns(g, PROFILE_COLUMNS)]
+
+
+def by_columns(group: list[tuple[str, int, str]], most: int) -> list[list[tuple[str, int, str]]]:
+    """``group`` in pieces of at most ``most`` columns, each column's expressions in one piece
+    (the row count, column ``-1``, goes with the first). A query pins a block (256 KiB) of every
+    column it scans while it runs, beside the stream's scan of every column: in pieces, the
+    profile's share of memory_limit is ``most`` columns' blocks, not the table's
+    (:func:`syncer._memory.duckdb_limit_for`); each more query costs ~1 ms of planning."""
+    piece_of: dict[int, int] = {-1: 0}
+    pieces: list[list[tuple[str, int, str]]] = []
+    for e in group:
+        k = piece_of.setdefault(e[1], (len(piece_of) - 1) // most)
+        while len(pieces) <= k:
+            pieces.append([])
+        pieces[k].append(e)
+    return pieces
+
+
+def _kinds(
+    plans: list[ColumnPlan], approx_sum: frozenset[str] | set[str], scanned: frozenset[int] | None
+) -> list[list[tuple[str, int, str]]]:
     counts: list[tuple[str, int, str]] = []
     minmax: dict[bool, list[tuple[str, int, str]]] = {}
     sums: list[tuple[str, int, str]] = []
