@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pyarrow loads only where a schema is sized: the CLI picks A
 __all__ = [
     "CGROUP_ROOT_ENV",
     "DEFAULT_BATCH_BYTES",
+    "FILE_CHUNKS",
     "ROW_GROUP_BATCHES",
     "TARGET_SLACK",
     "batch_rows_for",
@@ -37,8 +38,11 @@ __all__ = [
     "container_limit_here",
     "duckdb_limit_for",
     "format_size",
+    "groups_per_file",
     "has_variable_width",
+    "leaf_columns",
     "memory_ceiling",
+    "needs_segments",
     "parse_size",
     "read_limit",
     "row_bytes",
@@ -77,6 +81,9 @@ WORKING_SET = 400 * 2**20
 #: flight (read ahead, converting, profiled, queued), and the text of the two batches being spelled
 #: by the CSV/JSONL encoders (BATCHES_IN_FLIGHT, for the ceiling, keeps headroom on top)
 TABLE_BATCHES_HELD = 9
+#: DuckDB's resident memory for a scan as a multiple of its memory_limit: the limit bounds its
+#: buffer manager, not every allocation it makes (measured up to ~1.5x on a wide scan)
+DUCKDB_RSS = 1.5
 #: table_batch_bytes never goes below this: smaller batches cost more per batch than they save
 MIN_TABLE_BATCH_BYTES = 2**20
 #: a ceiling is never set below this: DuckDB cannot run a query in less
@@ -238,14 +245,33 @@ def batch_rows_for(schema: pa.Schema, batch_bytes: int, max_rows: int, width: fl
 
 def table_batch_bytes(schema: pa.Schema, batch_bytes: int) -> int:
     """``[export] batch_bytes`` for this table: what is left of WORKING_SET after the process and
-    DuckDB's limit for scanning its columns, over the batches in flight, at most ``batch_bytes``
-    (a narrow table keeps it: below ~200 columns the budget is larger), at least
-    MIN_TABLE_BATCH_BYTES. 300 columns: (400 - 160 - 203.5 MiB) / 9 = 4 MiB a batch instead of 8
-    (the 300-column CSV sync peaked at 430 MiB with 8, 388-392 with 4, 355-360 with 3 MiB, which
-    cost 10% more CPU: the per-column work of each batch)."""
-    duckdb_part = duckdb_limit_for(schema, ceiling=2**62)
+    DuckDB's part for scanning its columns (its limit, times DUCKDB_RSS: what DuckDB holds beyond
+    its buffer manager), over the batches in flight, at most ``batch_bytes`` (a table of up to ~240
+    columns keeps it), at least MIN_TABLE_BATCH_BYTES. 300 columns: (400 - 160 - 1.5 x 134 MiB) / 9
+    = 4.3 MiB a batch instead of 8 (the 300-column CSV sync peaked at 430 MiB with 8, 388-392 with
+    4, 355-360 with 3 MiB, which cost 10% more CPU: the per-column work of each batch; with the
+    limit lowered to 134 MiB, 8 MiB batches peaked at 388 (Arrow) to 432 MiB (CSV) at 1M rows)."""
+    duckdb_part = DUCKDB_RSS * duckdb_limit_for(schema, ceiling=2**62)
     budget = (WORKING_SET - PROCESS_BASE - duckdb_part) // TABLE_BATCHES_HELD
     return int(min(batch_bytes, max(MIN_TABLE_BATCH_BYTES, budget)))
+
+
+#: the most column chunks (row groups x leaf columns) one file of a segmented table holds: its
+#: footer's memory, ~7 MiB while the file is written and ~14 MiB while its footer is
+FILE_CHUNKS = 8192
+
+
+def groups_per_file(schema: pa.Schema) -> int:
+    """Row groups one file of a segmented table holds: FILE_CHUNKS column chunks' worth."""
+    return max(1, FILE_CHUNKS // leaf_columns(schema))
+
+
+def needs_segments(schema: pa.Schema, rows: int, group_rows: int, parts: int) -> bool:
+    """Whether a table of ``rows`` rows in row groups of ``group_rows`` is written in segments: its
+    parts would hold more row groups each than :func:`groups_per_file` (counting row groups that
+    close early on their bytes, up to TARGET_SLACK more)."""
+    groups = TARGET_SLACK * rows / max(1, group_rows) / max(1, parts)
+    return groups > groups_per_file(schema)
 
 
 def has_variable_width(schema: pa.Schema) -> bool:
@@ -270,7 +296,7 @@ def duckdb_limit_for(schema: pa.Schema, ceiling: int, floor: int = DUCKDB_BASE, 
     """DuckDB's memory_limit for scanning these columns into batches of ``batch_bytes`` on
     ``threads`` threads while the profile scans some of them beside it: what the scans need (their
     pinned blocks, and one batch as DuckDB builds it), never above ceiling."""
-    columns = sum(_leaves(f.type) for f in schema)
+    columns = leaf_columns(schema)
     pinned = max(1, threads) * columns + min(columns, PROFILE_COLUMNS)
     return int(min(ceiling, max(floor, DUCKDB_BASE + DUCKDB_PER_COLUMN * pinned + batch_bytes)))
 
@@ -280,6 +306,11 @@ def read_limit() -> int:
     Not the scan's own figure: the JSON reader holds whole lines, and one line with a 10 MB value
     needs ~150 MB to parse; what a file of ordinary lines takes stays O(batch) below it."""
     return memory_ceiling()
+
+
+def leaf_columns(schema: pa.Schema) -> int:
+    """The columns a table's storage holds: a STRUCT's fields, a LIST's items and the LIST itself."""
+    return sum(_leaves(f.type) for f in schema)
 
 
 def _leaves(t: pa.DataType) -> int:

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from syncer.config import Config, TableConfig
 from syncer.export.failures import abandon, open_table_writer, write_failure
 from syncer.export.quarantine import Quarantine
-from syncer.formats import WrittenFile, iter_batches, parquet_files, remove_output
+from syncer.formats import WrittenFile, iter_batches, parquet_layout, remove_output
 from syncer.validate.keys import DupResult
 from syncer.validate.profile import ProfileAccumulator
 
@@ -27,8 +27,8 @@ def drop_duplicates(
     tmp = path.with_name(path.name + ".dedup")
     remove_output(tmp)
     wanted = pa.array([_joined_key(k) for k in dup.keys], pa.string())
-    parts = len(parquet_files(path)) if table.format == "parquet" else 1
-    writer = open_table_writer(table, tmp, schema, cfg, parts)
+    parts, segmented = parquet_layout(path) if table.format == "parquet" else (1, False)
+    writer = open_table_writer(table, tmp, schema, cfg, parts, segmented)
     acc = ProfileAccumulator(schema)
     try:
         for batch in iter_batches(table.format, path, schema):

@@ -22,10 +22,16 @@ __all__ = ["abandon", "discard", "open_table_writer", "remove_outputs", "write_f
 log = logging.getLogger("syncer")
 
 
-def open_table_writer(table: TableConfig, path: Path, schema: pa.Schema, cfg: Config, parts: int) -> Any:
+def open_table_writer(table: TableConfig, path: Path, schema: pa.Schema, cfg: Config, parts: int, segmented: bool = False) -> Any:
     try:
         return open_writer(
-            table.format, path, schema, compression=cfg.compression, row_group_rows=cfg.row_group_rows, parts=parts
+            table.format,
+            path,
+            schema,
+            compression=cfg.compression,
+            row_group_rows=cfg.row_group_rows,
+            parts=parts,
+            segmented=segmented,
         )
     except OSError as exc:
         raise write_failure(table, path, exc, opening=True) from exc

@@ -24,7 +24,7 @@ import tenacity
 from syncer import _clock as clock
 from syncer._clock import iso
 from syncer._exceptions import BadRowsError, SyncError, TransientSourceError, ValidationError
-from syncer._memory import ROW_GROUP_BATCHES, batch_rows_for, has_variable_width, row_bytes, table_batch_bytes
+from syncer._memory import ROW_GROUP_BATCHES, batch_rows_for, has_variable_width, needs_segments, row_bytes, table_batch_bytes
 from syncer._stage import Pipeline, Stage, inline
 from syncer.config import Config, TableConfig
 from syncer.export.dedup import drop_duplicates
@@ -198,13 +198,15 @@ def _export_once(job: _Export) -> None:
         # this table's batch and row group sizes, by bytes: every step below reads them from job.cfg
         job.cfg = cfg = sized_for(source, table, schema, cfg, source_rows)
         parts = cfg.parquet_parts(source_rows) if table.format == "parquet" else 1
-        if parts > 1:
+        # a table whose parts' footers would outgrow their budget is written in segments (formats/parquet.py)
+        segmented = table.format == "parquet" and needs_segments(schema, source_rows, cfg.row_group_rows, parts)
+        if parts > 1 or segmented:
             job.path = job.path.with_name(table.name)  # a folder of part files
         emit({"event": "table_start", "table": table.name, "total": source_rows})
         # the warehouse writes the files (syncer.export.engine) when asked to and able; else the stream
         unloaded = _unload(job, schema) if source_rows and wants_engine(source, table, cfg, source_rows) else None
         if unloaded is None:
-            written, acc, keys, source_profile, profile_error = _stream_and_profile(job, schema, source_rows, parts)
+            written, acc, keys, source_profile, profile_error = _stream_and_profile(job, schema, source_rows, (parts, segmented))
         else:
             written, acc, keys, source_profile, profile_error = unloaded
         out.timings["export_s"] = time.perf_counter() - t0
@@ -218,7 +220,7 @@ def _export_once(job: _Export) -> None:
 
 
 def _stream_and_profile(
-    job: _Export, schema: pa.Schema, source_rows: int, parts: int
+    job: _Export, schema: pa.Schema, source_rows: int, layout: tuple[int, bool]
 ) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder, dict[str, Any] | None, BadRowsError | None]:
     """Stream the table into its writer while the source profiles the same pinned data (on its own
     connection when it can, else first). A value the source cannot read: re-read by key ranges."""
@@ -240,7 +242,7 @@ def _stream_and_profile(
                 profile_error = exc  # the same bad values; profiled again without them below
         try:
             batches = source.stream(table, schema, cfg.batch_rows)
-            written, acc, keys = _stream_into(batches, table, schema, cfg, job.path, q, job.emit, source_rows, parts)
+            written, acc, keys = _stream_into(batches, table, schema, cfg, job.path, q, job.emit, source_rows, layout)
         except BadRowsError as exc:
             if not source.supports_key_ranges:
                 raise
@@ -253,7 +255,7 @@ def _stream_and_profile(
             remove_output(job.path)
             q.discard()
             ranges = ranged_batches(source, table, schema, cfg.batch_rows, q)
-            written, acc, keys = _stream_into(ranges, table, schema, cfg, job.path, q, job.emit, source_rows, parts)
+            written, acc, keys = _stream_into(ranges, table, schema, cfg, job.path, q, job.emit, source_rows, layout)
         if profile_future is not None:
             try:
                 source_profile = profile_future.result()
@@ -373,7 +375,7 @@ def _stream_into(
     q: Quarantine,
     emit: Progress,
     total: int,
-    parts: int = 1,
+    layout: tuple[int, bool] = (1, False),
 ) -> tuple[WrittenFile, ProfileAccumulator, KeyOrder]:
     """Source batches -> convert -> screen -> (profile || write), see :func:`_pump`; the written
     file is closed here, or thrown away on any error."""
@@ -382,7 +384,7 @@ def _stream_into(
         raise ValidationError(refusal(table.format, table.name, unwritable))
     acc = ProfileAccumulator(schema, footer_ranges=table.format == "parquet")
     keys = KeyOrder(schema, table.primary_key)
-    writer = open_table_writer(table, path, schema, cfg, parts)
+    writer = open_table_writer(table, path, schema, cfg, *layout)
     try:
         _pump(batches, writer, acc, keys, table, schema, q, emit, total)
         written = writer.close()

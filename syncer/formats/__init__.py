@@ -5,6 +5,7 @@ streaming readers that restore the exact Arrow schema recorded in the manifest.
 |---------|-----------------|--------------------------------------------------------------------|
 | parquet | <table>.parquet | zstd by default, PLAIN + dictionary encodings, statistics, row groups of ``row_group_rows`` |
 |         | <table>/part-NNNNN.parquet | big tables: row groups dealt round-robin to parts encoded in parallel |
+|         | <table>/part-SSSSS-NNNNN.parquet | tables whose footers would outgrow FILE_CHUNKS: in segments of files |
 | csv     | <table>.csv     | RFC 4180, header row, strings quoted, null = unquoted ``\\N``       |
 | jsonl   | <table>.jsonl   | one RFC 8259 object per line, one encoding per type (see jsonl.py) |
 | arrow   | <table>.arrow   | Arrow IPC file format, uncompressed (memory-mappable)              |
@@ -32,7 +33,7 @@ from syncer.formats.base import Format, TableWriter, WrittenFile, WrittenPart, c
 from syncer.formats.files import HashingFile, output_size, parts_digest, remove_output, sha256_file
 
 if TYPE_CHECKING:
-    from syncer.formats.parquet import parquet_files
+    from syncer.formats.parquet import parquet_files, parquet_layout
     from syncer.formats.stats import parquet_ranges
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "open_writer",
     "output_size",
     "parquet_files",
+    "parquet_layout",
     "parquet_ranges",
     "parts_digest",
     "read_file",
@@ -73,7 +75,11 @@ _MODULES = {
     "arrow": ("syncer.formats.arrow", "ArrowFormat"),
 }
 #: names of this face that live in a format's module (loaded on first use, PEP 562)
-_LAZY = {"parquet_files": "syncer.formats.parquet", "parquet_ranges": "syncer.formats.stats"}
+_LAZY = {
+    "parquet_files": "syncer.formats.parquet",
+    "parquet_layout": "syncer.formats.parquet",
+    "parquet_ranges": "syncer.formats.stats",
+}
 
 
 class _Registry(Mapping[str, Format]):
@@ -123,10 +129,20 @@ def get_format(fmt: str) -> Format:
 
 
 def open_writer(
-    fmt: str, path: Path, schema: pa.Schema, *, compression: str = "zstd", row_group_rows: int = 131_072, parts: int = 1
+    fmt: str,
+    path: Path,
+    schema: pa.Schema,
+    *,
+    compression: str = "zstd",
+    row_group_rows: int = 131_072,
+    parts: int = 1,
+    segmented: bool = False,
 ) -> TableWriter:
-    """A writer for ``fmt`` at ``path``; ``parts`` > 1 (Parquet only) makes ``path`` a folder of part files."""
-    return get_format(fmt).open_writer(path, schema, compression=compression, row_group_rows=row_group_rows, parts=parts)
+    """A writer for ``fmt`` at ``path``; ``parts`` > 1 or ``segmented`` (Parquet only) makes ``path``
+    a folder of part files (see :mod:`syncer.formats.parquet`)."""
+    return get_format(fmt).open_writer(
+        path, schema, compression=compression, row_group_rows=row_group_rows, parts=parts, segmented=segmented
+    )
 
 
 def iter_batches(fmt: str, path: Path, schema: pa.Schema, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:

@@ -105,7 +105,9 @@ def _narrowest(schema: pa.Schema) -> int:
 class ArrowFormat(Format):
     name = "arrow"
 
-    def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:
+    def open_writer(
+        self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int, segmented: bool = False
+    ) -> TableWriter:
         return ArrowTableWriter(path, schema)
 
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:

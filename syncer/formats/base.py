@@ -77,7 +77,9 @@ class Format(abc.ABC):
     dialect: dict[str, Any] | None = None
 
     @abc.abstractmethod
-    def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:
+    def open_writer(
+        self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int, segmented: bool = False
+    ) -> TableWriter:
         """A writer at ``path`` (which must not exist); formats without the notion ignore the options."""
 
     @abc.abstractmethod

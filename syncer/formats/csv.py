@@ -201,7 +201,9 @@ class CsvFormat(Format):
     name = "csv"
     dialect = DIALECT
 
-    def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:
+    def open_writer(
+        self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int, segmented: bool = False
+    ) -> TableWriter:
         return CsvTableWriter(path, schema)
 
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:

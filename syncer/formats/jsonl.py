@@ -301,7 +301,9 @@ class JsonlFormat(Format):
     name = "jsonl"
     dialect = DIALECT
 
-    def open_writer(self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int) -> TableWriter:
+    def open_writer(
+        self, path: Path, schema: pa.Schema, *, compression: str, row_group_rows: int, parts: int, segmented: bool = False
+    ) -> TableWriter:
         return JsonlTableWriter(path, schema)
 
     def reread(self, path: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
