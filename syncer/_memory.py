@@ -243,16 +243,19 @@ def batch_rows_for(schema: pa.Schema, batch_bytes: int, max_rows: int, width: fl
     return int(min(max_rows, max(1, rows)))
 
 
-def table_batch_bytes(schema: pa.Schema, batch_bytes: int) -> int:
+def table_batch_bytes(schema: pa.Schema, batch_bytes: int, encoder_batches: int = 0) -> int:
     """``[export] batch_bytes`` for this table: what is left of WORKING_SET after the process and
     DuckDB's part for scanning its columns (its limit, times DUCKDB_RSS: what DuckDB holds beyond
-    its buffer manager), over the batches in flight, at most ``batch_bytes`` (a table of up to ~240
-    columns keeps it), at least MIN_TABLE_BATCH_BYTES. 300 columns: (400 - 160 - 1.5 x 134 MiB) / 9
+    its buffer manager), over the batches in flight (TABLE_BATCHES_HELD, and ``encoder_batches``
+    more for a format whose encoder holds more than a batch's text: ``Format.encoder_batches``), at
+    most ``batch_bytes`` (a table of up to ~240 columns keeps it; to JSONL, ~200), at least
+    MIN_TABLE_BATCH_BYTES. 300 columns: (400 - 160 - 1.5 x 134 MiB) / 9
     = 4.3 MiB a batch instead of 8 (the 300-column CSV sync peaked at 430 MiB with 8, 388-392 with
     4, 355-360 with 3 MiB, which cost 10% more CPU: the per-column work of each batch; with the
-    limit lowered to 134 MiB, 8 MiB batches peaked at 388 (Arrow) to 432 MiB (CSV) at 1M rows)."""
+    limit lowered to 134 MiB, 8 MiB batches peaked at 388 (Arrow) to 432 MiB (CSV) at 1M rows). To
+    JSONL (6 more): 3 MiB a batch, 417 -> 389 MiB at 1M rows for 1.5% more wall, 2.6% more CPU."""
     duckdb_part = DUCKDB_RSS * duckdb_limit_for(schema, ceiling=2**62)
-    budget = (WORKING_SET - PROCESS_BASE - duckdb_part) // TABLE_BATCHES_HELD
+    budget = (WORKING_SET - PROCESS_BASE - duckdb_part) // (TABLE_BATCHES_HELD + encoder_batches)
     return int(min(batch_bytes, max(MIN_TABLE_BATCH_BYTES, budget)))
 
 

@@ -35,6 +35,7 @@ from syncer.formats import (
     TableWriter,
     WrittenFile,
     format_dialect,
+    get_format,
     refusal,
     remove_output,
     schema_to_b64,
@@ -272,7 +273,8 @@ def sized_for(source: Source, table: TableConfig, schema: pa.Schema, cfg: Config
     row group holds ROW_GROUP_BATCHES batches: the writer keeps one per part while it encodes.
     A table of WIDE_COLUMNS or more is one Parquet file unless ``[export] writers`` says otherwise."""
     width: float = row_bytes(schema)
-    batch_bytes = table_batch_bytes(schema, cfg.batch_bytes)  # less for many columns (syncer._memory)
+    # less for many columns, and for a format whose encoder holds more (syncer._memory)
+    batch_bytes = table_batch_bytes(schema, cfg.batch_bytes, get_format(table.format).encoder_batches)
     if has_variable_width(schema) and source_rows * width > batch_bytes:
         width = source.sample_row_bytes(table, schema) or width
     rows = batch_rows_for(schema, batch_bytes, cfg.batch_rows, width=width)

@@ -75,6 +75,9 @@ class Format(abc.ABC):
     name: str
     #: how the file spells values, recorded in the manifest entry (text formats); None: the format's own
     dialect: dict[str, Any] | None = None
+    #: what the encoder holds beyond the batches a sync counts (TABLE_BATCHES_HELD), in batches:
+    #: a wide table's batches are made smaller by as much (syncer._memory.table_batch_bytes)
+    encoder_batches: int = 0
 
     @abc.abstractmethod
     def open_writer(
