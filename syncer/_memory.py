@@ -253,7 +253,7 @@ def table_batch_bytes(schema: pa.Schema, batch_bytes: int, encoder_batches: int 
     = 4.3 MiB a batch instead of 8 (the 300-column CSV sync peaked at 430 MiB with 8, 388-392 with
     4, 355-360 with 3 MiB, which cost 10% more CPU: the per-column work of each batch; with the
     limit lowered to 134 MiB, 8 MiB batches peaked at 388 (Arrow) to 432 MiB (CSV) at 1M rows). To
-    JSONL (6 more): 3 MiB a batch, 417 -> 389 MiB at 1M rows for 1.5% more wall, 2.6% more CPU."""
+    JSONL (6 more): 3 MiB a batch, 416 -> 395 MiB at 1M rows for 8% more wall and CPU (paired runs)."""
     duckdb_part = DUCKDB_RSS * duckdb_limit_for(schema, ceiling=2**62)
     budget = (WORKING_SET - PROCESS_BASE - duckdb_part) // (TABLE_BATCHES_HELD + encoder_batches)
     return int(min(batch_bytes, max(MIN_TABLE_BATCH_BYTES, budget)))

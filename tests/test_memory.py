@@ -271,7 +271,7 @@ def test_a_wide_table_gets_fewer_rows_per_batch_and_row_group_and_more_duckdb_me
 
 def test_a_wide_table_to_jsonl_gets_smaller_batches_for_its_encoder_and_a_narrow_one_does_not(tmp_path: Path) -> None:
     # DuckDB's JSON functions hold ~10x a 300-column batch while they spell it: the 300-column JSONL
-    # sync of 1M rows peaked at 417 MiB with the batches every other format gets (389-396 with these)
+    # sync of 1M rows peaked at 417 MiB with the batches every other format gets (385-398 with these)
     db = _warehouse(tmp_path / "w.duckdb", {"narrow": (8, 20_000), "wide": (300, 20_000)})
     tables = "".join(
         f'\n[[tables]]\nname = "{n}_{f}"\nsource = "{n}"\nprimary_key = ["c0"]\nformat = "{f}"\n'

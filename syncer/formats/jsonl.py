@@ -302,7 +302,7 @@ class JsonlFormat(Format):
     dialect = DIALECT
     #: DuckDB's JSON functions hold each column's spelled values, the row's text and its line while a
     #: batch is encoded: ~10x the batch for 300 columns (a 5.4 MiB batch: +54 MiB); with 6 batches
-    #: more counted, 300 columns get 3 MiB batches, and the sync peaked at 389 MiB instead of 417
+    #: more counted, 300 columns get 3 MiB batches, and the sync peaks at 393-398 MiB instead of 415-422
     encoder_batches = 6
 
     def open_writer(
