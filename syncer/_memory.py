@@ -248,7 +248,7 @@ def table_batch_bytes(schema: pa.Schema, batch_bytes: int, encoder_batches: int 
     DuckDB's part for scanning its columns (its limit, times DUCKDB_RSS: what DuckDB holds beyond
     its buffer manager), over the batches in flight (TABLE_BATCHES_HELD, and ``encoder_batches``
     more for a format whose encoder holds more than a batch's text: ``Format.encoder_batches``), at
-    most ``batch_bytes`` (a table of up to ~240 columns keeps it; to JSONL, ~200), at least
+    most ``batch_bytes`` (a table of up to ~240 columns keeps it; to CSV and JSONL, ~200), at least
     MIN_TABLE_BATCH_BYTES. 300 columns: (400 - 160 - 1.5 x 134 MiB) / 9
     = 4.3 MiB a batch instead of 8 (the 300-column CSV sync peaked at 430 MiB with 8, 388-392 with
     4, 355-360 with 3 MiB, which cost 10% more CPU: the per-column work of each batch; with the
