@@ -327,9 +327,8 @@ class ParquetFormat(Format):
                             yield conform(b, target)
 
     def read_table(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> pa.Table:
-        files = parquet_files(path)
         cols = list(columns) if columns else None
-        table = _read_file(files[0], cols) if len(files) == 1 else _read_parts(files, cols)
+        table = _read_row_groups(parquet_files(path), cols)
         target = selected(schema, columns)
         return table if table.schema.equals(target) else table.cast(target)
 
@@ -361,40 +360,35 @@ def _holds(t: pa.DataType, test: Any) -> bool:
     return False
 
 
-def _read_file(path: Path, cols: list[str] | None) -> pa.Table:
-    """One file read by its own reader: the same table as ``pq.read_table`` gives, without the
-    dataset layer (1.3 against 2.1 ms of CPU a call for a 2,000-row table), and an app reading
-    Arrow loads neither pyarrow.dataset nor pandas (~0.5 s a process)."""
-    with pq.ParquetFile(path) as pf:
-        return pf.read(columns=cols)
-
-
-def _read_parts(files: list[Path], cols: list[str] | None) -> pa.Table:
-    """The parts read side by side, each by its own reader (one after another they cost 1.8x
-    pyarrow's wall on a 20M-row table; pyarrow's dataset read of the folder cost ~1 s more CPU at
-    5M rows than these readers), then their row groups dealt back into source order: row group j of
-    every part, then j + 1 ..."""
+def _read_row_groups(files: list[Path], cols: list[str] | None) -> pa.Table:
+    """A table's row groups, of every part, read on one pool of Arrow's CPU count, each by a
+    reader of its own on one thread, and taken in source order (row groups were dealt round-robin
+    to a segment's parts: row group j of every part, then j + 1 ...). One call per row group, as
+    pyarrow's dataset schedules them: a file's ``read`` decodes column by column over every row group
+    and costs 2-3x the CPU of this on a 10M-row file (more with the system allocator); reading the
+    parts side by side, each whole, cost 1.3-1.7x pyarrow's wall on a 20M-row table. A table of one
+    row group (most small ones) is one ``read`` on Arrow's threads, without the pool."""
+    footers = [parquet_footer(f) for f in files]
+    by_file = dict(zip(files, footers, strict=True))
+    order = [
+        (f, j)
+        for segment in _segments(files)
+        for j in range(max(by_file[f].num_row_groups for f in segment))
+        for f in segment
+        if j < by_file[f].num_row_groups
+    ]
+    if len(order) <= 1:
+        with pq.ParquetFile(order[0][0] if order else files[0]) as pf:
+            return pf.read(columns=cols)
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(min(len(files), 4), thread_name_prefix="syncer-read") as pool:
-        read = dict(zip(files, pool.map(lambda f: _row_groups(f, cols), files), strict=True))
-    dealt = []
-    for segment in _segments(files):
-        pieces = [read[f] for f in segment]
-        dealt += [p[j] for j in range(max(map(len, pieces))) for p in pieces if j < len(p)]
-    return pa.concat_tables(dealt)
+    def one(task: tuple[Path, int]) -> pa.Table:
+        f, j = task
+        with pq.ParquetFile(f, metadata=by_file[f]) as pf:
+            return pf.read_row_group(j, columns=cols, use_threads=False)
 
-
-def _row_groups(path: Path, cols: list[str] | None) -> list[pa.Table]:
-    """A part file read whole, as zero-copy slices of its row groups (sizes from the same footer)."""
-    with pq.ParquetFile(path) as pf:
-        table = pf.read(columns=cols)
-        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
-    out, start = [], 0
-    for n in sizes:
-        out.append(table.slice(start, n))
-        start += n
-    return out
+    with ThreadPoolExecutor(min(len(order), max(pa.cpu_count(), 1)), thread_name_prefix="syncer-read") as pool:
+        return pa.concat_tables(list(pool.map(one, order)))
 
 
 def parquet_segments(path: Path) -> list[list[Path]]:
