@@ -34,6 +34,7 @@ from syncer.formats import (
     read_file,
     sha256_file,
 )
+from syncer.formats import parquet as parquet_format
 from syncer.validate.profile import ProfileAccumulator
 from syncer.volume.layout import Volume
 from tests.conftest import DEFAULT_TABLES, DEMO_ROWS, write_config
@@ -80,10 +81,16 @@ def test_row_groups_are_dealt_round_robin_and_read_back_in_source_order(tmp_path
     assert written.rows == 1_000
 
 
+@pytest.mark.parametrize("task_rows", [1, 40, None], ids=["a-task-a-row-group", "runs-of-row-groups", "one-task"])
 @pytest.mark.parametrize("parts", [1, 2, 3])
-def test_row_groups_read_on_one_pool_come_back_in_source_order_with_any_columns(tmp_path: Path, parts: int) -> None:
-    """read_table reads each row group of every part as a task of one pool: the order of the
-    rows and of the columns asked for is the source's however the tasks finish."""
+def test_row_groups_read_on_one_pool_come_back_in_source_order_with_any_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: int, task_rows: int | None
+) -> None:
+    """read_table reads the row groups of every part as tasks of one pool (a row group, or a run
+    of small ones): the order of the rows and of the columns asked for is the source's however
+    the tasks are cut and finish."""
+    if task_rows is not None:
+        monkeypatch.setattr(parquet_format, "READ_TASK_ROWS", task_rows)
     table = pa.Table.from_pylist(ROWS * 60, schema=SCHEMA)
     path = tmp_path / "t"
     write_parts(path, table, parts=parts, row_group_rows=13, batch_rows=6)
