@@ -364,13 +364,13 @@ def _holds(t: pa.DataType, test: Any) -> bool:
 #: at most READ_TASK_BYTES uncompressed (a row group alone past either)
 READ_TASK_ROWS = 65_536
 READ_TASK_BYTES = 64 * 2**20
+READ_THREADS = 8
 
 
 def _read_row_groups(files: list[Path], cols: list[str] | None) -> pa.Table:
-    """A table's files read on one pool of Arrow's CPU count, each task decoded on its thread by
-    a reader of its own, as pyarrow's dataset schedules its fragments; then the row groups taken
-    in source order (they were dealt round-robin to a segment's parts: row group j of every part,
-    then j + 1 ...).
+    """A table's files read on one pool of Arrow's CPU count, each task decoded on its thread by a
+    reader of its own, as pyarrow's dataset schedules its fragments; then the row groups taken in
+    source order (dealt round-robin to a segment's parts: row group j of every part, then j + 1 ...).
 
     A task is a row group, or a run of small ones (READ_TASK_ROWS): measured on the matrix's tables,
     whole processes, the system allocator, against pyarrow's read of the same folder — 20M rows of
@@ -408,7 +408,8 @@ def _read_row_groups(files: list[Path], cols: list[str] | None) -> pa.Table:
 
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(min(len(tasks), max(pa.cpu_count(), 1)), thread_name_prefix="syncer-read") as pool:
+    # at most READ_THREADS: a container's CPU quota is often far below the host's count Arrow sees
+    with ThreadPoolExecutor(min(len(tasks), max(pa.cpu_count(), 1), READ_THREADS), thread_name_prefix="syncer-read") as pool:
         read = dict(piece for pieces in pool.map(one, tasks) for piece in pieces)
     dealt = [
         read[(f, j)]
