@@ -317,14 +317,11 @@ class ParquetFormat(Format):
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
         target = selected(schema, columns)
         rows = read_rows(target)
-        for segment in parquet_segments(path):
-            files = [pq.ParquetFile(f) for f in segment]
-            # Row groups were dealt round-robin to the parts: taking them back in that order restores the rows'.
-            for j in range(max(f.num_row_groups for f in files)):
-                for pf in files:
-                    if j < pf.num_row_groups:
-                        for b in pf.iter_batches(batch_size=rows, row_groups=[j], columns=list(target.names)):
-                            yield conform(b, target)
+        files = parquet_files(path)
+        opened = {f: pq.ParquetFile(f, metadata=parquet_footer(f)) for f in files}
+        for f, j in source_order(files):
+            for b in opened[f].iter_batches(batch_size=rows, row_groups=[j], columns=list(target.names)):
+                yield conform(b, target)
 
     def read_table(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> pa.Table:
         cols = list(columns) if columns else None
@@ -370,7 +367,7 @@ READ_THREADS = 8
 def _read_row_groups(files: list[Path], cols: list[str] | None) -> pa.Table:
     """A table's files read on one pool of Arrow's CPU count, each task decoded on its thread by a
     reader of its own, as pyarrow's dataset schedules its fragments; then the row groups taken in
-    source order (dealt round-robin to a segment's parts: row group j of every part, then j + 1 ...).
+    source order (``source_order``).
 
     A task is a row group, or a run of small ones (READ_TASK_ROWS): measured on the matrix's tables,
     whole processes, the system allocator, against pyarrow's read of the same folder — 20M rows of
@@ -411,14 +408,16 @@ def _read_row_groups(files: list[Path], cols: list[str] | None) -> pa.Table:
     # at most READ_THREADS: a container's CPU quota is often far below the host's count Arrow sees
     with ThreadPoolExecutor(min(len(tasks), max(pa.cpu_count(), 1), READ_THREADS), thread_name_prefix="syncer-read") as pool:
         read = dict(piece for pieces in pool.map(one, tasks) for piece in pieces)
-    dealt = [
-        read[(f, j)]
-        for segment in _segments(files)
-        for j in range(max(footers[f].num_row_groups for f in segment))
-        for f in segment
-        if j < footers[f].num_row_groups
-    ]
-    return pa.concat_tables(dealt)
+    return pa.concat_tables([read[piece] for piece in source_order(files)])
+
+
+def source_order(files: list[Path]) -> Iterator[tuple[Path, int]]:
+    """A table's row groups as (file, index) in source order: segment by segment, row group j of
+    every part, then j + 1 ... (the writer dealt them round-robin to the parts)."""
+    for segment in _segments(files):
+        groups = [parquet_footer(f).num_row_groups for f in segment]
+        for j in range(max(groups)):
+            yield from ((f, j) for f, n in zip(segment, groups, strict=True) if j < n)
 
 
 def parquet_segments(path: Path) -> list[list[Path]]:
