@@ -130,13 +130,13 @@ class Pipeline:
             stage.wake()
 
     def finish(self) -> None:
-        """Let every worker finish the items it was given, then :meth:`close`. (A reader nobody
-        iterated to its end is cancelled, not waited for.)"""
-        workers = [s for s in self.stages if s.worker]
-        for stage in workers:
-            stage.end()
-        for stage in workers:
-            stage.join()
+        """Let every worker finish the items it was given, in the order they were made (a worker
+        may feed the ones made after it), then :meth:`close`. (A reader nobody iterated to its end
+        is cancelled, not waited for.)"""
+        for stage in self.stages:
+            if stage.worker:
+                stage.end()
+                stage.join()
         self.close()
 
     def join(self) -> None:

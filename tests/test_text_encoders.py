@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -112,29 +113,95 @@ def test_an_encoder_error_is_raised_and_every_thread_stops(tmp_path: Path) -> No
     assert "".join(f"{i}\n" for i in range(50)).startswith(text)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_a_file_written_on_two_encoders_that_loses_its_last_line_fails_its_checks(tmp_path: Path, fmt: str) -> None:
-    """The checks still see every byte: a truncated file fails sha256 (size) and reopen (rows)."""
+class _LosingFile:
+    """A file that keeps only its first ``keep`` bytes and says it wrote every one (a volume that
+    loses writes without an error)."""
+
+    def __init__(self, f: Any, keep: int) -> None:
+        self.f, self.keep, self.seen = f, keep, 0
+
+    def write(self, b: Any) -> int:
+        mv = memoryview(b)
+        kept = max(0, min(len(mv), self.keep - self.seen))
+        self.seen += len(mv)
+        if kept:
+            self.f.write(mv[:kept])
+        return len(mv)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
+
+
+def _checks_of(fmt: str, path: Path, written: Any, acc: Any) -> dict[str, Any]:
     from syncer.config import TableConfig
     from syncer.export.quarantine import Quarantine
-    from syncer.formats import open_writer
     from syncer.validate.checks import Evidence, validate_table
     from syncer.validate.keys import DupResult
+
+    table = TableConfig("t", source="t", primary_key=("id",), format=fmt)
+    q = Quarantine(path.parent / "q", table)
+    ev = Evidence(table, SCHEMA, acc.rows, acc.result(), acc, DupResult(), q, written, None, False)
+    return {c.name: c for c in validate_table(ev)}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("when", ["while-written", "after-close"])
+def test_a_file_written_on_two_encoders_that_loses_its_last_line_fails_its_checks(tmp_path: Path, fmt: str, when: str) -> None:
+    """The checks still see every byte. A file that loses bytes while it is written (the volume
+    says they were written) fails sha256 (its size) and reopen (CSV reads its ranges back from the
+    file as it writes them: the file ends early; JSONL re-reads the closed file: rows missing); one
+    that loses its last line after it was closed fails sha256, and JSONL's reopen too."""
+    from syncer.formats import open_writer
     from syncer.validate.profile import ProfileAccumulator
 
     path = tmp_path / f"t.{fmt}"
     writer = open_writer(fmt, path, SCHEMA)
     assert writer.threaded and getattr(writer, "encoders", 0) == 2
+    assert getattr(writer, "reads_back", None) is (fmt == "csv")
+    if when == "while-written":
+        writer.sink._f = _LosingFile(writer.sink._f, keep=3_000)  # type: ignore[attr-defined]
     acc = ProfileAccumulator(SCHEMA)
     for b in _batches(count=4, rows=50):
         writer.write(b)
         acc.update(b)
     written = writer.close()
-    data = path.read_bytes()
-    path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1])  # the last row gone
-    table = TableConfig("t", source="t", primary_key=("id",), format=fmt)
-    ev = Evidence(table, SCHEMA, 200, acc.result(), acc, DupResult(), Quarantine(tmp_path / "q", table), written, None, False)
-    checks = {c.name: c for c in validate_table(ev)}
+    if when == "after-close":
+        data = path.read_bytes()
+        path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1])  # the last row gone
+    checks = _checks_of(fmt, path, written, acc)
     assert not checks["sha256"].ok, checks["sha256"].detail
-    detail = checks["reopen"].detail  # the cut falls inside the last row's quoted "\n" (CSV) or after it
-    assert not checks["reopen"].ok and ("were written" in detail or "cannot re-open" in detail), detail
+    detail = checks["reopen"].detail  # the cut falls inside a row's quoted "\n" (CSV) or after it
+    if when == "while-written" or fmt == "jsonl":
+        assert not checks["reopen"].ok and ("were written" in detail or "cannot re-open" in detail), detail
+    if when == "while-written" and fmt == "csv":
+        assert "the file ends at byte 3,000" in detail, detail
+
+
+def test_csv_read_back_parses_every_range_from_the_file_and_checks_its_header(tmp_path: Path) -> None:
+    """The read-back's rows and profile are the batches' (every range parsed once, the header
+    not taken for a row); a header that changed on disk before the close fails the check."""
+    from syncer.validate.profile import ProfileAccumulator, profile_differences
+
+    for damaged in (False, True):
+        path = tmp_path / f"t{int(damaged)}.csv"
+        writer = CsvTableWriter(path, SCHEMA)
+        if damaged:  # the header's first byte changed on disk (before any batch: no thread writes yet)
+            writer.stream.flush()
+            writer.sink.flush()
+            with open(path, "r+b") as f:
+                f.write(b"X")
+        acc = ProfileAccumulator(SCHEMA)
+        for b in _batches(count=7, rows=300):
+            writer.write(b)
+            acc.update(b)
+        written = writer.close()
+        rb = written.read_back
+        assert rb is not None and rb.rows == 2_100
+        assert not profile_differences(acc.result(), rb.acc.result(), SCHEMA)
+        checks = _checks_of("csv", path, written, acc)
+        if damaged:
+            assert not checks["reopen"].ok and "its first line reads back as b'Xid" in checks["reopen"].detail, checks[
+                "reopen"
+            ].detail
+        else:
+            assert rb.error is None and checks["reopen"].ok and checks["sha256"].ok, checks

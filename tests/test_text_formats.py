@@ -518,12 +518,17 @@ def test_jsonl_keeps_the_nanoseconds_of_a_time64_ns_column(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
-def test_the_reopen_check_fails_when_a_value_reads_back_changed(tmp_path: Path, fmt: str) -> None:
-    """A spelling that loses digits (as JSONL once did with a time64[ns]) is caught: the re-read
-    text file is profiled and held against the profile of the batches that were written."""
+def test_the_reopen_check_fails_when_a_value_reads_back_changed(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spelling that loses digits (as JSONL once did with a time64[ns]) is caught: the text file
+    parsed back is profiled and held against the profile of the batches that were written. JSONL
+    re-reads the closed file (here changed on disk); CSV reads each batch's bytes back from the
+    file as it writes them (here its encoder spells six digits)."""
     from syncer.config import TableConfig
     from syncer.export.quarantine import Quarantine
     from syncer.formats import open_writer
+    from syncer.formats.csv import CsvTableWriter
     from syncer.validate.checks import Evidence, validate_table
     from syncer.validate.keys import DupResult
     from syncer.validate.profile import ProfileAccumulator
@@ -531,12 +536,22 @@ def test_the_reopen_check_fails_when_a_value_reads_back_changed(tmp_path: Path, 
     schema = pa.schema([("id", pa.int64()), ("t", pa.time64("ns"))])
     batch = pa.record_batch([pa.array([1, 2]), pa.array([43_200_123_456_789, 1], pa.time64("ns"))], schema=schema)
     path = tmp_path / f"t.{fmt}"
+    if fmt == "csv":
+        spell = CsvTableWriter.encode
+
+        def six_digits(self: CsvTableWriter, encoder: int, b: pa.RecordBatch) -> list[pa.Buffer]:
+            text = b"".join(buf.to_pybytes() for buf in spell(self, encoder, b))
+            assert b"12:00:00.123456789" in text
+            return [pa.py_buffer(text.replace(b"12:00:00.123456789", b"12:00:00.123456"))]
+
+        monkeypatch.setattr(CsvTableWriter, "encode", six_digits)
     writer = open_writer(fmt, path, schema)
     writer.write(batch)
     written = writer.close()
-    text = path.read_text(encoding="utf-8")
-    assert "12:00:00.123456789" in text
-    path.write_text(text.replace("12:00:00.123456789", "12:00:00.123456"), encoding="utf-8")  # six digits kept
+    if fmt == "jsonl":
+        text = path.read_text(encoding="utf-8")
+        assert "12:00:00.123456789" in text
+        path.write_text(text.replace("12:00:00.123456789", "12:00:00.123456"), encoding="utf-8")  # six digits kept
     acc = ProfileAccumulator(schema)
     acc.update(batch)
     table = TableConfig("t", source="t", primary_key=("id",), format=fmt)

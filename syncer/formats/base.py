@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ class WrittenFile:
     sha256: str  # of the file; of a parted table: parts_digest(parts)
     parts: tuple[WrittenPart, ...] = ()
     rows: int = 0  # all parts together
+    #: a text file's bytes as they parsed back while it was written (syncer.formats.text_encoders.ReadBack)
+    read_back: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 class TableWriter(abc.ABC):

@@ -60,7 +60,10 @@ class CsvTableWriter(ParallelTextWriter):
     The lines are built with Arrow compute (:mod:`syncer.formats.csv_lines`, the bytes pyarrow's
     CSV writer writes) where that is faster (UTC timestamps; ``lines_always``: wherever it can, for
     the tests), else by pyarrow's writer, one batch into one buffer. Batches are spelled on
-    ``encoders`` threads and written in order (:mod:`syncer.formats.text_encoders`)."""
+    ``encoders`` threads and written in order, and read back from the file while it is written
+    (:mod:`syncer.formats.text_encoders`)."""
+
+    reads_back = True
 
     def __init__(
         self, path: Path, schema: pa.Schema, *, vectorised: bool = True, lines_always: bool = False, encoders: int = ENCODERS
@@ -75,11 +78,17 @@ class CsvTableWriter(ParallelTextWriter):
         self._options = pcsv.WriteOptions(quoting_style="needed", null_string=NULL, include_header=False)
         # The header is written when the writer is made: an empty table is still a header line.
         if self._lines:
-            self.stream.write(header(text_schema))
+            self.write_head(header(text_schema))
         else:
             head = pa.BufferOutputStream()
             pcsv.write_csv(pa.Table.from_batches([], text_schema), head, write_options=_with_header(self._options))
-            self.stream.write(head.getvalue())
+            self.write_head(head.getvalue().to_pybytes())
+
+    def parse(self, data: pa.Buffer) -> Iterator[pa.RecordBatch]:
+        """Rows of this writer (no header), parsed as :meth:`CsvFormat.iter_batches` parses the file."""
+        yield from _parsed(
+            pa.BufferReader(data), self.schema, None, block=min(max(data.size + 1, _BLOCK), _MAX_BLOCK), header=False
+        )
 
     def encode(self, encoder: int, batch: pa.RecordBatch) -> list[pa.Buffer]:
         if self._text:
@@ -230,27 +239,7 @@ class CsvFormat(Format):
                 block *= 4
 
     def _blocks(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None, block: int) -> Iterator[pa.RecordBatch]:
-        target = selected(schema, columns)
-        reader = pcsv.open_csv(
-            path,
-            # threads parse blocks ahead, one per CPU Arrow sees (the host's, in a container):
-            # bounded to _THREADED_CPUS of them
-            read_options=pcsv.ReadOptions(block_size=block, use_threads=pa.cpu_count() <= _THREADED_CPUS),
-            memory_pool=_reader_pool(),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True),
-            convert_options=pcsv.ConvertOptions(
-                column_types={f.name: f.type for f in _csv_schema(schema)},
-                include_columns=list(target.names),
-                # Only an unquoted \N (or, in files of earlier versions, an unquoted empty field) is
-                # null; the default null spellings would turn a float NaN ("nan") into null.
-                null_values=[NULL, ""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        has_text = any(_as_text(f.type) for f in target)
-        for b in _gathered(reader, read_rows(target)):
-            yield _decode_text(b, target) if has_text else conform(b, target)
+        yield from _parsed(path, schema, columns, block=block, header=True)
 
     def unsupported_columns(self, schema: pa.Schema) -> list[pa.Field]:
         """Nested, dictionary and interval columns: this dialect has no spelling for them."""
@@ -259,6 +248,39 @@ class CsvFormat(Format):
             for f in schema
             if pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type) or f.type == pa.month_day_nano_interval()
         ]
+
+
+def _parsed(
+    source: Path | pa.NativeFile, schema: pa.Schema, columns: Sequence[str] | None, *, block: int, header: bool
+) -> Iterator[pa.RecordBatch]:
+    """The rows of a file of this dialect (``header``: its first line names the columns), or of a
+    run of its lines, as batches of ``schema`` (or of only ``columns``): one parse for both."""
+    target = selected(schema, columns)
+    reader = pcsv.open_csv(
+        source,
+        # A file's threads parse blocks ahead, one per CPU Arrow sees (the host's, in a container):
+        # bounded to _THREADED_CPUS of them. A run of lines read back while the file is written
+        # is one block on the read-back's own thread (the encoders have the other cores).
+        read_options=pcsv.ReadOptions(
+            block_size=block,
+            use_threads=header and pa.cpu_count() <= _THREADED_CPUS,
+            column_names=None if header else schema.names,
+        ),
+        memory_pool=_reader_pool(),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True),
+        convert_options=pcsv.ConvertOptions(
+            column_types={f.name: f.type for f in _csv_schema(schema)},
+            include_columns=list(target.names),
+            # Only an unquoted \N (or, in files of earlier versions, an unquoted empty field) is
+            # null; the default null spellings would turn a float NaN ("nan") into null.
+            null_values=[NULL, ""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    has_text = any(_as_text(f.type) for f in target)
+    for b in _gathered(reader, read_rows(target)):
+        yield _decode_text(b, target) if has_text else conform(b, target)
 
 
 def _gathered(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:

@@ -193,11 +193,20 @@ TEXT_FORMATS = ("csv", "jsonl")
 def _reread_text(ev: Evidence) -> tuple[int, list[str]]:
     """Parse a text file back (every value, as the reader does) and profile what comes back: a
     spelling that loses a digit (a time's nanoseconds, a float's last bit) shows as a difference
-    from the profile of the batches that were written, which the profile check cannot see."""
-    acc = ProfileAccumulator(ev.schema)
-    for batch in reread_batches(ev.table.format, ev.written.path, ev.schema):
-        acc.update(batch)
-    return acc.rows, [line for _, line in profile_differences(ev.written_profile.result(), acc.result(), ev.schema)]
+    from the profile of the batches that were written, which the profile check cannot see. A
+    writer that read its bytes back from the file while it wrote them (``written.read_back``,
+    :mod:`syncer.formats.text_encoders`) did this parse already; else the closed file is parsed."""
+    rb = ev.written.read_back
+    if rb is not None:
+        if rb.error is not None:
+            raise ValueError(rb.error)
+        acc, rows = rb.acc, rb.rows
+    else:
+        acc = ProfileAccumulator(ev.schema)
+        for batch in reread_batches(ev.table.format, ev.written.path, ev.schema):
+            acc.update(batch)
+        rows = acc.rows
+    return rows, [line for _, line in profile_differences(ev.written_profile.result(), acc.result(), ev.schema)]
 
 
 def _null_check(name: str, columns: tuple[str, ...], label: str, q: Quarantine, cols: dict[str, Any], within: bool) -> Check:
