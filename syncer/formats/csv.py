@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import decimal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ from syncer.formats.csv_lines import faster, header, lines, supported
 from syncer.formats.text_encoders import ENCODERS, ParallelTextWriter
 
 __all__ = ["DIALECT", "NULL", "CsvFormat", "CsvTableWriter"]
+
+#: columns from which a table's file is parsed back once closed instead of while it is written
+READ_BACK_COLUMNS = 150
 
 #: the unquoted field that means NULL
 NULL = "\\N"
@@ -63,11 +66,14 @@ class CsvTableWriter(ParallelTextWriter):
     ``encoders`` threads and written in order, and read back from the file while it is written
     (:mod:`syncer.formats.text_encoders`)."""
 
-    reads_back = True
-
     def __init__(
         self, path: Path, schema: pa.Schema, *, vectorised: bool = True, lines_always: bool = False, encoders: int = ENCODERS
     ) -> None:
+        # Read back while written, but a wide table: the read-back's parser, batches and profile
+        # of 300 columns held ~15 MiB more than its batch budget leaves (the matrix's 300-column
+        # table peaked at 396-398 MiB, 383 without, whatever the batch size): it parses the
+        # closed file, as before.
+        self.reads_back = len(schema) < READ_BACK_COLUMNS
         super().__init__(path, schema, encoders=encoders)
         self._text = [i for i, f in enumerate(schema) if _as_text(f.type)]
         self._how = [_spelling(schema[i]) if vectorised else None for i in self._text]
@@ -84,11 +90,10 @@ class CsvTableWriter(ParallelTextWriter):
             pcsv.write_csv(pa.Table.from_batches([], text_schema), head, write_options=_with_header(self._options))
             self.write_head(head.getvalue().to_pybytes())
 
-    def parse(self, data: pa.Buffer) -> Iterator[pa.RecordBatch]:
-        """Rows of this writer (no header), parsed as :meth:`CsvFormat.iter_batches` parses the file."""
-        yield from _parsed(
-            pa.BufferReader(data), self.schema, None, block=min(max(data.size + 1, _BLOCK), _MAX_BLOCK), header=False
-        )
+    def parse(self, opened: Callable[[], pa.NativeFile]) -> Iterator[pa.RecordBatch]:
+        """Rows of this writer (no header), parsed as :meth:`CsvFormat.iter_batches` parses the
+        file, in blocks of _BLOCK bytes (as they come: the profile gathers them)."""
+        return _in_blocks(lambda block: _parsed(opened(), self.schema, None, block=block, header=False, gather=False))
 
     def encode(self, encoder: int, batch: pa.RecordBatch) -> list[pa.Buffer]:
         if self._text:
@@ -220,26 +225,8 @@ class CsvFormat(Format):
         return CsvTableWriter(path, schema)
 
     def iter_batches(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
-        """The file's rows in blocks of _BLOCK bytes; a row longer than a block (a 10 MB value)
-        reads the file again with blocks that hold it, skipping the rows already given."""
-        given, block = 0, _BLOCK
-        while True:
-            seen = 0
-            try:
-                for b in self._blocks(path, schema, columns, block):
-                    start = max(0, given - seen)  # rows of b given before the read started again
-                    seen += b.num_rows
-                    if start < b.num_rows:
-                        yield b.slice(start) if start else b
-                        given = seen
-                return
-            except pa.ArrowInvalid as exc:
-                if "straddl" not in str(exc) or block >= _MAX_BLOCK:
-                    raise
-                block *= 4
-
-    def _blocks(self, path: Path, schema: pa.Schema, columns: Sequence[str] | None, block: int) -> Iterator[pa.RecordBatch]:
-        yield from _parsed(path, schema, columns, block=block, header=True)
+        """The file's rows in blocks of _BLOCK bytes (see :func:`_in_blocks`)."""
+        return _in_blocks(lambda block: _parsed(path, schema, columns, block=block, header=True))
 
     def unsupported_columns(self, schema: pa.Schema) -> list[pa.Field]:
         """Nested, dictionary and interval columns: this dialect has no spelling for them."""
@@ -250,11 +237,38 @@ class CsvFormat(Format):
         ]
 
 
+def _in_blocks(blocks: Callable[[int], Iterator[pa.RecordBatch]]) -> Iterator[pa.RecordBatch]:
+    """The batches of ``blocks(_BLOCK)``; a row longer than a block (a 10 MB value) reads the
+    source again with blocks that hold it, skipping the rows already given."""
+    given, block = 0, _BLOCK
+    while True:
+        seen = 0
+        try:
+            for b in blocks(block):
+                start = max(0, given - seen)  # rows of b given before the read started again
+                seen += b.num_rows
+                if start < b.num_rows:
+                    yield b.slice(start) if start else b
+                    given = seen
+            return
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or block >= _MAX_BLOCK:
+                raise
+            block *= 4
+
+
 def _parsed(
-    source: Path | pa.NativeFile, schema: pa.Schema, columns: Sequence[str] | None, *, block: int, header: bool
+    source: Path | pa.NativeFile,
+    schema: pa.Schema,
+    columns: Sequence[str] | None,
+    *,
+    block: int,
+    header: bool,
+    gather: bool = True,
 ) -> Iterator[pa.RecordBatch]:
     """The rows of a file of this dialect (``header``: its first line names the columns), or of a
-    run of its lines, as batches of ``schema`` (or of only ``columns``): one parse for both."""
+    run of its lines, as batches of ``schema`` (or of only ``columns``; ``gather``: of about
+    DEFAULT_BATCH_BYTES, else a block's each): one parse for both."""
     target = selected(schema, columns)
     reader = pcsv.open_csv(
         source,
@@ -279,7 +293,7 @@ def _parsed(
         ),
     )
     has_text = any(_as_text(f.type) for f in target)
-    for b in _gathered(reader, read_rows(target)):
+    for b in _gathered(reader, read_rows(target)) if gather else reader:
         yield _decode_text(b, target) if has_text else conform(b, target)
 
 

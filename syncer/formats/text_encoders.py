@@ -16,8 +16,8 @@ wait for the writer. The stages are one :class:`~syncer._stage.Pipeline`: the fi
 does and profiles what comes back (a spelling that loses a digit differs from the profile of the
 batches written). That parse of the closed file was a text sync's longest step after the export
 (1.75 s of a 5M-row table's 4.1 s to CSV), on one core. Here, once the writer has handed a batch's
-bytes to the file, a read-back stage reads that byte range back from the file (``pread``: the
-bytes the file holds, not the ones in memory), parses it as the format's reader does
+bytes to the file, a read-back stage reads that byte range back from the file (a stream of the
+file's range, in the parser's blocks: the bytes the file holds, not the ones in memory), parses it as the format's reader does
 (:meth:`ParallelTextWriter.parse`) and profiles it, while the next batches are spelled and
 written; ``close`` checks the header's bytes too, and returns the result as
 :attr:`WrittenFile.read_back` (:class:`ReadBack`) for the check. A range that does not parse is
@@ -30,7 +30,7 @@ import abc
 import dataclasses
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ class ParallelTextWriter(StreamTableWriter):
         self.read_back = ReadBack(ProfileAccumulator(schema)) if self.reads_back else None
         #: the bytes every file of this format begins with (a CSV header), checked at close
         self.head = b""
-        self._fd = -1  # the file, opened again to read back what was written
+        self._file: pa.NativeFile | None = None  # the file, opened again to read back what was written
         self._reading: Stage[tuple[int, int]] | None = (
             self._pipeline.worker(self._read_range, bound=_READ_BACK_DEPTH, name="syncer-read-back") if self.reads_back else None
         )
@@ -101,9 +101,10 @@ class ParallelTextWriter(StreamTableWriter):
         self.head = head
         self.stream.write(head)
 
-    def parse(self, data: pa.Buffer) -> Iterator[pa.RecordBatch]:
-        """The batches of ``schema`` a reader parses from ``data``, whole lines of this writer
-        (after the head): the format's own parse, as its reader does it."""
+    def parse(self, opened: Callable[[], pa.NativeFile]) -> Iterator[pa.RecordBatch]:
+        """The batches of ``schema`` a reader parses from a range of whole lines of this writer
+        (after the head; ``opened()`` gives a stream of it, again if the parse starts over): the
+        format's own parse, as its reader does it."""
         raise NotImplementedError(f"{type(self).__name__} cannot parse its bytes back")
 
     @abc.abstractmethod
@@ -143,8 +144,12 @@ class ParallelTextWriter(StreamTableWriter):
             return  # the first range that did not parse is the check's answer
         start, end = span
         try:
-            data = self._pread(start, end)
-            for batch in self.parse(pa.py_buffer(data)):
+            file = self._opened()
+            size = os.fstat(file.fileno()).st_size
+            if size < end:
+                raise OSError(f"the file ends at byte {size:,}, {end:,} were written")
+            # the range streamed from the file in the parser's blocks (never held whole)
+            for batch in self.parse(lambda: file.get_stream(start, end - start)):
                 rb.rows += batch.num_rows
                 rb.acc.update(batch)
         except (OSError, pa.ArrowException, ValueError, ArithmeticError) as exc:
@@ -152,17 +157,10 @@ class ParallelTextWriter(StreamTableWriter):
             # ArithmeticError: a decimal that is not digits
             rb.error = f"bytes {start:,} to {end:,} do not parse back: {exc}"
 
-    def _pread(self, start: int, end: int) -> bytes:
-        if self._fd < 0:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        chunks, at = [], start
-        while at < end:
-            got = os.pread(self._fd, end - at, at)
-            if not got:
-                raise OSError(f"the file ends at byte {at:,}, {end:,} were written")
-            chunks.append(got)
-            at += len(got)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    def _opened(self) -> pa.NativeFile:
+        if self._file is None:
+            self._file = pa.OSFile(str(self.path), "r")
+        return self._file
 
     def _check_head(self) -> None:
         rb = self.read_back
@@ -171,7 +169,7 @@ class ParallelTextWriter(StreamTableWriter):
         self.stream.flush()
         self.sink.flush()
         try:
-            got = self._pread(0, len(self.head))
+            got = self._opened().read_at(len(self.head), 0)
         except OSError as exc:
             rb.error = f"its first line cannot be read back: {exc}"
             return
@@ -179,9 +177,9 @@ class ParallelTextWriter(StreamTableWriter):
             rb.error = f"its first line reads back as {got[:200]!r}, {self.head[:200]!r} was written"
 
     def _close_fd(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
     def _write(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
