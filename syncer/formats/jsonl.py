@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from syncer.formats import jsonl_lines
 from syncer.formats.base import Format, TableWriter, decimal_array, read_rows, selected
-from syncer.formats.jsonl_sql import WIDE_COLUMNS, SqlLines, connection, parse_lines, plan, read_batches, read_plan
+from syncer.formats.jsonl_sql import WIDE_COLUMNS, SqlLines, plan, read_batches, read_plan
 from syncer.formats.text_encoders import ENCODERS, ParallelTextWriter
 
 __all__ = ["DIALECT", "JsonlFormat", "JsonlTableWriter", "dumps", "encode_rows", "json_default"]
@@ -97,12 +97,6 @@ class JsonlTableWriter(ParallelTextWriter):
         self.arrow_below_rows = 1 << 62 if wide or arrow_always else ARROW_BELOW_ROWS
         if encoders is None:  # DuckDB's JSON text of a wide batch costs ~70 MiB per encoder: one then
             encoders = ENCODERS if self._arrow or not wide else 1
-        # Read back while written (syncer.formats.text_encoders) when DuckDB parses every column, as
-        # the re-read of the file would, and the table is not wide (its parse of a wide batch holds
-        # DuckDB's vectors of every column: the file is parsed once closed, on one thread)
-        self._read_select = read_plan(schema)
-        self.reads_back = self._read_select is not None and not wide
-        self._read_con: Any = None
         super().__init__(path, schema, encoders=encoders)
         self._encoders = [(f.name, _encoder(f.type)) for f in schema]
         self._select = plan(schema) if vectorised else None
@@ -129,36 +123,11 @@ class JsonlTableWriter(ParallelTextWriter):
         lines = [json.dumps(row, ensure_ascii=False, allow_nan=False) for row in _rows(self._encoders, batch)]
         return [("\n".join(lines) + "\n").encode("utf-8")]
 
-    def parse(self, opened: Callable[[], pa.NativeFile]) -> Iterator[pa.RecordBatch]:
-        """A range of this writer's lines parsed as :meth:`JsonlFormat.reread` parses the file
-        (DuckDB's JSON transform, then Arrow's casts); one that does not parse is parsed again by
-        the reader's own parse, which names the line (as the re-read of a file does)."""
-        assert self._read_select is not None and self.read_back is not None
-        data = opened().read_buffer()
-        before = self.read_back.rows  # the lines of the ranges before this one
-        if self._read_con is None:
-            self._read_con = connection()
-        try:
-            yield from parse_lines(self._read_con, data, self.schema, self._read_select).to_batches()
-        except Exception as exc:
-            import duckdb
-
-            if not isinstance(exc, (duckdb.Error, ValueError, pa.ArrowException)):
-                raise
-            text = data.to_pybytes().decode("utf-8", errors="replace")
-            for k, line in enumerate(text.split("\n")[:-1]):
-                _parse(self.path, before + k + 1, line)  # raises, naming the line
-            first = str(exc).split("\n")[0].removeprefix("Invalid Input Error: ")
-            raise ValueError(f"{self.path.name} is not valid JSON Lines: {first}") from None
-
     def _finish(self) -> None:
         for k, sql in enumerate(self._sql):  # (abort calls it too)
             if sql is not None:
                 sql.close()
                 self._sql[k] = None
-        con, self._read_con = self._read_con, None
-        if con is not None:
-            con.close()
 
 
 def _rows(encoders: list[tuple[str, Encoder]], batch: pa.RecordBatch) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ values on the type catalogue and on generated batches.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["SqlLines", "lines_of", "parse_lines", "plan", "read_batches", "read_plan"]
+__all__ = ["SqlLines", "plan", "read_batches", "read_plan"]
 
 _NUMERIC = (pa.types.is_boolean, pa.types.is_integer)
 _TEXT = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
@@ -287,52 +286,13 @@ def _read_json(path: Path, schema: pa.Schema) -> str:
     return f"read_json({_literal(str(path))}, columns = {{{columns}}}, format = 'newline_delimited', records = true)"
 
 
-def _typed(raw: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """A batch of the read's text (or nested text) columns cast by Arrow to ``schema`` (strictly)."""
-    from syncer.formats.base import decimal_array
-
-    cols = [
-        decimal_array(col, f.type) if pa.types.is_decimal(f.type) else col.cast(f.type)
-        for f, col in zip(schema, raw.columns, strict=True)
-    ]
-    return pa.RecordBatch.from_arrays(cols, schema=schema)
-
-
-def lines_of(data: pa.Buffer) -> pa.Array:
-    """``data``, lines each ending in ``\n``, as a string array of them (zero-copy: offsets over
-    the same bytes; the UTF-8 checked). A JSON Lines file has a ``\n`` only at its lines' ends
-    (JSON escapes one inside a string)."""
-    import numpy as np
-
-    raw = np.frombuffer(data, dtype=np.uint8)
-    if raw.size and raw[-1] != 10:
-        raise ValueError("the last line does not end in a newline")
-    ends = np.flatnonzero(raw == 10) + 1
-    wide = data.size >= 2**31 - 1
-    offsets = np.concatenate([np.zeros(1, ends.dtype), ends]).astype(np.int64 if wide else np.int32)
-    kind = pa.large_string() if wide else pa.string()
-    arr = pa.Array.from_buffers(kind, len(ends), [None, pa.py_buffer(offsets), data])
-    arr.validate(full=True)  # UTF-8, as a file's reader requires
-    return arr
-
-
-def parse_lines(con: Any, data: pa.Buffer, schema: pa.Schema, select: str) -> pa.Table:
-    """``data``, whole lines of a JSON Lines file of ``schema``, parsed as :func:`read_batches`
-    parses the file (the same JSON transform of every column to text, strictly: a line that is not
-    an object, misses a key or repeats one raises; then the same casts), on the cursor ``con``."""
-    structure = json.dumps({f.name: _reading(f.type, "")[0] for f in schema})  # type: ignore[index]
-    sql = f"SELECT {select} FROM (SELECT unnest(json_transform_strict(line, {_literal(structure)})) FROM lines)"
-    lines = pa.table({"line": lines_of(data)})
-    got = con.from_arrow(lines).query("lines", sql).to_arrow_table()
-    return pa.Table.from_batches([_typed(b, schema) for b in got.to_batches()], schema=schema)
-
-
 def read_batches(path: Path, schema: pa.Schema, select: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
     """The file's rows as batches of ``schema``, parsed by DuckDB and cast by Arrow (strictly: a value
     that is not its column's spelling raises). ValueError for a line that is not a JSON object."""
     import duckdb
 
     from syncer._memory import format_size, read_limit
+    from syncer.formats.base import decimal_array
 
     con = connection()
     try:
@@ -344,7 +304,10 @@ def read_batches(path: Path, schema: pa.Schema, select: str, batch_rows: int) ->
             con.execute(f"SET memory_limit = '{read_limit()}B'")  # the ceiling as it is now
             reader = con.sql(f"SELECT {select} FROM {_read_json(path, schema)}").to_arrow_reader(batch_rows)
             for raw in reader:
-                yield _typed(raw, schema)
+                cols = []
+                for f, col in zip(schema, raw.columns, strict=True):
+                    cols.append(decimal_array(col, f.type) if pa.types.is_decimal(f.type) else col.cast(f.type))
+                yield pa.RecordBatch.from_arrays(cols, schema=schema)
         except duckdb.OutOfMemoryException as exc:
             first = str(exc).split("\n")[0]
             raise ValueError(
