@@ -274,7 +274,7 @@ def _parsed(
         source,
         # A file's threads parse blocks ahead, one per CPU Arrow sees (the host's, in a container):
         # bounded to _THREADED_CPUS of them. A run of lines read back while the file is written
-        # is one block on the read-back's own thread (the encoders have the other cores).
+        # is parsed on the read-back's own thread (the encoders have the other cores).
         read_options=pcsv.ReadOptions(
             block_size=block,
             use_threads=header and pa.cpu_count() <= _THREADED_CPUS,

@@ -16,8 +16,8 @@ wait for the writer. The stages are one :class:`~syncer._stage.Pipeline`: the fi
 does and profiles what comes back (a spelling that loses a digit differs from the profile of the
 batches written). That parse of the closed file was a text sync's longest step after the export
 (1.75 s of a 5M-row table's 4.1 s to CSV), on one core. Here, once the writer has handed a batch's
-bytes to the file, a read-back stage reads that byte range back from the file (a stream of the
-file's range, in the parser's blocks: the bytes the file holds, not the ones in memory), parses it as the format's reader does
+bytes to the file, a read-back stage streams that byte range back from the file (in the parser's
+blocks: the bytes the file holds, not the ones in memory), parses it as the format's reader does
 (:meth:`ParallelTextWriter.parse`) and profiles it, while the next batches are spelled and
 written; ``close`` checks the header's bytes too, and returns the result as
 :attr:`WrittenFile.read_back` (:class:`ReadBack`) for the check. A range that does not parse is
@@ -72,8 +72,8 @@ class ReadBack:
 
 
 class ParallelTextWriter(StreamTableWriter):
-    """A text writer whose batches are spelled by :meth:`encode` on ``encoders`` threads and, with
-    ``read_back``, parsed back from the file while it is written (the module docstring)."""
+    """A text writer whose batches are spelled by :meth:`encode` on ``encoders`` threads and, when
+    it ``reads_back``, parsed back from the file while it is written (the module docstring)."""
 
     threaded = True
     #: the format parses its bytes back while they are written (it has :meth:`parse`)
@@ -176,7 +176,7 @@ class ParallelTextWriter(StreamTableWriter):
         if got != self.head:
             rb.error = f"its first line reads back as {got[:200]!r}, {self.head[:200]!r} was written"
 
-    def _close_fd(self) -> None:
+    def _close_file(self) -> None:
         file, self._file = self._file, None
         if file is not None:
             file.close()
@@ -194,11 +194,11 @@ class ParallelTextWriter(StreamTableWriter):
             self._pipeline.finish()  # waits for every batch to be written and read back, or raises the first error
             self._check_head()
         finally:
-            self._close_fd()
+            self._close_file()
         written = super().close()
         return dataclasses.replace(written, read_back=self.read_back) if self.read_back is not None else written
 
     def abort(self) -> None:
         self._pipeline.join()  # a batch being spelled is finished, the ones waiting are dropped
-        self._close_fd()
+        self._close_file()
         super().abort()
