@@ -74,17 +74,22 @@ def test_a_worker_error_stops_the_reader_and_the_consumer(no_leftover_threads: N
 
 def test_the_first_error_wins_and_later_ones_are_attached(no_leftover_threads: None) -> None:
     first_raised = threading.Event()
+    inside = threading.Event()
 
     def fails_first(_: int) -> None:
         raise LookupError("the first failure")
 
     def fails_later(_: int) -> None:
+        inside.set()
         first_raised.wait()
         raise OSError("a later failure while cancelling")
 
     with pytest.raises(LookupError) as info, Pipeline() as stages:
         later = stages.worker(fails_later)
-        later.put(0)  # now inside fails_later, waiting
+        later.put(0)
+        # inside fails_later before anything fails (else, under load, the cancel can come before
+        # its thread took item 0: it then stops without calling it, and there is no later error)
+        assert inside.wait(10)
         first = stages.worker(fails_first)
         first.put(0)
         # Once the stage has failed, put raises its error instead of taking more (or waiting). Under
