@@ -203,3 +203,21 @@ BROKEN_STREAM = """class Broken:
     def isatty(self):
         return False
 """
+
+
+@pytest.fixture(scope="session")
+def catalogue_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The type catalogue's warehouse (tests/catalogue.py), built once."""
+    from tests.catalogue import build_catalogue
+
+    return build_catalogue(tmp_path_factory.mktemp("cat") / "catalogue.duckdb")
+
+
+@pytest.fixture(scope="module")
+def catalogue_source(catalogue_path: Path) -> Iterator[Any]:
+    """A DuckDB source on the catalogue, one per test module (its memory limits are its own)."""
+    from syncer.config import SourceConfig
+    from syncer.sources.duckdb import DuckDBSource
+
+    with DuckDBSource(SourceConfig(kind="duckdb", path=catalogue_path)) as src:
+        yield src

@@ -11,8 +11,7 @@ import pyarrow as pa
 import pytest
 
 from syncer.formats.csv import ARROW, CsvTableWriter, _fits, _spelling
-from syncer.sources.duckdb import DuckDBSource
-from tests.catalogue import CATALOGUE, build_catalogue
+from tests.catalogue import CATALOGUE
 
 D = decimal.Decimal
 
@@ -31,15 +30,6 @@ def assert_same_bytes(batches: list[pa.RecordBatch], schema: pa.Schema, tmp: Pat
     want = written(batches, schema, tmp / "row-wise.csv", vectorised=False)
     assert written(batches, schema, tmp / "vectorised-lines.csv", vectorised=True, lines=True) == want
     assert written(batches, schema, tmp / "vectorised.csv", vectorised=True) == want
-
-
-@pytest.fixture(scope="module")
-def catalogue_source(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from syncer.config import SourceConfig
-
-    src = DuckDBSource(SourceConfig(kind="duckdb", path=build_catalogue(tmp_path_factory.mktemp("cat") / "c.duckdb")))
-    yield src
-    src.close()
 
 
 @pytest.mark.parametrize("entry", [pytest.param(e, id=e.name) for e in CATALOGUE])

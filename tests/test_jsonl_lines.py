@@ -15,7 +15,7 @@ import pytest
 from syncer.formats import jsonl_lines
 from syncer.formats.jsonl import JsonlTableWriter
 from tests.catalogue import CATALOGUE
-from tests.test_jsonl_sql import _random_batch, catalogue_source, reference_lines, same  # noqa: F401 - a fixture
+from tests.test_jsonl_sql import _random_batch, reference_lines, same
 
 FLAT = [
     "i64",
@@ -143,7 +143,7 @@ FLAT_CATALOGUE = [pytest.param(e, id=e.name) for e in CATALOGUE]
 @pytest.mark.parametrize("entry", FLAT_CATALOGUE)
 def test_every_flat_catalogue_type_is_spelled_as_the_row_wise_encoder_does(
     entry: Any,
-    catalogue_source: Any,  # noqa: F811 - the fixture of tests/test_jsonl_sql.py
+    catalogue_source: Any,
     tmp_path: Path,
 ) -> None:
     from syncer.config import TableConfig

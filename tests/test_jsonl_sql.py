@@ -17,8 +17,7 @@ import pytest
 
 from syncer.formats.jsonl import JsonlTableWriter
 from syncer.formats.jsonl_sql import SqlLines, plan, read_batches, read_plan
-from syncer.sources.duckdb import DuckDBSource
-from tests.catalogue import CATALOGUE, build_catalogue
+from tests.catalogue import CATALOGUE
 
 
 def reference_lines(batch: pa.RecordBatch, tmp: Path) -> list[str]:
@@ -56,16 +55,6 @@ def assert_same_lines(batch: pa.RecordBatch, tmp: Path) -> None:
     assert len(got) == len(want) == batch.num_rows
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert same(g, w), f"row {i}: {g!r} != {w!r}"
-
-
-@pytest.fixture(scope="module")
-def catalogue_source(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from syncer.config import SourceConfig
-
-    path = build_catalogue(tmp_path_factory.mktemp("cat") / "catalogue.duckdb")
-    src = DuckDBSource(SourceConfig(kind="duckdb", path=path))
-    yield src
-    src.close()
 
 
 PLANNED = []

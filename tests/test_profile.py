@@ -449,14 +449,6 @@ def test_a_big_tables_profile_in_its_split_queries_is_the_arrow_profile_of_its_r
     assert len(together) == 1  # a row filter (a bisection's range): one query for them all
 
 
-@pytest.fixture(scope="module")
-def catalogue_source(tmp_path_factory: pytest.TempPathFactory):
-    from tests.catalogue import build_catalogue
-
-    with DuckDBSource(SourceConfig(kind="duckdb", path=build_catalogue(tmp_path_factory.mktemp("cat") / "c.duckdb"))) as s:
-        yield s
-
-
 def _catalogue_params() -> list:
     from tests.catalogue import CATALOGUE
 

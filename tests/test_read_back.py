@@ -4,9 +4,7 @@ enough that the file is many ranges. (JSONL parses its closed file: docs/perform
 
 from __future__ import annotations
 
-import math
 import random
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +12,9 @@ import pyarrow as pa
 import pytest
 
 from syncer.formats import open_writer, reread_batches, unsupported_columns
-from syncer.sources.duckdb import DuckDBSource
 from syncer.validate.profile import ProfileAccumulator, profile_differences
-from tests.catalogue import CATALOGUE, build_catalogue
-from tests.test_jsonl_sql import _random_batch
-
-
-@pytest.fixture(scope="module")
-def catalogue_source(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from syncer.config import SourceConfig
-
-    path = build_catalogue(tmp_path_factory.mktemp("cat") / "catalogue.duckdb")
-    src = DuckDBSource(SourceConfig(kind="duckdb", path=path))
-    yield src
-    src.close()
-
-
-def _same(x: Any, y: Any) -> bool:
-    if isinstance(x, float) and isinstance(y, float):
-        return struct.pack("<d", x) == struct.pack("<d", y) or (math.isnan(x) and math.isnan(y))
-    if isinstance(x, list) and isinstance(y, list):
-        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y, strict=True))
-    if isinstance(x, dict) and isinstance(y, dict):
-        return list(x) == list(y) and all(_same(x[k], y[k]) for k in x)
-    return type(x) is type(y) and x == y
+from tests.catalogue import CATALOGUE
+from tests.test_jsonl_sql import _random_batch, same
 
 
 def _assert_read_back_is_the_closed_parse(fmt: str, schema: pa.Schema, batches: list[pa.RecordBatch], path: Path) -> bool:
@@ -72,7 +49,7 @@ def _assert_read_back_is_the_closed_parse(fmt: str, schema: pa.Schema, batches: 
     assert got.num_rows == want.num_rows
     for name in schema.names:
         for i, (x, y) in enumerate(zip(got.column(name).to_pylist(), want.column(name).to_pylist(), strict=True)):
-            assert _same(x, y), (name, i, x, y)
+            assert same(x, y), (name, i, x, y)
     return True
 
 
